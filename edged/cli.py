@@ -1,0 +1,140 @@
+"""The one entry point: `edged run`, `edged config`, `edged peers`.
+
+Exit codes: 0 ok, 2 usage or config error, 3 start-up failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import tomli_w
+
+from edged import __version__
+from edged import config as config_module
+from edged.config import Config
+from edged.errors import ConfigError, EdgedError, StartupError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_STARTUP = 3
+
+logger = logging.getLogger("edged.cli")
+
+
+def _port(text: str) -> int:
+    try:
+        return int(config_module.check_value("http.port", int(text)))
+    except (ValueError, ConfigError) as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)") from error
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edged", description="Edge video daemon.")
+    parser.add_argument("--version", action="version", version=f"edged {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon (embedded defaults without --config)")
+    run.add_argument("--config", type=Path, help="TOML config file")
+    run.add_argument("--port", type=_port, help="HTTP port, overrides [http] port (0: any)")
+    run.add_argument("--data-dir", help="state directory, overrides [storage] data_dir")
+
+    config = commands.add_parser("config", help="check or show configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="validate a config file")
+    check.add_argument("file", type=Path)
+    show = config_commands.add_parser("show", help="print the effective config as TOML")
+    show.add_argument("--config", type=Path, help="TOML config file (default: embedded)")
+
+    peers = commands.add_parser("peers", help="list the edged boxes on the LAN (mDNS)")
+    peers.add_argument("--json", action="store_true", help="machine-readable output")
+    peers.add_argument("--timeout", type=float, default=3.0, help="seconds to listen")
+    peers.add_argument(
+        "--interface", action="append", default=[], help="IPv4 address to browse on (repeat)"
+    )
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    under_journal = "JOURNAL_STREAM" in os.environ
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format=fmt if under_journal else "%(asctime)s " + fmt,
+    )
+    logging.getLogger("edged").setLevel(level.upper())
+
+
+def _load(path: Path | None) -> Config:
+    return Config() if path is None else config_module.load(path)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edged.daemon import Launch, run  # the heavy imports only for the daemon
+
+    config = _load(args.config)
+    overrides = {"http.port": args.port} if args.port is not None else {}
+    config = config_module.with_overrides(config, overrides)
+    _configure_logging(config.daemon.log_level)
+    launch = Launch(
+        config=config, config_file=args.config, overrides=overrides, data_dir=args.data_dir
+    )
+    clean = asyncio.run(run(launch))
+    return EXIT_OK if clean else EXIT_FAILURE
+
+
+def _config(args: argparse.Namespace) -> int:
+    if args.config_command == "check":
+        config_module.load(args.file)
+        print(f"{args.file}: ok")
+        return EXIT_OK
+    print(tomli_w.dumps(config_module.to_mapping(_load(args.config))), end="")
+    return EXIT_OK
+
+
+def _peers(args: argparse.Namespace) -> int:
+    from edged.discovery import browse_peers
+
+    peers = asyncio.run(browse_peers(args.timeout, tuple(args.interface)))
+    if args.json:
+        print(json.dumps([dataclasses.asdict(peer) for peer in peers], indent=2))
+        return EXIT_OK
+    if not peers:
+        print("no edged boxes answered on this LAN")
+        return EXIT_OK
+    print(f"{'NODE':20} {'EVENT':16} {'VERSION':10} ADDRESS")
+    for peer in peers:
+        address = ", ".join(f"{ip}:{peer.port}" for ip in peer.addresses)
+        print(f"{peer.node:20} {peer.event:16} {peer.version:10} {address}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"run": _run, "config": _config, "peers": _peers}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as error:
+        print(f"edged: config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StartupError as error:
+        print(f"edged: cannot start: {error}", file=sys.stderr)
+        return EXIT_STARTUP
+    except EdgedError as error:
+        print(f"edged: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

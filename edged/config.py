@@ -1,0 +1,275 @@
+"""Configuration: frozen dataclasses, loaded once from TOML and validated key by key.
+
+The defaults written here are the embedded defaults; `configs/edged.toml` documents every key with
+the same values, and a test keeps the two in agreement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edged.errors import ConfigError
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KIB": KiB,
+    "MIB": MiB,
+    "GIB": GiB,
+    "TIB": 1024 * GiB,
+}
+_SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+
+
+def setting(
+    default: Any,
+    *,
+    size: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] = (),
+    pattern: str = "",
+) -> Any:
+    """A config field with the facts its validation needs."""
+    metadata = {
+        "size": size,
+        "minimum": minimum,
+        "maximum": maximum,
+        "choices": choices,
+        "pattern": pattern,
+    }
+    if isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str = setting("", pattern=f"^$|{_NAME_PATTERN}")
+    event: str = setting("default", pattern=_NAME_PATTERN)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "0.0.0.0"  # noqa: S104 - serving the venue LAN is the point
+    port: int = setting(8080, minimum=0, maximum=65535)
+    admin_token_file: str = ""
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    shutdown_timeout: float = setting(10.0, minimum=0.1, maximum=300.0)
+    log_level: str = setting("info", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class MdnsConfig:
+    enabled: bool = True
+    interfaces: tuple[str, ...] = setting(())
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    test_pattern: str = setting("auto", choices=("auto", "on", "off"))
+    gop_seconds: float = setting(1.0, minimum=0.1, maximum=10.0)
+    segment_seconds: float = setting(60.0, minimum=1.0, maximum=3600.0)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: str = ""
+    min_free_bytes: int = setting(2 * GiB, size=True, minimum=0)
+    delete_unuploaded: bool = False
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    max_bytes: int = setting(8 * GiB, size=True, minimum=0)
+    manifest: str = ""
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    endpoint: str = setting("", pattern=r"^$|^[^/:\s]+(:\d{1,5})?$")
+    secure: bool = True
+    region: str = "us-east-1"
+    bucket: str = setting("edged", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = setting("", pattern=r"^$|^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    access_key: str = ""
+    secret_key_file: str = ""
+    sts_role_arn: str = ""
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    part_size: int = setting(16 * MiB, size=True, minimum=5 * MiB, maximum=5 * GiB)
+    parallel_parts: int = setting(2, minimum=1, maximum=16)
+    bandwidth_limit: int = setting(0, size=True, minimum=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    node: NodeConfig = field(default_factory=NodeConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    mdns: MdnsConfig = field(default_factory=MdnsConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
+
+
+def parse_size(value: object, key: str) -> int:
+    """A byte count from an integer or a string such as "16MiB" or "2 GB"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        match = _SIZE_PATTERN.match(value)
+        if match and match.group(2).upper() in _SIZE_UNITS:
+            return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+    raise ConfigError(
+        f"{key} = {value!r}: not a size; use a whole number of bytes or a string such as "
+        '"512MiB", "2GiB" or "100MB"'
+    )
+
+
+def _type_name(kind: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        kind, "a list of strings"
+    )
+
+
+def _coerce(spec: dataclasses.Field[Any], kind: Any, value: object, key: str) -> Any:
+    meta = spec.metadata
+    if meta.get("size"):
+        result: Any = parse_size(value, key)
+    elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        result = float(value)
+    elif typing.get_origin(kind) is tuple:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{key} = {value!r}: must be a list of strings")
+        result = tuple(value)
+    elif isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        result = value
+    else:
+        raise ConfigError(f"{key} = {value!r}: must be {_type_name(kind)}")
+    return _check_range(meta, result, key)
+
+
+def _check_range(meta: Mapping[str, Any], value: Any, key: str) -> Any:
+    minimum, maximum = meta.get("minimum"), meta.get("maximum")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key} = {value!r}: must be at least {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key} = {value!r}: must be at most {maximum:g}")
+    if meta.get("choices") and value not in meta["choices"]:
+        allowed = ", ".join(repr(choice) for choice in meta["choices"])
+        raise ConfigError(f"{key} = {value!r}: must be one of {allowed}")
+    if meta.get("pattern") and not re.match(meta["pattern"], value):
+        raise ConfigError(f"{key} = {value!r}: not allowed; must match {meta['pattern']}")
+    return value
+
+
+def _section_types() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Config)
+    return {spec.name: hints[spec.name] for spec in dataclasses.fields(Config)}
+
+
+def _build_section(section: str, cls: type[Any], values: object) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{section}] must be a table, not {values!r}")
+    specs = {spec.name: spec for spec in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in specs:
+            allowed = ", ".join(specs)
+            raise ConfigError(f"{section}.{key}: unknown key; [{section}] allows {allowed}")
+        kwargs[key] = _coerce(specs[key], hints[key], value, f"{section}.{key}")
+    return cls(**kwargs)
+
+
+def from_mapping(data: Mapping[str, object]) -> Config:
+    """Validate a parsed TOML document into a Config; raise ConfigError naming the key."""
+    sections = _section_types()
+    for name in data:
+        if name not in sections:
+            allowed = ", ".join(f"[{section}]" for section in sections)
+            raise ConfigError(f"[{name}]: unknown section; allowed: {allowed}")
+    built = {name: _build_section(name, cls, data.get(name, {})) for name, cls in sections.items()}
+    return Config(**built)
+
+
+def load(path: Path) -> Config:
+    """Read and validate a TOML config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: config file is not UTF-8 text") from error
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: malformed TOML: {error}") from error
+    try:
+        return from_mapping(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def check_value(key: str, value: object) -> Any:
+    """Validate one value given outside a file (a command-line override) as `section.key`."""
+    section, _, name = key.partition(".")
+    cls = _section_types()[section]
+    spec = next(spec for spec in dataclasses.fields(cls) if spec.name == name)
+    return _coerce(spec, typing.get_type_hints(cls)[name], value, key)
+
+
+def with_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
+    """A copy with `section.key` values replaced, each validated like a file value."""
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        checked = check_value(key, value)
+        updated = dataclasses.replace(getattr(config, section), **{name: checked})
+        config = dataclasses.replace(config, **{section: updated})
+    return config
+
+
+def to_mapping(config: Config) -> dict[str, dict[str, Any]]:
+    """The config as plain TOML-ready tables (sizes in bytes)."""
+    return {
+        section.name: {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(getattr(config, section.name)).items()
+        }
+        for section in dataclasses.fields(config)
+    }
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """The `section.key` names whose values differ between two configs."""
+    before, after = to_mapping(old), to_mapping(new)
+    return [
+        f"{section}.{key}"
+        for section, values in after.items()
+        for key, value in values.items()
+        if before[section][key] != value
+    ]

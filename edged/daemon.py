@@ -1,0 +1,204 @@
+"""The composition root: builds each subsystem, starts them in order, stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from edged import __version__
+from edged import config as config_module
+from edged.config import Config
+from edged.discovery import Advertiser, advertised_addresses, service_properties
+from edged.errors import ConfigError
+from edged.metrics import Metrics
+from edged.notify import SystemdNotifier
+from edged.paths import load_or_create_token, prepare_data_dir, resolve_data_dir
+from edged.web.app import HttpServer, create_app
+from edged.web.context import WebContext
+
+logger = logging.getLogger(__name__)
+
+# Keys a reload applies at once; every other change waits for a restart.
+LIVE_KEYS = frozenset({"node.event", "daemon.log_level"})
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How the daemon was asked to start: the config, where it came from, and CLI overrides."""
+
+    config: Config
+    config_file: Path | None = None
+    overrides: Mapping[str, object] = field(default_factory=dict)
+    data_dir: str | None = None
+
+
+def node_name(config: Config) -> str:
+    return config.node.name or socket.gethostname().split(".")[0] or "edged"
+
+
+def _interface_addresses() -> list[str]:
+    return [
+        address.address
+        for addresses in psutil.net_if_addrs().values()
+        for address in addresses
+        if address.family == socket.AF_INET
+    ]
+
+
+class Daemon:
+    """edged while it runs: `serve()` is start-up, waiting for a signal, and bounded shutdown."""
+
+    def __init__(self, launch: Launch, environ: Mapping[str, str] | None = None) -> None:
+        self._launch = launch
+        self._environ = os.environ if environ is None else environ
+        self.config = launch.config
+        self.node = node_name(launch.config)
+        self._stop = asyncio.Event()
+        self._signals_seen = 0
+        self._notifier = SystemdNotifier(self._environ)
+        self._context: WebContext | None = None
+        self._advertiser: Advertiser | None = None
+        self.http: HttpServer | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def request_stop(self, signal_name: str = "request") -> None:
+        """Begin a graceful shutdown; a second call (a second Ctrl-C) exits at once."""
+        self._signals_seen += 1
+        if self._signals_seen > 1:
+            logger.warning("second %s: exiting without waiting for a clean shutdown", signal_name)
+            os._exit(1)
+        logger.info("%s received: shutting down", signal_name)
+        self._stop.set()
+
+    async def serve(self) -> bool:
+        """Run until a signal; True when the shutdown finished within its bound."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop, signal.Signals(signum).name)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        stack = AsyncExitStack()
+        try:
+            try:
+                await self._start(stack)
+            except BaseException:
+                await stack.aclose()
+                raise
+            await self._stop.wait()
+            await self._notifier.stopping()
+            try:
+                async with asyncio.timeout(self.config.daemon.shutdown_timeout):
+                    await stack.aclose()
+            except TimeoutError:
+                logger.error(
+                    "shutdown took longer than daemon.shutdown_timeout = %.1f s; exiting anyway",
+                    self.config.daemon.shutdown_timeout,
+                )
+                return False
+            logger.info("edged stopped")
+            return True
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+            for task in self._background:
+                task.cancel()
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        config = self.config
+        data_dir = prepare_data_dir(
+            resolve_data_dir(self._launch.data_dir, config.storage.data_dir, self._environ)
+        )
+        token, token_file = load_or_create_token(data_dir, config.http.admin_token_file)
+        logger.info("data dir %s; admin token in %s", data_dir, token_file)
+
+        metrics = Metrics(
+            version=__version__, node=self.node, event=config.node.event, data_dir=data_dir
+        )
+        self._context = WebContext(
+            version=__version__,
+            node=self.node,
+            event=config.node.event,
+            metrics=metrics,
+            admin_token=token,
+            reload=self.reload,
+        )
+        self._context.subsystems["http"] = False
+
+        self.http = HttpServer(create_app(self._context), config.http.host, config.http.port)
+        await self.http.start()
+        stack.push_async_callback(self.http.stop)
+        self._context.subsystems["http"] = True
+
+        if config.mdns.enabled:
+            self._context.subsystems["mdns"] = False
+            self._advertiser = Advertiser(
+                node=self.node,
+                port=self.http.port,
+                addresses=advertised_addresses(
+                    config.http.host, _interface_addresses(), config.mdns.interfaces
+                ),
+                properties=self._properties(config),
+                interfaces=config.mdns.interfaces,
+            )
+            stack.push_async_callback(self._advertiser.stop)
+            await self._advertiser.start()
+            self._context.subsystems["mdns"] = True
+
+        host = config.http.host
+        url = f"http://{host}:{self.http.port}/"
+        logger.info(
+            "edged %s ready: %s (node %s, event %s)", __version__, url, self.node, config.node.event
+        )
+        self._notifier.ready(f"serving on port {self.http.port}")
+
+    def _reload_on_signal(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._reload_logged(), name="reload")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload()
+        except ConfigError as error:
+            logger.error("SIGHUP: config not reloaded, the running config stays: %s", error)
+
+    def _properties(self, config: Config) -> dict[str, str]:
+        return service_properties(node=self.node, event=config.node.event, version=__version__)
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config file; apply what can change live, list what needs a restart."""
+        if self._launch.config_file is None:
+            return {"reloaded": False, "reason": "no config file: running on embedded defaults"}
+        loaded = await asyncio.to_thread(config_module.load, self._launch.config_file)
+        new = config_module.with_overrides(loaded, self._launch.overrides)
+        changed = config_module.changed_keys(self.config, new)
+        self.config = new
+        if "node.event" in changed and self._context is not None:
+            self._context.event = new.node.event
+            self._context.metrics.set_identity(
+                version=__version__, node=self.node, event=new.node.event
+            )
+            if self._advertiser is not None:
+                await self._advertiser.update_properties(self._properties(new))
+        if "daemon.log_level" in changed:
+            logging.getLogger("edged").setLevel(new.daemon.log_level.upper())
+        applied = [key for key in changed if key in LIVE_KEYS]
+        pending = [key for key in changed if key not in LIVE_KEYS]
+        logger.info(
+            "config reloaded: applied %s; on restart %s", applied or "nothing", pending or "nothing"
+        )
+        return {"reloaded": True, "applied": applied, "restart_required": pending}
+
+
+async def run(launch: Launch) -> bool:
+    """Serve until stopped; the entry point `edged run` calls."""
+    return await Daemon(launch).serve()

@@ -1,0 +1,203 @@
+"""mDNS: advertise this box as `_edged._tcp` and `_http._tcp`, and browse for the others."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from zeroconf import IPVersion, ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+logger = logging.getLogger(__name__)
+
+EDGED_SERVICE = "_edged._tcp.local."
+HTTP_SERVICE = "_http._tcp.local."
+
+
+def dns_label(name: str) -> str:
+    """A host name usable as `<label>.local`: lower case letters, digits and inner hyphens."""
+    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
+    return label or "edged"
+
+
+def advertised_addresses(
+    host: str, interface_addresses: Iterable[str], only: Iterable[str] = ()
+) -> list[str]:
+    """The IPv4 addresses a phone can reach the HTTP server at, loopback only as a last resort."""
+    wanted = set(only)
+    if host not in ("", "0.0.0.0"):  # noqa: S104 - comparing, not binding
+        return [host]
+    addresses = []
+    for address in interface_addresses:
+        try:
+            parsed = ipaddress.IPv4Address(address)
+        except ValueError:
+            continue
+        if wanted and address not in wanted:
+            continue
+        if parsed.is_link_local or (parsed.is_loopback and not wanted):
+            continue
+        addresses.append(address)
+    return sorted(set(addresses)) or ["127.0.0.1"]
+
+
+def service_properties(*, node: str, event: str, version: str) -> dict[str, str]:
+    """The TXT record of both services (DESIGN.md)."""
+    return {
+        "node": node,
+        "event": event,
+        "version": version,
+        "path": "/",
+        "metrics": "/metrics",
+    }
+
+
+def _zeroconf(interfaces: tuple[str, ...]) -> AsyncZeroconf:
+    if interfaces:
+        return AsyncZeroconf(interfaces=list(interfaces), ip_version=IPVersion.V4Only)
+    return AsyncZeroconf(ip_version=IPVersion.V4Only)
+
+
+class Advertiser:
+    """Announces the box while it runs; renames on a name conflict; says goodbye on stop."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        port: int,
+        addresses: list[str],
+        properties: Mapping[str, str],
+        interfaces: tuple[str, ...] = (),
+    ) -> None:
+        self._requested_label = dns_label(node)
+        self._port = port
+        self._addresses = [ipaddress.IPv4Address(address).packed for address in addresses]
+        self._properties = dict(properties)
+        self._interfaces = interfaces
+        self._zeroconf: AsyncZeroconf | None = None
+        self._infos: list[AsyncServiceInfo] = []
+        self.label = self._requested_label
+
+    def _info(self, service_type: str, label: str) -> AsyncServiceInfo:
+        return AsyncServiceInfo(
+            service_type,
+            f"{label}.{service_type}",
+            addresses=self._addresses,
+            port=self._port,
+            properties=self._properties,
+            server=f"{label}.local.",
+        )
+
+    async def start(self) -> None:
+        """Register both services; a taken name becomes `<name>-2`, `<name>-3`, ..."""
+        self._zeroconf = _zeroconf(self._interfaces)
+        edged_info = self._info(EDGED_SERVICE, self._requested_label)
+        # Awaiting the call probes for conflicts (and renames); the task it returns announces.
+        announcements = [
+            await self._zeroconf.async_register_service(edged_info, allow_name_change=True)
+        ]
+        self.label = edged_info.name.removesuffix(f".{EDGED_SERVICE}")
+        if self.label != self._requested_label:
+            logger.warning(
+                "mDNS name %s is taken on this LAN; advertising as %s",
+                self._requested_label,
+                self.label,
+            )
+            await asyncio.gather(*announcements)
+            edged_info = self._info(EDGED_SERVICE, self.label)
+            announcements = [await self._zeroconf.async_update_service(edged_info)]
+        http_info = self._info(HTTP_SERVICE, self.label)
+        announcements.append(
+            await self._zeroconf.async_register_service(http_info, allow_name_change=True)
+        )
+        await asyncio.gather(*announcements)
+        self._infos = [edged_info, http_info]
+        logger.info(
+            "mDNS: advertising %s.local port %d (%s, %s)",
+            self.label,
+            self._port,
+            EDGED_SERVICE,
+            HTTP_SERVICE,
+        )
+
+    async def update_properties(self, properties: Mapping[str, str]) -> None:
+        """Re-announce with new TXT records (after a config reload)."""
+        self._properties = dict(properties)
+        if self._zeroconf is None:
+            return
+        for index, info in enumerate(self._infos):
+            self._infos[index] = self._info(info.type, self.label)
+            await (await self._zeroconf.async_update_service(self._infos[index]))
+
+    async def stop(self) -> None:
+        """Send goodbye packets and close; safe to call twice."""
+        zeroconf, self._zeroconf = self._zeroconf, None
+        if zeroconf is None:
+            return
+        await zeroconf.async_unregister_all_services()
+        await zeroconf.async_close()
+        logger.info("mDNS: goodbye sent for %s.local", self.label)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """An edged box found on the LAN."""
+
+    instance: str
+    node: str
+    event: str
+    version: str
+    addresses: tuple[str, ...]
+    port: int
+    metrics_path: str
+
+
+def _text(properties: Mapping[bytes, bytes | None], key: str) -> str:
+    value = properties.get(key.encode())
+    return value.decode("utf-8", "replace") if value else ""
+
+
+def peer_from_info(info: AsyncServiceInfo) -> Peer:
+    """A Peer from a resolved service; garbage TXT values become empty or replaced text."""
+    properties = info.properties
+    instance = info.name.removesuffix(f".{info.type}")
+    metrics_path = _text(properties, "metrics")
+    return Peer(
+        instance=instance,
+        node=_text(properties, "node") or instance,
+        event=_text(properties, "event"),
+        version=_text(properties, "version"),
+        addresses=tuple(info.parsed_addresses(IPVersion.V4Only)),
+        port=info.port or 0,
+        metrics_path=metrics_path if metrics_path.startswith("/") else "/metrics",
+    )
+
+
+async def browse_peers(listen_seconds: float, interfaces: tuple[str, ...] = ()) -> list[Peer]:
+    """Every edged box that answers on the LAN within `listen_seconds`."""
+    azc = _zeroconf(interfaces)
+    names: set[str] = set()
+
+    def on_change(
+        zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if state_change is not ServiceStateChange.Removed:
+            names.add(name)
+
+    browser = AsyncServiceBrowser(azc.zeroconf, [EDGED_SERVICE], handlers=[on_change])
+    try:
+        await asyncio.sleep(listen_seconds)
+        peers = []
+        for name in sorted(names):
+            info = AsyncServiceInfo(EDGED_SERVICE, name)
+            if await info.async_request(azc.zeroconf, 1000) and info.port:
+                peers.append(peer_from_info(info))
+        return peers
+    finally:
+        await browser.async_cancel()
+        await azc.async_close()

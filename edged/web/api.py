@@ -1,0 +1,39 @@
+"""The JSON API under /api/v1/."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from edged.errors import ConfigError
+from edged.web.context import CONTEXT
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/status")
+async def status(request: web.Request) -> web.Response:
+    """Who this box is, how long it has run, and which subsystems are up."""
+    context = request.app[CONTEXT]
+    return web.json_response(
+        {
+            "node": context.node,
+            "event": context.event,
+            "version": context.version,
+            "ready": context.ready,
+            "started_at": context.started_at,
+            "uptime_seconds": round(time.monotonic() - context.started_monotonic, 3),
+            "subsystems": context.subsystems,
+        }
+    )
+
+
+@routes.post("/api/v1/reload")
+async def reload(request: web.Request) -> web.Response:
+    """Re-read the config file; 400 with the reason when it is invalid (nothing changes then)."""
+    try:
+        result = await request.app[CONTEXT].reload()
+    except ConfigError as error:
+        return web.json_response({"error": str(error)}, status=400)
+    return web.json_response(result)

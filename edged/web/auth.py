@@ -1,0 +1,39 @@
+"""The bearer-token guard on every state-changing API call."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from edged.web.context import CONTEXT
+
+logger = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+API_PREFIX = "/api/"
+
+
+def _refuse(status: int, message: str) -> web.Response:
+    response = web.json_response({"error": message}, status=status)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="edged"'
+    return response
+
+
+@web.middleware
+async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """401 without a bearer token, 403 with a wrong one, on non-safe methods under /api/."""
+    if request.method in SAFE_METHODS or not request.path.startswith(API_PREFIX):
+        return await handler(request)
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return _refuse(401, "this call changes state: send Authorization: Bearer <admin token>")
+    expected = request.app[CONTEXT].admin_token
+    if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+        logger.warning(
+            "refused %s %s from %s: wrong token", request.method, request.path, request.remote
+        )
+        return _refuse(403, "wrong admin token")
+    return await handler(request)

@@ -1,0 +1,34 @@
+"""What the web layer needs from the daemon, handed over as one typed object."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from edged.metrics import Metrics
+
+
+@dataclass
+class WebContext:
+    """The daemon's facts and callbacks the handlers use; the daemon owns and updates it."""
+
+    version: str
+    node: str
+    event: str
+    metrics: Metrics
+    admin_token: str
+    reload: Callable[[], Awaitable[dict[str, Any]]]
+    subsystems: dict[str, bool] = field(default_factory=dict)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.subsystems) and all(self.subsystems.values())
+
+
+CONTEXT = web.AppKey("edged_context", WebContext)

@@ -1,0 +1,140 @@
+"""Helpers for tests that run the real `edged` command as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import tomli_w
+
+READY_LINE = re.compile(r"edged \S+ ready: http://(?P<host>[^/]+):(?P<port>\d+)/")
+
+
+def edged_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "edged", *args]
+
+
+def run_edged(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run a short edged command to completion."""
+    return subprocess.run(
+        edged_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def loopback_config(name: str, overrides: Mapping[str, Mapping[str, object]]) -> str:
+    """A config for a daemon on loopback: OS-assigned port, mDNS on 127.0.0.1 only."""
+    tables: dict[str, dict[str, object]] = {
+        "node": {"name": name},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "mdns": {"interfaces": ["127.0.0.1"]},
+        "daemon": {"shutdown_timeout": 4.0},
+    }
+    for section, values in overrides.items():
+        tables.setdefault(section, {}).update(values)
+    return tomli_w.dumps(tables)
+
+
+class DaemonProcess:
+    """`edged run` in a subprocess; its stderr is read line by line on a thread."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        data_dir: Path | None = None,
+        config_file: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.config_file = config_file
+        self.process = subprocess.Popen(
+            edged_command("run", *args),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.port = 0
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 20) -> re.Match[str]:
+        """The first stderr line matching `pattern`; fails with what the daemon said."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self._queue.get(timeout=max(remaining, 0.01))
+            except queue.Empty:
+                line = ""
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"no line matching {pattern.pattern!r} in {timeout} s:\n"
+                        + "\n".join(self.lines)
+                    ) from None
+            if line is None:
+                raise AssertionError("edged exited early:\n" + "\n".join(self.lines))
+            if line:
+                self.lines.append(line)
+                match = pattern.search(line)
+                if match:
+                    return match
+
+    def wait_ready(self, timeout: float = 20) -> int:
+        self.port = int(self.wait_for(READY_LINE, timeout).group("port"))
+        return self.port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM and wait; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line:
+                self.lines.append(line)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._reader.join(timeout=5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()

@@ -1,0 +1,73 @@
+"""The pure parts of mDNS: names, addresses, TXT records, peers from garbage."""
+
+from __future__ import annotations
+
+import socket
+
+from hypothesis import given
+from hypothesis import strategies as st
+from zeroconf.asyncio import AsyncServiceInfo
+
+from edged.discovery import (
+    EDGED_SERVICE,
+    advertised_addresses,
+    dns_label,
+    peer_from_info,
+    service_properties,
+)
+
+
+def test_dns_label_examples() -> None:
+    assert dns_label("Tent-Box") == "tent-box"
+    assert dns_label("box_1.example.org") == "box-1-example-org"
+    assert dns_label("---") == "edged"
+    assert dns_label("ü" * 80) == "edged"
+
+
+@given(st.text())
+def test_dns_label_is_always_a_valid_label(name: str) -> None:
+    label = dns_label(name)
+    assert 1 <= len(label) <= 63
+    assert all(char.isascii() and (char.isalnum() or char == "-") for char in label)
+    assert not label.startswith("-") and not label.endswith("-")
+
+
+def test_addresses_for_every_interface_skip_loopback_and_link_local() -> None:
+    found = ["127.0.0.1", "192.168.4.10", "169.254.1.2", "fe80::1", "10.1.1.1", "192.168.4.10"]
+    assert advertised_addresses("0.0.0.0", found) == ["10.1.1.1", "192.168.4.10"]
+
+
+def test_addresses_fall_back_to_loopback_and_follow_a_bound_host() -> None:
+    assert advertised_addresses("0.0.0.0", ["127.0.0.1"]) == ["127.0.0.1"]
+    assert advertised_addresses("10.0.0.5", ["10.0.0.5", "10.0.0.6"]) == ["10.0.0.5"]
+
+
+def test_addresses_restricted_to_chosen_interfaces() -> None:
+    found = ["127.0.0.1", "10.1.1.1", "10.2.2.2"]
+    assert advertised_addresses("", found, ["127.0.0.1"]) == ["127.0.0.1"]
+    assert advertised_addresses("", found, ["10.2.2.2"]) == ["10.2.2.2"]
+
+
+def test_txt_record_matches_design() -> None:
+    assert service_properties(node="a", event="b", version="1") == {
+        "node": "a",
+        "event": "b",
+        "version": "1",
+        "path": "/",
+        "metrics": "/metrics",
+    }
+
+
+def test_peer_from_garbage_txt() -> None:
+    info = AsyncServiceInfo(
+        EDGED_SERVICE,
+        f"odd.{EDGED_SERVICE}",
+        addresses=[socket.inet_aton("10.0.0.9")],
+        port=8080,
+        properties={b"node": b"\xff\xfe", b"metrics": b"http://evil", b"junk": None},
+    )
+    peer = peer_from_info(info)
+    assert peer.node == "\ufffd\ufffd"
+    assert peer.event == ""
+    assert peer.metrics_path == "/metrics"
+    assert peer.addresses == ("10.0.0.9",)
