@@ -121,6 +121,8 @@ class UploadConfig:
     part_size: int = setting(16 * MiB, size=True, minimum=5 * MiB, maximum=5 * GiB)
     parallel_parts: int = setting(2, minimum=1, maximum=16)
     bandwidth_limit: int = setting(0, size=True, minimum=0)
+    newest_first: bool = False
+    event_retention_days: int = setting(30, minimum=30, maximum=90)
 
 
 @dataclass(frozen=True)
@@ -273,3 +275,8 @@ def changed_keys(old: Config, new: Config) -> list[str]:
         for key, value in values.items()
         if before[section][key] != value
     ]
+
+
+def node_name(config: Config, hostname: str) -> str:
+    """The box's name: [node] name, else the host name's first label."""
+    return config.node.name or hostname.split(".")[0] or "edged"

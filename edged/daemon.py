@@ -23,6 +23,8 @@ from edged.errors import ConfigError
 from edged.metrics import Metrics
 from edged.notify import SystemdNotifier
 from edged.paths import load_or_create_token, prepare_data_dir, resolve_data_dir
+from edged.upload.setup import build_uploader, key_for
+from edged.upload.uploader import Uploader
 from edged.web.app import HttpServer, create_app
 from edged.web.context import WebContext
 
@@ -42,10 +44,6 @@ class Launch:
     data_dir: str | None = None
 
 
-def node_name(config: Config) -> str:
-    return config.node.name or socket.gethostname().split(".")[0] or "edged"
-
-
 def _interface_addresses() -> list[str]:
     return [
         address.address
@@ -62,13 +60,14 @@ class Daemon:
         self._launch = launch
         self._environ = os.environ if environ is None else environ
         self.config = launch.config
-        self.node = node_name(launch.config)
+        self.node = config_module.node_name(launch.config, socket.gethostname())
         self._stop = asyncio.Event()
         self._signals_seen = 0
         self._notifier = SystemdNotifier(self._environ)
         self._context: WebContext | None = None
         self._advertiser: Advertiser | None = None
         self.http: HttpServer | None = None
+        self._uploader: Uploader | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def request_stop(self, signal_name: str = "request") -> None:
@@ -130,8 +129,19 @@ class Daemon:
             metrics=metrics,
             admin_token=token,
             reload=self.reload,
+            data_dir=data_dir,
         )
         self._context.subsystems["http"] = False
+        self._context.subsystems["uploads"] = False
+
+        uploader = build_uploader(config, data_dir, self.node, metrics.upload)
+        stack.callback(uploader.journal.close)
+        await uploader.start()
+        stack.push_async_callback(uploader.stop)
+        self._uploader = uploader
+        self._context.uploader = uploader
+        self._context.enqueue_upload = self.enqueue_upload
+        self._context.subsystems["uploads"] = True
 
         self.http = HttpServer(create_app(self._context), config.http.host, config.http.port)
         await self.http.start()
@@ -159,6 +169,13 @@ class Daemon:
             "edged %s ready: %s (node %s, event %s)", __version__, url, self.node, config.node.event
         )
         self._notifier.ready(f"serving on port {self.http.port}")
+
+    async def enqueue_upload(self, path: Path, stream: str, kind: str) -> int:
+        """Queue a file of the data dir for upstream under DESIGN.md's key layout."""
+        if self._uploader is None:
+            raise RuntimeError("the uploader has not started")
+        key = await asyncio.to_thread(key_for, self.config, self.node, path, stream)
+        return await self._uploader.enqueue(path, key, kind=kind)
 
     def _reload_on_signal(self) -> None:
         task = asyncio.get_running_loop().create_task(self._reload_logged(), name="reload")

@@ -12,6 +12,7 @@ import psutil
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
     Gauge,
     Info,
     PlatformCollector,
@@ -27,6 +28,46 @@ def _disk_free(path: Path) -> float:
         return float(psutil.disk_usage(str(path)).free)
     except OSError:
         return float("nan")
+
+
+class UploadMetrics:
+    """The uploader's metrics (DESIGN.md: edged_upload_*, edged_upstream_up)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.bytes = Counter(
+            "edged_upload_bytes",
+            "Bytes acknowledged by the upstream (parts and whole objects).",
+            registry=registry,
+        )
+        self.parts = Counter(
+            "edged_upload_parts",
+            "Parts sent upstream, by result (ok, error).",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("ok", "error"):
+            self.parts.labels(result)
+        self.queue_files = Gauge(
+            "edged_upload_queue_files", "Files waiting to be uploaded.", registry=registry
+        )
+        self.queue_bytes = Gauge(
+            "edged_upload_queue_bytes", "Bytes waiting to be uploaded.", registry=registry
+        )
+        self.oldest_pending = Gauge(
+            "edged_upload_oldest_pending_seconds",
+            "Age of the oldest file waiting to be uploaded; 0 when none waits.",
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "edged_upload_last_success_timestamp_seconds",
+            "Unix time of the last verified upload; 0 before the first.",
+            registry=registry,
+        )
+        self.upstream_up = Gauge(
+            "edged_upstream_up",
+            "1 when the upstream answers and accepts the credentials, else 0.",
+            registry=registry,
+        )
 
 
 class Metrics:
@@ -48,6 +89,7 @@ class Metrics:
             registry=self.registry,
         )
         self.disk_free_bytes.set_function(lambda: _disk_free(data_dir))
+        self.upload = UploadMetrics(self.registry)
 
     def set_identity(self, *, version: str, node: str, event: str) -> None:
         """Set the labels of edged_build_info (an event id can change on reload)."""

@@ -49,17 +49,22 @@ def prepare_data_dir(path: Path) -> Path:
     return path.resolve()
 
 
-def _read_token(path: Path) -> str:
+def read_private_file(path: Path, what: str) -> str:
+    """The stripped text of a secret file that only its owner may read (mode 0600 or stricter)."""
     try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise StartupError(
-                f"admin token file {path} is readable by others (mode {stat.S_IMODE(mode):04o}); "
+                f"{what} {path} is readable by others (mode {stat.S_IMODE(mode):04o}); "
                 f"run: chmod 600 {path}"
             )
-        token = path.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8").strip()
     except OSError as error:
-        raise StartupError(f"cannot read admin token file {path}: {error.strerror}") from error
+        raise StartupError(f"cannot read {what} {path}: {error.strerror}") from error
+
+
+def _read_token(path: Path) -> str:
+    token = read_private_file(path, "admin token file")
     if len(token) < 16:
         raise StartupError(
             f"admin token in {path} is shorter than 16 characters; write a longer one"

@@ -5,11 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from edged.metrics import Metrics
+from edged.upload.uploader import Uploader
+
+
+async def _no_uploader(path: Path, stream: str, kind: str) -> int:
+    raise ValueError("the uploader is not running")
 
 
 @dataclass
@@ -22,6 +28,10 @@ class WebContext:
     metrics: Metrics
     admin_token: str
     reload: Callable[[], Awaitable[dict[str, Any]]]
+    data_dir: Path
+    uploader: Uploader | None = None
+    # (file, stream, kind) -> upload id; the daemon knows the object key layout.
+    enqueue_upload: Callable[[Path, str, str], Awaitable[int]] = field(default=_no_uploader)
     subsystems: dict[str, bool] = field(default_factory=dict)
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)

@@ -53,7 +53,7 @@ def test_ready_watchdog_and_stopping(
     daemon.process.send_signal(15)
     after = receive_until(notify_socket, "STOPPING=1")
     assert "STOPPING=1" in after
-    assert daemon.stop() == 0
+    assert daemon.process.wait(timeout=10) == 0
 
 
 def test_watchdog_pid_of_another_process_is_ignored(
@@ -68,7 +68,7 @@ def test_watchdog_pid_of_another_process_is_ignored(
     daemon.process.send_signal(15)
     messages = receive_until(notify_socket, "STOPPING=1")
     assert not [m for m in messages if m == "WATCHDOG=1"]
-    assert daemon.stop() == 0
+    assert daemon.process.wait(timeout=10) == 0
 
 
 def test_unit_file_verifies(tmp_path: Path) -> None:

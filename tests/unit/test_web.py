@@ -34,6 +34,7 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
         metrics=Metrics(version="0.1.0", node="box", event="gala", data_dir=tmp_path),
         admin_token=TOKEN,
         reload=reload,
+        data_dir=tmp_path,
     )
     async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as test_client:
         yield test_client

@@ -1,0 +1,371 @@
+"""The upload journal: SQLite (WAL, synchronous=FULL) in the data dir, the source of truth.
+
+Blocking: the scheduler calls it through `asyncio.to_thread`. One connection, guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edged.errors import EdgedError
+from edged.upload.state import PENDING, FileState, UploadEvent, next_state
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    upload_id TEXT NOT NULL DEFAULT '',
+    part_size INTEGER NOT NULL DEFAULT 0,
+    etag TEXT NOT NULL DEFAULT '',
+    after_id INTEGER REFERENCES files(id),
+    metadata TEXT NOT NULL DEFAULT '{}',
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS files_state ON files(state, next_attempt);
+CREATE TABLE IF NOT EXISTS parts (
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    md5 TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    PRIMARY KEY (file_id, number)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    file_id INTEGER,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_at ON events(at);
+"""
+
+
+class JournalError(EdgedError):
+    """The journal cannot be written (disk full, file damaged); uploads wait, footage stays."""
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    number: int
+    size: int
+    md5: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    path: str
+    key: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    priority: int
+    kind: str
+    created: float
+    state: FileState
+    attempts: int
+    next_attempt: float
+    last_error: str
+    upload_id: str
+    part_size: int
+    etag: str
+    after_id: int | None
+    metadata: dict[str, str] = field(default_factory=dict)
+    done_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> FileRecord:
+        values = dict(row)
+        values["state"] = FileState(values["state"])
+        values["metadata"] = json.loads(values["metadata"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    at: float
+    file_id: int | None
+    kind: str
+    detail: str
+
+
+_PENDING = tuple(state.value for state in PENDING)
+# Built from the enum, never from input; the states go in as parameters all the same.
+_IN_PENDING = f"state IN ({','.join('?' * len(_PENDING))})"
+ERROR_EVENTS = frozenset(
+    {UploadEvent.RETRYABLE_ERROR, UploadEvent.UPLOAD_LOST, UploadEvent.FATAL_ERROR}
+)
+
+
+class Journal:
+    """Files to upload, their acknowledged parts, and the event log."""
+
+    def __init__(self, path: Path, *, max_pages: int | None = None) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            if max_pages is not None:  # tests: a journal that fills up like a full disk
+                self._db.execute(f"PRAGMA max_page_count={int(max_pages)}")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as error:
+            raise JournalError(f"upload journal {path} cannot be opened: {error}") from error
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise JournalError(f"upload journal {self.path}: {error}") from error
+
+    def _query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, parameters).fetchall()
+            except sqlite3.Error as error:
+                raise JournalError(f"upload journal {self.path}: {error}") from error
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, file_id: int | None, kind: str, detail: str = "") -> None:
+        db.execute(
+            "INSERT INTO events (at, file_id, kind, detail) VALUES (?, ?, ?, ?)",
+            (time.time(), file_id, kind, detail),
+        )
+
+    def enqueue(
+        self,
+        *,
+        path: str,
+        key: str,
+        size: int,
+        mtime_ns: int,
+        sha256: str,
+        priority: int,
+        kind: str,
+        metadata: dict[str, str],
+        now: float,
+        after_id: int | None = None,
+    ) -> int:
+        """Add a file; a file already pending under the same key keeps its row (idempotent)."""
+        with self._transaction() as db:
+            existing = db.execute(
+                "SELECT id FROM files WHERE key = ? AND " + _IN_PENDING,
+                (key, *_PENDING),
+            ).fetchone()
+            if existing:
+                return int(existing["id"])
+            cursor = db.execute(
+                "INSERT INTO files (path, key, size, mtime_ns, sha256, priority, kind, created,"
+                " state, after_id, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    path,
+                    key,
+                    size,
+                    mtime_ns,
+                    sha256,
+                    priority,
+                    kind,
+                    now,
+                    FileState.QUEUED.value,
+                    after_id,
+                    json.dumps(metadata, sort_keys=True),
+                ),
+            )
+            file_id = int(cursor.lastrowid or 0)
+            self._log(db, file_id, "queued", f"{key} ({size} bytes)")
+            return file_id
+
+    def find_pending(self, key: str) -> FileRecord | None:
+        """The pending file queued under `key`, if any."""
+        rows = self._query("SELECT * FROM files WHERE key = ? AND " + _IN_PENDING, (key, *_PENDING))
+        return FileRecord.from_row(rows[0]) if rows else None
+
+    def get(self, file_id: int) -> FileRecord | None:
+        rows = self._query("SELECT * FROM files WHERE id = ?", (file_id,))
+        return FileRecord.from_row(rows[0]) if rows else None
+
+    def require(self, file_id: int) -> FileRecord:
+        record = self.get(file_id)
+        if record is None:
+            raise JournalError(f"upload {file_id} is not in the journal")
+        return record
+
+    def next_ready(self, now: float, *, newest_first: bool = False) -> FileRecord | None:
+        """The pending file to work on next: priority, then age; its predecessor done."""
+        order = "DESC" if newest_first else "ASC"
+        rows = self._query(
+            "SELECT f.* FROM files f WHERE f."
+            + _IN_PENDING
+            + " AND f.next_attempt <= ? AND (f.after_id IS NULL OR"
+            " (SELECT state FROM files WHERE id = f.after_id) = 'done')"
+            f" ORDER BY f.priority ASC, f.created {order}, f.id {order} LIMIT 1",
+            (*_PENDING, now),
+        )
+        return FileRecord.from_row(rows[0]) if rows else None
+
+    def next_attempt_time(self) -> float | None:
+        """When the earliest pending file becomes ready, or None when nothing is pending."""
+        rows = self._query(
+            "SELECT MIN(next_attempt) AS at FROM files WHERE " + _IN_PENDING,
+            _PENDING,
+        )
+        value = rows[0]["at"]
+        return None if value is None else float(value)
+
+    def apply(
+        self,
+        file_id: int,
+        event: UploadEvent,
+        *,
+        detail: str = "",
+        retry_at: float = 0.0,
+        etag: str = "",
+    ) -> FileState:
+        """Move a file through the state machine and log the event; returns the new state."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT state, attempts FROM files WHERE id = ?", (file_id,)
+            ).fetchone()
+            if row is None:
+                raise JournalError(f"upload {file_id} is not in the journal")
+            new = next_state(FileState(row["state"]), event)
+            attempts = row["attempts"]
+            if event in (UploadEvent.RETRYABLE_ERROR, UploadEvent.UPLOAD_LOST):
+                attempts += 1
+            if event is UploadEvent.RETRY:
+                attempts = 0
+            db.execute(
+                "UPDATE files SET state = ?, attempts = ?, next_attempt = ?, last_error = ?,"
+                " etag = CASE WHEN ? = '' THEN etag ELSE ? END,"
+                " done_at = CASE WHEN ? = 'done' THEN ? ELSE done_at END WHERE id = ?",
+                (
+                    new.value,
+                    attempts,
+                    retry_at,
+                    detail if event in ERROR_EVENTS else "",
+                    etag,
+                    etag,
+                    new.value,
+                    time.time(),
+                    file_id,
+                ),
+            )
+            if event is UploadEvent.UPLOAD_LOST:
+                db.execute("UPDATE files SET upload_id = '', etag = '' WHERE id = ?", (file_id,))
+                db.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
+            self._log(db, file_id, event.value, detail)
+            return new
+
+    def set_upload_id(self, file_id: int, upload_id: str, part_size: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE files SET upload_id = ?, part_size = ? WHERE id = ?",
+                (upload_id, part_size, file_id),
+            )
+            db.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
+            self._log(db, file_id, "upload_created", upload_id)
+
+    def record_part(self, file_id: int, part: PartRecord) -> None:
+        """Record a part as done; call only after the server acknowledged it."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO parts (file_id, number, size, md5, etag)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (file_id, part.number, part.size, part.md5, part.etag),
+            )
+            self._log(db, file_id, "part_done", f"part {part.number} ({part.size} bytes)")
+
+    def parts(self, file_id: int) -> list[PartRecord]:
+        rows = self._query(
+            "SELECT number, size, md5, etag FROM parts WHERE file_id = ? ORDER BY number",
+            (file_id,),
+        )
+        return [PartRecord(**dict(row)) for row in rows]
+
+    def files(self, *, limit: int = 200) -> list[FileRecord]:
+        """Pending files first (in work order), then the most recent finished ones."""
+        rows = self._query(
+            "SELECT * FROM files ORDER BY state IN ('done', 'failed'), priority, created LIMIT ?",
+            (limit,),
+        )
+        return [FileRecord.from_row(row) for row in rows]
+
+    def pending_totals(self) -> tuple[int, int, float | None]:
+        """Number and bytes of pending files, and when the oldest was queued."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes, MIN(created) AS oldest"
+            " FROM files WHERE " + _IN_PENDING,
+            _PENDING,
+        )
+        row = rows[0]
+        return int(row["n"]), int(row["bytes"]), row["oldest"]
+
+    def active_upload_ids(self) -> set[str]:
+        rows = self._query(
+            "SELECT upload_id FROM files WHERE upload_id != '' AND " + _IN_PENDING,
+            _PENDING,
+        )
+        return {row["upload_id"] for row in rows}
+
+    def is_done(self, path: str) -> bool:
+        """Whether a file at `path` has been uploaded and verified (retention asks this)."""
+        rows = self._query("SELECT 1 FROM files WHERE path = ? AND state = 'done' LIMIT 1", (path,))
+        return bool(rows)
+
+    def log(self, file_id: int | None, kind: str, detail: str = "") -> None:
+        with self._transaction() as db:
+            self._log(db, file_id, kind, detail)
+
+    def events(self, *, limit: int = 50, file_id: int | None = None) -> list[EventRecord]:
+        """The most recent events, newest first."""
+        if file_id is None:
+            rows = self._query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._query(
+                "SELECT * FROM events WHERE file_id = ? ORDER BY id DESC LIMIT ?",
+                (file_id, limit),
+            )
+        return [EventRecord(row["at"], row["file_id"], row["kind"], row["detail"]) for row in rows]
+
+    def prune_events(self, before: float) -> int:
+        """Delete events older than `before`; the number deleted."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM events WHERE at < ?", (before,)).rowcount

@@ -1,0 +1,290 @@
+"""The S3 adapter: the only module that touches minio.
+
+minio-py's multipart calls are underscore-private in 7.2.x; they stay behind this small interface,
+which the tests exercise against a real S3 server. Every call blocks: run it in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import certifi
+import urllib3
+from minio import Minio
+from minio.credentials import AssumeRoleProvider, Provider
+from minio.datatypes import Part
+from minio.error import InvalidResponseError, S3Error
+
+from edged.errors import EdgedError
+
+SHA256_HEADER = "x-amz-meta-sha256"
+_CREDENTIAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "InvalidClientTokenId",
+    }
+)
+
+
+class UpstreamError(EdgedError):
+    """The upstream refused or failed a request; retried later with backoff."""
+
+
+class UpstreamUnreachable(UpstreamError, ConnectionError):
+    """No connection to the upstream (venue link down, server stopped)."""
+
+
+class CredentialsRefused(UpstreamError, PermissionError):
+    """The upstream refused the credentials; check [upstream] access_key and secret_key_file."""
+
+
+class UploadLost(UpstreamError):
+    """The upstream no longer knows the multipart upload id (NoSuchUpload)."""
+
+
+@dataclass(frozen=True)
+class ObjectFacts:
+    etag: str
+    size: int
+    sha256: str
+
+
+def session_policy(bucket: str, prefix: str) -> str:
+    """An STS session policy that allows writing and checking objects under `prefix` only."""
+    objects = f"arn:aws:s3:::{bucket}/{prefix}*"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "s3:PutObject",
+                        "s3:GetObject",
+                        "s3:AbortMultipartUpload",
+                        "s3:ListMultipartUploadParts",
+                    ],
+                    "Resource": [objects],
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                    "Resource": [f"arn:aws:s3:::{bucket}"],
+                    "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+                },
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+def _raise_mapped(error: Exception, what: str) -> NoReturn:
+    if isinstance(error, S3Error):
+        if error.code == "NoSuchUpload":
+            raise UploadLost(f"{what}: the upstream no longer knows this upload") from error
+        if error.code in _CREDENTIAL_CODES:
+            raise CredentialsRefused(
+                f"{what}: upstream refused the credentials ({error.code}); check [upstream] "
+                "access_key, secret_key_file and sts_role_arn"
+            ) from error
+        raise UpstreamError(f"{what}: upstream said {error.code}: {error.message}") from error
+    if isinstance(error, InvalidResponseError):
+        raise UpstreamError(f"{what}: upstream answered {error}") from error
+    if isinstance(error, urllib3.exceptions.HTTPError | OSError):
+        raise UpstreamUnreachable(f"{what}: upstream unreachable: {error}") from error
+    raise error
+
+
+class S3Store:
+    """One bucket on S3 or MinIO, reached with static keys or short-lived STS credentials."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        secure: bool,
+        region: str,
+        bucket: str,
+        access_key: str,
+        secret_key: str,
+        sts_role_arn: str = "",
+        policy_prefix: str = "",
+        connections: int = 4,
+        read_timeout: float = 60.0,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint = endpoint
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5.0, read=read_timeout),
+            maxsize=connections,
+            retries=urllib3.Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504]),
+            cert_reqs="CERT_REQUIRED" if secure else "CERT_NONE",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        )
+        provider: Provider | None = None
+        if sts_role_arn:
+            provider = AssumeRoleProvider(
+                sts_endpoint=f"{'https' if secure else 'http'}://{endpoint}",
+                access_key=access_key,
+                secret_key=secret_key,
+                policy=session_policy(bucket, policy_prefix),
+                region=region,
+                role_arn=sts_role_arn,
+                role_session_name="edged",
+                http_client=http,
+            )
+            self._client = Minio(
+                endpoint, secure=secure, region=region, http_client=http, credentials=provider
+            )
+        else:
+            self._client = Minio(
+                endpoint,
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=secure,
+                region=region,
+                http_client=http,
+            )
+
+    def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            _raise_mapped(error, what)
+
+    def probe(self) -> None:
+        """A cheap request that proves the upstream answers and accepts the credentials."""
+        exists = self._call(f"probe {self.endpoint}", self._client.bucket_exists, self.bucket)
+        if not exists:
+            raise UpstreamError(
+                f"bucket {self.bucket} does not exist on {self.endpoint}; create it or fix "
+                "[upstream] bucket"
+            )
+
+    def create_upload(self, key: str, sha256: str) -> str:
+        headers = {
+            "Content-Type": "video/mp4" if key.endswith(".mp4") else "application/octet-stream",
+            SHA256_HEADER: sha256,
+        }
+        return str(
+            self._call(
+                f"create upload {key}",
+                self._client._create_multipart_upload,
+                self.bucket,
+                key,
+                headers,
+            )
+        )
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        return str(
+            self._call(
+                f"upload part {number} of {key}",
+                self._client._upload_part,
+                self.bucket,
+                key,
+                data,
+                None,
+                upload_id,
+                number,
+            )
+        ).strip('"')
+
+    def complete(self, key: str, upload_id: str, etags: list[tuple[int, str]]) -> str:
+        parts = [Part(number, etag) for number, etag in etags]
+        result = self._call(
+            f"complete {key}",
+            self._client._complete_multipart_upload,
+            self.bucket,
+            key,
+            upload_id,
+            parts,
+        )
+        return str(result.etag).strip('"')
+
+    def abort(self, key: str, upload_id: str) -> None:
+        self._call(
+            f"abort {key}",
+            self._client._abort_multipart_upload,
+            self.bucket,
+            key,
+            upload_id,
+        )
+
+    def list_parts(self, key: str, upload_id: str) -> dict[int, str]:
+        """The parts the upstream holds for an upload: number -> ETag (a cross-check only)."""
+        found: dict[int, str] = {}
+        marker: str | None = None
+        while True:
+            result = self._call(
+                f"list parts of {key}",
+                self._client._list_parts,
+                self.bucket,
+                key,
+                upload_id,
+                1000,
+                marker,
+            )
+            found.update({part.part_number: part.etag.strip('"') for part in result.parts})
+            if not result.is_truncated:
+                return found
+            marker = result.next_part_number_marker
+
+    def incomplete_uploads(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, upload id) of every unfinished multipart upload under `prefix`."""
+        found: list[tuple[str, str]] = []
+        key_marker: str | None = None
+        upload_marker: str | None = None
+        while True:
+            result = self._call(
+                "list incomplete uploads",
+                self._client._list_multipart_uploads,
+                self.bucket,
+                None,
+                None,
+                key_marker,
+                None,
+                prefix,
+                upload_marker,
+            )
+            found.extend((upload.object_name, upload.upload_id) for upload in result.uploads)
+            if not result.is_truncated:
+                return found
+            key_marker, upload_marker = result.next_key_marker, result.next_upload_id_marker
+
+    def put(self, key: str, data: bytes, sha256: str, content_type: str) -> str:
+        """A whole small object in one PUT; its ETag."""
+        headers = {"Content-Type": content_type, SHA256_HEADER: sha256}
+        result = self._call(
+            f"put {key}",
+            self._client._put_object,
+            self.bucket,
+            key,
+            data,
+            headers,
+        )
+        return str(result.etag).strip('"')
+
+    def stat(self, key: str) -> ObjectFacts | None:
+        """ETag, size and sha256 metadata of an object, or None when it does not exist."""
+        try:
+            result = self._client.stat_object(self.bucket, key)
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                return None
+            _raise_mapped(error, f"stat {key}")
+        except Exception as error:
+            _raise_mapped(error, f"stat {key}")
+        metadata = result.metadata or {}
+        return ObjectFacts(
+            etag=str(result.etag).strip('"'),
+            size=int(result.size or 0),
+            sha256=str(metadata.get(SHA256_HEADER, "")),
+        )

@@ -1,0 +1,86 @@
+"""Build the uploader from the config: journal in the data dir, S3 store when configured."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edged.config import Config
+from edged.errors import ConfigError
+from edged.metrics import UploadMetrics
+from edged.paths import read_private_file
+from edged.upload.journal import Journal
+from edged.upload.policy import object_key
+from edged.upload.s3 import S3Store
+from edged.upload.uploader import Uploader, UploaderSettings
+
+JOURNAL_FILE = "uploads.sqlite3"
+
+
+def node_prefix(config: Config, node: str) -> str:
+    """`<prefix>/<event>/<node>/`: everything this box writes upstream lives below it."""
+    parts = [config.upstream.prefix.strip("/"), config.node.event, node]
+    return "/".join(part for part in parts if part) + "/"
+
+
+def key_for(
+    config: Config, node: str, path: Path, stream: str, when: datetime | None = None
+) -> str:
+    """The object key of a local file, by DESIGN.md's upstream layout."""
+    moment = when or datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    return object_key(
+        prefix=config.upstream.prefix,
+        event=config.node.event,
+        node=node,
+        stream=stream,
+        when=moment,
+        filename=path.name,
+    )
+
+
+def build_store(config: Config, node: str) -> S3Store | None:
+    """The S3 store, or None while [upstream] endpoint is empty (sync off)."""
+    upstream = config.upstream
+    if not upstream.endpoint:
+        return None
+    if not upstream.access_key or not upstream.secret_key_file:
+        raise ConfigError(
+            "upstream.endpoint is set but upstream.access_key or upstream.secret_key_file is "
+            "empty; set both (the secret file must be mode 0600)"
+        )
+    secret = read_private_file(
+        Path(upstream.secret_key_file).expanduser(), "upstream secret key file"
+    )
+    return S3Store(
+        endpoint=upstream.endpoint,
+        secure=upstream.secure,
+        region=upstream.region,
+        bucket=upstream.bucket,
+        access_key=upstream.access_key,
+        secret_key=secret,
+        sts_role_arn=upstream.sts_role_arn,
+        policy_prefix="/".join(p for p in (upstream.prefix.strip("/"), config.node.event) if p)
+        + "/",
+        connections=config.upload.parallel_parts + 2,
+    )
+
+
+def build_uploader(
+    config: Config,
+    data_dir: Path,
+    node: str,
+    metrics: UploadMetrics,
+    *,
+    max_pages: int | None = None,
+) -> Uploader:
+    settings = UploaderSettings(
+        part_size=config.upload.part_size,
+        parallel_parts=config.upload.parallel_parts,
+        bandwidth_limit=config.upload.bandwidth_limit,
+        newest_first=config.upload.newest_first,
+        event_retention_days=config.upload.event_retention_days,
+        stale_prefix=node_prefix(config, node),
+    )
+    store = build_store(config, node)
+    journal = Journal(data_dir / JOURNAL_FILE, max_pages=max_pages)
+    return Uploader(journal, store, settings, metrics)

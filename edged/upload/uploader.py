@@ -1,0 +1,521 @@
+"""The upload scheduler: takes files from the journal and brings them upstream, verified.
+
+It resumes from the journal after a crash, waits without a busy loop while the upstream is away,
+retries with backoff and jitter, and holds a bandwidth cap. Blocking work (minio, SQLite, file
+reads) runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edged.metrics import UploadMetrics
+from edged.upload.journal import FileRecord, Journal, JournalError, PartRecord
+from edged.upload.policy import (
+    BACKOFF_CAP_SECONDS,
+    PartSpan,
+    TokenBucket,
+    backoff_seconds,
+    multipart_etag,
+    plan_parts,
+)
+from edged.upload.s3 import (
+    CredentialsRefused,
+    S3Store,
+    UploadLost,
+    UpstreamError,
+    UpstreamUnreachable,
+)
+from edged.upload.state import FileState, UploadEvent
+
+logger = logging.getLogger(__name__)
+
+PRIORITIES = {"clip": 0, "highlight": 0, "recording": 10, "sidecar": 10, "file": 20}
+PROBE_MIN_SECONDS = 1.0
+PROBE_MAX_SECONDS = 30.0
+JOURNAL_RETRY_SECONDS = 30.0
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class UploaderSettings:
+    part_size: int
+    parallel_parts: int
+    bandwidth_limit: int
+    newest_first: bool = False
+    event_retention_days: int = 30
+    stale_prefix: str = ""  # unfinished uploads under it that the journal does not know go
+
+
+class SourceProblem(Exception):
+    """The source file is gone or changed since it was queued: it cannot be uploaded as queued."""
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_span(path: str, span: PartSpan) -> tuple[bytes, str]:
+    with open(path, "rb") as handle:
+        handle.seek(span.offset)
+        data = handle.read(span.size)
+    if len(data) != span.size:
+        raise SourceProblem(f"{path} is shorter than when it was queued")
+    return data, hashlib.md5(data).hexdigest()  # noqa: S324 - S3's part checksum
+
+
+def _check_source(record: FileRecord) -> None:
+    try:
+        facts = os.stat(record.path)
+    except FileNotFoundError:
+        raise SourceProblem(f"{record.path} was deleted before it was uploaded") from None
+    if facts.st_size != record.size or facts.st_mtime_ns != record.mtime_ns:
+        raise SourceProblem(
+            f"{record.path} changed since it was queued (size {record.size} -> {facts.st_size});"
+            " refused: queue the new version again"
+        )
+
+
+class Uploader:
+    """One per daemon; `start()` launches the worker, `stop()` ends it (idempotent)."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        store: S3Store | None,
+        settings: UploaderSettings,
+        metrics: UploadMetrics,
+    ) -> None:
+        self.journal = journal
+        self._store = store
+        self._settings = settings
+        self._metrics = metrics
+        self._bucket = TokenBucket(settings.bandwidth_limit, time.monotonic())
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._online = False
+        self._stale_checked = False
+        self._last_prune = 0.0
+        self._random = random.SystemRandom()
+        self._last_offline_log = 0.0
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the worker; without an upstream, files only queue up in the journal."""
+        await self._refresh_gauges()
+        self._metrics.upstream_up.set(0)
+        if self._store is not None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="uploader")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def wake(self) -> None:
+        """New work or an operator's request: look at the journal now."""
+        self._idle.clear()
+        self._wakeup.set()
+
+    def set_bandwidth(self, bytes_per_second: int) -> None:
+        """Change the bandwidth cap at run time (0 = unlimited)."""
+        self._bucket.set_rate(bytes_per_second, time.monotonic())
+        logger.info("upload bandwidth cap set to %d bytes/s", bytes_per_second)
+
+    async def wait_idle(self) -> None:
+        """Until nothing is ready to upload (pending files may still wait for a retry time)."""
+        await self._idle.wait()
+
+    @property
+    def online(self) -> bool:
+        return self._online
+
+    @property
+    def configured(self) -> bool:
+        """Whether an upstream is configured (otherwise files only queue up)."""
+        return self._store is not None
+
+    @property
+    def store(self) -> S3Store:
+        if self._store is None:
+            raise RuntimeError("no upstream configured: the upload worker does not run")
+        return self._store
+
+    async def enqueue(
+        self,
+        path: Path,
+        key: str,
+        *,
+        kind: str = "recording",
+        metadata: dict[str, str] | None = None,
+        after_id: int | None = None,
+    ) -> int:
+        """Queue a file: its size, mtime and sha256 are taken now, and checked before sending.
+
+        A file already pending under the same key keeps its row and its progress.
+        """
+        existing = await asyncio.to_thread(self.journal.find_pending, key)
+        if existing is not None:
+            self.wake()
+            return existing.id
+        facts = await asyncio.to_thread(os.stat, path)
+        sha256 = await asyncio.to_thread(file_sha256, str(path))
+        file_id = await asyncio.to_thread(
+            lambda: self.journal.enqueue(
+                path=str(path),
+                key=key,
+                size=facts.st_size,
+                mtime_ns=facts.st_mtime_ns,
+                sha256=sha256,
+                priority=PRIORITIES.get(kind, PRIORITIES["file"]),
+                kind=kind,
+                metadata=metadata or {},
+                now=time.time(),
+                after_id=after_id,
+            )
+        )
+        logger.info("upload %d queued: %s -> %s", file_id, path, key)
+        self.wake()
+        await self._refresh_gauges()
+        return file_id
+
+    async def retry(self, file_id: int) -> FileState:
+        """Put a failed file back in the queue."""
+        state = await asyncio.to_thread(
+            self.journal.apply, file_id, UploadEvent.RETRY, detail="retry requested"
+        )
+        self.wake()
+        return state
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except JournalError as error:
+                logger.error(
+                    "upload journal cannot be written (%s); uploads pause for %.0f s, "
+                    "recording goes on; free disk space in the data dir",
+                    error,
+                    JOURNAL_RETRY_SECONDS,
+                )
+                await self._sleep(JOURNAL_RETRY_SECONDS)
+
+    async def _step(self) -> None:
+        if not self._online:
+            await self._wait_for_upstream()
+        await self._housekeeping()
+        now = time.time()
+        record = await asyncio.to_thread(
+            self.journal.next_ready, now, newest_first=self._settings.newest_first
+        )
+        if record is None:
+            self._idle.set()
+            next_at = await asyncio.to_thread(self.journal.next_attempt_time)
+            await self._refresh_gauges()
+            await self._sleep(DAY if next_at is None else max(next_at - now, 0.05))
+            return
+        await self._process(record)
+        await self._refresh_gauges()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep until `seconds` pass or someone calls wake()."""
+        self._wakeup.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
+        except TimeoutError:
+            pass
+
+    async def _wait_for_upstream(self) -> None:
+        delay = PROBE_MIN_SECONDS
+        while True:
+            try:
+                await asyncio.to_thread(self.store.probe)
+            except CredentialsRefused as error:
+                self._set_online(False, str(error))
+                await self._sleep(BACKOFF_CAP_SECONDS)
+                continue
+            except UpstreamError as error:
+                self._set_online(False, str(error))
+                await self._sleep(delay)
+                delay = min(delay * 2, PROBE_MAX_SECONDS)
+                continue
+            self._set_online(True, "")
+            return
+
+    def _set_online(self, online: bool, reason: str) -> None:
+        self._metrics.upstream_up.set(1 if online else 0)
+        if online and not self._online:
+            logger.info("upstream %s reachable: uploads resume", self.store.endpoint)
+        elif not online:
+            now = time.monotonic()
+            # One warning per minute at most; the metric says the rest.
+            if self._online or now - self._last_offline_log > 60:
+                logger.warning("upstream unavailable, uploads wait: %s", reason)
+                self._last_offline_log = now
+        self._online = online
+
+    async def _housekeeping(self) -> None:
+        now = time.time()
+        if now - self._last_prune > DAY:
+            before = now - self._settings.event_retention_days * DAY
+            pruned = await asyncio.to_thread(self.journal.prune_events, before)
+            self._last_prune = now
+            if pruned:
+                logger.info(
+                    "upload event log: pruned %d events older than %d days",
+                    pruned,
+                    self._settings.event_retention_days,
+                )
+        if not self._stale_checked and self._settings.stale_prefix:
+            await self._abort_stale_uploads()
+            self._stale_checked = True
+
+    async def _abort_stale_uploads(self) -> None:
+        try:
+            found = await asyncio.to_thread(
+                self.store.incomplete_uploads, self._settings.stale_prefix
+            )
+            known = await asyncio.to_thread(self.journal.active_upload_ids)
+            for key, upload_id in found:
+                if upload_id not in known:
+                    await asyncio.to_thread(self.store.abort, key, upload_id)
+                    await asyncio.to_thread(
+                        self.journal.log, None, "stale_aborted", f"{key} upload {upload_id}"
+                    )
+                    logger.info("aborted stale multipart upload of %s (%s)", key, upload_id)
+        except UpstreamError as error:
+            logger.warning("could not clean stale multipart uploads: %s", error)
+
+    async def _refresh_gauges(self) -> None:
+        files, size, oldest = await asyncio.to_thread(self.journal.pending_totals)
+        self._metrics.queue_files.set(files)
+        self._metrics.queue_bytes.set(size)
+        self._metrics.oldest_pending.set(0 if oldest is None else max(time.time() - oldest, 0))
+
+    # -- one file ------------------------------------------------------------------------------
+
+    async def _apply(self, record: FileRecord, event: UploadEvent, **kwargs: object) -> FileState:
+        return await asyncio.to_thread(
+            lambda: self.journal.apply(record.id, event, **kwargs)  # type: ignore[arg-type]
+        )
+
+    async def _process(self, record: FileRecord) -> None:
+        try:
+            await asyncio.to_thread(_check_source, record)
+            state = record.state
+            if state is FileState.QUEUED:
+                state = await self._apply(record, UploadEvent.START, detail=record.key)
+            if state is FileState.UPLOADING:
+                state = await self._send(record)
+            if state is FileState.COMPLETING:
+                state = await self._complete(record)
+            if state is FileState.VERIFYING:
+                await self._verify(record)
+        except SourceProblem as problem:
+            logger.error("upload %d failed: %s", record.id, problem)
+            await self._apply(record, UploadEvent.FATAL_ERROR, detail=str(problem))
+        except UploadLost as error:
+            logger.warning("upload %d: %s; starting the file over", record.id, error)
+            await self._apply(record, UploadEvent.UPLOAD_LOST, detail=str(error))
+        except UpstreamUnreachable as error:
+            self._set_online(False, str(error))
+        except CredentialsRefused as error:
+            self._set_online(False, str(error))
+            await self._retry_later(record, error)
+        except UpstreamError as error:
+            await self._retry_later(record, error)
+
+    async def _retry_later(self, record: FileRecord, error: Exception) -> None:
+        fresh = await asyncio.to_thread(self.journal.get, record.id)
+        attempts = (fresh.attempts if fresh else record.attempts) + 1
+        wait = backoff_seconds(attempts, self._random)
+        logger.warning(
+            "upload %d attempt %d failed (%s); next try in %.0f s", record.id, attempts, error, wait
+        )
+        await self._apply(
+            record, UploadEvent.RETRYABLE_ERROR, detail=str(error), retry_at=time.time() + wait
+        )
+
+    async def _send(self, record: FileRecord) -> FileState:
+        part_size = record.part_size or self._settings.part_size
+        spans = plan_parts(record.size, part_size)
+        if not spans:
+            data, md5 = await asyncio.to_thread(
+                _read_span, record.path, PartSpan(1, 0, record.size)
+            )
+            if hashlib.sha256(data).hexdigest() != record.sha256:
+                raise SourceProblem(f"{record.path} no longer has the sha256 it was queued with")
+            await self._throttle(len(data))
+            etag = await asyncio.to_thread(
+                self.store.put, record.key, data, record.sha256, _content_type(record.key)
+            )
+            self._metrics.bytes.inc(len(data))
+            await asyncio.to_thread(
+                self.journal.record_part, record.id, PartRecord(1, len(data), md5, etag)
+            )
+            return await self._apply(record, UploadEvent.PARTS_SENT)
+
+        upload_id = record.upload_id
+        if not upload_id:
+            upload_id = await asyncio.to_thread(self.store.create_upload, record.key, record.sha256)
+            await asyncio.to_thread(self.journal.set_upload_id, record.id, upload_id, part_size)
+            done: dict[int, PartRecord] = {}
+        else:
+            done = {
+                part.number: part for part in await asyncio.to_thread(self.journal.parts, record.id)
+            }
+            done = await self._cross_check(record, upload_id, done)
+        todo = [span for span in spans if span.number not in done]
+        if done:
+            logger.info(
+                "upload %d resumes: %d of %d parts already acknowledged",
+                record.id,
+                len(done),
+                len(spans),
+            )
+        gate = asyncio.Semaphore(self._settings.parallel_parts)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for span in todo:
+                    group.create_task(self._send_part(record, upload_id, span, gate))
+        except ExceptionGroup as failures:
+            raise _most_telling(failures) from None
+        return await self._apply(record, UploadEvent.PARTS_SENT, detail=f"{len(spans)} parts")
+
+    async def _cross_check(
+        self, record: FileRecord, upload_id: str, done: dict[int, PartRecord]
+    ) -> dict[int, PartRecord]:
+        """Drop journal parts the server does not hold (they go again); the journal stays truth."""
+        held = await asyncio.to_thread(self.store.list_parts, record.key, upload_id)
+        missing = [number for number, part in done.items() if held.get(number) != part.etag]
+        if missing:
+            logger.warning(
+                "upload %d: server lacks parts %s the journal holds; re-sending", record.id, missing
+            )
+        return {number: part for number, part in done.items() if number not in missing}
+
+    async def _throttle(self, size: int) -> None:
+        wait = self._bucket.reserve(size, time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _send_part(
+        self, record: FileRecord, upload_id: str, span: PartSpan, gate: asyncio.Semaphore
+    ) -> None:
+        async with gate:
+            data, md5 = await asyncio.to_thread(_read_span, record.path, span)
+            await self._throttle(span.size)
+            try:
+                etag = await asyncio.to_thread(
+                    self.store.upload_part, record.key, upload_id, span.number, data
+                )
+            except UpstreamError:
+                self._metrics.parts.labels("error").inc()
+                raise
+            if etag != md5:
+                self._metrics.parts.labels("error").inc()
+                raise UpstreamError(
+                    f"part {span.number} of {record.key}: server ETag {etag} is not its md5 {md5}"
+                )
+            await asyncio.to_thread(
+                self.journal.record_part, record.id, PartRecord(span.number, span.size, md5, etag)
+            )
+            self._metrics.parts.labels("ok").inc()
+            self._metrics.bytes.inc(span.size)
+
+    def _expected_etag(self, parts: list[PartRecord], size: int, part_size: int) -> str:
+        if not plan_parts(size, part_size):
+            return parts[0].md5
+        return multipart_etag([part.md5 for part in parts])
+
+    async def _complete(self, record: FileRecord) -> FileState:
+        fresh = await asyncio.to_thread(self.journal.require, record.id)
+        parts = await asyncio.to_thread(self.journal.parts, record.id)
+        expected = self._expected_etag(
+            parts, fresh.size, fresh.part_size or self._settings.part_size
+        )
+        if not plan_parts(fresh.size, fresh.part_size or self._settings.part_size):
+            return await self._apply(record, UploadEvent.COMPLETED, etag=parts[0].etag)
+        try:
+            etag = await asyncio.to_thread(
+                self.store.complete,
+                record.key,
+                fresh.upload_id,
+                [(part.number, part.etag) for part in parts],
+            )
+        except UploadLost:
+            # Completed just before a crash? Then the object is there with the expected ETag.
+            facts = await asyncio.to_thread(self.store.stat, record.key)
+            if facts is None or facts.etag != expected:
+                raise
+            etag = facts.etag
+        if etag != expected:
+            raise UploadLost(f"completion ETag {etag} differs from the journal's {expected}")
+        return await self._apply(record, UploadEvent.COMPLETED, etag=etag)
+
+    async def _verify(self, record: FileRecord) -> None:
+        fresh = await asyncio.to_thread(self.journal.require, record.id)
+        parts = await asyncio.to_thread(self.journal.parts, record.id)
+        expected = self._expected_etag(
+            parts, fresh.size, fresh.part_size or self._settings.part_size
+        )
+        facts = await asyncio.to_thread(self.store.stat, record.key)
+        problems = []
+        if facts is None:
+            problems.append("object missing upstream")
+        else:
+            if facts.etag != expected:
+                problems.append(f"ETag {facts.etag} != expected {expected}")
+            if facts.size != fresh.size:
+                problems.append(f"size {facts.size} != {fresh.size}")
+            if facts.sha256 != fresh.sha256:
+                problems.append(f"sha256 metadata {facts.sha256!r} != {fresh.sha256}")
+        if problems:
+            raise UploadLost("verification failed: " + "; ".join(problems))
+        local = await asyncio.to_thread(file_sha256, record.path)
+        if local != fresh.sha256:
+            raise SourceProblem(f"{record.path} changed during the upload; refused")
+        await self._apply(record, UploadEvent.VERIFIED, detail=f"etag {expected}")
+        self._metrics.last_success.set(time.time())
+        logger.info(
+            "upload %d verified: %s (%d bytes, etag %s)",
+            record.id,
+            record.key,
+            record.size,
+            expected,
+        )
+
+
+def _most_telling(failures: ExceptionGroup[Exception]) -> Exception:
+    """The one error of several failed parts that decides what happens to the file."""
+    errors = list(failures.exceptions)
+    for kind in (SourceProblem, UploadLost, CredentialsRefused, UpstreamUnreachable):
+        for error in errors:
+            if isinstance(error, kind):
+                return error
+    return errors[0]
+
+
+def _content_type(key: str) -> str:
+    if key.endswith(".mp4"):
+        return "video/mp4"
+    if key.endswith(".json"):
+        return "application/json"
+    return "application/octet-stream"
