@@ -21,6 +21,7 @@ from edged import __version__
 from edged import config as config_module
 from edged.config import Config
 from edged.errors import ConfigError, EdgedError, StartupError
+from edged.paths import prepare_data_dir, resolve_data_dir
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -53,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     show = config_commands.add_parser("show", help="print the effective config as TOML")
     show.add_argument("--config", type=Path, help="TOML config file (default: embedded)")
+
+    uploads = commands.add_parser("uploads", help="the upload queue; `uploads push FILE` ships one")
+    uploads.add_argument("--json", action="store_true", help="machine-readable output")
+    uploads.add_argument("--config", type=Path, help="TOML config file (default: embedded)")
+    uploads.add_argument("--data-dir", help="state directory, overrides [storage] data_dir")
+    upload_commands = uploads.add_subparsers(dest="uploads_command")
+    push = upload_commands.add_parser(
+        "push", help="queue files and upload them now; exits when they are verified or failed"
+    )
+    push.add_argument("files", type=Path, nargs="+")
+    push.add_argument("--stream", default="manual", help="stream part of the object key")
+    push.add_argument("--kind", default="file", choices=("clip", "highlight", "recording", "file"))
 
     peers = commands.add_parser("peers", help="list the edged boxes on the LAN (mDNS)")
     peers.add_argument("--json", action="store_true", help="machine-readable output")
@@ -101,6 +114,21 @@ def _config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _uploads(args: argparse.Namespace) -> int:
+    from edged.upload import commands
+
+    config = _load(args.config)
+    data_dir = resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
+    if args.uploads_command == "push":
+        _configure_logging(config.daemon.log_level)
+        return asyncio.run(
+            commands.push(
+                config, prepare_data_dir(data_dir), args.files, stream=args.stream, kind=args.kind
+            )
+        )
+    return commands.show(data_dir, as_json=args.json, terminal=sys.stdout.isatty())
+
+
 def _peers(args: argparse.Namespace) -> int:
     from edged.discovery import browse_peers
 
@@ -120,7 +148,7 @@ def _peers(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _run, "config": _config, "peers": _peers}
+    handlers = {"run": _run, "config": _config, "peers": _peers, "uploads": _uploads}
     try:
         return handlers[args.command](args)
     except ConfigError as error:

@@ -234,13 +234,13 @@ class Uploader:
         await self._refresh_gauges()
 
     async def _sleep(self, seconds: float) -> None:
-        """Sleep until `seconds` pass or someone calls wake()."""
-        self._wakeup.clear()
+        """Sleep until `seconds` pass or someone calls wake() (also while we were busy)."""
         try:
             async with asyncio.timeout(seconds):
                 await self._wakeup.wait()
         except TimeoutError:
             pass
+        self._wakeup.clear()
 
     async def _wait_for_upstream(self) -> None:
         delay = PROBE_MIN_SECONDS

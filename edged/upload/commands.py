@@ -1,0 +1,90 @@
+"""`edged uploads` and `edged uploads push`: the queue for people, and a one-shot uploader."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from edged.config import Config, node_name
+from edged.metrics import UploadMetrics
+from edged.upload.journal import Journal
+from edged.upload.report import progress_bar, upload_report
+from edged.upload.setup import JOURNAL_FILE, build_uploader, key_for
+from edged.upload.state import FileState
+
+logger = logging.getLogger(__name__)
+
+
+def show(data_dir: Path, *, as_json: bool, terminal: bool) -> int:
+    """Print the queue, per-file progress and recent events from the journal."""
+    path = data_dir / JOURNAL_FILE
+    if not path.exists():
+        print(
+            json.dumps({"queue": {"files": 0}, "files": [], "events": []})
+            if as_json
+            else f"no uploads yet ({path} does not exist)"
+        )
+        return 0
+    journal = Journal(path)
+    try:
+        report = upload_report(journal)
+    finally:
+        journal.close()
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    queue = report["queue"]
+    print(
+        f"pending: {queue['files']} files, {queue['bytes']} bytes, "
+        f"oldest {queue['oldest_pending_seconds']:.0f} s"
+    )
+    for row in report["files"]:
+        progress = (
+            progress_bar(row["parts_done"], row["parts_total"])
+            if terminal
+            else f"{row['parts_done']}/{row['parts_total']} parts"
+        )
+        error = f"  ({row['last_error']})" if row["last_error"] else ""
+        print(f"{row['id']:>5} {row['state']:10} {progress} {row['key']}{error}")
+    if report["events"]:
+        print("recent events:")
+    for event in report["events"][:15]:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["at"]))
+        print(f"  {stamp} #{event['file_id']} {event['kind']} {event['detail']}")
+    return 0
+
+
+async def push(config: Config, data_dir: Path, files: list[Path], *, stream: str, kind: str) -> int:
+    """Queue `files` and run the uploader until each is verified (0) or failed (1)."""
+    node = node_name(config, socket.gethostname())
+    uploader = build_uploader(config, data_dir, node, UploadMetrics(CollectorRegistry()))
+    if not uploader.configured:
+        uploader.journal.close()
+        print("edged: [upstream] endpoint is empty: nothing to upload to")
+        return 1
+    try:
+        await uploader.start()
+        ids = []
+        for path in files:
+            key = await asyncio.to_thread(key_for, config, node, path, stream)
+            ids.append(await uploader.enqueue(path, key, kind=kind))
+        while True:
+            records = [await asyncio.to_thread(uploader.journal.require, i) for i in ids]
+            if all(r.state in (FileState.DONE, FileState.FAILED) for r in records):
+                break
+            await asyncio.sleep(0.2)
+        for record in records:
+            print(
+                f"{record.state.value}: {record.key}"
+                + (f" ({record.last_error})" if record.last_error else "")
+            )
+        return 0 if all(r.state is FileState.DONE for r in records) else 1
+    finally:
+        await uploader.stop()
+        uploader.journal.close()

@@ -1,0 +1,222 @@
+"""The uploader against a real S3 server on loopback: parts, verification, outages, lost uploads."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edged.upload.policy import multipart_etag
+from edged.upload.s3 import SHA256_HEADER
+from edged.upload.state import FileState
+from edged.upload.uploader import Uploader
+from tests.integration.upload_support import (
+    BUCKET,
+    MiB,
+    UploaderFactory,
+    minio_client,
+    object_sha256,
+    s3,
+    uploaders,
+    write_random,
+)
+from tests.s3server import SECRET_KEY, S3Server
+
+pytestmark = pytest.mark.integration
+__all__ = ["s3", "uploaders"]  # fixtures
+
+
+def expected_etag(path: Path, part_size: int) -> str:
+    md5s = []
+    with path.open("rb") as handle:
+        while chunk := handle.read(part_size):
+            md5s.append(hashlib.md5(chunk).hexdigest())
+    return multipart_etag(md5s)
+
+
+async def until(condition: Callable[[], bool], limit: float = 60.0) -> None:
+    """Poll a journal-backed condition (a callable) until true."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def finish(uploader: Uploader, file_id: int, limit: float = 120.0) -> None:
+    await until(
+        lambda: uploader.journal.require(file_id).state in (FileState.DONE, FileState.FAILED),
+        limit,
+    )
+
+
+async def test_64_mib_file_uploads_in_parts_and_verifies(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+) -> None:
+    source = tmp_path / "segment.mp4"
+    sha = write_random(source, 64 * MiB)
+    key = "gala/box/cam1/2026-11-26/segment.mp4"
+    uploader = uploaders(part_size=16 * MiB)
+    await uploader.start()
+    file_id = await uploader.enqueue(source, key)
+    await finish(uploader, file_id)
+
+    record = uploader.journal.require(file_id)
+    assert record.state is FileState.DONE, record.last_error
+    assert len(uploader.journal.parts(file_id)) == 4
+    facts = minio_client(s3).stat_object(BUCKET, key)
+    assert facts.etag == expected_etag(source, 16 * MiB) == record.etag
+    assert facts.etag.endswith("-4")
+    assert facts.metadata is not None
+    assert facts.metadata[SHA256_HEADER] == sha
+    assert object_sha256(s3, key) == sha
+    assert s3.total_part_puts(key) == 4
+    kinds = [event.kind for event in uploader.journal.events(file_id=file_id)]
+    assert kinds[0] == "verified" and kinds.count("part_done") == 4
+    assert uploader.online
+
+
+async def test_small_file_goes_in_one_put_and_sidecar_follows(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+) -> None:
+    segment = tmp_path / "0001.mp4"
+    sidecar = tmp_path / "0001.json"
+    write_random(segment, 1 * MiB)
+    sidecar.write_text('{"sha256": "..."}')
+    uploader = uploaders()
+    segment_id = await uploader.enqueue(segment, "e/n/s/d/0001.mp4")
+    sidecar_id = await uploader.enqueue(
+        sidecar, "e/n/s/d/0001.json", kind="clip", after_id=segment_id
+    )
+    await uploader.start()
+    await finish(uploader, sidecar_id)
+    first, second = uploader.journal.require(segment_id), uploader.journal.require(sidecar_id)
+    assert first.state is second.state is FileState.DONE
+    assert first.done_at is not None and second.done_at is not None
+    assert first.done_at <= second.done_at
+    assert (
+        minio_client(s3).stat_object(BUCKET, "e/n/s/d/0001.mp4").etag
+        == hashlib.md5(segment.read_bytes()).hexdigest()
+    )
+
+
+async def test_outage_waits_without_busy_loop_then_completes(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+) -> None:
+    source = tmp_path / "long.mp4"
+    sha = write_random(source, 30 * MiB)
+    uploader = uploaders(parallel_parts=1, bandwidth_limit=10 * MiB)
+    probes = []
+    real_probe = uploader.store.probe
+
+    def counting_probe() -> None:
+        probes.append(time.monotonic())
+        real_probe()
+
+    uploader.store.probe = counting_probe  # type: ignore[method-assign]
+    await uploader.start()
+    file_id = await uploader.enqueue(source, "gala/box/cam/day/long.mp4")
+    await until(lambda: len(uploader.journal.parts(file_id)) >= 2)
+    s3.stop()
+    await until(lambda: not uploader.online)
+    assert uploader._metrics.upstream_up._value.get() == 0
+    before = len(probes)
+    await asyncio.sleep(3)
+    assert len(probes) - before <= 3, "probing in a busy loop while offline"
+    assert uploader.journal.require(file_id).state is FileState.UPLOADING
+    s3.start()  # same port, same state
+    await finish(uploader, file_id)
+    assert uploader.journal.require(file_id).state is FileState.DONE
+    assert uploader._metrics.upstream_up._value.get() == 1
+    assert object_sha256(s3, "gala/box/cam/day/long.mp4") == sha
+
+
+async def test_no_such_upload_restarts_the_file(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+) -> None:
+    source = tmp_path / "lost.mp4"
+    sha = write_random(source, 25 * MiB)
+    key = "gala/box/cam/day/lost.mp4"
+    uploader = uploaders(parallel_parts=1, bandwidth_limit=5 * MiB)
+    await uploader.start()
+    file_id = await uploader.enqueue(source, key)
+    await until(lambda: len(uploader.journal.parts(file_id)) >= 1)
+    lost_id = uploader.journal.require(file_id).upload_id
+    minio_client(s3)._abort_multipart_upload(BUCKET, key, lost_id)
+    await finish(uploader, file_id)
+    record = uploader.journal.require(file_id)
+    assert record.state is FileState.DONE, record.last_error
+    assert record.upload_id != lost_id
+    assert "upload_lost" in [event.kind for event in uploader.journal.events(file_id=file_id)]
+    assert object_sha256(s3, key) == sha
+
+
+async def test_wrong_credentials_keep_the_queue(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "a.mp4"
+    write_random(source, 1 * MiB)
+    uploader = uploaders(access_key="revokedkey")
+    probes = []
+    real_probe = uploader.store.probe
+
+    def counting_probe() -> None:
+        probes.append(1)
+        real_probe()
+
+    uploader.store.probe = counting_probe  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING, "edged")
+    await uploader.start()
+    file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
+    await until(lambda: "upstream refused the credentials" in caplog.text)
+    assert "check [upstream] access_key, secret_key_file" in caplog.text
+    assert SECRET_KEY not in caplog.text
+    assert uploader.journal.require(file_id).state is FileState.QUEUED
+    seen = len(probes)
+    uploader.wake()  # e.g. an operator fixed the keys: it tries again at once
+    await until(lambda: len(probes) > seen)
+    assert uploader._metrics.upstream_up._value.get() == 0
+
+
+async def test_changed_and_deleted_sources_are_refused(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+) -> None:
+    changed, deleted = tmp_path / "changed.mp4", tmp_path / "deleted.mp4"
+    write_random(changed, 1 * MiB)
+    write_random(deleted, 1 * MiB)
+    uploader = uploaders()
+    changed_id = await uploader.enqueue(changed, "e/n/s/d/changed.mp4")
+    deleted_id = await uploader.enqueue(deleted, "e/n/s/d/deleted.mp4")
+    with changed.open("ab") as handle:
+        handle.write(b"more")
+    deleted.unlink()
+    await uploader.start()
+    await finish(uploader, changed_id)
+    await finish(uploader, deleted_id)
+    refused = uploader.journal.require(changed_id)
+    gone = uploader.journal.require(deleted_id)
+    assert refused.state is gone.state is FileState.FAILED
+    assert "changed since it was queued" in refused.last_error
+    assert "was deleted before it was uploaded" in gone.last_error
+    assert s3.total_part_puts("changed.mp4") == 0
+    # Once the operator restores the file, a retry ships it.
+    deleted.write_bytes(b"")
+    assert (await uploader.retry(deleted_id)) is FileState.QUEUED
+
+
+async def test_stale_uploads_of_this_box_are_aborted(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+) -> None:
+    uploader = uploaders(stale_prefix="gala/box/")
+    stale = uploader.store.create_upload("gala/box/cam/day/abandoned.mp4", "0" * 64)
+    other = uploader.store.create_upload("gala/other-box/cam/day/theirs.mp4", "0" * 64)
+    await uploader.start()
+    await until(lambda: not uploader.store.incomplete_uploads("gala/box/"))
+    remaining = uploader.store.incomplete_uploads("gala/")
+    assert ("gala/other-box/cam/day/theirs.mp4", other) in remaining
+    assert stale not in [upload_id for _, upload_id in remaining]

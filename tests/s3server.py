@@ -1,0 +1,83 @@
+"""A real S3 server on loopback (moto's backend behind werkzeug), with a request tally.
+
+moto holds its state in the process, so the server can be stopped (an outage) and started again
+on the same port with the uploads it knew. The tally counts the part and object PUTs the server
+received, which is how the crash test measures what was sent again. moto does not check access
+keys, so the wrapper answers requests signed with any other key id than the configured one with
+the 403 InvalidAccessKeyId a real S3 gives.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+ACCESS_KEY = "edgedtestkey"
+SECRET_KEY = "edgedtestsecret1234"
+_CREDENTIAL = re.compile(r"Credential=([^/]+)/")
+
+StartResponse = Callable[..., Any]
+
+DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidAccessKeyId</Code>'
+    b"<Message>The AWS Access Key Id you provided does not exist in our records.</Message>"
+    b"</Error>"
+)
+
+
+class S3Server:
+    """start() / stop() / start() again on the same port; `part_puts` counts PUTs per part."""
+
+    def __init__(self, access_key: str = ACCESS_KEY) -> None:
+        self.access_key = access_key
+        self.port = 0
+        self.part_puts: Counter[tuple[str, int]] = Counter()
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._app = DomainDispatcherApplication(create_backend_app)
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _wsgi(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        with self._lock:
+            self.requests += 1
+        match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if match and match.group(1) != self.access_key:
+            start_response("403 Forbidden", [("Content-Type", "application/xml")])
+            return [DENIED]
+        if environ["REQUEST_METHOD"] == "PUT":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            number = int(query["partNumber"][0]) if "partNumber" in query else 0
+            with self._lock:
+                self.part_puts[(environ["PATH_INFO"], number)] += 1
+        return self._app(environ, start_response)
+
+    def start(self) -> None:
+        self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def total_part_puts(self, path_suffix: str) -> int:
+        with self._lock:
+            return sum(n for (path, _), n in self.part_puts.items() if path.endswith(path_suffix))
