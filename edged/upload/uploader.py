@@ -381,7 +381,7 @@ class Uploader:
             done = {
                 part.number: part for part in await asyncio.to_thread(self.journal.parts, record.id)
             }
-            done = await self._cross_check(record, upload_id, done)
+            done = await self._cross_check(record, upload_id, done, spans)
         todo = [span for span in spans if span.number not in done]
         if done:
             logger.info(
@@ -400,16 +400,30 @@ class Uploader:
         return await self._apply(record, UploadEvent.PARTS_SENT, detail=f"{len(spans)} parts")
 
     async def _cross_check(
-        self, record: FileRecord, upload_id: str, done: dict[int, PartRecord]
+        self, record: FileRecord, upload_id: str, done: dict[int, PartRecord], spans: list[PartSpan]
     ) -> dict[int, PartRecord]:
-        """Drop journal parts the server does not hold (they go again); the journal stays truth."""
+        """Reconcile the journal with the parts the server holds; the journal stays the truth.
+
+        A journal part the server lacks goes again. A part the server holds but the journal does
+        not (acknowledged just as the process died) is adopted only when its ETag equals the md5
+        of the same bytes read here now.
+        """
         held = await asyncio.to_thread(self.store.list_parts, record.key, upload_id)
         missing = [number for number, part in done.items() if held.get(number) != part.etag]
         if missing:
             logger.warning(
                 "upload %d: server lacks parts %s the journal holds; re-sending", record.id, missing
             )
-        return {number: part for number, part in done.items() if number not in missing}
+        kept = {number: part for number, part in done.items() if number not in missing}
+        for span in spans:
+            if span.number in kept or span.number not in held:
+                continue
+            _, md5 = await asyncio.to_thread(_read_span, record.path, span)
+            if held[span.number] == md5:
+                part = PartRecord(span.number, span.size, md5, md5)
+                await asyncio.to_thread(self.journal.record_part, record.id, part)
+                kept[span.number] = part
+        return kept
 
     async def _throttle(self, size: int) -> None:
         wait = self._bucket.reserve(size, time.monotonic())

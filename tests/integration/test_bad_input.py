@@ -89,3 +89,28 @@ def test_token_file_readable_by_others_exits_3(tmp_path: Path) -> None:
     result = run_edged("run", "--config", str(config), "--port", "0", "--data-dir", str(tmp_path))
     assert result.returncode == 3
     assert f"run: chmod 600 {token}" in error_line(result.stderr)
+
+
+def test_upstream_secret_readable_by_others_exits_3(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t-value")
+    secret.chmod(0o644)
+    config = write_config(
+        tmp_path / "c.toml",
+        f'[http]\nhost = "127.0.0.1"\n[upstream]\nendpoint = "127.0.0.1:9"\n'
+        f'access_key = "k"\nsecret_key_file = "{secret}"\n',
+    )
+    result = run_edged("run", "--config", str(config), "--port", "0", "--data-dir", str(tmp_path))
+    assert result.returncode == 3
+    line = error_line(result.stderr)
+    assert f"upstream secret key file {secret} is readable by others" in line
+    assert "s3cr3t-value" not in result.stderr
+
+
+def test_upstream_without_credentials_exits_2(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.toml", '[http]\nhost = "127.0.0.1"\n[upstream]\nendpoint = "s3.local:9000"\n'
+    )
+    result = run_edged("run", "--config", str(config), "--port", "0", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "upstream.access_key or upstream.secret_key_file is empty" in error_line(result.stderr)

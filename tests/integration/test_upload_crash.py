@@ -1,0 +1,112 @@
+"""Crash test: `edged uploads push` SIGKILLed again and again over one file; nothing is lost and
+each restart sends again at most the parts that were in flight at the kill."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from tests.integration.upload_support import MiB, object_sha256, s3, write_random
+from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+
+pytestmark = pytest.mark.integration
+__all__ = ["s3"]
+
+PARTS = 20
+PARALLEL = 2
+
+
+def push_config(tmp_path: Path, server: S3Server) -> Path:
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET_KEY)
+    secret.chmod(0o600)
+    config = tmp_path / "edged.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "node": {"name": "box", "event": "gala"},
+                "upstream": {
+                    "endpoint": server.endpoint,
+                    "secure": False,
+                    "bucket": "edged",
+                    "access_key": ACCESS_KEY,
+                    "secret_key_file": str(secret),
+                },
+                "upload": {"part_size": "5MiB", "parallel_parts": PARALLEL},
+            }
+        )
+    )
+    return config
+
+
+def done_parts(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT COUNT(*) FROM parts").fetchone()[0])
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_ten_times_loses_nothing(tmp_path: Path, s3: S3Server) -> None:
+    seed = int(os.environ.get("EDGED_CRASH_SEED", random.randrange(1_000_000)))
+    rng = random.Random(seed)
+    source = tmp_path / "segment.mp4"
+    sha = write_random(source, PARTS * 5 * MiB)
+    config = push_config(tmp_path, s3)
+    data_dir = tmp_path / "data"
+    journal = data_dir / "uploads.sqlite3"
+    command = [
+        sys.executable,
+        "-m",
+        "edged",
+        "uploads",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(data_dir),
+        "push",
+        str(source),
+        "--stream",
+        "cam1",
+    ]
+    kills = 0
+    resent_bound = 0
+    while True:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        target = s3.total_part_puts("segment.mp4") + rng.randint(1, 2)
+        while process.poll() is None and s3.total_part_puts("segment.mp4") < target:
+            time.sleep(0.005)
+        if process.poll() is not None or kills >= 12:
+            stdout, stderr = process.communicate(timeout=120)
+            assert process.returncode == 0, f"seed {seed}: {stdout}{stderr}"
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        process.stdout.close()  # type: ignore[union-attr]
+        process.stderr.close()  # type: ignore[union-attr]
+        kills += 1
+        # Every PUT is either a part the journal holds or one in flight at some kill; the
+        # difference, counted at the last kill, bounds what may be sent again.
+        resent_bound = s3.total_part_puts("segment.mp4") - done_parts(journal)
+
+    assert kills >= 10, f"seed {seed}: the upload finished after {kills} kills"
+    assert "done: gala/box/cam1/" in stdout
+    keys = [path for (path, _) in s3.part_puts if path.endswith("segment.mp4")]
+    key = keys[0].split("/edged/", 1)[1]
+    assert object_sha256(s3, key) == sha
+    sent = s3.total_part_puts("segment.mp4")
+    resent = sent - PARTS
+    print(f"seed {seed}: {kills} kills, {sent} part PUTs for {PARTS} parts, {resent} re-sent")
+    assert resent <= resent_bound, f"seed {seed}: {resent} re-sent, at most {resent_bound} expected"
+    assert resent <= kills * PARALLEL
