@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Debian packages the tests use: promtool, systemd-analyze, ffmpeg (reference encoder).
 TEST_DEBS := prometheus systemd
 
-.PHONY: run test lint typecheck pytest bench-idle clean
+.PHONY: run test lint typecheck pytest bench-idle bench-upload clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ pytest:
 
 bench-idle: $(BIN)/edged
 	$(BIN)/python bench/idle.py
+
+bench-upload: $(VENV)/.test-installed
+	$(BIN)/python bench/upload.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

@@ -3,12 +3,14 @@
 moto holds its state in the process, so the server can be stopped (an outage) and started again
 on the same port with the uploads it knew. The tally counts the part and object PUTs the server
 received, which is how the crash test measures what was sent again. moto does not check access
-keys, so the wrapper answers requests signed with any other key id than the configured one with
-the 403 InvalidAccessKeyId a real S3 gives.
+keys, so the wrapper answers requests signed with any other key id than the configured one (or a
+temporary key from moto's own STS, with its session token) with the 403 InvalidAccessKeyId a real
+S3 gives.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections import Counter
@@ -53,7 +55,11 @@ class S3Server:
         with self._lock:
             self.requests += 1
         match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
-        if match and match.group(1) != self.access_key:
+        # Temporary keys from moto's STS start with ASIA and must come with their session token.
+        temporary = bool(
+            match and match.group(1).startswith("ASIA") and environ.get("HTTP_X_AMZ_SECURITY_TOKEN")
+        )
+        if match and match.group(1) != self.access_key and not temporary:
             start_response("403 Forbidden", [("Content-Type", "application/xml")])
             return [DENIED]
         if environ["REQUEST_METHOD"] == "PUT":
@@ -64,6 +70,7 @@ class S3Server:
         return self._app(environ, start_response)
 
     def start(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -81,3 +88,18 @@ class S3Server:
     def total_part_puts(self, path_suffix: str) -> int:
         with self._lock:
             return sum(n for (path, _), n in self.part_puts.items() if path.endswith(path_suffix))
+
+
+def main() -> None:
+    """Run a server in its own process (benchmarks): prints the port, stops when stdin closes."""
+    import sys
+
+    server = S3Server()
+    server.start()
+    print(server.port, flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

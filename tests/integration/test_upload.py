@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from edged.upload.journal import JournalError
 from edged.upload.policy import multipart_etag
 from edged.upload.s3 import SHA256_HEADER
 from edged.upload.state import FileState
@@ -220,3 +221,36 @@ async def test_stale_uploads_of_this_box_are_aborted(
     remaining = uploader.store.incomplete_uploads("gala/")
     assert ("gala/other-box/cam/day/theirs.mp4", other) in remaining
     assert stale not in [upload_id for _, upload_id in remaining]
+
+
+async def test_sts_short_lived_credentials(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+) -> None:
+    source = tmp_path / "sts.mp4"
+    sha = write_random(source, 6 * MiB)
+    uploader = uploaders(sts_role_arn="arn:aws:iam::123456789012:role/edged-uploader")
+    await uploader.start()
+    file_id = await uploader.enqueue(source, "gala/box/cam/day/sts.mp4")
+    await finish(uploader, file_id)
+    assert uploader.journal.require(file_id).state is FileState.DONE
+    assert object_sha256(s3, "gala/box/cam/day/sts.mp4") == sha
+    temporary = uploader.store._client._provider.retrieve()  # type: ignore[union-attr]
+    assert temporary.access_key.startswith("ASIA")
+    assert temporary.session_token
+
+
+async def test_full_journal_pauses_uploads_and_says_so(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "a.mp4"
+    write_random(source, 1 * MiB)
+    uploader = uploaders(journal_pages=12)
+    await uploader.enqueue(source, "e/n/s/d/a.mp4")
+    with pytest.raises(JournalError, match="database or disk is full"):  # noqa: PT012
+        for index in range(10_000):
+            await uploader.enqueue(source, f"e/n/s/d/filler-{index:05d}-" + "x" * 300)
+    caplog.set_level(logging.ERROR, "edged")
+    await uploader.start()
+    await until(lambda: "upload journal cannot be written" in caplog.text)
+    assert "recording goes on; free disk space in the data dir" in caplog.text
+    assert uploader._task is not None and not uploader._task.done()

@@ -25,7 +25,7 @@ PARTS = 20
 PARALLEL = 2
 
 
-def push_config(tmp_path: Path, server: S3Server) -> Path:
+def push_config(tmp_path: Path, server: S3Server, **upload: object) -> Path:
     secret = tmp_path / "secret"
     secret.write_text(SECRET_KEY)
     secret.chmod(0o600)
@@ -41,7 +41,7 @@ def push_config(tmp_path: Path, server: S3Server) -> Path:
                     "access_key": ACCESS_KEY,
                     "secret_key_file": str(secret),
                 },
-                "upload": {"part_size": "5MiB", "parallel_parts": PARALLEL},
+                "upload": {"part_size": "5MiB", "parallel_parts": PARALLEL, **upload},
             }
         )
     )

@@ -64,7 +64,7 @@ def s3() -> Iterator[S3Server]:
     server.stop()
 
 
-def make_store(server: S3Server, access_key: str = ACCESS_KEY) -> S3Store:
+def make_store(server: S3Server, access_key: str = ACCESS_KEY, sts_role_arn: str = "") -> S3Store:
     return S3Store(
         endpoint=server.endpoint,
         secure=False,
@@ -72,6 +72,8 @@ def make_store(server: S3Server, access_key: str = ACCESS_KEY) -> S3Store:
         bucket=BUCKET,
         access_key=access_key,
         secret_key=SECRET_KEY,
+        sts_role_arn=sts_role_arn,
+        policy_prefix="gala/",
         connections=4,
         read_timeout=10,
     )
@@ -91,10 +93,12 @@ class UploaderFactory:
         bandwidth_limit: int = 0,
         access_key: str = ACCESS_KEY,
         stale_prefix: str = "",
+        sts_role_arn: str = "",
+        journal_pages: int | None = None,
     ) -> Uploader:
         uploader = Uploader(
-            Journal(self.tmp_path / f"journal-{len(self.made)}.sqlite3"),
-            make_store(self.server, access_key),
+            Journal(self.tmp_path / f"journal-{len(self.made)}.sqlite3", max_pages=journal_pages),
+            make_store(self.server, access_key, sts_role_arn),
             UploaderSettings(
                 part_size=part_size,
                 parallel_parts=parallel_parts,

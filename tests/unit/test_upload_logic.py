@@ -130,3 +130,15 @@ def test_object_key_refuses_unsafe_parts(stream: str) -> None:
         object_key(
             prefix="", event="e", node="n", stream=stream, when=datetime.now(UTC), filename="f.mp4"
         )
+
+
+def test_sts_session_policy_is_limited_to_the_event_prefix() -> None:
+    import json
+
+    from edged.upload.s3 import session_policy
+
+    policy = json.loads(session_policy("edged", "fest/gala/"))
+    objects, listing = policy["Statement"]
+    assert objects["Resource"] == ["arn:aws:s3:::edged/fest/gala/*"]
+    assert "s3:DeleteObject" not in objects["Action"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["fest/gala/*"]}}
