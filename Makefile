@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Debian packages the tests use: promtool, systemd-analyze, ffmpeg (reference encoder).
-TEST_DEBS := prometheus systemd
+# Debian packages the tests use: promtool (prometheus), systemd-analyze (systemd), umockdev and
+# its GObject introspection data, and what PyGObject needs to build.
+TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev \
+	libcairo2-dev pkg-config
 
-.PHONY: run test lint typecheck pytest bench-idle bench-upload clean
+.PHONY: run test debs lint typecheck pytest bench-idle bench-upload clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,15 +15,17 @@ $(BIN)/edged: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.test-installed: $(BIN)/edged
+$(VENV)/.test-installed: $(BIN)/edged | debs
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
+
+debs:
+	scripts/install-debs $(TEST_DEBS)
 
 run: $(BIN)/edged
 	$(BIN)/edged run
 
-test: $(VENV)/.test-installed
-	scripts/install-debs $(TEST_DEBS)
+test: debs $(VENV)/.test-installed
 	$(MAKE) lint typecheck pytest
 
 lint:

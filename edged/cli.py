@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--stream", default="manual", help="stream part of the object key")
     push.add_argument("--kind", default="file", choices=("clip", "highlight", "recording", "file"))
 
+    devices = commands.add_parser("devices", help="cameras, capture cards and the board")
+    devices.add_argument("--json", action="store_true", help="machine-readable output")
+    devices.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
+
     peers = commands.add_parser("peers", help="list the edged boxes on the LAN (mDNS)")
     peers.add_argument("--json", action="store_true", help="machine-readable output")
     peers.add_argument("--timeout", type=float, default=3.0, help="seconds to listen")
@@ -129,6 +133,17 @@ def _uploads(args: argparse.Namespace) -> int:
     return commands.show(data_dir, as_json=args.json, terminal=sys.stdout.isatty())
 
 
+def _devices(args: argparse.Namespace) -> int:
+    from edged.devices.report import devices_report, print_devices
+
+    report = devices_report(args.root)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_devices(report)
+    return EXIT_OK
+
+
 def _peers(args: argparse.Namespace) -> int:
     from edged.discovery import browse_peers
 
@@ -148,7 +163,13 @@ def _peers(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _run, "config": _config, "peers": _peers, "uploads": _uploads}
+    handlers = {
+        "run": _run,
+        "config": _config,
+        "peers": _peers,
+        "uploads": _uploads,
+        "devices": _devices,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as error:

@@ -18,6 +18,9 @@ import psutil
 from edged import __version__
 from edged import config as config_module
 from edged.config import Config
+from edged.devices import capture_cards, detect_board
+from edged.devices.manager import DeviceManager
+from edged.devices.report import report_json
 from edged.discovery import Advertiser, advertised_addresses, service_properties
 from edged.errors import ConfigError
 from edged.metrics import Metrics
@@ -68,6 +71,7 @@ class Daemon:
         self._advertiser: Advertiser | None = None
         self.http: HttpServer | None = None
         self._uploader: Uploader | None = None
+        self.devices: DeviceManager | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def request_stop(self, signal_name: str = "request") -> None:
@@ -133,6 +137,19 @@ class Daemon:
         )
         self._context.subsystems["http"] = False
         self._context.subsystems["uploads"] = False
+
+        self._context.subsystems["devices"] = False
+        cards = await asyncio.to_thread(capture_cards)
+        manager = DeviceManager(cards, metrics.devices)
+        await manager.start()
+        stack.push_async_callback(manager.stop)
+        self.devices = manager
+        board = await asyncio.to_thread(
+            detect_board, Path("/"), {device.name for device in manager.devices.values()}
+        )
+        logger.info("board: %s (%s)", board.profile.name, board.reason)
+        self._context.device_report = lambda: report_json(board, manager.devices.values())
+        self._context.subsystems["devices"] = True
 
         uploader = build_uploader(config, data_dir, self.node, metrics.upload)
         stack.callback(uploader.journal.close)

@@ -30,6 +30,23 @@ def _disk_free(path: Path) -> float:
         return float("nan")
 
 
+class DeviceMetrics:
+    """edged_devices{kind} and edged_device_events_total{action}."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.devices = Gauge(
+            "edged_devices", "Video devices present, by kind.", ["kind"], registry=registry
+        )
+        self.events = Counter(
+            "edged_device_events",
+            "Device hotplug events handled, by action (add, remove).",
+            ["action"],
+            registry=registry,
+        )
+        for action in ("add", "remove"):
+            self.events.labels(action)
+
+
 class UploadMetrics:
     """The uploader's metrics (DESIGN.md: edged_upload_*, edged_upstream_up)."""
 
@@ -90,6 +107,7 @@ class Metrics:
         )
         self.disk_free_bytes.set_function(lambda: _disk_free(data_dir))
         self.upload = UploadMetrics(self.registry)
+        self.devices = DeviceMetrics(self.registry)
 
     def set_identity(self, *, version: str, node: str, event: str) -> None:
         """Set the labels of edged_build_info (an event id can change on reload)."""

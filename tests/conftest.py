@@ -23,6 +23,7 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
         name: str = "box",
         env: dict[str, str] | None = None,
         wait: bool = True,
+        wrapper: tuple[str, ...] = (),
     ) -> DaemonProcess:
         config = write_config(tmp_path / f"{name}.toml", loopback_config(name, settings or {}))
         data_dir = tmp_path / f"{name}-data"
@@ -31,6 +32,7 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
             env=env,
             data_dir=data_dir,
             config_file=config,
+            wrapper=wrapper,
         )
         started.append(daemon)
         if wait:

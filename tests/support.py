@@ -64,11 +64,12 @@ class DaemonProcess:
         *,
         data_dir: Path | None = None,
         config_file: Path | None = None,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.config_file = config_file
         self.process = subprocess.Popen(
-            edged_command("run", *args),
+            [*wrapper, *edged_command("run", *args)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

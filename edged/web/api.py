@@ -29,6 +29,15 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/api/v1/devices")
+async def devices(request: web.Request) -> web.Response:
+    """The board and every video node with its kind, stream name, capabilities and reason."""
+    report = request.app[CONTEXT].device_report
+    if report is None:
+        return web.json_response({"error": "the device subsystem is not running"}, status=503)
+    return web.json_response(report())
+
+
 @routes.post("/api/v1/reload")
 async def reload(request: web.Request) -> web.Response:
     """Re-read the config file; 400 with the reason when it is invalid (nothing changes then)."""

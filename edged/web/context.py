@@ -30,6 +30,7 @@ class WebContext:
     reload: Callable[[], Awaitable[dict[str, Any]]]
     data_dir: Path
     uploader: Uploader | None = None
+    device_report: Callable[[], dict[str, Any]] | None = None
     # (file, stream, kind) -> upload id; the daemon knows the object key layout.
     enqueue_upload: Callable[[Path, str, str], Awaitable[int]] = field(default=_no_uploader)
     subsystems: dict[str, bool] = field(default_factory=dict)

@@ -119,7 +119,10 @@ def test_status_and_readiness(start_daemon: StartDaemon) -> None:
     daemon = start_daemon({"mdns": {"enabled": False}})
     status, body = http(daemon.url + "/readyz")
     assert status == 200
-    assert json.loads(body) == {"ready": True, "subsystems": {"http": True, "uploads": True}}
+    assert json.loads(body) == {
+        "ready": True,
+        "subsystems": {"http": True, "devices": True, "uploads": True},
+    }
     status, body = http(daemon.url + "/api/v1/status")
     document = json.loads(body)
     assert status == 200

@@ -1,0 +1,110 @@
+"""The pyudev adapter: video4linux nodes as NodeFacts, enumerated or from hotplug events.
+
+Enumeration blocks (it walks sysfs): call it in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pyudev
+
+from edged.devices.classify import NodeFacts
+
+logger = logging.getLogger(__name__)
+
+SUBSYSTEM = "video4linux"
+
+
+def _attribute(device: Any, name: str) -> str:
+    try:
+        value = device.attributes.get(name)
+    except (OSError, UnicodeDecodeError, KeyError):
+        return ""
+    if value is None:
+        return ""
+    return bytes(value).decode("utf-8", "replace").strip()
+
+
+def _safe(read: Callable[[], Any]) -> str:
+    try:
+        value = read()
+    except (OSError, UnicodeDecodeError, KeyError, ValueError, AttributeError):
+        return ""
+    return "" if value is None else str(value)
+
+
+def _parent(device: Any, subsystem: str, device_type: str) -> Any:
+    try:
+        return device.find_parent(subsystem, device_type)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def node_facts(device: Any) -> NodeFacts:
+    """Facts of one video4linux device; malformed or missing values become empty strings."""
+    try:
+        properties = {str(key): str(value) for key, value in device.properties.items()}
+    except (UnicodeDecodeError, OSError, ValueError):
+        properties = {}
+    usb = _parent(device, "usb", "usb_device")
+    interface = _parent(device, "usb", "usb_interface")
+    try:
+        parent = device.parent
+    except (OSError, ValueError):
+        parent = None
+    driver = (
+        properties.get("ID_USB_DRIVER")
+        or (interface and _safe(lambda: interface.driver))
+        or (parent and _safe(lambda: parent.driver))
+        or ""
+    )
+    if usb:
+        vendor = _attribute(usb, "idVendor").lower()
+        product_id = _attribute(usb, "idProduct").lower()
+        serial = _attribute(usb, "serial") or properties.get("ID_SERIAL_SHORT", "")
+        usb_path = _safe(lambda: usb.sys_name)
+        product = properties.get("ID_V4L_PRODUCT") or _attribute(usb, "product")
+        bus = "usb"
+    else:
+        vendor = product_id = serial = usb_path = ""
+        product = properties.get("ID_V4L_PRODUCT", "")
+        bus = properties.get("ID_BUS") or (parent and _safe(lambda: parent.subsystem)) or ""
+    return NodeFacts(
+        sys_path=_safe(lambda: device.sys_path),
+        dev_node=_safe(lambda: device.device_node) or properties.get("DEVNAME", ""),
+        name=_attribute(device, "name"),
+        capabilities=properties.get("ID_V4L_CAPABILITIES", ""),
+        driver=driver,
+        vendor_id=vendor,
+        product_id=product_id,
+        serial=serial,
+        usb_path=usb_path,
+        bus=bus,
+        product=product,
+        index=_attribute(device, "index"),
+        properties=properties,
+    )
+
+
+def enumerate_nodes(context: pyudev.Context | None = None) -> list[NodeFacts]:
+    """Every video4linux node udev knows now, sorted by device node."""
+    context = context or pyudev.Context()
+    facts = []
+    for device in context.list_devices(subsystem=SUBSYSTEM):
+        try:
+            facts.append(node_facts(device))
+        except Exception:  # one broken device must not hide the others
+            logger.exception("skipping a video4linux device udev describes badly")
+    return sorted(facts, key=lambda fact: fact.dev_node)
+
+
+def monitor(context: pyudev.Context | None = None) -> pyudev.Monitor:
+    """A started, non-blocking monitor of video4linux add/remove events."""
+    context = context or pyudev.Context()
+    udev_monitor = pyudev.Monitor.from_netlink(context)
+    udev_monitor.filter_by(SUBSYSTEM)
+    udev_monitor.start()
+    return udev_monitor
