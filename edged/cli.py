@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     devices.add_argument("--json", action="store_true", help="machine-readable output")
     devices.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
 
+    encoders = commands.add_parser("encoders", help="probe the board's H.264 encoders")
+    encoders.add_argument("--json", action="store_true", help="machine-readable output")
+    encoders.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
+
     peers = commands.add_parser("peers", help="list the edged boxes on the LAN (mDNS)")
     peers.add_argument("--json", action="store_true", help="machine-readable output")
     peers.add_argument("--timeout", type=float, default=3.0, help="seconds to listen")
@@ -144,6 +148,17 @@ def _devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _encoders(args: argparse.Namespace) -> int:
+    from edged.media.report import encoders_report, print_encoders
+
+    report = encoders_report(args.root)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_encoders(report)
+    return EXIT_OK if report["winner"] else EXIT_FAILURE
+
+
 def _peers(args: argparse.Namespace) -> int:
     from edged.discovery import browse_peers
 
@@ -169,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peers": _peers,
         "uploads": _uploads,
         "devices": _devices,
+        "encoders": _encoders,
     }
     try:
         return handlers[args.command](args)

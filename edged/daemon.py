@@ -10,6 +10,7 @@ import socket
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from edged.devices.manager import DeviceManager
 from edged.devices.report import report_json
 from edged.discovery import Advertiser, advertised_addresses, service_properties
 from edged.errors import ConfigError
+from edged.media.recorder import Segment
+from edged.media.streams import MediaManager
 from edged.metrics import Metrics
 from edged.notify import SystemdNotifier
 from edged.paths import load_or_create_token, prepare_data_dir, resolve_data_dir
@@ -72,6 +75,7 @@ class Daemon:
         self.http: HttpServer | None = None
         self._uploader: Uploader | None = None
         self.devices: DeviceManager | None = None
+        self.media: MediaManager | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def request_stop(self, signal_name: str = "request") -> None:
@@ -160,6 +164,24 @@ class Daemon:
         self._context.enqueue_upload = self.enqueue_upload
         self._context.subsystems["uploads"] = True
 
+        self._context.subsystems["media"] = False
+        media = MediaManager(
+            config.media,
+            config.storage,
+            board,
+            metrics.streams,
+            data_dir,
+            {"node": self.node, "event": config.node.event},
+            self._segment_ready,
+            uploader.journal.is_done,
+            uploader.journal.knows,
+        )
+        await media.start(manager)
+        stack.push_async_callback(media.stop)
+        self.media = media
+        self._context.stream_status = media.status
+        self._context.subsystems["media"] = True
+
         self.http = HttpServer(create_app(self._context), config.http.host, config.http.port)
         await self.http.start()
         stack.push_async_callback(self.http.stop)
@@ -193,6 +215,21 @@ class Daemon:
             raise RuntimeError("the uploader has not started")
         key = await asyncio.to_thread(key_for, self.config, self.node, path, stream)
         return await self._uploader.enqueue(path, key, kind=kind)
+
+    async def _segment_ready(self, segment: Segment) -> None:
+        """A closed recording goes to the upload queue, its sidecar JSON right after it."""
+        if self._uploader is None:
+            return
+        video = Path(segment.path)
+        when = datetime.fromtimestamp(segment.start, UTC)
+        key = key_for(self.config, self.node, video, segment.stream, when)
+        video_id = await self._uploader.enqueue(video, key, kind="recording", sha256=segment.sha256)
+        await self._uploader.enqueue(
+            segment.sidecar,
+            key.removesuffix(".mp4") + ".json",
+            kind="sidecar",
+            after_id=video_id,
+        )
 
     def _reload_on_signal(self) -> None:
         task = asyncio.get_running_loop().create_task(self._reload_logged(), name="reload")

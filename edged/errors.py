@@ -17,3 +17,7 @@ class StartupError(EdgedError, RuntimeError):
 
 class AuthError(EdgedError, PermissionError):
     """A request or a credential was refused."""
+
+
+class MediaError(EdgedError, RuntimeError):
+    """A source cannot be opened or no encoder works; the stream is down with this reason."""

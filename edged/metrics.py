@@ -14,6 +14,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     Info,
     PlatformCollector,
     ProcessCollector,
@@ -45,6 +46,82 @@ class DeviceMetrics:
         )
         for action in ("add", "remove"):
             self.events.labels(action)
+
+
+class StreamMetrics:
+    """Per-stream frame accounting, encoder facts, thermal state, recording and spool."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "edged_stream_up", "1 while the stream runs, else 0.", ["stream"], registry=registry
+        )
+        self.captured = Counter(
+            "edged_frames_captured", "Frames read from the source.", ["stream"], registry=registry
+        )
+        self.encoded = Counter(
+            "edged_frames_encoded", "Frames encoded.", ["stream"], registry=registry
+        )
+        self.dropped = Counter(
+            "edged_frames_dropped",
+            "Frames lost, by stage: capture (gaps in the source), encode (queue full or "
+            "thermal decimation), output (a slow consumer).",
+            ["stream", "stage"],
+            registry=registry,
+        )
+        self.encoded_bytes = Counter(
+            "edged_encoded_bytes", "Bytes out of the encoder.", ["stream"], registry=registry
+        )
+        self.bitrate = Gauge(
+            "edged_stream_bitrate_bits_per_second",
+            "Encoded bitrate over the last seconds.",
+            ["stream"],
+            registry=registry,
+        )
+        self.fps = Gauge(
+            "edged_stream_fps",
+            "Encoded frames per second over the last seconds.",
+            ["stream"],
+            registry=registry,
+        )
+        self.encoder = Gauge(
+            "edged_encoder_info",
+            "The encoder a stream uses (value 1).",
+            ["stream", "encoder", "hardware"],
+            registry=registry,
+        )
+        self.encode_seconds = Histogram(
+            "edged_encode_seconds",
+            "Time to encode one frame.",
+            ["stream"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.25),
+            registry=registry,
+        )
+        self.temperature = Gauge(
+            "edged_temperature_celsius", "Temperature by sensor.", ["sensor"], registry=registry
+        )
+        self.throttle = Gauge(
+            "edged_throttle_level",
+            "Thermal step-down level of a stream (0 = none).",
+            ["stream"],
+            registry=registry,
+        )
+        self.recording = Gauge(
+            "edged_recording_active",
+            "1 while a stream records; 0 when retention had to stop it (disk full).",
+            ["stream"],
+            registry=registry,
+        )
+        self.spool_bytes = Gauge(
+            "edged_spool_bytes", "Bytes of recordings in the spool.", registry=registry
+        )
+
+    def stream(self, name: str) -> None:
+        """Create every series of a stream at zero, so rates start from a known value."""
+        self.captured.labels(name)
+        self.encoded.labels(name)
+        self.encoded_bytes.labels(name)
+        for stage in ("capture", "encode", "output"):
+            self.dropped.labels(name, stage)
 
 
 class UploadMetrics:
@@ -108,6 +185,7 @@ class Metrics:
         self.disk_free_bytes.set_function(lambda: _disk_free(data_dir))
         self.upload = UploadMetrics(self.registry)
         self.devices = DeviceMetrics(self.registry)
+        self.streams = StreamMetrics(self.registry)
 
     def set_identity(self, *, version: str, node: str, event: str) -> None:
         """Set the labels of edged_build_info (an event id can change on reload)."""

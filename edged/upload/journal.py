@@ -345,6 +345,10 @@ class Journal:
         )
         return {row["upload_id"] for row in rows}
 
+    def knows(self, path: str) -> bool:
+        """Whether a file at `path` was ever queued (in any state)."""
+        return bool(self._query("SELECT 1 FROM files WHERE path = ? LIMIT 1", (path,)))
+
     def is_done(self, path: str) -> bool:
         """Whether a file at `path` has been uploaded and verified (retention asks this)."""
         rows = self._query("SELECT 1 FROM files WHERE path = ? AND state = 'done' LIMIT 1", (path,))

@@ -163,6 +163,7 @@ class Uploader:
         kind: str = "recording",
         metadata: dict[str, str] | None = None,
         after_id: int | None = None,
+        sha256: str | None = None,
     ) -> int:
         """Queue a file: its size, mtime and sha256 are taken now, and checked before sending.
 
@@ -173,14 +174,15 @@ class Uploader:
             self.wake()
             return existing.id
         facts = await asyncio.to_thread(os.stat, path)
-        sha256 = await asyncio.to_thread(file_sha256, str(path))
+        if sha256 is None:  # the recorder hashes while it closes a segment; others are hashed here
+            sha256 = await asyncio.to_thread(file_sha256, str(path))
         file_id = await asyncio.to_thread(
             lambda: self.journal.enqueue(
                 path=str(path),
                 key=key,
                 size=facts.st_size,
                 mtime_ns=facts.st_mtime_ns,
-                sha256=sha256,
+                sha256=str(sha256),
                 priority=PRIORITIES.get(kind, PRIORITIES["file"]),
                 kind=kind,
                 metadata=metadata or {},

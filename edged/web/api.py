@@ -38,6 +38,15 @@ async def devices(request: web.Request) -> web.Response:
     return web.json_response(report())
 
 
+@routes.get("/api/v1/streams")
+async def streams(request: web.Request) -> web.Response:
+    """Every stream: state and reason, source, encoder, size, recording, frame counts."""
+    status = request.app[CONTEXT].stream_status
+    if status is None:
+        return web.json_response({"error": "the media subsystem is not running"}, status=503)
+    return web.json_response({"streams": status()})
+
+
 @routes.post("/api/v1/reload")
 async def reload(request: web.Request) -> web.Response:
     """Re-read the config file; 400 with the reason when it is invalid (nothing changes then)."""

@@ -31,6 +31,7 @@ class WebContext:
     data_dir: Path
     uploader: Uploader | None = None
     device_report: Callable[[], dict[str, Any]] | None = None
+    stream_status: Callable[[], list[dict[str, Any]]] | None = None
     # (file, stream, kind) -> upload id; the daemon knows the object key layout.
     enqueue_upload: Callable[[Path, str, str], Awaitable[int]] = field(default=_no_uploader)
     subsystems: dict[str, bool] = field(default_factory=dict)

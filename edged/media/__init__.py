@@ -1,0 +1,1 @@
+"""Streams: sources, encoder choice and probe, the pipeline, recorder, retention, thermal."""

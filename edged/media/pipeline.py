@@ -1,0 +1,286 @@
+"""One stream: capture thread -> bounded frame queue -> encoder thread -> fan-out to outputs.
+
+Every frame is counted where it goes: captured, encoded, or dropped with its stage. No stage can
+stall another: a full queue drops (and counts) instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import av
+
+from edged.errors import MediaError
+from edged.media.encoders import TIME_BASE, Encoder
+from edged.media.packets import EncodedPacket
+from edged.media.sources import Source
+from edged.metrics import StreamMetrics
+
+logger = logging.getLogger(__name__)
+
+FRAME_QUEUE_SIZE = 8
+RATE_WINDOW_SECONDS = 5.0
+
+
+class StreamState(StrEnum):
+    STARTING = "starting"
+    UP = "up"
+    DOWN = "down"
+    STOPPED = "stopped"
+
+
+class Output(Protocol):
+    """A consumer of encoded packets; `offer` never blocks and says whether it took the packet."""
+
+    name: str
+
+    def offer(self, packet: EncodedPacket, extradata: bytes) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class FrameCounts:
+    captured: int
+    encoded: int
+    dropped_capture: int
+    dropped_encode: int
+    dropped_output: int
+    encoded_bytes: int
+
+
+class _Tally:
+    """Exact counters shared by the threads; the Prometheus series follow them."""
+
+    def __init__(self, stream: str, metrics: StreamMetrics) -> None:
+        self._lock = threading.Lock()
+        self._stream = stream
+        self._metrics = metrics
+        self.captured = self.encoded = self.encoded_bytes = 0
+        self.dropped = {"capture": 0, "encode": 0, "output": 0}
+        self._window: deque[tuple[float, int]] = deque()
+
+    def capture(self) -> None:
+        with self._lock:
+            self.captured += 1
+        self._metrics.captured.labels(self._stream).inc()
+
+    def drop(self, stage: str, frames: int = 1) -> None:
+        with self._lock:
+            self.dropped[stage] += frames
+        self._metrics.dropped.labels(self._stream, stage).inc(frames)
+
+    def encode(self, size: int, now: float) -> None:
+        with self._lock:
+            self.encoded += 1
+            self.encoded_bytes += size
+            self._window.append((now, size))
+            while self._window and self._window[0][0] < now - RATE_WINDOW_SECONDS:
+                self._window.popleft()
+            frames, total = len(self._window), sum(size for _, size in self._window)
+            span = max(now - self._window[0][0], 1e-3) if frames > 1 else RATE_WINDOW_SECONDS
+        self._metrics.encoded.labels(self._stream).inc()
+        self._metrics.encoded_bytes.labels(self._stream).inc(size)
+        if frames > 1:
+            self._metrics.fps.labels(self._stream).set(round((frames - 1) / span, 2))
+            self._metrics.bitrate.labels(self._stream).set(round(total * 8 / span))
+
+    def snapshot(self) -> FrameCounts:
+        with self._lock:
+            return FrameCounts(
+                self.captured,
+                self.encoded,
+                self.dropped["capture"],
+                self.dropped["encode"],
+                self.dropped["output"],
+                self.encoded_bytes,
+            )
+
+
+def missing_frames(previous: float | None, current: float | None, fps: float) -> int:
+    """Frames the source skipped between two timestamps, judged against its nominal rate."""
+    if previous is None or current is None or fps <= 0:
+        return 0
+    return max(round((current - previous) * fps) - 1, 0)
+
+
+class StreamPipeline:
+    """A running stream; `start()` launches its threads, `stop()` drains and joins them."""
+
+    def __init__(
+        self,
+        name: str,
+        open_source: Callable[[], Source],
+        make_encoder: Callable[[], Encoder],
+        metrics: StreamMetrics,
+        *,
+        frame_queue_size: int = FRAME_QUEUE_SIZE,
+    ) -> None:
+        self.name = name
+        self._open_source = open_source
+        self._make_encoder = make_encoder
+        self._metrics = metrics
+        self._tally = _Tally(name, metrics)
+        self._frames: queue.Queue[tuple[av.VideoFrame, int, float] | None] = queue.Queue(
+            frame_queue_size
+        )
+        self._stopping = threading.Event()
+        self._outputs: list[Output] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._threads: list[threading.Thread] = []
+        self.state = StreamState.STARTING
+        self.reason = ""
+        self.extradata = b""
+        self.encoder_name = ""
+        self.decimation = 1  # thermal step-down: encode one frame in N
+        self._ended = asyncio.Event()
+        metrics.stream(name)
+
+    # -- control (event loop) ------------------------------------------------------------------
+
+    def add_output(self, output: Output) -> None:
+        self._outputs = [*self._outputs, output]
+
+    def remove_output(self, output: Output) -> None:
+        self._outputs = [o for o in self._outputs if o is not output]
+
+    @property
+    def counts(self) -> FrameCounts:
+        return self._tally.snapshot()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ended.clear()
+        for target, role in ((self._capture, "capture"), (self._encode, "encode")):
+            thread = threading.Thread(target=target, name=f"{role}-{self.name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    async def stop(self) -> None:
+        """Stop capturing, encode what is queued, flush the encoder, close the outputs."""
+        self._stopping.set()
+        await self._ended.wait()
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join, 10)
+        self._threads = []
+        for output in self._outputs:
+            await asyncio.to_thread(output.close)
+        self._set_state(StreamState.STOPPED, "stopped")
+        counts = self.counts
+        logger.info(
+            "stream %s final counts: captured %d, encoded %d, dropped capture %d, encode %d, "
+            "output %d",
+            self.name,
+            counts.captured,
+            counts.encoded,
+            counts.dropped_capture,
+            counts.dropped_encode,
+            counts.dropped_output,
+        )
+
+    async def wait_ended(self) -> None:
+        await self._ended.wait()
+
+    def _set_state(self, state: StreamState, reason: str) -> None:
+        if state is not self.state:
+            logger.info("stream %s: %s -> %s (%s)", self.name, self.state, state, reason)
+        self.state, self.reason = state, reason
+        self._metrics.up.labels(self.name).set(1 if state is StreamState.UP else 0)
+
+    def _call(self, callback: Callable[..., object], *args: object) -> None:
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed under us at shutdown
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    # -- capture thread ------------------------------------------------------------------------
+
+    def _capture(self) -> None:
+        try:
+            source = self._open_source()
+        except MediaError as error:
+            logger.error("stream %s: %s", self.name, error)
+            self._call(self._set_state, StreamState.DOWN, str(error))
+            self._frames.put(None)
+            return
+        fps = source.nominal_fps
+        previous: float | None = None
+        started = time.time()
+        index = 0
+        try:
+            for frame, seconds in source.frames():
+                if self._stopping.is_set():
+                    break
+                self._tally.capture()
+                gap = missing_frames(previous, seconds, fps)
+                if gap:
+                    self._tally.drop("capture", gap)
+                previous = seconds if seconds is not None else previous
+                timestamp = seconds if seconds is not None else time.time() - started
+                pts = round(timestamp / TIME_BASE)
+                if index % self.decimation:
+                    self._tally.drop("encode")
+                else:
+                    try:
+                        self._frames.put_nowait((frame, pts, started + timestamp))
+                    except queue.Full:
+                        self._tally.drop("encode")
+                index += 1
+            reason = "stopped" if self._stopping.is_set() else "source ended"
+        except (av.FFmpegError, OSError) as error:
+            reason = f"source failed: {error}"
+            logger.warning("stream %s: %s", self.name, reason)
+        finally:
+            source.close()
+            self._frames.put(None)  # blocking: the encoder always learns the end
+        if reason != "stopped":
+            self._call(self._set_state, StreamState.DOWN, reason)
+
+    # -- encoder thread ------------------------------------------------------------------------
+
+    def _encode(self) -> None:
+        encoder: Encoder | None = None
+        try:
+            while True:
+                item = self._frames.get()
+                if item is None:
+                    break
+                frame, pts, wallclock = item
+                if encoder is None:
+                    encoder = self._make_encoder()
+                    self.encoder_name = encoder.name
+                    self._call(self._set_state, StreamState.UP, f"encoding with {encoder.name}")
+                began = time.perf_counter()
+                packets = encoder.encode(frame, pts, wallclock)
+                self._metrics.encode_seconds.labels(self.name).observe(time.perf_counter() - began)
+                self._tally.encode(sum(len(p.data) for p in packets), time.monotonic())
+                self.extradata = encoder.extradata
+                for packet in packets:
+                    self._call(self._fan_out, packet)
+            if encoder is not None:
+                for packet in encoder.flush():
+                    self._call(self._fan_out, packet)
+        except (av.FFmpegError, MediaError, ValueError) as error:
+            logger.error("stream %s: encoder failed: %s", self.name, error)
+            self._call(self._set_state, StreamState.DOWN, f"encoder failed: {error}")
+            while self._frames.get() is not None:  # keep the capture thread from blocking
+                pass
+        finally:
+            self._call(self._ended.set)
+
+    # -- fan-out (event loop) ------------------------------------------------------------------
+
+    def _fan_out(self, packet: EncodedPacket) -> None:
+        for output in self._outputs:
+            if not output.offer(packet, self.extradata):
+                self._tally.drop("output")

@@ -1,0 +1,142 @@
+"""The stream pipeline with real PyAV: encoder choice, exact accounting under drops, recording."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import av
+import pytest
+from prometheus_client import CollectorRegistry
+
+from edged.media import sources
+from edged.media.encoders import Encoder, EncoderSettings, choose, probe
+from edged.media.packets import EncodedPacket
+from edged.media.pipeline import StreamPipeline
+from edged.media.recorder import Recorder, Segment
+from edged.media.sources import Source
+from edged.metrics import StreamMetrics
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = EncoderSettings(320, 240, 30, 500_000, gop_seconds=0.5)
+
+
+def decode_frames(path: str) -> int:
+    with av.open(path) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_candidate_that_fails_to_open_is_rejected_with_its_reason() -> None:
+    choice = choose(["h264_v4l2m2m", "h264_nvenc"], SETTINGS)
+    assert choice.winner == "libx264"
+    assert not choice.hardware
+    reasons = {result.encoder: result for result in choice.results}
+    assert not reasons["h264_v4l2m2m"].ok
+    assert reasons["h264_v4l2m2m"].reason.startswith("failed to open or encode")
+    assert reasons["h264_v4l2m2m"].hardware
+    assert reasons["libx264"].ok and reasons["libx264"].fps > 0
+    assert not probe("no_such_encoder", SETTINGS).ok
+    assert probe("no_such_encoder", SETTINGS).reason == "not in this FFmpeg build"
+
+
+def test_encoder_makes_closed_gops_on_time() -> None:
+    encoder = Encoder("libx264", SETTINGS)
+    source = av.open("testsrc2=size=320x240:rate=30", format="lavfi")
+    keyframes = []
+    step = 3000  # 90 kHz / 30 fps
+    for index, frame in enumerate(source.decode(video=0)):
+        keyframes += [p.sequence for p in encoder.encode(frame, index * step, 0.0) if p.keyframe]
+        if index == 59:
+            break
+    source.close()
+    assert keyframes == [0, 15, 30, 45]
+    assert encoder.extradata.startswith(b"\x00\x00\x00\x01\x67")  # SPS first
+
+
+class SlowOutput:
+    """A viewer slower than real time: a tiny queue drained at 5 packets per second."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[EncodedPacket] = asyncio.Queue(2)
+        self.task = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            await self.queue.get()
+            await asyncio.sleep(0.2)
+
+    def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:
+        try:
+            self.queue.put_nowait(packet)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.task.cancel()
+
+
+class SlowEncoder(Encoder):
+    """An encoder slower than real time (a board too weak for its settings)."""
+
+    def encode(self, frame: av.VideoFrame, pts: int, wallclock: float) -> list[EncodedPacket]:
+        time.sleep(0.06)
+        return super().encode(frame, pts, wallclock)
+
+
+async def run_pipeline(
+    tmp_path: Path, make_encoder: type[Encoder], seconds: float, slow_output: bool
+) -> tuple[StreamPipeline, Recorder, list[Segment]]:
+    segments: list[Segment] = []
+    metrics = StreamMetrics(CollectorRegistry())
+    recorder = Recorder(
+        "cam",
+        tmp_path,
+        width=320,
+        height=240,
+        fps=30,
+        segment_seconds=1.0,
+        identity={"node": "box"},
+        on_segment=segments.append,
+    )
+    spec = sources.pattern(320, 240, 30)
+    pipeline = StreamPipeline(
+        "cam", lambda: Source(spec), lambda: make_encoder("libx264", SETTINGS), metrics
+    )
+    pipeline.add_output(recorder)
+    slow = SlowOutput() if slow_output else None
+    if slow is not None:
+        pipeline.add_output(slow)
+    pipeline.start()
+    await asyncio.sleep(seconds)
+    await pipeline.stop()
+    return pipeline, recorder, segments
+
+
+async def test_slow_output_drops_are_counted_and_the_recorder_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    pipeline, recorder, segments = await run_pipeline(tmp_path, Encoder, 3.0, slow_output=True)
+    counts = pipeline.counts
+    assert counts.dropped_output > 0
+    assert counts.captured == counts.encoded + counts.dropped_encode
+    assert recorder.frames_written == counts.encoded
+    decoded = sum(decode_frames(segment.path) for segment in segments)
+    assert decoded == counts.encoded
+    assert sum(segment.frames for segment in segments) == counts.encoded
+    assert all(segment.sidecar.exists() for segment in segments)
+
+
+async def test_slow_encoder_drops_at_encode_and_the_equation_holds(tmp_path: Path) -> None:
+    pipeline, _recorder, segments = await run_pipeline(
+        tmp_path, SlowEncoder, 3.0, slow_output=False
+    )
+    counts = pipeline.counts
+    assert counts.dropped_encode > 0
+    assert counts.captured == counts.encoded + counts.dropped_encode
+    assert counts.dropped_output == 0
+    assert sum(decode_frames(segment.path) for segment in segments) == counts.encoded
