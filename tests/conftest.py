@@ -24,6 +24,7 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
         env: dict[str, str] | None = None,
         wait: bool = True,
         wrapper: tuple[str, ...] = (),
+        command: tuple[str, ...] = (),
     ) -> DaemonProcess:
         config = write_config(tmp_path / f"{name}.toml", loopback_config(name, settings or {}))
         data_dir = tmp_path / f"{name}-data"
@@ -33,6 +34,7 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
             data_dir=data_dir,
             config_file=config,
             wrapper=wrapper,
+            command=command,
         )
         started.append(daemon)
         if wait:

@@ -65,11 +65,13 @@ class DaemonProcess:
         data_dir: Path | None = None,
         config_file: Path | None = None,
         wrapper: Sequence[str] = (),
+        command: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.config_file = config_file
         self.process = subprocess.Popen(
-            [*wrapper, *edged_command("run", *args)],
+            [*wrapper, *(command or edged_command("run")), *args],
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -108,6 +110,19 @@ class DaemonProcess:
                 match = pattern.search(line)
                 if match:
                     return match
+
+    def seen_or_wait(self, pattern: re.Pattern[str], timeout: float = 20) -> re.Match[str]:
+        """A line already read that matches, else the next one that does."""
+        for line in self.lines:
+            match = pattern.search(line)
+            if match:
+                return match
+        return self.wait_for(pattern, timeout)
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
 
     def wait_ready(self, timeout: float = 20) -> int:
         self.port = int(self.wait_for(READY_LINE, timeout).group("port"))

@@ -140,3 +140,55 @@ async def test_slow_encoder_drops_at_encode_and_the_equation_holds(tmp_path: Pat
     assert counts.captured == counts.encoded + counts.dropped_encode
     assert counts.dropped_output == 0
     assert sum(decode_frames(segment.path) for segment in segments) == counts.encoded
+
+
+def test_retention_with_a_small_disk_budget(tmp_path: Path) -> None:
+    import os
+
+    from edged.config import MediaConfig, StorageConfig
+    from edged.devices.board import BUILTIN_FALLBACK, Board, BoardFacts
+    from edged.media.streams import MediaManager
+
+    spool = tmp_path / "spool" / "cam"
+    spool.mkdir(parents=True)
+    uploaded = set()
+    for index, name in enumerate(["a-old-up", "b-up", "c-pending", "d-new-up"]):
+        video = spool / f"{name}.mp4"
+        video.write_bytes(b"x" * 1000)
+        video.with_suffix(".json").write_text("{}")
+        os.utime(video, (1000 + index, 1000 + index))
+        if name.endswith("-up"):
+            uploaded.add(str(video))
+    free = {"bytes": 0}
+    board = Board(BoardFacts("", (), "x86_64", False, frozenset()), BUILTIN_FALLBACK, "test")
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    manager = MediaManager(
+        MediaConfig(),
+        StorageConfig(min_free_bytes=2500, delete_unuploaded=False),
+        board,
+        metrics,
+        tmp_path,
+        {},
+        on_segment=None,  # type: ignore[arg-type]
+        is_uploaded=lambda path: path in uploaded,
+        is_queued=lambda path: True,
+        free_bytes=lambda: (
+            free["bytes"]
+            + sum(
+                1000
+                for name in ("a-old-up", "b-up", "c-pending", "d-new-up")
+                if not (spool / f"{name}.mp4").exists()
+            )
+        ),
+    )
+    manager.apply_retention()  # 2500 wanted: three uploaded files go, oldest first
+    left = sorted(path.name for path in spool.iterdir())
+    assert left == ["c-pending.json", "c-pending.mp4"]
+    assert manager.recording  # 3000 free now
+
+    free["bytes"] = -1000  # the disk fills up again: only footage not yet uploaded is left
+    manager.apply_retention()
+    assert (spool / "c-pending.mp4").exists(), "footage that was never uploaded is kept"
+    assert not manager.recording
+    assert registry.get_sample_value("edged_spool_bytes") == 1000
