@@ -71,9 +71,11 @@ class StreamMetrics:
         self.encoded_bytes = Counter(
             "edged_encoded_bytes", "Bytes out of the encoder.", ["stream"], registry=registry
         )
+        # DESIGN.md names this edged_stream_bitrate_bits_per_second, but Prometheus' base unit
+        # is the byte and promtool's lint refuses "bits": bytes per second, times 8 for bits.
         self.bitrate = Gauge(
-            "edged_stream_bitrate_bits_per_second",
-            "Encoded bitrate over the last seconds.",
+            "edged_stream_bytes_per_second",
+            "Encoded bytes per second over the last seconds (times 8: the bitrate).",
             ["stream"],
             registry=registry,
         )

@@ -6,8 +6,13 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support import DaemonProcess, loopback_config, write_config
+
+# Two cores shared with real servers and encoders: time limits per example would only add noise.
+settings.register_profile("edged", deadline=None)
+settings.load_profile("edged")
 
 StartDaemon = Callable[..., DaemonProcess]
 

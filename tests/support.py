@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -48,6 +49,8 @@ def loopback_config(name: str, overrides: Mapping[str, Mapping[str, object]]) ->
         "http": {"host": "127.0.0.1", "port": 0},
         "mdns": {"interfaces": ["127.0.0.1"]},
         "daemon": {"shutdown_timeout": 4.0},
+        # Small frames keep the always-on test pattern cheap on a 2-core machine.
+        "media": {"pattern_size": "320x240", "pattern_fps": 15},
     }
     for section, values in overrides.items():
         tables.setdefault(section, {}).update(values)
@@ -138,6 +141,7 @@ class DaemonProcess:
             self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=timeout)
         self._reader.join(timeout=5)
+        self._close_pipes()
         while True:
             try:
                 line = self._queue.get_nowait()
@@ -152,5 +156,10 @@ class DaemonProcess:
             self.process.kill()
             self.process.wait(timeout=10)
         self._reader.join(timeout=5)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.process.stdin, self.process.stderr):
+            if pipe is not None and not pipe.closed:
+                with contextlib.suppress(BrokenPipeError):
+                    pipe.close()

@@ -93,7 +93,7 @@ class _Tally:
         self._metrics.encoded_bytes.labels(self._stream).inc(size)
         if frames > 1:
             self._metrics.fps.labels(self._stream).set(round((frames - 1) / span, 2))
-            self._metrics.bitrate.labels(self._stream).set(round(total * 8 / span))
+            self._metrics.bitrate.labels(self._stream).set(round(total / span))
 
     def snapshot(self) -> FrameCounts:
         with self._lock:

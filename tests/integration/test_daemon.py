@@ -121,7 +121,7 @@ def test_status_and_readiness(start_daemon: StartDaemon) -> None:
     assert status == 200
     assert json.loads(body) == {
         "ready": True,
-        "subsystems": {"http": True, "devices": True, "uploads": True},
+        "subsystems": {"http": True, "devices": True, "uploads": True, "media": True},
     }
     status, body = http(daemon.url + "/api/v1/status")
     document = json.loads(body)

@@ -55,23 +55,23 @@ def test_uploads_api_end_to_end(tmp_path: Path, s3: S3Server, start_daemon: Star
     )
     assert daemon.data_dir is not None
     token = (daemon.data_dir / "admin.token").read_text().strip()
-    spool = daemon.data_dir / "spool"
+    spool = daemon.data_dir / "clips"
     spool.mkdir()
     sha = write_random(spool / "clip.mp4", 12 * MiB)
     outside = tmp_path / "outside.mp4"
     outside.write_bytes(b"secret footage")
 
     url = daemon.url + "/api/v1/uploads"
-    assert post_json(url, {"path": "spool/clip.mp4"}, None)[0] == 401
-    for bad in ("../outside.mp4", str(outside), "spool/../../outside.mp4", "spool", "", "\x00"):
+    assert post_json(url, {"path": "clips/clip.mp4"}, None)[0] == 401
+    for bad in ("../outside.mp4", str(outside), "clips/../../outside.mp4", "clips", "", "\x00"):
         status, body = post_json(url, {"path": bad}, token)
         assert status == 404, (bad, body)
-    assert post_json(url, {"path": "spool/clip.mp4", "kind": "movie"}, token)[0] == 400
+    assert post_json(url, {"path": "clips/clip.mp4", "kind": "movie"}, token)[0] == 400
     assert post_json(url, ["not", "an", "object"], token)[0] == 400
-    assert post_json(url, {"path": "spool/clip.mp4", "stream": "../x"}, token)[0] == 400
+    assert post_json(url, {"path": "clips/clip.mp4", "stream": "../x"}, token)[0] == 400
 
     status, body = post_json(
-        url, {"path": "spool/clip.mp4", "stream": "cam1", "kind": "clip"}, token
+        url, {"path": "clips/clip.mp4", "stream": "cam1", "kind": "clip"}, token
     )
     assert status == 202, body
     file_id = body["id"]
