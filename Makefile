@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev \
 	libcairo2-dev pkg-config
 
-.PHONY: run test debs lint typecheck pytest bench-idle bench-upload clean
+.PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench-idle: $(BIN)/edged
 
 bench-upload: $(VENV)/.test-installed
 	$(BIN)/python bench/upload.py
+
+bench-encode: $(VENV)/.test-installed
+	scripts/install-debs ffmpeg
+	$(BIN)/python bench/encode.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

@@ -68,7 +68,7 @@ def candidates(profile_encoders: tuple[str, ...] | list[str]) -> list[str]:
     return [*ordered, LAST_RESORT]
 
 
-def _options(name: str, settings: EncoderSettings) -> dict[str, str]:
+def encoder_options(name: str, settings: EncoderSettings) -> dict[str, str]:
     gop = str(settings.gop_frames)
     if name == "libx264":
         return {
@@ -103,7 +103,7 @@ class Encoder:
         context.max_b_frames = 0
         if name != "h264_v4l2m2m":  # it cannot make global headers; see _parameter_sets
             context.flags |= Flags.global_header
-        context.options = _options(name, settings)
+        context.options = encoder_options(name, settings)
         context.open()
         self._context = context
         self.extradata = bytes(context.extradata or b"")
