@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
@@ -192,3 +193,35 @@ def test_retention_with_a_small_disk_budget(tmp_path: Path) -> None:
     assert (spool / "c-pending.mp4").exists(), "footage that was never uploaded is kept"
     assert not manager.recording
     assert registry.get_sample_value("edged_spool_bytes") == 1000
+
+
+def test_file_source_loops_and_keeps_time_running(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        source = av.open("testsrc2=size=160x120:rate=30", format="lavfi")
+        for index, frame in enumerate(source.decode(video=0)):
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            if index == 9:
+                break
+        for packet in stream.encode(None):
+            out.mux(packet)
+        source.close()
+    looping = Source(sources.SourceSpec("file", str(clip), 160, 120, 30))
+    times = []
+    for _, seconds in looping.frames():
+        times.append(seconds)
+        if len(times) == 25:
+            break
+    looping.close()
+    assert len(times) == 25  # ten frames, played two and a half times
+    assert all(b > a for a, b in itertools.pairwise(times)), "time runs on"
+
+
+def test_unopenable_source_is_a_clear_error() -> None:
+    from edged.errors import MediaError
+
+    with pytest.raises(MediaError, match="cannot open v4l2 source /dev/video-gone"):
+        Source(sources.SourceSpec("v4l2", "/dev/video-gone", 640, 480, 30))
