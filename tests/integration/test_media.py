@@ -210,8 +210,9 @@ def test_file_source_loops_and_keeps_time_running(tmp_path: Path) -> None:
             out.mux(packet)
         source.close()
     looping = Source(sources.SourceSpec("file", str(clip), 160, 120, 30))
-    times = []
+    times: list[float] = []
     for _, seconds in looping.frames():
+        assert seconds is not None
         times.append(seconds)
         if len(times) == 25:
             break
