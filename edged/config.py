@@ -95,6 +95,12 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    max_viewers: int = setting(20, minimum=1, maximum=500)
+    ice_addresses: tuple[str, ...] = setting(())
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     data_dir: str = ""
     min_free_bytes: int = setting(2 * GiB, size=True, minimum=0)
@@ -135,6 +141,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     mdns: MdnsConfig = field(default_factory=MdnsConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)

@@ -26,6 +26,7 @@ from edged.discovery import Advertiser, advertised_addresses, service_properties
 from edged.errors import ConfigError
 from edged.media.recorder import Segment
 from edged.media.streams import MediaManager
+from edged.media.webrtc import WhepSessions, restrict_ice_addresses
 from edged.metrics import Metrics
 from edged.notify import SystemdNotifier
 from edged.paths import load_or_create_token, prepare_data_dir, resolve_data_dir
@@ -180,6 +181,11 @@ class Daemon:
         stack.push_async_callback(media.stop)
         self.media = media
         self._context.stream_status = media.status
+        self._context.media = media
+        restrict_ice_addresses(config.live.ice_addresses)
+        whep = WhepSessions(config.live.max_viewers)
+        stack.push_async_callback(whep.close_all)
+        self._context.whep = whep
         self._context.subsystems["media"] = True
 
         self.http = HttpServer(create_app(self._context), config.http.host, config.http.port)

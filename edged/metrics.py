@@ -185,6 +185,13 @@ class Metrics:
             registry=self.registry,
         )
         self.disk_free_bytes.set_function(lambda: _disk_free(data_dir))
+        self.first_byte = Histogram(
+            "edged_first_byte_seconds",
+            "Time from a request to its first byte, by kind (live, asset).",
+            ["kind"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
         self.upload = UploadMetrics(self.registry)
         self.devices = DeviceMetrics(self.registry)
         self.streams = StreamMetrics(self.registry)

@@ -144,6 +144,7 @@ class StreamPipeline:
         self.encoder_name = ""
         self.decimation = 1  # thermal step-down: encode one frame in N
         self._ended = asyncio.Event()
+        self._keyframe_wanted = threading.Event()
         metrics.stream(name)
 
     # -- control (event loop) ------------------------------------------------------------------
@@ -260,6 +261,9 @@ class StreamPipeline:
                     encoder = self._make_encoder()
                     self.encoder_name = encoder.name
                     self._call(self._set_state, StreamState.UP, f"encoding with {encoder.name}")
+                if self._keyframe_wanted.is_set():
+                    self._keyframe_wanted.clear()
+                    encoder.force_keyframe = True
                 began = time.perf_counter()
                 packets = encoder.encode(frame, pts, wallclock)
                 self._metrics.encode_seconds.labels(self.name).observe(time.perf_counter() - began)
@@ -277,6 +281,10 @@ class StreamPipeline:
                 pass
         finally:
             self._call(self._ended.set)
+
+    def request_keyframe(self) -> None:
+        """An IDR at the next frame (a viewer lost packets); the caller limits the rate."""
+        self._keyframe_wanted.set()
 
     # -- fan-out (event loop) ------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from edged.devices.manager import Device, DeviceEvent, DeviceManager
 from edged.errors import MediaError
 from edged.media import sources
 from edged.media.encoders import Encoder, EncoderChoice, EncoderSettings, choose
+from edged.media.live import LiveHub
 from edged.media.pipeline import StreamPipeline
 from edged.media.recorder import Recorder, Segment, recover, segment_from_sidecar
 from edged.media.retention import SpoolFile, plan
@@ -51,6 +52,7 @@ def stepped_down(settings: EncoderSettings, level: int) -> EncoderSettings:
 class StreamEntry:
     pipeline: StreamPipeline
     recorder: Recorder
+    hub: LiveHub
     spec: SourceSpec
     settings: EncoderSettings
     choice: EncoderChoice
@@ -204,11 +206,13 @@ class MediaManager:
             self._metrics,
         )
         pipeline.decimation = 2 if self._thermal.level >= 1 else 1
+        hub = LiveHub(name, settings.width, settings.height, settings.fps)
         pipeline.add_output(recorder)
+        pipeline.add_output(hub)
         self._metrics.encoder.labels(name, choice.winner, str(choice.hardware).lower()).set(1)
         self._metrics.recording.labels(name).set(1 if recorder.active else 0)
         self._metrics.throttle.labels(name).set(self._thermal.level)
-        self.streams[name] = StreamEntry(pipeline, recorder, spec, base, choice, device)
+        self.streams[name] = StreamEntry(pipeline, recorder, hub, spec, base, choice, device)
         pipeline.start()
         logger.info(
             "stream %s: %s %dx%d@%d with %s",
@@ -267,6 +271,15 @@ class MediaManager:
                 )
         await self._update_pattern()
 
+    def hub(self, name: str) -> LiveHub | None:
+        entry = self.streams.get(name)
+        return entry.hub if entry is not None else None
+
+    def request_keyframe(self, name: str) -> None:
+        entry = self.streams.get(name)
+        if entry is not None:
+            entry.pipeline.request_keyframe()
+
     def status(self) -> list[dict[str, Any]]:
         result = []
         for name, entry in self.streams.items():
@@ -284,6 +297,7 @@ class MediaManager:
                     "fps": entry.settings.fps,
                     "recording": entry.recorder.active,
                     "throttle_level": self._thermal.level,
+                    "viewers": len(entry.hub.viewers),
                     "frames": dataclasses.asdict(counts),
                 }
             )

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from edged.errors import StartupError
-from edged.web import api, ops, pages, uploads_api
+from edged.web import api, live, ops, pages, uploads_api
 from edged.web.auth import require_token
 from edged.web.context import CONTEXT, WebContext
 
@@ -32,7 +32,8 @@ def create_app(context: WebContext) -> web.Application:
     """The whole HTTP surface of edged, wired to one WebContext."""
     app = web.Application(middlewares=[security_headers, require_token], client_max_size=1024**2)
     app[CONTEXT] = context
-    for table in (ops.routes, api.routes, uploads_api.routes, pages.routes):
+    app[live.POSTERS] = {}
+    for table in (ops.routes, api.routes, uploads_api.routes, live.routes, pages.routes):
         app.router.add_routes(table)
     return app
 

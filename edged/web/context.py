@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from edged.media.streams import MediaManager
+from edged.media.webrtc import WhepSessions
 from edged.metrics import Metrics
 from edged.upload.uploader import Uploader
 
@@ -32,6 +34,8 @@ class WebContext:
     uploader: Uploader | None = None
     device_report: Callable[[], dict[str, Any]] | None = None
     stream_status: Callable[[], list[dict[str, Any]]] | None = None
+    media: MediaManager | None = None
+    whep: WhepSessions | None = None
     # (file, stream, kind) -> upload id; the daemon knows the object key layout.
     enqueue_upload: Callable[[Path, str, str], Awaitable[int]] = field(default=_no_uploader)
     subsystems: dict[str, bool] = field(default_factory=dict)

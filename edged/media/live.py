@@ -1,0 +1,240 @@
+"""Live outputs of a stream: the GOP cache, HLS (fMP4 in memory) and the viewers' packet feeds.
+
+All of it runs on the event loop (the pipeline's fan-out calls `offer`); the HLS muxer works on
+bytes in memory, and the poster is decoded in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import math
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import av
+
+from edged.media.encoders import TIME_BASE
+from edged.media.packets import EncodedPacket, with_parameter_sets
+
+logger = logging.getLogger(__name__)
+
+GOP_CACHE_MAX_BYTES = 8 * 1024 * 1024
+HLS_WINDOW = 6
+VIEWER_QUEUE_PACKETS = 240
+
+
+class GopCache:
+    """The packets since the last keyframe: a new consumer starts decoding at once."""
+
+    def __init__(self, max_bytes: int = GOP_CACHE_MAX_BYTES) -> None:
+        self._packets: list[EncodedPacket] = []
+        self._bytes = 0
+        self._max_bytes = max_bytes
+
+    def add(self, packet: EncodedPacket) -> None:
+        if packet.keyframe:
+            self._packets, self._bytes = [], 0
+        elif not self._packets:
+            return  # nothing decodable to attach to
+        if self._bytes + len(packet.data) > self._max_bytes:
+            self._packets, self._bytes = [], 0  # an absurd GOP: wait for the next keyframe
+            return
+        self._packets.append(packet)
+        self._bytes += len(packet.data)
+
+    def snapshot(self) -> list[EncodedPacket]:
+        return list(self._packets)
+
+    @property
+    def keyframe(self) -> EncodedPacket | None:
+        return self._packets[0] if self._packets else None
+
+
+@dataclass(frozen=True)
+class HlsSegment:
+    sequence: int
+    data: bytes
+    duration: float
+    started: float  # wall clock of its first frame
+
+
+class _Sink(io.RawIOBase):
+    """A write-only file for the muxer: collects bytes until the segmenter takes them."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.buffer += data
+        return len(data)
+
+
+def take_boxes(buffer: bytearray) -> list[tuple[bytes, bytes]]:
+    """Remove and return the complete top-level MP4 boxes at the start of `buffer`."""
+    boxes = []
+    while len(buffer) >= 8:
+        length, kind = struct.unpack(">I4s", buffer[:8])
+        if length < 8 or len(buffer) < length:
+            break
+        boxes.append((kind, bytes(buffer[:length])))
+        del buffer[:length]
+    return boxes
+
+
+class HlsSegmenter:
+    """fMP4 HLS from encoded packets, without re-encoding: a segment per GOP."""
+
+    def __init__(self, width: int, height: int, fps: int, window: int = HLS_WINDOW) -> None:
+        self._sink = _Sink()
+        self._container = av.open(
+            self._sink,
+            "w",
+            format="mp4",
+            options={"movflags": "frag_keyframe+empty_moov+default_base_moof+cmaf"},
+        )
+        self._stream = self._container.add_mux_stream("h264", rate=fps, width=width, height=height)
+        self._stream.time_base = TIME_BASE
+        self.init: bytes = b""
+        self.segments: deque[HlsSegment] = deque(maxlen=window)
+        self._sequence = 0
+        self._gop_start: EncodedPacket | None = None
+        self._pending_start: tuple[float, float] | None = None  # (seconds, wallclock) of the GOP
+        self._header: list[bytes] = []
+        self._fragment: list[bytes] = []
+        self.target_duration = 1
+
+    def add(self, packet: EncodedPacket, extradata: bytes) -> None:
+        if self._gop_start is None and not packet.keyframe:
+            return
+        if packet.keyframe:
+            self._close_gop(packet)
+        out = av.Packet(with_parameter_sets(packet, extradata))
+        out.stream = self._stream
+        out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
+        out.time_base = TIME_BASE
+        out.is_keyframe = packet.keyframe
+        self._container.mux(out)
+        self._collect()
+
+    def _close_gop(self, keyframe: EncodedPacket) -> None:
+        if self._gop_start is not None:
+            duration = keyframe.seconds - self._gop_start.seconds
+            self._pending_start = (duration, self._gop_start.wallclock)
+        self._gop_start = keyframe
+
+    def _collect(self) -> None:
+        for kind, data in take_boxes(self._sink.buffer):
+            if not self.init:
+                self._header.append(data)
+                if kind == b"moov":
+                    self.init = b"".join(self._header)
+                continue
+            self._fragment.append(data)
+            if kind == b"mdat" and self._pending_start is not None:
+                duration, started = self._pending_start
+                self.segments.append(
+                    HlsSegment(self._sequence, b"".join(self._fragment), duration, started)
+                )
+                self.target_duration = max(self.target_duration, math.ceil(duration))
+                self._sequence += 1
+                self._fragment = []
+
+    def playlist(self) -> str:
+        """The media playlist (RFC 8216) over the segments held now."""
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:7",
+            f"#EXT-X-TARGETDURATION:{self.target_duration}",
+            f"#EXT-X-MEDIA-SEQUENCE:{self.segments[0].sequence if self.segments else 0}",
+            "#EXT-X-INDEPENDENT-SEGMENTS",
+            '#EXT-X-MAP:URI="init.mp4"',
+        ]
+        for segment in self.segments:
+            stamp = datetime.fromtimestamp(segment.started, UTC).isoformat(timespec="milliseconds")
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{stamp.replace('+00:00', 'Z')}")
+            lines.append(f"#EXTINF:{segment.duration:.3f},")
+            lines.append(f"segment-{segment.sequence}.m4s")
+        return "\n".join(lines) + "\n"
+
+    def segment(self, sequence: int) -> HlsSegment | None:
+        return next((s for s in self.segments if s.sequence == sequence), None)
+
+    def close(self) -> None:
+        with contextlib.suppress(av.FFmpegError, ValueError):
+            self._container.close()
+
+
+class Viewer:
+    """One viewer's packet feed: starts at the cached GOP; a viewer who falls behind skips to
+    the next keyframe rather than receiving a broken stream."""
+
+    def __init__(self, start: list[EncodedPacket]) -> None:
+        self.queue: asyncio.Queue[EncodedPacket] = asyncio.Queue(VIEWER_QUEUE_PACKETS)
+        self._waiting_for_keyframe = not start
+        self.dropped = 0
+        for packet in start:
+            self.queue.put_nowait(packet)
+
+    def offer(self, packet: EncodedPacket) -> bool:
+        if self._waiting_for_keyframe:
+            if not packet.keyframe:
+                self.dropped += 1
+                return False
+            self._waiting_for_keyframe = False
+        try:
+            self.queue.put_nowait(packet)
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+                self.dropped += 1
+            self._waiting_for_keyframe = True
+            return False
+        return True
+
+
+class LiveHub:
+    """An output of a stream that feeds its live views; the web layer reads from it."""
+
+    def __init__(self, stream: str, width: int, height: int, fps: int) -> None:
+        self.name = f"live-{stream}"
+        self.stream = stream
+        self.gop = GopCache()
+        self.hls = HlsSegmenter(width, height, fps)
+        self.extradata = b""
+        self.viewers: set[Viewer] = set()
+        self.keyframe_at = 0.0
+
+    def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:
+        self.extradata = extradata
+        self.gop.add(packet)
+        if packet.keyframe:
+            self.keyframe_at = time.time()
+        try:
+            self.hls.add(packet, extradata)
+        except (av.FFmpegError, ValueError) as error:
+            logger.warning("live %s: HLS muxer failed: %s", self.stream, error)
+        taken = True
+        for viewer in list(self.viewers):
+            taken = viewer.offer(packet) and taken
+        return taken
+
+    def join(self) -> Viewer:
+        viewer = Viewer(self.gop.snapshot())
+        self.viewers.add(viewer)
+        return viewer
+
+    def leave(self, viewer: Viewer) -> None:
+        self.viewers.discard(viewer)
+
+    def close(self) -> None:
+        self.hls.close()

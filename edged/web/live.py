@@ -1,0 +1,147 @@
+"""Live routes for phones: the player page, HLS, the poster, and WHEP for WebRTC."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from html import escape
+from pathlib import Path
+from string import Template
+
+from aiohttp import web
+
+from edged.errors import MediaError
+from edged.media.live import LiveHub
+from edged.media.packets import with_parameter_sets
+from edged.media.poster import keyframe_jpeg
+from edged.media.webrtc import WhepError
+from edged.web.context import CONTEXT, WebContext
+
+routes = web.RouteTableDef()
+
+STREAM = r"{stream:[a-z0-9][a-z0-9-]{0,62}}"
+POSTER_SECONDS = 3.0
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+
+
+def _hub(request: web.Request) -> tuple[WebContext, LiveHub]:
+    context = request.app[CONTEXT]
+    stream = request.match_info["stream"]
+    hub = context.media.hub(stream) if context.media is not None else None
+    if hub is None:
+        raise web.HTTPNotFound(text=f"no live stream {stream!r} on this box\n")
+    return context, hub
+
+
+def _observe_first_byte(context: WebContext, started: float) -> None:
+    context.metrics.first_byte.labels("live").observe(time.perf_counter() - started)
+
+
+@routes.get(f"/live/{STREAM}/index.m3u8")
+async def playlist(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    context, hub = _hub(request)
+    if not hub.hls.segments:
+        raise web.HTTPServiceUnavailable(
+            text="the stream has no segment yet\n", headers={"Retry-After": "1"}
+        )
+    response = web.Response(text=hub.hls.playlist(), content_type=PLAYLIST_TYPE)
+    response.headers["Cache-Control"] = "no-cache"
+    _observe_first_byte(context, started)
+    return response
+
+
+@routes.get(f"/live/{STREAM}/init.mp4")
+async def init_segment(request: web.Request) -> web.Response:
+    _, hub = _hub(request)
+    if not hub.hls.init:
+        raise web.HTTPServiceUnavailable(text="no init segment yet\n")
+    return web.Response(body=hub.hls.init, content_type="video/mp4")
+
+
+@routes.get(rf"/live/{STREAM}/segment-{{sequence:\d{{1,12}}}}.m4s")
+async def media_segment(request: web.Request) -> web.Response:
+    _, hub = _hub(request)
+    segment = hub.hls.segment(int(request.match_info["sequence"]))
+    if segment is None:
+        raise web.HTTPNotFound(text="segment no longer (or not yet) held\n")
+    response = web.Response(body=segment.data, content_type="video/iso.segment")
+    response.headers["Cache-Control"] = "max-age=60"
+    return response
+
+
+@routes.get(f"/live/{STREAM}/poster.jpg")
+async def poster(request: web.Request) -> web.Response:
+    """The latest keyframe as JPEG, decoded off the event loop, refreshed every few seconds."""
+    _, hub = _hub(request)
+    keyframe = hub.gop.keyframe
+    if keyframe is None:
+        raise web.HTTPServiceUnavailable(text="no keyframe yet\n", headers={"Retry-After": "1"})
+    cached = request.app[POSTERS].get(hub.stream)
+    if cached is None or time.monotonic() - cached[0] > POSTER_SECONDS:
+        try:
+            jpeg = await asyncio.to_thread(
+                keyframe_jpeg, with_parameter_sets(keyframe, hub.extradata)
+            )
+        except MediaError as error:
+            raise web.HTTPServiceUnavailable(text=f"{error}\n") from error
+        cached = (time.monotonic(), jpeg)
+        request.app[POSTERS][hub.stream] = cached
+    response = web.Response(body=cached[1], content_type="image/jpeg")
+    response.headers["Cache-Control"] = f"max-age={int(POSTER_SECONDS)}"
+    return response
+
+
+POSTERS = web.AppKey("edged_posters", dict[str, tuple[float, bytes]])
+
+
+@routes.post(f"/live/{STREAM}/whep")
+async def whep_offer(request: web.Request) -> web.Response:
+    context, hub = _hub(request)
+    if context.whep is None or context.media is None:
+        raise web.HTTPServiceUnavailable(text="WebRTC is not running\n")
+    if request.content_type != "application/sdp":
+        raise web.HTTPUnsupportedMediaType(text="send the SDP offer as application/sdp\n")
+    offer = await request.text()
+    stream = hub.stream
+    media = context.media
+    try:
+        session_id, answer = await context.whep.create(
+            stream, hub, offer, lambda: media.request_keyframe(stream)
+        )
+    except WhepError as error:
+        return web.Response(status=error.status, text=f"{error}\n")
+    location = f"/live/{stream}/whep/{session_id}"
+    return web.Response(
+        status=201, text=answer, content_type="application/sdp", headers={"Location": location}
+    )
+
+
+@routes.delete(rf"/live/{STREAM}/whep/{{session:[A-Za-z0-9_-]{{1,64}}}}")
+async def whep_delete(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    if context.whep is None or not await context.whep.delete(
+        request.match_info["stream"], request.match_info["session"]
+    ):
+        raise web.HTTPNotFound(text="no such WHEP session\n")
+    return web.Response(status=200)
+
+
+_PAGE = Template((Path(__file__).parent / "templates" / "live.html").read_text(encoding="utf-8"))
+
+
+def player_html(stream: str) -> str:
+    base = f"/live/{stream}"
+    return _PAGE.substitute(title=escape(stream), base=escape(base), playlist=PLAYLIST_TYPE)
+
+
+@routes.get(f"/live/{STREAM}")
+async def player(request: web.Request) -> web.Response:
+    _, hub = _hub(request)
+    response = web.Response(text=player_html(hub.stream), content_type="text/html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def stream_names(context: WebContext) -> list[str]:
+    return sorted(context.media.streams) if context.media is not None else []

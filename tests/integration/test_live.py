@@ -1,0 +1,212 @@
+"""Live view against the running daemon: HLS decoded by PyAV, WHEP negotiated and decoded by an
+aiortc client, the poster, and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Iterator
+
+import aiohttp
+import av
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from edged.media.webrtc import restrict_ice_addresses
+from tests.conftest import StartDaemon
+from tests.integration.test_daemon import http
+from tests.support import DaemonProcess
+
+pytestmark = pytest.mark.integration
+
+LIVE = {
+    "mdns": {"enabled": False},
+    "media": {"pattern_size": "320x240", "pattern_fps": 15, "gop_seconds": 1.0},
+    "live": {"ice_addresses": ["127.0.0.1"], "max_viewers": 3},
+}
+
+
+@pytest.fixture
+def live_daemon(start_daemon: StartDaemon) -> Iterator[DaemonProcess]:
+    daemon = start_daemon(LIVE)
+    deadline = time.monotonic() + 20
+    while http(daemon.url + "/live/test-pattern/index.m3u8")[0] != 200:
+        assert time.monotonic() < deadline, "no HLS segment in 20 s"
+        time.sleep(0.2)
+    yield daemon
+    assert daemon.stop() == 0
+
+
+def test_hls_playlist_and_five_seconds_of_video(live_daemon: DaemonProcess) -> None:
+    _, body = http(live_daemon.url + "/live/test-pattern/index.m3u8")
+    playlist = body.decode()
+    lines = playlist.splitlines()
+    assert lines[0] == "#EXTM3U"
+    assert "#EXT-X-TARGETDURATION:1" in lines
+    assert re.search(r"^#EXT-X-MEDIA-SEQUENCE:\d+$", playlist, re.MULTILINE)
+    assert '#EXT-X-MAP:URI="init.mp4"' in lines
+    assert re.search(r"^#EXT-X-PROGRAM-DATE-TIME:\d{4}-\d\d-\d\dT[\d:.]+Z$", playlist, re.M)
+    durations = [float(line[8:-1]) for line in lines if line.startswith("#EXTINF:")]
+    assert durations and all(0.9 <= d <= 1.1 for d in durations)
+
+    started = time.monotonic()
+    frames = 0
+    with av.open(
+        live_daemon.url + "/live/test-pattern/index.m3u8",
+        options={"live_start_index": "-1"},
+        timeout=10,
+    ) as container:
+        stream = container.streams.video[0]
+        first = None
+        for frame in container.decode(stream):
+            first = first if first is not None else frame.time
+            frames += 1
+            if frame.time is not None and frame.time - first >= 5.0:
+                break
+            assert time.monotonic() - started < 30, "HLS did not deliver 5 s in 30 s"
+    assert frames >= 5 * 15
+    assert (frame.width, frame.height) == (320, 240)
+
+
+def test_poster_is_the_latest_keyframe(live_daemon: DaemonProcess) -> None:
+    status, body = http(live_daemon.url + "/live/test-pattern/poster.jpg")
+    assert status == 200 and body[:3] == b"\xff\xd8\xff"
+    decoder = av.CodecContext.create("mjpeg", "r")
+    (picture,) = decoder.decode(av.Packet(body))
+    assert (picture.width, picture.height) == (320, 240)
+
+
+async def whep_session(base: str) -> tuple[RTCPeerConnection, str, int]:
+    """Negotiate as a viewer; (peer, session URL, frames decoded in the first seconds)."""
+    restrict_ice_addresses(["127.0.0.1"])
+    peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    peer.addTransceiver("video", direction="recvonly")
+    received: asyncio.Queue[av.VideoFrame] = asyncio.Queue()
+    pulls: list[asyncio.Task[None]] = []
+
+    @peer.on("track")
+    def on_track(track: object) -> None:
+        async def pull() -> None:
+            while True:
+                received.put_nowait(await track.recv())  # type: ignore[attr-defined]
+
+        pulls.append(asyncio.create_task(pull()))
+
+    await peer.setLocalDescription(await peer.createOffer())
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(
+            base + "/live/test-pattern/whep",
+            data=peer.localDescription.sdp,
+            headers={"Content-Type": "application/sdp"},
+        ) as response,
+    ):
+        assert response.status == 201, await response.text()
+        location = response.headers["Location"]
+        answer = await response.text()
+    assert "H264" in answer
+    await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    frames = 0
+    async with asyncio.timeout(20):
+        while frames < 10:
+            frame = await received.get()
+            assert (frame.width, frame.height) == (320, 240)
+            frames += 1
+    return peer, base + location, frames
+
+
+async def test_whep_viewer_receives_and_decodes_video(live_daemon: DaemonProcess) -> None:
+    peer, session, frames = await whep_session(live_daemon.url)
+    assert frames == 10
+    _, body = http(live_daemon.url + "/api/v1/streams")
+    assert json.loads(body)["streams"][0]["viewers"] == 1
+    async with aiohttp.ClientSession() as client, client.delete(session) as response:
+        assert response.status == 200
+    await peer.close()
+    _, body = http(live_daemon.url + "/api/v1/streams")
+    assert json.loads(body)["streams"][0]["viewers"] == 0
+
+
+async def test_fifty_sessions_open_and_close_without_leaks(live_daemon: DaemonProcess) -> None:
+    restrict_ice_addresses(["127.0.0.1"])
+    url = live_daemon.url + "/live/test-pattern/whep"
+    async with aiohttp.ClientSession() as client:
+        for _ in range(50):
+            peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            peer.addTransceiver("video", direction="recvonly")
+            await peer.setLocalDescription(await peer.createOffer())
+            async with client.post(
+                url, data=peer.localDescription.sdp, headers={"Content-Type": "application/sdp"}
+            ) as response:
+                assert response.status == 201
+                location = response.headers["Location"]
+            async with client.delete(live_daemon.url + location) as response:
+                assert response.status == 200
+            await peer.close()
+    _, body = http(live_daemon.url + "/api/v1/streams")
+    assert json.loads(body)["streams"][0]["viewers"] == 0
+    assert live_daemon.process.poll() is None
+
+
+async def test_whep_bad_input(live_daemon: DaemonProcess) -> None:
+    restrict_ice_addresses(["127.0.0.1"])
+    base = live_daemon.url + "/live"
+    sdp = {"Content-Type": "application/sdp"}
+    audio_only = RTCPeerConnection()
+    audio_only.addTransceiver("audio", direction="recvonly")
+    await audio_only.setLocalDescription(await audio_only.createOffer())
+    async with aiohttp.ClientSession() as client:
+        async with client.post(base + "/test-pattern/whep", data="hello", headers=sdp) as r:
+            assert r.status == 400
+            assert "not an SDP offer" in await r.text()
+        async with client.post(
+            base + "/test-pattern/whep", data=audio_only.localDescription.sdp, headers=sdp
+        ) as r:
+            assert r.status == 400
+            assert "no video" in await r.text()
+        async with client.post(
+            base + "/test-pattern/whep", data="v=0", headers={"Content-Type": "text/plain"}
+        ) as r:
+            assert r.status == 415
+        async with client.post(base + "/no-such-stream/whep", data="v=0", headers=sdp) as r:
+            assert r.status == 404
+        async with client.delete(base + "/test-pattern/whep/unknown-session") as r:
+            assert r.status == 404
+        async with client.post(
+            base + "/test-pattern/whep", data="v=0\r\nm=video garbage\r\n", headers=sdp
+        ) as r:
+            assert r.status == 400
+        peers, locations = [], []
+        for _ in range(3):  # max_viewers = 3
+            peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            peer.addTransceiver("video", direction="recvonly")
+            await peer.setLocalDescription(await peer.createOffer())
+            async with client.post(
+                base + "/test-pattern/whep", data=peer.localDescription.sdp, headers=sdp
+            ) as r:
+                assert r.status == 201
+                locations.append(r.headers["Location"])
+            peers.append(peer)
+        async with client.post(
+            base + "/test-pattern/whep", data=peers[0].localDescription.sdp, headers=sdp
+        ) as r:
+            assert r.status == 503
+        for location in locations:
+            async with client.delete(live_daemon.url + location) as r:
+                assert r.status == 200
+    for peer in [*peers, audio_only]:
+        await peer.close()
+    _, body = http(live_daemon.url + "/api/v1/streams")
+    assert json.loads(body)["streams"][0]["viewers"] == 0
+
+
+def test_player_page_and_landing(live_daemon: DaemonProcess) -> None:
+    status, body = http(live_daemon.url + "/live/test-pattern")
+    assert status == 200
+    page = body.decode()
+    assert "autoplay muted playsinline" in page and "/live/test-pattern/poster.jpg" in page
+    assert len(body) < 4096
+    assert http(live_daemon.url + "/live/nope")[0] == 404
+    assert http(live_daemon.url + "/live/..%2f..%2fetc")[0] == 404
