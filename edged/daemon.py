@@ -183,7 +183,7 @@ class Daemon:
         self._context.stream_status = media.status
         self._context.media = media
         restrict_ice_addresses(config.live.ice_addresses)
-        whep = WhepSessions(config.live.max_viewers)
+        whep = WhepSessions(config.live.max_viewers, metrics.live)
         stack.push_async_callback(whep.close_all)
         self._context.whep = whep
         self._context.subsystems["media"] = True

@@ -126,6 +126,24 @@ class StreamMetrics:
             self.dropped.labels(name, stage)
 
 
+class LiveMetrics:
+    """Viewers and bytes out of the live views, by stream and protocol (webrtc, hls)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.viewers = Gauge(
+            "edged_live_viewers",
+            "Viewers now, by protocol (HLS: clients that fetched a segment in the last 10 s).",
+            ["stream", "protocol"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "edged_live_bytes",
+            "Media bytes sent to live viewers, by protocol.",
+            ["stream", "protocol"],
+            registry=registry,
+        )
+
+
 class UploadMetrics:
     """The uploader's metrics (DESIGN.md: edged_upload_*, edged_upstream_up)."""
 
@@ -195,6 +213,7 @@ class Metrics:
         self.upload = UploadMetrics(self.registry)
         self.devices = DeviceMetrics(self.registry)
         self.streams = StreamMetrics(self.registry)
+        self.live = LiveMetrics(self.registry)
 
     def set_identity(self, *, version: str, node: str, event: str) -> None:
         """Set the labels of edged_build_info (an event id can change on reload)."""

@@ -24,6 +24,7 @@ from edged.errors import EdgedError
 from edged.media.encoders import TIME_BASE
 from edged.media.live import LiveHub, Viewer
 from edged.media.packets import with_parameter_sets
+from edged.metrics import LiveMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +52,19 @@ class PassthroughTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, hub: LiveHub, viewer: Viewer) -> None:
+    def __init__(self, hub: LiveHub, viewer: Viewer, metrics: LiveMetrics) -> None:
         super().__init__()
         self._hub = hub
         self._viewer = viewer
         self._first_pts: int | None = None
+        self._bytes = metrics.bytes.labels(hub.stream, "webrtc")
 
     async def recv(self) -> av.Packet:
         encoded = await self._viewer.queue.get()
         if self._first_pts is None:
             self._first_pts = encoded.pts
         packet = av.Packet(with_parameter_sets(encoded, self._hub.extradata))
+        self._bytes.inc(packet.size)
         packet.pts = encoded.pts - self._first_pts
         packet.time_base = Fraction(TIME_BASE)
         return packet
@@ -84,8 +87,9 @@ def _has_video(sdp: str) -> bool:
 class WhepSessions:
     """Every WHEP session of the box; `close_all` on shutdown."""
 
-    def __init__(self, max_per_stream: int) -> None:
+    def __init__(self, max_per_stream: int, metrics: LiveMetrics) -> None:
         self._max = max_per_stream
+        self._metrics = metrics
         self.sessions: dict[str, WhepSession] = {}
         self._last_keyframe_request: dict[str, float] = {}
 
@@ -112,7 +116,7 @@ class WhepSessions:
         try:
             # The track and the codec preference come first, so that the offer's video section
             # is matched to them and the answer carries H.264 only.
-            sender = peer.addTrack(PassthroughTrack(hub, viewer))
+            sender = peer.addTrack(PassthroughTrack(hub, viewer, self._metrics))
             transceiver = next(t for t in peer.getTransceivers() if t.sender == sender)
             transceiver.setCodecPreferences(
                 [
@@ -146,6 +150,7 @@ class WhepSessions:
             await self._discard(session)
             raise WhepError(400, f"the SDP offer cannot be used: {error}") from error
         self.sessions[session.id] = session
+        self._metrics.viewers.labels(stream, "webrtc").set(self.count(stream))
 
         @peer.on("connectionstatechange")
         async def on_state() -> None:
@@ -171,6 +176,7 @@ class WhepSessions:
             return False
         del self.sessions[session_id]
         await self._discard(session)
+        self._metrics.viewers.labels(stream, "webrtc").set(self.count(stream))
         logger.info("WHEP %s: viewer %s left (%d now)", stream, session_id, self.count(stream))
         return True
 

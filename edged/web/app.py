@@ -33,6 +33,7 @@ def create_app(context: WebContext) -> web.Application:
     app = web.Application(middlewares=[security_headers, require_token], client_max_size=1024**2)
     app[CONTEXT] = context
     app[live.POSTERS] = {}
+    app[live.HLS_CLIENTS] = {}
     for table in (ops.routes, api.routes, uploads_api.routes, live.routes, pages.routes):
         app.router.add_routes(table)
     return app

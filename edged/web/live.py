@@ -51,6 +51,24 @@ async def playlist(request: web.Request) -> web.Response:
     return response
 
 
+HLS_CLIENTS = web.AppKey("edged_hls_clients", dict[tuple[str, str], float])
+HLS_VIEWER_SECONDS = 10.0
+
+
+def _count_hls_viewer(request: web.Request, stream: str, size: int) -> None:
+    """HLS has no session: a viewer is a client address that fetched a segment lately."""
+    context = request.app[CONTEXT]
+    clients = request.app[HLS_CLIENTS]
+    now = time.monotonic()
+    clients[(stream, request.remote or "")] = now
+    for key, seen in list(clients.items()):
+        if now - seen > HLS_VIEWER_SECONDS:
+            del clients[key]
+    viewers = sum(1 for (name, _) in clients if name == stream)
+    context.metrics.live.viewers.labels(stream, "hls").set(viewers)
+    context.metrics.live.bytes.labels(stream, "hls").inc(size)
+
+
 @routes.get(f"/live/{STREAM}/init.mp4")
 async def init_segment(request: web.Request) -> web.Response:
     _, hub = _hub(request)
@@ -65,6 +83,7 @@ async def media_segment(request: web.Request) -> web.Response:
     segment = hub.hls.segment(int(request.match_info["sequence"]))
     if segment is None:
         raise web.HTTPNotFound(text="segment no longer (or not yet) held\n")
+    _count_hls_viewer(request, hub.stream, len(segment.data))
     response = web.Response(body=segment.data, content_type="video/iso.segment")
     response.headers["Cache-Control"] = "max-age=60"
     return response

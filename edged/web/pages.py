@@ -14,18 +14,36 @@ _STYLE = (
     "body{font:18px/1.4 system-ui,sans-serif;margin:0;padding:1.5em;background:#111;color:#eee}"
     "h1{font-size:1.6em;margin:0 0 .2em}p{color:#aaa;margin:.2em 0}"
     "main{max-width:40em;margin:auto}.empty{margin-top:2em;padding:1em;border:1px dashed #444}"
+    "h2{font-size:1.2em}.tile{display:block;margin:0 0 1em;color:#eee;text-decoration:none}"
+    ".tile img{width:100%;height:auto;background:#222;border-radius:8px;display:block}"
+    ".tile span{display:block;padding:.4em 0;font-size:1.1em}"
 )
 
 
-def landing_html(node: str, event: str) -> str:
-    """The landing page: which box this is, then its clips and live streams."""
+def _tile(href: str, poster: str, title: str) -> str:
+    return (
+        f'<a class=tile href="{escape(href)}"><img src="{escape(poster)}" alt="" loading=lazy '
+        f"width=320 height=180><span>{escape(title)}</span></a>"
+    )
+
+
+def landing_html(node: str, event: str, live_streams: list[str] | None = None) -> str:
+    """The landing page: which box this is, then its live streams and clips."""
+    tiles = "".join(
+        _tile(f"/live/{name}", f"/live/{name}/poster.jpg", f"Live: {name}")
+        for name in live_streams or []
+    )
+    body = (
+        f"<section><h2>Live now</h2>{tiles}</section>"
+        if tiles
+        else "<p class=empty>Nothing to watch on this box yet. Clips and live cameras appear "
+        "here as soon as they are ready.</p>"
+    )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width,initial-scale=1">'
         f"<title>{escape(node)}</title><style>{_STYLE}</style></head><body><main>"
-        f"<h1>{escape(node)}</h1><p>Event: {escape(event)}</p>"
-        "<p class=empty>Nothing to watch on this box yet. Clips and live cameras appear here "
-        "as soon as they are ready.</p>"
+        f"<h1>{escape(node)}</h1><p>Event: {escape(event)}</p>{body}"
         "</main></body></html>"
     )
 
@@ -33,8 +51,9 @@ def landing_html(node: str, event: str) -> str:
 @routes.get("/")
 async def landing(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
+    streams = sorted(context.media.streams) if context.media is not None else []
     response = web.Response(
-        text=landing_html(context.node, context.event), content_type="text/html"
+        text=landing_html(context.node, context.event, streams), content_type="text/html"
     )
     response.headers["Cache-Control"] = "no-cache"
     return response

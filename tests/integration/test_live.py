@@ -122,6 +122,11 @@ async def test_whep_viewer_receives_and_decodes_video(live_daemon: DaemonProcess
     assert frames == 10
     _, body = http(live_daemon.url + "/api/v1/streams")
     assert json.loads(body)["streams"][0]["viewers"] == 1
+    _, metrics = http(live_daemon.url + "/metrics")
+    assert b'edged_live_viewers{protocol="webrtc",stream="test-pattern"} 1.0' in metrics
+    assert re.search(
+        rb'edged_live_bytes_total\{protocol="webrtc",stream="test-pattern"\} [1-9]', metrics
+    )
     async with aiohttp.ClientSession() as client, client.delete(session) as response:
         assert response.status == 200
     await peer.close()
@@ -208,5 +213,8 @@ def test_player_page_and_landing(live_daemon: DaemonProcess) -> None:
     page = body.decode()
     assert "autoplay muted playsinline" in page and "/live/test-pattern/poster.jpg" in page
     assert len(body) < 4096
+    _, landing = http(live_daemon.url + "/")
+    assert b'href="/live/test-pattern"' in landing
+    assert b'src="/live/test-pattern/poster.jpg"' in landing
     assert http(live_daemon.url + "/live/nope")[0] == 404
     assert http(live_daemon.url + "/live/..%2f..%2fetc")[0] == 404
