@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 # Debian packages the tests use: promtool (prometheus), systemd-analyze (systemd), umockdev and
 # its GObject introspection data, and what PyGObject needs to build.
 TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev \
-	libcairo2-dev pkg-config
+	libcairo2-dev pkg-config chromium iproute2 util-linux
 
-.PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode clean
+.PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode bench-live clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-upload: $(VENV)/.test-installed
 bench-encode: $(VENV)/.test-installed
 	scripts/install-debs ffmpeg
 	$(BIN)/python bench/encode.py
+
+bench-live: $(VENV)/.test-installed
+	$(BIN)/python bench/live_first_frame.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

@@ -97,6 +97,7 @@ class MediaConfig:
 @dataclass(frozen=True)
 class LiveConfig:
     max_viewers: int = setting(20, minimum=1, maximum=500)
+    gop_cache: bool = True
     ice_addresses: tuple[str, ...] = setting(())
 
 

@@ -176,6 +176,7 @@ class Daemon:
             self._segment_ready,
             uploader.journal.is_done,
             uploader.journal.knows,
+            gop_cache=config.live.gop_cache,
         )
         await media.start(manager)
         stack.push_async_callback(media.stop)

@@ -205,8 +205,11 @@ class Viewer:
 class LiveHub:
     """An output of a stream that feeds its live views; the web layer reads from it."""
 
-    def __init__(self, stream: str, width: int, height: int, fps: int) -> None:
+    def __init__(
+        self, stream: str, width: int, height: int, fps: int, *, gop_cache: bool = True
+    ) -> None:
         self.name = f"live-{stream}"
+        self.use_gop_cache = gop_cache
         self.stream = stream
         self.gop = GopCache()
         self.hls = HlsSegmenter(width, height, fps)
@@ -229,7 +232,7 @@ class LiveHub:
         return taken
 
     def join(self) -> Viewer:
-        viewer = Viewer(self.gop.snapshot())
+        viewer = Viewer(self.gop.snapshot() if self.use_gop_cache else [])
         self.viewers.add(viewer)
         return viewer
 

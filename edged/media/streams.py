@@ -75,7 +75,9 @@ class MediaManager:
         is_queued: Callable[[str], bool],
         *,
         free_bytes: Callable[[], int] | None = None,
+        gop_cache: bool = True,
     ) -> None:
+        self._gop_cache = gop_cache
         self._media = media
         self._storage = storage
         self._board = board
@@ -206,7 +208,9 @@ class MediaManager:
             self._metrics,
         )
         pipeline.decimation = 2 if self._thermal.level >= 1 else 1
-        hub = LiveHub(name, settings.width, settings.height, settings.fps)
+        hub = LiveHub(
+            name, settings.width, settings.height, settings.fps, gop_cache=self._gop_cache
+        )
         pipeline.add_output(recorder)
         pipeline.add_output(hub)
         self._metrics.encoder.labels(name, choice.winner, str(choice.hardware).lower()).set(1)

@@ -1,0 +1,73 @@
+"""Open a page of a running edged in headless Chromium and wait for its video's first frame.
+
+Run inside a network namespace of the test's own (see tests/integration/test_browser.py): the
+daemon and Chromium talk over a veth pair there, nothing leaves the machine.
+Usage: python -m tests.browser.page_in_chromium CONFIG DATA_DIR PATH
+Prints one JSON line: {"played": bool, "first_frame_ms": float | null, "error": str}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from playwright.sync_api import Error, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+FIRST_FRAME = """() => new Promise((resolve, reject) => {
+  const video = document.querySelector('video');
+  video.requestVideoFrameCallback(() => resolve(performance.now()));
+  setTimeout(() => reject(new Error('no frame in 20 s')), 20000);
+})"""
+READY = re.compile(r"ready: http://(?P<host>[^/]+)/")
+
+
+def main() -> None:
+    config, data_dir, path = sys.argv[1:4]
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "edged", "run", "--config", config, "--data-dir", data_dir],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    result: dict[str, object] = {"played": False, "first_frame_ms": None, "error": ""}
+    try:
+        assert daemon.stderr is not None
+        for line in daemon.stderr:
+            match = READY.search(line)
+            if match:
+                base = f"http://{match.group('host')}"
+                break
+        else:
+            raise SystemExit("edged did not start")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page()
+            page.goto(base + path)
+            try:
+                result["first_frame_ms"] = round(page.evaluate(FIRST_FRAME), 1)
+                result["played"] = True
+            except Error as error:
+                result["error"] = str(error)
+            browser.close()
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Headless Chromium, driven by Playwright, plays the live page of a running edged (WebRTC)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import loopback_config
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+# A network of the test's own: a veth pair in a fresh namespace, so the browser's WebRTC and
+# the daemon meet there and nothing reaches any other host.
+NAMESPACE_SETUP = (
+    "ip link set lo up && ip link add v0 type veth peer name v1 && "
+    "ip addr add 10.77.0.1/24 dev v0 && ip addr add 10.77.0.2/24 dev v1 && "
+    'ip link set v0 up && ip link set v1 up && exec "$@"'
+)
+
+
+def run_in_namespace(*command: str) -> dict[str, object]:
+    result = subprocess.run(
+        ["unshare", "--net", "--fork", "sh", "-c", NAMESPACE_SETUP, "sh", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.timeout(150)
+def test_chromium_plays_the_live_page(tmp_path: Path) -> None:
+    config = tmp_path / "edged.toml"
+    config.write_text(
+        loopback_config(
+            "box",
+            {
+                "http": {"host": "10.77.0.1"},
+                "mdns": {"enabled": False},
+                "live": {"ice_addresses": ["10.77.0.1"]},
+            },
+        )
+    )
+    outcome = run_in_namespace(
+        sys.executable,
+        "-m",
+        "tests.browser.page_in_chromium",
+        str(config),
+        str(tmp_path / "data"),
+        "/live/test-pattern",
+    )
+    print(f"live page first frame after {outcome['first_frame_ms']} ms")
+    assert outcome["played"] is True, outcome["error"]
