@@ -25,6 +25,8 @@ host = "127.0.0.1"
 port = 0
 [mdns]
 interfaces = ["127.0.0.1"]
+[media]
+test_pattern = "{pattern}"
 """
 
 
@@ -69,20 +71,30 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        config = os.path.join(work, "edged.toml")
-        with open(config, "w") as handle:
-            handle.write(LOOPBACK_CONFIG)
-        edged = start_edged(os.path.join(work, "data"), config)
+        results = {}
+        for label, pattern in (("edged, no stream", "off"), ("edged, test pattern", "auto")):
+            config = os.path.join(work, f"edged-{pattern}.toml")
+            with open(config, "w") as handle:
+                handle.write(LOOPBACK_CONFIG.format(pattern=pattern))
+            edged = start_edged(os.path.join(work, f"data-{pattern}"), config)
+            try:
+                time.sleep(2)  # let it settle after start-up
+                results[label] = measure(edged, args.seconds)
+            finally:
+                edged.terminate()
+                edged.wait(timeout=15)
         reference = subprocess.Popen([sys.executable, "-c", REFERENCE], text=True)
         try:
-            time.sleep(2)  # let both settle after start-up
-            results = {"edged": measure(edged, args.seconds)}
+            time.sleep(2)
             results["python asyncio idle"] = measure(reference, 5)
         finally:
-            for process in (edged, reference):
-                process.terminate()
-                process.wait(timeout=15)
-    print(f"idle footprint over {args.seconds:.0f} s (reference: a bare asyncio loop, 5 s)")
+            reference.terminate()
+            reference.wait(timeout=15)
+    print(
+        f"footprint over {args.seconds:.0f} s with no camera: without any stream, and with the "
+        "default test pattern (1280x720@30, encoded and recorded); reference: a bare asyncio "
+        "loop over 5 s"
+    )
     print(f"{'process':22} {'RSS max MiB':>12} {'RSS last MiB':>13} {'CPU %':>8}")
     for name, result in results.items():
         print(

@@ -6,6 +6,7 @@ types and labels follow DESIGN.md (prefix `edged_`, base units, counters end in 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -20,8 +21,66 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+PI_THROTTLE_BITS = {
+    "under_voltage": 0,
+    "frequency_capped": 1,
+    "throttled": 2,
+    "soft_temperature_limit": 3,
+}
+PI_THROTTLED_FILE = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
+
+
+class SystemCollector(Collector):
+    """CPU, memory, network per interface and the Pi's throttling flags, read at scrape time."""
+
+    def __init__(self, throttled_file: Path = PI_THROTTLED_FILE) -> None:
+        self._throttled_file = throttled_file
+        psutil.cpu_percent(interval=None)  # the first call only starts the measurement
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = GaugeMetricFamily(
+            "edged_cpu_usage_ratio", "Share of all CPU time used since the last scrape (0-1)."
+        )
+        cpu.add_metric([], psutil.cpu_percent(interval=None) / 100)
+        yield cpu
+        memory = psutil.virtual_memory()
+        used = GaugeMetricFamily("edged_memory_used_bytes", "Memory in use (total - available).")
+        used.add_metric([], float(memory.total - memory.available))
+        yield used
+        total = GaugeMetricFamily("edged_memory_total_bytes", "Memory of the box.")
+        total.add_metric([], float(memory.total))
+        yield total
+        received = CounterMetricFamily(
+            "edged_network_receive_bytes", "Bytes received, by interface.", labels=["interface"]
+        )
+        sent = CounterMetricFamily(
+            "edged_network_transmit_bytes", "Bytes sent, by interface.", labels=["interface"]
+        )
+        for name, counters in sorted(psutil.net_io_counters(pernic=True).items()):
+            if name == "lo":
+                continue
+            received.add_metric([name], float(counters.bytes_recv))
+            sent.add_metric([name], float(counters.bytes_sent))
+        yield received
+        yield sent
+        try:
+            value = int(self._throttled_file.read_text().strip(), 16)
+        except (OSError, ValueError):
+            return  # not a Raspberry Pi
+        flags = GaugeMetricFamily(
+            "edged_pi_throttled",
+            "Raspberry Pi firmware flags now set (1) or clear (0).",
+            labels=["flag"],
+        )
+        for flag, bit in PI_THROTTLE_BITS.items():
+            flags.add_metric([flag], float((value >> bit) & 1))
+        yield flags
 
 
 def _disk_free(path: Path) -> float:
@@ -187,7 +246,15 @@ class UploadMetrics:
 class Metrics:
     """Every metric edged exports, grouped by the subsystem that feeds it."""
 
-    def __init__(self, *, version: str, node: str, event: str, data_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        version: str,
+        node: str,
+        event: str,
+        data_dir: Path,
+        throttled_file: Path = PI_THROTTLED_FILE,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -203,6 +270,13 @@ class Metrics:
             registry=self.registry,
         )
         self.disk_free_bytes.set_function(lambda: _disk_free(data_dir))
+        self.registry.register(SystemCollector(throttled_file))
+        self.board = Gauge(
+            "edged_board_info",
+            "The detected board (value 1) and whether its profile has a hardware H.264 encoder.",
+            ["board", "hardware_encoder"],
+            registry=self.registry,
+        )
         self.first_byte = Histogram(
             "edged_first_byte_seconds",
             "Time from a request to its first byte, by kind (live, asset).",
