@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     peers.add_argument(
         "--interface", action="append", default=[], help="IPv4 address to browse on (repeat)"
     )
+    peers.add_argument(
+        "--prometheus-sd",
+        type=Path,
+        metavar="FILE",
+        help="keep FILE current as a Prometheus file_sd target list until stopped",
+    )
     return parser
 
 
@@ -159,8 +165,37 @@ def _encoders(args: argparse.Namespace) -> int:
     return EXIT_OK if report["winner"] else EXIT_FAILURE
 
 
+def _file_sd(path: Path, interfaces: tuple[str, ...]) -> int:
+    import signal
+
+    from edged.discovery import keep_file_sd
+
+    _configure_logging("info")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await keep_file_sd(path, stop, interfaces)
+
+    try:
+        asyncio.run(run())
+    except OSError as error:
+        print(
+            f"edged: cannot write the file_sd list {path}: {error.strerror}; choose a "
+            "writable path",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def _peers(args: argparse.Namespace) -> int:
     from edged.discovery import browse_peers
+
+    if args.prometheus_sd is not None:
+        return _file_sd(args.prometheus_sd, tuple(args.interface))
 
     peers = asyncio.run(browse_peers(args.timeout, tuple(args.interface)))
     if args.json:

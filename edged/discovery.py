@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
@@ -199,5 +202,68 @@ async def browse_peers(listen_seconds: float, interfaces: tuple[str, ...] = ()) 
                 peers.append(peer_from_info(info))
         return peers
     finally:
+        await browser.async_cancel()
+        await azc.async_close()
+
+
+def file_sd_targets(peers: Iterable[Peer]) -> list[dict[str, object]]:
+    """Prometheus file_sd groups: one per box, labelled with its node and event."""
+    groups: list[dict[str, object]] = []
+    for peer in sorted(peers, key=lambda p: p.instance):
+        if not peer.addresses or not peer.port:
+            continue
+        groups.append(
+            {
+                "targets": [f"{peer.addresses[0]}:{peer.port}"],
+                "labels": {
+                    "node": peer.node,
+                    "event": peer.event,
+                    "__metrics_path__": peer.metrics_path,
+                },
+            }
+        )
+    return groups
+
+
+def write_file_sd(path: Path, peers: Iterable[Peer]) -> None:
+    """Replace the file atomically, so Prometheus never reads half of it."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(file_sd_targets(peers), indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+async def keep_file_sd(path: Path, stop: asyncio.Event, interfaces: tuple[str, ...] = ()) -> None:
+    """Browse until `stop` is set, rewriting `path` whenever a box comes or goes."""
+    write_file_sd(path, [])  # fails at once, with the OSError, on a path that cannot be written
+    azc = _zeroconf(interfaces)
+    peers: dict[str, Peer] = {}
+    changes: asyncio.Queue[tuple[str, ServiceStateChange]] = asyncio.Queue()
+
+    def on_change(
+        zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        changes.put_nowait((name, state_change))
+
+    browser = AsyncServiceBrowser(azc.zeroconf, [EDGED_SERVICE], handlers=[on_change])
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            getter = asyncio.ensure_future(changes.get())
+            done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            name, state_change = getter.result()
+            if state_change is ServiceStateChange.Removed:
+                if peers.pop(name, None) is not None:
+                    logger.info("file_sd: %s left", name)
+            else:
+                info = AsyncServiceInfo(EDGED_SERVICE, name)
+                if await info.async_request(azc.zeroconf, 2000) and info.port:
+                    peers[name] = peer_from_info(info)
+                    logger.info("file_sd: %s at %s:%d", name, peers[name].addresses, info.port)
+            write_file_sd(path, peers.values())
+    finally:
+        waiter.cancel()
         await browser.async_cancel()
         await azc.async_close()

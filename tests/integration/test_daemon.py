@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
 
 from tests.conftest import StartDaemon
-from tests.support import run_edged
+from tests.support import edged_command, run_edged
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +206,48 @@ def test_peers_lists_the_boxes_on_the_lan(start_daemon: StartDaemon) -> None:
     table = run_edged("peers", "--timeout", "1.5", "--interface", "127.0.0.1")
     assert re.search(rf"peerbox\s+gala\s+0\.1\.0\s+127\.0\.0\.1:{box.port}", table.stdout)
     assert box.stop() == 0
+
+
+def test_prometheus_file_sd_follows_the_boxes(tmp_path: Path, start_daemon: StartDaemon) -> None:
+    target_file = tmp_path / "edged-targets.json"
+    writer = subprocess.Popen(
+        [*edged_command("peers", "--prometheus-sd", str(target_file)), "--interface", "127.0.0.1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = start_daemon(name="alpha", settings={"node": {"event": "gala"}})
+        second = start_daemon(name="beta", settings={"node": {"event": "gala"}})
+
+        def nodes() -> dict[str, dict[str, Any]]:
+            try:
+                groups = json.loads(target_file.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                return {}
+            return {group["labels"]["node"]: group for group in groups}
+
+        deadline = time.monotonic() + 20
+        while set(nodes()) != {"alpha", "beta"}:
+            assert time.monotonic() < deadline, nodes()
+            time.sleep(0.1)
+        alpha = nodes()["alpha"]
+        assert alpha["targets"] == [f"127.0.0.1:{first.port}"]
+        assert alpha["labels"] == {"node": "alpha", "event": "gala", "__metrics_path__": "/metrics"}
+
+        assert second.stop() == 0
+        while set(nodes()) != {"alpha"}:
+            assert time.monotonic() < deadline + 10, nodes()
+            time.sleep(0.1)
+        assert first.stop() == 0
+    finally:
+        writer.send_signal(signal.SIGTERM)
+        writer.wait(timeout=10)
+        assert writer.stderr is not None
+        writer.stderr.close()
+    assert writer.returncode == 0
+
+
+def test_file_sd_path_that_cannot_be_written(tmp_path: Path) -> None:
+    result = run_edged("peers", "--prometheus-sd", str(tmp_path / "missing" / "targets.json"))
+    assert result.returncode == 2
+    assert "cannot write the file_sd list" in result.stderr
