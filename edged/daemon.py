@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from edged.upload.setup import build_uploader, key_for
 from edged.upload.uploader import Uploader
 from edged.web.app import HttpServer, create_app
 from edged.web.context import WebContext
+from edged.web.pages import print_qr
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +216,9 @@ class Daemon:
 
         host = config.http.host
         url = f"http://{host}:{self.http.port}/"
+        self._context.landing_url = self._landing_url(config, self.http.port)
+        if sys.stdout.isatty():
+            print_qr(self._context.landing_url)
         logger.info(
             "edged %s ready: %s (node %s, event %s)", __version__, url, self.node, config.node.event
         )
@@ -251,6 +256,14 @@ class Daemon:
             await self.reload()
         except ConfigError as error:
             logger.error("SIGHUP: config not reloaded, the running config stays: %s", error)
+
+    def _landing_url(self, config: Config, port: int) -> str:
+        """What a phone on the LAN opens: the mDNS name, else the first LAN address."""
+        if self._advertiser is not None:
+            host = f"{self._advertiser.label}.local"
+        else:
+            host = advertised_addresses(config.http.host, _interface_addresses())[0]
+        return f"http://{host}:{port}/"
 
     def _properties(self, config: Config) -> dict[str, str]:
         return service_properties(node=self.node, event=config.node.event, version=__version__)

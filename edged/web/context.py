@@ -35,6 +35,7 @@ class WebContext:
     device_report: Callable[[], dict[str, Any]] | None = None
     stream_status: Callable[[], list[dict[str, Any]]] | None = None
     media: MediaManager | None = None
+    landing_url: str = ""
     whep: WhepSessions | None = None
     # (file, stream, kind) -> upload id; the daemon knows the object key layout.
     enqueue_upload: Callable[[Path, str, str], Awaitable[int]] = field(default=_no_uploader)

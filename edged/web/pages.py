@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from html import escape
 
+import segno
 from aiohttp import web
 
 from edged.web.context import CONTEXT
@@ -57,3 +59,25 @@ async def landing(request: web.Request) -> web.Response:
     )
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+def qr_svg(url: str) -> bytes:
+    """The landing URL as a QR code to print for the tent."""
+    buffer = io.BytesIO()
+    segno.make(url, error="m").save(buffer, kind="svg", scale=8, border=2, title=url)
+    return buffer.getvalue()
+
+
+@routes.get("/qr.svg")
+async def qr(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    url = context.landing_url or f"http://{request.host}/"
+    response = web.Response(body=qr_svg(url), content_type="image/svg+xml")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def print_qr(url: str) -> None:
+    """The landing URL as a QR code in the terminal, for the crew starting the box by hand."""
+    print(f"Scan to watch: {url}")
+    segno.make(url, error="m").terminal(compact=True)

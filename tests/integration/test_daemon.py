@@ -134,6 +134,9 @@ def test_status_and_readiness(start_daemon: StartDaemon) -> None:
     status, body = http(daemon.url + "/")
     assert status == 200
     assert b"<h1>box</h1>" in body
+    status, svg = http(daemon.url + "/qr.svg")
+    assert status == 200 and svg.startswith(b"<?xml") and b"<svg" in svg
+    assert f"<title>http://127.0.0.1:{daemon.port}/</title>".encode() in svg
     assert daemon.stop() == 0
 
 
