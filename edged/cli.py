@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     devices.add_argument("--json", action="store_true", help="machine-readable output")
     devices.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
 
+    doctor = commands.add_parser("doctor", help="check the box: OK, WARN or FAIL, and what to do")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument("--config", type=Path, help="TOML config file (default: embedded)")
+    doctor.add_argument("--data-dir", help="state directory, overrides [storage] data_dir")
+
     encoders = commands.add_parser("encoders", help="probe the board's H.264 encoders")
     encoders.add_argument("--json", action="store_true", help="machine-readable output")
     encoders.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
@@ -154,6 +159,20 @@ def _devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from edged import doctor
+
+    config = _load(args.config)
+    data_dir = resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
+    checks = doctor.run_checks(config, data_dir)
+    summary = doctor.report(checks)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        doctor.print_report(checks)
+    return EXIT_FAILURE if summary["status"] == doctor.FAIL else EXIT_OK
+
+
 def _encoders(args: argparse.Namespace) -> int:
     from edged.media.report import encoders_report, print_encoders
 
@@ -220,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "uploads": _uploads,
         "devices": _devices,
         "encoders": _encoders,
+        "doctor": _doctor,
     }
     try:
         return handlers[args.command](args)

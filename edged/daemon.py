@@ -25,7 +25,6 @@ from edged.devices.manager import DeviceManager
 from edged.devices.report import report_json
 from edged.discovery import Advertiser, advertised_addresses, service_properties
 from edged.errors import ConfigError
-from edged.media.encoders import HARDWARE
 from edged.media.recorder import Segment
 from edged.media.streams import MediaManager
 from edged.media.webrtc import WhepSessions, restrict_ice_addresses
@@ -156,8 +155,8 @@ class Daemon:
             detect_board, Path("/"), {device.name for device in manager.devices.values()}
         )
         logger.info("board: %s (%s)", board.profile.name, board.reason)
-        hardware = any(name in HARDWARE for name in board.profile.encoders)
-        metrics.board.labels(board.profile.id, str(hardware).lower()).set(1)
+        hardware = str(board.profile.hardware_encoder).lower()
+        metrics.board.labels(board.profile.id, hardware).set(1)
         self._context.device_report = lambda: report_json(board, manager.devices.values())
         self._context.subsystems["devices"] = True
 

@@ -56,6 +56,7 @@ class BoardProfile:
     soft_limit_celsius: float
     hard_limit_celsius: float
     source: str
+    hardware_encoder: bool = False  # the board surely has one (a fall back to software is news)
 
     @property
     def is_fallback(self) -> bool:
@@ -146,6 +147,9 @@ def parse_profile(document: Mapping[str, Any], source: str) -> BoardProfile:
     hard = _number(thermal, "hard_limit_celsius", f"{source}: thermal", float)
     if hard < soft:
         raise ProfileError(f"{source}: thermal.hard_limit_celsius {hard} is below the soft limit")
+    hardware = board.get("hardware_encoder", False)
+    if not isinstance(hardware, bool):
+        raise ProfileError(f"{source}: board.hardware_encoder must be true or false")
     priority = board.get("priority", 100)
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise ProfileError(f"{source}: board.priority must be an integer, not {priority!r}")
@@ -163,6 +167,7 @@ def parse_profile(document: Mapping[str, Any], source: str) -> BoardProfile:
         soft_limit_celsius=soft,
         hard_limit_celsius=hard,
         source=source,
+        hardware_encoder=hardware,
     )
 
 

@@ -1,0 +1,281 @@
+"""`edged doctor`: the check the crew runs on the real box, each line OK, WARN or FAIL with what
+to do. Blocking: a command, not part of the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from edged.config import Config, node_name
+from edged.devices import capture_cards, detect_board
+from edged.devices.classify import STREAMABLE, DeviceKind
+from edged.devices.manager import scan
+from edged.discovery import EDGED_SERVICE, browse_peers, dns_label
+from edged.errors import EdgedError
+from edged.media.encoders import EncoderSettings, candidates, probe
+from edged.media.thermal import read_pi_throttled, read_temperatures
+from edged.upload.s3 import UpstreamError
+from edged.upload.setup import build_store
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+SANE_CLOCK_AFTER = 1_767_225_600  # 2026-01-01: a box that believes it is earlier lost its clock
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    advice: str = ""
+
+
+def _board_and_devices(config: Config) -> tuple[list[Check], Any]:
+    devices = scan(capture_cards())
+    board = detect_board(Path("/"), {device.name for device in devices})
+    checks = [
+        Check(
+            "board",
+            WARN if board.profile.is_fallback else OK,
+            f"{board.profile.name}: {board.reason}",
+            "add a profile to hardware/boards for this board" if board.profile.is_fallback else "",
+        )
+    ]
+    cameras = [d for d in devices if d.kind in STREAMABLE]
+    if not cameras:
+        csi = [d for d in devices if d.kind is DeviceKind.CSI_CAMERA]
+        checks.append(
+            Check(
+                "cameras",
+                WARN,
+                "no USB camera or capture card found"
+                + (" (a CSI camera is present)" if csi else ""),
+                "plug in a UVC webcam or HDMI capture card; until then the test pattern streams",
+            )
+        )
+    for device in cameras:
+        modes = device.capabilities.modes if device.capabilities else ()
+        best = max(modes, key=lambda m: (m.width * m.height, m.max_fps), default=None)
+        detail = f"{device.node} {device.kind.value} {device.label!r} as stream {device.stream}"
+        if best is not None:
+            detail += f", up to {best.width}x{best.height}@{best.max_fps:g} {best.pixel_format}"
+        checks.append(
+            Check(f"camera {device.stream}", WARN if device.problem else OK, detail, device.problem)
+        )
+    return checks, board
+
+
+def _encoders(board: Any) -> list[Check]:
+    defaults = board.profile.defaults["webcam"]
+    settings = EncoderSettings(defaults.width, defaults.height, defaults.fps, defaults.bitrate)
+    results = [probe(name, settings) for name in candidates(board.profile.encoders)]
+    checks = [
+        Check(
+            f"encoder {r.encoder}",
+            OK if r.ok else WARN,
+            (f"{r.fps:.0f} fps at {settings.width}x{settings.height}" if r.ok else r.reason),
+            ""
+            if r.ok
+            else "normal where the box lacks this hardware; otherwise check its "
+            "driver and that edged is in the video and render groups",
+        )
+        for r in results
+    ]
+    winner = next((r for r in results if r.ok), None)
+    has_hardware = board.profile.hardware_encoder
+    if winner is None:
+        checks.append(Check("encoding", FAIL, "no H.264 encoder works", "reinstall edged (PyAV)"))
+    elif has_hardware and not winner.hardware:
+        checks.append(
+            Check(
+                "encoding",
+                WARN,
+                f"software encoder {winner.encoder} chosen on a board with a hardware encoder",
+                "check the encoder device permissions (video group) and drivers",
+            )
+        )
+    else:
+        checks.append(Check("encoding", OK, f"{winner.encoder} will be used"))
+    if winner is not None and winner.fps and winner.fps < settings.fps:
+        checks.append(
+            Check(
+                "encoding speed",
+                WARN,
+                f"{winner.encoder} reaches {winner.fps:.0f} fps, below {settings.fps}",
+                "lower the resolution or frame rate",
+            )
+        )
+    return checks
+
+
+def _disk(config: Config, data_dir: Path) -> Check:
+    existing = next((p for p in (data_dir, *data_dir.parents) if p.exists()), Path("/"))
+    try:
+        usage = psutil.disk_usage(str(existing))
+    except OSError as error:
+        return Check(
+            "disk",
+            FAIL,
+            f"cannot read {data_dir}: {error.strerror}",
+            "fix --data-dir or its permissions",
+        )
+    minimum = config.storage.min_free_bytes
+    spool = sum(p.stat().st_size for p in (data_dir / "spool").glob("*/*.mp4"))
+    detail = (
+        f"{usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.1f} GiB; spool "
+        f"{spool / 2**20:.0f} MiB"
+    )
+    if usage.free < minimum:
+        return Check(
+            "disk",
+            FAIL,
+            detail,
+            "free space: recording stops below "
+            f"{minimum / 2**30:.1f} GiB while footage waits for upload",
+        )
+    if usage.free < 2 * minimum:
+        return Check("disk", WARN, detail, "little headroom; let uploads finish or add storage")
+    return Check("disk", OK, detail)
+
+
+def _temperature(board: Any) -> list[Check]:
+    readings = read_temperatures()
+    checks = []
+    if not readings:
+        checks.append(
+            Check(
+                "temperature",
+                WARN,
+                "no temperature sensor readable",
+                "normal in a VM; on a real box check /sys/class/thermal",
+            )
+        )
+    else:
+        sensor, hottest = max(readings.items(), key=lambda item: item[1])
+        soft, hard = board.profile.soft_limit_celsius, board.profile.hard_limit_celsius
+        status = FAIL if hottest >= hard else WARN if hottest >= soft else OK
+        checks.append(
+            Check(
+                "temperature",
+                status,
+                f"{hottest:.0f} °C ({sensor}); limits {soft:.0f}/{hard:.0f} °C",
+                "" if status == OK else "shade and ventilate the box",
+            )
+        )
+    throttled = read_pi_throttled()
+    if throttled is not None:
+        checks.append(
+            Check(
+                "pi throttling",
+                WARN if throttled else OK,
+                "firmware throttles now" if throttled else "not throttled",
+                "use the official power supply and cooling" if throttled else "",
+            )
+        )
+    return checks
+
+
+def _upstream(config: Config) -> list[Check]:
+    if not config.upstream.endpoint:
+        return [
+            Check(
+                "upstream",
+                WARN,
+                "sync is off ([upstream] endpoint is empty)",
+                "set [upstream] endpoint, access_key and secret_key_file to ship footage",
+            )
+        ]
+    try:
+        store = build_store(config, node_name(config, socket.gethostname()))
+        if store is None:
+            return []
+        store.probe()
+    except UpstreamError as error:
+        return [
+            Check(
+                "upstream",
+                FAIL,
+                str(error),
+                "check the venue link, the endpoint and "
+                "the credentials; footage is kept until it can go",
+            )
+        ]
+    except EdgedError as error:
+        return [Check("credentials", FAIL, str(error), "fix the [upstream] settings")]
+    return [
+        Check(
+            "upstream",
+            OK,
+            f"{config.upstream.endpoint} answers; bucket "
+            f"{config.upstream.bucket} reachable with these credentials",
+        )
+    ]
+
+
+def _mdns(config: Config) -> Check:
+    label = dns_label(node_name(config, socket.gethostname()))
+    try:
+        peers = asyncio.run(browse_peers(2.0, config.mdns.interfaces))
+    except OSError as error:
+        return Check("mdns", WARN, f"cannot browse mDNS: {error}", "allow UDP 5353 (multicast)")
+    names = {peer.instance for peer in peers}
+    if any(name == label or name.startswith(f"{label}-") for name in names):
+        return Check("mdns", OK, f"{label}.local advertised as {EDGED_SERVICE}")
+    others = f"; other boxes: {', '.join(sorted(names))}" if names else ""
+    return Check(
+        "mdns",
+        WARN,
+        f"{label}.local is not advertised{others}",
+        "start edged (systemctl start edged) or allow multicast on this network",
+    )
+
+
+def _clock() -> Check:
+    now = time.time()
+    if now < SANE_CLOCK_AFTER:
+        return Check(
+            "clock",
+            FAIL,
+            time.strftime("clock says %Y-%m-%d %H:%M UTC", time.gmtime()),
+            "set the time (NTP): uploads and HLS need a sane clock",
+        )
+    synced = Path("/run/systemd/timesync/synchronized").exists()
+    return Check(
+        "clock",
+        OK if synced else WARN,
+        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        + (", NTP synchronised" if synced else ", NTP sync not confirmed"),
+        "" if synced else "enable systemd-timesyncd or another NTP client",
+    )
+
+
+def run_checks(config: Config, data_dir: Path) -> list[Check]:
+    checks, board = _board_and_devices(config)
+    checks += _encoders(board)
+    checks.append(_disk(config, data_dir))
+    checks += _temperature(board)
+    checks += _upstream(config)
+    checks.append(_mdns(config))
+    checks.append(_clock())
+    return checks
+
+
+def report(checks: list[Check]) -> dict[str, Any]:
+    worst = (
+        FAIL
+        if any(c.status == FAIL for c in checks)
+        else (WARN if any(c.status == WARN for c in checks) else OK)
+    )
+    return {"status": worst, "checks": [asdict(check) for check in checks]}
+
+
+def print_report(checks: list[Check]) -> None:
+    for check in checks:
+        print(f"{check.status:4}  {check.name:22} {check.detail}")
+        if check.advice:
+            print(f"{'':28}-> {check.advice}")

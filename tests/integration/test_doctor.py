@@ -1,0 +1,55 @@
+"""`edged doctor` on this machine, and a FAIL that sets the exit code."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.support import run_edged, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_doctor_reports_this_machine(tmp_path: Path) -> None:
+    result = run_edged("doctor", "--json", "--data-dir", str(tmp_path / "data"), timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    checks = {check["name"]: check for check in summary["checks"]}
+    assert {check["status"] for check in summary["checks"]} <= {"OK", "WARN", "FAIL"}
+    assert summary["status"] == "WARN"
+    assert checks["board"]["status"] == "OK"
+    assert "x86" in checks["board"]["detail"].lower() or "generic" in checks["board"]["detail"]
+    assert checks["cameras"]["status"] == "WARN"
+    assert checks["encoder libx264"]["status"] == "OK"
+    assert float(checks["encoder libx264"]["detail"].split()[0]) > 0  # measured fps
+    assert checks["encoding"]["detail"] == "libx264 will be used"
+    assert checks["upstream"]["status"] == "WARN"
+    for name in ("disk", "temperature", "mdns", "clock"):
+        assert name in checks
+    for check in summary["checks"]:
+        if check["status"] != "OK":
+            assert check["advice"], f"{check['name']} says what is wrong but not what to do"
+
+
+def test_unreachable_upstream_is_a_fail(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    secret = tmp_path / "secret"
+    secret.write_text("secret-value-1234")
+    secret.chmod(0o600)
+    config = write_config(
+        tmp_path / "edged.toml",
+        f'[upstream]\nendpoint = "127.0.0.1:{port}"\nsecure = false\naccess_key = "k"\n'
+        f'secret_key_file = "{secret}"\n',
+    )
+    result = run_edged(
+        "doctor", "--config", str(config), "--data-dir", str(tmp_path / "d"), timeout=90
+    )
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if "upstream" in line)
+    assert line.startswith("FAIL") and "unreachable" in line
+    assert "secret-value-1234" not in result.stdout + result.stderr
