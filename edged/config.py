@@ -112,6 +112,8 @@ class StorageConfig:
 class CacheConfig:
     max_bytes: int = setting(8 * GiB, size=True, minimum=0)
     manifest: str = ""
+    assets_prefix: str = setting("assets", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    recheck_seconds: float = setting(300.0, minimum=5.0, maximum=86400.0)
 
 
 @dataclass(frozen=True)

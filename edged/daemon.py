@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ import psutil
 
 from edged import __version__
 from edged import config as config_module
+from edged.cache.store import AssetStore
+from edged.cache.upstream import PullThrough, Replicator
 from edged.config import Config
 from edged.devices import capture_cards, detect_board
 from edged.devices.manager import DeviceManager
@@ -60,6 +63,10 @@ def _interface_addresses() -> list[str]:
         for address in addresses
         if address.family == socket.AF_INET
     ]
+
+
+def _count_assets(store: AssetStore, pinned: bool) -> float:
+    return float(sum(1 for asset in store.assets() if asset.pinned == pinned))
 
 
 class Daemon:
@@ -168,6 +175,28 @@ class Daemon:
         self._context.uploader = uploader
         self._context.enqueue_upload = self.enqueue_upload
         self._context.subsystems["uploads"] = True
+
+        self._context.subsystems["cache"] = False
+        store = await asyncio.to_thread(AssetStore, data_dir / "cache", config.cache.max_bytes)
+        metrics.cache.bytes.set_function(lambda: float(store.total_bytes))
+        for pinned in (True, False):
+            metrics.cache.assets.labels(str(pinned).lower()).set_function(
+                partial(_count_assets, store, pinned)
+            )
+        self._context.assets = store
+        if uploader.configured:
+            self._context.pull = PullThrough(store, uploader.store, config.cache.assets_prefix)
+            if config.cache.manifest:
+                replicator = Replicator(
+                    store,
+                    uploader.store,
+                    config.cache.manifest,
+                    config.cache.assets_prefix,
+                    config.cache.recheck_seconds,
+                )
+                await replicator.start()
+                stack.push_async_callback(replicator.stop)
+        self._context.subsystems["cache"] = True
 
         self._context.subsystems["media"] = False
         media = MediaManager(

@@ -203,6 +203,24 @@ class LiveMetrics:
         )
 
 
+class CacheMetrics:
+    """The clip cache: requests by result, bytes held, clips by pinned."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "edged_cache_requests",
+            "Clip requests by result: hit_memory, hit, pull_through, miss.",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("hit_memory", "hit", "pull_through", "miss"):
+            self.requests.labels(result)
+        self.bytes = Gauge("edged_cache_bytes", "Bytes of clips in the cache.", registry=registry)
+        self.assets = Gauge(
+            "edged_cache_assets", "Clips in the cache, by pinned.", ["pinned"], registry=registry
+        )
+
+
 class UploadMetrics:
     """The uploader's metrics (DESIGN.md: edged_upload_*, edged_upstream_up)."""
 
@@ -288,6 +306,7 @@ class Metrics:
         self.devices = DeviceMetrics(self.registry)
         self.streams = StreamMetrics(self.registry)
         self.live = LiveMetrics(self.registry)
+        self.cache = CacheMetrics(self.registry)
 
     def set_identity(self, *, version: str, node: str, event: str) -> None:
         """Set the labels of edged_build_info (an event id can change on reload)."""

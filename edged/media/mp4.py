@@ -8,7 +8,7 @@ from typing import BinaryIO
 HEADER = 8
 
 
-def _boxes(handle: BinaryIO, size: int) -> list[tuple[bytes, int, int]]:
+def top_level_boxes(handle: BinaryIO, size: int) -> list[tuple[bytes, int, int]]:
     """(type, offset, length) of the complete top-level boxes, stopping at the first torn one."""
     boxes = []
     offset = 0
@@ -35,7 +35,7 @@ def whole_prefix(handle: BinaryIO, size: int) -> tuple[int, int]:
     Playable means ftyp + moov and then only complete moof+mdat pairs: a fragment whose media
     data was cut off by a crash is dropped with everything after it.
     """
-    boxes = _boxes(handle, size)
+    boxes = top_level_boxes(handle, size)
     kinds = [kind for kind, _, _ in boxes]
     if b"moov" not in kinds:
         return 0, 0

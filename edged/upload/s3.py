@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import certifi
@@ -271,6 +273,38 @@ class S3Store:
             headers,
         )
         return str(result.etag).strip('"')
+
+    def read(self, key: str) -> bytes:
+        """A small object whole (a manifest)."""
+        response = self._call(f"get {key}", self._client.get_object, self.bucket, key)
+        try:
+            return bytes(response.read())
+        finally:
+            response.close()
+            response.release_conn()
+
+    def download(self, key: str, target: Path, size: int, progress: Callable[[int], None]) -> None:
+        """Fetch `key` into `target`, resuming from the bytes it already holds (Range)."""
+        offset = target.stat().st_size if target.exists() else 0
+        if offset > size:
+            target.unlink()
+            offset = 0
+        if offset == size:
+            return
+        response = self._call(
+            f"get {key} from byte {offset}", self._client.get_object, self.bucket, key, offset
+        )
+        try:
+            with target.open("ab") as handle:
+                for chunk in response.stream(256 * 1024):
+                    handle.write(chunk)
+                    handle.flush()
+                    progress(len(chunk))
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            _raise_mapped(error, f"get {key}")
+        finally:
+            response.close()
+            response.release_conn()
 
     def stat(self, key: str) -> ObjectFacts | None:
         """ETag, size and sha256 metadata of an object, or None when it does not exist."""

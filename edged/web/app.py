@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from edged.errors import StartupError
-from edged.web import api, live, ops, pages, uploads_api
+from edged.web import api, assets, live, ops, pages, uploads_api
 from edged.web.auth import require_token
 from edged.web.context import CONTEXT, WebContext
 
@@ -34,7 +34,14 @@ def create_app(context: WebContext) -> web.Application:
     app[CONTEXT] = context
     app[live.POSTERS] = {}
     app[live.HLS_CLIENTS] = {}
-    for table in (ops.routes, api.routes, uploads_api.routes, live.routes, pages.routes):
+    for table in (
+        ops.routes,
+        api.routes,
+        uploads_api.routes,
+        live.routes,
+        assets.routes,
+        pages.routes,
+    ):
         app.router.add_routes(table)
     return app
 

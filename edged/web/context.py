@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from edged.cache.store import AssetStore
+from edged.cache.upstream import PullThrough
 from edged.media.streams import MediaManager
 from edged.media.webrtc import WhepSessions
 from edged.metrics import Metrics
@@ -36,6 +38,8 @@ class WebContext:
     stream_status: Callable[[], list[dict[str, Any]]] | None = None
     media: MediaManager | None = None
     landing_url: str = ""
+    assets: AssetStore | None = None
+    pull: PullThrough | None = None
     whep: WhepSessions | None = None
     # (file, stream, kind) -> upload id; the daemon knows the object key layout.
     enqueue_upload: Callable[[Path, str, str], Awaitable[int]] = field(default=_no_uploader)

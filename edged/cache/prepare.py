@@ -1,0 +1,180 @@
+"""Fast-start preparation of a clip with PyAV (blocking: run it in a thread).
+
+A clip is validated (a decodable video, a known duration, not truncated), then remuxed without
+re-encoding into fragmented MP4 whose metadata comes first and whose first fragment starts on a
+keyframe, so a phone can start from the first bytes. What a phone cannot play (not H.264, odd
+pixel formats, audio that is not AAC) is transcoded once to H.264/AAC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+
+from edged.errors import EdgedError
+from edged.media.mp4 import top_level_boxes
+
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+PLAYABLE_PIXELS = ("yuv420p", "yuvj420p")
+TRUNCATION_TOLERANCE = 0.9
+
+
+class PrepareError(EdgedError, ValueError):
+    """The file cannot be served: not media, corrupt, truncated or without a duration."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    duration: float
+    video_codec: str
+    audio_codec: str
+    width: int
+    height: int
+    transcoded: bool
+    head_size: int  # bytes up to the end of the first fragment: all a player needs to start
+    poster: bytes  # the first frame as JPEG
+
+
+def _open(source: Path) -> Any:
+    try:
+        return av.open(str(source))
+    except (av.FFmpegError, UnicodeDecodeError, OSError) as error:
+        raise PrepareError(f"{source.name} is not a media file PyAV can open: {error}") from error
+
+
+def _inspect(container: Any, name: str) -> tuple[Any, Any, float]:
+    if not container.streams.video:
+        raise PrepareError(f"{name} has no video stream")
+    video = container.streams.video[0]
+    audio = container.streams.audio[0] if container.streams.audio else None
+    duration = float(container.duration) / av.time_base if container.duration else 0.0
+    if duration <= 0 and video.duration and video.time_base:
+        duration = float(video.duration * video.time_base)
+    if duration <= 0:
+        raise PrepareError(f"{name} has no known duration")
+    return video, audio, duration
+
+
+def _check_whole(container: Any, video: Any, duration: float, name: str) -> Any:
+    """Demux every packet and decode the first frame; a truncated file ends early."""
+    first_frame = None
+    last = 0.0
+    try:
+        for packet in container.demux(video):
+            if packet.pts is not None and packet.time_base is not None:
+                last = max(last, float(packet.pts * packet.time_base))
+            if first_frame is None and packet.size:
+                frames = packet.decode()
+                if frames:
+                    first_frame = frames[0]
+    except av.FFmpegError as error:
+        raise PrepareError(f"{name} is corrupt: {error}") from error
+    if first_frame is None:
+        raise PrepareError(f"{name} has no decodable video frame")
+    start = float(video.start_time * video.time_base) if video.start_time else 0.0
+    if last - start < duration * TRUNCATION_TOLERANCE - 1.0:
+        raise PrepareError(
+            f"{name} is truncated: its video ends at {last - start:.1f} s of {duration:.1f} s"
+        )
+    return first_frame
+
+
+def _jpeg(frame: Any) -> bytes:
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = frame.width, frame.height, "yuvj420p"
+    encoder.time_base = frame.time_base or 1  # type: ignore[assignment]
+    encoder.qmin = encoder.qmax = 5
+    encoder.open()
+    return b"".join(bytes(p) for p in encoder.encode(frame.reformat(format="yuvj420p")))
+
+
+def _remux(source: Path, target: Path) -> None:
+    with (
+        av.open(str(source)) as inp,
+        av.open(str(target), "w", format="mp4", options={"movflags": MOVFLAGS}) as out,
+    ):
+        streams = [inp.streams.video[0], *inp.streams.audio[:1]]
+        mapping = {s.index: out.add_stream_from_template(s) for s in streams}
+        for packet in inp.demux(streams):
+            if packet.dts is None:
+                continue
+            packet.stream = mapping[packet.stream.index]
+            out.mux(packet)
+
+
+def _transcode(source: Path, target: Path, encoder: str) -> None:
+    with (
+        av.open(str(source)) as inp,
+        av.open(str(target), "w", format="mp4", options={"movflags": MOVFLAGS}) as out,
+    ):
+        video_in = inp.streams.video[0]
+        rate = video_in.average_rate or 30
+        video_out: Any = out.add_stream(encoder, rate=rate)
+        video_out.width = video_in.codec_context.width // 2 * 2
+        video_out.height = video_in.codec_context.height // 2 * 2
+        video_out.pix_fmt = "yuv420p"
+        video_out.options = {"preset": "veryfast", "g": str(max(1, round(float(rate))))}
+        audio_in = inp.streams.audio[0] if inp.streams.audio else None
+        audio_out: Any = out.add_stream("aac", rate=audio_in.rate or 48000) if audio_in else None
+        frame: Any
+        for frame in inp.decode(*([video_in] + ([audio_in] if audio_in else []))):
+            if isinstance(frame, av.VideoFrame):
+                frame = frame.reformat(video_out.width, video_out.height, "yuv420p")
+                for packet in video_out.encode(frame):
+                    out.mux(packet)
+            elif audio_out is not None:
+                frame.pts = None
+                for packet in audio_out.encode(frame):
+                    out.mux(packet)
+        for packet in video_out.encode(None):
+            out.mux(packet)
+        if audio_out is not None:
+            for packet in audio_out.encode(None):
+                out.mux(packet)
+
+
+def head_size(path: Path) -> int:
+    """Bytes up to the end of the first complete moof+mdat (or the whole file if shorter)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        boxes = top_level_boxes(handle, size)
+    end = 0
+    for index, (kind, offset, length) in enumerate(boxes):
+        end = offset + length
+        if kind == b"mdat" and index > 0 and boxes[index - 1][0] == b"moof":
+            break
+    return end
+
+
+def prepare(source: Path, target: Path, encoder: str = "libx264") -> Prepared:
+    """Validate `source` and write the fast-start version to `target`."""
+    with _open(source) as container:
+        video, audio, duration = _inspect(container, source.name)
+        video_codec = video.codec_context.name
+        pixels = video.codec_context.format.name if video.codec_context.format else ""
+        audio_codec = audio.codec_context.name if audio is not None else ""
+        width, height = video.codec_context.width, video.codec_context.height
+        first = _check_whole(container, video, duration, source.name)
+        poster = _jpeg(first)
+    playable = video_codec == "h264" and pixels in PLAYABLE_PIXELS and audio_codec in ("", "aac")
+    try:
+        if playable:
+            _remux(source, target)
+        else:
+            _transcode(source, target, encoder)
+    except av.FFmpegError as error:
+        target.unlink(missing_ok=True)
+        raise PrepareError(f"{source.name} could not be prepared: {error}") from error
+    return Prepared(
+        duration=round(duration, 3),
+        video_codec="h264",
+        audio_codec="aac" if audio_codec else "",
+        width=width,
+        height=height,
+        transcoded=not playable,
+        head_size=head_size(target),
+        poster=poster,
+    )

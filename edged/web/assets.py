@@ -1,0 +1,202 @@
+"""Clips for phones: asset bytes with Range and conditionals, posters, the watch page, and the
+authenticated asset API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from html import escape
+from pathlib import Path
+from string import Template
+
+from aiohttp import web
+
+from edged.cache.prepare import PrepareError
+from edged.cache.ranges import RangeNotSatisfiable, parse_range, valid_name
+from edged.cache.store import Asset, AssetStore
+from edged.cache.upstream import Download
+from edged.web.context import CONTEXT, WebContext
+
+routes = web.RouteTableDef()
+
+CACHE_CONTROL = "public, max-age=300"
+_WATCH = Template((Path(__file__).parent / "templates" / "watch.html").read_text(encoding="utf-8"))
+
+
+def _context(request: web.Request) -> tuple[WebContext, AssetStore]:
+    context = request.app[CONTEXT]
+    if context.assets is None:
+        raise web.HTTPServiceUnavailable(text="the clip cache is not running\n")
+    return context, context.assets
+
+
+def _name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not valid_name(name):
+        raise web.HTTPNotFound(text="no such clip\n")
+    return name
+
+
+def _etag(path: Path) -> str:
+    facts = path.stat()
+    return f"{facts.st_mtime_ns:x}-{facts.st_size:x}"
+
+
+def _count(context: WebContext, result: str, started: float) -> None:
+    context.metrics.cache.requests.labels(result).inc()
+    context.metrics.first_byte.labels("asset").observe(time.perf_counter() - started)
+
+
+def _from_memory(request: web.Request, asset: Asset, hot: bytes, etag: str) -> web.Response | None:
+    """Serve a pinned clip's first bytes from RAM when the request fits in them."""
+    if request.headers.get("If-None-Match") or request.headers.get("If-Range"):
+        return None  # conditional requests: let the file response decide
+    try:
+        wanted = parse_range(request.headers.get("Range", ""), asset.size)
+    except RangeNotSatisfiable:
+        return None
+    if wanted is None or wanted.end >= len(hot):
+        return None
+    headers = {
+        "ETag": f'"{etag}"',
+        "Accept-Ranges": "bytes",
+        "Cache-Control": CACHE_CONTROL,
+        "Content-Range": f"bytes {wanted.start}-{wanted.end}/{asset.size}",
+    }
+    body = b"" if request.method == "HEAD" else hot[wanted.start : wanted.end + 1]
+    response = web.Response(status=206, body=body, content_type="video/mp4", headers=headers)
+    if request.method == "HEAD":
+        response.content_length = wanted.length
+    return response
+
+
+async def _serve_growing(request: web.Request, download: Download) -> web.StreamResponse:
+    """Stream a clip while its pull-through download is still writing it."""
+    response = web.StreamResponse(
+        headers={"Content-Type": "video/mp4", "Cache-Control": "no-cache"}
+    )
+    response.content_length = download.size
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    offset = 0
+    while offset < download.size:
+        available = download.part.stat().st_size if download.part.exists() else 0
+        if available > offset:
+            with download.part.open("rb") as handle:
+                handle.seek(offset)
+                chunk = await asyncio.to_thread(handle.read, min(available - offset, 1 << 20))
+            await response.write(chunk)
+            offset += len(chunk)
+            continue
+        if download.done:
+            break  # failed midway: the client sees a short body
+        download.progress.clear()
+        await download.progress.wait()
+    await response.write_eof()
+    return response
+
+
+@routes.route("*", "/assets/{name}")
+async def asset_bytes(request: web.Request) -> web.StreamResponse:
+    if request.method not in ("GET", "HEAD"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+    started = time.perf_counter()
+    context, store = _context(request)
+    name = _name(request)
+    asset = store.get(name)
+    if asset is None:
+        download = await context.pull.open(name) if context.pull is not None else None
+        if download is None:
+            _count(context, "miss", started)
+            raise web.HTTPNotFound(text="no such clip\n")
+        _count(context, "pull_through", started)
+        return await _serve_growing(request, download)
+    await asyncio.to_thread(store.touch, name)
+    path = store.path(name)
+    try:
+        etag = await asyncio.to_thread(_etag, path)
+    except FileNotFoundError:  # evicted between the lookup and now
+        raise web.HTTPNotFound(text="no such clip\n") from None
+    if "," in request.headers.get("Range", ""):
+        _count(context, "hit", started)
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{asset.size}"})
+    hot = store.hot(name)
+    if hot is not None:
+        fast = _from_memory(request, asset, hot, etag)
+        if fast is not None:
+            _count(context, "hit_memory", started)
+            return fast
+    _count(context, "hit", started)
+    return web.FileResponse(
+        path, headers={"Cache-Control": CACHE_CONTROL, "Content-Type": "video/mp4"}
+    )
+
+
+@routes.get("/posters/{name}.jpg")
+async def poster(request: web.Request) -> web.StreamResponse:
+    _, store = _context(request)
+    path = store.poster_path(_name(request))
+    if not path.exists():
+        raise web.HTTPNotFound(text="no poster\n")
+    return web.FileResponse(
+        path, headers={"Cache-Control": CACHE_CONTROL, "Content-Type": "image/jpeg"}
+    )
+
+
+@routes.get("/watch/{name}")
+async def watch(request: web.Request) -> web.Response:
+    _, store = _context(request)
+    name = _name(request)
+    if store.get(name) is None:
+        raise web.HTTPNotFound(text="no such clip\n")
+    page = _WATCH.substitute(
+        title=escape(name), src=f"/assets/{escape(name)}", poster=f"/posters/{escape(name)}.jpg"
+    )
+    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@routes.get("/api/v1/assets")
+async def list_assets(request: web.Request) -> web.Response:
+    _, store = _context(request)
+    return web.json_response(await asyncio.to_thread(store.summary))
+
+
+@routes.put("/api/v1/assets/{name}")
+async def put_asset(request: web.Request) -> web.Response:
+    _, store = _context(request)
+    name = request.match_info["name"]
+    if not valid_name(name):
+        return web.json_response({"error": f"asset name {name!r} not allowed"}, status=400)
+    pin = request.query.get("pin", "false").lower() in ("1", "true", "yes")
+    limit = store.max_bytes
+    upload = store.incoming / f"put-{name}-{os.getpid()}-{time.monotonic_ns()}"
+    received = 0
+    try:
+        with upload.open("wb") as handle:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                received += len(chunk)
+                if received > limit:
+                    return web.json_response(
+                        {"error": f"larger than the cache ({limit} bytes)"}, status=413
+                    )
+                await asyncio.to_thread(handle.write, chunk)
+        try:
+            asset = await asyncio.to_thread(store.add, upload, name, pin=pin, origin="api")
+        except PrepareError as error:
+            return web.json_response({"error": str(error)}, status=422)
+    finally:
+        upload.unlink(missing_ok=True)
+    return web.json_response(
+        {"name": asset.name, "sha256": asset.sha256, "size": asset.size, "pinned": asset.pinned},
+        status=201,
+    )
+
+
+@routes.delete("/api/v1/assets/{name}")
+async def delete_asset(request: web.Request) -> web.Response:
+    _, store = _context(request)
+    if not await asyncio.to_thread(store.remove, _name(request)):
+        raise web.HTTPNotFound(text="no such clip\n")
+    return web.json_response({"deleted": request.match_info["name"]})
