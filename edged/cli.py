@@ -71,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
     devices.add_argument("--json", action="store_true", help="machine-readable output")
     devices.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
 
+    cache = commands.add_parser("cache", help="the clip cache: add, list, remove")
+    cache.add_argument("--config", type=Path, help="TOML config file (default: embedded)")
+    cache.add_argument("--data-dir", help="state directory, overrides [storage] data_dir")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    cache_add = cache_commands.add_parser("add", help="validate, prepare and add a clip")
+    cache_add.add_argument("file", type=Path)
+    cache_add.add_argument("--name", help="asset name (default: the file name)")
+    cache_add.add_argument("--pin", action="store_true", help="never evict; first bytes in RAM")
+    cache_list = cache_commands.add_parser("list", help="the clips on this box")
+    cache_list.add_argument("--json", action="store_true")
+    cache_remove = cache_commands.add_parser("remove", help="remove a clip")
+    cache_remove.add_argument("name")
+
     doctor = commands.add_parser("doctor", help="check the box: OK, WARN or FAIL, and what to do")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.add_argument("--config", type=Path, help="TOML config file (default: embedded)")
@@ -159,6 +172,36 @@ def _devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from edged.cache.store import AssetStore
+
+    config = _load(args.config)
+    data_dir = prepare_data_dir(
+        resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
+    )
+    store = AssetStore(data_dir / "cache", config.cache.max_bytes)
+    if args.cache_command == "add":
+        asset = store.add(args.file, args.name or args.file.name, pin=args.pin, origin="cli")
+        print(
+            f"added {asset.name}: {asset.size} bytes, {asset.duration:.1f} s"
+            + (", pinned" if asset.pinned else "")
+            + (", transcoded" if asset.transcoded else "")
+        )
+    elif args.cache_command == "remove":
+        if not store.remove(args.name):
+            print(f"edged: no clip {args.name!r}", file=sys.stderr)
+            return EXIT_FAILURE
+    elif args.json:
+        print(json.dumps(store.summary(), indent=2))
+    else:
+        for asset in store.assets():
+            print(
+                f"{asset.name:40} {asset.size:>12} {asset.duration:7.1f} s "
+                f"{'pinned' if asset.pinned else '':6} {asset.source}"
+            )
+    return EXIT_OK
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from edged import doctor
 
@@ -240,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "devices": _devices,
         "encoders": _encoders,
         "doctor": _doctor,
+        "cache": _cache,
     }
     try:
         return handlers[args.command](args)

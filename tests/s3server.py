@@ -41,6 +41,7 @@ class S3Server:
         self.access_key = access_key
         self.port = 0
         self.part_puts: Counter[tuple[str, int]] = Counter()
+        self.gets: list[tuple[str, str]] = []  # (path, Range header) of every object GET
         self.requests = 0
         self._lock = threading.Lock()
         self._app = DomainDispatcherApplication(create_backend_app)
@@ -62,6 +63,9 @@ class S3Server:
         if match and match.group(1) != self.access_key and not temporary:
             start_response("403 Forbidden", [("Content-Type", "application/xml")])
             return [DENIED]
+        if environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"].count("/") >= 2:
+            with self._lock:
+                self.gets.append((environ["PATH_INFO"], environ.get("HTTP_RANGE", "")))
         if environ["REQUEST_METHOD"] == "PUT":
             query = parse_qs(environ.get("QUERY_STRING", ""))
             number = int(query["partNumber"][0]) if "partNumber" in query else 0

@@ -75,6 +75,8 @@ class AssetStore:
         self._lock = threading.RLock()
         self._assets: dict[str, Asset] = {}
         self._hot: dict[str, bytes] = {}
+        self._index_mtime = 0
+        self._checked = 0.0
         self._load()
 
     # -- index ---------------------------------------------------------------------------------
@@ -84,6 +86,7 @@ class AssetStore:
             stray.unlink(missing_ok=True)
         path = self.root / INDEX
         try:
+            self._index_mtime = path.stat().st_mtime_ns
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             document = {"assets": []}
@@ -103,6 +106,23 @@ class AssetStore:
     def _save(self) -> None:
         document = {"assets": [asdict(asset) for asset in self._assets.values()]}
         _fsync_write(self.root / INDEX, json.dumps(document, indent=1).encode())
+        self._index_mtime = (self.root / INDEX).stat().st_mtime_ns
+
+    def _follow_index(self) -> None:
+        """Pick up clips another process (`edged cache add`) wrote; looked at once a second."""
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return
+        self._checked = now
+        try:
+            mtime = (self.root / INDEX).stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime != self._index_mtime:
+            with self._lock:
+                self._assets.clear()
+                self._hot.clear()
+                self._load()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -113,10 +133,12 @@ class AssetStore:
         return self.posters_dir / f"{name}.jpg"
 
     def get(self, name: str) -> Asset | None:
+        self._follow_index()
         with self._lock:
             return self._assets.get(name)
 
     def assets(self) -> list[Asset]:
+        self._follow_index()
         with self._lock:
             return sorted(self._assets.values(), key=lambda a: (not a.pinned, a.name))
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from string import Template
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from multidict import CIMultiDict
 
 from edged.cache.prepare import PrepareError
 from edged.cache.ranges import RangeNotSatisfiable, parse_range, valid_name
@@ -41,6 +43,19 @@ def _name(request: web.Request) -> str:
 def _etag(path: Path) -> str:
     facts = path.stat()
     return f"{facts.st_mtime_ns:x}-{facts.st_size:x}"
+
+
+class _WholeFile(web.FileResponse):
+    """The whole file, whatever Range asked: for an If-Range whose ETag no longer matches.
+
+    (aiohttp reads If-Range only as a date; an entity tag there is judged here.)
+    """
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        headers = CIMultiDict(request.headers)
+        headers.popall("Range", None)
+        headers.popall("If-Range", None)
+        return await super().prepare(request.clone(headers=headers))
 
 
 def _count(context: WebContext, result: str, started: float) -> None:
@@ -129,9 +144,11 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
             _count(context, "hit_memory", started)
             return fast
     _count(context, "hit", started)
-    return web.FileResponse(
-        path, headers={"Cache-Control": CACHE_CONTROL, "Content-Type": "video/mp4"}
-    )
+    headers = {"Cache-Control": CACHE_CONTROL, "Content-Type": "video/mp4"}
+    if_range = request.headers.get("If-Range", "")
+    if if_range.startswith(('"', "W/")) and if_range != f'"{etag}"':
+        return _WholeFile(path, headers=headers)
+    return web.FileResponse(path, headers=headers)
 
 
 @routes.get("/posters/{name}.jpg")

@@ -29,15 +29,24 @@ def _tile(href: str, poster: str, title: str) -> str:
     )
 
 
-def landing_html(node: str, event: str, live_streams: list[str] | None = None) -> str:
+def landing_html(
+    node: str, event: str, live_streams: list[str] | None = None, clips: list[str] | None = None
+) -> str:
     """The landing page: which box this is, then its live streams and clips."""
-    tiles = "".join(
+    live = "".join(
         _tile(f"/live/{name}", f"/live/{name}/poster.jpg", f"Live: {name}")
         for name in live_streams or []
     )
+    stored = "".join(
+        _tile(f"/watch/{name}", f"/posters/{name}.jpg", name.rsplit(".", 1)[0])
+        for name in clips or []
+    )
+    sections = (f"<section><h2>Live now</h2>{live}</section>" if live else "") + (
+        f"<section><h2>Clips</h2>{stored}</section>" if stored else ""
+    )
     body = (
-        f"<section><h2>Live now</h2>{tiles}</section>"
-        if tiles
+        sections
+        if sections
         else "<p class=empty>Nothing to watch on this box yet. Clips and live cameras appear "
         "here as soon as they are ready.</p>"
     )
@@ -54,8 +63,9 @@ def landing_html(node: str, event: str, live_streams: list[str] | None = None) -
 async def landing(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     streams = sorted(context.media.streams) if context.media is not None else []
+    clips = [a.name for a in context.assets.assets()] if context.assets is not None else []
     response = web.Response(
-        text=landing_html(context.node, context.event, streams), content_type="text/html"
+        text=landing_html(context.node, context.event, streams, clips), content_type="text/html"
     )
     response.headers["Cache-Control"] = "no-cache"
     return response
