@@ -59,3 +59,35 @@ def test_chromium_plays_the_live_page(tmp_path: Path) -> None:
     )
     print(f"live page first frame after {outcome['first_frame_ms']} ms")
     assert outcome["played"] is True, outcome["error"]
+
+
+@pytest.mark.timeout(150)
+def test_chromium_plays_a_cached_clip(tmp_path: Path) -> None:
+    from tests.integration.test_cache import make_clip
+    from tests.support import run_edged
+
+    data_dir = tmp_path / "data"
+    clip = make_clip(tmp_path / "teaser.mp4", seconds=3, size="640x360")
+    added = run_edged("cache", "--data-dir", str(data_dir), "add", str(clip), "--pin")
+    assert added.returncode == 0, added.stderr
+    config = tmp_path / "edged.toml"
+    config.write_text(
+        loopback_config(
+            "box",
+            {
+                "http": {"host": "10.77.0.1"},
+                "mdns": {"enabled": False},
+                "media": {"test_pattern": "off"},
+            },
+        )
+    )
+    outcome = run_in_namespace(
+        sys.executable,
+        "-m",
+        "tests.browser.page_in_chromium",
+        str(config),
+        str(data_dir),
+        "/watch/teaser.mp4",
+    )
+    print(f"cached clip first frame after {outcome['first_frame_ms']} ms")
+    assert outcome["played"] is True, outcome["error"]

@@ -7,10 +7,12 @@ import hashlib
 import io
 import json
 import os
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import av
 import pytest
 
@@ -280,3 +282,44 @@ def test_cache_cli(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00" * 100)
     refused = run_edged("cache", "--data-dir", str(tmp_path / "d"), "add", str(junk))
     assert refused.returncode == 1 and "not a media file" in refused.stderr
+
+
+async def test_pull_through_over_http_ten_clients_one_download(
+    tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
+) -> None:
+    data = make_clip(tmp_path / "walkin.mp4", seconds=3).read_bytes()
+    upload(s3, "assets/walkin.mp4", data)
+    from tests.s3server import ACCESS_KEY, SECRET_KEY
+
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET_KEY)
+    secret.chmod(0o600)
+    daemon = start_daemon(
+        {
+            "mdns": {"enabled": False},
+            "media": {"test_pattern": "off"},
+            "upstream": {
+                "endpoint": s3.endpoint,
+                "secure": False,
+                "access_key": ACCESS_KEY,
+                "secret_key_file": str(secret),
+            },
+        }
+    )
+
+    async def fetch(client: aiohttp.ClientSession) -> bytes:
+        async with client.get(daemon.url + "/assets/walkin.mp4") as response:
+            assert response.status == 200
+            return await response.read()
+
+    async with aiohttp.ClientSession() as client:
+        bodies = await asyncio.gather(*(fetch(client) for _ in range(10)))
+    assert all(body == data for body in bodies)
+    assert len([get for get in s3.gets if get[0] == "/edged/assets/walkin.mp4"]) == 1
+    deadline = time.monotonic() + 20
+    while request(daemon.url + "/watch/walkin.mp4")[0] != 200:  # stored and prepared
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    _, _, metrics = request(daemon.url + "/metrics")
+    assert b'edged_cache_requests_total{result="pull_through"}' in metrics
+    assert daemon.stop() == 0
