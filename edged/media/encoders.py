@@ -7,6 +7,7 @@ A codec listed by FFmpeg proves nothing: a candidate is kept only after it encod
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -101,6 +102,9 @@ class Encoder:
         context.bit_rate = settings.bitrate
         context.gop_size = settings.gop_frames * 10  # IDRs come from pict_type, on time
         context.max_b_frames = 0
+        # One encoder thread per core: FFmpeg's automatic count oversubscribes a small board
+        # (measured on 2 cores: 8.3 -> 6.7 ms per 1080p frame).
+        context.thread_count = os.cpu_count() or 1
         if name != "h264_v4l2m2m":  # it cannot make global headers; see _parameter_sets
             context.flags |= Flags.global_header
         context.options = encoder_options(name, settings)
