@@ -123,7 +123,13 @@ def test_status_and_readiness(start_daemon: StartDaemon) -> None:
     assert status == 200
     assert json.loads(body) == {
         "ready": True,
-        "subsystems": {"http": True, "devices": True, "uploads": True, "media": True},
+        "subsystems": {
+            "http": True,
+            "devices": True,
+            "uploads": True,
+            "cache": True,
+            "media": True,
+        },
     }
     status, body = http(daemon.url + "/api/v1/status")
     document = json.loads(body)
