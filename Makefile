@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev \
 	libcairo2-dev pkg-config chromium iproute2 util-linux
 
-.PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode bench-live clean
+.PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode bench-live \
+	bench-first-frame clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,10 @@ bench-encode: $(VENV)/.test-installed
 
 bench-live: $(VENV)/.test-installed
 	$(BIN)/python bench/live_first_frame.py
+
+bench-first-frame: $(VENV)/.test-installed
+	scripts/install-debs nginx
+	$(BIN)/python bench/first_frame.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
