@@ -8,7 +8,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from edged.metrics import Metrics, SystemCollector
