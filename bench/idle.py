@@ -101,10 +101,10 @@ def main() -> None:
             f"{name:22} {result.rss_max_mib:12.1f} {result.rss_last_mib:13.1f} "
             f"{result.cpu_percent:8.2f}"
         )
-    edged_result, reference_result = results["edged"], results["python asyncio idle"]
-    print(
-        f"ratio RSS edged/reference: {edged_result.rss_max_mib / reference_result.rss_max_mib:.1f}x"
-    )
+    reference_result = results["python asyncio idle"]
+    for label in ("edged, no stream", "edged, test pattern"):
+        ratio = results[label].rss_max_mib / reference_result.rss_max_mib
+        print(f"ratio RSS {label} / reference: {ratio:.1f}x")
 
 
 if __name__ == "__main__":
