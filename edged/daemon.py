@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -30,8 +30,7 @@ from edged.discovery import Advertiser, advertised_addresses, service_properties
 from edged.errors import ConfigError
 from edged.media.recorder import Segment
 from edged.media.streams import MediaManager
-from edged.media.webrtc import WhepSessions, restrict_ice_addresses
-from edged.metrics import Metrics
+from edged.metrics import LiveMetrics, Metrics
 from edged.notify import SystemdNotifier
 from edged.paths import load_or_create_token, prepare_data_dir, resolve_data_dir
 from edged.upload.setup import build_uploader, key_for
@@ -39,6 +38,9 @@ from edged.upload.uploader import Uploader
 from edged.web.app import HttpServer, create_app
 from edged.web.context import WebContext
 from edged.web.pages import print_qr
+
+if TYPE_CHECKING:
+    from edged.media.webrtc import WhepSessions
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ class Daemon:
         self._uploader: Uploader | None = None
         self.devices: DeviceManager | None = None
         self.media: MediaManager | None = None
+        self._whep: WhepSessions | None = None
+        self._live_metrics: LiveMetrics | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def request_stop(self, signal_name: str = "request") -> None:
@@ -216,10 +220,9 @@ class Daemon:
         self.media = media
         self._context.stream_status = media.status
         self._context.media = media
-        restrict_ice_addresses(config.live.ice_addresses)
-        whep = WhepSessions(config.live.max_viewers, metrics.live)
-        stack.push_async_callback(whep.close_all)
-        self._context.whep = whep
+        self._live_metrics = metrics.live
+        self._context.whep = self._whep_sessions
+        stack.push_async_callback(self._close_whep)
         self._context.subsystems["media"] = True
 
         self.http = HttpServer(create_app(self._context), config.http.host, config.http.port)
@@ -258,6 +261,22 @@ class Daemon:
             raise RuntimeError("the uploader has not started")
         key = await asyncio.to_thread(key_for, self.config, self.node, path, stream)
         return await self._uploader.enqueue(path, key, kind=kind)
+
+    def _whep_sessions(self) -> WhepSessions:
+        """WebRTC loads with its first viewer: aiortc costs ~30 MiB a box without viewers keeps."""
+        if self._whep is None:
+            from edged.media import webrtc
+
+            if self._live_metrics is None:
+                raise RuntimeError("the media subsystem has not started")
+            webrtc.restrict_ice_addresses(self.config.live.ice_addresses)
+            self._whep = webrtc.WhepSessions(self.config.live.max_viewers, self._live_metrics)
+            logger.info("WebRTC loaded for the first viewer")
+        return self._whep
+
+    async def _close_whep(self) -> None:
+        if self._whep is not None:
+            await self._whep.close_all()
 
     async def _segment_ready(self, segment: Segment) -> None:
         """A closed recording goes to the upload queue, its sidecar JSON right after it."""

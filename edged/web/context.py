@@ -6,14 +6,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from edged.cache.store import AssetStore
 from edged.cache.upstream import PullThrough
 from edged.media.streams import MediaManager
-from edged.media.webrtc import WhepSessions
 from edged.metrics import Metrics
 from edged.upload.uploader import Uploader
 
@@ -40,7 +39,7 @@ class WebContext:
     landing_url: str = ""
     assets: AssetStore | None = None
     pull: PullThrough | None = None
-    whep: WhepSessions | None = None
+    whep: Callable[[], WhepSessions] | None = None  # loads aiortc on first use
     # (file, stream, kind) -> upload id; the daemon knows the object key layout.
     enqueue_upload: Callable[[Path, str, str], Awaitable[int]] = field(default=_no_uploader)
     subsystems: dict[str, bool] = field(default_factory=dict)
@@ -51,5 +50,8 @@ class WebContext:
     def ready(self) -> bool:
         return bool(self.subsystems) and all(self.subsystems.values())
 
+
+if TYPE_CHECKING:
+    from edged.media.webrtc import WhepSessions
 
 CONTEXT = web.AppKey("edged_context", WebContext)

@@ -14,7 +14,6 @@ from edged.errors import MediaError
 from edged.media.live import LiveHub
 from edged.media.packets import with_parameter_sets
 from edged.media.poster import keyframe_jpeg
-from edged.media.webrtc import WhepError
 from edged.web.context import CONTEXT, WebContext
 
 routes = web.RouteTableDef()
@@ -124,8 +123,10 @@ async def whep_offer(request: web.Request) -> web.Response:
     offer = await request.text()
     stream = hub.stream
     media = context.media
+    from edged.media.webrtc import WhepError  # aiortc loads with the first viewer
+
     try:
-        session_id, answer = await context.whep.create(
+        session_id, answer = await context.whep().create(
             stream, hub, offer, lambda: media.request_keyframe(stream)
         )
     except WhepError as error:
@@ -139,7 +140,7 @@ async def whep_offer(request: web.Request) -> web.Response:
 @routes.delete(rf"/live/{STREAM}/whep/{{session:[A-Za-z0-9_-]{{1,64}}}}")
 async def whep_delete(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
-    if context.whep is None or not await context.whep.delete(
+    if context.whep is None or not await context.whep().delete(
         request.match_info["stream"], request.match_info["session"]
     ):
         raise web.HTTPNotFound(text="no such WHEP session\n")

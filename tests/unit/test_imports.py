@@ -36,3 +36,12 @@ def test_foundation_modules_import_no_adapters(module: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_webrtc_loads_only_with_its_first_viewer() -> None:
+    """aiortc costs ~30 MiB of RSS: the daemon and its web layer must not import it up front."""
+    code = "import sys, edged.daemon, edged.cli; print('aiortc' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
