@@ -6,7 +6,6 @@ Blocking (file I/O, PyAV): call it in a thread. One lock guards the index.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from typing import Any
 
 from edged.cache.prepare import PrepareError, prepare
 from edged.cache.ranges import valid_name
+from edged.fileio import file_sha256, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -41,23 +41,6 @@ class Asset:
     head_size: int
     transcoded: bool = False
     origin_sha256: str = ""  # of the file as it came (upstream), before preparation
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class AssetStore:
@@ -105,7 +88,7 @@ class AssetStore:
 
     def _save(self) -> None:
         document = {"assets": [asdict(asset) for asset in self._assets.values()]}
-        _fsync_write(self.root / INDEX, json.dumps(document, indent=1).encode())
+        write_atomically(self.root / INDEX, json.dumps(document, indent=1).encode())
         self._index_mtime = (self.root / INDEX).stat().st_mtime_ns
 
     def _follow_index(self) -> None:
@@ -177,7 +160,7 @@ class AssetStore:
             with staged.open("rb+") as handle:
                 os.fsync(handle.fileno())
             sha256 = file_sha256(staged)
-            _fsync_write(self.poster_path(name), prepared.poster)
+            write_atomically(self.poster_path(name), prepared.poster)
             now = time.time()
             asset = Asset(
                 name=name,

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edged.cache.ranges import valid_name
-from edged.cache.store import AssetStore, file_sha256
+from edged.cache.store import AssetStore
 from edged.errors import EdgedError
+from edged.fileio import file_sha256
 from edged.upload.s3 import S3Store, UpstreamError
 
 logger = logging.getLogger(__name__)

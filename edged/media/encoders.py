@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import cast
+from typing import Any, cast
 
 import av
 from av.codec.context import Flags
@@ -19,7 +19,12 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 
 from edged.errors import MediaError
-from edged.media.packets import EncodedPacket, has_parameter_sets, split_parameter_sets
+from edged.media.packets import (
+    EncodedPacket,
+    has_parameter_sets,
+    split_parameter_sets,
+    with_parameter_sets,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +167,16 @@ class Encoder:
                 )
             )
         return out
+
+
+def as_av_packet(packet: EncodedPacket, extradata: bytes, stream: Any) -> av.Packet:
+    """An `av.Packet` for a muxer's stream (keyframes carry SPS/PPS in front)."""
+    out = av.Packet(with_parameter_sets(packet, extradata))
+    out.stream = stream
+    out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
+    out.time_base = TIME_BASE
+    out.is_keyframe = packet.keyframe
+    return out
 
 
 def probe(name: str, settings: EncoderSettings) -> ProbeResult:

@@ -20,8 +20,8 @@ from typing import Any
 
 import av
 
-from edged.media.encoders import TIME_BASE
-from edged.media.packets import EncodedPacket, with_parameter_sets
+from edged.media.encoders import TIME_BASE, as_av_packet
+from edged.media.packets import EncodedPacket
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +118,7 @@ class HlsSegmenter:
             return
         if packet.keyframe:
             self._close_gop(packet)
-        out = av.Packet(with_parameter_sets(packet, extradata))
-        out.stream = self._stream
-        out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
-        out.time_base = TIME_BASE
-        out.is_keyframe = packet.keyframe
-        self._container.mux(out)
+        self._container.mux(as_av_packet(packet, extradata, self._stream))
         self._collect()
 
     def _close_gop(self, keyframe: EncodedPacket) -> None:

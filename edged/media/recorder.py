@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -24,9 +23,10 @@ from typing import Any, BinaryIO
 
 import av
 
-from edged.media.encoders import TIME_BASE
+from edged.fileio import file_sha256, write_atomically
+from edged.media.encoders import TIME_BASE, as_av_packet
 from edged.media.mp4 import whole_prefix
-from edged.media.packets import EncodedPacket, with_parameter_sets
+from edged.media.packets import EncodedPacket
 
 logger = logging.getLogger(__name__)
 
@@ -54,23 +54,6 @@ class Segment:
     @property
     def sidecar(self) -> Path:
         return Path(self.path).with_suffix(".json")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
 
 
 def write_sidecar(segment: Segment) -> None:
@@ -230,12 +213,7 @@ class Recorder:
         elif packet.keyframe and packet.pts - self._segment_start_pts >= self._segment_ticks:
             self._finish()
             self._open(packet)
-        out = av.Packet(with_parameter_sets(packet, extradata))
-        out.stream = self._stream_out
-        out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
-        out.time_base = TIME_BASE
-        out.is_keyframe = packet.keyframe
-        self._container.mux(out)
+        self._container.mux(as_av_packet(packet, extradata, self._stream_out))
         if packet.keyframe and self._file is not None:
             # The previous fragment is complete now: make it survive a power cut.
             self._file.flush()

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edged.fileio import file_sha256
 from edged.metrics import UploadMetrics
 from edged.upload.journal import FileRecord, Journal, JournalError, PartRecord
 from edged.upload.policy import (
@@ -56,14 +57,6 @@ class UploaderSettings:
 
 class SourceProblem(Exception):
     """The source file is gone or changed since it was queued: it cannot be uploaded as queued."""
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_span(path: str, span: PartSpan) -> tuple[bytes, str]:
