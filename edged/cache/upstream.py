@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,8 +173,50 @@ class Download:
     part: Path
     size: int
     progress: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # stored and prepared, or failed
     done: bool = False
     error: str = ""
+
+    async def streamable(self) -> bool:
+        """Whether the upstream file can be played from its first bytes (metadata first), so
+        it is worth streaming while it downloads; otherwise better wait for the prepared one."""
+        while True:
+            head = await asyncio.to_thread(_read_head, self.part)
+            verdict = metadata_first(head)
+            if verdict is not None:
+                return verdict
+            if self.done:
+                return False
+            self.progress.clear()
+            await self.progress.wait()
+
+
+def _read_head(path: Path, limit: int = 1 << 20) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(limit)
+    except FileNotFoundError:
+        return b""
+
+
+def metadata_first(head: bytes) -> bool | None:
+    """True when `moov` comes before any `mdat`, False when `mdat` comes first, None when the
+    bytes so far do not tell. Only box headers are read."""
+    offset = 0
+    while offset + 8 <= len(head):
+        length, kind = struct.unpack(">I4s", head[offset : offset + 8])
+        if kind == b"moov":
+            return True
+        if kind == b"mdat":
+            return False
+        if length == 1:
+            if offset + 16 > len(head):
+                return None
+            length = struct.unpack(">Q", head[offset + 8 : offset + 16])[0]
+        if length < 8:
+            return False  # not an MP4 box structure: nothing to stream early
+        offset += length
+    return None
 
 
 class PullThrough:
@@ -221,6 +264,7 @@ class PullThrough:
             finally:
                 download.done = True
                 download.progress.set()
+                download.ready.set()
                 self._downloads.pop(name, None)
 
         download.task = loop.create_task(run())  # type: ignore[attr-defined]

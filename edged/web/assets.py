@@ -121,13 +121,21 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
     context, store = _context(request)
     name = _name(request)
     asset = store.get(name)
+    pulled = False
     if asset is None:
         download = await context.pull.open(name) if context.pull is not None else None
         if download is None:
             _count(context, "miss", started)
             raise web.HTTPNotFound(text="no such clip\n")
         _count(context, "pull_through", started)
-        return await _serve_growing(request, download)
+        pulled = True
+        if await download.streamable():
+            return await _serve_growing(request, download)
+        # Metadata at the end: no frame before the last byte, so serve the prepared clip.
+        await download.ready.wait()
+        asset = store.get(name)
+        if asset is None:
+            raise web.HTTPBadGateway(text=f"clip {name} could not be fetched: {download.error}\n")
     await asyncio.to_thread(store.touch, name)
     path = store.path(name)
     try:
@@ -141,9 +149,11 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
     if hot is not None:
         fast = _from_memory(request, asset, hot, etag)
         if fast is not None:
-            _count(context, "hit_memory", started)
+            if not pulled:
+                _count(context, "hit_memory", started)
             return fast
-    _count(context, "hit", started)
+    if not pulled:
+        _count(context, "hit", started)
     headers = {"Cache-Control": CACHE_CONTROL, "Content-Type": "video/mp4"}
     if_range = request.headers.get("If-Range", "")
     if if_range.startswith(('"', "W/")) and if_range != f'"{etag}"':

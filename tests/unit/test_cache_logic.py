@@ -78,3 +78,17 @@ def test_manifest_forms() -> None:
 def test_bad_manifests(data: bytes) -> None:
     with pytest.raises(ManifestError):
         parse_manifest(data, "assets")
+
+
+def test_metadata_first() -> None:
+    import struct
+
+    from edged.cache.upstream import metadata_first
+
+    def box(kind: bytes, size: int = 16) -> bytes:
+        return struct.pack(">I4s", size, kind) + b"\0" * (size - 8)
+
+    assert metadata_first(box(b"ftyp") + box(b"moov")) is True
+    assert metadata_first(box(b"ftyp") + box(b"mdat")) is False
+    assert metadata_first(box(b"ftyp")) is None
+    assert metadata_first(b"\x00\x00\x00\x04junk") is False  # not a box structure
