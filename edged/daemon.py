@@ -200,6 +200,7 @@ class Daemon:
                 )
                 await replicator.start()
                 stack.push_async_callback(replicator.stop)
+                uploader.on_reconnect.append(replicator.wake)  # look again when the link is back
         self._context.subsystems["cache"] = True
 
         self._context.subsystems["media"] = False

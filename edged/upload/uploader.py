@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,7 @@ class Uploader:
         self._stale_checked = False
         self._last_prune = 0.0
         self._random = random.SystemRandom()
+        self.on_reconnect: list[Callable[[], None]] = []  # e.g. the clip replicator looks again
         self._last_offline_log = 0.0
 
     # -- control -------------------------------------------------------------------------------
@@ -258,6 +260,8 @@ class Uploader:
         self._metrics.upstream_up.set(1 if online else 0)
         if online and not self._online:
             logger.info("upstream %s reachable: uploads resume", self.store.endpoint)
+            for callback in self.on_reconnect:
+                callback()
         elif not online:
             now = time.monotonic()
             # One warning per minute at most; the metric says the rest.

@@ -120,6 +120,8 @@ async def test_outage_waits_without_busy_loop_then_completes(
         real_probe()
 
     uploader.store.probe = counting_probe  # type: ignore[method-assign]
+    reconnects: list[int] = []
+    uploader.on_reconnect.append(lambda: reconnects.append(1))
     await uploader.start()
     file_id = await uploader.enqueue(source, "gala/box/cam/day/long.mp4")
     await until(lambda: len(uploader.journal.parts(file_id)) >= 2)
@@ -134,6 +136,7 @@ async def test_outage_waits_without_busy_loop_then_completes(
     await finish(uploader, file_id)
     assert uploader.journal.require(file_id).state is FileState.DONE
     assert uploader._metrics.upstream_up._value.get() == 1
+    assert len(reconnects) == 2  # the first contact and the return after the outage
     assert object_sha256(s3, "gala/box/cam/day/long.mp4") == sha
 
 
