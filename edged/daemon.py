@@ -171,7 +171,9 @@ class Daemon:
         self._context.device_report = lambda: report_json(board, manager.devices.values())
         self._context.subsystems["devices"] = True
 
-        uploader = build_uploader(config, data_dir, self.node, metrics.upload)
+        uploader = await asyncio.to_thread(
+            build_uploader, config, data_dir, self.node, metrics.upload
+        )
         stack.callback(uploader.journal.close)
         await uploader.start()
         stack.push_async_callback(uploader.stop)
