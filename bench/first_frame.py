@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import re
 import shutil
 import statistics
 import subprocess
@@ -33,9 +32,8 @@ from minio import Minio  # noqa: E402
 
 from edged.media.mp4 import whole_prefix  # noqa: E402
 from tests.s3server import ACCESS_KEY, SECRET_KEY  # noqa: E402
-from tests.support import loopback_config  # noqa: E402
+from tests.support import launch_edged, loopback_config  # noqa: E402
 
-READY = re.compile(r"ready: http://(?P<host>[^/]+)/")
 CHUNK = 64 * 1024
 
 
@@ -134,27 +132,7 @@ def start_edged(work: Path, s3_endpoint: str) -> tuple[subprocess.Popen[str], st
             },
         )
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edged",
-            "run",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(work / "data"),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        match = READY.search(line)
-        if match:
-            return process, f"http://{match.group('host')}"
-    raise SystemExit("edged did not start")
+    return launch_edged(config, work / "data")
 
 
 def summary(values: list[float]) -> tuple[float, float, float]:

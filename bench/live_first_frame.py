@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -31,9 +30,8 @@ import psutil  # noqa: E402
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
 
 from edged.media.webrtc import restrict_ice_addresses  # noqa: E402
-from tests.support import loopback_config  # noqa: E402
+from tests.support import launch_edged, loopback_config  # noqa: E402
 
-READY = re.compile(r"ready: http://(?P<host>[^/]+)/")
 PATH = "/live/test-pattern"
 
 
@@ -49,27 +47,7 @@ def start(work: Path, name: str, gop_cache: bool) -> tuple[subprocess.Popen[str]
             },
         )
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edged",
-            "run",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(work / name),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        match = READY.search(line)
-        if match:
-            return process, f"http://{match.group('host')}"
-    raise SystemExit(f"{name} did not start")
+    return launch_edged(config, work / name)
 
 
 def hls_first_frame(base: str) -> float:

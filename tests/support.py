@@ -37,6 +37,22 @@ def run_edged(
     )
 
 
+def launch_edged(config: Path, data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    """`edged run` for a benchmark: the process and its base URL once it is ready."""
+    process = subprocess.Popen(
+        edged_command("run", "--config", str(config), "--data-dir", str(data_dir)),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        match = READY_LINE.search(line)
+        if match:
+            threading.Thread(target=process.stderr.read, daemon=True).start()  # keep draining
+            return process, f"http://{match.group('host')}:{match.group('port')}"
+    raise RuntimeError(f"edged did not start with {config}")
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

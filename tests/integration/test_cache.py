@@ -20,7 +20,13 @@ from edged.cache.prepare import PrepareError
 from edged.cache.store import AssetStore
 from edged.cache.upstream import PullThrough, Replicator
 from tests.conftest import StartDaemon
-from tests.integration.upload_support import BUCKET, make_store, minio_client, s3
+from tests.integration.upload_support import (
+    BUCKET,
+    make_store,
+    minio_client,
+    s3,
+    upstream_settings,
+)
 from tests.s3server import S3Server
 
 pytestmark = pytest.mark.integration
@@ -289,21 +295,11 @@ async def test_pull_through_over_http_ten_clients_one_download(
 ) -> None:
     data = make_clip(tmp_path / "walkin.mp4", seconds=3).read_bytes()
     upload(s3, "assets/walkin.mp4", data)
-    from tests.s3server import ACCESS_KEY, SECRET_KEY
-
-    secret = tmp_path / "secret"
-    secret.write_text(SECRET_KEY)
-    secret.chmod(0o600)
     daemon = start_daemon(
         {
             "mdns": {"enabled": False},
             "media": {"test_pattern": "off"},
-            "upstream": {
-                "endpoint": s3.endpoint,
-                "secure": False,
-                "access_key": ACCESS_KEY,
-                "secret_key_file": str(secret),
-            },
+            "upstream": upstream_settings(tmp_path, s3),
         }
     )
 

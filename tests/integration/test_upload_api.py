@@ -13,8 +13,14 @@ import pytest
 
 from tests.conftest import StartDaemon
 from tests.integration.test_daemon import http
-from tests.integration.upload_support import MiB, object_sha256, s3, write_random
-from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+from tests.integration.upload_support import (
+    MiB,
+    object_sha256,
+    s3,
+    upstream_settings,
+    write_random,
+)
+from tests.s3server import SECRET_KEY, S3Server
 
 pytestmark = pytest.mark.integration
 __all__ = ["s3"]
@@ -37,19 +43,11 @@ def post_json(url: str, body: object, token: str | None) -> tuple[int, dict[str,
 
 
 def test_uploads_api_end_to_end(tmp_path: Path, s3: S3Server, start_daemon: StartDaemon) -> None:
-    secret = tmp_path / "secret"
-    secret.write_text(SECRET_KEY)
-    secret.chmod(0o600)
     daemon = start_daemon(
         {
             "mdns": {"enabled": False},
             "node": {"event": "gala"},
-            "upstream": {
-                "endpoint": s3.endpoint,
-                "secure": False,
-                "access_key": ACCESS_KEY,
-                "secret_key_file": str(secret),
-            },
+            "upstream": upstream_settings(tmp_path, s3),
             "upload": {"part_size": "5MiB"},
         }
     )

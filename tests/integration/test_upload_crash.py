@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from tests.integration.upload_support import MiB, object_sha256, s3, write_random
-from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+from tests.integration.upload_support import MiB, object_sha256, s3, upstream_settings, write_random
+from tests.s3server import S3Server
 
 pytestmark = pytest.mark.integration
 __all__ = ["s3"]
@@ -26,21 +26,12 @@ PARALLEL = 2
 
 
 def push_config(tmp_path: Path, server: S3Server, **upload: object) -> Path:
-    secret = tmp_path / "secret"
-    secret.write_text(SECRET_KEY)
-    secret.chmod(0o600)
     config = tmp_path / "edged.toml"
     config.write_text(
         tomli_w.dumps(
             {
                 "node": {"name": "box", "event": "gala"},
-                "upstream": {
-                    "endpoint": server.endpoint,
-                    "secure": False,
-                    "bucket": "edged",
-                    "access_key": ACCESS_KEY,
-                    "secret_key_file": str(secret),
-                },
+                "upstream": upstream_settings(tmp_path, server),
                 "upload": {"part_size": "5MiB", "parallel_parts": PARALLEL, **upload},
             }
         )

@@ -64,6 +64,20 @@ def s3() -> Iterator[S3Server]:
     server.stop()
 
 
+def upstream_settings(directory: Path, server: S3Server) -> dict[str, object]:
+    """The [upstream] table of a daemon config for `server`, its secret file written 0600."""
+    secret = directory / "secret"
+    secret.write_text(SECRET_KEY)
+    secret.chmod(0o600)
+    return {
+        "endpoint": server.endpoint,
+        "secure": False,
+        "bucket": BUCKET,
+        "access_key": ACCESS_KEY,
+        "secret_key_file": str(secret),
+    }
+
+
 def make_store(server: S3Server, access_key: str = ACCESS_KEY, sts_role_arn: str = "") -> S3Store:
     return S3Store(
         endpoint=server.endpoint,
