@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,22 +60,25 @@ def hls_first_frame(base: str) -> float:
     return time.perf_counter() - started
 
 
-async def whep_first_frame(client: aiohttp.ClientSession, base: str) -> float:
+async def join_viewer(
+    client: aiohttp.ClientSession, base: str, on_frame: Callable[[], None]
+) -> tuple[RTCPeerConnection, str, list[asyncio.Task[None]]]:
+    """Negotiate one WebRTC viewer over WHEP; `on_frame` hears of every decoded frame.
+
+    Returns the peer, its session URL and the tasks pulling its frames."""
     peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     peer.addTransceiver("video", direction="recvonly")
-    first: asyncio.Future[float] = asyncio.get_running_loop().create_future()
     pulls: list[asyncio.Task[None]] = []
 
     @peer.on("track")
     def on_track(track: object) -> None:
         async def pull() -> None:
-            await track.recv()  # type: ignore[attr-defined]
-            if not first.done():
-                first.set_result(time.perf_counter())
+            while True:
+                await track.recv()  # type: ignore[attr-defined]
+                on_frame()
 
         pulls.append(asyncio.create_task(pull()))
 
-    started = time.perf_counter()
     await peer.setLocalDescription(await peer.createOffer())
     async with client.post(
         base + PATH + "/whep",
@@ -84,14 +88,35 @@ async def whep_first_frame(client: aiohttp.ClientSession, base: str) -> float:
         location = response.headers["Location"]
         answer = await response.text()
     await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    async with asyncio.timeout(20):
-        shown = await first
-    async with client.delete(base + location):
+    return peer, base + location, pulls
+
+
+async def leave(
+    client: aiohttp.ClientSession,
+    peer: RTCPeerConnection,
+    session: str,
+    pulls: list[asyncio.Task[None]],
+) -> None:
+    async with client.delete(session):
         pass
     await peer.close()
     for task in pulls:
         task.cancel()
-    return shown - started
+
+
+async def whep_first_frame(client: aiohttp.ClientSession, base: str) -> float:
+    first: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def shown() -> None:
+        if not first.done():
+            first.set_result(time.perf_counter())
+
+    started = time.perf_counter()
+    peer, session, pulls = await join_viewer(client, base, shown)
+    async with asyncio.timeout(20):
+        at = await first
+    await leave(client, peer, session, pulls)
+    return at - started
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -123,38 +148,14 @@ async def viewer_cost(
     before = cpu()
     await asyncio.sleep(seconds)
     idle = (cpu() - before) / seconds
-    peers: list[object] = []
     async with aiohttp.ClientSession() as client:
-        for _ in range(viewers):
-            peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            peer.addTransceiver("video", direction="recvonly")
-
-            @peer.on("track")
-            def on_track(track: object) -> None:
-                async def pull() -> None:
-                    while True:
-                        await track.recv()  # type: ignore[attr-defined]
-
-                peers.append(asyncio.create_task(pull()))
-
-            await peer.setLocalDescription(await peer.createOffer())
-            async with client.post(
-                base + PATH + "/whep",
-                data=peer.localDescription.sdp,
-                headers={"Content-Type": "application/sdp"},
-            ) as response:
-                answer = await response.text()
-            await peer.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-            peers.append(peer)
+        joined = [await join_viewer(client, base, lambda: None) for _ in range(viewers)]
         await asyncio.sleep(2)
         before = cpu()
         await asyncio.sleep(seconds)
         loaded = (cpu() - before) / seconds
-        for item in peers:
-            if isinstance(item, RTCPeerConnection):
-                await item.close()
-            elif isinstance(item, asyncio.Task):
-                item.cancel()
+        for peer, session, pulls in joined:
+            await leave(client, peer, session, pulls)
     return (loaded - idle) / viewers, idle
 
 

@@ -37,6 +37,7 @@ from edged.upload.uploader import Uploader, UploaderSettings  # noqa: E402
 from tests.integration.test_upload_crash import push_config  # noqa: E402
 from tests.integration.upload_support import write_random  # noqa: E402
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server  # noqa: E402
+from tests.support import edged_command  # noqa: E402
 
 MiB = 1024 * 1024
 PART = 16 * MiB
@@ -114,10 +115,7 @@ def crash_resends(work: Path, kills: int, seed: int) -> tuple[int, int, int, int
     source = work / "crash.mp4"
     write_random(source, size)
     config = push_config(work, server, bandwidth_limit="20MiB")
-    command = [
-        sys.executable,
-        "-m",
-        "edged",
+    command = edged_command(
         "uploads",
         "--config",
         str(config),
@@ -125,7 +123,7 @@ def crash_resends(work: Path, kills: int, seed: int) -> tuple[int, int, int, int
         str(work / "crash-data"),
         "push",
         str(source),
-    ]
+    )
     done = 0
     try:
         while True:

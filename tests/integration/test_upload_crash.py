@@ -8,7 +8,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import tomli_w
 
 from tests.integration.upload_support import MiB, object_sha256, s3, upstream_settings, write_random
 from tests.s3server import S3Server
+from tests.support import edged_command
 
 pytestmark = pytest.mark.integration
 __all__ = ["s3"]
@@ -55,10 +55,7 @@ def test_sigkill_ten_times_loses_nothing(tmp_path: Path, s3: S3Server) -> None:
     config = push_config(tmp_path, s3)
     data_dir = tmp_path / "data"
     journal = data_dir / "uploads.sqlite3"
-    command = [
-        sys.executable,
-        "-m",
-        "edged",
+    command = edged_command(
         "uploads",
         "--config",
         str(config),
@@ -68,7 +65,7 @@ def test_sigkill_ten_times_loses_nothing(tmp_path: Path, s3: S3Server) -> None:
         str(source),
         "--stream",
         "cam1",
-    ]
+    )
     kills = 0
     resent_bound = 0
     while True:
