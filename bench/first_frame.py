@@ -45,6 +45,7 @@ def make_clip(path: Path, seconds: int = 10) -> None:
     stream.options = {"preset": "veryfast", "g": "30", "keyint_min": "30", "bf": "0"}
     source: Any = av.open("testsrc2=size=1920x1080:rate=30", format="lavfi")
     for index, frame in enumerate(source.decode(video=0)):
+        frame.pict_type = av.video.frame.PictureType.NONE  # lavfi marks every frame I: no GOP
         for packet in stream.encode(frame):
             out.mux(packet)
         if index + 1 >= seconds * 30:

@@ -1,9 +1,10 @@
 """Fast-start preparation of a clip with PyAV (blocking: run it in a thread).
 
 A clip is validated (a decodable video, a known duration, not truncated), then remuxed without
-re-encoding into fragmented MP4 whose metadata comes first and whose first fragment starts on a
-keyframe, so a phone can start from the first bytes. What a phone cannot play (not H.264, odd
-pixel formats, audio that is not AAC) is transcoded once to H.264/AAC.
+re-encoding into fragmented MP4 whose metadata comes first and whose first fragment is the first
+keyframe alone (see faststart.py), so a phone can start from the first bytes. What a phone
+cannot play (not H.264, odd pixel formats, audio that is not AAC) is transcoded once to
+H.264/AAC.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import av
 
+from edged.cache.faststart import split_first_fragment
 from edged.errors import EdgedError
 from edged.media.mp4 import top_level_boxes
 
@@ -168,6 +170,7 @@ def prepare(source: Path, target: Path, encoder: str = "libx264") -> Prepared:
     except av.FFmpegError as error:
         target.unlink(missing_ok=True)
         raise PrepareError(f"{source.name} could not be prepared: {error}") from error
+    split_first_fragment(target)
     return Prepared(
         duration=round(duration, 3),
         video_codec="h264",

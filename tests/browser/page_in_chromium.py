@@ -3,7 +3,8 @@
 Run inside a network namespace of the test's own (see tests/integration/test_browser.py): the
 daemon and Chromium talk over a veth pair there, nothing leaves the machine.
 Usage: python -m tests.browser.page_in_chromium CONFIG DATA_DIR PATH
-Prints one JSON line: {"played": bool, "first_frame_ms": float | null, "error": str}.
+Prints one JSON line: {"played": bool, "first_frame_ms": float | null, "error": str,
+"played_seconds": how far playback went (it waits up to 10 s for 1.5 s)}.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ FIRST_FRAME = """() => new Promise((resolve, reject) => {
   video.requestVideoFrameCallback(() => resolve(performance.now()));
   setTimeout(() => reject(new Error('no frame in 20 s')), 20000);
 })"""
+PLAYS_ON = """() => new Promise((resolve) => {
+  const video = document.querySelector('video');
+  const check = () => video.currentTime >= 1.5 ? resolve(video.currentTime) : null;
+  video.addEventListener('timeupdate', check);
+  check();
+  setTimeout(() => resolve(video.currentTime), 10000);
+})"""
 READY = re.compile(r"ready: http://(?P<host>[^/]+)/")
 
 
@@ -60,6 +68,7 @@ def main() -> None:
             try:
                 result["first_frame_ms"] = round(page.evaluate(FIRST_FRAME), 1)
                 result["played"] = True
+                result["played_seconds"] = round(page.evaluate(PLAYS_ON), 2)
             except Error as error:
                 result["error"] = str(error)
             browser.close()

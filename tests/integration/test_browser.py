@@ -91,3 +91,5 @@ def test_chromium_plays_a_cached_clip(tmp_path: Path) -> None:
     )
     print(f"cached clip first frame after {outcome['first_frame_ms']} ms")
     assert outcome["played"] is True, outcome["error"]
+    # past the one-keyframe first fragment and the rest of the first GOP, into the second
+    assert float(outcome["played_seconds"]) >= 1.5, outcome  # type: ignore[arg-type]

@@ -45,8 +45,10 @@ def make_clip(
     with av.open(str(path), "w", format=fmt) as out:
         stream: Any = out.add_stream(codec, rate=30)
         stream.width, stream.height, stream.pix_fmt = width, height, pix
+        stream.options = {"g": "30"}
         source = av.open(f"testsrc2=size={size}:rate=30", format="lavfi")
         for index, frame in enumerate(source.decode(video=0)):
+            frame.pict_type = av.video.frame.PictureType.NONE  # lavfi's are all I: no GOP
             for packet in stream.encode(frame.reformat(format=pix)):
                 out.mux(packet)
             if index + 1 >= seconds * 30:
