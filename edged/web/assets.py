@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from email.utils import formatdate
 from html import escape
 from pathlib import Path
 from string import Template
@@ -15,7 +16,7 @@ from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
 from edged.cache.prepare import PrepareError
-from edged.cache.ranges import RangeNotSatisfiable, parse_range, valid_name
+from edged.cache.ranges import ByteRange, RangeNotSatisfiable, parse_range, valid_name
 from edged.cache.store import Asset, AssetStore
 from edged.cache.upstream import Download
 from edged.web.context import CONTEXT, WebContext
@@ -63,27 +64,69 @@ def _count(context: WebContext, result: str, started: float) -> None:
     context.metrics.first_byte.labels("asset").observe(time.perf_counter() - started)
 
 
-def _from_memory(request: web.Request, asset: Asset, hot: bytes, etag: str) -> web.Response | None:
-    """Serve a pinned clip's first bytes from RAM when the request fits in them."""
-    if request.headers.get("If-None-Match") or request.headers.get("If-Range"):
-        return None  # conditional requests: let the file response decide
+class _HeadThenFile(web.StreamResponse):
+    """A pinned clip: the bytes it starts with from RAM at once, the rest by sendfile."""
+
+    def __init__(
+        self, path: Path, hot: bytes, wanted: ByteRange, status: int, headers: dict[str, str]
+    ) -> None:
+        super().__init__(status=status, headers=headers)
+        self.content_type = "video/mp4"
+        self.content_length = wanted.length
+        self._path, self._hot, self._wanted = path, hot, wanted
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        writer = await super().prepare(request)
+        if request.method == "HEAD" or writer is None:
+            return writer
+        start, end = self._wanted.start, self._wanted.end
+        head = self._hot[start : end + 1]
+        await self.write(head)
+        rest = end + 1 - (start + len(head))
+        if rest > 0:
+            transport = request.transport
+            if transport is None:
+                raise ConnectionResetError("the client went away")
+            handle = await asyncio.to_thread(self._path.open, "rb")
+            try:
+                loop = asyncio.get_running_loop()
+                await loop.sendfile(transport, handle, start + len(head), rest)
+            finally:
+                handle.close()
+        await super().write_eof()
+        return writer
+
+
+def _from_memory(
+    request: web.Request, path: Path, asset: Asset, hot: bytes
+) -> web.StreamResponse | None:
+    """A pinned clip's response whose first bytes come from RAM, when the request starts in them.
+
+    Conditional requests go to the file response, which judges them. The file is stat'ed on the
+    loop: a pinned clip's inode is in the kernel's cache, and a thread hop costs more.
+    """
+    if any(request.headers.get(h) for h in ("If-None-Match", "If-Range", "If-Modified-Since")):
+        return None
     try:
         wanted = parse_range(request.headers.get("Range", ""), asset.size)
-    except RangeNotSatisfiable:
+        facts = path.stat()
+    except (RangeNotSatisfiable, FileNotFoundError):
         return None
-    if wanted is None or wanted.end >= len(hot):
+    if facts.st_size != asset.size:
+        return None
+    whole = wanted is None
+    wanted = wanted or ByteRange(0, asset.size - 1)
+    if wanted.start >= len(hot):
         return None
     headers = {
-        "ETag": f'"{etag}"',
+        "ETag": f'"{facts.st_mtime_ns:x}-{facts.st_size:x}"',
+        "Last-Modified": formatdate(facts.st_mtime, usegmt=True),
         "Accept-Ranges": "bytes",
         "Cache-Control": CACHE_CONTROL,
-        "Content-Range": f"bytes {wanted.start}-{wanted.end}/{asset.size}",
     }
-    body = b"" if request.method == "HEAD" else hot[wanted.start : wanted.end + 1]
-    response = web.Response(status=206, body=body, content_type="video/mp4", headers=headers)
-    if request.method == "HEAD":
-        response.content_length = wanted.length
-    return response
+    if not whole:
+        headers["Content-Range"] = f"bytes {wanted.start}-{wanted.end}/{asset.size}"
+    return _HeadThenFile(path, hot, wanted, 200 if whole else 206, headers)
 
 
 async def _serve_growing(request: web.Request, download: Download) -> web.StreamResponse:
@@ -136,8 +179,15 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
         asset = store.get(name)
         if asset is None:
             raise web.HTTPBadGateway(text=f"clip {name} could not be fetched: {download.error}\n")
-    await asyncio.to_thread(store.touch, name)
+    store.touch(name)
     path = store.path(name)
+    hot = store.hot(name)
+    if hot is not None and "," not in request.headers.get("Range", ""):
+        fast = _from_memory(request, path, asset, hot)
+        if fast is not None:
+            if not pulled:
+                _count(context, "hit_memory", started)
+            return fast
     try:
         etag = await asyncio.to_thread(_etag, path)
     except FileNotFoundError:  # evicted between the lookup and now
@@ -145,13 +195,6 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
     if "," in request.headers.get("Range", ""):
         _count(context, "hit", started)
         raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{asset.size}"})
-    hot = store.hot(name)
-    if hot is not None:
-        fast = _from_memory(request, asset, hot, etag)
-        if fast is not None:
-            if not pulled:
-                _count(context, "hit_memory", started)
-            return fast
     if not pulled:
         _count(context, "hit", started)
     headers = {"Cache-Control": CACHE_CONTROL, "Content-Type": "video/mp4"}

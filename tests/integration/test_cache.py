@@ -241,6 +241,9 @@ def test_http_edge_cases(tmp_path: Path, start_daemon: StartDaemon) -> None:
     assert headers["content-range"] == f"bytes 0-99/{size}" and headers["etag"] == etag
     assert request(url, Range="bytes=-10")[2] == body[-10:]
     assert request(url, Range="bytes=100-")[2] == body[100:]
+    # from the RAM head across into the file: the head is one 320x240 keyframe, a few KiB
+    assert request(url, Range=f"bytes=50-{size // 2}")[2] == body[50 : size // 2 + 1]
+    assert body == (daemon.data_dir / "cache" / "assets" / "teaser.mp4.mp4").read_bytes()
     assert request(url, Range=f"bytes={size}-")[0] == 416
     assert request(url, Range="bytes=0-1,5-6")[0] == 416
     assert request(url, **{"If-None-Match": etag})[0] == 304
