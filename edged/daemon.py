@@ -183,7 +183,9 @@ class Daemon:
         self._context.subsystems["uploads"] = True
 
         self._context.subsystems["cache"] = False
-        store = await asyncio.to_thread(AssetStore, data_dir / "cache", config.cache.max_bytes)
+        store = await asyncio.to_thread(
+            AssetStore, data_dir / "cache", config.cache.max_bytes, board.profile.encoders
+        )
         metrics.cache.bytes.set_function(lambda: float(store.total_bytes))
         for pinned in (True, False):
             metrics.cache.assets.labels(str(pinned).lower()).set_function(

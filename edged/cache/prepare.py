@@ -4,11 +4,15 @@ A clip is validated (a decodable video, a known duration, not truncated), then r
 re-encoding into fragmented MP4 whose metadata comes first and whose first fragment is the first
 keyframe alone (see faststart.py), so a phone can start from the first bytes. What a phone
 cannot play (not H.264, odd pixel formats, audio that is not AAC) is transcoded once to
-H.264/AAC.
+H.264/AAC, with the board's encoders in their order (the stream pipeline's wrapper, so the same
+hardware quirks are handled) and libx264 as the last resort.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +20,18 @@ from typing import Any
 import av
 
 from edged.cache.faststart import split_first_fragment
-from edged.errors import EdgedError
+from edged.errors import EdgedError, MediaError
+from edged.media.encoders import (
+    LAST_RESORT,
+    TIME_BASE,
+    Encoder,
+    EncoderSettings,
+    as_av_packet,
+    candidates,
+)
 from edged.media.mp4 import top_level_boxes
+
+logger = logging.getLogger(__name__)
 
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 PLAYABLE_PIXELS = ("yuv420p", "yuvj420p")
@@ -36,6 +50,7 @@ class Prepared:
     width: int
     height: int
     transcoded: bool
+    encoder: str  # the H.264 encoder of a transcode, "" for a remux
     head_size: int  # bytes up to the end of the first fragment: all a player needs to start
     poster: bytes  # the first frame as JPEG
 
@@ -107,35 +122,62 @@ def _remux(source: Path, target: Path) -> None:
             out.mux(packet)
 
 
-def _transcode(source: Path, target: Path, encoder: str) -> None:
+def _bitrate(width: int, height: int, fps: int) -> int:
+    """0.1 bit per pixel per frame: 6.2 Mbit/s at 1080p30, plenty for a phone's screen."""
+    return max(500_000, round(width * height * fps * 0.1))
+
+
+def _transcode_with(source: Path, target: Path, name: str) -> None:
+    """Transcode with one encoder through the pipeline's wrapper (its quirks handled there)."""
     with (
         av.open(str(source)) as inp,
         av.open(str(target), "w", format="mp4", options={"movflags": MOVFLAGS}) as out,
     ):
         video_in = inp.streams.video[0]
-        rate = video_in.average_rate or 30
-        video_out: Any = out.add_stream(encoder, rate=rate)
-        video_out.width = video_in.codec_context.width // 2 * 2
-        video_out.height = video_in.codec_context.height // 2 * 2
-        video_out.pix_fmt = "yuv420p"
-        video_out.options = {"preset": "veryfast", "g": str(max(1, round(float(rate))))}
+        fps = max(1, round(float(video_in.average_rate or 30)))
+        width = video_in.codec_context.width // 2 * 2
+        height = video_in.codec_context.height // 2 * 2
+        encoder = Encoder(name, EncoderSettings(width, height, fps, _bitrate(width, height, fps)))
+        video_out: Any = out.add_mux_stream("h264", rate=fps, width=width, height=height)
+        video_out.time_base = TIME_BASE
         audio_in = inp.streams.audio[0] if inp.streams.audio else None
         audio_out: Any = out.add_stream("aac", rate=audio_in.rate or 48000) if audio_in else None
+        step = round(1 / (fps * TIME_BASE))
+        start: float | None = None
+        last = -step
         frame: Any
         for frame in inp.decode(*([video_in] + ([audio_in] if audio_in else []))):
             if isinstance(frame, av.VideoFrame):
-                frame = frame.reformat(video_out.width, video_out.height, "yuv420p")
-                for packet in video_out.encode(frame):
-                    out.mux(packet)
+                start = frame.time if start is None else start
+                shown = round(((frame.time or 0.0) - (start or 0.0)) / TIME_BASE)
+                last = max(last + 1, shown if frame.time is not None else last + step)
+                for packet in encoder.encode(frame, last, time.time()):
+                    out.mux(as_av_packet(packet, encoder.extradata, video_out))
             elif audio_out is not None:
                 frame.pts = None
                 for packet in audio_out.encode(frame):
                     out.mux(packet)
-        for packet in video_out.encode(None):
-            out.mux(packet)
+        for packet in encoder.flush():
+            out.mux(as_av_packet(packet, encoder.extradata, video_out))
         if audio_out is not None:
             for packet in audio_out.encode(None):
                 out.mux(packet)
+
+
+def _transcode(source: Path, target: Path, encoders: Sequence[str]) -> str:
+    """Transcode with the first of `encoders` that works (libx264 last); the one used."""
+    failures = []
+    for name in candidates(encoders):
+        try:
+            _transcode_with(source, target, name)
+            return name
+        except (av.FFmpegError, MediaError, ValueError) as error:
+            target.unlink(missing_ok=True)
+            failures.append(f"{name}: {error}")
+            logger.warning(
+                "transcoding %s with %s failed, trying the next: %s", source.name, name, error
+            )
+    raise PrepareError(f"{source.name} could not be transcoded: {'; '.join(failures)}")
 
 
 def head_size(path: Path) -> int:
@@ -151,8 +193,11 @@ def head_size(path: Path) -> int:
     return end
 
 
-def prepare(source: Path, target: Path, encoder: str = "libx264") -> Prepared:
-    """Validate `source` and write the fast-start version to `target`."""
+def prepare(source: Path, target: Path, encoders: Sequence[str] = (LAST_RESORT,)) -> Prepared:
+    """Validate `source` and write the fast-start version to `target`.
+
+    `encoders` are the board's H.264 encoders, best first, for media a phone cannot play.
+    """
     with _open(source) as container:
         video, audio, duration = _inspect(container, source.name)
         video_codec = video.codec_context.name
@@ -162,11 +207,12 @@ def prepare(source: Path, target: Path, encoder: str = "libx264") -> Prepared:
         first = _check_whole(container, video, duration, source.name)
         poster = _jpeg(first)
     playable = video_codec == "h264" and pixels in PLAYABLE_PIXELS and audio_codec in ("", "aac")
+    encoder = ""
     try:
         if playable:
             _remux(source, target)
         else:
-            _transcode(source, target, encoder)
+            encoder = _transcode(source, target, encoders)
     except av.FFmpegError as error:
         target.unlink(missing_ok=True)
         raise PrepareError(f"{source.name} could not be prepared: {error}") from error
@@ -178,6 +224,7 @@ def prepare(source: Path, target: Path, encoder: str = "libx264") -> Prepared:
         width=width,
         height=height,
         transcoded=not playable,
+        encoder=encoder,
         head_size=head_size(target),
         poster=poster,
     )

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,10 @@ class Asset:
 class AssetStore:
     """Clips under `<root>/assets`, posters under `<root>/posters`, the index in one JSON file."""
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, encoders: Sequence[str] = ()) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.encoders = tuple(encoders)  # the board's H.264 encoders, for clips to transcode
         self.assets_dir = root / "assets"
         self.posters_dir = root / "posters"
         self.incoming = root / "incoming"
@@ -156,7 +158,9 @@ class AssetStore:
             )
         staged = self.incoming / f"{name}.{os.getpid()}.{threading.get_ident()}.mp4"
         try:
-            prepared = prepare(source, staged)
+            prepared = prepare(source, staged, self.encoders)
+            if prepared.transcoded:
+                logger.info("%s transcoded to H.264 with %s", name, prepared.encoder)
             with staged.open("rb+") as handle:
                 os.fsync(handle.fileno())
             sha256 = file_sha256(staged)

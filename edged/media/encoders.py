@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, cast
@@ -68,7 +69,7 @@ class EncoderChoice:
         return self.winner in HARDWARE
 
 
-def candidates(profile_encoders: tuple[str, ...] | list[str]) -> list[str]:
+def candidates(profile_encoders: Sequence[str]) -> list[str]:
     """The board's candidates in order, libx264 last as the resort that always exists."""
     ordered = [name for name in dict.fromkeys(profile_encoders) if name != LAST_RESORT]
     return [*ordered, LAST_RESORT]

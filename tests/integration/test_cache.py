@@ -16,7 +16,7 @@ import aiohttp
 import av
 import pytest
 
-from edged.cache.prepare import PrepareError
+from edged.cache.prepare import PrepareError, prepare
 from edged.cache.store import AssetStore
 from edged.cache.upstream import PullThrough, Replicator
 from tests.conftest import StartDaemon
@@ -94,6 +94,21 @@ def test_add_prepares_pins_and_evicts(tmp_path: Path) -> None:
     again = AssetStore(tmp_path / "cache", max_bytes=10**9)  # the index survives a restart
     assert again.get("teaser.mp4") == store.get("teaser.mp4")
     assert again.hot("teaser.mp4") == hot
+
+
+def test_transcode_takes_the_boards_first_working_encoder(tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "odd.mkv", seconds=2.5, codec="mpeg4", fmt="matroska")
+    # a Pi's encoder first: no /dev/video11 here, so it fails to open and libx264 takes over
+    prepared = prepare(source, tmp_path / "odd.mp4", ("h264_v4l2m2m", "h264_nvenc"))
+    assert prepared.transcoded and prepared.encoder == "libx264"
+    container: Any
+    with av.open(str(tmp_path / "odd.mp4")) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+        keys = [float(p.pts * p.time_base) for p in packets if p.is_keyframe]
+        assert container.streams.video[0].codec_context.name == "h264"
+    assert len(packets) == 75 and keys == [0.0, 1.0, 2.0]  # every frame, a GOP per second
+    with av.open(str(tmp_path / "odd.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 75
 
 
 def test_refuses_non_media_corrupt_and_truncated(tmp_path: Path) -> None:
