@@ -262,7 +262,7 @@ def main() -> None:
     bound = ranked * cpu / cores * 1000
     print(
         f"one client's open+decode alone: {cpu * 1000:.1f} ms of CPU; with {cores} cores, the "
-        f"{ranked}th of {args.clients} decodes cannot end before {bound:.0f} ms, whatever serves"
+        f"decode {ranked} of {args.clients} cannot end before {bound:.0f} ms, whatever serves"
     )
     print("targets: pinned p95 <= 100 ms, p99 <= 300 ms, within 1.5x of nginx")
 
