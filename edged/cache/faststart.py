@@ -14,6 +14,7 @@ Pure on bytes, except `split_first_fragment`, which rewrites a file.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import struct
@@ -41,16 +42,13 @@ class Unsplittable(ValueError):
 
 
 def _children(data: bytes) -> list[tuple[bytes, bytes]]:
-    """(type, payload) of the boxes in `data`."""
-    boxes = []
-    offset = 0
-    while offset + 8 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, offset)
-        if length < 8 or offset + length > len(data):
-            raise Unsplittable(f"torn {kind!r} box")
-        boxes.append((kind, data[offset + 8 : offset + length]))
-        offset += length
-    return boxes
+    """(type, payload) of the boxes in `data`, which they must fill exactly."""
+    boxes = top_level_boxes(io.BytesIO(data), len(data))
+    if (boxes[-1][1] + boxes[-1][2] if boxes else 0) != len(data):
+        raise Unsplittable("a torn box")
+    if any(data[offset : offset + 4] == b"\0\0\0\1" for _, offset, _ in boxes):
+        raise Unsplittable("a 64-bit box size inside a moov or moof")
+    return [(kind, data[offset + 8 : offset + length]) for kind, offset, length in boxes]
 
 
 def _box(kind: bytes, payload: bytes) -> bytes:
@@ -261,30 +259,12 @@ def split_first_fragment(path: Path) -> bool:
             out.write(handle.read(moof_at))
             out.write(fragments[0])
             out.write(fragments[1])
-            for kind, offset, length in boxes[first + 2 :]:
+            for kind, offset, length in boxes[first + 2 :]:  # one box (at most a GOP) at a time
                 handle.seek(offset)
-                if kind == b"moof":
-                    box = bytearray(handle.read(length))
-                    if box[12:16] == b"mfhd":
-                        box[20:24] = struct.pack(">I", struct.unpack_from(">I", box, 20)[0] + 1)
-                    out.write(box)
-                else:
-                    shutil.copyfileobj(_Window(handle, length), out, 1 << 20)
-            handle.seek(boxes[-1][1] + boxes[-1][2])
+                box = bytearray(handle.read(length))
+                if kind == b"moof" and box[12:16] == b"mfhd":
+                    box[20:24] = struct.pack(">I", struct.unpack_from(">I", box, 20)[0] + 1)
+                out.write(box)
             shutil.copyfileobj(handle, out, 1 << 20)  # a torn tail, if any, stays as it was
     os.replace(partial, path)
     return True
-
-
-class _Window:
-    """Reads at most `length` bytes of `handle` from where it is."""
-
-    def __init__(self, handle: object, length: int) -> None:
-        self.handle = handle
-        self.left = length
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.left if size < 0 else min(size, self.left)
-        data: bytes = self.handle.read(size)  # type: ignore[attr-defined]
-        self.left -= len(data)
-        return data
