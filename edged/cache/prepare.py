@@ -148,9 +148,12 @@ def _transcode_with(source: Path, target: Path, name: str) -> None:
         frame: Any
         for frame in inp.decode(*([video_in] + ([audio_in] if audio_in else []))):
             if isinstance(frame, av.VideoFrame):
-                start = frame.time if start is None else start
-                shown = round(((frame.time or 0.0) - (start or 0.0)) / TIME_BASE)
-                last = max(last + 1, shown if frame.time is not None else last + step)
+                if frame.time is None:
+                    shown = last + step
+                else:
+                    start = frame.time if start is None else start
+                    shown = round((frame.time - start) / TIME_BASE)
+                last = max(last + 1, shown)  # strictly increasing, as the encoder wants
                 for packet in encoder.encode(frame, last, time.time()):
                     out.mux(as_av_packet(packet, encoder.extradata, video_out))
             elif audio_out is not None:
