@@ -179,13 +179,11 @@ def _cache(args: argparse.Namespace) -> int:
     data_dir = prepare_data_dir(
         resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
     )
-    encoders: tuple[str, ...] = ()
-    if args.cache_command == "add":  # a clip to transcode uses the board's encoders
+    store = AssetStore(data_dir / "cache", config.cache.max_bytes)
+    if args.cache_command == "add":
         from edged.devices import detect_board
 
-        encoders = tuple(detect_board(Path("/"), set()).profile.encoders)
-    store = AssetStore(data_dir / "cache", config.cache.max_bytes, encoders)
-    if args.cache_command == "add":
+        store.encoders = detect_board(Path("/"), set()).profile.encoders  # for a transcode
         asset = store.add(args.file, args.name or args.file.name, pin=args.pin, origin="cli")
         print(
             f"added {asset.name}: {asset.size} bytes, {asset.duration:.1f} s"
