@@ -41,28 +41,9 @@ import av  # noqa: E402
 from minio import Minio  # noqa: E402
 
 from edged.cache.prepare import head_size  # noqa: E402
+from tests.clips import make_clip  # noqa: E402
 from tests.s3server import ACCESS_KEY, SECRET_KEY  # noqa: E402
 from tests.support import launch_edged, loopback_config  # noqa: E402
-
-
-def make_clip(path: Path, seconds: int = 10) -> None:
-    """1080p30 H.264 with a 1 s GOP, as a clip from the event's producer would be."""
-    out: Any = av.open(str(path), "w")
-    stream: Any = out.add_stream("libx264", rate=30)
-    stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
-    stream.options = {"preset": "veryfast", "g": "30", "keyint_min": "30", "bf": "0"}
-    source: Any = av.open("testsrc2=size=1920x1080:rate=30", format="lavfi")
-    for index, frame in enumerate(source.decode(video=0)):
-        frame.pict_type = av.video.frame.PictureType.NONE  # lavfi marks every frame I: no GOP
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        if index + 1 >= seconds * 30:
-            break
-    for packet in stream.encode(None):
-        out.mux(packet)
-    out.close()
-    source.close()
-
 
 # How a player opens a stream: no 5 MB probe ahead of the first frame, and the probe does not
 # decode (FFmpeg's probe decodes a frame to learn the pixel format; that would double the work).
@@ -198,7 +179,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clip = work / "clip.mp4"
-        make_clip(clip)
+        make_clip(  # as a clip from the event's producer would be
+            clip,
+            seconds=10,
+            size="1920x1080",
+            codec_options={"preset": "veryfast", "g": "30", "keyint_min": "30", "bf": "0"},
+        )
         s3 = subprocess.Popen(
             [sys.executable, "-m", "tests.s3server"],
             cwd=REPO,
@@ -245,7 +231,7 @@ def main() -> None:
                 process.wait(timeout=20)
             s3.stdin.close()
             s3.wait(timeout=20)
-        head = len(in_memory[: head_size(prepared)])
+        head = head_size(prepared)
         cpu = decode_cpu(in_memory)
         print(
             f"time to first decoded frame, {args.clients} clients at once x {args.rounds} rounds, "

@@ -63,7 +63,7 @@ def test_chromium_plays_the_live_page(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(150)
 def test_chromium_plays_a_cached_clip(tmp_path: Path) -> None:
-    from tests.integration.test_cache import make_clip
+    from tests.clips import make_clip
     from tests.support import run_edged
 
     data_dir = tmp_path / "data"

@@ -19,6 +19,7 @@ import pytest
 from edged.cache.prepare import PrepareError, prepare
 from edged.cache.store import AssetStore
 from edged.cache.upstream import PullThrough, Replicator
+from tests.clips import make_clip
 from tests.conftest import StartDaemon
 from tests.integration.upload_support import (
     BUCKET,
@@ -31,32 +32,6 @@ from tests.s3server import S3Server
 
 pytestmark = pytest.mark.integration
 __all__ = ["s3"]
-
-
-def make_clip(
-    path: Path,
-    seconds: float = 2.0,
-    codec: str = "libx264",
-    pix: str = "yuv420p",
-    size: str = "320x240",
-    fmt: str | None = None,
-) -> Path:
-    width, height = (int(v) for v in size.split("x"))
-    with av.open(str(path), "w", format=fmt) as out:
-        stream: Any = out.add_stream(codec, rate=30)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix
-        stream.options = {"g": "30"}
-        source = av.open(f"testsrc2=size={size}:rate=30", format="lavfi")
-        for index, frame in enumerate(source.decode(video=0)):
-            frame.pict_type = av.video.frame.PictureType.NONE  # lavfi's are all I: no GOP
-            for packet in stream.encode(frame.reformat(format=pix)):
-                out.mux(packet)
-            if index + 1 >= seconds * 30:
-                break
-        for packet in stream.encode(None):
-            out.mux(packet)
-        source.close()
-    return path
 
 
 def first_frame_from_bytes(data: bytes) -> tuple[int, int]:

@@ -14,32 +14,18 @@ import pytest
 from edged.cache.faststart import parse_traf, split_first_fragment, video_track_id
 from edged.cache.prepare import MOVFLAGS, head_size, prepare
 from edged.media.mp4 import top_level_boxes
+from tests.clips import make_clip
 
 
 def clip(path: Path, b_frames: int, audio: bool, fragmented: bool = True) -> Path:
     """Two seconds of 320x240 H.264 with a 1 s GOP, optionally B-frames and AAC."""
-    options = {"movflags": MOVFLAGS} if fragmented else {}
-    with av.open(str(path), "w", format="mp4", options=options) as out:
-        video: Any = out.add_stream("libx264", rate=30)
-        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
-        video.options = {"g": "30", "bf": str(b_frames)}
-        sound: Any = out.add_stream("aac", rate=48000) if audio else None
-        with av.open("testsrc2=size=320x240:rate=30", format="lavfi") as source:
-            for index, frame in enumerate(source.decode(video=0)):
-                frame.pict_type = av.video.frame.PictureType.NONE
-                out.mux(video.encode(frame))
-                if index + 1 >= 60:
-                    break
-        out.mux(video.encode(None))
-        if sound is not None:
-            with av.open("sine=frequency=440:sample_rate=48000", format="lavfi") as tone:
-                for index, samples in enumerate(tone.decode(audio=0)):
-                    samples.pts = None
-                    out.mux(sound.encode(samples))
-                    if index * 1024 >= 2 * 48000:
-                        break
-            out.mux(sound.encode(None))
-    return path
+    return make_clip(
+        path,
+        fmt="mp4",
+        codec_options={"g": "30", "bf": str(b_frames)},
+        container_options={"movflags": MOVFLAGS} if fragmented else None,
+        audio=audio,
+    )
 
 
 def packets(path: Path) -> list[tuple[Any, ...]]:
@@ -51,22 +37,21 @@ def packets(path: Path) -> list[tuple[Any, ...]]:
         ]
 
 
+def trafs(moof: bytes) -> list[bytes]:
+    """The traf boxes, headers included, of a moof's payload."""
+    boxes = top_level_boxes(io.BytesIO(moof), len(moof))
+    return [moof[offset : offset + length] for kind, offset, length in boxes if kind == b"traf"]
+
+
 def fragments(path: Path) -> list[tuple[int, list[int]]]:
     """(sequence number, samples per traf) of each moof."""
     data = path.read_bytes()
     found = []
     for kind, offset, length in top_level_boxes(io.BytesIO(data), len(data)):
-        if kind != b"moof":
-            continue
-        moof = data[offset + 8 : offset + length]
-        sequence = struct.unpack_from(">I", moof, 12)[0]
-        at, counts = 16, []
-        while at < len(moof):
-            size, box = struct.unpack_from(">I4s", moof, at)
-            if box == b"traf":
-                counts.append(len(parse_traf(moof[at + 8 : at + size]).samples))
-            at += size
-        found.append((sequence, counts))
+        if kind == b"moof":
+            moof = data[offset + 8 : offset + length]
+            sequence = struct.unpack_from(">I", moof, 12)[0]
+            found.append((sequence, [len(parse_traf(t[8:]).samples) for t in trafs(moof)]))
     return found
 
 
@@ -121,9 +106,6 @@ def test_traf_round_trips_and_video_track_is_found(tmp_path: Path) -> None:
     moov = next(data[o + 8 : o + n] for kind, o, n in boxes if kind == b"moov")
     assert video_track_id(moov) == 1
     moof = next(data[o + 8 : o + n] for kind, o, n in boxes if kind == b"moof")
-    at = 16
-    while at < len(moof):
-        size, box = struct.unpack_from(">I4s", moof, at)
-        if box == b"traf":
-            assert parse_traf(moof[at + 8 : at + size]).traf() == moof[at : at + size]
-        at += size
+    assert len(trafs(moof)) == 2  # video and audio
+    for traf in trafs(moof):
+        assert parse_traf(traf[8:]).traf() == traf
