@@ -302,6 +302,12 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.registry,
         )
+        self.task_restarts = Counter(
+            "edged_task_restarts",
+            "Restarts of a long-lived task after an unexpected exception, by task.",
+            ["task"],
+            registry=self.registry,
+        )
         self.upload = UploadMetrics(self.registry)
         self.devices = DeviceMetrics(self.registry)
         self.streams = StreamMetrics(self.registry)
