@@ -37,7 +37,7 @@ def _holder(handle: int) -> int | None:
 
 
 class DataDirLock:
-    """`acquire()` or raise `DataDirBusy` naming the PID that holds it; `release()` is idempotent."""
+    """`acquire()`, or `DataDirBusy` naming the holder; `release()` is idempotent."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir

@@ -254,6 +254,11 @@ class UploadMetrics:
             "Unix time of the last verified upload; 0 before the first.",
             registry=registry,
         )
+        self.configured = Gauge(
+            "edged_upstream_configured",
+            "1 when an upstream is configured (sync on), 0 when sync is off.",
+            registry=registry,
+        )
         self.upstream_up = Gauge(
             "edged_upstream_up",
             "1 when the upstream answers and accepts the credentials, else 0.",

@@ -71,7 +71,7 @@ def describe(error: BaseException) -> str:
 class Supervisor:
     """Owns long-lived tasks: `spawn()` starts one under supervision, `stop()` cancels them all."""
 
-    def __init__(self, restarts: Counter, *, minimum: float = BACKOFF_MIN_SECONDS) -> None:
+    def __init__(self, restarts: Counter | None, *, minimum: float = BACKOFF_MIN_SECONDS) -> None:
         self._restarts = restarts
         self._minimum = minimum
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -83,7 +83,8 @@ class Supervisor:
             raise RuntimeError(f"task {name} is already supervised")
         policy = RestartPolicy(minimum=self._minimum)
         self._policies[name] = policy
-        self._restarts.labels(name)
+        if self._restarts is not None:
+            self._restarts.labels(name)
         task = asyncio.get_running_loop().create_task(self._keep(name, factory, policy), name=name)
         self._tasks[name] = task
         task.add_done_callback(lambda done: self._forget(name, done))
@@ -102,7 +103,8 @@ class Supervisor:
                 raise
             except Exception as error:
                 wait = policy.failed(time.monotonic(), describe(error))
-                self._restarts.labels(name).inc()
+                if self._restarts is not None:
+                    self._restarts.labels(name).inc()
                 if policy.streak == 1:
                     logger.exception("task %s failed; restarting in %.0f s", name, wait)
                 else:
@@ -128,6 +130,10 @@ class Supervisor:
             if policy.failing and name in self._tasks:
                 found[name] = policy.last_error
         return found
+
+    def alive(self, name: str) -> bool:
+        task = self._tasks.get(name)
+        return task is not None and not task.done()
 
     def restarts(self, name: str) -> int:
         policy = self._policies.get(name)

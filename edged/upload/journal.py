@@ -369,6 +369,15 @@ class Journal:
             )
         return [EventRecord(row["at"], row["file_id"], row["kind"], row["detail"]) for row in rows]
 
+    def count_events(self, file_id: int, kind: str) -> int:
+        """How often `kind` happened to a file since an operator last asked to retry it."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM events WHERE file_id = ? AND kind = ? AND id > "
+            "(SELECT COALESCE(MAX(id), 0) FROM events WHERE file_id = ? AND kind = 'retry')",
+            (file_id, kind, file_id),
+        )
+        return int(rows[0]["n"])
+
     def prune_events(self, before: float) -> int:
         """Delete events older than `before`; the number deleted."""
         with self._transaction() as db:

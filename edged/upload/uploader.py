@@ -13,12 +13,14 @@ import logging
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edged.fileio import file_sha256
 from edged.metrics import UploadMetrics
+from edged.supervise import Supervisor, describe
 from edged.upload.journal import FileRecord, Journal, JournalError, PartRecord
 from edged.upload.policy import (
     BACKOFF_CAP_SECONDS,
@@ -35,7 +37,7 @@ from edged.upload.s3 import (
     UpstreamError,
     UpstreamUnreachable,
 )
-from edged.upload.state import FileState, UploadEvent
+from edged.upload.state import FileState, InvalidTransition, UploadEvent
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ PROBE_MIN_SECONDS = 1.0
 PROBE_MAX_SECONDS = 30.0
 JOURNAL_RETRY_SECONDS = 30.0
 DAY = 86400.0
+ROW_STRIKES = 3  # a file that breaks the worker this often is set aside as failed
+MAX_UPLOADS_LOST = 5  # a file started over this often is failed: something is wrong upstream
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,44 @@ class SourceProblem(Exception):
     """The source file is gone or changed since it was queued: it cannot be uploaded as queued."""
 
 
-def _read_span(path: str, span: PartSpan) -> tuple[bytes, str]:
-    with open(path, "rb") as handle:
-        handle.seek(span.offset)
-        data = handle.read(span.size)
+@dataclass
+class Digest:
+    """The sha256 and the MD5 of a whole file, fed its bytes in order (the bytes sent)."""
+
+    sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
+    md5: hashlib._Hash = field(default_factory=lambda: hashlib.md5())  # noqa: S324 - S3's ETag
+
+    def update(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.md5.update(data)
+
+
+def _read_span(path: str, span: PartSpan, digest: Digest | None = None) -> tuple[bytes, str]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(span.offset)
+            data = handle.read(span.size)
+    except OSError as error:
+        raise SourceProblem(f"{path} cannot be read: {error.strerror}") from None
     if len(data) != span.size:
         raise SourceProblem(f"{path} is shorter than when it was queued")
+    if digest is not None:
+        digest.update(data)
     return data, hashlib.md5(data).hexdigest()  # noqa: S324 - S3's part checksum
+
+
+def accepted_etags(parts: list[PartRecord], size: int, part_size: int, whole_md5: str) -> set[str]:
+    """The ETags an object with these bytes may carry: S3 calls it opaque and servers differ.
+
+    AWS, moto and MinIO give a multipart object md5-of-part-md5s-N; others give the MD5 of the
+    whole object, as for a single PUT.
+    """
+    accepted = {whole_md5} if whole_md5 else set()
+    if not plan_parts(size, part_size):
+        accepted.add(parts[0].md5)
+    else:
+        accepted.add(multipart_etag([part.md5 for part in parts]))
+    return accepted
 
 
 def _check_source(record: FileRecord) -> None:
@@ -74,6 +109,8 @@ def _check_source(record: FileRecord) -> None:
         facts = os.stat(record.path)
     except FileNotFoundError:
         raise SourceProblem(f"{record.path} was deleted before it was uploaded") from None
+    except OSError as error:  # e.g. its folder was replaced by a file
+        raise SourceProblem(f"{record.path} cannot be read: {error.strerror}") from None
     if facts.st_size != record.size or facts.st_mtime_ns != record.mtime_ns:
         raise SourceProblem(
             f"{record.path} changed since it was queued (size {record.size} -> {facts.st_size});"
@@ -96,9 +133,13 @@ class Uploader:
         self._settings = settings
         self._metrics = metrics
         self._bucket = TokenBucket(settings.bandwidth_limit, time.monotonic())
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # new work or an operator: look at the journal now
+        self._probe_now = asyncio.Event()  # an operator: try the upstream now, not on schedule
         self._idle = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._supervisor: Supervisor | None = None
+        self._own_supervisor = False
+        self._strikes: Counter[int] = Counter()  # unexpected failures per file
+        self._sent: dict[int, Digest] = {}  # file id -> the digest of the bytes sent
         self._online = False
         self._stale_checked = False
         self._last_prune = 0.0
@@ -108,21 +149,32 @@ class Uploader:
 
     # -- control -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the worker; without an upstream, files only queue up in the journal."""
+    async def start(self, supervisor: Supervisor | None = None) -> None:
+        """Start the worker under `supervisor`; without an upstream there is no worker."""
         await self._refresh_gauges()
         self._metrics.upstream_up.set(0)
-        if self._store is not None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="uploader")
+        self._metrics.configured.set(1 if self._store is not None else 0)
+        if self._store is None:
+            return
+        if supervisor is None:
+            supervisor, self._own_supervisor = Supervisor(None), True
+        self._supervisor = supervisor
+        supervisor.spawn("uploader", self._run)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            await supervisor.cancel("uploader")
+            if self._own_supervisor:
+                await supervisor.stop()
 
     def wake(self) -> None:
-        """New work or an operator's request: look at the journal now."""
+        """An operator's request: look at the journal, and try the upstream, now."""
+        self._probe_now.set()
+        self._new_work()
+
+    def _new_work(self) -> None:
+        """New work: look at the journal now, but keep to the upstream probe's schedule."""
         self._idle.clear()
         self._wakeup.set()
 
@@ -134,6 +186,11 @@ class Uploader:
     async def wait_idle(self) -> None:
         """Until nothing is ready to upload (pending files may still wait for a retry time)."""
         await self._idle.wait()
+
+    @property
+    def working(self) -> bool:
+        """Whether the worker runs (or waits to be restarted after a failure)."""
+        return self._supervisor is not None and self._supervisor.alive("uploader")
 
     @property
     def online(self) -> bool:
@@ -166,7 +223,7 @@ class Uploader:
         """
         existing = await asyncio.to_thread(self.journal.find_pending, key)
         if existing is not None:
-            self.wake()
+            self._new_work()
             return existing.id
         facts = await asyncio.to_thread(os.stat, path)
         if sha256 is None:  # the recorder hashes while it closes a segment; others are hashed here
@@ -186,7 +243,7 @@ class Uploader:
             )
         )
         logger.info("upload %d queued: %s -> %s", file_id, path, key)
-        self.wake()
+        self._new_work()
         await self._refresh_gauges()
         return file_id
 
@@ -201,6 +258,7 @@ class Uploader:
     # -- the worker ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """The worker, run by the supervisor: anything unexpected ends it and it starts again."""
         while True:
             try:
                 await self._step()
@@ -227,30 +285,51 @@ class Uploader:
             await self._refresh_gauges()
             await self._sleep(DAY if next_at is None else max(next_at - now, 0.05))
             return
-        await self._process(record)
+        try:
+            await self._process(record)
+        except Exception as error:
+            await self._strike(record, error)
+            raise
+        self._strikes.pop(record.id, None)
         await self._refresh_gauges()
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep until `seconds` pass or someone calls wake() (also while we were busy)."""
+    async def _strike(self, record: FileRecord, error: Exception) -> None:
+        """An unexpected failure on one file: after ROW_STRIKES it is failed, the queue goes on."""
+        self._strikes[record.id] += 1
+        if self._strikes[record.id] < ROW_STRIKES:
+            return
+        reason = f"broke the upload worker {ROW_STRIKES} times: {describe(error)}"
+        self._strikes.pop(record.id, None)
+        try:
+            await self._apply(record, UploadEvent.FATAL_ERROR, detail=reason)
+        except (InvalidTransition, JournalError):
+            return
+        logger.error("upload %d failed and set aside: %s", record.id, reason)
+
+    async def _sleep(self, seconds: float, event: asyncio.Event | None = None) -> None:
+        """Sleep until `seconds` pass or `event` is set (also while we were busy)."""
+        event = self._wakeup if event is None else event
         try:
             async with asyncio.timeout(seconds):
-                await self._wakeup.wait()
+                await event.wait()
         except TimeoutError:
             pass
-        self._wakeup.clear()
+        event.clear()
 
     async def _wait_for_upstream(self) -> None:
+        """Probe on schedule (new files do not hurry it); an operator's wake() does."""
         delay = PROBE_MIN_SECONDS
+        self._probe_now.clear()
         while True:
             try:
                 await asyncio.to_thread(self.store.probe)
             except CredentialsRefused as error:
                 self._set_online(False, str(error))
-                await self._sleep(BACKOFF_CAP_SECONDS)
+                await self._sleep(BACKOFF_CAP_SECONDS, self._probe_now)
                 continue
             except UpstreamError as error:
                 self._set_online(False, str(error))
-                await self._sleep(delay)
+                await self._sleep(delay, self._probe_now)
                 delay = min(delay * 2, PROBE_MAX_SECONDS)
                 continue
             self._set_online(True, "")
@@ -328,9 +407,19 @@ class Uploader:
             if state is FileState.VERIFYING:
                 await self._verify(record)
         except SourceProblem as problem:
+            self._sent.pop(record.id, None)
             logger.error("upload %d failed: %s", record.id, problem)
             await self._apply(record, UploadEvent.FATAL_ERROR, detail=str(problem))
         except UploadLost as error:
+            self._sent.pop(record.id, None)
+            lost = await asyncio.to_thread(
+                self.journal.count_events, record.id, UploadEvent.UPLOAD_LOST.value
+            )
+            if lost + 1 >= MAX_UPLOADS_LOST:
+                reason = f"started over {lost + 1} times, last because {error}; not again"
+                logger.error("upload %d failed: %s", record.id, reason)
+                await self._apply(record, UploadEvent.FATAL_ERROR, detail=reason)
+                return
             logger.warning("upload %d: %s; starting the file over", record.id, error)
             await self._apply(record, UploadEvent.UPLOAD_LOST, detail=str(error))
         except UpstreamUnreachable as error:
@@ -356,11 +445,11 @@ class Uploader:
         part_size = record.part_size or self._settings.part_size
         spans = plan_parts(record.size, part_size)
         if not spans:
+            digest = Digest()
             data, md5 = await asyncio.to_thread(
-                _read_span, record.path, PartSpan(1, 0, record.size)
+                _read_span, record.path, PartSpan(1, 0, record.size), digest
             )
-            if hashlib.sha256(data).hexdigest() != record.sha256:
-                raise SourceProblem(f"{record.path} no longer has the sha256 it was queued with")
+            self._check_digest(record, digest)
             await self._throttle(len(data))
             etag = await asyncio.to_thread(
                 self.store.put, record.key, data, record.sha256, _content_type(record.key)
@@ -369,6 +458,7 @@ class Uploader:
             await asyncio.to_thread(
                 self.journal.record_part, record.id, PartRecord(1, len(data), md5, etag)
             )
+            self._sent[record.id] = digest
             return await self._apply(record, UploadEvent.PARTS_SENT)
 
         upload_id = record.upload_id
@@ -381,7 +471,6 @@ class Uploader:
                 part.number: part for part in await asyncio.to_thread(self.journal.parts, record.id)
             }
             done = await self._cross_check(record, upload_id, done, spans)
-        todo = [span for span in spans if span.number not in done]
         if done:
             logger.info(
                 "upload %d resumes: %d of %d parts already acknowledged",
@@ -389,14 +478,69 @@ class Uploader:
                 len(done),
                 len(spans),
             )
-        gate = asyncio.Semaphore(self._settings.parallel_parts)
+        digest = Digest()
+        # One reader takes the parts in order (so the digest is of the bytes sent, in order);
+        # `parallel_parts` senders take them from a queue of one.
+        ready: asyncio.Queue[tuple[PartSpan, bytes, str] | None] = asyncio.Queue(1)
+        senders = self._settings.parallel_parts
         try:
             async with asyncio.TaskGroup() as group:
-                for span in todo:
-                    group.create_task(self._send_part(record, upload_id, span, gate))
+                group.create_task(self._read_parts(record, spans, done, digest, ready, senders))
+                for _ in range(senders):
+                    group.create_task(self._send_parts(record, upload_id, ready))
         except ExceptionGroup as failures:
             raise _most_telling(failures) from None
+        if digest.sha256.hexdigest() != record.sha256:
+            await self._abort_quietly(record, upload_id)
+        self._check_digest(record, digest)
+        self._sent[record.id] = digest
         return await self._apply(record, UploadEvent.PARTS_SENT, detail=f"{len(spans)} parts")
+
+    @staticmethod
+    def _check_digest(record: FileRecord, digest: Digest) -> None:
+        """The bytes read for sending must be the bytes hashed at enqueue (SD-card bit rot)."""
+        sent = digest.sha256.hexdigest()
+        if sent != record.sha256:
+            raise SourceProblem(
+                f"{record.path} now reads as sha256 {sent}, not the {record.sha256} it was "
+                "queued with (changed on disk, or bit rot); not uploaded"
+            )
+
+    async def _abort_quietly(self, record: FileRecord, upload_id: str) -> None:
+        try:
+            await asyncio.to_thread(self.store.abort, record.key, upload_id)
+        except UpstreamError as error:
+            logger.warning("upload %d: could not abort %s: %s", record.id, upload_id, error)
+
+    async def _read_parts(
+        self,
+        record: FileRecord,
+        spans: list[PartSpan],
+        done: dict[int, PartRecord],
+        digest: Digest,
+        ready: asyncio.Queue[tuple[PartSpan, bytes, str] | None],
+        senders: int,
+    ) -> None:
+        for span in spans:
+            data, md5 = await asyncio.to_thread(_read_span, record.path, span, digest)
+            held = done.get(span.number)
+            if held is None:
+                await ready.put((span, data, md5))
+            elif held.md5 != md5:
+                raise SourceProblem(
+                    f"{record.path} changed after part {span.number} was sent; not uploaded"
+                )
+        for _ in range(senders):
+            await ready.put(None)
+
+    async def _send_parts(
+        self,
+        record: FileRecord,
+        upload_id: str,
+        ready: asyncio.Queue[tuple[PartSpan, bytes, str] | None],
+    ) -> None:
+        while (item := await ready.get()) is not None:
+            await self._send_part(record, upload_id, *item)
 
     async def _cross_check(
         self, record: FileRecord, upload_id: str, done: dict[int, PartRecord], spans: list[PartSpan]
@@ -430,40 +574,60 @@ class Uploader:
             await asyncio.sleep(wait)
 
     async def _send_part(
-        self, record: FileRecord, upload_id: str, span: PartSpan, gate: asyncio.Semaphore
+        self, record: FileRecord, upload_id: str, span: PartSpan, data: bytes, md5: str
     ) -> None:
-        async with gate:
-            data, md5 = await asyncio.to_thread(_read_span, record.path, span)
-            await self._throttle(span.size)
-            try:
-                etag = await asyncio.to_thread(
-                    self.store.upload_part, record.key, upload_id, span.number, data
-                )
-            except UpstreamError:
-                self._metrics.parts.labels("error").inc()
-                raise
-            if etag != md5:
-                self._metrics.parts.labels("error").inc()
-                raise UpstreamError(
-                    f"part {span.number} of {record.key}: server ETag {etag} is not its md5 {md5}"
-                )
-            await asyncio.to_thread(
-                self.journal.record_part, record.id, PartRecord(span.number, span.size, md5, etag)
+        await self._throttle(span.size)
+        try:
+            etag = await asyncio.to_thread(
+                self.store.upload_part, record.key, upload_id, span.number, data
             )
-            self._metrics.parts.labels("ok").inc()
-            self._metrics.bytes.inc(span.size)
+        except UpstreamError:
+            self._metrics.parts.labels("error").inc()
+            raise
+        if etag != md5:
+            self._metrics.parts.labels("error").inc()
+            raise UpstreamError(
+                f"part {span.number} of {record.key}: server ETag {etag} is not its md5 {md5}"
+            )
+        await asyncio.to_thread(
+            self.journal.record_part, record.id, PartRecord(span.number, span.size, md5, etag)
+        )
+        self._metrics.parts.labels("ok").inc()
+        self._metrics.bytes.inc(span.size)
 
-    def _expected_etag(self, parts: list[PartRecord], size: int, part_size: int) -> str:
-        if not plan_parts(size, part_size):
-            return parts[0].md5
-        return multipart_etag([part.md5 for part in parts])
+    async def _sent_digest(self, record: FileRecord, parts: list[PartRecord]) -> Digest:
+        """The digest of the bytes sent: kept from sending, or (after a restart) read again,
+        each part checked against the md5 the server acknowledged."""
+        digest = self._sent.get(record.id)
+        if digest is not None:
+            return digest
+        digest = Digest()
+        spans = plan_parts(record.size, record.part_size or self._settings.part_size)
+        sent = {part.number: part.md5 for part in parts}
+        for span in spans or [PartSpan(1, 0, record.size)]:
+            _, md5 = await asyncio.to_thread(_read_span, record.path, span, digest)
+            if sent.get(span.number) != md5:
+                raise SourceProblem(
+                    f"{record.path} changed after part {span.number} was sent; not uploaded"
+                )
+        self._check_digest(record, digest)
+        self._sent[record.id] = digest
+        return digest
 
-    async def _complete(self, record: FileRecord) -> FileState:
+    async def _accepted(self, record: FileRecord) -> tuple[FileRecord, list[PartRecord], set[str]]:
         fresh = await asyncio.to_thread(self.journal.require, record.id)
         parts = await asyncio.to_thread(self.journal.parts, record.id)
-        expected = self._expected_etag(
-            parts, fresh.size, fresh.part_size or self._settings.part_size
+        digest = await self._sent_digest(fresh, parts)
+        accepted = accepted_etags(
+            parts,
+            fresh.size,
+            fresh.part_size or self._settings.part_size,
+            digest.md5.hexdigest(),
         )
+        return fresh, parts, accepted
+
+    async def _complete(self, record: FileRecord) -> FileState:
+        fresh, parts, accepted = await self._accepted(record)
         if not plan_parts(fresh.size, fresh.part_size or self._settings.part_size):
             return await self._apply(record, UploadEvent.COMPLETED, etag=parts[0].etag)
         try:
@@ -474,45 +638,44 @@ class Uploader:
                 [(part.number, part.etag) for part in parts],
             )
         except UploadLost:
-            # Completed just before a crash? Then the object is there with the expected ETag.
+            # Completed just before a crash? Then the object is there with an ETag of its bytes.
             facts = await asyncio.to_thread(self.store.stat, record.key)
-            if facts is None or facts.etag != expected:
+            if facts is None or facts.etag not in accepted:
                 raise
             etag = facts.etag
-        if etag != expected:
-            raise UploadLost(f"completion ETag {etag} differs from the journal's {expected}")
+        if etag not in accepted:
+            raise UploadLost(
+                f"completion ETag {etag} is none of {sorted(accepted)} (the bytes sent)"
+            )
         return await self._apply(record, UploadEvent.COMPLETED, etag=etag)
 
     async def _verify(self, record: FileRecord) -> None:
-        fresh = await asyncio.to_thread(self.journal.require, record.id)
-        parts = await asyncio.to_thread(self.journal.parts, record.id)
-        expected = self._expected_etag(
-            parts, fresh.size, fresh.part_size or self._settings.part_size
-        )
+        fresh, _, accepted = await self._accepted(record)
         facts = await asyncio.to_thread(self.store.stat, record.key)
         problems = []
         if facts is None:
             problems.append("object missing upstream")
         else:
-            if facts.etag != expected:
-                problems.append(f"ETag {facts.etag} != expected {expected}")
+            if facts.etag not in accepted:
+                problems.append(f"ETag {facts.etag} is none of {sorted(accepted)}")
             if facts.size != fresh.size:
                 problems.append(f"size {facts.size} != {fresh.size}")
             if facts.sha256 != fresh.sha256:
                 problems.append(f"sha256 metadata {facts.sha256!r} != {fresh.sha256}")
         if problems:
             raise UploadLost("verification failed: " + "; ".join(problems))
-        # The parts' md5s were taken from the bytes sent and confirmed by the server; an
-        # unchanged size and mtime tie them to the sha256 taken at enqueue.
+        # The digest is of the bytes sent, in order, and equals the sha256 taken at enqueue;
+        # an unchanged size and mtime say the file is still the one queued.
         await asyncio.to_thread(_check_source, fresh)
-        await self._apply(record, UploadEvent.VERIFIED, detail=f"etag {expected}")
+        await self._apply(record, UploadEvent.VERIFIED, detail=f"etag {facts and facts.etag}")
+        self._sent.pop(record.id, None)
         self._metrics.last_success.set(time.time())
         logger.info(
             "upload %d verified: %s (%d bytes, etag %s)",
             record.id,
             record.key,
             record.size,
-            expected,
+            facts and facts.etag,
         )
 
 

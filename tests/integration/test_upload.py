@@ -256,4 +256,4 @@ async def test_full_journal_pauses_uploads_and_says_so(
     await uploader.start()
     await until(lambda: "upload journal cannot be written" in caplog.text)
     assert "recording goes on; free disk space in the data dir" in caplog.text
-    assert uploader._task is not None and not uploader._task.done()
+    assert uploader.working
