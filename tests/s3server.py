@@ -39,6 +39,8 @@ class S3Server:
 
     def __init__(self, access_key: str = ACCESS_KEY) -> None:
         self.access_key = access_key
+        # Fault injection: rewrite the ETag of HEAD answers (an S3 whose ETags are opaque).
+        self.head_etag: Callable[[str], str] | None = None
         self.port = 0
         self.part_puts: Counter[tuple[str, int]] = Counter()
         self.gets: list[tuple[str, str]] = []  # (path, Range header) of every object GET
@@ -71,7 +73,22 @@ class S3Server:
             number = int(query["partNumber"][0]) if "partNumber" in query else 0
             with self._lock:
                 self.part_puts[(environ["PATH_INFO"], number)] += 1
+        if environ["REQUEST_METHOD"] == "HEAD" and self.head_etag is not None:
+            return self._app(environ, self._rewrite_etag(start_response, self.head_etag))
         return self._app(environ, start_response)
+
+    @staticmethod
+    def _rewrite_etag(
+        start_response: StartResponse, rewrite: Callable[[str], str]
+    ) -> StartResponse:
+        def rewritten(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            headers = [
+                (name, rewrite(value) if name.lower() == "etag" else value)
+                for name, value in headers
+            ]
+            return start_response(status, headers, *args)
+
+        return rewritten
 
     def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -7,7 +7,9 @@ which the tests exercise against a real S3 server. Every call blocks: run it in 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,31 @@ class ObjectFacts:
     etag: str
     size: int
     sha256: str
+
+
+class OncePerMinute(logging.Filter):
+    """One warning a minute: urllib3 warns on every retry while the upstream is away."""
+
+    def __init__(self, seconds: float = 60.0) -> None:
+        super().__init__()
+        self._seconds = seconds
+        self._last = -seconds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        now = time.monotonic()
+        if now - self._last < self._seconds:
+            return False
+        self._last = now
+        return True
+
+
+def quiet_urllib3() -> None:
+    """Rate-limit urllib3's retry warnings (idempotent)."""
+    pool_logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, OncePerMinute) for f in pool_logger.filters):
+        pool_logger.addFilter(OncePerMinute())
 
 
 def session_policy(bucket: str, prefix: str) -> str:
@@ -123,6 +150,7 @@ class S3Store:
     ) -> None:
         self.bucket = bucket
         self.endpoint = endpoint
+        quiet_urllib3()
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=5.0, read=read_timeout),
             maxsize=connections,
