@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import select
+import signal
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import tomli_w
@@ -20,6 +24,7 @@ import tomli_w
 from edged import __version__
 from edged import config as config_module
 from edged.config import Config
+from edged.datalock import DataDirBusy, holding
 from edged.errors import ConfigError, EdgedError, StartupError
 from edged.paths import prepare_data_dir, resolve_data_dir
 
@@ -27,6 +32,10 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_STARTUP = 3
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool killed by SIGPIPE
+
+# Everything edged creates (journal, spool, cache, token) is its own: files 0600, folders 0700.
+PRIVATE_UMASK = 0o077
 
 logger = logging.getLogger("edged.cli")
 
@@ -38,15 +47,36 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)") from error
 
 
+def _state_options(default: object) -> argparse.ArgumentParser:
+    """`--config` and `--data-dir`, for a command and again for each of its verbs.
+
+    So `edged cache add FILE --data-dir X` works as well as `edged cache --data-dir X add FILE`.
+    The verbs' copies default to SUPPRESS: argparse writes a verb's defaults over what the command
+    level parsed, which would drop the X of the second spelling.
+    """
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--config", type=Path, default=default, help="TOML config file (default: embedded)"
+    )
+    options.add_argument(
+        "--data-dir", default=default, help="state directory, overrides [storage] data_dir"
+    )
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edged", description="Edge video daemon.")
     parser.add_argument("--version", action="version", version=f"edged {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    command_options = _state_options(None)
+    verb_options = _state_options(argparse.SUPPRESS)
 
-    run = commands.add_parser("run", help="run the daemon (embedded defaults without --config)")
-    run.add_argument("--config", type=Path, help="TOML config file")
+    run = commands.add_parser(
+        "run",
+        parents=[command_options],
+        help="run the daemon (embedded defaults without --config)",
+    )
     run.add_argument("--port", type=_port, help="HTTP port, overrides [http] port (0: any)")
-    run.add_argument("--data-dir", help="state directory, overrides [storage] data_dir")
 
     config = commands.add_parser("config", help="check or show configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -55,13 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", help="print the effective config as TOML")
     show.add_argument("--config", type=Path, help="TOML config file (default: embedded)")
 
-    uploads = commands.add_parser("uploads", help="the upload queue; `uploads push FILE` ships one")
+    uploads = commands.add_parser(
+        "uploads",
+        parents=[command_options],
+        help="the upload queue; `uploads push FILE` ships one",
+    )
     uploads.add_argument("--json", action="store_true", help="machine-readable output")
-    uploads.add_argument("--config", type=Path, help="TOML config file (default: embedded)")
-    uploads.add_argument("--data-dir", help="state directory, overrides [storage] data_dir")
     upload_commands = uploads.add_subparsers(dest="uploads_command")
     push = upload_commands.add_parser(
-        "push", help="queue files and upload them now; exits when they are verified or failed"
+        "push",
+        parents=[verb_options],
+        help="queue files and upload them now; exits when they are verified or failed",
     )
     push.add_argument("files", type=Path, nargs="+")
     push.add_argument("--stream", default="manual", help="stream part of the object key")
@@ -71,23 +105,29 @@ def _parser() -> argparse.ArgumentParser:
     devices.add_argument("--json", action="store_true", help="machine-readable output")
     devices.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
 
-    cache = commands.add_parser("cache", help="the clip cache: add, list, remove")
-    cache.add_argument("--config", type=Path, help="TOML config file (default: embedded)")
-    cache.add_argument("--data-dir", help="state directory, overrides [storage] data_dir")
+    cache = commands.add_parser(
+        "cache", parents=[command_options], help="the clip cache: add, list, remove"
+    )
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)
-    cache_add = cache_commands.add_parser("add", help="validate, prepare and add a clip")
+    cache_add = cache_commands.add_parser(
+        "add", parents=[verb_options], help="validate, prepare and add a clip"
+    )
     cache_add.add_argument("file", type=Path)
     cache_add.add_argument("--name", help="asset name (default: the file name)")
     cache_add.add_argument("--pin", action="store_true", help="never evict; first bytes in RAM")
-    cache_list = cache_commands.add_parser("list", help="the clips on this box")
+    cache_list = cache_commands.add_parser(
+        "list", parents=[verb_options], help="the clips on this box"
+    )
     cache_list.add_argument("--json", action="store_true")
-    cache_remove = cache_commands.add_parser("remove", help="remove a clip")
+    cache_remove = cache_commands.add_parser("remove", parents=[verb_options], help="remove a clip")
     cache_remove.add_argument("name")
 
-    doctor = commands.add_parser("doctor", help="check the box: OK, WARN or FAIL, and what to do")
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[command_options],
+        help="check the box: OK, WARN or FAIL, and what to do",
+    )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
-    doctor.add_argument("--config", type=Path, help="TOML config file (default: embedded)")
-    doctor.add_argument("--data-dir", help="state directory, overrides [storage] data_dir")
 
     encoders = commands.add_parser("encoders", help="probe the board's H.264 encoders")
     encoders.add_argument("--json", action="store_true", help="machine-readable output")
@@ -146,19 +186,57 @@ def _config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def file_problem(path: Path) -> str | None:
+    """Why a file named on the command line cannot be read as one, or None (blocking)."""
+    try:
+        facts = path.stat()
+        if not stat.S_ISREG(facts.st_mode):
+            return f"{path} is not a regular file; name a file"
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError as error:
+        return f"cannot read {path}: {error.strerror}"
+    return None
+
+
+def busy_message(data_dir: Path, holder: int | None, api: str) -> str:
+    """One line for a writing command refused because the daemon owns the data dir."""
+    who = f"the edged daemon (PID {holder})" if holder else "another edged process"
+    return f"data dir {data_dir} is in use by {who}; stop the daemon or use its API: {api}"
+
+
+def _as_sole_writer(data_dir: Path, api: str, work: Callable[[], int]) -> int:
+    """`work()` holding the data dir's lock, so it never writes beside a running daemon."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(holding(data_dir))
+        except DataDirBusy as busy:
+            print(f"edged: {busy_message(data_dir, busy.holder, api)}", file=sys.stderr)
+            return EXIT_STARTUP
+        return work()
+
+
 def _uploads(args: argparse.Namespace) -> int:
     from edged.upload import commands
 
     config = _load(args.config)
     data_dir = resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
-    if args.uploads_command == "push":
-        _configure_logging(config.daemon.log_level)
-        return asyncio.run(
-            commands.push(
-                config, prepare_data_dir(data_dir), args.files, stream=args.stream, kind=args.kind
-            )
-        )
-    return commands.show(data_dir, as_json=args.json, terminal=sys.stdout.isatty())
+    if args.uploads_command != "push":
+        return commands.show(data_dir, as_json=args.json, terminal=sys.stdout.isatty())
+    try:
+        for path in args.files:
+            if problem := file_problem(path):
+                raise commands.Unpushable(problem)
+        plan = commands.plan(config, args.files, stream=args.stream)
+    except commands.Unpushable as error:
+        print(f"edged: uploads push: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(config.daemon.log_level)
+    data_dir = prepare_data_dir(data_dir)
+    return _as_sole_writer(
+        data_dir,
+        "POST /api/v1/uploads",
+        lambda: asyncio.run(commands.push(config, data_dir, plan, kind=args.kind)),
+    )
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -172,13 +250,31 @@ def _devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cache(args: argparse.Namespace) -> int:
-    from edged.cache.store import AssetStore
+# What to use instead of each cache verb while the daemon owns the store.
+CACHE_API = {
+    "add": "PUT /api/v1/assets/NAME",
+    "list": "GET /api/v1/assets",
+    "remove": "DELETE /api/v1/assets/NAME",
+}
 
+
+def _cache(args: argparse.Namespace) -> int:
+    if args.cache_command == "add" and (problem := file_problem(args.file)):
+        print(f"edged: cache add: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     config = _load(args.config)
     data_dir = prepare_data_dir(
         resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
     )
+    # Even `list` opens the store, which clears what a crashed ingest left: a writer too.
+    return _as_sole_writer(
+        data_dir, CACHE_API[args.cache_command], lambda: _cache_locked(args, config, data_dir)
+    )
+
+
+def _cache_locked(args: argparse.Namespace, config: Config, data_dir: Path) -> int:
+    from edged.cache.store import AssetStore
+
     store = AssetStore(data_dir / "cache", config.cache.max_bytes)
     if args.cache_command == "add":
         from edged.devices import detect_board
@@ -276,8 +372,20 @@ def _peers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe or socket whose reader has gone (`edged uploads | head`)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # POLLERR and POLLHUP are reported unasked
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "peers":  # peers' file_sd list is written for Prometheus, another user
+        os.umask(PRIVATE_UMASK)
     handlers = {
         "run": _run,
         "config": _config,
@@ -289,7 +397,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cache": _cache,
     }
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        sys.stdout.flush()  # a reader that left shows up here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        # Quiet, like a tool killed by SIGPIPE; what is still buffered goes to /dev/null at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ConfigError as error:
         print(f"edged: config error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import stat
@@ -12,6 +13,10 @@ from pathlib import Path
 from edged.errors import StartupError
 
 TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
+OUTBOX = "outbox"  # files the crew drops here may be queued for upstream by the uploads API
+PRIVATE_DIR_MODE = 0o700
+
+logger = logging.getLogger(__name__)
 
 
 def resource_dir(name: str) -> Path:
@@ -35,10 +40,35 @@ def resolve_data_dir(cli_value: str | None, config_value: str, environ: Mapping[
     return Path(state_home) / "edged"
 
 
-def prepare_data_dir(path: Path) -> Path:
-    """Create the data dir (mode 0700) if needed and prove it is writable."""
+def too_open(mode: int) -> bool:
+    """True when a directory's mode lets its group or others in (its files are edged's only)."""
+    return bool(stat.S_IMODE(mode) & (stat.S_IRWXG | stat.S_IRWXO))
+
+
+def _tighten(path: Path) -> None:
+    """Found looser than 0700 (made by hand, or by an older edged): one warning, then 0700."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not too_open(mode):
+        return
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(PRIVATE_DIR_MODE)
+    except OSError as error:  # not its owner, or a file system without modes
+        logger.warning(
+            "data dir %s is mode %04o and cannot be made 0700 (%s); run: chmod 700 %s",
+            path,
+            mode,
+            error.strerror,
+            path,
+        )
+        return
+    logger.warning("data dir %s was mode %04o, open to other users; made it 0700", path, mode)
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """Create the data dir (mode 0700), tighten one found looser, and prove it is writable."""
+    try:
+        path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        _tighten(path)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
             pass
     except OSError as error:

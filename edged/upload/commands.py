@@ -7,11 +7,14 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from edged.config import Config, node_name
+from edged.errors import EdgedError
 from edged.metrics import UploadMetrics
 from edged.upload.journal import Journal
 from edged.upload.report import progress_bar, upload_report
@@ -19,6 +22,32 @@ from edged.upload.setup import JOURNAL_FILE, build_uploader, key_for
 from edged.upload.state import FileState
 
 logger = logging.getLogger(__name__)
+
+
+class Unpushable(EdgedError, ValueError):
+    """A file or option given to `edged uploads push` cannot be queued (a usage error)."""
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """What `edged uploads push` will queue, decided before the journal is opened."""
+
+    node: str
+    files: tuple[tuple[Path, str], ...]  # (file, object key)
+
+
+def plan(config: Config, files: Sequence[Path], *, stream: str) -> PushPlan:
+    """Each file with its object key; `Unpushable` naming the first that has none (blocking)."""
+    node = node_name(config, socket.gethostname())
+    planned = []
+    for path in files:
+        try:
+            planned.append((path, key_for(config, node, path, stream)))
+        except ValueError as error:  # a stream or a file name the key layout refuses
+            raise Unpushable(f"{path}: {error}") from None
+        except OSError as error:
+            raise Unpushable(f"cannot read {path}: {error.strerror}") from None
+    return PushPlan(node, tuple(planned))
 
 
 def show(data_dir: Path, *, as_json: bool, terminal: bool) -> int:
@@ -60,20 +89,16 @@ def show(data_dir: Path, *, as_json: bool, terminal: bool) -> int:
     return 0
 
 
-async def push(config: Config, data_dir: Path, files: list[Path], *, stream: str, kind: str) -> int:
-    """Queue `files` and run the uploader until each is verified (0) or failed (1)."""
-    node = node_name(config, socket.gethostname())
-    uploader = build_uploader(config, data_dir, node, UploadMetrics(CollectorRegistry()))
+async def push(config: Config, data_dir: Path, planned: PushPlan, *, kind: str) -> int:
+    """Queue the planned files and run the uploader until each is verified (0) or failed (1)."""
+    uploader = build_uploader(config, data_dir, planned.node, UploadMetrics(CollectorRegistry()))
     if not uploader.configured:
         uploader.journal.close()
         print("edged: [upstream] endpoint is empty: nothing to upload to")
         return 1
     try:
         await uploader.start()
-        ids = []
-        for path in files:
-            key = await asyncio.to_thread(key_for, config, node, path, stream)
-            ids.append(await uploader.enqueue(path, key, kind=kind))
+        ids = [await uploader.enqueue(path, key, kind=kind) for path, key in planned.files]
         while True:
             records = [await asyncio.to_thread(uploader.journal.require, i) for i in ids]
             if all(r.state in (FileState.DONE, FileState.FAILED) for r in records):

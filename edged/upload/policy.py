@@ -13,6 +13,9 @@ MAX_PARTS = 10_000
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 300.0
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A file keeps its own name upstream (`Opening Night.mp4`); refused is only what would change the
+# key's shape or cannot travel as UTF-8: a slash, control characters, undecodable bytes.
+_FILE_NAME = re.compile(r"^[^/\x00-\x1f\x7f\ud800-\udfff]+$")
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,13 @@ def object_key(
     *, prefix: str, event: str, node: str, stream: str, when: datetime, filename: str
 ) -> str:
     """`<prefix>/<event>/<node>/<stream>/<YYYY-MM-DD>/<filename>` (DESIGN.md)."""
-    for name, value in (("event", event), ("node", node), ("stream", stream), ("file", filename)):
-        if not _SEGMENT.match(value) or value in (".", ".."):
+    for name, value, pattern in (
+        ("event", event, _SEGMENT),
+        ("node", node, _SEGMENT),
+        ("stream", stream, _SEGMENT),
+        ("file", filename, _FILE_NAME),
+    ):
+        if not pattern.match(value) or value in (".", ".."):
             raise ValueError(f"{name} {value!r} cannot be part of an object key")
     day = when.astimezone(UTC).strftime("%Y-%m-%d")
     parts = [prefix.strip("/")] if prefix.strip("/") else []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from edged.errors import StartupError
 from edged.notify import watchdog_interval
-from edged.paths import load_or_create_token, prepare_data_dir, resolve_data_dir
+from edged.paths import load_or_create_token, prepare_data_dir, resolve_data_dir, too_open
 
 
 def test_data_dir_order() -> None:
@@ -31,6 +32,29 @@ def test_data_dir_is_created_private(tmp_path: Path) -> None:
     made = prepare_data_dir(tmp_path / "a" / "b")
     assert made.stat().st_mode & 0o777 == 0o700
     assert list(made.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [(0o700, False), (0o500, False), (0o755, True), (0o750, True), (0o701, True), (0o40700, False)],
+)
+def test_too_open(mode: int, expected: bool) -> None:
+    assert too_open(mode) is expected
+
+
+def test_a_data_dir_found_open_is_tightened_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    found = tmp_path / "data"
+    found.mkdir()
+    found.chmod(0o755)
+    with caplog.at_level(logging.WARNING, logger="edged.paths"):
+        prepare_data_dir(found)
+        prepare_data_dir(found)
+    assert found.stat().st_mode & 0o777 == 0o700
+    assert [record.getMessage() for record in caplog.records] == [
+        f"data dir {found} was mode 0755, open to other users; made it 0700"
+    ]
 
 
 def test_token_is_created_once_with_mode_0600(tmp_path: Path) -> None:

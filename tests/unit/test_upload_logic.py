@@ -132,6 +132,21 @@ def test_object_key_refuses_unsafe_parts(stream: str) -> None:
         )
 
 
+@pytest.mark.parametrize("name", ["Opening Night.mp4", "été.mp4", "a(1).mp4", "-x"])
+def test_object_key_keeps_a_file_name(name: str) -> None:
+    when = datetime(2026, 11, 26, tzinfo=UTC)
+    key = object_key(prefix="", event="e", node="n", stream="s", when=when, filename=name)
+    assert key == f"e/n/s/2026-11-26/{name}"
+
+
+@pytest.mark.parametrize("name", ["a/b", "", ".", "..", "x\ny", "tab\t", "\x7f", "\udcff.mp4"])
+def test_object_key_refuses_a_file_name_that_changes_its_shape(name: str) -> None:
+    with pytest.raises(ValueError, match="cannot be part of an object key"):
+        object_key(
+            prefix="", event="e", node="n", stream="s", when=datetime.now(UTC), filename=name
+        )
+
+
 def test_sts_session_policy_is_limited_to_the_event_prefix() -> None:
     import json
 
