@@ -1,24 +1,36 @@
-"""Fixtures for the uploader tests: a real S3 server, a bucket, files with known content."""
+"""Fixtures for the uploader tests: real S3 servers, a bucket, files with known content.
+
+`s3` is moto's server (with request tallies); `s3_compat` is rclone's `serve s3`, whose multipart
+ETag format differs (tests/s3compat.py); `any_s3` runs a test against each of the two.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+import urllib3
 from minio import Minio
 from prometheus_client import CollectorRegistry
 
 from edged.metrics import UploadMetrics
 from edged.upload.journal import Journal
 from edged.upload.s3 import S3Store
+from edged.upload.state import FileState
 from edged.upload.uploader import Uploader, UploaderSettings
+from tests.s3compat import RcloneS3Server, S3Endpoint
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 BUCKET = "edged"
 MiB = 1024 * 1024
+S3_SERVERS = ("moto", "rclone")  # the params of `any_s3`
+AnyServer = TypeVar("AnyServer", bound=S3Endpoint)
 
 
 def write_random(path: Path, size: int) -> str:
@@ -34,7 +46,24 @@ def write_random(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def minio_client(server: S3Server) -> Minio:
+async def until(condition: Callable[[], bool], limit: float = 60.0) -> None:
+    """Poll a journal-backed condition (a callable) until true; fail after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def finish(uploader: Uploader, file_id: int, limit: float = 120.0) -> None:
+    """Until the file is done or failed."""
+    await until(
+        lambda: uploader.journal.require(file_id).state in (FileState.DONE, FileState.FAILED),
+        limit,
+    )
+
+
+def minio_client(server: S3Endpoint) -> Minio:
     return Minio(
         server.endpoint,
         access_key=ACCESS_KEY,
@@ -44,7 +73,7 @@ def minio_client(server: S3Server) -> Minio:
     )
 
 
-def object_sha256(server: S3Server, key: str) -> str:
+def object_sha256(server: S3Endpoint, key: str) -> str:
     response = minio_client(server).get_object(BUCKET, key)
     try:
         return hashlib.sha256(response.read()).hexdigest()
@@ -53,18 +82,47 @@ def object_sha256(server: S3Server, key: str) -> str:
         response.release_conn()
 
 
+def forget_moto_state(server: S3Server) -> None:
+    """moto keeps its buckets in this process, across servers: each test starts from none."""
+    response = urllib3.request("POST", f"http://{server.endpoint}/moto-api/reset", timeout=10)
+    if response.status != 200:
+        raise RuntimeError(f"moto reset answered {response.status}: {response.data[:200]!r}")
+
+
+def serve_with_bucket(server: AnyServer) -> Iterator[AnyServer]:
+    """Start `server`, create the bucket, hand it over, stop it."""
+    server.start()
+    try:
+        if isinstance(server, S3Server):
+            forget_moto_state(server)
+        client = minio_client(server)
+        if not client.bucket_exists(BUCKET):
+            client.make_bucket(BUCKET)
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def s3() -> Iterator[S3Server]:
-    server = S3Server()
-    server.start()
-    client = minio_client(server)
-    if not client.bucket_exists(BUCKET):
-        client.make_bucket(BUCKET)
-    yield server
-    server.stop()
+    yield from serve_with_bucket(S3Server())
 
 
-def upstream_settings(directory: Path, server: S3Server) -> dict[str, object]:
+@pytest.fixture
+def s3_compat(tmp_path: Path) -> Iterator[RcloneS3Server]:
+    yield from serve_with_bucket(RcloneS3Server(tmp_path / "rclone-s3"))
+
+
+@pytest.fixture(params=S3_SERVERS)
+def any_s3(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S3Endpoint]:
+    """moto's server, then rclone's: the same test against both multipart ETag formats."""
+    if request.param == "moto":
+        yield from serve_with_bucket(S3Server())
+    else:
+        yield from serve_with_bucket(RcloneS3Server(tmp_path / "rclone-s3"))
+
+
+def upstream_settings(directory: Path, server: S3Endpoint) -> dict[str, object]:
     """The [upstream] table of a daemon config for `server`, its secret file written 0600."""
     secret = directory / "secret"
     secret.write_text(SECRET_KEY)
@@ -78,7 +136,7 @@ def upstream_settings(directory: Path, server: S3Server) -> dict[str, object]:
     }
 
 
-def make_store(server: S3Server, access_key: str = ACCESS_KEY, sts_role_arn: str = "") -> S3Store:
+def make_store(server: S3Endpoint, access_key: str = ACCESS_KEY, sts_role_arn: str = "") -> S3Store:
     return S3Store(
         endpoint=server.endpoint,
         secure=False,
@@ -94,7 +152,7 @@ def make_store(server: S3Server, access_key: str = ACCESS_KEY, sts_role_arn: str
 
 
 class UploaderFactory:
-    def __init__(self, tmp_path: Path, server: S3Server) -> None:
+    def __init__(self, tmp_path: Path, server: S3Endpoint) -> None:
         self.tmp_path = tmp_path
         self.server = server
         self.made: list[Uploader] = []
@@ -124,11 +182,33 @@ class UploaderFactory:
         self.made.append(uploader)
         return uploader
 
+    async def close(self) -> None:
+        """Stop every uploader made and close its journal."""
+        for uploader in self.made:
+            await uploader.stop()
+            uploader.journal.close()
+
 
 @pytest.fixture
 async def uploaders(tmp_path: Path, s3: S3Server) -> AsyncIterator[UploaderFactory]:
     factory = UploaderFactory(tmp_path, s3)
     yield factory
-    for uploader in factory.made:
-        await uploader.stop()
-        uploader.journal.close()
+    await factory.close()
+
+
+@pytest.fixture
+async def compat_uploaders(
+    tmp_path: Path, s3_compat: RcloneS3Server
+) -> AsyncIterator[UploaderFactory]:
+    """Uploaders whose upstream is `s3_compat`."""
+    factory = UploaderFactory(tmp_path, s3_compat)
+    yield factory
+    await factory.close()
+
+
+@pytest.fixture
+async def any_uploaders(tmp_path: Path, any_s3: S3Endpoint) -> AsyncIterator[UploaderFactory]:
+    """Uploaders whose upstream is `any_s3` (each of the two servers in turn)."""
+    factory = UploaderFactory(tmp_path, any_s3)
+    yield factory
+    await factory.close()
