@@ -27,6 +27,7 @@ port = 0
 interfaces = ["127.0.0.1"]
 [media]
 test_pattern = "{pattern}"
+record_test_pattern = true
 """
 
 

@@ -91,6 +91,7 @@ class MediaConfig:
     segment_seconds: float = setting(60.0, minimum=1.0, maximum=3600.0)
     pattern_size: str = setting("1280x720", pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
     pattern_fps: int = setting(30, minimum=1, maximum=120)
+    record_test_pattern: bool = False
     v4l2_stand_in: str = ""
 
 

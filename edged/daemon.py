@@ -23,6 +23,7 @@ from edged import config as config_module
 from edged.cache.store import AssetStore
 from edged.cache.upstream import PullThrough, Replicator
 from edged.config import Config
+from edged.datalock import DataDirLock
 from edged.devices import capture_cards, detect_board
 from edged.devices.manager import DeviceManager
 from edged.devices.report import report_json
@@ -33,6 +34,7 @@ from edged.media.streams import MediaManager
 from edged.metrics import LiveMetrics, Metrics
 from edged.notify import SystemdNotifier
 from edged.paths import load_or_create_token, prepare_data_dir, resolve_data_dir
+from edged.supervise import Supervisor
 from edged.upload.setup import build_uploader, key_for
 from edged.upload.uploader import Uploader
 from edged.web.app import HttpServer, create_app
@@ -46,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 # Keys a reload applies at once; every other change waits for a restart.
 LIVE_KEYS = frozenset({"node.event", "daemon.log_level"})
+
+
+class SyncOff(ValueError):
+    """An upload was asked for while no upstream is configured."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class Daemon:
         self.media: MediaManager | None = None
         self._whep: WhepSessions | None = None
         self._live_metrics: LiveMetrics | None = None
+        self.supervisor: Supervisor | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def request_stop(self, signal_name: str = "request") -> None:
@@ -138,12 +145,19 @@ class Daemon:
         data_dir = prepare_data_dir(
             resolve_data_dir(self._launch.data_dir, config.storage.data_dir, self._environ)
         )
+        # One daemon per data dir, before recovery or the journal touch anything in it.
+        lock = DataDirLock(data_dir)
+        lock.acquire()
+        stack.callback(lock.release)
         token, token_file = load_or_create_token(data_dir, config.http.admin_token_file)
         logger.info("data dir %s; admin token in %s", data_dir, token_file)
 
         metrics = Metrics(
             version=__version__, node=self.node, event=config.node.event, data_dir=data_dir
         )
+        supervisor = Supervisor(metrics.task_restarts)
+        stack.push_async_callback(supervisor.stop)
+        self.supervisor = supervisor
         self._context = WebContext(
             version=__version__,
             node=self.node,
@@ -152,6 +166,7 @@ class Daemon:
             admin_token=token,
             reload=self.reload,
             data_dir=data_dir,
+            failing_tasks=supervisor.failing,
         )
         self._context.subsystems["http"] = False
         self._context.subsystems["uploads"] = False
@@ -175,7 +190,7 @@ class Daemon:
             build_uploader, config, data_dir, self.node, metrics.upload
         )
         stack.callback(uploader.journal.close)
-        await uploader.start()
+        await uploader.start(supervisor)
         stack.push_async_callback(uploader.stop)
         self._uploader = uploader
         self._context.uploader = uploader
@@ -193,7 +208,9 @@ class Daemon:
             )
         self._context.assets = store
         if uploader.configured:
-            self._context.pull = PullThrough(store, uploader.store, config.cache.assets_prefix)
+            self._context.pull = PullThrough(
+                store, uploader.store, config.cache.assets_prefix, supervisor
+            )
             if config.cache.manifest:
                 replicator = Replicator(
                     store,
@@ -202,7 +219,7 @@ class Daemon:
                     config.cache.assets_prefix,
                     config.cache.recheck_seconds,
                 )
-                await replicator.start()
+                await replicator.start(supervisor)
                 stack.push_async_callback(replicator.stop)
                 uploader.on_reconnect.append(replicator.wake)  # look again when the link is back
         self._context.subsystems["cache"] = True
@@ -220,7 +237,7 @@ class Daemon:
             uploader.journal.knows,
             gop_cache=config.live.gop_cache,
         )
-        await media.start(manager)
+        await media.start(manager, supervisor)
         stack.push_async_callback(media.stop)
         self.media = media
         self._context.stream_status = media.status
@@ -264,6 +281,8 @@ class Daemon:
         """Queue a file of the data dir for upstream under DESIGN.md's key layout."""
         if self._uploader is None:
             raise RuntimeError("the uploader has not started")
+        if not self._uploader.configured:
+            raise SyncOff("sync is off: no [upstream] endpoint is configured; the file stays here")
         key = await asyncio.to_thread(key_for, self.config, self.node, path, stream)
         return await self._uploader.enqueue(path, key, kind=kind)
 
@@ -284,8 +303,11 @@ class Daemon:
             await self._whep.close_all()
 
     async def _segment_ready(self, segment: Segment) -> None:
-        """A closed recording goes to the upload queue, its sidecar JSON right after it."""
-        if self._uploader is None:
+        """A closed recording goes to the upload queue, its sidecar JSON right after it.
+
+        With sync off nothing is queued: the footage stays on the box.
+        """
+        if self._uploader is None or not self._uploader.configured:
             return
         video = Path(segment.path)
         when = datetime.fromtimestamp(segment.start, UTC)

@@ -120,6 +120,13 @@ class Supervisor:
             logger.debug("task %s finished", name)
             return
 
+    def report(self, name: str, error: Exception) -> None:
+        """A one-shot task (a download) failed unexpectedly: log it and count it; the next
+        request starts it again."""
+        if self._restarts is not None:
+            self._restarts.labels(name).inc()
+        logger.error("task %s failed", name, exc_info=error)
+
     def failing(self) -> dict[str, str]:
         """The tasks that keep failing, with their last error."""
         now = time.monotonic()

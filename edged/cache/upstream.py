@@ -17,6 +17,7 @@ from edged.cache.ranges import valid_name
 from edged.cache.store import AssetStore
 from edged.errors import EdgedError
 from edged.fileio import file_sha256
+from edged.supervise import Supervisor, describe
 from edged.upload.s3 import S3Store, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class Replicator:
         self._assets_prefix = assets_prefix
         self._interval = interval
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._supervisor: Supervisor | None = None
         self.last_error = ""
 
     def sync(self) -> list[str]:
@@ -136,13 +137,14 @@ class Replicator:
                     part.unlink(missing_ok=True)
         return fetched
 
-    async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="replicator")
+    async def start(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+        supervisor.spawn("replicator", self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            await supervisor.cancel("replicator")
 
     def wake(self) -> None:
         """Look again now (connectivity came back)."""
@@ -223,10 +225,17 @@ class PullThrough:
     """A request for a clip that is upstream but not here streams while it is stored; every
     concurrent request for it shares the one download."""
 
-    def __init__(self, store: AssetStore, s3: S3Store, assets_prefix: str) -> None:
+    def __init__(
+        self,
+        store: AssetStore,
+        s3: S3Store,
+        assets_prefix: str,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self._store = store
         self._s3 = s3
         self._prefix = assets_prefix.rstrip("/")
+        self._supervisor = supervisor
         self._downloads: dict[str, Download] = {}
 
     async def open(self, name: str) -> Download | None:
@@ -261,6 +270,12 @@ class PullThrough:
             except EdgedError as error:
                 download.error = str(error)
                 logger.error("pull-through of %s failed: %s", name, error)
+            except Exception as error:  # logged and counted; the next request starts it again
+                download.error = describe(error)
+                if self._supervisor is not None:
+                    self._supervisor.report("pull-through", error)
+                else:
+                    logger.exception("pull-through of %s failed", name)
             finally:
                 download.done = True
                 download.progress.set()

@@ -135,6 +135,7 @@ class StreamPipeline:
             frame_queue_size
         )
         self._stopping = threading.Event()
+        self._stop_called = False
         self._outputs: list[Output] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
@@ -168,7 +169,10 @@ class StreamPipeline:
             thread.start()
 
     async def stop(self) -> None:
-        """Stop capturing, encode what is queued, flush the encoder, close the outputs."""
+        """Stop capturing, encode what is queued, flush the encoder, close the outputs (once)."""
+        if self._stop_called:
+            return
+        self._stop_called = True
         self._stopping.set()
         await self._ended.wait()
         for thread in self._threads:

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from edged.media.retention import SpoolFile, plan
 from edged.media.sources import Source, SourceSpec
 from edged.media.thermal import ThermalPolicy, read_pi_throttled, read_temperatures
 from edged.metrics import StreamMetrics
+from edged.supervise import RestartPolicy, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class StreamEntry:
     settings: EncoderSettings
     choice: EncoderChoice
     device: Device | None
+    restarts: RestartPolicy = field(default_factory=RestartPolicy)
+    waiting: bool = False  # down, and a restart is scheduled
 
 
 class MediaManager:
@@ -91,7 +94,9 @@ class MediaManager:
         self._free_bytes = free_bytes or (lambda: psutil.disk_usage(str(data_dir)).free)
         self.streams: dict[str, StreamEntry] = {}
         self._choices: dict[EncoderSettings, EncoderChoice] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor: Supervisor | None = None
+        self._own_supervisor = False
+        self._watchers: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._devices: DeviceManager | None = None
         self._thermal = ThermalPolicy(
@@ -101,7 +106,12 @@ class MediaManager:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self, devices: DeviceManager | None) -> None:
+    async def start(
+        self, devices: DeviceManager | None, supervisor: Supervisor | None = None
+    ) -> None:
+        if supervisor is None:
+            supervisor, self._own_supervisor = Supervisor(None), True
+        self._supervisor = supervisor
         self._loop = asyncio.get_running_loop()
         self._devices = devices
         self.spool.mkdir(parents=True, exist_ok=True)
@@ -115,15 +125,20 @@ class MediaManager:
             await self._start_device(device)
         await self._update_pattern()
         if devices is not None:
-            self._tasks.append(asyncio.create_task(self._follow(devices), name="media-hotplug"))
-        self._tasks.append(asyncio.create_task(self._retention_loop(), name="media-retention"))
-        self._tasks.append(asyncio.create_task(self._thermal_loop(), name="media-thermal"))
+            supervisor.spawn("media-hotplug", lambda: self._follow(devices))
+        supervisor.spawn("media-retention", self._retention_loop)
+        supervisor.spawn("media-thermal", self._thermal_loop)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            for name in ("media-hotplug", "media-retention", "media-thermal"):
+                await supervisor.cancel(name)
+            if self._own_supervisor:
+                await supervisor.stop()
+        for watcher in list(self._watchers):
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
         for name in list(self.streams):
             await self._stop_stream(name)
         # Segments closed just now are handed to the upload queue before the uploader stops.
@@ -174,7 +189,12 @@ class MediaManager:
         await self._start_stream(device.stream, spec, defaults.bitrate, device)
 
     async def _start_stream(
-        self, name: str, spec: SourceSpec, bitrate: int, device: Device | None
+        self,
+        name: str,
+        spec: SourceSpec,
+        bitrate: int,
+        device: Device | None,
+        restarts: RestartPolicy | None = None,
     ) -> None:
         if name in self.streams:
             await self._stop_stream(name)
@@ -200,7 +220,7 @@ class MediaManager:
             identity=identity,
             on_segment=self._segment_closed,
         )
-        recorder.active = self.recording
+        recorder.active = self._records(name)
         pipeline = StreamPipeline(
             name,
             lambda: Source(spec),
@@ -216,8 +236,15 @@ class MediaManager:
         self._metrics.encoder.labels(name, choice.winner, str(choice.hardware).lower()).set(1)
         self._metrics.recording.labels(name).set(1 if recorder.active else 0)
         self._metrics.throttle.labels(name).set(self._thermal.level)
-        self.streams[name] = StreamEntry(pipeline, recorder, hub, spec, base, choice, device)
+        entry = StreamEntry(pipeline, recorder, hub, spec, base, choice, device)
+        if restarts is not None:
+            entry.restarts = restarts
+        entry.restarts.started(time.monotonic())
+        self.streams[name] = entry
         pipeline.start()
+        watcher = asyncio.create_task(self._watch(name, entry), name=f"watch-{name}")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
         logger.info(
             "stream %s: %s %dx%d@%d with %s",
             name,
@@ -227,6 +254,34 @@ class MediaManager:
             settings.fps,
             choice.winner,
         )
+
+    def _records(self, name: str) -> bool:
+        """Whether a stream records now: the disk allows it, and the test pattern only if asked."""
+        return self.recording and (name != PATTERN_STREAM or self._media.record_test_pattern)
+
+    async def _watch(self, name: str, entry: StreamEntry) -> None:
+        """A stream that ends without being asked starts again: 1 s, doubling to 30 s."""
+        await entry.pipeline.wait_ended()
+        if self.streams.get(name) is not entry:
+            return  # stopped on purpose: unplugged, stepped down, shut down
+        reason = entry.pipeline.reason or "ended"
+        wait = entry.restarts.failed(time.monotonic(), reason)
+        entry.waiting = True
+        logger.warning(
+            "stream %s down (%s); restart %d in %.0f s",
+            name,
+            reason,
+            entry.restarts.restarts,
+            wait,
+        )
+        await entry.pipeline.stop()  # the recorder closes its segment now, not at the restart
+        await asyncio.sleep(wait)
+        if self.streams.get(name) is entry:
+            del self.streams[name]
+            await self._start_stream(
+                name, entry.spec, entry.settings.bitrate, entry.device, entry.restarts
+            )
+            await self._update_pattern()
 
     async def _stop_stream(self, name: str) -> None:
         entry = self.streams.pop(name, None)
@@ -291,8 +346,9 @@ class MediaManager:
             result.append(
                 {
                     "stream": name,
-                    "state": entry.pipeline.state.value,
-                    "reason": entry.pipeline.reason,
+                    "state": "down" if entry.waiting else entry.pipeline.state.value,
+                    "reason": entry.restarts.last_error if entry.waiting else entry.pipeline.reason,
+                    "restarts": entry.restarts.restarts,
                     "source": entry.spec.kind,
                     "encoder": entry.choice.winner,
                     "hardware": entry.choice.hardware,
@@ -353,8 +409,8 @@ class MediaManager:
                 )
             self.recording = recording
         for name, entry in self.streams.items():
-            entry.recorder.active = recording
-            self._metrics.recording.labels(name).set(1 if recording else 0)
+            entry.recorder.active = self._records(name)
+            self._metrics.recording.labels(name).set(1 if entry.recorder.active else 0)
 
     async def _retention_loop(self) -> None:
         while True:
@@ -388,4 +444,6 @@ class MediaManager:
             self._metrics.throttle.labels(name).set(level)
             entry.pipeline.decimation = 2 if level >= 1 else 1
             if stepped_down(entry.settings, level) != stepped_down(entry.settings, before):
-                await self._start_stream(name, entry.spec, entry.settings.bitrate, entry.device)
+                await self._start_stream(
+                    name, entry.spec, entry.settings.bitrate, entry.device, entry.restarts
+                )

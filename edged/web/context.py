@@ -43,12 +43,13 @@ class WebContext:
     # (file, stream, kind) -> upload id; the daemon knows the object key layout.
     enqueue_upload: Callable[[Path, str, str], Awaitable[int]] = field(default=_no_uploader)
     subsystems: dict[str, bool] = field(default_factory=dict)
+    failing_tasks: Callable[[], dict[str, str]] = field(default=dict)  # name -> last error
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
 
     @property
     def ready(self) -> bool:
-        return bool(self.subsystems) and all(self.subsystems.values())
+        return bool(self.subsystems) and all(self.subsystems.values()) and not self.failing_tasks()
 
 
 if TYPE_CHECKING:

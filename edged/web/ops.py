@@ -20,9 +20,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Every subsystem has started; 503 with the ones that have not."""
+    """Every subsystem has started and no task keeps failing; 503 naming what is wrong."""
     context = request.app[CONTEXT]
-    body = {"ready": context.ready, "subsystems": context.subsystems}
+    body = {
+        "ready": context.ready,
+        "subsystems": context.subsystems,
+        "failing_tasks": context.failing_tasks(),
+    }
     return web.json_response(body, status=200 if context.ready else 503)
 
 

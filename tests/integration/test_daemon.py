@@ -130,6 +130,7 @@ def test_status_and_readiness(start_daemon: StartDaemon) -> None:
             "cache": True,
             "media": True,
         },
+        "failing_tasks": {},
     }
     status, body = http(daemon.url + "/api/v1/status")
     document = json.loads(body)

@@ -33,7 +33,12 @@ def test_test_pattern_720p30_for_20_seconds(start_daemon: StartDaemon) -> None:
     daemon = start_daemon(
         {
             "mdns": {"enabled": False},
-            "media": {"pattern_size": "1280x720", "pattern_fps": 30, "segment_seconds": 5.0},
+            "media": {
+                "pattern_size": "1280x720",
+                "pattern_fps": 30,
+                "segment_seconds": 5.0,
+                "record_test_pattern": True,
+            },
         }
     )
     assert daemon.data_dir is not None
@@ -80,6 +85,7 @@ def test_sigkill_mid_segment_keeps_the_footage(start_daemon: StartDaemon) -> Non
             "pattern_fps": 30,
             "segment_seconds": 60.0,
             "gop_seconds": 0.5,
+            "record_test_pattern": True,
         },
     }
     daemon = start_daemon(settings)
@@ -107,8 +113,7 @@ def test_sigkill_mid_segment_keeps_the_footage(start_daemon: StartDaemon) -> Non
     sidecar = json.loads(final.with_suffix(".json").read_text())
     assert sidecar["recovered"] is True and sidecar["frames"] == frames
     _, body = http(again.url + "/api/v1/uploads")
-    keys = [row["key"] for row in json.loads(body)["files"]]
-    assert any(key.endswith(final.name) for key in keys)
+    assert json.loads(body)["files"] == []  # sync is off: the footage stays here, unqueued
     assert again.stop() == 0
 
 
