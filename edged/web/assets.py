@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from email.utils import formatdate
 from html import escape
@@ -46,17 +47,61 @@ def _etag(facts: os.stat_result) -> str:
     return f"{facts.st_mtime_ns:x}-{facts.st_size:x}"
 
 
-class _WholeFile(web.FileResponse):
-    """The whole file, whatever Range asked: for an If-Range whose ETag no longer matches.
+class _FileWithRange(web.FileResponse):
+    """The file with the range edged's parser chose, or none.
 
-    (aiohttp reads If-Range only as a date; an entity tag there is judged here.)
+    aiohttp's FileResponse parses Range itself, differently; here it only ever sees a canonical
+    `bytes=first-last` (or `bytes=<size>-` for a 416) and still judges the conditionals.
     """
+
+    def __init__(self, path: Path, range_header: str | None, headers: dict[str, str]) -> None:
+        super().__init__(path, headers=headers)
+        self._range_header = range_header
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         headers = CIMultiDict(request.headers)
         headers.popall("Range", None)
-        headers.popall("If-Range", None)
+        if self._range_header is not None:
+            headers["Range"] = self._range_header
         return await super().prepare(request.clone(headers=headers))
+
+
+def range_for_file(range_header: str, if_range: str, etag: str, size: int) -> str | None:
+    """The canonical Range to hand the file response: None serves the whole file.
+
+    An If-Range entity tag that no longer matches means the whole file (aiohttp reads If-Range
+    only as a date; a date is left to it).
+    """
+    if if_range.startswith(('"', "W/")) and if_range != f'"{etag}"':
+        return None
+    try:
+        wanted = parse_range(range_header, size)
+    except RangeNotSatisfiable:
+        return f"bytes={size}-"  # the file response answers 416, after the conditionals
+    return wanted.header if wanted is not None else None
+
+
+async def _file_response(
+    request: web.Request, path: Path, headers: dict[str, str]
+) -> web.StreamResponse:
+    try:
+        facts = await asyncio.to_thread(path.stat)
+    except OSError:  # evicted between the lookup and now
+        raise web.HTTPNotFound(text="no such clip\n") from None
+    wanted = range_for_file(
+        request.headers.get("Range", ""),
+        request.headers.get("If-Range", ""),
+        _etag(facts),
+        facts.st_size,
+    )
+    return _FileWithRange(path, wanted, headers)
+
+
+def public_reason(error: Exception, root: Path, temporary: str, name: str) -> str:
+    """A refusal for the client: the clip's name where the message names a file of the store
+    (PyAV quotes the absolute path it opened), never the data dir."""
+    text = re.sub(re.escape(str(root)) + r"[^'\"\s]*", name, str(error))
+    return text.replace(temporary, name)
 
 
 def _count(context: WebContext, result: str, started: float) -> None:
@@ -110,8 +155,8 @@ def _from_memory(
     try:
         wanted = parse_range(request.headers.get("Range", ""), asset.size)
         facts = path.stat()
-    except (RangeNotSatisfiable, FileNotFoundError):
-        return None
+    except (RangeNotSatisfiable, OSError):
+        return None  # the file response answers, with the same decision
     if facts.st_size != asset.size:
         return None
     whole = wanted is None
@@ -182,36 +227,25 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
     store.touch(name)
     path = store.path(name)
     hot = store.hot(name)
-    if hot is not None:  # several ranges: parse_range refuses, and the 416 below answers
+    if hot is not None:
         fast = _from_memory(request, path, asset, hot)
         if fast is not None:
             if not pulled:
                 _count(context, "hit_memory", started)
             return fast
-    try:
-        etag = _etag(await asyncio.to_thread(path.stat))
-    except FileNotFoundError:  # evicted between the lookup and now
-        raise web.HTTPNotFound(text="no such clip\n") from None
-    if "," in request.headers.get("Range", ""):
-        _count(context, "hit", started)
-        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{asset.size}"})
     if not pulled:
         _count(context, "hit", started)
-    headers = {"Cache-Control": CACHE_CONTROL, "Content-Type": "video/mp4"}
-    if_range = request.headers.get("If-Range", "")
-    if if_range.startswith(('"', "W/")) and if_range != f'"{etag}"':
-        return _WholeFile(path, headers=headers)
-    return web.FileResponse(path, headers=headers)
+    return await _file_response(
+        request, path, {"Cache-Control": CACHE_CONTROL, "Content-Type": "video/mp4"}
+    )
 
 
 @routes.get("/posters/{name}.jpg")
 async def poster(request: web.Request) -> web.StreamResponse:
     _, store = _context(request)
     path = store.poster_path(_name(request))
-    if not path.exists():
-        raise web.HTTPNotFound(text="no poster\n")
-    return web.FileResponse(
-        path, headers={"Cache-Control": CACHE_CONTROL, "Content-Type": "image/jpeg"}
+    return await _file_response(
+        request, path, {"Cache-Control": CACHE_CONTROL, "Content-Type": "image/jpeg"}
     )
 
 
@@ -255,7 +289,9 @@ async def put_asset(request: web.Request) -> web.Response:
         try:
             asset = await asyncio.to_thread(store.add, upload, name, pin=pin, origin="api")
         except PrepareError as error:
-            return web.json_response({"error": str(error)}, status=422)
+            return web.json_response(
+                {"error": public_reason(error, store.root, upload.name, name)}, status=422
+            )
     finally:
         upload.unlink(missing_ok=True)
     return web.json_response(
