@@ -5,8 +5,11 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import time
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from edged.errors import StartupError
@@ -16,8 +19,65 @@ from edged.web.context import CONTEXT, WebContext
 
 logger = logging.getLogger(__name__)
 
-# Headers past this many bytes are refused with 431 by aiohttp's parser.
+# Headers past this many bytes are refused with 400 by aiohttp's parser.
 MAX_FIELD_SIZE = 8190
+# Seconds a connection may sit without a whole request head: from its opening (a socket that
+# never sends, or sends half a request) and after each response (an idle keep-alive). aiohttp
+# (3.14) runs one timer for both, armed at connection_made and not reset by partial data.
+IDLE_TIMEOUT = 15.0
+# A malformed request is logged as a warning at most this often; the rest at debug.
+MALFORMED_WARNING_INTERVAL = 60.0
+
+
+class Throttle:
+    """WARNING at most once per interval, DEBUG in between; `now` is passed in."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = float("-inf")
+
+    def level(self, now: float) -> int:
+        if now < self._next:
+            return logging.DEBUG
+        self._next = now + self._interval
+        return logging.WARNING
+
+
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log, with a request its parser refused as one line instead of a
+    traceback: a phone's (or an attacker's) malformed request is not edged's error."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__(target, {})
+        self._throttle = Throttle(MALFORMED_WARNING_INTERVAL)
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            logger.log(
+                self._throttle.level(time.monotonic()),
+                "refused a malformed request from %s: %s (HTTP %d)",
+                args[0] if args else "a client",
+                type(error).__name__,
+                error.code,
+            )
+            return
+        super().exception(msg, *args, **kwargs)
+
+
+@web.middleware
+async def last_resort(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An exception no handler expected: one log record with its traceback, and a 500 that
+    says nothing about it (the exception text may hold paths or secrets)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        logger.exception("unexpected error answering %s %s", request.method, request.rel_url)
+        if request.writer.output_size > 0 and request.transport is not None:
+            request.transport.close()  # the answer had begun: cut it, no second status line
+        return web.json_response({"error": "internal error; see the edged log"}, status=500)
 
 
 @web.middleware
@@ -30,7 +90,9 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 def create_app(context: WebContext) -> web.Application:
     """The whole HTTP surface of edged, wired to one WebContext."""
-    app = web.Application(middlewares=[security_headers, require_token], client_max_size=1024**2)
+    app = web.Application(
+        middlewares=[security_headers, last_resort, require_token], client_max_size=1024**2
+    )
     app[CONTEXT] = context
     app[live.POSTERS] = {}
     app[live.HLS_CLIENTS] = {}
@@ -46,17 +108,26 @@ def create_app(context: WebContext) -> web.Application:
     return app
 
 
+def server_options(idle_timeout: float = IDLE_TIMEOUT) -> dict[str, Any]:
+    """The aiohttp server settings edged runs with (tests hand them to aiohttp's TestServer)."""
+    return {
+        "access_log": None,
+        "handle_signals": False,
+        "shutdown_timeout": 2.0,
+        "handler_cancellation": True,
+        "keepalive_timeout": idle_timeout,
+        "max_field_size": MAX_FIELD_SIZE,
+        "logger": ServerLog(logging.getLogger("aiohttp.server")),
+    }
+
+
 class HttpServer:
     """Runs the app on host:port; `port` is the bound one (useful with port 0)."""
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self._runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=2.0,
-            handler_cancellation=True,
-        )
+    def __init__(
+        self, app: web.Application, host: str, port: int, idle_timeout: float = IDLE_TIMEOUT
+    ) -> None:
+        self._runner = web.AppRunner(app, **server_options(idle_timeout))
         self._host = host
         self._requested_port = port
         self.port = port

@@ -22,6 +22,10 @@ def _refuse(status: int, message: str) -> web.Response:
     return response
 
 
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
 @web.middleware
 async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
     """401 without a bearer token, 403 with a wrong one, on non-safe methods under /api/."""
@@ -31,7 +35,8 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
     if scheme.lower() != "bearer" or not presented.strip():
         return _refuse(401, "this call changes state: send Authorization: Bearer <admin token>")
     expected = request.app[CONTEXT].admin_token
-    if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+    # aiohttp decodes header bytes that are not UTF-8 as surrogates; encode them back, not fail.
+    if not hmac.compare_digest(_raw(presented.strip()), _raw(expected)):
         logger.warning(
             "refused %s %s from %s: wrong token", request.method, request.path, request.remote
         )

@@ -53,23 +53,23 @@ def test_uploads_api_end_to_end(tmp_path: Path, s3: S3Server, start_daemon: Star
     )
     assert daemon.data_dir is not None
     token = (daemon.data_dir / "admin.token").read_text().strip()
-    spool = daemon.data_dir / "clips"
+    spool = daemon.data_dir / "outbox"
     spool.mkdir()
     sha = write_random(spool / "clip.mp4", 12 * MiB)
     outside = tmp_path / "outside.mp4"
     outside.write_bytes(b"secret footage")
 
     url = daemon.url + "/api/v1/uploads"
-    assert post_json(url, {"path": "clips/clip.mp4"}, None)[0] == 401
-    for bad in ("../outside.mp4", str(outside), "clips/../../outside.mp4", "clips", "", "\x00"):
+    assert post_json(url, {"path": "outbox/clip.mp4"}, None)[0] == 401
+    for bad in ("../outside.mp4", str(outside), "outbox/../../outside.mp4", "outbox", "\x00"):
         status, body = post_json(url, {"path": bad}, token)
         assert status == 404, (bad, body)
-    assert post_json(url, {"path": "clips/clip.mp4", "kind": "movie"}, token)[0] == 400
+    assert post_json(url, {"path": "outbox/clip.mp4", "kind": "movie"}, token)[0] == 400
     assert post_json(url, ["not", "an", "object"], token)[0] == 400
-    assert post_json(url, {"path": "clips/clip.mp4", "stream": "../x"}, token)[0] == 400
+    assert post_json(url, {"path": "outbox/clip.mp4", "stream": "../x"}, token)[0] == 400
 
     status, body = post_json(
-        url, {"path": "clips/clip.mp4", "stream": "cam1", "kind": "clip"}, token
+        url, {"path": "outbox/clip.mp4", "stream": "cam1", "kind": "clip"}, token
     )
     assert status == 202, body
     file_id = body["id"]
@@ -100,6 +100,69 @@ def test_uploads_api_end_to_end(tmp_path: Path, s3: S3Server, start_daemon: Star
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert all(SECRET_KEY not in line for line in daemon.lines)
+    assert daemon.stop() == 0
+
+
+def test_uploads_api_queues_only_footage_folders(
+    tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
+) -> None:
+    """Only spool/, cache/ and outbox/ may go upstream: never the token, journal, lock or keys;
+    types are checked; no refusal names the data dir; nothing reaches the bucket."""
+    daemon = start_daemon({"mdns": {"enabled": False}, "upstream": upstream_settings(tmp_path, s3)})
+    assert daemon.data_dir is not None
+    data_dir = daemon.data_dir
+    token = (data_dir / "admin.token").read_text().strip()
+    url = daemon.url + "/api/v1/uploads"
+    outbox = data_dir / "outbox"
+    outbox.mkdir()
+    (outbox / "token-link.mp4").symlink_to(data_dir / "admin.token")
+    (outbox / "upstream.key").write_text("private")
+    (outbox / "loop-a").symlink_to(outbox / "loop-b")
+    (outbox / "loop-b").symlink_to(outbox / "loop-a")
+    (data_dir / "loose.mp4").write_bytes(b"not in a footage folder")
+    write_random(outbox / "ok.mp4", 1024)
+    refused = [
+        "admin.token",
+        "uploads.sqlite3",
+        "edged.lock",
+        str(data_dir / "admin.token"),
+        "outbox/token-link.mp4",
+        "outbox/upstream.key",
+        "outbox/loop-a",
+        "outbox/loop-a/x",
+        "loose.mp4",
+        "spool",
+        "outbox/" + "x" * 5000,
+    ]
+    for bad in refused:
+        status, body = post_json(url, {"path": bad}, token)
+        assert status == 404, (bad, body)
+        assert str(data_dir) not in json.dumps(body) and "admin.token" not in json.dumps(body)
+    for bad_body in (
+        {"path": "outbox/ok.mp4", "stream": None},
+        {"path": "outbox/ok.mp4", "stream": True},
+        {"path": "outbox/ok.mp4", "stream": 7},
+        {"path": "outbox/ok.mp4", "stream": ""},
+        {"path": "outbox/ok.mp4", "stream": "a b"},
+        {"path": "outbox/ok.mp4", "kind": ["clip"]},
+        {"path": "outbox/ok.mp4", "kind": None},
+        {"path": None},
+        {"path": 5},
+    ):
+        status, body = post_json(url, bad_body, token)
+        assert status == 400, (bad_body, body)
+        assert len(str(body["error"])) < 200
+    status, body = post_json(url, {"path": "outbox/ok.mp4", "stream": "cam-1.a_b"}, token)
+    assert status == 202, body
+    assert post_json(url + "/99999999999999999999/retry", {}, token)[0] == 404
+    assert post_json(url + "/9223372036854775808/retry", {}, token)[0] == 404
+    assert post_json(url + "/" + "9" * 5000 + "/retry", {}, token)[0] == 404
+    _, raw = http(url)
+    keys = [row["key"] for row in json.loads(raw)["files"]]
+    assert len(keys) == 1 and keys[0].endswith(
+        "/cam-1.a_b/" + keys[0].rsplit("/", 2)[1] + "/ok.mp4"
+    )
+    assert all("Traceback" not in line for line in daemon.lines)
     assert daemon.stop() == 0
 
 

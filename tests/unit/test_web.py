@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from edged.errors import ConfigError
 from edged.metrics import Metrics
-from edged.web.app import create_app
+from edged.web.app import HttpServer, Throttle, create_app
 from edged.web.context import CONTEXT, WebContext
 
 TOKEN = "t" * 43
@@ -93,3 +96,134 @@ async def test_metrics_content_type(client: TestClient[Any, Any]) -> None:
 async def test_huge_header_is_refused(client: TestClient[Any, Any]) -> None:
     response = await client.get("/healthz", headers={"X-Big": "a" * 20000})
     assert response.status in (400, 431)
+
+
+# -- hostile input: a 4xx with a short reason, one log line at most ----------------------------
+
+
+async def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send raw bytes (headers aiohttp's client would refuse to send) and read to EOF."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+@pytest.fixture
+async def edged_server(tmp_path: Path) -> AsyncIterator[tuple[HttpServer, web.Application]]:
+    """edged's own HttpServer (its aiohttp settings) on loopback, idle connections cut at 0.5 s."""
+
+    async def reload() -> dict[str, Any]:
+        return {}
+
+    context = WebContext(
+        version="0.1.0",
+        node="box",
+        event="gala",
+        metrics=Metrics(version="0.1.0", node="box", event="gala", data_dir=tmp_path),
+        admin_token=TOKEN,
+        reload=reload,
+        data_dir=tmp_path,
+    )
+    app = create_app(context)
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError(f"internal detail {tmp_path}")
+
+    app.router.add_get("/boom", boom)
+    server = HttpServer(app, "127.0.0.1", 0, idle_timeout=0.5)
+    await server.start()
+    yield server, app
+    await server.stop()
+
+
+async def test_an_unexpected_error_is_a_bare_500_and_one_log_record(
+    edged_server: tuple[HttpServer, web.Application],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, _ = edged_server
+    answer = await raw_exchange(server.port, b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status_of(answer) == 500
+    assert b"internal detail" not in answer and str(tmp_path).encode() not in answer
+    assert b"nosniff" in answer
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+
+
+async def test_a_bearer_token_that_is_not_utf8_is_refused(
+    edged_server: tuple[HttpServer, web.Application],
+) -> None:
+    server, _ = edged_server
+    answer = await raw_exchange(
+        server.port,
+        b"POST /api/v1/reload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \xff\xfe\x80\r\n"
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    assert status_of(answer) == 403
+
+
+async def test_a_huge_header_is_one_line_in_the_log(
+    edged_server: tuple[HttpServer, web.Application], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, _ = edged_server
+    caplog.set_level(logging.DEBUG)
+    for _ in range(3):
+        answer = await raw_exchange(
+            server.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+        )
+        assert status_of(answer) in (400, 431)
+        assert len(answer) < 10_000
+    records = [r for r in caplog.records if r.name.startswith(("aiohttp", "edged"))]
+    assert len(records) == 3, [r.getMessage() for r in records]
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)
+    assert [r.levelno for r in records] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+
+
+def test_throttle_warns_once_per_interval() -> None:
+    throttle = Throttle(60.0)
+    levels = [throttle.level(now) for now in (0.0, 1.0, 59.9, 60.0, 61.0)]
+    assert levels == [
+        logging.WARNING,
+        logging.DEBUG,
+        logging.DEBUG,
+        logging.WARNING,
+        logging.DEBUG,
+    ]
+
+
+async def eof_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """What is left to read until the server closes; TimeoutError if it does not in time."""
+    async with asyncio.timeout(seconds):
+        return await reader.read()
+
+
+async def test_idle_and_half_open_connections_are_closed(
+    edged_server: tuple[HttpServer, web.Application],
+) -> None:
+    """A socket that never sends, one that sends half a request head, and one idle after a
+    keep-alive answer: the server closes each (EOF), well before the test's deadline."""
+    server, _ = edged_server
+    silent_reader, silent = await asyncio.open_connection("127.0.0.1", server.port)
+    half_reader, half = await asyncio.open_connection("127.0.0.1", server.port)
+    half.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+    kept_reader, kept = await asyncio.open_connection("127.0.0.1", server.port)
+    kept.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    async with asyncio.timeout(10):
+        assert (await kept_reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    try:
+        assert await eof_within(silent_reader, 20) == b""
+        assert await eof_within(half_reader, 20) == b""
+        assert (await eof_within(kept_reader, 20)).endswith(b'"ok"}')
+    finally:
+        for writer in (silent, half, kept):
+            writer.close()
