@@ -22,6 +22,7 @@ import av
 
 from edged.media.encoders import TIME_BASE, as_av_packet
 from edged.media.packets import EncodedPacket
+from edged.media.viewers import HlsViewers
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +211,7 @@ class LiveHub:
         self.hls = HlsSegmenter(width, height, fps)
         self.extradata = b""
         self.viewers: set[Viewer] = set()
+        self.hls_viewers = HlsViewers()
         self.keyframe_at = 0.0
 
     def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:

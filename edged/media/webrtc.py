@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -18,25 +20,47 @@ from fractions import Fraction
 import aioice.ice
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
 
 from edged.errors import EdgedError
 from edged.media.encoders import TIME_BASE
 from edged.media.live import LiveHub, Viewer
 from edged.media.packets import with_parameter_sets
+from edged.media.viewers import ViewerSlots
 from edged.metrics import LiveMetrics
 
 logger = logging.getLogger(__name__)
 
 KEYFRAME_REQUEST_INTERVAL = 1.0
+# Seconds a session may take from its answer to a connected peer before its slot is released.
+ICE_TIMEOUT = 10.0
+SUPPORTED_CODECS = "H.264"
+_CODEC_NAME = re.compile(r"[A-Za-z0-9.-]{1,16}")
+_NOT_CODECS = {"rtx", "red", "ulpfec", "flexfec-03"}
+# What aiortc raises for an offer it cannot negotiate: its checks assert or raise these.
+_NEGOTIATION_ERRORS = (
+    ValueError,
+    AttributeError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AssertionError,
+    InternalError,
+    InvalidAccessError,
+    InvalidStateError,
+    OperationError,
+)
 
 
 class WhepError(EdgedError):
-    """A WHEP request that cannot be served; `status` is the HTTP status to answer with."""
+    """A WHEP request that cannot be served; `status` is the HTTP status to answer with, and
+    `retry_after` the seconds after which trying again may succeed."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 def restrict_ice_addresses(addresses: Iterable[str]) -> None:
@@ -70,6 +94,30 @@ class PassthroughTrack(MediaStreamTrack):
         return packet
 
 
+def offer_problem(offer: str) -> str | None:
+    """Why an SDP offer cannot be answered (the reason of a 400), or None.
+
+    The reason never carries the parser's exception text, and of the offer's own text only codec
+    names that look like codec names."""
+    if not offer.lstrip().startswith("v=0"):
+        return "the body is not an SDP offer (it must start with v=0)"
+    try:
+        description = sdp.SessionDescription.parse(offer)
+    except Exception:  # aiortc's parser asserts; any failure means a bad offer
+        return "malformed SDP offer"
+    video = [media for media in description.media if media.kind == "video"]
+    if not video:
+        return "the offer has no video media section (m=video)"
+    offered = {codec.mimeType.partition("/")[2] for media in video for codec in media.rtp.codecs}
+    if any(name.lower() == "h264" for name in offered):
+        return None
+    names = sorted(
+        name for name in offered if _CODEC_NAME.fullmatch(name) and name.lower() not in _NOT_CODECS
+    )[:5]
+    offers = f" (it offers {', '.join(names)})" if names else ""
+    return f"the offer has no H.264 video{offers}; the box sends {SUPPORTED_CODECS} only"
+
+
 @dataclass
 class WhepSession:
     id: str
@@ -77,19 +125,23 @@ class WhepSession:
     peer: RTCPeerConnection
     viewer: Viewer
     hub: LiveHub
-    created: float = field(default_factory=time.monotonic)
-
-
-def _has_video(sdp: str) -> bool:
-    return any(line.startswith("m=video") for line in sdp.splitlines())
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    ice_watch: asyncio.Task[None] | None = None
 
 
 class WhepSessions:
-    """Every WHEP session of the box; `close_all` on shutdown."""
+    """Every WHEP session of the box; `close_all` on shutdown.
 
-    def __init__(self, max_per_stream: int, metrics: LiveMetrics) -> None:
-        self._max = max_per_stream
+    A viewer slot is reserved before the first await of an offer and given back on every way
+    out; a session whose peer has not connected `ice_timeout` seconds after its answer is
+    released, so that offers nobody completes cannot hold the stream's slots."""
+
+    def __init__(
+        self, max_per_stream: int, metrics: LiveMetrics, *, ice_timeout: float = ICE_TIMEOUT
+    ) -> None:
+        self._slots = ViewerSlots(max_per_stream)
         self._metrics = metrics
+        self._ice_timeout = ice_timeout
         self.sessions: dict[str, WhepSession] = {}
         self._last_keyframe_request: dict[str, float] = {}
 
@@ -100,65 +152,88 @@ class WhepSessions:
         self, stream: str, hub: LiveHub, offer: str, request_keyframe: Callable[[], None]
     ) -> tuple[str, str]:
         """(session id, SDP answer) for an offer; WhepError with the status otherwise."""
-        if not offer.lstrip().startswith("v=0"):
-            raise WhepError(400, "the body is not an SDP offer (it must start with v=0)")
-        try:
-            sdp.SessionDescription.parse(offer)
-        except Exception as error:  # aiortc's parser asserts; any failure means a bad offer
-            raise WhepError(400, f"malformed SDP offer: {error!r}") from error
-        if not _has_video(offer):
-            raise WhepError(400, "the offer has no video media section (m=video)")
-        if self.count(stream) >= self._max:
-            raise WhepError(503, f"stream {stream} has its {self._max} viewers; try again later")
-        peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        viewer = hub.join()
-        session = WhepSession(secrets.token_urlsafe(12), stream, peer, viewer, hub)
-        try:
-            # The track and the codec preference come first, so that the offer's video section
-            # is matched to them and the answer carries H.264 only.
-            sender = peer.addTrack(PassthroughTrack(hub, viewer, self._metrics))
-            transceiver = next(t for t in peer.getTransceivers() if t.sender == sender)
-            transceiver.setCodecPreferences(
-                [
-                    codec
-                    for codec in RTCRtpSender.getCapabilities("video").codecs
-                    if codec.mimeType.lower() == "video/h264"
-                ]
+        problem = offer_problem(offer)
+        if problem is not None:
+            raise WhepError(400, problem)
+        session_id = secrets.token_urlsafe(12)
+        if not self._slots.reserve(stream, session_id):
+            raise WhepError(
+                503,
+                f"stream {stream} has its {self._slots.limit} viewers; try again later",
+                retry_after=math.ceil(self._ice_timeout),
             )
-            # aiortc turns a viewer's PLI into "encode a keyframe", which a passed-through
-            # packet cannot do: ask the stream's encoder instead.
-            sender._send_keyframe = lambda: self._keyframe(  # type: ignore[method-assign]
-                stream, request_keyframe
-            )
-            await peer.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-            if "H264" not in "".join(
-                line for line in offer.splitlines() if line.startswith("a=rtpmap")
-            ):
-                raise WhepError(400, "the offer has no H.264 video (the box sends H.264 only)")
-            await peer.setLocalDescription(await peer.createAnswer())
-        except WhepError:
+        try:
+            session = self._open(session_id, stream, hub, request_keyframe)
+        except BaseException:
+            self._slots.release(session_id)
+            raise
+        try:
+            await session.peer.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            await session.peer.setLocalDescription(await session.peer.createAnswer())
+        except _NEGOTIATION_ERRORS as error:
+            logger.info("WHEP %s: offer refused: %r", stream, error)
+            await self._discard(session)
+            raise WhepError(
+                400,
+                "the SDP offer cannot be used: it needs ICE credentials, a DTLS fingerprint and "
+                f"{SUPPORTED_CODECS} video with packetization-mode 1",
+            ) from error
+        except BaseException:  # also a client gone mid-offer (the handler is cancelled)
             await self._discard(session)
             raise
-        except (
-            ValueError,
-            AttributeError,
-            TypeError,
-            KeyError,
-            IndexError,
-            AssertionError,
-        ) as error:
-            await self._discard(session)
-            raise WhepError(400, f"the SDP offer cannot be used: {error}") from error
-        self.sessions[session.id] = session
+        self.sessions[session_id] = session
+        session.ice_watch = asyncio.create_task(
+            self._release_unconnected(session), name=f"whep-ice-{session_id}"
+        )
         self._metrics.viewers.labels(stream, "webrtc").set(self.count(stream))
+        logger.info("WHEP %s: viewer %s joined (%d now)", stream, session_id, self.count(stream))
+        return session_id, session.peer.localDescription.sdp
+
+    def _open(
+        self, session_id: str, stream: str, hub: LiveHub, request_keyframe: Callable[[], None]
+    ) -> WhepSession:
+        """The session's peer with its H.264 track, before the offer is applied (no I/O)."""
+        peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        viewer = hub.join()
+        session = WhepSession(session_id, stream, peer, viewer, hub)
+        # The track and the codec preference come first, so that the offer's video section is
+        # matched to them and the answer carries H.264 only.
+        sender = peer.addTrack(PassthroughTrack(hub, viewer, self._metrics))
+        transceiver = next(t for t in peer.getTransceivers() if t.sender == sender)
+        transceiver.setCodecPreferences(
+            [
+                codec
+                for codec in RTCRtpSender.getCapabilities("video").codecs
+                if codec.mimeType.lower() == "video/h264"
+            ]
+        )
+        # aiortc turns a viewer's PLI into "encode a keyframe", which a passed-through packet
+        # cannot do: ask the stream's encoder instead.
+        sender._send_keyframe = lambda: self._keyframe(  # type: ignore[method-assign]
+            stream, request_keyframe
+        )
 
         @peer.on("connectionstatechange")
         async def on_state() -> None:
-            if peer.connectionState in ("failed", "closed"):
-                await self.delete(stream, session.id)
+            if peer.connectionState == "connected":
+                session.connected.set()
+            elif peer.connectionState in ("failed", "closed"):
+                await self.delete(stream, session_id)
 
-        logger.info("WHEP %s: viewer %s joined (%d now)", stream, session.id, self.count(stream))
-        return session.id, peer.localDescription.sdp
+        return session
+
+    async def _release_unconnected(self, session: WhepSession) -> None:
+        try:
+            async with asyncio.timeout(self._ice_timeout):
+                await session.connected.wait()
+        except TimeoutError:
+            logger.info(
+                "WHEP %s: viewer %s did not connect within %.0f s",
+                session.stream,
+                session.id,
+                self._ice_timeout,
+            )
+            await self.delete(session.stream, session.id)
 
     def _keyframe(self, stream: str, request_keyframe: Callable[[], None]) -> None:
         now = time.monotonic()
@@ -167,7 +242,11 @@ class WhepSessions:
             request_keyframe()
 
     async def _discard(self, session: WhepSession) -> None:
+        """Give the slot and the packet feed back at once, then close the peer."""
+        self._slots.release(session.id)
         session.hub.leave(session.viewer)
+        if session.ice_watch is not None and session.ice_watch is not asyncio.current_task():
+            session.ice_watch.cancel()
         await session.peer.close()
 
     async def delete(self, stream: str, session_id: str) -> bool:
@@ -175,8 +254,8 @@ class WhepSessions:
         if session is None or session.stream != stream:
             return False
         del self.sessions[session_id]
-        await self._discard(session)
         self._metrics.viewers.labels(stream, "webrtc").set(self.count(stream))
+        await self._discard(session)
         logger.info("WHEP %s: viewer %s left (%d now)", stream, session_id, self.count(stream))
         return True
 

@@ -50,22 +50,22 @@ async def playlist(request: web.Request) -> web.Response:
     return response
 
 
+# app.py still registers this; nothing reads it since HLS viewers are kept on their LiveHub.
 HLS_CLIENTS = web.AppKey("edged_hls_clients", dict[tuple[str, str], float])
-HLS_VIEWER_SECONDS = 10.0
+# A player fetches every segment as it appears: one that fetched none for this many segment
+# durations has left (or stalled long enough not to count).
+HLS_VIEWER_SEGMENTS = 3
 
 
-def _count_hls_viewer(request: web.Request, stream: str, size: int) -> None:
-    """HLS has no session: a viewer is a client address that fetched a segment lately."""
-    context = request.app[CONTEXT]
-    clients = request.app[HLS_CLIENTS]
-    now = time.monotonic()
-    clients[(stream, request.remote or "")] = now
-    for key, seen in list(clients.items()):
-        if now - seen > HLS_VIEWER_SECONDS:
-            del clients[key]
-    viewers = sum(1 for (name, _) in clients if name == stream)
-    context.metrics.live.viewers.labels(stream, "hls").set(viewers)
-    context.metrics.live.bytes.labels(stream, "hls").inc(size)
+def _count_hls_viewer(request: web.Request, hub: LiveHub, size: int) -> None:
+    """HLS has no session: a viewer is a client address that fetched a segment lately. The
+    gauge is computed when scraped, so it drops when the last viewer stops fetching."""
+    live = request.app[CONTEXT].metrics.live
+    viewers = hub.hls_viewers
+    window = HLS_VIEWER_SEGMENTS * hub.hls.target_duration
+    viewers.seen(request.remote or "", time.monotonic(), window)
+    live.viewers.labels(hub.stream, "hls").set_function(lambda: viewers.count(time.monotonic()))
+    live.bytes.labels(hub.stream, "hls").inc(size)
 
 
 @routes.get(f"/live/{STREAM}/init.mp4")
@@ -82,7 +82,7 @@ async def media_segment(request: web.Request) -> web.Response:
     segment = hub.hls.segment(int(request.match_info["sequence"]))
     if segment is None:
         raise web.HTTPNotFound(text="segment no longer (or not yet) held\n")
-    _count_hls_viewer(request, hub.stream, len(segment.data))
+    _count_hls_viewer(request, hub, len(segment.data))
     response = web.Response(body=segment.data, content_type="video/iso.segment")
     response.headers["Cache-Control"] = "max-age=60"
     return response
@@ -130,7 +130,8 @@ async def whep_offer(request: web.Request) -> web.Response:
             stream, hub, offer, lambda: media.request_keyframe(stream)
         )
     except WhepError as error:
-        return web.Response(status=error.status, text=f"{error}\n")
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+        return web.Response(status=error.status, text=f"{error}\n", headers=headers)
     location = f"/live/{stream}/whep/{session_id}"
     return web.Response(
         status=201, text=answer, content_type="application/sdp", headers={"Location": location}

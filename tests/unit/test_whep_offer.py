@@ -1,0 +1,56 @@
+"""The checks of a WHEP offer made before any viewer slot is taken: each reason is short, names
+what the box supports, and carries no parser exception text."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edged.media.webrtc import offer_problem
+
+HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+
+
+def section(kind: str, *codecs: str) -> str:
+    payloads = " ".join(str(96 + n) for n in range(len(codecs)))
+    rtpmaps = "".join(f"a=rtpmap:{96 + n} {codec}\r\n" for n, codec in enumerate(codecs))
+    return f"m={kind} 9 UDP/TLS/RTP/SAVPF {payloads}\r\nc=IN IP4 0.0.0.0\r\n{rtpmaps}"
+
+
+def test_an_offer_with_h264_passes() -> None:
+    assert offer_problem(HEAD + section("video", "VP8/90000", "H264/90000")) is None
+    assert (
+        offer_problem(HEAD + section("audio", "opus/48000/2") + section("video", "h264/90000"))
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("offer", "reason"),
+    [
+        ("hello", "not an SDP offer"),
+        ("", "not an SDP offer"),
+        ("v=0\r\nm=video garbage\r\n", "malformed SDP offer"),
+        (HEAD + section("audio", "opus/48000/2"), "no video media section"),
+        (HEAD + section("video", "VP8/90000", "rtx/90000"), "no H.264 video (it offers VP8)"),
+        (HEAD + section("video", "VP9/90000", "AV1/90000"), "(it offers AV1, VP9)"),
+        (HEAD + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "no H.264 video; the box sends H.264 only"),
+    ],
+)
+def test_a_bad_offer_has_a_short_reason(offer: str, reason: str) -> None:
+    problem = offer_problem(offer)
+    assert problem is not None and reason in problem
+
+
+def test_codec_names_that_are_not_names_stay_out_of_the_reason() -> None:
+    problem = offer_problem(
+        HEAD + section("video", "<script>x/90000", "A" * 40 + "/90000", "x'y/90000")
+    )
+    assert problem == "the offer has no H.264 video; the box sends H.264 only"
+
+
+@given(st.text(max_size=300))
+def test_any_body_gets_none_or_a_short_reason_without_exception_text(body: str) -> None:
+    problem = offer_problem("v=0\r\n" + body)
+    assert problem is None or (len(problem) < 120 and "Error" not in problem)
