@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from aiohttp import web
@@ -10,6 +11,13 @@ from edged.errors import ConfigError
 from edged.web.context import CONTEXT
 
 routes = web.RouteTableDef()
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s/:'\"]+/)*([^\s/:'\"]+)")
+
+
+def without_directories(message: str) -> str:
+    """A message for an HTTP client: each absolute path cut to its file name."""
+    return _ABSOLUTE_PATH.sub(r"\1", message)
 
 
 @routes.get("/api/v1/status")
@@ -53,5 +61,5 @@ async def reload(request: web.Request) -> web.Response:
     try:
         result = await request.app[CONTEXT].reload()
     except ConfigError as error:
-        return web.json_response({"error": str(error)}, status=400)
+        return web.json_response({"error": without_directories(str(error))}, status=400)
     return web.json_response(result)

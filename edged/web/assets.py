@@ -223,7 +223,7 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
         await download.ready.wait()
         asset = store.get(name)
         if asset is None:
-            raise web.HTTPBadGateway(text=f"clip {name} could not be fetched: {download.error}\n")
+            raise web.HTTPBadGateway(text=f"clip {name} could not be fetched; see the edged log\n")
     store.touch(name)
     path = store.path(name)
     hot = store.hot(name)

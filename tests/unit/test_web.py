@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from edged.errors import ConfigError
 from edged.metrics import Metrics
+from edged.web.api import without_directories
 from edged.web.app import HttpServer, Throttle, create_app
 from edged.web.context import CONTEXT, WebContext
 
@@ -227,3 +228,16 @@ async def test_idle_and_half_open_connections_are_closed(
     finally:
         for writer in (silent, half, kept):
             writer.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "public"),
+    [
+        ("/etc/edged/edged.toml: node.nmae: unknown key", "edged.toml: node.nmae: unknown key"),
+        ("cannot read '/var/lib/edged/a.toml'", "cannot read 'a.toml'"),
+        ("upstream http://s3.local:9000/x is down", "upstream http://s3.local:9000/x is down"),
+        ("http.port = 3/4: must be an integer", "http.port = 3/4: must be an integer"),
+    ],
+)
+def test_refusals_name_files_not_directories(message: str, public: str) -> None:
+    assert without_directories(message) == public
