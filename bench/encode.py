@@ -74,7 +74,7 @@ async def edged_run(width: int, height: int, seconds: float, paced: bool, work: 
         height=height,
         fps=FPS,
         segment_seconds=3600,
-        identity={},
+        identity=dict,
         on_segment=lambda segment: None,
     )
     pipeline = StreamPipeline(

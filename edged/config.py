@@ -280,6 +280,12 @@ def to_mapping(config: Config) -> dict[str, dict[str, Any]]:
     }
 
 
+def value_of(config: Config, key: str) -> object:
+    """The value of `section.key`."""
+    section, _, name = key.partition(".")
+    return getattr(getattr(config, section), name)
+
+
 def changed_keys(old: Config, new: Config) -> list[str]:
     """The `section.key` names whose values differ between two configs."""
     before, after = to_mapping(old), to_mapping(new)

@@ -35,7 +35,8 @@ from edged.metrics import LiveMetrics, Metrics
 from edged.notify import SystemdNotifier
 from edged.paths import load_or_create_token, prepare_data_dir, resolve_data_dir
 from edged.supervise import Supervisor
-from edged.upload.setup import build_uploader, key_for
+from edged.upload.naming import ObjectNaming
+from edged.upload.setup import build_uploader, naming_for
 from edged.upload.uploader import Uploader
 from edged.web.app import HttpServer, create_app
 from edged.web.context import WebContext
@@ -85,6 +86,7 @@ class Daemon:
         self._environ = os.environ if environ is None else environ
         self.config = launch.config
         self.node = config_module.node_name(launch.config, socket.gethostname())
+        self.naming: ObjectNaming = naming_for(launch.config, self.node)
         self._stop = asyncio.Event()
         self._signals_seen = 0
         self._notifier = SystemdNotifier(self._environ)
@@ -190,6 +192,9 @@ class Daemon:
             build_uploader, config, data_dir, self.node, metrics.upload
         )
         stack.callback(uploader.journal.close)
+        if uploader.configured:  # files queued under an earlier event keep their keys
+            pending = await asyncio.to_thread(uploader.journal.pending_keys)
+            uploader.store.set_policy_prefixes(self.naming.policy_prefixes(pending))
         await uploader.start(supervisor)
         stack.push_async_callback(uploader.stop)
         self._uploader = uploader
@@ -231,7 +236,7 @@ class Daemon:
             board,
             metrics.streams,
             data_dir,
-            {"node": self.node, "event": config.node.event},
+            lambda: {"node": self.node, "event": self.naming.event},
             self._segment_ready,
             uploader.journal.is_done,
             uploader.journal.knows,
@@ -283,7 +288,8 @@ class Daemon:
             raise RuntimeError("the uploader has not started")
         if not self._uploader.configured:
             raise SyncOff("sync is off: no [upstream] endpoint is configured; the file stays here")
-        key = await asyncio.to_thread(key_for, self.config, self.node, path, stream)
+        facts = await asyncio.to_thread(path.stat)
+        key = self.naming.key(stream, datetime.fromtimestamp(facts.st_mtime, UTC), path.name)
         return await self._uploader.enqueue(path, key, kind=kind)
 
     def _whep_sessions(self) -> WhepSessions:
@@ -311,7 +317,8 @@ class Daemon:
             return
         video = Path(segment.path)
         when = datetime.fromtimestamp(segment.start, UTC)
-        key = key_for(self.config, self.node, video, segment.stream, when)
+        # The key follows the event its sidecar names: one owner, even across a reload.
+        key = self.naming.for_event(segment.event).key(segment.stream, when, video.name)
         video_id = await self._uploader.enqueue(video, key, kind="recording", sha256=segment.sha256)
         await self._uploader.enqueue(
             segment.sidecar,
@@ -342,6 +349,21 @@ class Daemon:
     def _properties(self, config: Config) -> dict[str, str]:
         return service_properties(node=self.node, event=config.node.event, version=__version__)
 
+    async def _change_event(self, event: str) -> None:
+        """Keys, sidecars, the STS policy and the stale-upload prefix all follow the event."""
+        self.naming = ObjectNaming(self.naming.prefix, event, self.node)
+        if self._uploader is not None and self._uploader.configured:
+            uploader = self._uploader
+            pending = await asyncio.to_thread(uploader.journal.pending_keys)
+            # Files queued under the old event keep their keys: the credentials cover both.
+            uploader.store.set_policy_prefixes(self.naming.policy_prefixes(pending))
+            uploader.set_stale_prefix(self.naming.node_prefix())
+        if self._context is not None:
+            self._context.event = event
+            self._context.metrics.set_identity(version=__version__, node=self.node, event=event)
+        if self._advertiser is not None:
+            await self._advertiser.update_properties(self._properties(self.config))
+
     async def reload(self) -> dict[str, Any]:
         """Re-read the config file; apply what can change live, list what needs a restart."""
         if self._launch.config_file is None:
@@ -349,18 +371,16 @@ class Daemon:
         loaded = await asyncio.to_thread(config_module.load, self._launch.config_file)
         new = config_module.with_overrides(loaded, self._launch.overrides)
         changed = config_module.changed_keys(self.config, new)
-        self.config = new
-        if "node.event" in changed and self._context is not None:
-            self._context.event = new.node.event
-            self._context.metrics.set_identity(
-                version=__version__, node=self.node, event=new.node.event
-            )
-            if self._advertiser is not None:
-                await self._advertiser.update_properties(self._properties(new))
-        if "daemon.log_level" in changed:
-            logging.getLogger("edged").setLevel(new.daemon.log_level.upper())
         applied = [key for key in changed if key in LIVE_KEYS]
         pending = [key for key in changed if key not in LIVE_KEYS]
+        # Exactly the keys reported as applied change; the others wait for a restart.
+        self.config = config_module.with_overrides(
+            self.config, {key: config_module.value_of(new, key) for key in applied}
+        )
+        if "node.event" in changed:
+            await self._change_event(self.config.node.event)
+        if "daemon.log_level" in changed:
+            logging.getLogger("edged").setLevel(self.config.daemon.log_level.upper())
         logger.info(
             "config reloaded: applied %s; on restart %s", applied or "nothing", pending or "nothing"
         )

@@ -10,6 +10,7 @@ S3 gives.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import threading
@@ -41,6 +42,7 @@ class S3Server:
         self.access_key = access_key
         # Fault injection: rewrite the ETag of HEAD answers (an S3 whose ETags are opaque).
         self.head_etag: Callable[[str], str] | None = None
+        self.sts_policies: list[str] = []  # the session policy of every AssumeRole asked for
         self.port = 0
         self.part_puts: Counter[tuple[str, int]] = Counter()
         self.gets: list[tuple[str, str]] = []  # (path, Range header) of every object GET
@@ -65,6 +67,8 @@ class S3Server:
         if match and match.group(1) != self.access_key and not temporary:
             start_response("403 Forbidden", [("Content-Type", "application/xml")])
             return [DENIED]
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] == "/":
+            self._note_assume_role(environ)
         if environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"].count("/") >= 2:
             with self._lock:
                 self.gets.append((environ["PATH_INFO"], environ.get("HTTP_RANGE", "")))
@@ -76,6 +80,15 @@ class S3Server:
         if environ["REQUEST_METHOD"] == "HEAD" and self.head_etag is not None:
             return self._app(environ, self._rewrite_etag(start_response, self.head_etag))
         return self._app(environ, start_response)
+
+    def _note_assume_role(self, environ: dict[str, Any]) -> None:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        form = parse_qs(body.decode("utf-8", "replace"))
+        if form.get("Action") == ["AssumeRole"]:
+            with self._lock:
+                self.sts_policies.append(form.get("Policy", [""])[0])
 
     @staticmethod
     def _rewrite_etag(

@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,7 +73,7 @@ def segment_from_sidecar(sidecar: Path) -> Segment:
     return Segment(**values)
 
 
-def recover(spool: Path, identity: dict[str, str]) -> list[Segment]:
+def recover(spool: Path, identity: Mapping[str, str]) -> list[Segment]:
     """Finish every `*.mp4.part` a crash left: cut to its last whole fragment, keep, describe."""
     recovered = []
     for part in sorted(spool.glob(f"*/*{PART_SUFFIX}")):
@@ -147,7 +147,7 @@ class Recorder:
         height: int,
         fps: int,
         segment_seconds: float,
-        identity: dict[str, str],
+        identity: Callable[[], Mapping[str, str]],
         on_segment: Callable[[Segment], None],
         queue_seconds: float = 30.0,
     ) -> None:
@@ -259,6 +259,7 @@ class Recorder:
         self._file.close()
         final = self._part.with_name(self._part.name.removesuffix(PART_SUFFIX) + ".mp4")
         self._part.replace(final)
+        identity = self._identity()  # read now, not at the stream's start: a reload may change it
         segment = Segment(
             path=str(final),
             stream=self.stream,
@@ -267,10 +268,10 @@ class Recorder:
             start=self._segment_started,
             end=self._last_wallclock + 1 / self._fps,
             frames=self._segment_frames,
-            device=self._identity.get("device", ""),
-            encoder=self._identity.get("encoder", ""),
-            node=self._identity.get("node", ""),
-            event=self._identity.get("event", ""),
+            device=identity.get("device", ""),
+            encoder=identity.get("encoder", ""),
+            node=identity.get("node", ""),
+            event=identity.get("event", ""),
         )
         write_sidecar(segment)
         self._container = self._file = None

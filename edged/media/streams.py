@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ class MediaManager:
         board: Board,
         metrics: StreamMetrics,
         data_dir: Path,
-        identity: dict[str, str],
+        identity: Callable[[], Mapping[str, str]],  # node and event, read when a segment closes
         on_segment: Callable[[Segment], Coroutine[Any, Any, Any]],
         is_uploaded: Callable[[str], bool],
         is_queued: Callable[[str], bool],
@@ -115,7 +115,7 @@ class MediaManager:
         self._loop = asyncio.get_running_loop()
         self._devices = devices
         self.spool.mkdir(parents=True, exist_ok=True)
-        for segment in await asyncio.to_thread(recover, self.spool, self._identity):
+        for segment in await asyncio.to_thread(recover, self.spool, self._identity()):
             await self._on_segment(segment)
         for segment in await asyncio.to_thread(self._unqueued_segments):
             logger.info("queueing %s for upload (closed while edged stopped)", segment.path)
@@ -205,11 +205,11 @@ class MediaManager:
         except MediaError as error:
             logger.error("stream %s not started: %s", name, error)
             return
-        identity = {
-            **self._identity,
-            "encoder": choice.winner,
-            "device": device.label if device else "test pattern",
-        }
+        facts = {"encoder": choice.winner, "device": device.label if device else "test pattern"}
+
+        def identity() -> dict[str, str]:
+            return {**self._identity(), **facts}
+
         recorder = Recorder(
             name,
             self.spool,

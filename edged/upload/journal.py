@@ -369,6 +369,13 @@ class Journal:
             )
         return [EventRecord(row["at"], row["file_id"], row["kind"], row["detail"]) for row in rows]
 
+    def pending_keys(self) -> list[str]:
+        """The object keys of the files still to upload."""
+        return [
+            row["key"]
+            for row in self._query(f"SELECT key FROM files WHERE {_IN_PENDING}", _PENDING)
+        ]
+
     def count_events(self, file_id: int, kind: str) -> int:
         """How often `kind` happened to a file since an operator last asked to retry it."""
         rows = self._query(

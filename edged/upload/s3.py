@@ -85,9 +85,10 @@ def quiet_urllib3() -> None:
         pool_logger.addFilter(OncePerMinute())
 
 
-def session_policy(bucket: str, prefix: str) -> str:
+def session_policy(bucket: str, prefix: str | list[str]) -> str:
     """An STS session policy that allows writing and checking objects under `prefix` only."""
-    objects = f"arn:aws:s3:::{bucket}/{prefix}*"
+    prefixes = [prefix] if isinstance(prefix, str) else prefix
+    objects = [f"arn:aws:s3:::{bucket}/{each}*" for each in prefixes]
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -100,13 +101,13 @@ def session_policy(bucket: str, prefix: str) -> str:
                         "s3:AbortMultipartUpload",
                         "s3:ListMultipartUploadParts",
                     ],
-                    "Resource": [objects],
+                    "Resource": objects,
                 },
                 {
                     "Effect": "Allow",
                     "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
                     "Resource": [f"arn:aws:s3:::{bucket}"],
-                    "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+                    "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
                 },
             ],
         },
@@ -158,21 +159,10 @@ class S3Store:
             cert_reqs="CERT_REQUIRED" if secure else "CERT_NONE",
             ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
         )
-        provider: Provider | None = None
+        self._sts = (endpoint, secure, region, access_key, secret_key, sts_role_arn, http)
+        self.policy_prefixes = [policy_prefix]
         if sts_role_arn:
-            provider = AssumeRoleProvider(
-                sts_endpoint=f"{'https' if secure else 'http'}://{endpoint}",
-                access_key=access_key,
-                secret_key=secret_key,
-                policy=session_policy(bucket, policy_prefix),
-                region=region,
-                role_arn=sts_role_arn,
-                role_session_name="edged",
-                http_client=http,
-            )
-            self._client = Minio(
-                endpoint, secure=secure, region=region, http_client=http, credentials=provider
-            )
+            self._client = self._sts_client([policy_prefix])
         else:
             self._client = Minio(
                 endpoint,
@@ -182,6 +172,28 @@ class S3Store:
                 region=region,
                 http_client=http,
             )
+
+    def _sts_client(self, prefixes: list[str]) -> Minio:
+        endpoint, secure, region, access_key, secret_key, role_arn, http = self._sts
+        provider: Provider = AssumeRoleProvider(
+            sts_endpoint=f"{'https' if secure else 'http'}://{endpoint}",
+            access_key=access_key,
+            secret_key=secret_key,
+            policy=session_policy(self.bucket, prefixes),
+            region=region,
+            role_arn=role_arn,
+            role_session_name="edged",
+            http_client=http,
+        )
+        return Minio(endpoint, secure=secure, region=region, http_client=http, credentials=provider)
+
+    def set_policy_prefixes(self, prefixes: list[str]) -> None:
+        """Short-lived credentials for these prefixes from now on (the event changed)."""
+        if prefixes == self.policy_prefixes:
+            return
+        self.policy_prefixes = list(prefixes)
+        if self._sts[5]:
+            self._client = self._sts_client(self.policy_prefixes)  # calls in flight keep the old
 
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:

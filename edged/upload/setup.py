@@ -10,17 +10,15 @@ from edged.errors import ConfigError
 from edged.metrics import UploadMetrics
 from edged.paths import read_private_file
 from edged.upload.journal import Journal
-from edged.upload.policy import object_key
+from edged.upload.naming import ObjectNaming
 from edged.upload.s3 import S3Store
 from edged.upload.uploader import Uploader, UploaderSettings
 
 JOURNAL_FILE = "uploads.sqlite3"
 
 
-def node_prefix(config: Config, node: str) -> str:
-    """`<prefix>/<event>/<node>/`: everything this box writes upstream lives below it."""
-    parts = [config.upstream.prefix.strip("/"), config.node.event, node]
-    return "/".join(part for part in parts if part) + "/"
+def naming_for(config: Config, node: str) -> ObjectNaming:
+    return ObjectNaming(prefix=config.upstream.prefix, event=config.node.event, node=node)
 
 
 def key_for(
@@ -28,14 +26,7 @@ def key_for(
 ) -> str:
     """The object key of a local file, by DESIGN.md's upstream layout."""
     moment = when or datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-    return object_key(
-        prefix=config.upstream.prefix,
-        event=config.node.event,
-        node=node,
-        stream=stream,
-        when=moment,
-        filename=path.name,
-    )
+    return naming_for(config, node).key(stream, moment, path.name)
 
 
 def build_store(config: Config, node: str) -> S3Store | None:
@@ -59,8 +50,7 @@ def build_store(config: Config, node: str) -> S3Store | None:
         access_key=upstream.access_key,
         secret_key=secret,
         sts_role_arn=upstream.sts_role_arn,
-        policy_prefix="/".join(p for p in (upstream.prefix.strip("/"), config.node.event) if p)
-        + "/",
+        policy_prefix=naming_for(config, node).event_prefix(),
         connections=config.upload.parallel_parts + 2,
     )
 
@@ -79,7 +69,7 @@ def build_uploader(
         bandwidth_limit=config.upload.bandwidth_limit,
         newest_first=config.upload.newest_first,
         event_retention_days=config.upload.event_retention_days,
-        stale_prefix=node_prefix(config, node),
+        stale_prefix=naming_for(config, node).node_prefix(),
     )
     store = build_store(config, node)
     journal = Journal(data_dir / JOURNAL_FILE, max_pages=max_pages)

@@ -8,6 +8,7 @@ reads) runs in threads.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
@@ -177,6 +178,12 @@ class Uploader:
         """New work: look at the journal now, but keep to the upstream probe's schedule."""
         self._idle.clear()
         self._wakeup.set()
+
+    def set_stale_prefix(self, prefix: str) -> None:
+        """Unfinished uploads to clean up are looked for under `prefix` (the event changed)."""
+        if prefix != self._settings.stale_prefix:
+            self._settings = dataclasses.replace(self._settings, stale_prefix=prefix)
+            self._stale_checked = False
 
     def set_bandwidth(self, bytes_per_second: int) -> None:
         """Change the bandwidth cap at run time (0 = unlimited)."""

@@ -101,7 +101,7 @@ async def run_pipeline(
         height=240,
         fps=30,
         segment_seconds=1.0,
-        identity={"node": "box"},
+        identity=lambda: {"node": "box"},
         on_segment=segments.append,
     )
     spec = sources.pattern(320, 240, 30)
@@ -170,7 +170,7 @@ def test_retention_with_a_small_disk_budget(tmp_path: Path) -> None:
         board,
         metrics,
         tmp_path,
-        {},
+        dict,
         on_segment=None,  # type: ignore[arg-type]
         is_uploaded=lambda path: path in uploaded,
         is_queued=lambda path: True,
