@@ -33,7 +33,7 @@ from edged.media.recorder import Segment
 from edged.media.streams import MediaManager
 from edged.metrics import LiveMetrics, Metrics
 from edged.notify import SystemdNotifier
-from edged.paths import load_or_create_token, prepare_data_dir, resolve_data_dir
+from edged.paths import OUTBOX, load_or_create_token, prepare_data_dir, resolve_data_dir
 from edged.supervise import Supervisor
 from edged.upload.naming import ObjectNaming
 from edged.upload.setup import build_uploader, naming_for
@@ -151,6 +151,7 @@ class Daemon:
         lock = DataDirLock(data_dir)
         lock.acquire()
         stack.callback(lock.release)
+        (data_dir / OUTBOX).mkdir(mode=0o700, exist_ok=True)  # files the crew drops to upload
         token, token_file = load_or_create_token(data_dir, config.http.admin_token_file)
         logger.info("data dir %s; admin token in %s", data_dir, token_file)
 
