@@ -191,7 +191,8 @@ class LiveMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.viewers = Gauge(
             "edged_live_viewers",
-            "Viewers now, by protocol (HLS: clients that fetched a segment in the last 10 s).",
+            "Viewers now, by protocol (HLS: clients that fetched a segment within three segment "
+            "durations).",
             ["stream", "protocol"],
             registry=registry,
         )

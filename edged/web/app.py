@@ -95,7 +95,6 @@ def create_app(context: WebContext) -> web.Application:
     )
     app[CONTEXT] = context
     app[live.POSTERS] = {}
-    app[live.HLS_CLIENTS] = {}
     for table in (
         ops.routes,
         api.routes,

@@ -50,8 +50,6 @@ async def playlist(request: web.Request) -> web.Response:
     return response
 
 
-# app.py still registers this; nothing reads it since HLS viewers are kept on their LiveHub.
-HLS_CLIENTS = web.AppKey("edged_hls_clients", dict[tuple[str, str], float])
 # A player fetches every segment as it appears: one that fetched none for this many segment
 # durations has left (or stalled long enough not to count).
 HLS_VIEWER_SEGMENTS = 3
