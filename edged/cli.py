@@ -221,7 +221,12 @@ def _uploads(args: argparse.Namespace) -> int:
     config = _load(args.config)
     data_dir = resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
     if args.uploads_command != "push":
-        return commands.show(data_dir, as_json=args.json, terminal=sys.stdout.isatty())
+        return commands.show(
+            data_dir,
+            as_json=args.json,
+            terminal=sys.stdout.isatty(),
+            sync_on=bool(config.upstream.endpoint),
+        )
     try:
         for path in args.files:
             if problem := file_problem(path):
@@ -365,10 +370,10 @@ def _peers(args: argparse.Namespace) -> int:
     if not peers:
         print("no edged boxes answered on this LAN")
         return EXIT_OK
-    print(f"{'NODE':20} {'EVENT':16} {'VERSION':10} ADDRESS")
-    for peer in peers:
+    print(f"{'NAME':20} {'EVENT':16} {'VERSION':10} ADDRESS")
+    for peer in peers:  # the name each box answers to (<name>.local), renamed on a conflict
         address = ", ".join(f"{ip}:{peer.port}" for ip in peer.addresses)
-        print(f"{peer.node:20} {peer.event:16} {peer.version:10} {address}")
+        print(f"{peer.instance:20} {peer.event:16} {peer.version:10} {address}")
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,14 +51,19 @@ def plan(config: Config, files: Sequence[Path], *, stream: str) -> PushPlan:
     return PushPlan(node, tuple(planned))
 
 
-def show(data_dir: Path, *, as_json: bool, terminal: bool) -> int:
+SYNC_OFF = "sync is off (no [upstream] endpoint configured): footage stays on this box"
+
+
+def show(data_dir: Path, *, as_json: bool, terminal: bool, sync_on: bool = True) -> int:
     """Print the queue, per-file progress and recent events from the journal."""
     path = data_dir / JOURNAL_FILE
+    upstream = {"configured": sync_on}
     if not path.exists():
+        empty = {"upstream": upstream, "queue": {"files": 0}, "files": [], "events": []}
         print(
-            json.dumps({"queue": {"files": 0}, "files": [], "events": []})
+            json.dumps(empty)
             if as_json
-            else f"no uploads yet ({path} does not exist)"
+            else (SYNC_OFF if not sync_on else f"no uploads yet ({path.name} does not exist)")
         )
         return 0
     journal = Journal(path)
@@ -65,9 +71,12 @@ def show(data_dir: Path, *, as_json: bool, terminal: bool) -> int:
         report = upload_report(journal)
     finally:
         journal.close()
+    report["upstream"] = upstream
     if as_json:
         print(json.dumps(report, indent=2))
         return 0
+    if not sync_on:
+        print(SYNC_OFF)
     queue = report["queue"]
     print(
         f"pending: {queue['files']} files, {queue['bytes']} bytes, "
@@ -94,7 +103,7 @@ async def push(config: Config, data_dir: Path, planned: PushPlan, *, kind: str) 
     uploader = build_uploader(config, data_dir, planned.node, UploadMetrics(CollectorRegistry()))
     if not uploader.configured:
         uploader.journal.close()
-        print("edged: [upstream] endpoint is empty: nothing to upload to")
+        print(f"edged: uploads push: {SYNC_OFF}", file=sys.stderr)
         return 1
     try:
         await uploader.start()

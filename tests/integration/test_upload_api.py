@@ -54,7 +54,7 @@ def test_uploads_api_end_to_end(tmp_path: Path, s3: S3Server, start_daemon: Star
     assert daemon.data_dir is not None
     token = (daemon.data_dir / "admin.token").read_text().strip()
     spool = daemon.data_dir / "outbox"
-    spool.mkdir()
+    spool.mkdir(exist_ok=True)
     sha = write_random(spool / "clip.mp4", 12 * MiB)
     outside = tmp_path / "outside.mp4"
     outside.write_bytes(b"secret footage")
@@ -114,7 +114,7 @@ def test_uploads_api_queues_only_footage_folders(
     token = (data_dir / "admin.token").read_text().strip()
     url = daemon.url + "/api/v1/uploads"
     outbox = data_dir / "outbox"
-    outbox.mkdir()
+    outbox.mkdir(exist_ok=True)
     (outbox / "token-link.mp4").symlink_to(data_dir / "admin.token")
     (outbox / "upstream.key").write_text("private")
     (outbox / "loop-a").symlink_to(outbox / "loop-b")
