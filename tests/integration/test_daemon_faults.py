@@ -86,6 +86,11 @@ def test_sync_off_queues_nothing_and_the_test_pattern_is_not_recorded(
         urllib.request.urlopen(request, timeout=5)  # noqa: S310
     assert refused.value.code == 400
     assert b"sync is off" in refused.value.read()
+    assert daemon.config_file is not None
+    shown = run_edged(
+        "uploads", "--config", str(daemon.config_file), "--data-dir", str(daemon.data_dir)
+    )
+    assert shown.returncode == 0 and shown.stdout.startswith("sync is off"), shown
     assert daemon.stop() == 0
 
 
