@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,18 +116,45 @@ def session_policy(bucket: str, prefix: str | list[str]) -> str:
     )
 
 
-def _raise_mapped(error: Exception, what: str) -> NoReturn:
+_ERROR_CODE = re.compile(r"<Code>\s*([A-Za-z0-9.]{1,64})\s*</Code>")
+_ERROR_MESSAGE = re.compile(r"<Message>([^<]{0,200})</Message>")
+
+
+def error_code(error: Exception) -> tuple[str, str] | None:
+    """The S3 error code and message of a refusal, or None when the answer carries none.
+
+    minio-py reads an error body only when it comes as application/xml; the same XML as text/xml
+    (rclone's serve s3) is an InvalidResponseError holding the body, and must mean the same.
+    """
     if isinstance(error, S3Error):
-        if error.code == "NoSuchUpload":
+        return (error.code or "", error.message or "")
+    if isinstance(error, InvalidResponseError):
+        body = error._body or ""  # minio 7.2 keeps it only here (see its __reduce__)
+        code = _ERROR_CODE.search(body)
+        if code is None:
+            return None
+        message = _ERROR_MESSAGE.search(body)
+        return (code.group(1), message.group(1).strip() if message else "")
+    return None
+
+
+def _raise_mapped(error: Exception, what: str) -> NoReturn:
+    refusal = error_code(error)
+    if refusal is not None:
+        code, message = refusal
+        if code == "NoSuchUpload":
             raise UploadLost(f"{what}: the upstream no longer knows this upload") from error
-        if error.code in _CREDENTIAL_CODES:
+        if code in _CREDENTIAL_CODES:
             raise CredentialsRefused(
-                f"{what}: upstream refused the credentials ({error.code}); check [upstream] "
+                f"{what}: upstream refused the credentials ({code}); check [upstream] "
                 "access_key, secret_key_file and sts_role_arn"
             ) from error
-        raise UpstreamError(f"{what}: upstream said {error.code}: {error.message}") from error
-    if isinstance(error, InvalidResponseError):
-        raise UpstreamError(f"{what}: upstream answered {error}") from error
+        raise UpstreamError(f"{what}: upstream said {code}: {message}") from error
+    if isinstance(error, InvalidResponseError):  # one line, not the body of a proxy's page
+        raise UpstreamError(
+            f"{what}: upstream answered HTTP {error._code} ({error._content_type}) without an "
+            "S3 error code"
+        ) from error
     if isinstance(error, urllib3.exceptions.HTTPError | OSError):
         raise UpstreamUnreachable(f"{what}: upstream unreachable: {error}") from error
     raise error

@@ -105,6 +105,23 @@ def accepted_etags(parts: list[PartRecord], size: int, part_size: int, whole_md5
     return accepted
 
 
+def sha256_metadata_problem(stored: str, queued: str, etag_of_bytes_sent: bool) -> str | None:
+    """What is wrong with an object's sha256 metadata, or None when it does not refute the upload.
+
+    Present, it must equal the sha256 taken at enqueue. Absent (a server that keeps user metadata
+    in memory only, as rclone's serve s3, forgets it on restart) it proves nothing either way:
+    then the ETag must be one computed from the bytes sent (whole MD5 or md5-of-part-md5s), whose
+    sha256 was checked equal to the one taken at enqueue.
+    """
+    if stored == queued:
+        return None
+    if stored:
+        return f"sha256 metadata {stored!r} != {queued}"
+    if etag_of_bytes_sent:
+        return None
+    return "sha256 metadata missing and the ETag is not of the bytes sent"
+
+
 def _check_source(record: FileRecord) -> None:
     try:
         facts = os.stat(record.path)
@@ -667,10 +684,21 @@ class Uploader:
                 problems.append(f"ETag {facts.etag} is none of {sorted(accepted)}")
             if facts.size != fresh.size:
                 problems.append(f"size {facts.size} != {fresh.size}")
-            if facts.sha256 != fresh.sha256:
-                problems.append(f"sha256 metadata {facts.sha256!r} != {fresh.sha256}")
+            metadata = sha256_metadata_problem(
+                facts.sha256, fresh.sha256, etag_of_bytes_sent=facts.etag in accepted
+            )
+            if metadata:
+                problems.append(metadata)
         if problems:
             raise UploadLost("verification failed: " + "; ".join(problems))
+        if facts is not None and not facts.sha256:
+            logger.warning(
+                "upload %d: %s has no sha256 metadata upstream (lost by the server?); verified "
+                "by size and ETag %s of the bytes sent",
+                record.id,
+                record.key,
+                facts.etag,
+            )
         # The digest is of the bytes sent, in order, and equals the sha256 taken at enqueue;
         # an unchanged size and mtime say the file is still the one queued.
         await asyncio.to_thread(_check_source, fresh)

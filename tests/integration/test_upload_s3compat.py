@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from pathlib import Path
 
 import pytest
 
 from edged.upload.policy import multipart_etag
-from edged.upload.s3 import SHA256_HEADER
+from edged.upload.s3 import SHA256_HEADER, ObjectFacts
 from edged.upload.state import FileState
 from tests.integration.upload_support import (
     BUCKET,
@@ -27,6 +28,7 @@ from tests.integration.upload_support import (
     minio_client,
     object_sha256,
     s3_compat,
+    until,
     write_random,
 )
 from tests.s3compat import RcloneS3Server, S3Endpoint
@@ -105,6 +107,73 @@ async def test_multipart_file_verifies_once(
     assert "upload_lost" not in kinds, "a completed upload was started over"
     assert kinds[0] == "verified"
     assert kinds.count("part_done") == 3
+
+
+async def test_restart_mid_multipart_starts_the_file_over(
+    tmp_path: Path, s3_compat: RcloneS3Server, compat_uploaders: UploaderFactory
+) -> None:
+    """rclone forgets the upload on restart and says NoSuchUpload as text/xml: the file must
+    start over, not retry the forgotten upload id for ever."""
+    source = tmp_path / "segment.mp4"
+    sha = write_random(source, 12 * MiB)
+    key = "gala/box/cam1/2026-11-26/restart.mp4"
+    uploader = compat_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
+    await uploader.start()
+    file_id = await uploader.enqueue(source, key)
+    await until(lambda: len(uploader.journal.parts(file_id)) >= 1)
+    forgotten = uploader.journal.require(file_id).upload_id
+    s3_compat.stop()
+    s3_compat.start()
+    await finish(uploader, file_id, VERIFY_LIMIT)
+
+    record = uploader.journal.require(file_id)
+    assert record.state is FileState.DONE, record.last_error
+    assert record.upload_id != forgotten
+    lost = [e for e in uploader.journal.events(file_id=file_id) if e.kind == "upload_lost"]
+    assert len(lost) == 1
+    assert "no longer knows this upload" in lost[0].detail
+    assert object_sha256(s3_compat, key) == sha
+
+
+async def test_metadata_lost_in_a_restart_verifies_by_the_etag(
+    tmp_path: Path,
+    s3_compat: RcloneS3Server,
+    compat_uploaders: UploaderFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Completed, then rclone restarts before the HEAD: the object has no x-amz-meta-sha256 any
+    more, but its size and whole-file MD5 are those of the bytes sent, whose sha256 was checked."""
+    source = tmp_path / "segment.mp4"
+    sha = write_random(source, 12 * MiB)
+    key = "gala/box/cam1/2026-11-26/forgotten-metadata.mp4"
+    uploader = compat_uploaders(part_size=5 * MiB)
+    real_stat = uploader.store.stat
+    restarts: list[str] = []
+
+    def stat_after_a_restart(key: str) -> ObjectFacts | None:
+        if not restarts:  # once, between completion and verification
+            restarts.append(key)
+            s3_compat.stop()
+            s3_compat.start()
+        return real_stat(key)
+
+    uploader.store.stat = stat_after_a_restart  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING, "edged")
+    await uploader.start()
+    file_id = await uploader.enqueue(source, key)
+    await finish(uploader, file_id, VERIFY_LIMIT)
+
+    record = uploader.journal.require(file_id)
+    assert record.state is FileState.DONE, record.last_error
+    assert restarts == [key]
+    kinds = [event.kind for event in uploader.journal.events(file_id=file_id)]
+    assert "upload_lost" not in kinds, "a verified object was sent again"
+    assert kinds.count("part_done") == 3
+    assert f"{key} has no sha256 metadata upstream" in caplog.text
+    facts = minio_client(s3_compat).stat_object(BUCKET, key)
+    assert not (facts.metadata or {}).get(SHA256_HEADER)  # the premise: rclone forgot it
+    assert facts.etag == md5_hex(source.read_bytes())
+    assert object_sha256(s3_compat, key) == sha
 
 
 def test_stop_and_start_keep_the_objects(any_s3: S3Endpoint) -> None:
