@@ -27,7 +27,14 @@ from edged.datalock import DataDirLock
 from edged.devices import capture_cards, detect_board
 from edged.devices.manager import DeviceManager
 from edged.devices.report import report_json
-from edged.discovery import Advertiser, advertised_addresses, service_properties
+from edged.discovery import (
+    Advertised,
+    Advertiser,
+    advertised_addresses,
+    forget_advertised,
+    service_properties,
+    write_advertised,
+)
 from edged.errors import ConfigError
 from edged.media.recorder import Segment
 from edged.media.streams import MediaManager
@@ -258,6 +265,7 @@ class Daemon:
         stack.push_async_callback(self.http.stop)
         self._context.subsystems["http"] = True
 
+        await asyncio.to_thread(forget_advertised, data_dir)  # a SIGKILLed run's record
         if config.mdns.enabled:
             self._context.subsystems["mdns"] = False
             self._advertiser = Advertiser(
@@ -271,6 +279,15 @@ class Daemon:
             )
             stack.push_async_callback(self._advertiser.stop)
             await self._advertiser.start()
+            # The one name the box answers to on the LAN (renamed on a conflict): the landing
+            # page, its URL and QR code, /api/v1/status and `edged doctor` (through the file).
+            self._context.advertised_name = self._advertiser.label
+            advertiser = self._advertiser
+            advertised = Advertised(
+                advertiser.label, advertiser.requested_label, self.http.port, os.getpid()
+            )
+            stack.push_async_callback(asyncio.to_thread, forget_advertised, data_dir)
+            await asyncio.to_thread(write_advertised, data_dir, advertised)
             self._context.subsystems["mdns"] = True
 
         host = config.http.host
@@ -340,7 +357,7 @@ class Daemon:
             logger.error("SIGHUP: config not reloaded, the running config stays: %s", error)
 
     def _landing_url(self, config: Config, port: int) -> str:
-        """What a phone on the LAN opens: the mDNS name, else the first LAN address."""
+        """What a phone on the LAN opens: the advertised mDNS name, else the first LAN address."""
         if self._advertiser is not None:
             host = f"{self._advertiser.label}.local"
         else:
@@ -348,6 +365,9 @@ class Daemon:
         return f"http://{host}:{port}/"
 
     def _properties(self, config: Config) -> dict[str, str]:
+        # The TXT "node" (Prometheus file_sd's label), the metrics labels and the upstream keys
+        # carry the configured node: the box's identity for ops, which an mDNS rename must not
+        # change. The LAN name is the advertised one (context.advertised_name).
         return service_properties(node=self.node, event=config.node.event, version=__version__)
 
     async def _change_event(self, event: str) -> None:

@@ -9,16 +9,30 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from zeroconf import IPVersion, ServiceStateChange, Zeroconf
+from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from edged.fileio import write_atomically
 
 logger = logging.getLogger(__name__)
 
 EDGED_SERVICE = "_edged._tcp.local."
 HTTP_SERVICE = "_http._tcp.local."
+MAX_LABEL = 63
+# How long the advertiser listens for the names already answering before it picks its own. A
+# responder may hold a multicast answer back up to a second (RFC 6762 section 6); zeroconf's
+# probing, which follows with the same listener running, catches answers later than that.
+LISTEN_SECONDS = 1.0
+# The name the running daemon answers to, for `edged doctor` (which cannot ask zeroconf).
+ADVERTISED_FILE = "advertised.json"
+# Questions asking for multicast answers. zeroconf asks its first question and its probes "QU"
+# (answer me by unicast); an answer sent by unicast to port 5353 reaches only one of the
+# processes on that host bound to it, often not the one that asked (several responders on one
+# host: loopback tests, avahi beside edged). Multicast answers reach every listener.
+MULTICAST_ANSWERS = DNSQuestionType.QM
 
 
 def dns_label(name: str) -> str:
@@ -46,6 +60,22 @@ def advertised_addresses(
             continue
         addresses.append(address)
     return sorted(set(addresses)) or ["127.0.0.1"]
+
+
+def free_label(requested: str, taken: Iterable[str]) -> str:
+    """`requested`, else the first of `<requested>-2`, `-3`, ... that nothing answers to."""
+    names = {name.lower() for name in taken}
+    label, number = requested, 2
+    while label in names:
+        suffix = f"-{number}"
+        label = requested[: MAX_LABEL - len(suffix)].rstrip("-") + suffix
+        number += 1
+    return label
+
+
+def instance_label(name: str, service_type: str) -> str:
+    """`twin-2` from `twin-2._edged._tcp.local.`."""
+    return name.removesuffix(f".{service_type}")
 
 
 def service_properties(*, node: str, event: str, version: str) -> dict[str, str]:
@@ -76,8 +106,10 @@ class Advertiser:
         addresses: list[str],
         properties: Mapping[str, str],
         interfaces: tuple[str, ...] = (),
+        listen_seconds: float = LISTEN_SECONDS,
     ) -> None:
         self._requested_label = dns_label(node)
+        self._listen_seconds = listen_seconds
         self._port = port
         self._addresses = [ipaddress.IPv4Address(address).packed for address in addresses]
         self._properties = dict(properties)
@@ -85,6 +117,11 @@ class Advertiser:
         self._zeroconf: AsyncZeroconf | None = None
         self._infos: list[AsyncServiceInfo] = []
         self.label = self._requested_label
+
+    @property
+    def requested_label(self) -> str:
+        """The label asked for: the node name as a DNS label."""
+        return self._requested_label
 
     def _info(self, service_type: str, label: str) -> AsyncServiceInfo:
         return AsyncServiceInfo(
@@ -99,27 +136,37 @@ class Advertiser:
     async def start(self) -> None:
         """Register both services; a taken name becomes `<name>-2`, `<name>-3`, ..."""
         self._zeroconf = _zeroconf(self._interfaces)
-        edged_info = self._info(EDGED_SERVICE, self._requested_label)
-        # Awaiting the call probes for conflicts (and renames); the task it returns announces.
-        announcements = [
-            await self._zeroconf.async_register_service(edged_info, allow_name_change=True)
-        ]
-        self.label = edged_info.name.removesuffix(f".{EDGED_SERVICE}")
+        answering: set[str] = set()
+
+        def on_change(
+            zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+        ) -> None:
+            label = instance_label(name, service_type).lower()
+            if state_change is ServiceStateChange.Removed:
+                answering.discard(label)
+            else:
+                answering.add(label)
+
+        # zeroconf's own probe only renames on what its cache holds, and its probes ask for
+        # unicast answers: listen first, with questions that ask for multicast answers.
+        browser = AsyncServiceBrowser(
+            self._zeroconf.zeroconf,
+            [EDGED_SERVICE, HTTP_SERVICE],
+            handlers=[on_change],
+            question_type=MULTICAST_ANSWERS,
+        )
+        try:
+            await asyncio.sleep(self._listen_seconds)
+            self.label = free_label(self._requested_label, answering)
+            await self._register(self._zeroconf)
+        finally:
+            await browser.async_cancel()
         if self.label != self._requested_label:
             logger.warning(
                 "mDNS name %s is taken on this LAN; advertising as %s",
                 self._requested_label,
                 self.label,
             )
-            await asyncio.gather(*announcements)
-            edged_info = self._info(EDGED_SERVICE, self.label)
-            announcements = [await self._zeroconf.async_update_service(edged_info)]
-        http_info = self._info(HTTP_SERVICE, self.label)
-        announcements.append(
-            await self._zeroconf.async_register_service(http_info, allow_name_change=True)
-        )
-        await asyncio.gather(*announcements)
-        self._infos = [edged_info, http_info]
         logger.info(
             "mDNS: advertising %s.local port %d (%s, %s)",
             self.label,
@@ -127,6 +174,30 @@ class Advertiser:
             EDGED_SERVICE,
             HTTP_SERVICE,
         )
+
+    async def _register(self, zeroconf: AsyncZeroconf) -> None:
+        """Probe and announce both services as `self.label` (renamed on an answer heard late)."""
+        edged_info = self._info(EDGED_SERVICE, self.label)
+        # Awaiting the call probes for conflicts (and renames); the task it returns announces.
+        announcements = [await zeroconf.async_register_service(edged_info, allow_name_change=True)]
+        renamed = instance_label(edged_info.name, EDGED_SERVICE)
+        if renamed != self.label:  # an answer that came after the listening: host name too
+            self.label = renamed
+            await asyncio.gather(*announcements)
+            edged_info = self._info(EDGED_SERVICE, self.label)
+            announcements = [await zeroconf.async_update_service(edged_info)]
+        http_info = self._info(HTTP_SERVICE, self.label)
+        announcements.append(
+            await zeroconf.async_register_service(http_info, allow_name_change=True)
+        )
+        await asyncio.gather(*announcements)
+        self._infos = [edged_info, http_info]
+        if http_info.name != f"{self.label}.{HTTP_SERVICE}":
+            logger.warning(
+                "mDNS: %s is taken by another web service; the box's web page is advertised as %s",
+                f"{self.label}.{HTTP_SERVICE}",
+                http_info.name,
+            )
 
     async def update_properties(self, properties: Mapping[str, str]) -> None:
         """Re-announce with new TXT records (after a config reload)."""
@@ -145,6 +216,43 @@ class Advertiser:
         await zeroconf.async_unregister_all_services()
         await zeroconf.async_close()
         logger.info("mDNS: goodbye sent for %s.local", self.label)
+
+
+@dataclass(frozen=True)
+class Advertised:
+    """What the running daemon answers to on the LAN: `<name>.local`, asked for `requested`."""
+
+    name: str
+    requested: str
+    port: int
+    pid: int
+
+
+def write_advertised(data_dir: Path, advertised: Advertised) -> None:
+    """Record the advertised name in the data dir atomically (blocking; 0600: edged's umask)."""
+    data = json.dumps(asdict(advertised), indent=2) + "\n"
+    write_atomically(data_dir / ADVERTISED_FILE, data.encode())
+
+
+def forget_advertised(data_dir: Path) -> None:
+    """Remove the record when the daemon stops advertising (blocking; safe when missing)."""
+    (data_dir / ADVERTISED_FILE).unlink(missing_ok=True)
+
+
+def read_advertised(data_dir: Path) -> Advertised | None:
+    """The record the daemon wrote, or None when there is none or it is not one (blocking)."""
+    try:
+        record = json.loads((data_dir / ADVERTISED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    name, requested, port, pid = (record.get(key) for key in ("name", "requested", "port", "pid"))
+    if not (isinstance(name, str) and name and isinstance(requested, str) and requested):
+        return None
+    if type(port) is not int or type(pid) is not int:  # not bool, float or text
+        return None
+    return Advertised(name=name, requested=requested, port=port, pid=pid)
 
 
 @dataclass(frozen=True)
@@ -168,7 +276,7 @@ def _text(properties: Mapping[bytes, bytes | None], key: str) -> str:
 def peer_from_info(info: AsyncServiceInfo) -> Peer:
     """A Peer from a resolved service; garbage TXT values become empty or replaced text."""
     properties = info.properties
-    instance = info.name.removesuffix(f".{info.type}")
+    instance = instance_label(info.name, info.type)
     metrics_path = _text(properties, "metrics")
     return Peer(
         instance=instance,
@@ -192,13 +300,15 @@ async def browse_peers(listen_seconds: float, interfaces: tuple[str, ...] = ()) 
         if state_change is not ServiceStateChange.Removed:
             names.add(name)
 
-    browser = AsyncServiceBrowser(azc.zeroconf, [EDGED_SERVICE], handlers=[on_change])
+    browser = AsyncServiceBrowser(
+        azc.zeroconf, [EDGED_SERVICE], handlers=[on_change], question_type=MULTICAST_ANSWERS
+    )
     try:
         await asyncio.sleep(listen_seconds)
         peers = []
         for name in sorted(names):
             info = AsyncServiceInfo(EDGED_SERVICE, name)
-            if await info.async_request(azc.zeroconf, 1000) and info.port:
+            if await info.async_request(azc.zeroconf, 1000, MULTICAST_ANSWERS) and info.port:
                 peers.append(peer_from_info(info))
         return peers
     finally:
@@ -244,7 +354,9 @@ async def keep_file_sd(path: Path, stop: asyncio.Event, interfaces: tuple[str, .
     ) -> None:
         changes.put_nowait((name, state_change))
 
-    browser = AsyncServiceBrowser(azc.zeroconf, [EDGED_SERVICE], handlers=[on_change])
+    browser = AsyncServiceBrowser(
+        azc.zeroconf, [EDGED_SERVICE], handlers=[on_change], question_type=MULTICAST_ANSWERS
+    )
     waiter = asyncio.ensure_future(stop.wait())
     try:
         while not stop.is_set():
@@ -259,7 +371,7 @@ async def keep_file_sd(path: Path, stop: asyncio.Event, interfaces: tuple[str, .
                     logger.info("file_sd: %s left", name)
             else:
                 info = AsyncServiceInfo(EDGED_SERVICE, name)
-                if await info.async_request(azc.zeroconf, 2000) and info.port:
+                if await info.async_request(azc.zeroconf, 2000, MULTICAST_ANSWERS) and info.port:
                     peers[name] = peer_from_info(info)
                     logger.info("file_sd: %s at %s:%d", name, peers[name].addresses, info.port)
             write_file_sd(path, peers.values())

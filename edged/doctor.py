@@ -4,6 +4,7 @@ to do. Blocking: a command, not part of the daemon."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from dataclasses import asdict, dataclass
@@ -13,10 +14,17 @@ from typing import Any
 import psutil
 
 from edged.config import Config, node_name
+from edged.datalock import LOCK_NAME
 from edged.devices import capture_cards, detect_board
 from edged.devices.classify import STREAMABLE, DeviceKind
 from edged.devices.manager import scan
-from edged.discovery import EDGED_SERVICE, browse_peers, dns_label
+from edged.discovery import (
+    EDGED_SERVICE,
+    Advertised,
+    browse_peers,
+    dns_label,
+    read_advertised,
+)
 from edged.errors import EdgedError
 from edged.media.encoders import EncoderSettings, candidates, probe
 from edged.media.thermal import read_pi_throttled, read_temperatures
@@ -217,21 +225,77 @@ def _upstream(config: Config) -> list[Check]:
     ]
 
 
-def _mdns(config: Config) -> Check:
-    label = dns_label(node_name(config, socket.gethostname()))
+def mdns_check(
+    *, enabled: bool, requested: str, advertised: Advertised | None, answering: set[str]
+) -> Check:
+    """What to say about mDNS, from the running daemon's own record (None: no daemon runs here)
+    and the instance names that answered a browse; never a name the daemon did not advertise."""
+    others = f"; boxes answering: {', '.join(sorted(answering))}" if answering else ""
+    if not enabled:
+        return Check(
+            "mdns",
+            WARN,
+            f"mDNS is off ([mdns] enabled = false): phones cannot find {requested}.local{others}",
+            "set [mdns] enabled = true, or give the crew the box's address",
+        )
+    if advertised is None:
+        return Check(
+            "mdns",
+            WARN,
+            f"edged is not running on this data dir, so nothing is advertised (it would ask "
+            f"for {requested}.local){others}",
+            "start edged (systemctl start edged), or pass the --data-dir it runs on",
+        )
+    renamed = (
+        f" ({advertised.requested}.local is taken on this LAN)"
+        if advertised.name != advertised.requested
+        else ""
+    )
+    if advertised.name in answering:
+        return Check("mdns", OK, f"{advertised.name}.local advertised as {EDGED_SERVICE}{renamed}")
+    return Check(
+        "mdns",
+        WARN,
+        f"edged advertises {advertised.name}.local{renamed}, but it did not answer here{others}",
+        "allow multicast (UDP 5353) on this network and check [mdns] interfaces",
+    )
+
+
+def advertised_by_running_daemon(data_dir: Path) -> Advertised | None:
+    """The advertised name the daemon on `data_dir` wrote, if that daemon still runs."""
+    advertised = read_advertised(data_dir)
+    if advertised is None:
+        return None
+    try:
+        holder = (data_dir / LOCK_NAME).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if holder != str(advertised.pid) or not _alive(advertised.pid):
+        return None  # a daemon that was killed: its record stayed behind
+    return advertised
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's (edged under systemd, doctor run by the crew)
+    return True
+
+
+def _mdns(config: Config, data_dir: Path) -> Check:
+    requested = dns_label(node_name(config, socket.gethostname()))
     try:
         peers = asyncio.run(browse_peers(2.0, config.mdns.interfaces))
     except OSError as error:
         return Check("mdns", WARN, f"cannot browse mDNS: {error}", "allow UDP 5353 (multicast)")
-    names = {peer.instance for peer in peers}
-    if any(name == label or name.startswith(f"{label}-") for name in names):
-        return Check("mdns", OK, f"{label}.local advertised as {EDGED_SERVICE}")
-    others = f"; other boxes: {', '.join(sorted(names))}" if names else ""
-    return Check(
-        "mdns",
-        WARN,
-        f"{label}.local is not advertised{others}",
-        "start edged (systemctl start edged) or allow multicast on this network",
+    return mdns_check(
+        enabled=config.mdns.enabled,
+        requested=requested,
+        advertised=advertised_by_running_daemon(data_dir),
+        answering={peer.instance for peer in peers},
     )
 
 
@@ -260,7 +324,7 @@ def run_checks(config: Config, data_dir: Path) -> list[Check]:
     checks.append(_disk(config, data_dir))
     checks += _temperature(board)
     checks += _upstream(config)
-    checks.append(_mdns(config))
+    checks.append(_mdns(config, data_dir))
     checks.append(_clock())
     return checks
 

@@ -22,11 +22,17 @@ def without_directories(message: str) -> str:
 
 @routes.get("/api/v1/status")
 async def status(request: web.Request) -> web.Response:
-    """Who this box is, how long it has run, and which subsystems are up."""
+    """Who this box is, how long it has run, and which subsystems are up.
+
+    `node` is the configured identity (metrics labels, object keys); `advertised_name` is what the
+    box answers to on the LAN as `<name>.local` (null with mDNS off), renamed on a conflict.
+    """
     context = request.app[CONTEXT]
     return web.json_response(
         {
             "node": context.node,
+            "advertised_name": context.advertised_name or None,
+            "landing_url": context.landing_url or None,
             "event": context.event,
             "version": context.version,
             "ready": context.ready,

@@ -37,6 +37,7 @@ class WebContext:
     stream_status: Callable[[], list[dict[str, Any]]] | None = None
     media: MediaManager | None = None
     landing_url: str = ""
+    advertised_name: str = ""  # `<name>.local` on the LAN, renamed on a conflict; "" without mDNS
     assets: AssetStore | None = None
     pull: PullThrough | None = None
     whep: Callable[[], WhepSessions] | None = None  # loads aiortc on first use

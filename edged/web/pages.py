@@ -30,9 +30,9 @@ def _tile(href: str, poster: str, title: str) -> str:
 
 
 def landing_html(
-    node: str, event: str, live_streams: list[str] | None = None, clips: list[str] | None = None
+    box: str, event: str, live_streams: list[str] | None = None, clips: list[str] | None = None
 ) -> str:
-    """The landing page: which box this is, then its live streams and clips."""
+    """The landing page: which box this is (the name it answers to), then its streams and clips."""
     live = "".join(
         _tile(f"/live/{name}", f"/live/{name}/poster.jpg", f"Live: {name}")
         for name in live_streams or []
@@ -53,8 +53,8 @@ def landing_html(
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{escape(node)}</title><style>{_STYLE}</style></head><body><main>"
-        f"<h1>{escape(node)}</h1><p>Event: {escape(event)}</p>{body}"
+        f"<title>{escape(box)}</title><style>{_STYLE}</style></head><body><main>"
+        f"<h1>{escape(box)}</h1><p>Event: {escape(event)}</p>{body}"
         "</main></body></html>"
     )
 
@@ -64,8 +64,10 @@ async def landing(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     streams = sorted(context.media.streams) if context.media is not None else []
     clips = [a.name for a in context.assets.assets()] if context.assets is not None else []
+    # The name a guest typed or scanned (after an mDNS rename, not the configured node).
+    name = context.advertised_name or context.node
     response = web.Response(
-        text=landing_html(context.node, context.event, streams, clips), content_type="text/html"
+        text=landing_html(name, context.event, streams, clips), content_type="text/html"
     )
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -184,6 +184,7 @@ def test_state_changing_calls_need_the_token(start_daemon: StartDaemon) -> None:
 
 
 def test_name_conflict_renames_the_second_box(start_daemon: StartDaemon) -> None:
+    """Issue #12 item 16: every tool names the box as advertised, `twin-2` after a conflict."""
     first = start_daemon(name="twin")
     second_config = {"node": {"name": "twin"}}
     second = start_daemon(second_config, name="twin2")
@@ -201,7 +202,51 @@ def test_name_conflict_renames_the_second_box(start_daemon: StartDaemon) -> None
         assert info.server == "twin-2.local."
     finally:
         zeroconf.close()
+
+    # The landing page, its URL and QR code, and the status API: the advertised name.
+    _, page = http(second.url + "/")
+    assert b"<h1>twin-2</h1>" in page
+    _, body = http(second.url + "/api/v1/status")
+    status = json.loads(body)
+    assert status["advertised_name"] == "twin-2"
+    assert status["landing_url"] == f"http://twin-2.local:{second.port}/"
+    assert status["node"] == "twin"  # the configured identity: metrics labels, object keys
+    _, qr = http(second.url + "/qr.svg")
+    assert f"http://twin-2.local:{second.port}/".encode() in qr
+    _, metrics = http(second.url + "/metrics")
+    assert b'node="twin"' in metrics and b'node="twin-2"' not in metrics
+    _, first_body = http(first.url + "/api/v1/status")
+    assert json.loads(first_body)["advertised_name"] == "twin"
+
+    # `edged peers`: each box under the name it answers to.
+    result = run_edged("peers", "--json", "--timeout", "2", "--interface", "127.0.0.1")
+    assert result.returncode == 0, result.stderr
+    ports = {peer["instance"]: peer["port"] for peer in json.loads(result.stdout)}
+    assert ports["twin"] == first.port
+    assert ports["twin-2"] == second.port
+    table = run_edged("peers", "--timeout", "2", "--interface", "127.0.0.1")
+    assert re.search(rf"^twin-2\s.*127\.0\.0\.1:{second.port}$", table.stdout, re.MULTILINE)
+
+    # `edged doctor` on the second box's data dir: what that daemon advertises, seen answering.
+    assert second.config_file is not None and second.data_dir is not None
+    record = second.data_dir / "advertised.json"
+    assert record.stat().st_mode & 0o777 == 0o600
+    doctor = run_edged(
+        "doctor",
+        "--json",
+        "--config",
+        str(second.config_file),
+        "--data-dir",
+        str(second.data_dir),
+        timeout=90,
+    )
+    checks = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}
+    assert checks["mdns"]["status"] == "OK", checks["mdns"]
+    assert checks["mdns"]["detail"].startswith("twin-2.local advertised"), checks["mdns"]
+    assert "twin.local is taken" in checks["mdns"]["detail"]
+
     assert second.stop() == 0
+    assert not record.exists()  # a stopped daemon advertises nothing
     assert first.stop() == 0
 
 

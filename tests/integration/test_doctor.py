@@ -29,6 +29,10 @@ def test_doctor_reports_this_machine(tmp_path: Path) -> None:
     assert checks["upstream"]["status"] == "WARN"
     for name in ("disk", "temperature", "mdns", "clock"):
         assert name in checks
+    # No daemon runs on this data dir: doctor cannot know a name, so it claims none (#12 item 16).
+    assert checks["mdns"]["status"] == "WARN"
+    assert "edged is not running on this data dir" in checks["mdns"]["detail"]
+    assert ".local advertised" not in checks["mdns"]["detail"]
     for check in summary["checks"]:
         if check["status"] != "OK":
             assert check["advice"], f"{check['name']} says what is wrong but not what to do"

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 from zeroconf.asyncio import AsyncServiceInfo
 
 from edged.discovery import (
+    ADVERTISED_FILE,
     EDGED_SERVICE,
+    Advertised,
     advertised_addresses,
     dns_label,
+    forget_advertised,
+    free_label,
+    instance_label,
     peer_from_info,
+    read_advertised,
     service_properties,
+    write_advertised,
 )
 
 
@@ -71,3 +79,49 @@ def test_peer_from_garbage_txt() -> None:
     assert peer.event == ""
     assert peer.metrics_path == "/metrics"
     assert peer.addresses == ("10.0.0.9",)
+
+
+def test_free_label_takes_the_next_number_nothing_answers_to() -> None:
+    assert free_label("twin", []) == "twin"
+    assert free_label("twin", ["other"]) == "twin"
+    assert free_label("twin", ["twin"]) == "twin-2"
+    assert free_label("twin", ["TWIN", "twin-2", "twin-4"]) == "twin-3"
+    assert free_label("twin-2", ["twin-2"]) == "twin-2-2"
+
+
+@given(st.text(), st.sets(st.text(alphabet="ab-2345", max_size=70), max_size=20))
+def test_free_label_is_a_label_no_one_answers_to(name: str, answering: set[str]) -> None:
+    requested = dns_label(name)
+    taken = answering | {requested, f"{requested}-2"}
+    label = free_label(requested, taken)
+    assert label not in {name.lower() for name in taken}
+    assert dns_label(label) == label  # a valid label: at most 63 characters, no edge hyphen
+    assert label.startswith(requested[:50].rstrip("-"))
+
+
+def test_instance_label() -> None:
+    assert instance_label(f"twin-2.{EDGED_SERVICE}", EDGED_SERVICE) == "twin-2"
+
+
+def test_advertised_record_round_trip_and_garbage(tmp_path: Path) -> None:
+    assert read_advertised(tmp_path) is None
+    record = Advertised(name="twin-2", requested="twin", port=8080, pid=42)
+    write_advertised(tmp_path, record)
+    assert read_advertised(tmp_path) == record
+    forget_advertised(tmp_path)
+    forget_advertised(tmp_path)  # twice is fine
+    assert read_advertised(tmp_path) is None
+    for garbage in (
+        "",
+        "[]",
+        "{",
+        '{"name": "", "requested": "twin", "port": 1, "pid": 2}',
+        '{"name": "a", "requested": "twin", "port": true, "pid": 2}',
+        '{"name": "a", "requested": "twin", "port": 1, "pid": "2"}',
+        '{"name": "a", "requested": 3, "port": 1, "pid": 2}',
+        '{"name": "a", "port": 1, "pid": 2}',
+    ):
+        (tmp_path / ADVERTISED_FILE).write_text(garbage)
+        assert read_advertised(tmp_path) is None, garbage
+    (tmp_path / ADVERTISED_FILE).write_bytes(b"\xff\xfe")
+    assert read_advertised(tmp_path) is None

@@ -1,0 +1,51 @@
+"""The landing page and /api/v1/status name the box as it answers on the LAN (#12 item 16)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from edged.metrics import Metrics
+from edged.web.app import create_app
+from edged.web.context import WebContext
+
+
+async def _no_reload() -> dict[str, Any]:
+    return {}
+
+
+def _context(tmp_path: Path, advertised_name: str = "", landing_url: str = "") -> WebContext:
+    return WebContext(
+        version="0.1.0",
+        node="twin",
+        event="gala",
+        metrics=Metrics(version="0.1.0", node="twin", event="gala", data_dir=tmp_path),
+        admin_token="t" * 43,
+        reload=_no_reload,
+        data_dir=tmp_path,
+        advertised_name=advertised_name,
+        landing_url=landing_url,
+    )
+
+
+async def test_a_renamed_box_shows_and_reports_its_advertised_name(tmp_path: Path) -> None:
+    context = _context(tmp_path, advertised_name="twin-2", landing_url="http://twin-2.local:8080/")
+    async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
+        page = await (await client.get("/")).text()
+        assert "<title>twin-2</title>" in page and "<h1>twin-2</h1>" in page
+        status = await (await client.get("/api/v1/status")).json()
+        assert status["node"] == "twin"
+        assert status["advertised_name"] == "twin-2"
+        assert status["landing_url"] == "http://twin-2.local:8080/"
+        qr = await (await client.get("/qr.svg")).text()
+        assert "http://twin-2.local:8080/" in qr
+
+
+async def test_without_mdns_the_node_name_and_no_advertised_name(tmp_path: Path) -> None:
+    async with TestClient(TestServer(create_app(_context(tmp_path)), host="127.0.0.1")) as client:
+        assert "<h1>twin</h1>" in await (await client.get("/")).text()
+        status = await (await client.get("/api/v1/status")).json()
+        assert status["advertised_name"] is None
+        assert status["landing_url"] is None
