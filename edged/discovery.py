@@ -240,10 +240,11 @@ def forget_advertised(data_dir: Path) -> None:
 
 
 def read_advertised(data_dir: Path) -> Advertised | None:
-    """The record the daemon wrote, or None when there is none or it is not one (blocking)."""
+    """The record the daemon wrote, or None when there is none or it is not one (blocking);
+    OSError when it cannot be read (doctor run by another user than edged's)."""
     try:
         record = json.loads((data_dir / ADVERTISED_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
     if not isinstance(record, dict):
         return None

@@ -262,13 +262,14 @@ def mdns_check(
 
 
 def advertised_by_running_daemon(data_dir: Path) -> Advertised | None:
-    """The advertised name the daemon on `data_dir` wrote, if that daemon still runs."""
+    """The advertised name the daemon on `data_dir` wrote, if that daemon still runs; OSError
+    when the data dir cannot be read."""
     advertised = read_advertised(data_dir)
     if advertised is None:
         return None
     try:
         holder = (data_dir / LOCK_NAME).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
+    except (FileNotFoundError, UnicodeDecodeError):
         return None
     if holder != str(advertised.pid) or not _alive(advertised.pid):
         return None  # a daemon that was killed: its record stayed behind
@@ -291,10 +292,21 @@ def _mdns(config: Config, data_dir: Path) -> Check:
         peers = asyncio.run(browse_peers(2.0, config.mdns.interfaces))
     except OSError as error:
         return Check("mdns", WARN, f"cannot browse mDNS: {error}", "allow UDP 5353 (multicast)")
+    advertised = None
+    try:
+        if config.mdns.enabled:
+            advertised = advertised_by_running_daemon(data_dir)
+    except OSError as error:
+        return Check(
+            "mdns",
+            WARN,
+            f"cannot read which name edged advertises from {data_dir}: {error.strerror}",
+            "run doctor as the user edged runs as (sudo -u edged edged doctor)",
+        )
     return mdns_check(
         enabled=config.mdns.enabled,
         requested=requested,
-        advertised=advertised_by_running_daemon(data_dir),
+        advertised=advertised,
         answering={peer.instance for peer in peers},
     )
 

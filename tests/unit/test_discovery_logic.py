@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from zeroconf.asyncio import AsyncServiceInfo
@@ -125,3 +126,7 @@ def test_advertised_record_round_trip_and_garbage(tmp_path: Path) -> None:
         assert read_advertised(tmp_path) is None, garbage
     (tmp_path / ADVERTISED_FILE).write_bytes(b"\xff\xfe")
     assert read_advertised(tmp_path) is None
+    (tmp_path / ADVERTISED_FILE).unlink()
+    (tmp_path / ADVERTISED_FILE).mkdir()  # unreadable: doctor says so instead of "not running"
+    with pytest.raises(OSError):  # noqa: PT011 - any error reading it
+        read_advertised(tmp_path)
