@@ -12,18 +12,17 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from edged.cache.store import AssetStore
-from edged.metrics import Metrics
 from edged.web.app import IDLE_TIMEOUT, HttpServer, create_app
 from edged.web.context import WebContext
 from tests.clips import make_clip
 from tests.conftest import StartDaemon
+from tests.web_context import web_context
 
 pytestmark = pytest.mark.integration
 
@@ -99,19 +98,7 @@ def clip_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClipServer
     hot = store.hot("pinned.mp4")
     assert hot is not None and 0 < len(hot) < len(data)  # so ranges cross from RAM into the file
 
-    async def reload() -> dict[str, Any]:
-        return {}
-
-    context = WebContext(
-        version="0.1.0",
-        node="box",
-        event="gala",
-        metrics=Metrics(version="0.1.0", node="box", event="gala", data_dir=root),
-        admin_token="t" * 43,
-        reload=reload,
-        data_dir=root,
-        assets=store,
-    )
+    context = web_context(root, assets=store)
     with ServerThread(context) as port:
         yield ClipServer(port, data)
 

@@ -6,16 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Counter
 
-from edged.metrics import Metrics
 from edged.supervise import RestartPolicy, Supervisor, describe
 from edged.web.app import create_app
-from edged.web.context import WebContext
+from tests.web_context import web_context
 
 
 def test_backoff_doubles_to_the_cap_and_a_long_run_forgets_the_streak() -> None:
@@ -96,20 +94,7 @@ async def test_readyz_names_a_task_that_keeps_failing(tmp_path: Path) -> None:
     async def broken() -> None:
         raise OSError("disk on fire")
 
-    async def reload() -> dict[str, Any]:
-        return {}
-
-    context = WebContext(
-        version="0",
-        node="box",
-        event="gala",
-        metrics=Metrics(version="0", node="box", event="gala", data_dir=tmp_path),
-        admin_token="t" * 43,
-        reload=reload,
-        data_dir=tmp_path,
-        failing_tasks=supervisor.failing,
-        subsystems={"http": True},
-    )
+    context = web_context(tmp_path, failing_tasks=supervisor.failing, subsystems={"http": True})
     async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
         response = await client.get("/readyz")
         assert response.status == 200

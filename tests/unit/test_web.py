@@ -13,10 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from edged.errors import ConfigError
-from edged.metrics import Metrics
 from edged.web.api import without_directories
 from edged.web.app import HttpServer, Throttle, create_app
-from edged.web.context import CONTEXT, WebContext
+from edged.web.context import CONTEXT
+from tests.web_context import web_context
 
 TOKEN = "t" * 43
 
@@ -31,15 +31,7 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
             raise ConfigError("edged.toml: node.nmae: unknown key")
         return {"reloaded": True, "applied": [], "restart_required": []}
 
-    context = WebContext(
-        version="0.1.0",
-        node="box<1>",
-        event="gala",
-        metrics=Metrics(version="0.1.0", node="box", event="gala", data_dir=tmp_path),
-        admin_token=TOKEN,
-        reload=reload,
-        data_dir=tmp_path,
-    )
+    context = web_context(tmp_path, node="box<1>", reload=reload)
     async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as test_client:
         yield test_client
 
@@ -123,18 +115,7 @@ def status_of(answer: bytes) -> int:
 async def edged_server(tmp_path: Path) -> AsyncIterator[tuple[HttpServer, web.Application]]:
     """edged's own HttpServer (its aiohttp settings) on loopback, idle connections cut at 0.5 s."""
 
-    async def reload() -> dict[str, Any]:
-        return {}
-
-    context = WebContext(
-        version="0.1.0",
-        node="box",
-        event="gala",
-        metrics=Metrics(version="0.1.0", node="box", event="gala", data_dir=tmp_path),
-        admin_token=TOKEN,
-        reload=reload,
-        data_dir=tmp_path,
-    )
+    context = web_context(tmp_path)
     app = create_app(context)
 
     async def boom(request: web.Request) -> web.Response:

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from edged.metrics import Metrics
 from edged.web.app import create_app
 from edged.web.context import WebContext
-
-
-async def _no_reload() -> dict[str, Any]:
-    return {}
+from tests.web_context import web_context
 
 
 def _context(tmp_path: Path, advertised_name: str = "", landing_url: str = "") -> WebContext:
-    return WebContext(
-        version="0.1.0",
+    return web_context(
+        tmp_path,
         node="twin",
-        event="gala",
-        metrics=Metrics(version="0.1.0", node="twin", event="gala", data_dir=tmp_path),
-        admin_token="t" * 43,
-        reload=_no_reload,
-        data_dir=tmp_path,
         advertised_name=advertised_name,
         landing_url=landing_url,
     )
