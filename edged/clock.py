@@ -1,0 +1,146 @@
+"""The system clock's health: is it synchronized (kernel adjtimex), and did the wall clock step.
+
+The decisions are pure (`synchronized_from_adjtimex`, `ClockJumpDetector`); `clock_synchronized`
+is the thin adapter that asks the kernel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+from dataclasses import dataclass
+from functools import cache
+
+logger = logging.getLogger(__name__)
+
+# <sys/timex.h>: the clock state returned by adjtimex, and the status bit NTP clears once synced.
+TIME_OK = 0
+TIME_ERROR = 5
+STA_UNSYNC = 0x0040
+# A wall clock that moved this much more (or less) than the monotonic clock stepped; slewing by
+# NTP runs at most 500 ppm, far below this over any interval edged compares.
+DEFAULT_JUMP_TOLERANCE_SECONDS = 2.0
+
+
+def synchronized_from_adjtimex(return_value: int, status: int) -> bool | None:
+    """Whether the kernel calls its clock synchronized, from adjtimex's return value and status.
+
+    A negative return value is a failed call (seccomp, no permission): None, cannot tell.
+    """
+    if return_value < 0:
+        return None
+    return return_value != TIME_ERROR and not status & STA_UNSYNC
+
+
+class _Timeval(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long))
+
+
+class _Timex(ctypes.Structure):
+    """`struct timex` up to `tai`, then room for the kernel's reserved padding."""
+
+    _fields_ = (
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time", _Timeval),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
+        ("_reserved", ctypes.c_byte * 128),
+    )
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+def clock_synchronized() -> bool | None:
+    """Ask the kernel whether the system clock is synchronized; None when it cannot tell.
+
+    Read-only (modes = 0), so no privilege is needed; a seccomp filter that refuses the call
+    makes it None.
+    """
+    libc = _libc()
+    adjtimex = getattr(libc, "adjtimex", None) if libc is not None else None
+    if adjtimex is None:
+        return None
+    timex = _Timex()
+    timex.modes = 0
+    try:
+        result = int(adjtimex(ctypes.byref(timex)))
+    except OSError:  # pragma: no cover - ctypes raises only for a missing symbol
+        return None
+    return synchronized_from_adjtimex(result, int(timex.status))
+
+
+@dataclass(frozen=True)
+class ClockSample:
+    """One reading of both clocks: wall (time.time) and monotonic (time.monotonic), in seconds."""
+
+    wall: float
+    monotonic: float
+
+
+def wall_step_seconds(earlier: ClockSample, later: ClockSample) -> float:
+    """How far the wall clock moved beyond the monotonic clock between two samples.
+
+    Positive: the wall clock stepped forward; negative: back; about 0: no step.
+    """
+    return (later.wall - earlier.wall) - (later.monotonic - earlier.monotonic)
+
+
+@dataclass(frozen=True)
+class ClockJump:
+    """A step of the wall clock seen between two samples, in seconds (positive is forward)."""
+
+    seconds: float
+    at: ClockSample
+
+
+class ClockJumpDetector:
+    """Compares successive (wall, monotonic) samples and reports wall-clock steps.
+
+    `observe()` returns the jump seen since the previous sample, or None. `jumped_since(mark)`
+    says whether any step happened after a monotonic time `mark` (e.g. since events were
+    written by this process).
+    """
+
+    def __init__(
+        self, first: ClockSample, tolerance: float = DEFAULT_JUMP_TOLERANCE_SECONDS
+    ) -> None:
+        self._previous = first
+        self._tolerance = tolerance
+        self.last_jump: ClockJump | None = None
+
+    def observe(self, sample: ClockSample) -> ClockJump | None:
+        """Take one sample; the jump since the previous one when it exceeds the tolerance."""
+        step = wall_step_seconds(self._previous, sample)
+        self._previous = sample
+        if abs(step) <= self._tolerance:
+            return None
+        self.last_jump = ClockJump(seconds=step, at=sample)
+        return self.last_jump
+
+    def jumped_since(self, monotonic_mark: float) -> bool:
+        """Whether a step was observed at a monotonic time after `monotonic_mark`."""
+        return self.last_jump is not None and self.last_jump.at.monotonic > monotonic_mark
