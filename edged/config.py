@@ -6,6 +6,7 @@ the same values, and a test keeps the two in agreement.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import re
 import tomllib
@@ -236,9 +237,13 @@ def from_mapping(data: Mapping[str, object]) -> Config:
 def load(path: Path) -> Config:
     """Read and validate a TOML config file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from error
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(f"{path}: config file is UTF-16 text, not UTF-8; save it as UTF-8")
+    try:
+        text = raw.decode("utf-8-sig")  # editors on Windows start UTF-8 with a byte order mark
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: config file is not UTF-8 text") from error
     try:
@@ -297,6 +302,17 @@ def changed_keys(old: Config, new: Config) -> list[str]:
     ]
 
 
+MAX_LABEL = 63  # a DNS label, and a node name (_NAME_PATTERN)
+
+
+def node_label(name: str) -> str:
+    """`name` as lower case letters, digits and inner hyphens, at most 63 characters: a node name
+    config accepts and the `<label>.local` mDNS advertises, the same string ("edged" if empty)."""
+    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:MAX_LABEL].strip("-")
+    return label or "edged"
+
+
 def node_name(config: Config, hostname: str) -> str:
-    """The box's name: [node] name, else the host name's first label."""
-    return config.node.name or hostname.split(".")[0] or "edged"
+    """The box's name: [node] name, else the host name's first label made a valid name (Linux
+    allows 64 characters in a host name, and any bytes)."""
+    return config.node.name or node_label(hostname.split(".")[0])

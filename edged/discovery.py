@@ -7,7 +7,6 @@ import ipaddress
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,13 +14,13 @@ from pathlib import Path
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from edged.config import MAX_LABEL, node_label
 from edged.fileio import write_atomically
 
 logger = logging.getLogger(__name__)
 
 EDGED_SERVICE = "_edged._tcp.local."
 HTTP_SERVICE = "_http._tcp.local."
-MAX_LABEL = 63
 # How long the advertiser listens for the names already answering before it picks its own. A
 # responder may hold a multicast answer back up to a second (RFC 6762 section 6); zeroconf's
 # probing, which follows with the same listener running, catches answers later than that.
@@ -36,9 +35,8 @@ MULTICAST_ANSWERS = DNSQuestionType.QM
 
 
 def dns_label(name: str) -> str:
-    """A host name usable as `<label>.local`: lower case letters, digits and inner hyphens."""
-    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
-    return label or "edged"
+    """A name usable as `<label>.local`: the rule that also makes node names from host names."""
+    return node_label(name)
 
 
 def advertised_addresses(

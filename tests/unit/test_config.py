@@ -104,6 +104,25 @@ def test_load_names_the_file(tmp_path: Path) -> None:
         config.load(path)
 
 
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    """Windows editors (Notepad) save UTF-8 with a BOM; TOML's parser calls it an invalid
+    statement (issue #21 item 12)."""
+    path = tmp_path / "edged.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'[node]\nname = "tent"\nevent = "gala"\n')
+    loaded = config.load(path)
+    assert (loaded.node.name, loaded.node.event) == ("tent", "gala")
+    path.write_bytes(b"\xef\xbb\xbf")
+    assert config.load(path) == Config()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_is_named(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "edged.toml"
+    path.write_bytes("\ufeff[node]\n".encode(encoding))
+    with pytest.raises(ConfigError, match=r"edged\.toml: config file is UTF-16 .*not UTF-8"):
+        config.load(path)
+
+
 @given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["", "B", "KiB", "MiB", "GiB"]))
 def test_sizes_parse_in_their_unit(number: int, unit: str) -> None:
     factor = {"": 1, "B": 1, "KiB": 1024, "MiB": MiB, "GiB": GiB}[unit]

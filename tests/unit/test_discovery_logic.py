@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zeroconf.asyncio import AsyncServiceInfo
 
+from edged import config
 from edged.discovery import (
     ADVERTISED_FILE,
     EDGED_SERVICE,
     Advertised,
+    Advertiser,
     advertised_addresses,
     dns_label,
     forget_advertised,
@@ -39,6 +41,34 @@ def test_dns_label_is_always_a_valid_label(name: str) -> None:
     assert 1 <= len(label) <= 63
     assert all(char.isascii() and (char.isalnum() or char == "-") for char in label)
     assert not label.startswith("-") and not label.endswith("-")
+
+
+# Linux allows 64 characters (HOST_NAME_MAX); a DNS label and a node name allow 63.
+LONGEST_HOST = "b" * 63 + "x"
+
+
+def test_a_64_character_host_name_gives_the_name_mdns_advertises() -> None:
+    """Issue #21 item 12: the node was the whole 64 characters (config refuses that) while mDNS
+    advertised 63."""
+    node = config.node_name(config.Config(), LONGEST_HOST)
+    assert node == "b" * 63
+    assert config.from_mapping({"node": {"name": node}}).node.name == node
+    assert dns_label(node) == node
+    assert config.node_name(config.Config(), "b" * 62 + "-x.venue.lan") == "b" * 62
+
+
+@given(st.text(max_size=80) | st.from_regex(r"[A-Za-z0-9_.-]{60,70}", fullmatch=True))
+def test_any_host_name_gives_one_valid_node_name(hostname: str) -> None:
+    node = config.node_name(config.Config(), hostname)
+    assert config.from_mapping({"node": {"name": node}}).node.name == node
+    assert dns_label(node) == node
+    advertiser = Advertiser(node=node, port=8080, addresses=["127.0.0.1"], properties={})
+    assert advertiser.requested_label == node
+
+
+def test_a_configured_name_wins_over_the_host_name() -> None:
+    configured = config.from_mapping({"node": {"name": "Tent_Box"}})
+    assert config.node_name(configured, LONGEST_HOST) == "Tent_Box"
 
 
 def test_addresses_for_every_interface_skip_loopback_and_link_local() -> None:
