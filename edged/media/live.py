@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import math
+import re
 import struct
 import time
 from collections import deque
@@ -56,6 +57,21 @@ class GopCache:
     @property
     def keyframe(self) -> EncodedPacket | None:
         return self._packets[0] if self._packets else None
+
+
+_SEGMENT_NAME = re.compile(r"segment-(0|[1-9][0-9]{0,11})\.m4s", re.ASCII)
+
+
+def segment_name(sequence: int) -> str:
+    """The name the playlist lists a media segment under."""
+    return f"segment-{sequence}.m4s"
+
+
+def segment_sequence(name: str) -> int | None:
+    """The sequence number of a segment name, only in the form `segment_name` writes: no
+    leading zeros, ASCII digits only (so each segment has one URL and caches hold one copy)."""
+    match = _SEGMENT_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)
@@ -159,7 +175,7 @@ class HlsSegmenter:
             stamp = datetime.fromtimestamp(segment.started, UTC).isoformat(timespec="milliseconds")
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{stamp.replace('+00:00', 'Z')}")
             lines.append(f"#EXTINF:{segment.duration:.3f},")
-            lines.append(f"segment-{segment.sequence}.m4s")
+            lines.append(segment_name(segment.sequence))
         return "\n".join(lines) + "\n"
 
     def segment(self, sequence: int) -> HlsSegment | None:

@@ -11,7 +11,7 @@ from string import Template
 from aiohttp import web
 
 from edged.errors import MediaError
-from edged.media.live import LiveHub
+from edged.media.live import LiveHub, segment_sequence
 from edged.media.packets import with_parameter_sets
 from edged.media.poster import keyframe_jpeg
 from edged.web.context import CONTEXT, WebContext
@@ -74,10 +74,13 @@ async def init_segment(request: web.Request) -> web.Response:
     return web.Response(body=hub.hls.init, content_type="video/mp4")
 
 
-@routes.get(rf"/live/{STREAM}/segment-{{sequence:\d{{1,12}}}}.m4s")
+@routes.get(rf"/live/{STREAM}/{{name:segment-[^/]{{1,40}}\.m4s}}")
 async def media_segment(request: web.Request) -> web.Response:
     _, hub = _hub(request)
-    segment = hub.hls.segment(int(request.match_info["sequence"]))
+    sequence = segment_sequence(request.match_info["name"])
+    if sequence is None:
+        raise web.HTTPNotFound(text="not a segment name the playlist lists\n")
+    segment = hub.hls.segment(sequence)
     if segment is None:
         raise web.HTTPNotFound(text="segment no longer (or not yet) held\n")
     _count_hls_viewer(request, hub, len(segment.data))

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import time
+import urllib.parse
 from collections.abc import Iterator
 
 import aiohttp
@@ -68,6 +69,28 @@ def test_hls_playlist_and_five_seconds_of_video(live_daemon: DaemonProcess) -> N
             assert time.monotonic() - started < 30, "HLS did not deliver 5 s in 30 s"
     assert frames >= 5 * 15
     assert (frame.width, frame.height) == (320, 240)
+
+
+ARABIC_INDIC_DIGITS = str.maketrans(
+    "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+)
+
+
+def test_a_segment_answers_only_under_its_listed_name(live_daemon: DaemonProcess) -> None:
+    """Issue #21 item 12: `segment-00001.m4s` and `segment-\u0661.m4s` answered as segment 1."""
+    base = live_daemon.url + "/live/test-pattern/"
+    _, body = http(base + "index.m3u8")
+    listed = [line for line in body.decode().splitlines() if line.startswith("segment-")]
+    sequence = int(listed[-1].removeprefix("segment-").removesuffix(".m4s"))  # the newest
+    status, segment = http(base + listed[-1])
+    assert status == 200 and segment
+    for alias in (
+        f"segment-0000{sequence}.m4s",
+        f"segment-{str(sequence).translate(ARABIC_INDIC_DIGITS)}.m4s",
+        f"segment-+{sequence}.m4s",
+    ):
+        status, reason = http(base + urllib.parse.quote(alias))
+        assert (status, reason) == (404, b"not a segment name the playlist lists\n"), alias
 
 
 def test_poster_is_the_latest_keyframe(live_daemon: DaemonProcess) -> None:
