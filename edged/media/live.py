@@ -1,13 +1,15 @@
 """Live outputs of a stream: the GOP cache, HLS (fMP4 in memory) and the viewers' packet feeds.
 
 All of it runs on the event loop (the pipeline's fan-out calls `offer`); the HLS muxer works on
-bytes in memory, and the poster is decoded in a thread.
+bytes in memory, and the poster is decoded in a thread, once for every request waiting for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import functools
 import io
 import logging
 import math
@@ -21,8 +23,10 @@ from typing import Any
 
 import av
 
+from edged.errors import MediaError
 from edged.media.encoders import TIME_BASE, as_av_packet
-from edged.media.packets import EncodedPacket
+from edged.media.packets import EncodedPacket, with_parameter_sets
+from edged.media.poster import keyframe_jpeg
 from edged.media.viewers import HlsViewers
 
 logger = logging.getLogger(__name__)
@@ -30,6 +34,7 @@ logger = logging.getLogger(__name__)
 GOP_CACHE_MAX_BYTES = 8 * 1024 * 1024
 HLS_WINDOW = 6
 VIEWER_QUEUE_PACKETS = 240
+POSTER_SECONDS = 3.0  # a poster is made again from a newer keyframe after this long
 
 
 class GopCache:
@@ -186,6 +191,91 @@ class HlsSegmenter:
             self._container.close()
 
 
+class PosterStep(enum.Enum):
+    CACHED = "cached"  # the poster made lately, or from the keyframe still current, answers
+    WAIT = "wait"  # a decode is running: its result answers
+    FAILED = "failed"  # the current keyframe did not decode: say so without decoding it again
+    DECODE = "decode"
+
+
+def poster_step(
+    *,
+    made_age: float | None,
+    made_from_current: bool,
+    decoding: bool,
+    failed_current: bool,
+    max_age: float,
+) -> PosterStep:
+    """What a poster request does. A running decode is shared whatever keyframe it started from:
+    it was the latest a moment ago, and one decode at a time bounds the CPU a crowd can cost."""
+    if made_age is not None and (made_from_current or made_age < max_age):
+        return PosterStep.CACHED
+    if decoding:
+        return PosterStep.WAIT
+    if failed_current:
+        return PosterStep.FAILED
+    return PosterStep.DECODE
+
+
+def _decode_poster(keyframe: EncodedPacket, extradata: bytes) -> bytes:
+    return keyframe_jpeg(with_parameter_sets(keyframe, extradata))
+
+
+class LivePoster:
+    """A stream's poster: the latest keyframe as JPEG, decoded in a thread, one decode at a time
+    shared by every request waiting for it, then kept `max_age` seconds."""
+
+    def __init__(self, stream: str, max_age: float = POSTER_SECONDS) -> None:
+        self.stream = stream
+        self.max_age = max_age
+        self.decodes = 0
+        self._jpeg = b""
+        self._made_from: EncodedPacket | None = None
+        self._made_at: float | None = None
+        self._failed: tuple[EncodedPacket, str] | None = None  # (keyframe, why)
+        self._decoding: asyncio.Future[bytes] | None = None
+
+    async def jpeg(self, keyframe: EncodedPacket, extradata: bytes, now: float) -> bytes:
+        """The poster for a request at monotonic time `now` while `keyframe` is the latest."""
+        step = poster_step(
+            made_age=None if self._made_at is None else now - self._made_at,
+            made_from_current=self._made_from is keyframe,
+            decoding=self._decoding is not None,
+            failed_current=self._failed is not None and self._failed[0] is keyframe,
+            max_age=self.max_age,
+        )
+        if step is PosterStep.CACHED:
+            return self._jpeg
+        if step is PosterStep.FAILED and self._failed is not None:
+            raise MediaError(self._failed[1])
+        if self._decoding is None:
+            self._decoding = self._decode(keyframe, extradata, now)
+        # A request that goes away leaves the decode to the others (and to the cache).
+        return await asyncio.shield(self._decoding)
+
+    def _decode(
+        self, keyframe: EncodedPacket, extradata: bytes, now: float
+    ) -> asyncio.Future[bytes]:
+        self.decodes += 1
+        loop = asyncio.get_running_loop()
+        decoding = loop.run_in_executor(None, _decode_poster, keyframe, extradata)
+        decoding.add_done_callback(functools.partial(self._decoded, keyframe, now))
+        return decoding
+
+    def _decoded(
+        self, keyframe: EncodedPacket, started: float, done: asyncio.Future[bytes]
+    ) -> None:
+        self._decoding = None
+        if done.cancelled():
+            return
+        error = done.exception()  # retrieved here, so no waiter is needed to collect it
+        if error is None:
+            self._jpeg, self._made_from, self._made_at = done.result(), keyframe, started
+        elif isinstance(error, MediaError):
+            logger.debug("live %s: poster: %s", self.stream, error)
+            self._failed = (keyframe, str(error))
+
+
 class Viewer:
     """One viewer's packet feed: starts at the cached GOP; a viewer who falls behind skips to
     the next keyframe rather than receiving a broken stream."""
@@ -228,6 +318,7 @@ class LiveHub:
         self.extradata = b""
         self.viewers: set[Viewer] = set()
         self.hls_viewers = HlsViewers()
+        self.poster = LivePoster(stream)
         self.keyframe_at = 0.0
 
     def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:

@@ -94,7 +94,6 @@ def create_app(context: WebContext) -> web.Application:
         middlewares=[security_headers, last_resort, require_token], client_max_size=1024**2
     )
     app[CONTEXT] = context
-    app[live.POSTERS] = {}
     for table in (
         ops.routes,
         api.routes,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from html import escape
 from pathlib import Path
@@ -11,15 +10,12 @@ from string import Template
 from aiohttp import web
 
 from edged.errors import MediaError
-from edged.media.live import LiveHub, segment_sequence
-from edged.media.packets import with_parameter_sets
-from edged.media.poster import keyframe_jpeg
+from edged.media.live import POSTER_SECONDS, LiveHub, segment_sequence
 from edged.web.context import CONTEXT, WebContext
 
 routes = web.RouteTableDef()
 
 STREAM = r"{stream:[a-z0-9][a-z0-9-]{0,62}}"
-POSTER_SECONDS = 3.0
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 
 
@@ -91,27 +87,18 @@ async def media_segment(request: web.Request) -> web.Response:
 
 @routes.get(f"/live/{STREAM}/poster.jpg")
 async def poster(request: web.Request) -> web.Response:
-    """The latest keyframe as JPEG, decoded off the event loop, refreshed every few seconds."""
+    """The latest keyframe as JPEG: one decode, off the event loop, for every waiting request."""
     _, hub = _hub(request)
     keyframe = hub.gop.keyframe
     if keyframe is None:
         raise web.HTTPServiceUnavailable(text="no keyframe yet\n", headers={"Retry-After": "1"})
-    cached = request.app[POSTERS].get(hub.stream)
-    if cached is None or time.monotonic() - cached[0] > POSTER_SECONDS:
-        try:
-            jpeg = await asyncio.to_thread(
-                keyframe_jpeg, with_parameter_sets(keyframe, hub.extradata)
-            )
-        except MediaError as error:
-            raise web.HTTPServiceUnavailable(text=f"{error}\n") from error
-        cached = (time.monotonic(), jpeg)
-        request.app[POSTERS][hub.stream] = cached
-    response = web.Response(body=cached[1], content_type="image/jpeg")
+    try:
+        jpeg = await hub.poster.jpeg(keyframe, hub.extradata, time.monotonic())
+    except MediaError as error:
+        raise web.HTTPServiceUnavailable(text=f"{error}\n", headers={"Retry-After": "1"}) from error
+    response = web.Response(body=jpeg, content_type="image/jpeg")
     response.headers["Cache-Control"] = f"max-age={int(POSTER_SECONDS)}"
     return response
-
-
-POSTERS = web.AppKey("edged_posters", dict[str, tuple[float, bytes]])
 
 
 @routes.post(f"/live/{STREAM}/whep")

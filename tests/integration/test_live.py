@@ -101,6 +101,22 @@ def test_poster_is_the_latest_keyframe(live_daemon: DaemonProcess) -> None:
     assert (picture.width, picture.height) == (320, 240)
 
 
+async def test_a_crowd_of_poster_requests_all_get_the_poster(live_daemon: DaemonProcess) -> None:
+    """200 at once on a cold cache (issue #21 item 10; the decode count is asserted in process
+    in test_live_poster.py): every one a JPEG, none refused."""
+    url = live_daemon.url + "/live/test-pattern/poster.jpg"
+
+    async def get(client: aiohttp.ClientSession) -> bytes:
+        async with client.get(url) as response:
+            assert response.status == 200, await response.text()
+            return await response.read()
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as client:
+        posters = await asyncio.gather(*(get(client) for _ in range(200)))
+    assert all(poster[:3] == b"\xff\xd8\xff" for poster in posters)
+    assert live_daemon.process.poll() is None
+
+
 async def whep_session(base: str) -> tuple[RTCPeerConnection, str, int]:
     """Negotiate as a viewer; (peer, session URL, frames decoded in the first seconds)."""
     restrict_ice_addresses(["127.0.0.1"])
