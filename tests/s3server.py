@@ -46,6 +46,7 @@ class S3Server:
         self.port = 0
         self.part_puts: Counter[tuple[str, int]] = Counter()
         self.gets: list[tuple[str, str]] = []  # (path, Range header) of every object GET
+        self.heads: list[str] = []  # the path of every HEAD
         self.requests = 0
         self._lock = threading.Lock()
         self._app = DomainDispatcherApplication(create_backend_app)
@@ -77,6 +78,9 @@ class S3Server:
             number = int(query["partNumber"][0]) if "partNumber" in query else 0
             with self._lock:
                 self.part_puts[(environ["PATH_INFO"], number)] += 1
+        if environ["REQUEST_METHOD"] == "HEAD":
+            with self._lock:
+                self.heads.append(environ["PATH_INFO"])
         if environ["REQUEST_METHOD"] == "HEAD" and self.head_etag is not None:
             return self._app(environ, self._rewrite_etag(start_response, self.head_etag))
         return self._app(environ, start_response)

@@ -1,5 +1,6 @@
-"""The asset store: prepared clips on disk with an index, a size cap with LRU eviction (pinned
-clips stay), atomic writes, and the first-frame bytes of pinned clips held in memory.
+"""The asset store: prepared clips on disk with an index, a size cap with eviction (pinned
+clips stay; other clips before the manifest's, least recently used first, then the manifest's
+from its lowest priority up), atomic writes, and the first-frame bytes of pinned clips in memory.
 
 Blocking (file I/O, PyAV): call it in a thread. One lock guards the index.
 """
@@ -11,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,21 @@ class Asset:
     origin_sha256: str = ""  # of the file as it came (upstream), before preparation
 
 
+def eviction_order(
+    assets: Iterable[Asset], wanted: Mapping[str, int], spare: str = ""
+) -> list[Asset]:
+    """The unpinned clips in the order they go: clips the manifest does not want, least recently
+    used first; then the manifest's, lowest priority (highest rank) first; `spare` (the clip just
+    added) last."""
+
+    def key(asset: Asset) -> tuple[bool, bool, float]:
+        rank = wanted.get(asset.name)
+        order = asset.last_access if rank is None else -float(rank)
+        return (asset.name == spare, rank is not None, order)
+
+    return sorted((asset for asset in assets if not asset.pinned), key=key)
+
+
 class AssetStore:
     """Clips under `<root>/assets`, posters under `<root>/posters`, the index in one JSON file."""
 
@@ -60,6 +76,7 @@ class AssetStore:
         self._lock = threading.RLock()
         self._assets: dict[str, Asset] = {}
         self._hot: dict[str, bytes] = {}
+        self._wanted: dict[str, int] = {}  # manifest clip -> its rank (0 = highest priority)
         self._index_mtime = 0
         self._checked = 0.0
         self._load()
@@ -189,7 +206,7 @@ class AssetStore:
                 self._hot.pop(name, None)
                 if pin:
                     self._warm(asset)
-                self.evict()
+                self.evict(spare=name)
                 self._save()
         finally:
             staged.unlink(missing_ok=True)
@@ -202,6 +219,12 @@ class AssetStore:
             ", transcoded" if asset.transcoded else "",
         )
         return asset
+
+    def want(self, names: Sequence[str]) -> None:
+        """The manifest's clips in priority order: evicted only after every other unpinned clip,
+        the lowest priority first."""
+        with self._lock:
+            self._wanted = {name: rank for rank, name in enumerate(names)}
 
     def set_pinned(self, name: str, pinned: bool) -> Asset | None:
         with self._lock:
@@ -227,15 +250,12 @@ class AssetStore:
             self._save()
         return True
 
-    def evict(self) -> list[str]:
-        """Least recently used unpinned clips go until the store fits its cap."""
+    def evict(self, spare: str = "") -> list[str]:
+        """Unpinned clips go, in `eviction_order`, until the store fits its cap."""
         evicted = []
         with self._lock:
             total = sum(asset.size for asset in self._assets.values())
-            candidates = sorted(
-                (a for a in self._assets.values() if not a.pinned), key=lambda a: a.last_access
-            )
-            for asset in candidates:
+            for asset in eviction_order(self._assets.values(), self._wanted, spare):
                 if total <= self.max_bytes:
                     break
                 self._assets.pop(asset.name)
@@ -244,7 +264,10 @@ class AssetStore:
                 total -= asset.size
                 evicted.append(asset.name)
                 logger.info(
-                    "asset %s evicted (least recently used, %d bytes)", asset.name, asset.size
+                    "asset %s evicted (%s, %d bytes)",
+                    asset.name,
+                    "lowest manifest priority" if asset.name in self._wanted else "least used",
+                    asset.size,
                 )
             if evicted:
                 self._save()

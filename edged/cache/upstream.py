@@ -1,66 +1,59 @@
 """Clips from the upstream bucket: the manifest replicator and pull-through on a miss.
 
-Downloads resume by Range and are verified by sha256 before a clip is prepared and served.
+Downloads resume by Range and are verified by sha256 before a clip is prepared and served. The
+decisions (the plan against the cap, retry, the summary) are in `edged.cache.manifest`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import struct
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from edged.cache.ranges import valid_name
+from edged.cache.manifest import (
+    CHECKSUM,
+    NOT_IN_BUCKET,
+    NOT_VIDEO,
+    UPSTREAM,
+    Failure,
+    Manifest,
+    ManifestEntry,
+    ManifestError,
+    PassReport,
+    Wanted,
+    due,
+    failed,
+    parse_manifest,
+    plan_replication,
+)
+from edged.cache.prepare import PrepareError
 from edged.cache.store import AssetStore
 from edged.errors import EdgedError
 from edged.fileio import file_sha256
 from edged.supervise import Supervisor, describe
-from edged.upload.s3 import S3Store, UpstreamError
+from edged.upload.s3 import (
+    CredentialsRefused,
+    ObjectFacts,
+    S3Store,
+    UpstreamError,
+    UpstreamUnreachable,
+)
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["ManifestEntry", "ManifestError", "PullThrough", "Replicator", "parse_manifest"]
 
-class ManifestError(EdgedError, ValueError):
-    """The manifest object is not the JSON edged expects."""
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    name: str
-    key: str
-    pin: bool
-    sha256: str
-
-
-def parse_manifest(data: bytes, assets_prefix: str) -> list[ManifestEntry]:
-    """`{"assets": [{"name": ..., "key": ..., "pin": true, "sha256": ...}, ...]}`, in priority
-    order; `key` defaults to `<assets prefix>/<name>`, `pin` to true."""
-    try:
-        document = json.loads(data)
-        entries = document["assets"] if isinstance(document, dict) else document
-    except (ValueError, KeyError, TypeError) as error:
-        raise ManifestError(f"manifest is not a JSON list of assets: {error}") from error
-    if not isinstance(entries, list):
-        raise ManifestError("manifest is not a JSON list of assets")
-    parsed = []
-    for index, entry in enumerate(entries):
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not valid_name(name):
-            raise ManifestError(f"manifest entry {index}: name {name!r} is not a valid asset name")
-        parsed.append(
-            ManifestEntry(
-                name=name,
-                key=str(entry.get("key") or f"{assets_prefix.rstrip('/')}/{name}"),
-                pin=bool(entry.get("pin", True)),
-                sha256=str(entry.get("sha256", "")),
-            )
-        )
-    return parsed
+MANIFEST_POLL_SECONDS = 10.0  # during a pass, the manifest is looked at this often
+MISS_SECONDS = 15.0  # a name upstream does not have is not asked for again for this long
+MISSES_KEPT = 4096
 
 
 class VerificationError(EdgedError):
@@ -68,10 +61,16 @@ class VerificationError(EdgedError):
 
 
 def fetch_verified(
-    s3: S3Store, key: str, part: Path, expected_sha256: str, progress: object = None
+    s3: S3Store,
+    key: str,
+    part: Path,
+    expected_sha256: str,
+    progress: object = None,
+    facts: ObjectFacts | None = None,
 ) -> str:
-    """Download (resuming) and verify; the sha256 of the bytes. Blocking."""
-    facts = s3.stat(key)
+    """Download (resuming) and verify; the sha256 of the bytes. Blocking. `facts`: the object's
+    HEAD, when the caller has just asked."""
+    facts = facts or s3.stat(key)
     if facts is None:
         raise UpstreamError(f"{key} is not in the bucket")
     s3.download(key, part, facts.size, progress if callable(progress) else (lambda size: None))
@@ -92,8 +91,22 @@ def fetch_verified(
     return actual
 
 
+class ManifestChanged(EdgedError):
+    """The manifest changed during a pass: the pass starts over with the new one."""
+
+
+class Stopping(EdgedError):
+    """The replicator is stopping: the pass in its thread ends at the next entry."""
+
+
+def _identity(entry: ManifestEntry) -> tuple[str, str, str]:
+    """What a failure or a learned size belongs to: the same name, object and checksum."""
+    return (entry.name, entry.key, entry.sha256)
+
+
 class Replicator:
-    """Keeps the manifest's clips on the box, in priority order, pinned as it says."""
+    """Keeps the manifest's clips on the box, in priority order, pinned as it says, within
+    `[cache] max_bytes`. A failed entry waits (backoff) without a request; a pass logs one line."""
 
     def __init__(
         self,
@@ -102,46 +115,237 @@ class Replicator:
         manifest_key: str,
         assets_prefix: str,
         interval: float = 300.0,
+        *,
+        manifest_poll: float = MANIFEST_POLL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._s3 = s3
         self._manifest_key = manifest_key
         self._assets_prefix = assets_prefix
         self._interval = interval
+        self._manifest_poll = manifest_poll
+        self._clock = clock
         self._wakeup = asyncio.Event()
+        self._stopping = threading.Event()
         self._supervisor: Supervisor | None = None
+        # Touched by the pass thread only; the loop reads `status()`, a snapshot.
+        self._manifest = Manifest(())
+        self._manifest_etag: str | None = None
+        self._polled = 0.0
+        self._failures: dict[tuple[str, str, str], Failure] = {}
+        self._sizes: dict[tuple[str, str, str], int] = {}  # bytes learned: upstream or prepared
+        self._trouble = ""  # what the previous pass could not replicate, to log changes only
+        self._status: dict[str, Any] = {"manifest": manifest_key, "passes": 0}
+        self.passes = 0
         self.last_error = ""
 
+    def status(self) -> dict[str, Any]:
+        """The last pass for the API: clips here, fetched, and each clip not here with its
+        reason and when it is tried again."""
+        return self._status
+
+    # -- one pass (blocking, in a thread) ------------------------------------------------------
+
     def sync(self) -> list[str]:
-        """One pass over the manifest (blocking); the names fetched."""
-        entries = parse_manifest(self._s3.read(self._manifest_key), self._assets_prefix)
-        fetched = []
-        for entry in entries:
+        """One pass over the manifest; the names fetched. A manifest that changes during the
+        pass starts it over."""
+        while True:
+            try:
+                return self._pass()
+            except ManifestChanged as change:
+                logger.info("manifest %s changed (%s): the pass starts over", *change.args)
+
+    def _pass(self) -> list[str]:
+        self._refresh()
+        manifest = self._manifest
+        self._store.want(manifest.names)
+        now = self._clock()
+        report = PassReport(rejected=len(manifest.rejected))
+        wanted: list[Wanted] = []
+        heads: dict[str, ObjectFacts] = {}
+        for index, entry in enumerate(manifest.entries):
             local = self._store.get(entry.name)
             if local is not None and (not entry.sha256 or local.origin_sha256 == entry.sha256):
                 if local.pinned != entry.pin:
                     self._store.set_pinned(entry.name, entry.pin)
+                report.held += 1
+                wanted.append(Wanted(entry, held=local.size))
                 continue
-            part = self._store.partial / f"{entry.name}.part"
-            try:
-                digest = fetch_verified(self._s3, entry.key, part, entry.sha256)
-                self._store.add(
-                    part, entry.name, pin=entry.pin, origin="upstream", origin_sha256=digest
-                )
-                fetched.append(entry.name)
-            except (VerificationError, EdgedError) as error:
-                logger.error("replication of %s failed: %s", entry.name, error)
-                self.last_error = str(error)
-            finally:
-                if entry.name in fetched:
-                    part.unlink(missing_ok=True)
-        return fetched
+            failure = self._failures.get(_identity(entry))
+            if failure is not None and not due(failure, now):
+                report.problem(failure.kind, index, entry.name)
+                continue
+            size = self._size(entry)
+            if size is None or failure is not None:
+                facts = self._head(entry, now)
+                if facts is None:
+                    report.problem(self._failures[_identity(entry)].kind, index, entry.name)
+                    continue
+                heads[entry.name] = facts
+                size = max(facts.size, size or 0)
+            wanted.append(Wanted(entry, size=size))
+        listed = set(manifest.names)
+        fixed = sum(a.size for a in self._store.assets() if a.pinned and a.name not in listed)
+        plan = plan_replication(wanted, fixed, self._store.max_bytes)
+        position = {entry.name: index for index, entry in enumerate(manifest.entries)}
+        unfit = {}
+        for entry, kind, reason in plan.cannot_fit:
+            report.problem(kind, position[entry.name], entry.name)
+            unfit[entry.name] = (kind, reason)
+        for entry in plan.fetch:
+            self._checkpoint()
+            if self._fetch(entry, heads.get(entry.name)):
+                report.fetched.append(entry.name)
+                report.held += 1
+            else:
+                failure = self._failures[_identity(entry)]
+                report.problem(failure.kind, position[entry.name], entry.name)
+        self._finish(report, unfit)
+        return report.fetched
+
+    def _refresh(self) -> None:
+        """Read the manifest again when its ETag changed (a HEAD a pass, a GET on a change)."""
+        self._checkpoint(poll=False)
+        facts = self._s3.stat(self._manifest_key)
+        self._polled = self._clock()
+        if facts is None:
+            raise ManifestError(f"manifest {self._manifest_key} is not in the bucket")
+        if facts.etag == self._manifest_etag:
+            return
+        manifest = parse_manifest(self._s3.read(self._manifest_key), self._assets_prefix)
+        self._manifest, self._manifest_etag = manifest, facts.etag
+        listed = {_identity(entry) for entry in manifest.entries}
+        self._failures = {k: v for k, v in self._failures.items() if k in listed}
+        self._sizes = {k: v for k, v in self._sizes.items() if k in listed}
+        parts = {f"{entry.name}.part" for entry in manifest.entries}
+        for stray in self._store.partial.glob("*.part"):  # of clips no longer listed
+            if stray.name not in parts:
+                stray.unlink(missing_ok=True)
+        for rejected in manifest.rejected:
+            logger.debug("manifest entry %d skipped: %s", rejected.index, rejected.reason)
+
+    def _checkpoint(self, poll: bool = True) -> None:
+        """Between entries and download chunks: end the pass when stopping or when the
+        manifest changed (looked at every `manifest_poll` seconds)."""
+        if self._stopping.is_set():
+            raise Stopping("stopping")
+        if not poll or self._clock() - self._polled < self._manifest_poll:
+            return
+        facts = self._s3.stat(self._manifest_key)
+        self._polled = self._clock()
+        if facts is not None and facts.etag != self._manifest_etag:
+            raise ManifestChanged(self._manifest_key, f"ETag {facts.etag}")
+
+    def _size(self, entry: ManifestEntry) -> int | None:
+        known = [size for size in (entry.size, self._sizes.get(_identity(entry))) if size]
+        return max(known) if known else None
+
+    def _head(self, entry: ManifestEntry, now: float) -> ObjectFacts | None:
+        """The object's facts, or None with the entry failed: missing, or the very object
+        refused before (not downloaded again)."""
+        self._checkpoint()
+        identity = _identity(entry)
+        previous = self._failures.get(identity)
+        facts = self._s3.stat(entry.key)
+        if facts is None:
+            self._failures[identity] = failed(
+                previous, now, NOT_IN_BUCKET, f"{entry.key} is not in the bucket"
+            )
+            return None
+        if previous is not None and previous.etag and previous.etag == facts.etag:
+            self._failures[identity] = failed(previous, now, previous.kind, previous.reason)
+            return None
+        self._sizes[identity] = max(facts.size, self._sizes.get(identity, 0))
+        return facts
+
+    def _fetch(self, entry: ManifestEntry, facts: ObjectFacts | None) -> bool:
+        """Download, verify, prepare and store one clip; False with the entry failed."""
+        now = self._clock()
+        identity = _identity(entry)
+        if facts is None:
+            facts = self._head(entry, now)
+            if facts is None:
+                return False
+        part = self._store.partial / f"{entry.name}.part"
+        previous = self._failures.get(identity)
+        try:
+            digest = fetch_verified(
+                self._s3, entry.key, part, entry.sha256, self._progress, facts=facts
+            )
+            asset = self._store.add(
+                part, entry.name, pin=entry.pin, origin="upstream", origin_sha256=digest
+            )
+        except VerificationError as error:  # the part is gone; these bytes never again
+            self._failures[identity] = failed(previous, now, CHECKSUM, str(error), facts.etag)
+            return False
+        except PrepareError as error:
+            part.unlink(missing_ok=True)
+            reason = str(error).replace(str(part), entry.name)
+            self._failures[identity] = failed(previous, now, NOT_VIDEO, reason, facts.etag)
+            return False
+        except (UpstreamUnreachable, CredentialsRefused):
+            raise  # the link, not the entry: the pass waits, the part stays to resume
+        except UpstreamError as error:
+            self._failures[identity] = failed(previous, now, UPSTREAM, str(error))
+            return False
+        part.unlink(missing_ok=True)
+        self._failures.pop(identity, None)
+        # The prepared clip may be larger than the upload: plan with the larger next time.
+        self._sizes[identity] = max(facts.size, asset.size)
+        return True
+
+    def _progress(self, _: int) -> None:
+        self._checkpoint()
+
+    def _finish(self, report: PassReport, unfit: dict[str, tuple[str, str]]) -> None:
+        trouble = report.trouble
+        changed = trouble != self._trouble
+        if trouble and changed:
+            level = logging.WARNING
+        elif report.fetched or changed:
+            level = logging.INFO
+        else:
+            level = logging.DEBUG
+        logger.log(level, "%s", report.line(self._manifest_key))
+        self._trouble = trouble
+        self.last_error = trouble
+        self.passes += 1
+        now = self._clock()
+        not_here = [
+            {"name": name, "kind": kind, "reason": reason, "retry_in": None}
+            for name, (kind, reason) in unfit.items()
+        ] + [
+            {
+                "name": name,
+                "kind": failure.kind,
+                "reason": failure.reason,
+                "retry_in": round(max(failure.retry_at - now, 0.0)),
+            }
+            for (name, _, _), failure in self._failures.items()
+        ]
+        self._status = {
+            "manifest": self._manifest_key,
+            "passes": self.passes,
+            "clips_here": report.held,
+            "fetched": list(report.fetched),
+            "not_replicated": not_here,
+            "skipped": [
+                {"index": rejected.index, "reason": rejected.reason}
+                for rejected in self._manifest.rejected
+            ],
+            "last_error": self.last_error,
+        }
+
+    # -- the task ------------------------------------------------------------------------------
 
     async def start(self, supervisor: Supervisor) -> None:
         self._supervisor = supervisor
+        self._stopping.clear()
         supervisor.spawn("replicator", self._run)
 
     async def stop(self) -> None:
+        self._stopping.set()  # a pass running in its thread ends at its next entry
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             await supervisor.cancel("replicator")
@@ -151,14 +355,19 @@ class Replicator:
         self._wakeup.set()
 
     async def _run(self) -> None:
+        waiting = ""
         while True:
             try:
-                fetched = await asyncio.to_thread(self.sync)
-                if fetched:
-                    logger.info("replicated %s", ", ".join(fetched))
+                await asyncio.to_thread(self.sync)
+                waiting = ""
+            except Stopping:
+                return
             except (EdgedError, OSError) as error:
-                self.last_error = str(error)
-                logger.warning("clip replication waits: %s", error)
+                self.last_error = describe(error) if isinstance(error, OSError) else str(error)
+                self._status = {**self._status, "last_error": self.last_error}
+                level = logging.DEBUG if self.last_error == waiting else logging.WARNING
+                logger.log(level, "clip replication waits: %s", self.last_error)
+                waiting = self.last_error
             try:
                 async with asyncio.timeout(self._interval):
                     await self._wakeup.wait()
@@ -221,9 +430,38 @@ def metadata_first(head: bytes) -> bool | None:
     return None
 
 
+class MissCache:
+    """Names upstream does not have, remembered for `seconds`; at most `limit` of them (the
+    oldest go first). Time is passed in."""
+
+    def __init__(self, seconds: float = MISS_SECONDS, limit: int = MISSES_KEPT) -> None:
+        self._seconds = seconds
+        self._limit = limit
+        self._until: dict[str, float] = {}  # insertion order: the oldest first
+
+    def remember(self, name: str, now: float) -> None:
+        self._until.pop(name, None)
+        self._until[name] = now + self._seconds
+        while len(self._until) > self._limit:
+            del self._until[next(iter(self._until))]
+
+    def missing(self, name: str, now: float) -> bool:
+        until = self._until.get(name)
+        if until is None:
+            return False
+        if now >= until:
+            del self._until[name]
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+
 class PullThrough:
     """A request for a clip that is upstream but not here streams while it is stored; every
-    concurrent request for it shares the one download."""
+    concurrent request for it shares the one lookup and the one download, and a name upstream
+    does not have is answered from memory for a few seconds."""
 
     def __init__(
         self,
@@ -231,18 +469,47 @@ class PullThrough:
         s3: S3Store,
         assets_prefix: str,
         supervisor: Supervisor | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._s3 = s3
         self._prefix = assets_prefix.rstrip("/")
         self._supervisor = supervisor
+        self._clock = clock
         self._downloads: dict[str, Download] = {}
+        self._lookups: dict[str, asyncio.Task[ObjectFacts | None]] = {}
+        self._misses = MissCache()
+
+    async def _lookup(self, name: str) -> ObjectFacts | None:
+        """The object's facts; one HEAD shared by every request asking meanwhile."""
+        lookup = self._lookups.get(name)
+        if lookup is None:
+            lookup = asyncio.get_running_loop().create_task(self._stat(name))
+            self._lookups[name] = lookup
+            lookup.add_done_callback(partial(self._looked_up, name))
+        # One request that goes away does not cancel the lookup the others wait for.
+        return await asyncio.shield(lookup)
+
+    async def _stat(self, name: str) -> ObjectFacts | None:
+        facts = await asyncio.to_thread(self._s3.stat, f"{self._prefix}/{name}")
+        if facts is None:
+            self._misses.remember(name, self._clock())
+        return facts
+
+    def _looked_up(self, name: str, lookup: asyncio.Task[ObjectFacts | None]) -> None:
+        if self._lookups.get(name) is lookup:
+            del self._lookups[name]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: every waiter has it already
 
     async def open(self, name: str) -> Download | None:
         if name in self._downloads:
             return self._downloads[name]
+        if self._misses.missing(name, self._clock()):
+            return None
         key = f"{self._prefix}/{name}"
-        facts = await asyncio.to_thread(self._s3.stat, key)
+        facts = await self._lookup(name)
         if facts is None:
             return None
         if name in self._downloads:  # another request started it meanwhile
@@ -258,7 +525,9 @@ class PullThrough:
 
         async def run() -> None:
             try:
-                digest = await asyncio.to_thread(fetch_verified, self._s3, key, part, "", progress)
+                digest = await asyncio.to_thread(
+                    fetch_verified, self._s3, key, part, "", progress, facts
+                )
                 await asyncio.to_thread(
                     self._store.add,
                     part,

@@ -1,0 +1,249 @@
+"""The manifest replicator and pull-through misses against a real S3 (moto) with real clips:
+what crosses the uplink is counted with the server's request tally (issue #21 items 5-9)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from edged.cache.manifest import CHECKSUM, NO_ROOM, NOT_IN_BUCKET, NOT_VIDEO, TOO_LARGE
+from edged.cache.store import AssetStore
+from edged.cache.upstream import PullThrough, Replicator
+from edged.supervise import Supervisor
+from tests.clips import make_clip
+from tests.conftest import StartDaemon
+from tests.integration.upload_support import (
+    BUCKET,
+    make_store,
+    minio_client,
+    s3,
+    upstream_settings,
+)
+from tests.s3server import S3Server
+
+pytestmark = pytest.mark.integration
+__all__ = ["s3"]
+
+UPSTREAM_LOGGER = "edged.cache.upstream"
+
+
+def upload(server: S3Server, key: str, data: bytes, sha256: str | None = None) -> None:
+    metadata: dict[str, str | list[str] | tuple[str]] = {
+        "sha256": sha256 if sha256 is not None else hashlib.sha256(data).hexdigest()
+    }
+    minio_client(server).put_object(BUCKET, key, io.BytesIO(data), len(data), metadata=metadata)
+
+
+def put_manifest(server: S3Server, entries: Sequence[object]) -> None:
+    upload(server, "manifest.json", json.dumps({"assets": entries}).encode())
+
+
+def gets(server: S3Server, name: str) -> int:
+    return sum(1 for path, _ in server.gets if path == f"/{BUCKET}/assets/{name}")
+
+
+def heads(server: S3Server, name: str) -> int:
+    return server.heads.count(f"/{BUCKET}/assets/{name}")
+
+
+async def until(condition: Callable[[], bool], limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def run_passes(replicator: Replicator, passes: int) -> None:
+    """The replicator's own loop under the supervisor, for `passes` passes."""
+    supervisor = Supervisor(None)
+    await replicator.start(supervisor)
+    try:
+        await until(lambda: replicator.passes >= passes)
+    finally:
+        await replicator.stop()
+        await supervisor.stop()
+
+
+def not_replicated(replicator: Replicator) -> dict[str, dict[str, object]]:
+    return {item["name"]: item for item in replicator.status()["not_replicated"]}
+
+
+async def test_a_clip_larger_than_the_cap_is_reported_and_never_fetched(
+    tmp_path: Path, s3: S3Server
+) -> None:
+    """Item 5: it used to be downloaded in full, evicted and downloaded again every recheck."""
+    big = make_clip(tmp_path / "big.mp4", seconds=2).read_bytes()
+    upload(s3, "assets/big.mp4", big)
+    put_manifest(s3, [{"name": "big.mp4", "pin": False}])
+    store = AssetStore(tmp_path / "cache", max_bytes=len(big) // 2)
+    replicator = Replicator(store, make_store(s3), "manifest.json", "assets", interval=0.05)
+    await run_passes(replicator, 5)
+    assert gets(s3, "big.mp4") == 0
+    assert heads(s3, "big.mp4") <= 1  # its size is remembered, not asked for each pass
+    assert not_replicated(replicator)["big.mp4"]["kind"] == TOO_LARGE
+    assert "big.mp4" in replicator.last_error and store.get("big.mp4") is None
+
+
+async def test_unpinned_clips_over_the_cap_do_not_churn(tmp_path: Path, s3: S3Server) -> None:
+    """Item 5: three clips where two fit: the third is reported, the first two fetched once."""
+    clips = {
+        name: make_clip(tmp_path / name, seconds=2).read_bytes()
+        for name in ("one.mp4", "two.mp4", "three.mp4")
+    }
+    for name, data in clips.items():
+        upload(s3, f"assets/{name}", data)
+    put_manifest(s3, [{"name": name, "pin": False} for name in clips])
+    largest = max(len(data) for data in clips.values())
+    store = AssetStore(tmp_path / "cache", max_bytes=int(largest * 2.6))
+    replicator = Replicator(store, make_store(s3), "manifest.json", "assets", interval=0.05)
+    await run_passes(replicator, 5)
+    assert [gets(s3, name) for name in clips] == [1, 1, 0]
+    assert sorted(a.name for a in store.assets()) == ["one.mp4", "two.mp4"]
+    assert not_replicated(replicator)["three.mp4"]["kind"] == NO_ROOM
+
+
+async def test_a_wrong_sha256_is_fetched_once_then_backs_off(tmp_path: Path, s3: S3Server) -> None:
+    """Item 6: it used to be downloaded in full every recheck."""
+    data = make_clip(tmp_path / "broken.mp4", seconds=2).read_bytes()
+    upload(s3, "assets/broken.mp4", data)
+    put_manifest(s3, [{"name": "broken.mp4", "sha256": "0" * 64}])
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    replicator = Replicator(store, make_store(s3), "manifest.json", "assets", interval=0.05)
+    await run_passes(replicator, 5)
+    assert gets(s3, "broken.mp4") == 1
+    refused = not_replicated(replicator)["broken.mp4"]
+    assert refused["kind"] == CHECKSUM and int(str(refused["retry_in"])) > 0
+    assert store.get("broken.mp4") is None and not list(store.partial.iterdir())
+
+
+def test_a_thousand_missing_clips_log_one_line_a_pass(
+    tmp_path: Path, s3: S3Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Item 6: 1,000 missing entries made 1,000 ERROR lines (and HEADs) every pass."""
+    missing = [f"missing-{index:04d}.mp4" for index in range(1000)]
+    put_manifest(s3, missing)
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    replicator = Replicator(store, make_store(s3), "manifest.json", "assets")
+    caplog.set_level(logging.DEBUG, logger=UPSTREAM_LOGGER)
+    for _ in range(3):
+        assert replicator.sync() == []
+    lines = [r for r in caplog.records if r.name == UPSTREAM_LOGGER]
+    assert len(lines) == 3, [r.getMessage()[:100] for r in lines]
+    assert [r.levelno for r in lines] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert "1000 not in the bucket (missing-0000.mp4," in lines[0].getMessage()
+    assert sum(heads(s3, name) for name in missing) == 1000  # the first pass only
+    assert not_replicated(replicator)["missing-0999.mp4"]["kind"] == NOT_IN_BUCKET
+
+
+def test_a_new_manifest_cancels_the_running_pass(tmp_path: Path, s3: S3Server) -> None:
+    """Item 6: a new manifest used to wait for the end of a pass over the old one."""
+    missing = [f"missing-{index:04d}.mp4" for index in range(300)]
+    put_manifest(s3, missing)
+    clip = make_clip(tmp_path / "teaser.mp4", seconds=2).read_bytes()
+    upload(s3, "assets/teaser.mp4", clip)
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    replicator = Replicator(store, make_store(s3), "manifest.json", "assets", manifest_poll=0.0)
+    manifest_heads = 0
+
+    def replace_the_manifest(etag: str) -> str:  # the manifest's 20th HEAD: mid-pass
+        nonlocal manifest_heads
+        manifest_heads += 1
+        if manifest_heads == 20:
+            put_manifest(s3, ["teaser.mp4"])
+        return etag
+
+    s3.head_etag = replace_the_manifest
+    assert replicator.sync() == ["teaser.mp4"]
+    assert sum(heads(s3, name) for name in missing) < 30  # the old pass stopped early
+    assert replicator.status()["clips_here"] == 1 and not replicator.status()["not_replicated"]
+
+
+def test_an_invalid_name_skips_only_that_entry(tmp_path: Path, s3: S3Server) -> None:
+    """Item 7: one bad name used to reject the whole manifest, pinned clips included."""
+    clips = {
+        name: make_clip(tmp_path / name, seconds=2).read_bytes() for name in ("a.mp4", "b.mp4")
+    }
+    for name, data in clips.items():
+        upload(s3, f"assets/{name}", data)
+    put_manifest(
+        s3,
+        [
+            {"name": "a.mp4", "pin": True},
+            {"name": "../escape.mp4"},
+            {"name": "b.mp4", "pin": False},
+        ],
+    )
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    replicator = Replicator(store, make_store(s3), "manifest.json", "assets")
+    assert replicator.sync() == ["a.mp4", "b.mp4"]
+    pinned = store.get("a.mp4")
+    assert pinned is not None and pinned.pinned and store.hot("a.mp4") is not None
+    skipped = replicator.status()["skipped"]
+    assert len(skipped) == 1 and skipped[0]["index"] == 1
+    assert "'../escape.mp4' is not an asset name" in skipped[0]["reason"]
+    assert "1 entries skipped" in replicator.last_error
+
+
+async def test_a_non_video_object_leaves_no_partial_and_backs_off(
+    tmp_path: Path, s3: S3Server
+) -> None:
+    """Item 8: it used to stay in cache/partial/ for ever and be prepared again every recheck."""
+    upload(s3, "assets/notes.mp4", b"these are the stage notes, not a video\n" * 100)
+    put_manifest(s3, ["notes.mp4"])
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    replicator = Replicator(store, make_store(s3), "manifest.json", "assets", interval=0.05)
+    await run_passes(replicator, 4)
+    assert gets(s3, "notes.mp4") == 1
+    assert not list(store.partial.iterdir())
+    refused = not_replicated(replicator)["notes.mp4"]
+    assert refused["kind"] == NOT_VIDEO and "not a media file" in str(refused["reason"])
+    assert str(tmp_path) not in str(refused["reason"])
+
+
+async def test_a_miss_is_remembered_briefly_and_looked_up_once(
+    tmp_path: Path, s3: S3Server
+) -> None:
+    """Item 9 at the class: concurrent opens share one HEAD; the miss expires."""
+    now = 1000.0
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    pull = PullThrough(store, make_store(s3), "assets", clock=lambda: now)
+    assert await asyncio.gather(*(pull.open("nope.mp4") for _ in range(50))) == [None] * 50
+    assert await pull.open("nope.mp4") is None
+    assert heads(s3, "nope.mp4") == 1
+    now += 60.0
+    assert await pull.open("nope.mp4") is None
+    assert heads(s3, "nope.mp4") == 2
+
+
+async def test_two_hundred_requests_for_a_missing_clip_make_one_upstream_head(
+    tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
+) -> None:
+    """Item 9: 200 requests for one missing name used to make 200 upstream HEADs."""
+    daemon = start_daemon(
+        {
+            "mdns": {"enabled": False},
+            "media": {"test_pattern": "off"},
+            "upstream": upstream_settings(tmp_path, s3),
+        }
+    )
+
+    async def fetch(client: aiohttp.ClientSession) -> int:
+        async with client.get(daemon.url + "/assets/nope.mp4") as response:
+            await response.read()
+            return response.status
+
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(connector=connector) as client:
+        statuses = await asyncio.gather(*(fetch(client) for _ in range(200)))
+    assert statuses == [404] * 200
+    assert heads(s3, "nope.mp4") == 1
+    assert daemon.stop() == 0
