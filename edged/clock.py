@@ -144,3 +144,57 @@ class ClockJumpDetector:
     def jumped_since(self, monotonic_mark: float) -> bool:
         """Whether a step was observed at a monotonic time after `monotonic_mark`."""
         return self.last_jump is not None and self.last_jump.at.monotonic > monotonic_mark
+
+
+@dataclass(frozen=True)
+class Step:
+    """A wall-clock step seen while a log was written: ids up to `after_id` were written before."""
+
+    after_id: int
+    seconds: float
+
+
+class StepLedger:
+    """The wall-clock steps seen while an event log was written, placed by event id.
+
+    Sampled often (every few seconds) with the log's last id. For a forward step, events written
+    between the previous sample and this one count as written before it; for a backward step,
+    after it: either way an event of unknown side looks younger, never older, than it is.
+    """
+
+    def __init__(
+        self,
+        first: ClockSample,
+        last_id: int,
+        tolerance: float = DEFAULT_JUMP_TOLERANCE_SECONDS,
+    ) -> None:
+        self._detector = ClockJumpDetector(first, tolerance)
+        self._last_id = last_id
+        self.steps: list[Step] = []
+
+    def observe(self, sample: ClockSample, last_id: int) -> ClockJump | None:
+        """Take one sample with the log's last id now; the step seen, if any."""
+        jump = self._detector.observe(sample)
+        if jump is not None:
+            boundary = last_id if jump.seconds > 0 else self._last_id
+            self.steps.append(Step(after_id=boundary, seconds=jump.seconds))
+        self._last_id = last_id
+        return jump
+
+
+def prune_ranges(steps: list[Step], cutoff: float) -> list[tuple[int, int | None, float]]:
+    """(above id, up to id or None, stored-time cutoff) per stretch of the log between steps.
+
+    An event written before forward steps totalling S seconds was stamped S seconds behind the
+    clock of today: it goes only when stored before `cutoff - S`. Backward steps never make an
+    event older (what came before this process is unknown, and footage of a log is cheap).
+    """
+    ranges: list[tuple[int, int | None, float]] = []
+    low = 0
+    for index, step in enumerate(steps):
+        later = sum(each.seconds for each in steps[index:])
+        if step.after_id > low:
+            ranges.append((low, step.after_id, cutoff - max(later, 0.0)))
+            low = step.after_id
+    ranges.append((low, None, cutoff))
+    return ranges

@@ -5,15 +5,19 @@ on the same port with the uploads it knew. The tally counts the part and object 
 received, which is how the crash test measures what was sent again. moto does not check access
 keys, so the wrapper answers requests signed with any other key id than the configured one (or a
 temporary key from moto's own STS, with its session token) with the 403 InvalidAccessKeyId a real
-S3 gives.
+S3 gives. moto does not check the request time either: with `max_skew_seconds` set, the wrapper
+answers a request whose X-Amz-Date is further than that from its own clock with AWS's 403
+RequestTimeTooSkewed (off by default: tests that fake the daemon's clock for other reasons upload).
 """
 
 from __future__ import annotations
 
+import calendar
 import io
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,6 +39,26 @@ DENIED = (
 )
 
 
+SKEWED = (
+    '<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeTooSkewed</Code>'
+    "<Message>The difference between the request time and the current time is too large.</Message>"
+    "<RequestTime>{request}</RequestTime><ServerTime>{server}</ServerTime>"
+    "<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds></Error>"
+)
+
+
+def skew_refusal(amz_date: str, max_skew: float, now: float) -> bytes | None:
+    """AWS's RequestTimeTooSkewed body when `amz_date` (20240101T120000Z) is too far from now."""
+    try:
+        stamp = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
+    except ValueError:
+        return None
+    if abs(stamp - now) <= max_skew:
+        return None
+    server = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    return SKEWED.format(request=amz_date, server=server).encode()
+
+
 class S3Server:
     """start() / stop() / start() again on the same port; `part_puts` counts PUTs per part."""
 
@@ -42,6 +66,10 @@ class S3Server:
         self.access_key = access_key
         # Fault injection: rewrite the ETag of HEAD answers (an S3 whose ETags are opaque).
         self.head_etag: Callable[[str], str] | None = None
+        # Fault injection: refuse requests signed further than this from the server's clock.
+        self.max_skew_seconds: float | None = None
+        self.clock_offset_seconds = 0.0  # the server's clock against this machine's
+        self.skew_refusals = 0
         self.sts_policies: list[str] = []  # the session policy of every AssumeRole asked for
         self.port = 0
         self.part_puts: Counter[tuple[str, int]] = Counter()
@@ -68,6 +96,17 @@ class S3Server:
         if match and match.group(1) != self.access_key and not temporary:
             start_response("403 Forbidden", [("Content-Type", "application/xml")])
             return [DENIED]
+        if self.max_skew_seconds is not None:
+            refusal = skew_refusal(
+                environ.get("HTTP_X_AMZ_DATE", ""),
+                self.max_skew_seconds,
+                time.time() + self.clock_offset_seconds,
+            )
+            if refusal is not None:
+                with self._lock:
+                    self.skew_refusals += 1
+                start_response("403 Forbidden", [("Content-Type", "application/xml")])
+                return [] if environ["REQUEST_METHOD"] == "HEAD" else [refusal]
         if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] == "/":
             self._note_assume_role(environ)
         if environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"].count("/") >= 2:

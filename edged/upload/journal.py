@@ -135,6 +135,8 @@ class Journal:
         except sqlite3.Error as error:
             raise JournalError(f"upload journal {path} cannot be opened: {error}") from error
         self._lock = threading.Lock()
+        last = self._query("SELECT COALESCE(MAX(id), 0) AS n FROM events")
+        self.last_event_id = int(last[0]["n"])
 
     def close(self) -> None:
         with self._lock:
@@ -163,12 +165,15 @@ class Journal:
             except sqlite3.Error as error:
                 raise JournalError(f"upload journal {self.path}: {error}") from error
 
-    @staticmethod
-    def _log(db: sqlite3.Connection, file_id: int | None, kind: str, detail: str = "") -> None:
-        db.execute(
+    def _log(
+        self, db: sqlite3.Connection, file_id: int | None, kind: str, detail: str = ""
+    ) -> None:
+        cursor = db.execute(
             "INSERT INTO events (at, file_id, kind, detail) VALUES (?, ?, ?, ?)",
             (time.time(), file_id, kind, detail),
         )
+        # Read without the lock by the clock watch: an int, and only ever larger.
+        self.last_event_id = max(self.last_event_id, int(cursor.lastrowid or 0))
 
     def enqueue(
         self,
@@ -387,5 +392,20 @@ class Journal:
 
     def prune_events(self, before: float) -> int:
         """Delete events older than `before`; the number deleted."""
+        return self.prune_event_ranges([(0, None, before)])
+
+    def prune_event_ranges(self, ranges: list[tuple[int, int | None, float]]) -> int:
+        """Delete, per (above id, up to id or None, before), the events stored before `before`."""
+        deleted = 0
         with self._transaction() as db:
-            return db.execute("DELETE FROM events WHERE at < ?", (before,)).rowcount
+            for low, high, before in ranges:
+                deleted += db.execute(
+                    "DELETE FROM events WHERE id > ? AND id <= ? AND at < ?",
+                    (low, high if high is not None else 2**63 - 1, before),
+                ).rowcount
+        return deleted
+
+    def note_waiting(self, reason: str) -> None:
+        """Say why every pending file waits (the upstream refuses them all), keeping their state."""
+        with self._transaction() as db:
+            db.execute("UPDATE files SET last_error = ? WHERE " + _IN_PENDING, (reason, *_PENDING))

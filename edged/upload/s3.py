@@ -54,6 +54,10 @@ class UploadLost(UpstreamError):
     """The upstream no longer knows the multipart upload id (NoSuchUpload)."""
 
 
+class ClockSkewed(UpstreamError):
+    """The upstream refused the request time (this box's clock is wrong); wait, never fail."""
+
+
 @dataclass(frozen=True)
 class ObjectFacts:
     etag: str
@@ -116,6 +120,14 @@ def session_policy(bucket: str, prefix: str | list[str]) -> str:
     )
 
 
+_SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired"})
+# What servers say when they refuse a request's time without AWS's code (MinIO, Ceph, proxies).
+_SKEW_MESSAGE = re.compile(
+    r"request time.{0,40}(too|skew|far|large|differ)|time.{0,20}skew|clock.{0,20}skew", re.I
+)
+# minio-py makes these up for a refused HEAD, which carries no body: they say nothing.
+_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
+_BODILESS = frozenset({("AccessDenied", "Access denied"), ("BadRequest", "Bad request")})
 _ERROR_CODE = re.compile(r"<Code>\s*([A-Za-z0-9.]{1,64})\s*</Code>")
 _ERROR_MESSAGE = re.compile(r"<Message>([^<]{0,200})</Message>")
 
@@ -138,10 +150,25 @@ def error_code(error: Exception) -> tuple[str, str] | None:
     return None
 
 
+def is_clock_refusal(code: str, message: str) -> bool:
+    """Whether an S3 refusal is about the request's time (the box's clock), not the request."""
+    return code in _SKEW_CODES or bool(_SKEW_MESSAGE.search(message))
+
+
+def _clock_refused(what: str, code: str, message: str) -> ClockSkewed:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return ClockSkewed(
+        f"{what}: upstream refused the request time ({code}: {message}); this box's clock "
+        f"reads {now}: check that it is synchronized (NTP); uploads wait"
+    )
+
+
 def _raise_mapped(error: Exception, what: str) -> NoReturn:
     refusal = error_code(error)
     if refusal is not None:
         code, message = refusal
+        if is_clock_refusal(code, message):
+            raise _clock_refused(what, code, message) from error
         if code == "NoSuchUpload":
             raise UploadLost(f"{what}: the upstream no longer knows this upload") from error
         if code in _CREDENTIAL_CODES:
@@ -151,6 +178,9 @@ def _raise_mapped(error: Exception, what: str) -> NoReturn:
             ) from error
         raise UpstreamError(f"{what}: upstream said {code}: {message}") from error
     if isinstance(error, InvalidResponseError):  # one line, not the body of a proxy's page
+        said = _SKEW_MESSAGE.search(error._body or "")
+        if said is not None and error._code in (400, 403):
+            raise _clock_refused(what, f"HTTP {error._code}", said.group(0)) from error
         raise UpstreamError(
             f"{what}: upstream answered HTTP {error._code} ({error._content_type}) without an "
             "S3 error code"
@@ -229,9 +259,34 @@ class S3Store:
         except Exception as error:
             _raise_mapped(error, what)
 
+    def _head(self, what: str, key: str, function: Any, *args: Any) -> Any:
+        """A HEAD request; a refusal of it (which has no body to say why) is asked again as GET."""
+        try:
+            return function(*args)
+        except S3Error as error:
+            if (error.code, error.message) in _BODILESS:
+                self._explain(what, key)
+            _raise_mapped(error, what)
+        except Exception as error:
+            _raise_mapped(error, what)
+
+    def _explain(self, what: str, key: str) -> None:
+        """GET one byte of `key` to hear why a HEAD was refused (a wrong clock, wrong keys)."""
+        try:
+            response = self._client.get_object(self.bucket, key, 0, 1)
+        except Exception as error:
+            refusal = error_code(error)
+            if refusal is None or refusal in _BODILESS or refusal[0] in _NOT_FOUND:
+                return  # nothing more to learn: the HEAD's answer stands
+            _raise_mapped(error, what)
+        response.close()
+        response.release_conn()
+
     def probe(self) -> None:
         """A cheap request that proves the upstream answers and accepts the credentials."""
-        exists = self._call(f"probe {self.endpoint}", self._client.bucket_exists, self.bucket)
+        what = f"probe {self.endpoint}"
+        key = f"{self.policy_prefixes[0]}.edged-probe"
+        exists = self._head(what, key, self._client.bucket_exists, self.bucket)
         if not exists:
             raise UpstreamError(
                 f"bucket {self.bucket} does not exist on {self.endpoint}; create it or fix "
@@ -379,8 +434,10 @@ class S3Store:
         try:
             result = self._client.stat_object(self.bucket, key)
         except S3Error as error:
-            if error.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+            if error.code in _NOT_FOUND:
                 return None
+            if (error.code, error.message) in _BODILESS:
+                self._explain(f"stat {key}", key)
             _raise_mapped(error, f"stat {key}")
         except Exception as error:
             _raise_mapped(error, f"stat {key}")

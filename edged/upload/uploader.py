@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edged.clock import ClockSample, StepLedger, prune_ranges
 from edged.fileio import file_sha256
 from edged.metrics import UploadMetrics
 from edged.supervise import Supervisor, describe
@@ -32,6 +33,7 @@ from edged.upload.policy import (
     plan_parts,
 )
 from edged.upload.s3 import (
+    ClockSkewed,
     CredentialsRefused,
     S3Store,
     UploadLost,
@@ -39,6 +41,7 @@ from edged.upload.s3 import (
     UpstreamUnreachable,
 )
 from edged.upload.state import FileState, InvalidTransition, UploadEvent
+from edged.upload.verify import accepted_etags, existing_object, sha256_metadata_problem
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +62,41 @@ class UploaderSettings:
     newest_first: bool = False
     event_retention_days: int = 30
     stale_prefix: str = ""  # unfinished uploads under it that the journal does not know go
+    prune_interval_seconds: float = DAY  # of monotonic time between two prunes of the event log
 
 
 class SourceProblem(Exception):
     """The source file is gone or changed since it was queued: it cannot be uploaded as queued."""
+
+
+class KeyTaken(SourceProblem):
+    """The upstream holds the key with other bytes: never replaced."""
+
+
+_FORWARD = {  # the way to done of a file found already upstream
+    FileState.UPLOADING: UploadEvent.PARTS_SENT,
+    FileState.COMPLETING: UploadEvent.COMPLETED,
+    FileState.VERIFYING: UploadEvent.VERIFIED,
+}
+
+
+def read_clock() -> ClockSample:
+    return ClockSample(wall=time.time(), monotonic=time.monotonic())
+
+
+def _etags_of_file(path: str, size: int, part_size: int) -> set[str]:
+    """The ETags an object of this file's bytes may carry: whole MD5, and md5-of-parts-N."""
+    whole = hashlib.md5()  # noqa: S324 - S3's ETag
+    spans = plan_parts(size, part_size)
+    part_md5s = []
+    for span in spans or [PartSpan(1, 0, size)]:
+        data, md5 = _read_span(path, span)
+        whole.update(data)
+        part_md5s.append(md5)
+    etags = {whole.hexdigest()}
+    if spans:
+        etags.add(multipart_etag(part_md5s))
+    return etags
 
 
 @dataclass
@@ -89,37 +123,6 @@ def _read_span(path: str, span: PartSpan, digest: Digest | None = None) -> tuple
     if digest is not None:
         digest.update(data)
     return data, hashlib.md5(data).hexdigest()  # noqa: S324 - S3's part checksum
-
-
-def accepted_etags(parts: list[PartRecord], size: int, part_size: int, whole_md5: str) -> set[str]:
-    """The ETags an object with these bytes may carry: S3 calls it opaque and servers differ.
-
-    AWS, moto and MinIO give a multipart object md5-of-part-md5s-N; others give the MD5 of the
-    whole object, as for a single PUT.
-    """
-    accepted = {whole_md5} if whole_md5 else set()
-    if not plan_parts(size, part_size):
-        accepted.add(parts[0].md5)
-    else:
-        accepted.add(multipart_etag([part.md5 for part in parts]))
-    return accepted
-
-
-def sha256_metadata_problem(stored: str, queued: str, etag_of_bytes_sent: bool) -> str | None:
-    """What is wrong with an object's sha256 metadata, or None when it does not refute the upload.
-
-    Present, it must equal the sha256 taken at enqueue. Absent (a server that keeps user metadata
-    in memory only, as rclone's serve s3, forgets it on restart) it proves nothing either way:
-    then the ETag must be one computed from the bytes sent (whole MD5 or md5-of-part-md5s), whose
-    sha256 was checked equal to the one taken at enqueue.
-    """
-    if stored == queued:
-        return None
-    if stored:
-        return f"sha256 metadata {stored!r} != {queued}"
-    if etag_of_bytes_sent:
-        return None
-    return "sha256 metadata missing and the ETag is not of the bytes sent"
 
 
 def _check_source(record: FileRecord) -> None:
@@ -160,10 +163,13 @@ class Uploader:
         self._sent: dict[int, Digest] = {}  # file id -> the digest of the bytes sent
         self._online = False
         self._stale_checked = False
-        self._last_prune = 0.0
+        self._last_prune: float | None = None  # monotonic
+        self._clock: Callable[[], ClockSample] = read_clock
+        self._steps = StepLedger(self._clock(), journal.last_event_id)
         self._random = random.SystemRandom()
         self.on_reconnect: list[Callable[[], None]] = []  # e.g. the clip replicator looks again
         self._last_offline_log = 0.0
+        self._last_waiting_note = -60.0
 
     # -- control -------------------------------------------------------------------------------
 
@@ -195,6 +201,19 @@ class Uploader:
         """New work: look at the journal now, but keep to the upstream probe's schedule."""
         self._idle.clear()
         self._wakeup.set()
+
+    def use_clock(self, clock: Callable[[], ClockSample]) -> None:
+        """Read the wall and monotonic clocks with `clock` (tests move the wall clock)."""
+        self._clock = clock
+        self._steps = StepLedger(clock(), self.journal.last_event_id)
+
+    def observe_clock(self, sample: ClockSample | None = None) -> None:
+        """Note a step of the wall clock against the event log (the clock watch calls this)."""
+        jump = self._steps.observe(sample or self._clock(), self.journal.last_event_id)
+        if jump is not None:
+            logger.warning(
+                "the wall clock stepped %+.0f s: events logged before keep their age", jump.seconds
+            )
 
     def set_stale_prefix(self, prefix: str) -> None:
         """Unfinished uploads to clean up are looked for under `prefix` (the event changed)."""
@@ -351,6 +370,12 @@ class Uploader:
                 self._set_online(False, str(error))
                 await self._sleep(BACKOFF_CAP_SECONDS, self._probe_now)
                 continue
+            except ClockSkewed as error:
+                self._set_online(False, str(error))
+                await self._note_waiting(str(error))
+                await self._sleep(delay, self._probe_now)
+                delay = min(delay * 2, PROBE_MAX_SECONDS)
+                continue
             except UpstreamError as error:
                 self._set_online(False, str(error))
                 await self._sleep(delay, self._probe_now)
@@ -373,12 +398,25 @@ class Uploader:
                 self._last_offline_log = now
         self._online = online
 
+    async def _note_waiting(self, reason: str) -> None:
+        """The upstream refuses every file for one reason: each pending row says so (a minute)."""
+        now = time.monotonic()
+        if now - self._last_waiting_note >= 60:
+            self._last_waiting_note = now
+            await asyncio.to_thread(self.journal.note_waiting, reason)
+
     async def _housekeeping(self) -> None:
-        now = time.time()
-        if now - self._last_prune > DAY:
-            before = now - self._settings.event_retention_days * DAY
-            pruned = await asyncio.to_thread(self.journal.prune_events, before)
-            self._last_prune = now
+        """Prune the event log on a monotonic schedule, by stored time, minus the clock's steps."""
+        sample = self._clock()
+        self.observe_clock(sample)
+        due = self._last_prune is None or (
+            sample.monotonic - self._last_prune >= self._settings.prune_interval_seconds
+        )
+        if due:
+            before = sample.wall - self._settings.event_retention_days * DAY
+            ranges = prune_ranges(self._steps.steps, before)
+            pruned = await asyncio.to_thread(self.journal.prune_event_ranges, ranges)
+            self._last_prune = sample.monotonic
             if pruned:
                 logger.info(
                     "upload event log: pruned %d events older than %d days",
@@ -430,7 +468,7 @@ class Uploader:
                 state = await self._complete(record)
             if state is FileState.VERIFYING:
                 await self._verify(record)
-        except SourceProblem as problem:
+        except SourceProblem as problem:  # KeyTaken too
             self._sent.pop(record.id, None)
             logger.error("upload %d failed: %s", record.id, problem)
             await self._apply(record, UploadEvent.FATAL_ERROR, detail=str(problem))
@@ -448,18 +486,28 @@ class Uploader:
             await self._apply(record, UploadEvent.UPLOAD_LOST, detail=str(error))
         except UpstreamUnreachable as error:
             self._set_online(False, str(error))
+        except ClockSkewed as error:
+            self._set_online(False, str(error))  # the warning, once a minute
+            await self._retry_later(record, error, quiet=True)
         except CredentialsRefused as error:
             self._set_online(False, str(error))
             await self._retry_later(record, error)
         except UpstreamError as error:
             await self._retry_later(record, error)
 
-    async def _retry_later(self, record: FileRecord, error: Exception) -> None:
+    async def _retry_later(
+        self, record: FileRecord, error: Exception, *, quiet: bool = False
+    ) -> None:
         fresh = await asyncio.to_thread(self.journal.get, record.id)
         attempts = (fresh.attempts if fresh else record.attempts) + 1
         wait = backoff_seconds(attempts, self._random)
-        logger.warning(
-            "upload %d attempt %d failed (%s); next try in %.0f s", record.id, attempts, error, wait
+        logger.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "upload %d attempt %d failed (%s); next try in %.0f s",
+            record.id,
+            attempts,
+            error,
+            wait,
         )
         await self._apply(
             record, UploadEvent.RETRYABLE_ERROR, detail=str(error), retry_at=time.time() + wait
@@ -468,6 +516,8 @@ class Uploader:
     async def _send(self, record: FileRecord) -> FileState:
         part_size = record.part_size or self._settings.part_size
         spans = plan_parts(record.size, part_size)
+        if (not spans or not record.upload_id) and await self._already_upstream(record):
+            return FileState.DONE
         if not spans:
             digest = Digest()
             data, md5 = await asyncio.to_thread(
@@ -519,6 +569,31 @@ class Uploader:
         self._check_digest(record, digest)
         self._sent[record.id] = digest
         return await self._apply(record, UploadEvent.PARTS_SENT, detail=f"{len(spans)} parts")
+
+    async def _already_upstream(self, record: FileRecord, upload_id: str = "") -> bool:
+        """Before an object is written: True when the key holds these bytes (the file is done);
+        KeyTaken when it holds other bytes; False when there is nothing there (or to keep)."""
+        facts = await asyncio.to_thread(self.store.stat, record.key)
+        etags: set[str] = set()
+        if facts is not None:
+            part_size = record.part_size or self._settings.part_size
+            etags = await asyncio.to_thread(_etags_of_file, record.path, record.size, part_size)
+        decision = existing_object(facts, record.size, record.sha256, etags)
+        if decision == "send":
+            return False
+        if upload_id:
+            await self._abort_quietly(record, upload_id)
+        if decision == "refuse":
+            raise KeyTaken(f"upstream already holds {record.key} with other bytes; not replaced")
+        assert facts is not None  # noqa: S101 - "done" needs an object
+        said = f"already upstream with the same bytes (etag {facts.etag}); nothing sent"
+        state = (await asyncio.to_thread(self.journal.require, record.id)).state
+        while state is not FileState.DONE:
+            state = await self._apply(record, _FORWARD[state], detail=said, etag=facts.etag)
+        self._sent.pop(record.id, None)
+        self._metrics.last_success.set(time.time())
+        logger.info("upload %d: %s %s", record.id, record.key, said)
+        return True
 
     @staticmethod
     def _check_digest(record: FileRecord, digest: Digest) -> None:
@@ -654,6 +729,8 @@ class Uploader:
         fresh, parts, accepted = await self._accepted(record)
         if not plan_parts(fresh.size, fresh.part_size or self._settings.part_size):
             return await self._apply(record, UploadEvent.COMPLETED, etag=parts[0].etag)
+        if await self._already_upstream(fresh, fresh.upload_id):
+            return FileState.DONE
         try:
             etag = await asyncio.to_thread(
                 self.store.complete,
@@ -717,7 +794,7 @@ class Uploader:
 def _most_telling(failures: ExceptionGroup[Exception]) -> Exception:
     """The one error of several failed parts that decides what happens to the file."""
     errors = list(failures.exceptions)
-    for kind in (SourceProblem, UploadLost, CredentialsRefused, UpstreamUnreachable):
+    for kind in (SourceProblem, UploadLost, ClockSkewed, CredentialsRefused, UpstreamUnreachable):
         for error in errors:
             if isinstance(error, kind):
                 return error

@@ -166,20 +166,21 @@ async def test_no_such_upload_restarts_the_file(
     assert object_sha256(any_s3, key) == sha
 
 
-async def test_other_sha256_metadata_fails_verification(
+async def test_other_sha256_metadata_fails_verification_and_is_never_replaced(
     tmp_path: Path, any_s3: S3Endpoint, any_uploaders: UploaderFactory
 ) -> None:
-    """The object carries the bytes sent but says another sha256: not verified, sent again."""
+    """The object carries the bytes sent but says another sha256: not verified, and since the
+    key now holds another sha256 it is not sent again over it (issue 21 item 1): failed."""
     source = tmp_path / "a.mp4"
     sha = write_random(source, 1 * MiB)
     key = "e/n/s/d/a.mp4"
     uploader = any_uploaders()
     real_stat = uploader.store.stat
-    rewritten: list[str] = []
+    stats: list[str] = []
 
     def stat_after_a_rewrite(key: str) -> ObjectFacts | None:
-        if not rewritten:  # once, between the PUT and its verification
-            rewritten.append(key)
+        stats.append(key)
+        if len(stats) == 2:  # once, between the PUT and its verification
             data = source.read_bytes()
             minio_client(any_s3).put_object(
                 BUCKET, key, io.BytesIO(data), len(data), metadata={"sha256": "cd" * 32}
@@ -192,13 +193,14 @@ async def test_other_sha256_metadata_fails_verification(
     await finish(uploader, file_id)
 
     record = uploader.journal.require(file_id)
-    assert record.state is FileState.DONE, record.last_error
+    assert record.state is FileState.FAILED
+    assert record.last_error == f"upstream already holds {key} with other bytes; not replaced"
     lost = [e for e in uploader.journal.events(file_id=file_id) if e.kind == "upload_lost"]
     assert len(lost) == 1
     assert f"sha256 metadata {'cd' * 32!r} != {sha}" in lost[0].detail
     facts = minio_client(any_s3).stat_object(BUCKET, key)
     assert facts.metadata is not None
-    assert facts.metadata[SHA256_HEADER] == sha
+    assert facts.metadata[SHA256_HEADER] == "cd" * 32
 
 
 async def test_wrong_credentials_keep_the_queue(

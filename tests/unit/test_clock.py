@@ -12,10 +12,15 @@ from edged.clock import (
     TIME_OK,
     ClockJumpDetector,
     ClockSample,
+    Step,
+    StepLedger,
     clock_synchronized,
+    prune_ranges,
     synchronized_from_adjtimex,
     wall_step_seconds,
 )
+
+DAY = 86400.0
 
 
 @pytest.mark.parametrize(
@@ -80,3 +85,52 @@ def test_step_is_the_wall_delta_beyond_the_monotonic_delta(
     earlier = ClockSample(wall=wall, monotonic=monotonic)
     later = ClockSample(wall=wall + elapsed + step, monotonic=monotonic + elapsed)
     assert wall_step_seconds(earlier, later) == pytest.approx(step, abs=1e-3)
+
+
+def test_ledger_places_a_forward_step_after_the_events_written_before_it() -> None:
+    ledger = StepLedger(ClockSample(wall=1000.0, monotonic=0.0), last_id=3)
+    assert ledger.observe(ClockSample(wall=1005.0, monotonic=5.0), last_id=7) is None
+    assert ledger.observe(ClockSample(wall=1010.0 + 40 * DAY, monotonic=10.0), last_id=9)
+    assert [step.after_id for step in ledger.steps] == [9]
+    assert ledger.steps[0].seconds == pytest.approx(40 * DAY)
+
+
+def test_ledger_places_a_backward_step_before_the_unsure_events() -> None:
+    ledger = StepLedger(ClockSample(wall=1000.0 + DAY, monotonic=0.0), last_id=3)
+    ledger.observe(ClockSample(wall=1005.0, monotonic=5.0), last_id=7)
+    assert [step.after_id for step in ledger.steps] == [3]
+    assert ledger.steps[0].seconds == pytest.approx(-DAY)
+
+
+def test_prune_ranges_without_steps_is_the_plain_cutoff() -> None:
+    assert prune_ranges([], 500.0) == [(0, None, 500.0)]
+
+
+def test_prune_ranges_shift_events_written_before_a_forward_step() -> None:
+    steps = [Step(after_id=10, seconds=40 * DAY), Step(after_id=20, seconds=DAY)]
+    assert prune_ranges(steps, 100 * DAY) == [
+        (0, 10, 100 * DAY - 41 * DAY),
+        (10, 20, 100 * DAY - DAY),
+        (20, None, 100 * DAY),
+    ]
+
+
+def test_prune_ranges_never_age_events_for_a_backward_step() -> None:
+    steps = [Step(after_id=10, seconds=-40 * DAY)]
+    assert prune_ranges(steps, 100 * DAY) == [(0, 10, 100 * DAY), (10, None, 100 * DAY)]
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 50), st.floats(-1e7, 1e7, allow_nan=False)), max_size=6
+    ),
+    event_id=st.integers(1, 60),
+)
+def test_prune_ranges_never_prune_more_than_the_plain_cutoff(
+    steps: list[tuple[int, float]], event_id: int
+) -> None:
+    ordered = [Step(after_id=i, seconds=s) for i, s in sorted(steps, key=lambda p: p[0])]
+    ranges = prune_ranges(ordered, 1000.0)
+    covering = [r for r in ranges if r[0] < event_id and (r[1] is None or event_id <= r[1])]
+    assert len(covering) == 1
+    assert covering[0][2] <= 1000.0

@@ -1,0 +1,176 @@
+"""Issue 21 on the uploader: an object this box would overwrite with other bytes (item 1), an
+upstream that refuses the request time (item 3), and a clock step that must not prune the event
+log (item 4). Real S3 servers on loopback; moto's wrapper checks the request time on demand
+(tests/s3server.py `max_skew_seconds`), since moto itself does not."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from edged.clock import ClockSample
+from edged.upload.state import FileState
+from edged.upload.uploader import DAY
+from tests.integration.upload_support import (
+    BUCKET,
+    MiB,
+    UploaderFactory,
+    any_s3,
+    any_uploaders,
+    finish,
+    minio_client,
+    object_sha256,
+    s3,
+    until,
+    uploaders,
+    write_random,
+)
+from tests.s3compat import S3Endpoint
+from tests.s3server import S3Server
+
+pytestmark = pytest.mark.integration
+__all__ = ["any_s3", "any_uploaders", "s3", "uploaders"]  # fixtures
+
+
+def put_object(server: S3Endpoint, key: str, data: bytes, sha256: str) -> None:
+    minio_client(server).put_object(
+        BUCKET, key, io.BytesIO(data), len(data), metadata={"sha256": sha256}
+    )
+
+
+@pytest.mark.parametrize("size", [1 * MiB, 12 * MiB], ids=["single-put", "multipart"])
+async def test_a_key_holding_other_bytes_is_never_replaced(
+    tmp_path: Path, any_s3: S3Endpoint, any_uploaders: UploaderFactory, size: int
+) -> None:
+    """The box booted twice to the same saved time: the second recording must not overwrite."""
+    key = "gala/box/cam/2019-12-31/segment.mp4"
+    earlier = tmp_path / "earlier.mp4"
+    earlier_sha = write_random(earlier, size)
+    put_object(any_s3, key, earlier.read_bytes(), earlier_sha)
+    source = tmp_path / "segment.mp4"
+    write_random(source, size)
+    uploader = any_uploaders(part_size=5 * MiB)
+    await uploader.start()
+    file_id = await uploader.enqueue(source, key)
+    await finish(uploader, file_id)
+
+    record = uploader.journal.require(file_id)
+    assert record.state is FileState.FAILED
+    assert record.last_error == f"upstream already holds {key} with other bytes; not replaced"
+    assert object_sha256(any_s3, key) == earlier_sha
+    kinds = [event.kind for event in uploader.journal.events(file_id=file_id)]
+    assert "part_done" not in kinds
+    assert "upload_created" not in kinds
+
+
+@pytest.mark.parametrize("size", [1 * MiB, 12 * MiB], ids=["single-put", "multipart"])
+async def test_a_key_holding_the_same_bytes_is_done_without_sending(
+    tmp_path: Path, any_s3: S3Endpoint, any_uploaders: UploaderFactory, size: int
+) -> None:
+    key = "gala/box/cam/2019-12-31/again.mp4"
+    source = tmp_path / "again.mp4"
+    sha = write_random(source, size)
+    put_object(any_s3, key, source.read_bytes(), sha)
+    uploader = any_uploaders(part_size=5 * MiB)
+    await uploader.start()
+    file_id = await uploader.enqueue(source, key)
+    await finish(uploader, file_id)
+
+    record = uploader.journal.require(file_id)
+    assert record.state is FileState.DONE, record.last_error
+    events = uploader.journal.events(file_id=file_id)
+    assert "part_done" not in [event.kind for event in events]
+    assert any("already upstream with the same bytes" in event.detail for event in events)
+    assert object_sha256(any_s3, key) == sha
+
+
+async def test_a_refused_request_time_waits_says_why_and_never_fails(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+) -> None:
+    """The server's clock is two days ahead of this box's: every request is refused with AWS's
+    RequestTimeTooSkewed. The file waits, queued, with the server's message; then it goes."""
+    s3.max_skew_seconds = 900
+    s3.clock_offset_seconds = 2 * DAY
+    source = tmp_path / "a.mp4"
+    sha = write_random(source, 1 * MiB)
+    uploader = uploaders()
+    file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
+    await uploader.start()
+    await until(lambda: "RequestTimeTooSkewed" in uploader.journal.require(file_id).last_error)
+
+    record = uploader.journal.require(file_id)
+    assert record.state is FileState.QUEUED
+    assert "The difference between the request time and the current time is too large" in (
+        record.last_error
+    )
+    assert "upstream refused the request time" in record.last_error
+    assert not uploader.online
+
+    s3.clock_offset_seconds = 0.0  # NTP reached the box
+    uploader.wake()
+    await finish(uploader, file_id)
+    assert uploader.journal.require(file_id).state is FileState.DONE
+    assert object_sha256(s3, "e/n/s/d/a.mp4") == sha
+    assert s3.skew_refusals >= 1
+
+
+async def test_a_refused_request_time_mid_upload_keeps_the_file(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+) -> None:
+    """The clock goes wrong after the probe: the PUT's refusal is a wait, not a failure."""
+    source = tmp_path / "a.mp4"
+    write_random(source, 1 * MiB)
+    uploader = uploaders()
+    await uploader.start()
+    await until(lambda: uploader.online)
+    s3.max_skew_seconds = 900
+    s3.clock_offset_seconds = 2 * DAY
+    file_id = await uploader.enqueue(source, "e/n/s/d/b.mp4")
+    await until(lambda: "RequestTimeTooSkewed" in uploader.journal.require(file_id).last_error)
+    record = uploader.journal.require(file_id)
+    assert record.state in (FileState.QUEUED, FileState.UPLOADING)
+    assert "upstream refused the request time" in record.last_error
+    s3.clock_offset_seconds = 0.0
+    uploader.wake()
+    await finish(uploader, file_id)
+    assert uploader.journal.require(file_id).state is FileState.DONE
+
+
+async def test_a_clock_step_forward_prunes_no_event(
+    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+) -> None:
+    """Events written minutes ago, then NTP steps the clock 40 days forward: none is pruned
+    (a prune runs on every pass here), while an event really older than 30 days goes."""
+    offset = [0.0]
+    uploader = uploaders()
+    uploader._settings = __import__("dataclasses").replace(
+        uploader._settings, prune_interval_seconds=0.0
+    )
+    uploader.use_clock(lambda: ClockSample(time.time() + offset[0], time.monotonic()))
+    old = time.time() - 31 * DAY
+    with uploader.journal._transaction() as db:  # an event logged 31 days ago, before any step
+        db.execute("INSERT INTO events (at, kind, detail) VALUES (?, 'queued', 'old')", (old,))
+    source = tmp_path / "a.mp4"
+    write_random(source, 1 * MiB)
+    await uploader.start()
+    first = await uploader.enqueue(source, "e/n/s/d/a.mp4")
+    await finish(uploader, first)
+    written = [e for e in uploader.journal.events(limit=1000) if e.detail != "old"]
+    assert len(written) >= 4
+    assert "old" not in [e.detail for e in uploader.journal.events(limit=1000)]
+
+    offset[0] = 40 * DAY  # the wall clock steps; monotonic time does not
+    second = tmp_path / "b.mp4"
+    write_random(second, 1 * MiB)
+    next_id = await uploader.enqueue(second, "e/n/s/d/b.mp4")
+    await finish(uploader, next_id)
+    third = tmp_path / "c.mp4"
+    write_random(third, 1 * MiB)
+    await finish(uploader, await uploader.enqueue(third, "e/n/s/d/c.mp4"))
+
+    kept = uploader.journal.events(limit=1000)
+    for event in written:
+        assert event in kept
