@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Debian packages the tests use: promtool (prometheus), systemd-analyze (systemd), umockdev and
 # its GObject introspection data, and what PyGObject needs to build.
 TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev \
-	libcairo2-dev pkg-config chromium iproute2 util-linux
+	libcairo2-dev pkg-config chromium iproute2 util-linux faketime
 
 .PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode bench-live \
 	bench-first-frame clean

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 FRAME_QUEUE_SIZE = 8
 RATE_WINDOW_SECONDS = 5.0
+# A frame whose wall-clock stamp is this far from the wall clock read at its capture means the
+# clock stepped (NTP reached a box that booted to a saved time) or the source fell behind.
+WALL_CLOCK_TOLERANCE_SECONDS = 2.0
 
 
 class StreamState(StrEnum):
@@ -112,6 +115,19 @@ def missing_frames(previous: float | None, current: float | None, fps: float) ->
     if previous is None or current is None or fps <= 0:
         return 0
     return max(round((current - previous) * fps) - 1, 0)
+
+
+def wall_anchor(anchor: float, timestamp: float, now: float, tolerance: float) -> float:
+    """The wall-clock time of the source's time 0, re-read when the wall clock has left it.
+
+    A frame is stamped `anchor + timestamp`; while that stays within `tolerance` of the wall
+    clock (`now`, read at capture) the anchor holds, so stamps keep the source's even spacing.
+    After a step of the wall clock the anchor follows it, so names and dates follow the clock
+    without a restart; the media's own timestamps (durations) are untouched.
+    """
+    if abs(anchor + timestamp - now) > tolerance:
+        return now - timestamp
+    return anchor
 
 
 class StreamPipeline:
@@ -220,7 +236,9 @@ class StreamPipeline:
             return
         fps = source.nominal_fps
         previous: float | None = None
-        started = time.time()
+        started = time.monotonic()  # for a source without timestamps
+        anchor: float | None = None  # the wall-clock time of the source's time 0
+        reanchored = False
         index = 0
         try:
             for frame, seconds in source.frames():
@@ -231,13 +249,26 @@ class StreamPipeline:
                 if gap:
                     self._tally.drop("capture", gap)
                 previous = seconds if seconds is not None else previous
-                timestamp = seconds if seconds is not None else time.time() - started
+                timestamp = seconds if seconds is not None else time.monotonic() - started
+                now = time.time()
+                if anchor is None:
+                    anchor = now - timestamp
+                moved = wall_anchor(anchor, timestamp, now, WALL_CLOCK_TOLERANCE_SECONDS)
+                if moved != anchor:
+                    logger.log(
+                        logging.DEBUG if reanchored else logging.INFO,
+                        "stream %s: frames now stamped %+.1f s from before (the wall clock "
+                        "stepped or the source fell behind)",
+                        self.name,
+                        moved - anchor,
+                    )
+                    anchor, reanchored = moved, True
                 pts = round(timestamp / TIME_BASE)
                 if index % self.decimation:
                     self._tally.drop("encode")
                 else:
                     try:
-                        self._frames.put_nowait((frame, pts, started + timestamp))
+                        self._frames.put_nowait((frame, pts, anchor + timestamp))
                     except queue.Full:
                         self._tally.drop("encode")
                 index += 1

@@ -3,23 +3,30 @@
 Packets reach it through a bounded queue and are written by its own thread. Each keyframe ends a
 fragment, which is flushed and synced, so a power cut loses at most the fragment in progress; a
 segment left unfinished is cut back to its last whole fragment and kept on the next start.
+
+Segment names are `<UTC second>-<boot>-<number>`: the wall clock when the segment opened, the
+daemon start it belongs to (a counter kept in the data dir) and its number in that start. A box
+without a real-time clock that boots twice to the same saved time still never repeats a name,
+and no file is ever replaced: a name found taken is passed over.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final, Literal
 
 import av
 
@@ -32,6 +39,99 @@ logger = logging.getLogger(__name__)
 
 PART_SUFFIX = ".mp4.part"
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+BOOT_FILE = "boot"  # in the data dir: how many times the daemon has started
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+_NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)-(?P<boot>\d{6,})-(?P<number>\d{6,})(?:-\d+)?$")
+CLOSE_SEGMENT: Final = "close-segment"  # queued when recording stops: finish the open segment
+
+
+# -- names -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentName:
+    """What a segment's name says: when it opened, in which daemon start, its number there."""
+
+    opened: float
+    boot: int
+    number: int
+
+    @property
+    def stem(self) -> str:
+        stamp = datetime.fromtimestamp(self.opened, UTC).strftime(STAMP_FORMAT)
+        return f"{stamp}-{self.boot:06d}-{self.number:06d}"
+
+
+def parse_segment_name(stem: str) -> SegmentName | None:
+    """The parts of a segment name (without `.mp4`), or None for a name of another form."""
+    match = _NAME.match(stem)
+    if match is None:
+        return None
+    opened = datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=UTC).timestamp()
+    return SegmentName(opened, int(match["boot"]), int(match["number"]))
+
+
+def next_boot(saved: str | None, spool_names: Iterator[str]) -> int:
+    """This start's boot number: one past the saved counter and past every boot in the spool.
+
+    The spool is consulted too so that a lost or damaged counter file cannot bring back a boot
+    number whose names are still on the box.
+    """
+    highest = int(saved) if saved is not None and saved.strip().isdigit() else 0
+    for stem in spool_names:
+        name = parse_segment_name(stem)
+        if name is not None:
+            highest = max(highest, name.boot)
+    return highest + 1
+
+
+def take_boot(data_dir: Path, spool: Path) -> int:
+    """Count this daemon start in `<data dir>/boot` (0600, replaced atomically); blocking."""
+    counter = data_dir / BOOT_FILE
+    try:
+        saved: str | None = counter.read_text(encoding="ascii")
+    except FileNotFoundError:
+        saved = None
+    except (OSError, UnicodeDecodeError) as error:
+        logger.warning(
+            "boot counter %s unreadable (%s); counting on from the spool", counter, error
+        )
+        saved = None
+    if saved is not None and not saved.strip().isdigit():
+        logger.warning("boot counter %s holds %r; counting on from the spool", counter, saved[:20])
+    names = (path.name.split(".")[0] for path in spool.glob("*/*"))
+    boot = next_boot(saved, names)
+    temporary = counter.with_name(f".{BOOT_FILE}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(f"{boot}\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, counter)  # the counter itself, never a recording
+    return boot
+
+
+def publish(part: Path, final: Path) -> Path:
+    """Give a finished `part` its final name without replacing anything; the name it got.
+
+    A name already taken (it never should be) gets `-2`, `-3`, ... before `.mp4`.
+    """
+    for attempt in itertools.count(1):
+        target = final if attempt == 1 else final.with_name(f"{final.stem}-{attempt}{final.suffix}")
+        try:
+            os.link(part, target)  # fails if the target exists: never replaces
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links: check, then rename
+            if target.exists():
+                continue
+            part.rename(target)
+            return target
+        part.unlink()
+        if attempt > 1:
+            logger.warning("%s was taken; the recording is %s", final.name, target.name)
+        return target
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -50,6 +150,8 @@ class Segment:
     node: str
     event: str
     recovered: bool = False
+    boot: int = 0  # the daemon start that recorded it (see the module's note on names)
+    clock_synchronized: bool | None = None  # the system clock's state when the segment opened
 
     @property
     def sidecar(self) -> Path:
@@ -85,9 +187,9 @@ def recover(spool: Path, identity: Mapping[str, str]) -> list[Segment]:
             part.unlink()
             continue
         os.truncate(part, end)
-        final = part.with_name(part.name.removesuffix(PART_SUFFIX) + ".mp4")
-        part.replace(final)
+        final = publish(part, part.with_name(part.name.removesuffix(PART_SUFFIX) + ".mp4"))
         frames, start, finish = _probe(final)
+        name = parse_segment_name(final.stem)
         segment = Segment(
             path=str(final),
             stream=part.parent.name,
@@ -101,6 +203,7 @@ def recover(spool: Path, identity: Mapping[str, str]) -> list[Segment]:
             node=identity.get("node", ""),
             event=identity.get("event", ""),
             recovered=True,
+            boot=name.boot if name is not None else 0,
         )
         write_sidecar(segment)
         logger.info(
@@ -128,15 +231,18 @@ def _probe(path: Path) -> tuple[int, float, float]:
                     last = float(packet.pts * packet.time_base)
     with contextlib.suppress(ValueError):
         started = (
-            datetime.strptime(path.stem.split("-")[0], "%Y%m%dT%H%M%SZ")
-            .replace(tzinfo=UTC)
-            .timestamp()
+            datetime.strptime(path.stem.split("-")[0], STAMP_FORMAT).replace(tzinfo=UTC).timestamp()
         )
     return frames, started, started + last
 
 
 class Recorder:
-    """An output of a stream that writes segments; `on_segment` hears of each closed one."""
+    """An output of a stream that writes segments; `on_segment` hears of each closed one.
+
+    `boot` and `numbers` make the names unique (the manager keeps one numbering per stream for
+    the whole daemon start, so a restarted stream does not count from 0 again); `clock_state`
+    tells whether the system clock is synchronized, asked when a segment opens.
+    """
 
     def __init__(
         self,
@@ -150,6 +256,10 @@ class Recorder:
         identity: Callable[[], Mapping[str, str]],
         on_segment: Callable[[Segment], None],
         queue_seconds: float = 30.0,
+        boot: int = 0,
+        numbers: Iterator[int] | None = None,
+        clock_state: Callable[[], bool | None] = lambda: None,
+        active: bool = True,
     ) -> None:
         self.name = f"recorder-{stream}"
         self.stream = stream
@@ -160,10 +270,14 @@ class Recorder:
         self._segment_ticks = round(segment_seconds / TIME_BASE)
         self._identity = identity
         self._on_segment = on_segment
-        self._queue: queue.Queue[tuple[EncodedPacket, bytes] | None] = queue.Queue(
-            max(1, round(queue_seconds * fps))
+        self._boot = boot
+        self._numbers = numbers if numbers is not None else itertools.count()
+        self._clock_state = clock_state
+        self._queue: queue.Queue[tuple[EncodedPacket, bytes] | Literal["close-segment"] | None] = (
+            queue.Queue(max(1, round(queue_seconds * fps)))
         )
-        self.active = True  # retention clears it when the disk is full
+        self._active = active
+        self._active_lock = threading.Lock()
         self.frames_written = 0
         self._file: BinaryIO | None = None
         self._container: Any = None
@@ -171,14 +285,29 @@ class Recorder:
         self._part: Path | None = None
         self._segment_start_pts = 0
         self._segment_started = 0.0
+        self._segment_synchronized: bool | None = None
         self._segment_frames = 0
         self._last_pts = 0
-        self._last_wallclock = 0.0
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
+    @property
+    def active(self) -> bool:
+        """Whether packets are recorded; retention clears it when the disk is full."""
+        return self._active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        """Stopping closes the open segment after what is queued (blocking while the queue is
+        full: call from a thread); resuming opens a new segment at the next keyframe."""
+        with self._active_lock:
+            stopping = self._active and not value
+            self._active = value
+        if stopping and self._thread.is_alive():
+            self._queue.put(CLOSE_SEGMENT)
+
     def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:
-        if not self.active:
+        if not self._active:
             return True  # deliberately not recording: not a drop
         try:
             self._queue.put_nowait((packet, extradata))
@@ -197,6 +326,9 @@ class Recorder:
             item = self._queue.get()
             if item is None:
                 break
+            if item == CLOSE_SEGMENT:
+                self._finish()
+                continue
             packet, extradata = item
             try:
                 self._write(packet, extradata)
@@ -207,8 +339,8 @@ class Recorder:
 
     def _write(self, packet: EncodedPacket, extradata: bytes) -> None:
         if self._container is None:
-            if not packet.keyframe:
-                return  # a segment starts on a keyframe
+            if not packet.keyframe or not self._active:
+                return  # a segment starts on a keyframe, and only while recording
             self._open(packet)
         elif packet.keyframe and packet.pts - self._segment_start_pts >= self._segment_ticks:
             self._finish()
@@ -221,12 +353,22 @@ class Recorder:
         self._segment_frames += 1
         self.frames_written += 1
         self._last_pts = packet.pts
-        self._last_wallclock = packet.wallclock
+
+    def _create_part(self, opened: float) -> tuple[Path, BinaryIO]:
+        """A new `.mp4.part` under a name no file here has, finished or not."""
+        while True:
+            stem = SegmentName(opened, self._boot, next(self._numbers)).stem
+            part = self._directory / f"{stem}{PART_SUFFIX}"
+            if (self._directory / f"{stem}.mp4").exists():
+                continue
+            try:
+                return part, part.open("xb")  # exclusive: never truncates a file
+            except FileExistsError:
+                continue
 
     def _open(self, packet: EncodedPacket) -> None:
-        stamp = datetime.fromtimestamp(packet.wallclock, UTC).strftime("%Y%m%dT%H%M%SZ")
-        self._part = self._directory / f"{stamp}-{packet.sequence:08d}{PART_SUFFIX}"
-        self._file = self._part.open("wb")
+        self._segment_synchronized = self._clock_state()
+        self._part, self._file = self._create_part(packet.wallclock)
         self._container = av.open(
             self._file, "w", format="mp4", options={"movflags": MOVFLAGS, "flush_packets": "1"}
         )
@@ -257,21 +399,27 @@ class Recorder:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        final = self._part.with_name(self._part.name.removesuffix(PART_SUFFIX) + ".mp4")
-        self._part.replace(final)
+        final = publish(
+            self._part, self._part.with_name(self._part.name.removesuffix(PART_SUFFIX) + ".mp4")
+        )
         identity = self._identity()  # read now, not at the stream's start: a reload may change it
+        # The wall clock when the segment opened, plus the media's own duration: a clock step
+        # during the segment moves neither its start nor its length.
+        duration = float((self._last_pts - self._segment_start_pts) * TIME_BASE) + 1 / self._fps
         segment = Segment(
             path=str(final),
             stream=self.stream,
             sha256=file_sha256(final),
             size=final.stat().st_size,
             start=self._segment_started,
-            end=self._last_wallclock + 1 / self._fps,
+            end=self._segment_started + duration,
             frames=self._segment_frames,
             device=identity.get("device", ""),
             encoder=identity.get("encoder", ""),
             node=identity.get("node", ""),
             event=identity.get("event", ""),
+            boot=self._boot,
+            clock_synchronized=self._segment_synchronized,
         )
         write_sidecar(segment)
         self._container = self._file = None

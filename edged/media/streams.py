@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from edged.clock import clock_synchronized
 from edged.config import MediaConfig, StorageConfig
 from edged.devices.board import Board, StreamDefaults
 from edged.devices.classify import STREAMABLE
@@ -24,7 +26,7 @@ from edged.media import sources
 from edged.media.encoders import Encoder, EncoderChoice, EncoderSettings, choose
 from edged.media.live import LiveHub
 from edged.media.pipeline import StreamPipeline
-from edged.media.recorder import Recorder, Segment, recover, segment_from_sidecar
+from edged.media.recorder import Recorder, Segment, recover, segment_from_sidecar, take_boot
 from edged.media.retention import SpoolFile, plan
 from edged.media.sources import Source, SourceSpec
 from edged.media.thermal import ThermalPolicy, read_pi_throttled, read_temperatures
@@ -92,6 +94,9 @@ class MediaManager:
         self._is_queued = is_queued
         self._handoffs: set[Any] = set()
         self._free_bytes = free_bytes or (lambda: psutil.disk_usage(str(data_dir)).free)
+        self._data_dir = data_dir
+        self.boot = 0  # this daemon start's number, part of every segment name
+        self._segment_numbers: dict[str, Iterator[int]] = {}  # per stream, for the whole start
         self.streams: dict[str, StreamEntry] = {}
         self._choices: dict[EncoderSettings, EncoderChoice] = {}
         self._supervisor: Supervisor | None = None
@@ -115,6 +120,8 @@ class MediaManager:
         self._loop = asyncio.get_running_loop()
         self._devices = devices
         self.spool.mkdir(parents=True, exist_ok=True)
+        self.boot = await asyncio.to_thread(take_boot, self._data_dir, self.spool)
+        logger.info("start %d of this box: segment names carry it", self.boot)
         for segment in await asyncio.to_thread(recover, self.spool, self._identity()):
             await self._on_segment(segment)
         for segment in await asyncio.to_thread(self._unqueued_segments):
@@ -219,8 +226,11 @@ class MediaManager:
             segment_seconds=self._media.segment_seconds,
             identity=identity,
             on_segment=self._segment_closed,
+            boot=self.boot,
+            clock_state=clock_synchronized,
+            numbers=self._segment_numbers.setdefault(name, itertools.count()),
+            active=self._records(name),
         )
-        recorder.active = self._records(name)
         pipeline = StreamPipeline(
             name,
             lambda: Source(spec),
@@ -408,8 +418,8 @@ class MediaManager:
                     "uploads finish"
                 )
             self.recording = recording
-        for name, entry in self.streams.items():
-            entry.recorder.active = self._records(name)
+        for name, entry in list(self.streams.items()):  # a thread: the loop may change the dict
+            entry.recorder.active = self._records(name)  # stopping closes the open segment
             self._metrics.recording.labels(name).set(1 if entry.recorder.active else 0)
 
     async def _retention_loop(self) -> None:

@@ -143,6 +143,66 @@ async def test_slow_encoder_drops_at_encode_and_the_equation_holds(tmp_path: Pat
     assert sum(decode_frames(segment.path) for segment in segments) == counts.encoded
 
 
+def encoded_packets(count: int, started: float) -> tuple[list[EncodedPacket], bytes]:
+    """`count` frames of the test pattern at 30 fps, GOPs of 0.5 s, stamped from `started`;
+    and the encoder's SPS/PPS."""
+    encoder = Encoder("libx264", SETTINGS)
+    source = av.open("testsrc2=size=320x240:rate=30", format="lavfi")
+    packets: list[EncodedPacket] = []
+    step = 3000  # 90 kHz / 30 fps
+    for index, frame in enumerate(source.decode(video=0)):
+        if index == count:
+            break
+        packets += encoder.encode(frame, index * step, started + index / 30)
+    packets += encoder.flush()
+    source.close()
+    return packets, encoder.extradata
+
+
+def frame_times(path: str) -> list[float]:
+    with av.open(path) as container:
+        return [float(frame.time) for frame in container.decode(video=0) if frame.time is not None]
+
+
+def test_recording_stopped_by_a_full_disk_closes_its_segment_and_resumes_in_a_new_one(
+    tmp_path: Path,
+) -> None:
+    segments: list[Segment] = []
+    recorder = Recorder(
+        "cam",
+        tmp_path,
+        width=320,
+        height=240,
+        fps=30,
+        segment_seconds=60.0,
+        identity=lambda: {"node": "box"},
+        on_segment=segments.append,
+    )
+    packets, extradata = encoded_packets(150, started=1_700_000_000.0)
+    for packet in packets[:40]:
+        assert recorder.offer(packet, extradata)
+    recorder.active = False  # retention: the disk is full
+    for packet in packets[40:100]:
+        assert recorder.offer(packet, extradata)  # not recorded, and not a drop
+    recorder.active = True  # free space is back
+    for packet in packets[100:]:
+        assert recorder.offer(packet, extradata)
+    recorder.close()
+
+    first, second = segments
+    assert first.frames == 40  # closed where recording stopped, not left open
+    assert second.frames == 150 - 105  # from the first keyframe after the resume (GOP of 15)
+    interval = 1 / 30
+    for segment in segments:
+        times = frame_times(segment.path)
+        assert len(times) == segment.frames
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert max(gaps) <= interval * 1.01, "no hidden gap inside a segment"
+        assert segment.end - segment.start == pytest.approx(segment.frames * interval)
+        assert Path(segment.sidecar).exists()
+    assert second.start == pytest.approx(1_700_000_000.0 + 105 * interval)
+
+
 def test_retention_with_a_small_disk_budget(tmp_path: Path) -> None:
     import os
 
