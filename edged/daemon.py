@@ -22,6 +22,7 @@ from edged import __version__
 from edged import config as config_module
 from edged.cache.store import AssetStore
 from edged.cache.upstream import PullThrough, Replicator
+from edged.clock import ClockWatch
 from edged.config import Config
 from edged.datalock import DataDirLock
 from edged.devices import capture_cards, detect_board
@@ -205,6 +206,7 @@ class Daemon:
             uploader.store.set_policy_prefixes(self.naming.policy_prefixes(pending))
         await uploader.start(supervisor)
         stack.push_async_callback(uploader.stop)
+        supervisor.spawn("clock", ClockWatch(listeners=[uploader.observe_clock]).run)
         self._uploader = uploader
         self._context.uploader = uploader
         self._context.enqueue_upload = self.enqueue_upload
@@ -233,6 +235,7 @@ class Daemon:
                     config.cache.recheck_seconds,
                 )
                 await replicator.start(supervisor)
+                self._context.replication = replicator.status
                 stack.push_async_callback(replicator.stop)
                 uploader.on_reconnect.append(replicator.wake)  # look again when the link is back
         self._context.subsystems["cache"] = True

@@ -39,6 +39,7 @@ async def status(request: web.Request) -> web.Response:
             "started_at": context.started_at,
             "uptime_seconds": round(time.monotonic() - context.started_monotonic, 3),
             "subsystems": context.subsystems,
+            "replication": context.replication() if context.replication else None,
         }
     )
 

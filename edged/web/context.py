@@ -45,6 +45,7 @@ class WebContext:
     enqueue_upload: Callable[[Path, str, str], Awaitable[int]] = field(default=_no_uploader)
     subsystems: dict[str, bool] = field(default_factory=dict)
     failing_tasks: Callable[[], dict[str, str]] = field(default=dict)  # name -> last error
+    replication: Callable[[], dict[str, Any]] | None = None  # the manifest replicator's last pass
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
 

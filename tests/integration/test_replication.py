@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -246,4 +247,32 @@ async def test_two_hundred_requests_for_a_missing_clip_make_one_upstream_head(
         statuses = await asyncio.gather(*(fetch(client) for _ in range(200)))
     assert statuses == [404] * 200
     assert heads(s3, "nope.mp4") == 1
+    assert daemon.stop() == 0
+
+
+def test_the_status_api_says_which_clips_are_not_here_and_why(
+    tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
+) -> None:
+    """What the crew and the ops team read instead of the log: each clip not replicated."""
+    put_manifest(s3, ["missing.mp4", {"name": "../bad", "pin": True}])
+    daemon = start_daemon(
+        {
+            "mdns": {"enabled": False},
+            "media": {"test_pattern": "off"},
+            "upstream": upstream_settings(tmp_path, s3),
+            "cache": {"manifest": "manifest.json", "recheck_seconds": 60},
+        }
+    )
+
+    def replication() -> dict[str, object]:
+        with urllib.request.urlopen(daemon.url + "/api/v1/status", timeout=5) as answer:  # noqa: S310
+            return dict(json.loads(answer.read())["replication"])
+
+    deadline = time.monotonic() + 20
+    while (status := replication())["passes"] == 0:
+        assert time.monotonic() < deadline, "no replication pass in 20 s"
+        time.sleep(0.1)
+    not_here = {entry["name"]: entry for entry in status["not_replicated"]}  # type: ignore[attr-defined]
+    assert not_here["missing.mp4"]["reason"].endswith(NOT_IN_BUCKET)
+    assert len(status["skipped"]) == 1  # type: ignore[arg-type]
     assert daemon.stop() == 0
