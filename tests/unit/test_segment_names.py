@@ -114,4 +114,4 @@ def test_a_stamp_is_never_further_than_the_tolerance_from_the_wall_clock(
     anchor: float, timestamp: float, now: float
 ) -> None:
     moved = wall_anchor(anchor, timestamp, now, 2.0)
-    assert abs(moved + timestamp - now) <= 2.0 + 1e-6 * max(now, 1.0)
+    assert abs(moved + timestamp - now) <= 2.0 + 1e-5  # float rounding at 4e9 s is ~1e-6
