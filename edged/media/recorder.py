@@ -41,7 +41,10 @@ PART_SUFFIX = ".mp4.part"
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 BOOT_FILE = "boot"  # in the data dir: how many times the daemon has started
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
-_NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)-(?P<boot>\d{6,})-(?P<number>\d{6,})(?:-\d+)?$")
+_NAME = re.compile(
+    r"(?P<stamp>\d{8}T\d{6}Z)-(?P<boot>\d{6,})-(?P<number>\d{6,})(?:-\d+)?", re.ASCII
+)
+_COUNTER = re.compile(r"\s*(\d+)\s*", re.ASCII)
 CLOSE_SEGMENT: Final = "close-segment"  # queued when recording stops: finish the open segment
 
 
@@ -64,7 +67,7 @@ class SegmentName:
 
 def parse_segment_name(stem: str) -> SegmentName | None:
     """The parts of a segment name (without `.mp4`), or None for a name of another form."""
-    match = _NAME.match(stem)
+    match = _NAME.fullmatch(stem)
     if match is None:
         return None
     opened = datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=UTC).timestamp()
@@ -77,7 +80,8 @@ def next_boot(saved: str | None, spool_names: Iterator[str]) -> int:
     The spool is consulted too so that a lost or damaged counter file cannot bring back a boot
     number whose names are still on the box.
     """
-    highest = int(saved) if saved is not None and saved.strip().isdigit() else 0
+    counted = _COUNTER.fullmatch(saved) if saved is not None else None
+    highest = int(counted[1]) if counted is not None else 0
     for stem in spool_names:
         name = parse_segment_name(stem)
         if name is not None:
@@ -97,7 +101,7 @@ def take_boot(data_dir: Path, spool: Path) -> int:
             "boot counter %s unreadable (%s); counting on from the spool", counter, error
         )
         saved = None
-    if saved is not None and not saved.strip().isdigit():
+    if saved is not None and _COUNTER.fullmatch(saved) is None:
         logger.warning("boot counter %s holds %r; counting on from the spool", counter, saved[:20])
     names = (path.name.split(".")[0] for path in spool.glob("*/*"))
     boot = next_boot(saved, names)
@@ -114,13 +118,17 @@ def take_boot(data_dir: Path, spool: Path) -> int:
 def publish(part: Path, final: Path) -> Path:
     """Give a finished `part` its final name without replacing anything; the name it got.
 
-    A name already taken (it never should be) gets `-2`, `-3`, ... before `.mp4`.
+    A name already taken (it never should be) gets `-2`, `-3`, ... before `.mp4`; a name that
+    is the part itself (a crash between link and unlink) is kept as it is.
     """
     for attempt in itertools.count(1):
         target = final if attempt == 1 else final.with_name(f"{final.stem}-{attempt}{final.suffix}")
         try:
             os.link(part, target)  # fails if the target exists: never replaces
         except FileExistsError:
+            if os.path.samefile(part, target):
+                part.unlink()
+                return target
             continue
         except OSError:  # a file system without hard links: check, then rename
             if target.exists():

@@ -49,7 +49,13 @@ def test_the_name_format_is_readable_and_sorts_by_time_then_start() -> None:
 
 @pytest.mark.parametrize(
     "stem",
-    ["20191231T235959Z-00000001", "notes", "20191231T235959Z-1-2", "20191231T235959Z-000001-x"],
+    [
+        "20191231T235959Z-00000001",  # the names before boots were counted
+        "notes",
+        "20191231T235959Z-1-2",
+        "20191231T235959Z-000001-x",
+        "20191231T235959Z-000001-" + "\u0660" * 5 + "\u0661",  # digits, but not ASCII ones
+    ],
 )
 def test_names_of_another_form_are_not_segment_names(stem: str) -> None:
     assert parse_segment_name(stem) is None
@@ -62,6 +68,7 @@ def test_the_boot_number_counts_on_from_the_counter_and_the_spool() -> None:
     names = ["20191231T235959Z-000009-000003", "20191231T235959Z-00000001", "clip"]
     assert next_boot(None, iter(names)) == 10
     assert next_boot("garbage", iter(names)) == 10
+    assert next_boot("²", iter([])) == 1  # a digit to str.isdigit, not a number to int()
     assert next_boot("3", iter(names)) == 10
 
 
@@ -92,6 +99,15 @@ def test_publish_never_replaces_a_file(tmp_path: Path) -> None:
     assert published.read_bytes() == b"the new one"
     assert not part.exists()
     assert parse_segment_name(published.stem) == parse_segment_name(final.stem)
+
+
+def test_publish_after_a_crash_between_link_and_unlink_keeps_one_file(tmp_path: Path) -> None:
+    final = tmp_path / "20191231T235959Z-000001-000000.mp4"
+    part = tmp_path / "20191231T235959Z-000001-000000.mp4.part"
+    part.write_bytes(b"the recording")
+    os.link(part, final)  # the power went here last time
+    assert publish(part, final) == final
+    assert sorted(path.name for path in tmp_path.iterdir()) == [final.name]
 
 
 def test_frame_stamps_keep_their_anchor_until_the_wall_clock_steps() -> None:
