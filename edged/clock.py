@@ -6,10 +6,13 @@ is the thin adapter that asks the kernel.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 
 logger = logging.getLogger(__name__)
@@ -198,3 +201,50 @@ def prune_ranges(steps: list[Step], cutoff: float) -> list[tuple[int, int | None
             low = step.after_id
     ranges.append((low, None, cutoff))
     return ranges
+
+
+def sync_change(previous: bool | None, current: bool | None, first: bool) -> tuple[int, str] | None:
+    """The log line (level, message) for the kernel's sync status now, or None to say nothing.
+
+    At start an unsynchronized clock is a warning; later, each change is said once.
+    """
+    if not first and current == previous:
+        return None
+    if current is False:
+        return (
+            logging.WARNING,
+            "the system clock is not synchronized (kernel: adjtimex STA_UNSYNC): segment names, "
+            "dates and upload signatures follow a clock that may be wrong; check NTP",
+        )
+    if current is True:
+        return None if first else (logging.INFO, "the system clock is synchronized again")
+    return (logging.INFO, "cannot tell whether the system clock is synchronized (adjtimex)")
+
+
+@dataclass
+class ClockWatch:
+    """Samples the clocks every `interval` seconds: logs sync changes, hands samples on."""
+
+    interval: float = 5.0
+    listeners: list[Callable[[ClockSample], None]] = field(default_factory=list)
+    synchronized: Callable[[], bool | None] = clock_synchronized
+    synced: bool | None = None
+
+    async def run(self) -> None:
+        """Run until cancelled (under the supervisor)."""
+        first = True
+        detector: ClockJumpDetector | None = None
+        while True:
+            sample = ClockSample(wall=time.time(), monotonic=time.monotonic())
+            current = self.synchronized()
+            said = sync_change(self.synced, current, first)
+            if said is not None:
+                logger.log(*said)
+            self.synced, first = current, False
+            if detector is None:
+                detector = ClockJumpDetector(sample)
+            elif (jump := detector.observe(sample)) is not None:
+                logger.warning("the wall clock stepped %+.0f s", jump.seconds)
+            for listener in self.listeners:
+                listener(sample)
+            await asyncio.sleep(self.interval)

@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from edged.clock import clock_synchronized
 from edged.config import Config, node_name
 from edged.datalock import LOCK_NAME
 from edged.devices import capture_cards, detect_board
@@ -311,22 +312,38 @@ def _mdns(config: Config, data_dir: Path) -> Check:
     )
 
 
-def _clock() -> Check:
-    now = time.time()
+def clock_check(now: float, kernel_synced: bool | None, timesyncd_synced: bool) -> Check:
+    """The clock line from the time and what the kernel (adjtimex) and timesyncd say."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
     if now < SANE_CLOCK_AFTER:
         return Check(
             "clock",
             FAIL,
-            time.strftime("clock says %Y-%m-%d %H:%M UTC", time.gmtime()),
+            f"clock says {stamp}",
             "set the time (NTP): uploads and HLS need a sane clock",
         )
-    synced = Path("/run/systemd/timesync/synchronized").exists()
+    if kernel_synced is False:
+        return Check(
+            "clock",
+            WARN,
+            f"{stamp}, not synchronized (the kernel says so: adjtimex STA_UNSYNC)",
+            "enable systemd-timesyncd or another NTP client and let it reach a server: "
+            "segment names, dates and S3 request signatures follow this clock",
+        )
+    synced = kernel_synced is True or timesyncd_synced
     return Check(
         "clock",
         OK if synced else WARN,
-        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        + (", NTP synchronised" if synced else ", NTP sync not confirmed"),
+        stamp + (", synchronized" if synced else ", NTP sync not confirmed"),
         "" if synced else "enable systemd-timesyncd or another NTP client",
+    )
+
+
+def _clock() -> Check:
+    return clock_check(
+        time.time(),
+        clock_synchronized(),
+        Path("/run/systemd/timesync/synchronized").exists(),
     )
 
 

@@ -6,6 +6,7 @@ types and labels follow DESIGN.md (prefix `edged_`, base units, counters end in 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from edged.clock import clock_synchronized
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -81,6 +84,11 @@ class SystemCollector(Collector):
         for flag, bit in PI_THROTTLE_BITS.items():
             flags.add_metric([flag], float((value >> bit) & 1))
         yield flags
+
+
+def _clock_synchronized() -> float:
+    synced = clock_synchronized()
+    return math.nan if synced is None else float(synced)
 
 
 def _disk_free(path: Path) -> float:
@@ -294,6 +302,13 @@ class Metrics:
             registry=self.registry,
         )
         self.disk_free_bytes.set_function(lambda: _disk_free(data_dir))
+        self.clock_synchronized = Gauge(
+            "edged_clock_synchronized",
+            "1 when the kernel calls the system clock synchronized (NTP), 0 when not, NaN when "
+            "it cannot tell.",
+            registry=self.registry,
+        )
+        self.clock_synchronized.set_function(_clock_synchronized)
         self.registry.register(SystemCollector(throttled_file))
         self.board = Gauge(
             "edged_board_info",

@@ -169,7 +169,6 @@ class Uploader:
         self._random = random.SystemRandom()
         self.on_reconnect: list[Callable[[], None]] = []  # e.g. the clip replicator looks again
         self._last_offline_log = 0.0
-        self._last_waiting_note = -60.0
 
     # -- control -------------------------------------------------------------------------------
 
@@ -211,8 +210,8 @@ class Uploader:
         """Note a step of the wall clock against the event log (the clock watch calls this)."""
         jump = self._steps.observe(sample or self._clock(), self.journal.last_event_id)
         if jump is not None:
-            logger.warning(
-                "the wall clock stepped %+.0f s: events logged before keep their age", jump.seconds
+            logger.info(
+                "upload event log: events logged before a %+.0f s step keep their age", jump.seconds
             )
 
     def set_stale_prefix(self, prefix: str) -> None:
@@ -399,11 +398,9 @@ class Uploader:
         self._online = online
 
     async def _note_waiting(self, reason: str) -> None:
-        """The upstream refuses every file for one reason: each pending row says so (a minute)."""
-        now = time.monotonic()
-        if now - self._last_waiting_note >= 60:
-            self._last_waiting_note = now
-            await asyncio.to_thread(self.journal.note_waiting, reason)
+        """The upstream refuses every file for one reason: each pending row says so (at each
+        probe, at most every PROBE_MAX_SECONDS once the probe has backed off)."""
+        await asyncio.to_thread(self.journal.note_waiting, reason)
 
     async def _housekeeping(self) -> None:
         """Prune the event log on a monotonic schedule, by stored time, minus the clock's steps."""

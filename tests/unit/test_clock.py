@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,10 +15,12 @@ from edged.clock import (
     TIME_OK,
     ClockJumpDetector,
     ClockSample,
+    ClockWatch,
     Step,
     StepLedger,
     clock_synchronized,
     prune_ranges,
+    sync_change,
     synchronized_from_adjtimex,
     wall_step_seconds,
 )
@@ -134,3 +139,46 @@ def test_prune_ranges_never_prune_more_than_the_plain_cutoff(
     covering = [r for r in ranges if r[0] < event_id and (r[1] is None or event_id <= r[1])]
     assert len(covering) == 1
     assert covering[0][2] <= 1000.0
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "first", "level"),
+    [
+        (None, False, True, logging.WARNING),  # at start
+        (None, True, True, None),
+        (None, None, True, logging.INFO),
+        (True, False, False, logging.WARNING),  # lost it
+        (False, True, False, logging.INFO),  # found it
+        (False, False, False, None),  # said once
+        (True, True, False, None),
+    ],
+)
+def test_sync_change(
+    previous: bool | None, current: bool | None, first: bool, level: int | None
+) -> None:
+    said = sync_change(previous, current, first)
+    assert (said[0] if said else None) == level
+
+
+async def test_clock_watch_warns_at_start_and_on_change(caplog: pytest.LogCaptureFixture) -> None:
+    answers = iter([False, False, True])
+    samples: list[ClockSample] = []
+    enough = asyncio.Event()
+
+    def listen(sample: ClockSample) -> None:
+        samples.append(sample)
+        if len(samples) >= 4:
+            enough.set()
+
+    watch = ClockWatch(interval=0, synchronized=lambda: next(answers, True), listeners=[listen])
+    caplog.set_level(logging.INFO, "edged.clock")
+    task = asyncio.create_task(watch.run())
+    async with asyncio.timeout(10):
+        await enough.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    messages = [record.getMessage() for record in caplog.records]
+    assert len([m for m in messages if "not synchronized" in m]) == 1
+    assert messages[-1] == "the system clock is synchronized again"
+    assert watch.synced is True
