@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -22,6 +25,7 @@ from edged.clock import (
     prune_ranges,
     sync_change,
     synchronized_from_adjtimex,
+    synchronized_from_timesyncd,
     wall_step_seconds,
 )
 
@@ -46,6 +50,39 @@ def test_synchronized_from_adjtimex(return_value: int, status: int, expected: bo
 
 def test_clock_synchronized_asks_the_kernel() -> None:
     assert clock_synchronized() in (True, False, None)
+
+
+@pytest.mark.parametrize(
+    ("running", "flagged", "expected"),
+    [(True, True, True), (True, False, False), (False, False, None), (False, True, None)],
+)
+def test_synchronized_from_timesyncd(running: bool, flagged: bool, expected: bool | None) -> None:
+    assert synchronized_from_timesyncd(running, flagged) is expected
+
+
+def test_clock_synchronized_under_the_units_seccomp_filter(tmp_path: Path) -> None:
+    """adjtimex is in @clock, which the unit refuses: timesyncd's flag answers instead."""
+    unit = Path(__file__).resolve().parents[2] / "systemd" / "edged.service"
+    seccomp = unit.parents[1] / "tests" / "seccomp_exec.py"
+    code = (
+        "import sys; from pathlib import Path; from edged.clock import clock_synchronized; "
+        "print(clock_synchronized(Path(sys.argv[1])))"
+    )
+    runs = tmp_path / "timesync"
+    runs.mkdir()
+    answers = []
+    for flag in (False, True):
+        if flag:
+            (runs / "synchronized").touch()
+        result = subprocess.run(
+            [sys.executable, str(seccomp), str(unit), "--", sys.executable, "-c", code, str(runs)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        answers.append(result.stdout.strip())
+    assert answers == ["False", "True"]
 
 
 def test_no_step_when_both_clocks_advance_alike() -> None:
