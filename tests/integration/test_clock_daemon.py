@@ -99,3 +99,41 @@ def test_a_skewed_clock_keeps_uploads_waiting_and_says_why(
     assert daemon.stop() == 0
     refusals = [line for line in daemon.lines if "upstream refused the request time" in line]
     assert len(refusals) == 1  # once a minute, not per retry
+
+
+def uploads(daemon: DaemonProcess) -> dict[str, Any]:
+    return dict(json.loads(get(daemon, "/api/v1/uploads")))
+
+
+def done(daemon: DaemonProcess, name: str) -> bool:
+    rows = [row for row in uploads(daemon)["files"] if row["key"].endswith(f"/{name}")]
+    return bool(rows) and rows[0]["state"] == "done"
+
+
+@pytest.mark.timeout(120)
+def test_a_clock_step_forward_prunes_nothing_from_the_event_log(
+    tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
+) -> None:
+    """Issue 21 item 4: events minutes old, then NTP steps the wall clock 40 days forward (a
+    running daemon, libfaketime re-reading its offset): the next uploads prune no event."""
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    daemon = start_daemon(
+        {"mdns": {"enabled": False}, "upstream": upstream_settings(tmp_path, s3)},
+        env=faked_clock(FAKETIME_TIMESTAMP_FILE=str(offset), FAKETIME_CACHE_DURATION="1"),
+    )
+    assert daemon.data_dir is not None
+    push(daemon, daemon.data_dir, "before.bin")
+    until(lambda: done(daemon, "before.bin"), 60, "the first file uploads")
+    before = [event for event in uploads(daemon)["events"] if event["file_id"] == 1]
+    assert len(before) >= 4
+
+    offset.write_text("+40d\n")
+    daemon.wait_for(re.compile(r"the wall clock stepped \+34560\d\d s"), timeout=30)
+    push(daemon, daemon.data_dir, "after.bin")
+    until(lambda: done(daemon, "after.bin"), 60, "the second file uploads")
+
+    after = [event for event in uploads(daemon)["events"] if event["file_id"] == 1]
+    assert after == before
+    assert daemon.stop() == 0
+    assert not [line for line in daemon.lines if "pruned" in line]
