@@ -578,9 +578,9 @@ class Uploader:
         decision = existing_object(facts, record.size, record.sha256, etags)
         if decision == "send":
             return False
-        if upload_id:
-            await self._abort_quietly(record, upload_id)
         if decision == "refuse":
+            if upload_id:
+                await self._abort_quietly(record, upload_id)
             raise KeyTaken(f"upstream already holds {record.key} with other bytes; not replaced")
         assert facts is not None  # noqa: S101 - "done" needs an object
         said = f"already upstream with the same bytes (etag {facts.etag}); nothing sent"

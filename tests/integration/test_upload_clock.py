@@ -174,3 +174,27 @@ async def test_a_clock_step_forward_prunes_no_event(
     kept = uploader.journal.events(limit=1000)
     for event in written:
         assert event in kept
+
+
+async def test_a_key_taken_during_a_multipart_upload_is_not_completed_over(
+    tmp_path: Path, any_s3: S3Endpoint, any_uploaders: UploaderFactory
+) -> None:
+    """Another writer puts other bytes at the key while the parts go: no completion over it."""
+    key = "gala/box/cam/2019-12-31/raced.mp4"
+    source = tmp_path / "raced.mp4"
+    write_random(source, 12 * MiB)
+    other = tmp_path / "other.mp4"
+    other_sha = write_random(other, 1 * MiB)
+    uploader = any_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
+    await uploader.start()
+    file_id = await uploader.enqueue(source, key)
+    await until(lambda: len(uploader.journal.parts(file_id)) >= 1)
+    put_object(any_s3, key, other.read_bytes(), other_sha)
+    await finish(uploader, file_id)
+
+    record = uploader.journal.require(file_id)
+    assert record.state is FileState.FAILED
+    assert record.last_error == f"upstream already holds {key} with other bytes; not replaced"
+    assert object_sha256(any_s3, key) == other_sha
+    kinds = [event.kind for event in uploader.journal.events(file_id=file_id)]
+    assert "completed" not in kinds
