@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
 from aiohttp import web
 
+from edged.clock import clock_synchronized
 from edged.errors import ConfigError
 from edged.web.context import CONTEXT
 
@@ -28,9 +30,12 @@ async def status(request: web.Request) -> web.Response:
     box answers to on the LAN as `<name>.local` (null with mDNS off), renamed on a conflict.
     """
     context = request.app[CONTEXT]
+    synchronized = await asyncio.to_thread(clock_synchronized)
     return web.json_response(
         {
             "node": context.node,
+            # false: names and dates of recordings may be wrong (no RTC, no NTP yet)
+            "clock_synchronized": synchronized,
             "advertised_name": context.advertised_name or None,
             "landing_url": context.landing_url or None,
             "event": context.event,

@@ -222,3 +222,13 @@ async def test_idle_and_half_open_connections_are_closed(
 )
 def test_refusals_name_files_not_directories(message: str, public: str) -> None:
     assert without_directories(message) == public
+
+
+async def test_status_says_whether_the_clock_is_synchronized(
+    client: TestClient[Any, Any],
+) -> None:
+    from edged.clock import clock_synchronized
+
+    body = await (await client.get("/api/v1/status")).json()
+    assert "clock_synchronized" in body
+    assert body["clock_synchronized"] == clock_synchronized()  # what the kernel says here
