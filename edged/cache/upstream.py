@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from edged.cache.prepare import PrepareError
 from edged.cache.store import AssetStore
 from edged.errors import EdgedError
 from edged.fileio import file_sha256
+from edged.media.mp4 import metadata_first
 from edged.supervise import Supervisor, describe
 from edged.upload.s3 import (
     CredentialsRefused,
@@ -408,26 +408,6 @@ def _read_head(path: Path, limit: int = 1 << 20) -> bytes:
             return handle.read(limit)
     except FileNotFoundError:
         return b""
-
-
-def metadata_first(head: bytes) -> bool | None:
-    """True when `moov` comes before any `mdat`, False when `mdat` comes first, None when the
-    bytes so far do not tell. Only box headers are read."""
-    offset = 0
-    while offset + 8 <= len(head):
-        length, kind = struct.unpack(">I4s", head[offset : offset + 8])
-        if kind == b"moov":
-            return True
-        if kind == b"mdat":
-            return False
-        if length == 1:
-            if offset + 16 > len(head):
-                return None
-            length = struct.unpack(">Q", head[offset + 8 : offset + 16])[0]
-        if length < 8:
-            return False  # not an MP4 box structure: nothing to stream early
-        offset += length
-    return None
 
 
 class MissCache:

@@ -1,11 +1,37 @@
-"""Fragmented MP4 structure: how much of a file is whole. Pure: works on box headers."""
+"""MP4 box structure: the one box header reader, and what edged asks of it (how much of a file
+is whole, the whole boxes of a muxer's output so far, whether metadata comes first). Pure: works
+on box headers."""
 
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 HEADER = 8
+LARGE_HEADER = 16  # with a 64-bit length
+
+
+class BoxHeader(NamedTuple):
+    kind: bytes
+    length: int  # of the whole box, header included; 0: the box runs to the end of the file
+    size: int  # of the header: HEADER, or LARGE_HEADER with a 64-bit length
+
+    @property
+    def valid(self) -> bool:
+        """Whether the length can be a box's (0, to the end of the file, is left to the caller)."""
+        return self.length == 0 or self.length >= self.size
+
+
+def box_header(data: bytes | bytearray, offset: int = 0) -> BoxHeader | None:
+    """The header of the box at `offset` of `data`; None while its bytes are not all there."""
+    if offset + HEADER > len(data):
+        return None
+    length, kind = struct.unpack_from(">I4s", data, offset)
+    if length != 1:
+        return BoxHeader(kind, length, HEADER)
+    if offset + LARGE_HEADER > len(data):
+        return None
+    return BoxHeader(kind, struct.unpack_from(">Q", data, offset + HEADER)[0], LARGE_HEADER)
 
 
 def top_level_boxes(handle: BinaryIO, size: int) -> list[tuple[bytes, int, int]]:
@@ -14,19 +40,42 @@ def top_level_boxes(handle: BinaryIO, size: int) -> list[tuple[bytes, int, int]]
     offset = 0
     while offset + HEADER <= size:
         handle.seek(offset)
-        header = handle.read(16)
-        if len(header) < HEADER:
+        header = box_header(handle.read(LARGE_HEADER))
+        if header is None or not header.valid:
             break
-        length, kind = struct.unpack(">I4s", header[:8])
-        if length == 1 and len(header) == 16:
-            length = struct.unpack(">Q", header[8:16])[0]
-        elif length == 0:
-            length = size - offset
-        if length < HEADER or offset + length > size:
+        length = header.length or size - offset
+        if offset + length > size:
             break
-        boxes.append((kind, offset, length))
+        boxes.append((header.kind, offset, length))
         offset += length
     return boxes
+
+
+def take_whole_boxes(buffer: bytearray) -> list[tuple[bytes, bytes]]:
+    """Remove and return (type, bytes) of the whole top-level boxes at the start of `buffer`, a
+    muxer's output so far (a box running to the end of the file is whole only at the end)."""
+    boxes = []
+    while (header := box_header(buffer)) is not None:
+        if not header.valid or header.length == 0 or len(buffer) < header.length:
+            break
+        boxes.append((header.kind, bytes(buffer[: header.length])))
+        del buffer[: header.length]
+    return boxes
+
+
+def metadata_first(head: bytes) -> bool | None:
+    """True when `moov` comes before any `mdat`, False when `mdat` comes first, None when the
+    first bytes of a file, `head`, do not tell yet."""
+    offset = 0
+    while (header := box_header(head, offset)) is not None:
+        if header.kind == b"moov":
+            return True
+        if header.kind == b"mdat":
+            return False
+        if not header.valid or header.length == 0:
+            return False  # not an MP4 box structure, or no moov: nothing to stream early
+        offset += header.length
+    return None
 
 
 def whole_prefix(handle: BinaryIO, size: int) -> tuple[int, int]:
