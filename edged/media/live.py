@@ -1,7 +1,8 @@
 """Live outputs of a stream: the GOP cache, HLS (fMP4 in memory) and the viewers' packet feeds.
 
-All of it runs on the event loop (the pipeline's fan-out calls `offer`); the HLS muxer works on
-bytes in memory, and the poster is decoded in a thread, once for every request waiting for it.
+The fan-out calls `offer` on the event loop; the HLS muxer (PyAV) works on bytes in memory in a
+thread of its own and publishes an immutable window, and the poster is decoded in a thread, once
+for every request waiting for it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import functools
 import io
 import logging
 import math
+import queue
 import re
-import struct
+import threading
 import time
-from collections import deque
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +27,7 @@ import av
 
 from edged.errors import MediaError
 from edged.media.encoders import TIME_BASE, as_av_packet
+from edged.media.mp4 import take_whole_boxes
 from edged.media.packets import EncodedPacket, with_parameter_sets
 from edged.media.poster import keyframe_jpeg
 from edged.media.viewers import HlsViewers
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 GOP_CACHE_MAX_BYTES = 8 * 1024 * 1024
 HLS_WINDOW = 6
+HLS_QUEUE_PACKETS = 240  # waiting for the muxer thread (8 s at 30 fps)
+OWNER_CHECK_SECONDS = 1.0  # how soon an idle muxer thread notices its muxer was dropped
 VIEWER_QUEUE_PACKETS = 240
 POSTER_SECONDS = 3.0  # a poster is made again from a newer keyframe after this long
 
@@ -87,84 +92,22 @@ class HlsSegment:
     started: float  # wall clock of its first frame
 
 
-class _Sink(io.RawIOBase):
-    """A write-only file for the muxer: collects bytes until the segmenter takes them."""
+@dataclass(frozen=True)
+class HlsWindow:
+    """What HLS serves at one moment: immutable, replaced whole by the muxer thread, so the event
+    loop reads it without a lock."""
 
-    def __init__(self) -> None:
-        self.buffer = bytearray()
+    init: bytes = b""
+    segments: tuple[HlsSegment, ...] = ()
+    target_duration: int = 1
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        self.buffer += data
-        return len(data)
-
-
-def take_boxes(buffer: bytearray) -> list[tuple[bytes, bytes]]:
-    """Remove and return the complete top-level MP4 boxes at the start of `buffer`."""
-    boxes = []
-    while len(buffer) >= 8:
-        length, kind = struct.unpack(">I4s", buffer[:8])
-        if length < 8 or len(buffer) < length:
-            break
-        boxes.append((kind, bytes(buffer[:length])))
-        del buffer[:length]
-    return boxes
-
-
-class HlsSegmenter:
-    """fMP4 HLS from encoded packets, without re-encoding: a segment per GOP."""
-
-    def __init__(self, width: int, height: int, fps: int, window: int = HLS_WINDOW) -> None:
-        self._sink = _Sink()
-        self._container = av.open(
-            self._sink,
-            "w",
-            format="mp4",
-            options={"movflags": "frag_keyframe+empty_moov+default_base_moof+cmaf"},
+    def with_segment(self, segment: HlsSegment, window: int) -> HlsWindow:
+        """The next window: `segment` added, the oldest gone past `window` segments."""
+        return replace(
+            self,
+            segments=(*self.segments, segment)[-window:],
+            target_duration=max(self.target_duration, math.ceil(segment.duration)),
         )
-        self._stream = self._container.add_mux_stream("h264", rate=fps, width=width, height=height)
-        self._stream.time_base = TIME_BASE
-        self.init: bytes = b""
-        self.segments: deque[HlsSegment] = deque(maxlen=window)
-        self._sequence = 0
-        self._gop_start: EncodedPacket | None = None
-        self._pending_start: tuple[float, float] | None = None  # (seconds, wallclock) of the GOP
-        self._header: list[bytes] = []
-        self._fragment: list[bytes] = []
-        self.target_duration = 1
-
-    def add(self, packet: EncodedPacket, extradata: bytes) -> None:
-        if self._gop_start is None and not packet.keyframe:
-            return
-        if packet.keyframe:
-            self._close_gop(packet)
-        self._container.mux(as_av_packet(packet, extradata, self._stream))
-        self._collect()
-
-    def _close_gop(self, keyframe: EncodedPacket) -> None:
-        if self._gop_start is not None:
-            duration = keyframe.seconds - self._gop_start.seconds
-            self._pending_start = (duration, self._gop_start.wallclock)
-        self._gop_start = keyframe
-
-    def _collect(self) -> None:
-        for kind, data in take_boxes(self._sink.buffer):
-            if not self.init:
-                self._header.append(data)
-                if kind == b"moov":
-                    self.init = b"".join(self._header)
-                continue
-            self._fragment.append(data)
-            if kind == b"mdat" and self._pending_start is not None:
-                duration, started = self._pending_start
-                self.segments.append(
-                    HlsSegment(self._sequence, b"".join(self._fragment), duration, started)
-                )
-                self.target_duration = max(self.target_duration, math.ceil(duration))
-                self._sequence += 1
-                self._fragment = []
 
     def playlist(self) -> str:
         """The media playlist (RFC 8216) over the segments held now."""
@@ -186,9 +129,195 @@ class HlsSegmenter:
     def segment(self, sequence: int) -> HlsSegment | None:
         return next((s for s in self.segments if s.sequence == sequence), None)
 
+
+class _Sink(io.RawIOBase):
+    """A write-only file for the muxer: collects bytes until the segmenter takes them."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.buffer += data
+        return len(data)
+
+
+class HlsSegmenter:
+    """fMP4 HLS from encoded packets, without re-encoding: a segment per GOP. Blocking (PyAV):
+    only the muxer thread uses it."""
+
+    def __init__(self, width: int, height: int, fps: int, window: int = HLS_WINDOW) -> None:
+        self._sink = _Sink()
+        self._container = av.open(
+            self._sink,
+            "w",
+            format="mp4",
+            options={"movflags": "frag_keyframe+empty_moov+default_base_moof+cmaf"},
+        )
+        self._stream = self._container.add_mux_stream("h264", rate=fps, width=width, height=height)
+        self._stream.time_base = TIME_BASE
+        self.window = HlsWindow()
+        self._window_size = window
+        self._sequence = 0
+        self._gop_start: EncodedPacket | None = None
+        self._pending_start: tuple[float, float] | None = None  # (seconds, wallclock) of the GOP
+        self._header: list[bytes] = []
+        self._fragment: list[bytes] = []
+
+    def add(self, packet: EncodedPacket, extradata: bytes) -> HlsWindow:
+        """Mux one packet; the window after it."""
+        if self._gop_start is None and not packet.keyframe:
+            return self.window
+        if packet.keyframe:
+            self._close_gop(packet)
+        self._container.mux(as_av_packet(packet, extradata, self._stream))
+        self._collect()
+        return self.window
+
+    def _close_gop(self, keyframe: EncodedPacket) -> None:
+        if self._gop_start is not None:
+            duration = keyframe.seconds - self._gop_start.seconds
+            self._pending_start = (duration, self._gop_start.wallclock)
+        self._gop_start = keyframe
+
+    def _collect(self) -> None:
+        for kind, data in take_whole_boxes(self._sink.buffer):
+            if not self.window.init:
+                self._header.append(data)
+                if kind == b"moov":
+                    self.window = replace(self.window, init=b"".join(self._header))
+                continue
+            self._fragment.append(data)
+            if kind == b"mdat" and self._pending_start is not None:
+                duration, started = self._pending_start
+                segment = HlsSegment(self._sequence, b"".join(self._fragment), duration, started)
+                self.window = self.window.with_segment(segment, self._window_size)
+                self._sequence += 1
+                self._fragment = []
+
     def close(self) -> None:
         with contextlib.suppress(av.FFmpegError, ValueError):
             self._container.close()
+
+
+class HlsMuxer:
+    """A stream's HLS: packets are muxed in a thread of their own (PyAV blocks), started with
+    the first keyframe; the loop reads `window`, which that thread replaces whole. A full queue
+    drops packets up to the next keyframe (that segment ends early, but plays)."""
+
+    def __init__(
+        self,
+        stream: str,
+        width: int,
+        height: int,
+        fps: int,
+        *,
+        window: int = HLS_WINDOW,
+        queue_packets: int = HLS_QUEUE_PACKETS,
+    ) -> None:
+        self.stream = stream
+        self._geometry = (width, height, fps, window)
+        self.window = HlsWindow()
+        self.dropped = 0
+        self._queue: queue.Queue[tuple[EncodedPacket, bytes] | None] = queue.Queue(queue_packets)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._resync = False  # a packet was dropped: the next one queued is a keyframe
+
+    # -- the event loop's side -----------------------------------------------------------------
+
+    @property
+    def init(self) -> bytes:
+        return self.window.init
+
+    @property
+    def segments(self) -> tuple[HlsSegment, ...]:
+        return self.window.segments
+
+    @property
+    def target_duration(self) -> int:
+        return self.window.target_duration
+
+    def playlist(self) -> str:
+        return self.window.playlist()
+
+    def segment(self, sequence: int) -> HlsSegment | None:
+        return self.window.segment(sequence)
+
+    def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:
+        """Queue a packet for the muxer; False when it is dropped."""
+        if self._closed:
+            return True
+        if self._thread is None:
+            if not packet.keyframe:
+                return True  # nothing to mux before the first keyframe: not a drop
+            self._thread = threading.Thread(
+                target=_mux_packets,
+                args=(weakref.ref(self), self._queue, self.stream, self._geometry),
+                name=f"hls-{self.stream}",
+                daemon=True,
+            )
+            self._thread.start()
+        if self._resync and not packet.keyframe:
+            self.dropped += 1
+            return False
+        try:
+            self._queue.put_nowait((packet, extradata))
+        except queue.Full:
+            self._resync = True
+            self.dropped += 1
+            return False
+        self._resync = False
+        return True
+
+    def close(self) -> None:
+        """Mux what is queued and end the thread; idempotent. Blocks: call it from a thread."""
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+
+
+def _mux_packets(
+    owner: weakref.ref[HlsMuxer],
+    packets: queue.Queue[tuple[EncodedPacket, bytes] | None],
+    stream: str,
+    geometry: tuple[int, int, int, int],
+) -> None:
+    """The muxer thread: until `close` (or until its muxer is dropped without it, so the thread
+    never outlives what it works for; it holds the muxer only weakly)."""
+    segmenter: HlsSegmenter | None = None
+    try:
+        while True:
+            try:
+                item = packets.get(timeout=OWNER_CHECK_SECONDS)
+            except queue.Empty:
+                if owner() is None:
+                    return
+                continue
+            if item is None:
+                return
+            try:
+                segmenter = segmenter or HlsSegmenter(*geometry)
+                if not _publish(owner, segmenter.add(*item)):
+                    return
+            except (av.FFmpegError, ValueError) as error:
+                logger.warning("live %s: HLS muxer failed: %s", stream, error)
+            except Exception:  # the muxer goes on with the next packet; nothing dies silently
+                logger.exception("live %s: HLS muxer failed", stream)
+    finally:
+        if segmenter is not None:
+            segmenter.close()
+
+
+def _publish(owner: weakref.ref[HlsMuxer], window: HlsWindow) -> bool:
+    muxer = owner()
+    if muxer is None:
+        return False
+    muxer.window = window
+    return True
 
 
 class PosterStep(enum.Enum):
@@ -314,7 +443,7 @@ class LiveHub:
         self.use_gop_cache = gop_cache
         self.stream = stream
         self.gop = GopCache()
-        self.hls = HlsSegmenter(width, height, fps)
+        self.hls = HlsMuxer(stream, width, height, fps)
         self.extradata = b""
         self.viewers: set[Viewer] = set()
         self.hls_viewers = HlsViewers()
@@ -326,11 +455,7 @@ class LiveHub:
         self.gop.add(packet)
         if packet.keyframe:
             self.keyframe_at = time.time()
-        try:
-            self.hls.add(packet, extradata)
-        except (av.FFmpegError, ValueError) as error:
-            logger.warning("live %s: HLS muxer failed: %s", self.stream, error)
-        taken = True
+        taken = self.hls.offer(packet, extradata)
         for viewer in list(self.viewers):
             taken = viewer.offer(packet) and taken
         return taken
@@ -344,4 +469,5 @@ class LiveHub:
         self.viewers.discard(viewer)
 
     def close(self) -> None:
+        """Blocks while the HLS muxer finishes: call it from a thread."""
         self.hls.close()
