@@ -2,7 +2,10 @@
 clips stay; other clips before the manifest's, least recently used first, then the manifest's
 from its lowest priority up), atomic writes, and the first-frame bytes of pinned clips in memory.
 
-Blocking (file I/O, PyAV): call it in a thread. One lock guards the index.
+Reads (`get`, `assets`, `hot`, `path`, `touch`) never block: they see an immutable snapshot
+that the one writer at a time replaces whole, so the event loop may call them. Writes block (file
+I/O, fsync, PyAV): call them in a thread. No other process writes the index while this one holds
+the data dir (edged cache refuses a data dir the daemon holds).
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from edged.cache.prepare import PrepareError, prepare
@@ -60,6 +64,35 @@ def eviction_order(
     return sorted((asset for asset in assets if not asset.pinned), key=key)
 
 
+@dataclass(frozen=True)
+class StoreView:
+    """The store at one moment, never changed once published: its clips and the first-frame
+    bytes of the pinned ones."""
+
+    assets: Mapping[str, Asset] = field(default_factory=lambda: MappingProxyType({}))
+    hot: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
+
+    def changed(
+        self,
+        put: Iterable[Asset] = (),
+        drop: Iterable[str] = (),
+        heads: Mapping[str, bytes | None] | None = None,
+    ) -> StoreView:
+        """The next view: `put` added or replaced, `drop` gone, `heads` set (None: forgotten)."""
+        assets, hot = dict(self.assets), dict(self.hot)
+        for name in drop:
+            assets.pop(name, None)
+            hot.pop(name, None)
+        for asset in put:
+            assets[asset.name] = asset
+        for name, head in (heads or {}).items():
+            if head is None:
+                hot.pop(name, None)
+            else:
+                hot[name] = head
+        return StoreView(MappingProxyType(assets), MappingProxyType(hot))
+
+
 class AssetStore:
     """Clips under `<root>/assets`, posters under `<root>/posters`, the index in one JSON file."""
 
@@ -73,12 +106,10 @@ class AssetStore:
         self.partial = root / "partial"
         for directory in (self.assets_dir, self.posters_dir, self.incoming, self.partial):
             directory.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._assets: dict[str, Asset] = {}
-        self._hot: dict[str, bytes] = {}
+        self._writer = threading.Lock()  # one writer at a time; readers never take it
+        self._view = StoreView()
+        self._accessed: dict[str, float] = {}  # last_access set by `touch` since the clip was added
         self._wanted: dict[str, int] = {}  # manifest clip -> its rank (0 = highest priority)
-        self._index_mtime = 0
-        self._checked = 0.0
         self._load()
 
     # -- index ---------------------------------------------------------------------------------
@@ -88,45 +119,36 @@ class AssetStore:
             stray.unlink(missing_ok=True)
         path = self.root / INDEX
         try:
-            self._index_mtime = path.stat().st_mtime_ns
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             document = {"assets": []}
         except (OSError, ValueError) as error:
             logger.error("asset index %s unreadable (%s): starting empty", path, error)
             document = {"assets": []}
+        assets: list[Asset] = []
         for entry in document.get("assets", []):
             try:
                 asset = Asset(**entry)
             except TypeError:
                 continue
             if self.path(asset.name).exists():
-                self._assets[asset.name] = asset
-                if asset.pinned:
-                    self._warm(asset)
+                assets.append(asset)
+        heads = {asset.name: self._head(asset) for asset in assets if asset.pinned}
+        self._view = StoreView().changed(put=assets, heads=heads)
 
     def _save(self) -> None:
-        document = {"assets": [asdict(asset) for asset in self._assets.values()]}
+        document = {"assets": [asdict(asset) for asset in self._current().values()]}
         write_atomically(self.root / INDEX, json.dumps(document, indent=1).encode())
-        self._index_mtime = (self.root / INDEX).stat().st_mtime_ns
 
-    def _follow_index(self) -> None:
-        """Pick up clips another process (`edged cache add`) wrote; looked at once a second."""
-        now = time.monotonic()
-        if now - self._checked < 1.0:
-            return
-        self._checked = now
-        try:
-            mtime = (self.root / INDEX).stat().st_mtime_ns
-        except FileNotFoundError:
-            return
-        if mtime != self._index_mtime:
-            with self._lock:
-                self._assets.clear()
-                self._hot.clear()
-                self._load()
+    def _current(self) -> dict[str, Asset]:
+        """The clips now, with the access times `touch` noted."""
+        return {name: self._seen(asset) for name, asset in self._view.assets.items()}
 
-    # -- reading -------------------------------------------------------------------------------
+    def _seen(self, asset: Asset) -> Asset:
+        accessed = self._accessed.get(asset.name)
+        return asset if accessed is None else replace(asset, last_access=accessed)
+
+    # -- reading (never blocks) ----------------------------------------------------------------
 
     def path(self, name: str) -> Path:
         return self.assets_dir / f"{name}.mp4"
@@ -135,35 +157,31 @@ class AssetStore:
         return self.posters_dir / f"{name}.jpg"
 
     def get(self, name: str) -> Asset | None:
-        self._follow_index()
-        with self._lock:
-            return self._assets.get(name)
+        asset = self._view.assets.get(name)
+        return None if asset is None else self._seen(asset)
 
     def assets(self) -> list[Asset]:
-        self._follow_index()
-        with self._lock:
-            return sorted(self._assets.values(), key=lambda a: (not a.pinned, a.name))
+        return sorted(self._current().values(), key=lambda a: (not a.pinned, a.name))
 
     def hot(self, name: str) -> bytes | None:
         """The first-frame bytes of a pinned clip, held in memory."""
-        return self._hot.get(name)
+        return self._view.hot.get(name)
 
     def touch(self, name: str, now: float | None = None) -> None:
-        with self._lock:
-            asset = self._assets.get(name)
-            if asset is not None:
-                self._assets[name] = replace(asset, last_access=now or time.time())
+        """Note a clip was used (eviction goes least recently used first); saved with the next
+        change of the index."""
+        if name in self._view.assets:
+            self._accessed[name] = now or time.time()
 
     @property
     def total_bytes(self) -> int:
-        with self._lock:
-            return sum(asset.size for asset in self._assets.values())
+        return sum(asset.size for asset in self._view.assets.values())
 
-    # -- writing -------------------------------------------------------------------------------
+    # -- writing (blocks: call it in a thread) -------------------------------------------------
 
-    def _warm(self, asset: Asset) -> None:
+    def _head(self, asset: Asset) -> bytes:
         with self.path(asset.name).open("rb") as handle:
-            self._hot[asset.name] = handle.read(asset.head_size)
+            return handle.read(asset.head_size)
 
     def add(
         self, source: Path, name: str, *, pin: bool, origin: str, origin_sha256: str = ""
@@ -200,13 +218,12 @@ class AssetStore:
                 transcoded=prepared.transcoded,
                 origin_sha256=origin_sha256,
             )
-            with self._lock:
+            with self._writer:
                 os.replace(staged, self.path(name))
-                self._assets[name] = asset
-                self._hot.pop(name, None)
-                if pin:
-                    self._warm(asset)
-                self.evict(spare=name)
+                head = self._head(asset) if pin else None
+                self._accessed.pop(name, None)
+                self._view = self._view.changed(put=[asset], heads={name: head})
+                self._evict(spare=name)
                 self._save()
         finally:
             staged.unlink(missing_ok=True)
@@ -223,28 +240,26 @@ class AssetStore:
     def want(self, names: Sequence[str]) -> None:
         """The manifest's clips in priority order: evicted only after every other unpinned clip,
         the lowest priority first."""
-        with self._lock:
+        with self._writer:
             self._wanted = {name: rank for rank, name in enumerate(names)}
 
     def set_pinned(self, name: str, pinned: bool) -> Asset | None:
-        with self._lock:
-            asset = self._assets.get(name)
+        with self._writer:
+            asset = self.get(name)
             if asset is None:
                 return None
             asset = replace(asset, pinned=pinned)
-            self._assets[name] = asset
-            if pinned:
-                self._warm(asset)
-            else:
-                self._hot.pop(name, None)
+            head = self._head(asset) if pinned else None
+            self._view = self._view.changed(put=[asset], heads={name: head})
             self._save()
             return asset
 
     def remove(self, name: str) -> bool:
-        with self._lock:
-            if self._assets.pop(name, None) is None:
+        with self._writer:
+            if name not in self._view.assets:
                 return False
-            self._hot.pop(name, None)
+            self._view = self._view.changed(drop=[name])  # no reader finds it before it goes
+            self._accessed.pop(name, None)
             self.path(name).unlink(missing_ok=True)
             self.poster_path(name).unlink(missing_ok=True)
             self._save()
@@ -252,26 +267,33 @@ class AssetStore:
 
     def evict(self, spare: str = "") -> list[str]:
         """Unpinned clips go, in `eviction_order`, until the store fits its cap."""
-        evicted = []
-        with self._lock:
-            total = sum(asset.size for asset in self._assets.values())
-            for asset in eviction_order(self._assets.values(), self._wanted, spare):
-                if total <= self.max_bytes:
-                    break
-                self._assets.pop(asset.name)
-                self.path(asset.name).unlink(missing_ok=True)
-                self.poster_path(asset.name).unlink(missing_ok=True)
-                total -= asset.size
-                evicted.append(asset.name)
-                logger.info(
-                    "asset %s evicted (%s, %d bytes)",
-                    asset.name,
-                    "lowest manifest priority" if asset.name in self._wanted else "least used",
-                    asset.size,
-                )
-            if evicted:
-                self._save()
-        return evicted
+        with self._writer:
+            return self._evict(spare)
+
+    def _evict(self, spare: str) -> list[str]:
+        assets = self._current()
+        total = sum(asset.size for asset in assets.values())
+        evicted: list[Asset] = []
+        for asset in eviction_order(assets.values(), self._wanted, spare):
+            if total <= self.max_bytes:
+                break
+            total -= asset.size
+            evicted.append(asset)
+        if not evicted:
+            return []
+        self._view = self._view.changed(drop=[asset.name for asset in evicted])
+        for asset in evicted:
+            self._accessed.pop(asset.name, None)
+            self.path(asset.name).unlink(missing_ok=True)
+            self.poster_path(asset.name).unlink(missing_ok=True)
+            logger.info(
+                "asset %s evicted (%s, %d bytes)",
+                asset.name,
+                "lowest manifest priority" if asset.name in self._wanted else "least used",
+                asset.size,
+            )
+        self._save()
+        return [asset.name for asset in evicted]
 
     def summary(self) -> dict[str, Any]:
         assets = self.assets()
