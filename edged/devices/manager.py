@@ -1,7 +1,8 @@
 """The device subsystem: what is plugged in now, and add/remove events as the crew replugs.
 
-Enumeration and capability probes run in threads; the udev monitor is read from the event loop
-through its file descriptor, and events are debounced per device.
+Enumeration, the sysfs reads of a hotplug event and capability probes run in threads; the udev
+monitor is read from the event loop through its file descriptor (the event's action and path come
+with it), and events are debounced per device.
 """
 
 from __future__ import annotations
@@ -167,10 +168,13 @@ class DeviceManager:
                 return
             self._emit(DeviceEvent("remove", known))
             return
-        facts = udev.node_facts(udev_device)
-        device = await asyncio.to_thread(describe, facts, self._cards, self._probe)
+        device = await asyncio.to_thread(self._describe_event, udev_device)
         self.devices[sys_path] = device
         self._emit(DeviceEvent("add", device))
+
+    def _describe_event(self, udev_device: Any) -> Device:
+        """The device a hotplug event names: its facts are read from sysfs (blocking)."""
+        return describe(udev.node_facts(udev_device), self._cards, self._probe)
 
     def _emit(self, event: DeviceEvent) -> None:
         self._metrics.events.labels(event.action).inc()
