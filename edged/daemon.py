@@ -8,13 +8,13 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 import psutil
 
@@ -25,7 +25,7 @@ from edged.cache.upstream import PullThrough, Replicator
 from edged.clock import ClockWatch
 from edged.config import Config
 from edged.datalock import DataDirLock
-from edged.devices import capture_cards, detect_board
+from edged.devices import Board, capture_cards, detect_board
 from edged.devices.manager import DeviceManager
 from edged.devices.report import report_json
 from edged.discovery import (
@@ -39,28 +39,22 @@ from edged.discovery import (
 from edged.errors import ConfigError
 from edged.media.recorder import Segment
 from edged.media.streams import MediaManager
-from edged.metrics import LiveMetrics, Metrics
+from edged.metrics import Metrics
 from edged.notify import SystemdNotifier
 from edged.paths import OUTBOX, load_or_create_token, prepare_data_dir, resolve_data_dir
 from edged.supervise import Supervisor
 from edged.upload.naming import ObjectNaming
 from edged.upload.setup import build_uploader, naming_for
 from edged.upload.uploader import Uploader
+from edged.web.adapters import JournalUploads, LazyWhep, MediaLiveView
 from edged.web.app import HttpServer, create_app
-from edged.web.context import WebContext
+from edged.web.context import Identity, Readiness, WebServices
 from edged.web.pages import print_qr
-
-if TYPE_CHECKING:
-    from edged.media.webrtc import WhepSessions
 
 logger = logging.getLogger(__name__)
 
 # Keys a reload applies at once; every other change waits for a restart.
 LIVE_KEYS = frozenset({"node.event", "daemon.log_level"})
-
-
-class SyncOff(ValueError):
-    """An upload was asked for while no upstream is configured."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +76,14 @@ def _interface_addresses() -> list[str]:
     ]
 
 
+class ClipCache(NamedTuple):
+    """The clip cache as the daemon built it; pull-through and replication need sync on."""
+
+    store: AssetStore
+    pull: PullThrough | None = None
+    replication: Callable[[], dict[str, Any]] | None = None  # the replicator's last pass
+
+
 def _count_assets(store: AssetStore, pinned: bool) -> float:
     return float(sum(1 for asset in store.assets() if asset.pinned == pinned))
 
@@ -96,16 +98,17 @@ class Daemon:
         self.node = config_module.node_name(launch.config, socket.gethostname())
         self.naming: ObjectNaming = naming_for(launch.config, self.node)
         self._stop = asyncio.Event()
+        self.started = asyncio.Event()  # every subsystem is up and the port is bound
         self._signals_seen = 0
         self._notifier = SystemdNotifier(self._environ)
-        self._context: WebContext | None = None
+        self._identity: Identity | None = None
+        self._readiness = Readiness()
+        self._metrics: Metrics | None = None
         self._advertiser: Advertiser | None = None
         self.http: HttpServer | None = None
         self._uploader: Uploader | None = None
         self.devices: DeviceManager | None = None
         self.media: MediaManager | None = None
-        self._whep: WhepSessions | None = None
-        self._live_metrics: LiveMetrics | None = None
         self.supervisor: Supervisor | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -131,6 +134,7 @@ class Daemon:
             except BaseException:
                 await stack.aclose()
                 raise
+            self.started.set()
             await self._stop.wait()
             await self._notifier.stopping()
             try:
@@ -151,6 +155,54 @@ class Daemon:
                 task.cancel()
 
     async def _start(self, stack: AsyncExitStack) -> None:
+        """Each subsystem entered in order through `stack`, which leaves them in reverse."""
+        config = self.config
+        data_dir, token = await stack.enter_async_context(self._data_dir())
+        metrics = Metrics(
+            version=__version__, node=self.node, event=config.node.event, data_dir=data_dir
+        )
+        self._metrics = metrics
+        supervisor = Supervisor(metrics.task_restarts)
+        stack.push_async_callback(supervisor.stop)
+        self.supervisor = supervisor
+        identity = self._identity = Identity(__version__, self.node, config.node.event)
+        readiness = self._readiness = Readiness(supervisor.failing)
+        readiness.starting("http")
+        readiness.starting("uploads")
+
+        devices, board = await stack.enter_async_context(self._devices(metrics))
+        uploader = await stack.enter_async_context(self._uploads(data_dir, metrics, supervisor))
+        clips = await stack.enter_async_context(
+            self._cache(data_dir, metrics, board, uploader, supervisor)
+        )
+        media = await stack.enter_async_context(
+            self._media(data_dir, metrics, board, devices, uploader, supervisor)
+        )
+        whep = await stack.enter_async_context(
+            aclosing(LazyWhep(config.live.max_viewers, config.live.ice_addresses, metrics.live))
+        )
+
+        services = WebServices(
+            identity,
+            readiness,
+            metrics,
+            token,
+            self,
+            device_report=lambda: report_json(board, devices.devices.values()),
+            stream_status=media.status,
+            replication=clips.replication,
+            live=MediaLiveView(media, whep),
+            clips=clips.store,
+            pull=clips.pull,
+            uploads=JournalUploads(uploader, lambda: self.naming, data_dir),
+        )
+        http = await stack.enter_async_context(self._http(services))
+        await stack.enter_async_context(self._mdns(data_dir, http.port, identity))
+        self._announce(http.port, identity)
+
+    @asynccontextmanager
+    async def _data_dir(self) -> AsyncIterator[tuple[Path, str]]:
+        """The data dir, held by this daemon alone; (its path, the admin token)."""
         config = self.config
         data_dir = prepare_data_dir(
             resolve_data_dir(self._launch.data_dir, config.storage.data_dir, self._environ)
@@ -158,61 +210,70 @@ class Daemon:
         # One daemon per data dir, before recovery or the journal touch anything in it.
         lock = DataDirLock(data_dir)
         lock.acquire()
-        stack.callback(lock.release)
-        (data_dir / OUTBOX).mkdir(mode=0o700, exist_ok=True)  # files the crew drops to upload
-        token, token_file = load_or_create_token(data_dir, config.http.admin_token_file)
-        logger.info("data dir %s; admin token in %s", data_dir, token_file)
+        try:
+            (data_dir / OUTBOX).mkdir(mode=0o700, exist_ok=True)  # files the crew drops to upload
+            token, token_file = load_or_create_token(data_dir, config.http.admin_token_file)
+            logger.info("data dir %s; admin token in %s", data_dir, token_file)
+            yield data_dir, token
+        finally:
+            lock.release()
 
-        metrics = Metrics(
-            version=__version__, node=self.node, event=config.node.event, data_dir=data_dir
-        )
-        supervisor = Supervisor(metrics.task_restarts)
-        stack.push_async_callback(supervisor.stop)
-        self.supervisor = supervisor
-        self._context = WebContext(
-            version=__version__,
-            node=self.node,
-            event=config.node.event,
-            metrics=metrics,
-            admin_token=token,
-            reload=self.reload,
-            data_dir=data_dir,
-            failing_tasks=supervisor.failing,
-        )
-        self._context.subsystems["http"] = False
-        self._context.subsystems["uploads"] = False
-
-        self._context.subsystems["devices"] = False
+    @asynccontextmanager
+    async def _devices(self, metrics: Metrics) -> AsyncIterator[tuple[DeviceManager, Board]]:
+        """Hotplug and the board profile; (the device manager, the board)."""
+        self._readiness.starting("devices")
         cards = await asyncio.to_thread(capture_cards)
         manager = DeviceManager(cards, metrics.devices)
         await manager.start()
-        stack.push_async_callback(manager.stop)
-        self.devices = manager
-        board = await asyncio.to_thread(
-            detect_board, Path("/"), {device.name for device in manager.devices.values()}
-        )
-        logger.info("board: %s (%s)", board.profile.name, board.reason)
-        hardware = str(board.profile.hardware_encoder).lower()
-        metrics.board.labels(board.profile.id, hardware).set(1)
-        self._context.device_report = lambda: report_json(board, manager.devices.values())
-        self._context.subsystems["devices"] = True
+        try:
+            self.devices = manager
+            board = await asyncio.to_thread(
+                detect_board, Path("/"), {device.name for device in manager.devices.values()}
+            )
+            logger.info("board: %s (%s)", board.profile.name, board.reason)
+            hardware = str(board.profile.hardware_encoder).lower()
+            metrics.board.labels(board.profile.id, hardware).set(1)
+            self._readiness.started("devices")
+            yield manager, board
+        finally:
+            await manager.stop()
 
+    @asynccontextmanager
+    async def _uploads(
+        self, data_dir: Path, metrics: Metrics, supervisor: Supervisor
+    ) -> AsyncIterator[Uploader]:
+        """The upload journal and its worker (which waits, idle, while sync is off)."""
+        config = self.config
         uploader = await asyncio.to_thread(
             build_uploader, config, data_dir, self.node, metrics.upload
         )
-        stack.callback(uploader.journal.close)
-        if uploader.configured:  # files queued under an earlier event keep their keys
-            pending = await asyncio.to_thread(uploader.journal.pending_keys)
-            uploader.store.set_policy_prefixes(self.naming.policy_prefixes(pending))
-        await uploader.start(supervisor)
-        stack.push_async_callback(uploader.stop)
-        supervisor.spawn("clock", ClockWatch(listeners=[uploader.observe_clock]).run)
-        self._uploader = uploader
-        self._context.uploader = uploader
-        self._context.enqueue_upload = self.enqueue_upload
-        self._context.subsystems["uploads"] = True
+        try:
+            if uploader.configured:  # files queued under an earlier event keep their keys
+                pending = await asyncio.to_thread(uploader.journal.pending_keys)
+                uploader.store.set_policy_prefixes(self.naming.policy_prefixes(pending))
+            await uploader.start(supervisor)
+            try:
+                supervisor.spawn("clock", ClockWatch(listeners=[uploader.observe_clock]).run)
+                self._uploader = uploader
+                self._readiness.started("uploads")
+                yield uploader
+            finally:
+                await uploader.stop()
+        finally:
+            uploader.journal.close()
 
-        self._context.subsystems["cache"] = False
+    @asynccontextmanager
+    async def _cache(
+        self,
+        data_dir: Path,
+        metrics: Metrics,
+        board: Board,
+        uploader: Uploader,
+        supervisor: Supervisor,
+    ) -> AsyncIterator[ClipCache]:
+        """The clip cache; with sync on, pull-through and the manifest's replicator."""
+        self._readiness.starting("cache")
+        config = self.config
         store = await asyncio.to_thread(
             AssetStore, data_dir / "cache", config.cache.max_bytes, board.profile.encoders
         )
@@ -221,26 +282,43 @@ class Daemon:
             metrics.cache.assets.labels(str(pinned).lower()).set_function(
                 partial(_count_assets, store, pinned)
             )
-        self._context.assets = store
-        if uploader.configured:
-            self._context.pull = PullThrough(
-                store, uploader.store, config.cache.assets_prefix, supervisor
-            )
-            if config.cache.manifest:
-                replicator = Replicator(
-                    store,
-                    uploader.store,
-                    config.cache.manifest,
-                    config.cache.assets_prefix,
-                    config.cache.recheck_seconds,
-                )
-                await replicator.start(supervisor)
-                self._context.replication = replicator.status
-                stack.push_async_callback(replicator.stop)
-                uploader.on_reconnect.append(replicator.wake)  # look again when the link is back
-        self._context.subsystems["cache"] = True
+        if not uploader.configured:
+            self._readiness.started("cache")
+            yield ClipCache(store)
+            return
+        pull = PullThrough(store, uploader.store, config.cache.assets_prefix, supervisor)
+        if not config.cache.manifest:
+            self._readiness.started("cache")
+            yield ClipCache(store, pull)
+            return
+        replicator = Replicator(
+            store,
+            uploader.store,
+            config.cache.manifest,
+            config.cache.assets_prefix,
+            config.cache.recheck_seconds,
+        )
+        await replicator.start(supervisor)
+        try:
+            uploader.on_reconnect.append(replicator.wake)  # look again when the link is back
+            self._readiness.started("cache")
+            yield ClipCache(store, pull, replicator.status)
+        finally:
+            await replicator.stop()
 
-        self._context.subsystems["media"] = False
+    @asynccontextmanager
+    async def _media(
+        self,
+        data_dir: Path,
+        metrics: Metrics,
+        board: Board,
+        manager: DeviceManager,
+        uploader: Uploader,
+        supervisor: Supervisor,
+    ) -> AsyncIterator[MediaManager]:
+        """The streams: capture, encoders, live outputs and the recorder."""
+        config = self.config
+        self._readiness.starting("media")
         media = MediaManager(
             config.media,
             config.storage,
@@ -254,80 +332,69 @@ class Daemon:
             gop_cache=config.live.gop_cache,
         )
         await media.start(manager, supervisor)
-        stack.push_async_callback(media.stop)
-        self.media = media
-        self._context.stream_status = media.status
-        self._context.media = media
-        self._live_metrics = metrics.live
-        self._context.whep = self._whep_sessions
-        stack.push_async_callback(self._close_whep)
-        self._context.subsystems["media"] = True
+        try:
+            self.media = media
+            self._readiness.started("media")
+            yield media
+        finally:
+            await media.stop()
 
-        self.http = HttpServer(create_app(self._context), config.http.host, config.http.port)
-        await self.http.start()
-        stack.push_async_callback(self.http.stop)
-        self._context.subsystems["http"] = True
+    @asynccontextmanager
+    async def _http(self, services: WebServices) -> AsyncIterator[HttpServer]:
+        http = HttpServer(create_app(services), self.config.http.host, self.config.http.port)
+        await http.start()
+        try:
+            self.http = http
+            self._readiness.started("http")
+            yield http
+        finally:
+            await http.stop()
 
+    @asynccontextmanager
+    async def _mdns(self, data_dir: Path, port: int, identity: Identity) -> AsyncIterator[None]:
+        """The box on the LAN as `<name>.local`, and the record `edged doctor` reads."""
+        config = self.config
         await asyncio.to_thread(forget_advertised, data_dir)  # a SIGKILLed run's record
-        if config.mdns.enabled:
-            self._context.subsystems["mdns"] = False
-            self._advertiser = Advertiser(
-                node=self.node,
-                port=self.http.port,
-                addresses=advertised_addresses(
-                    config.http.host, _interface_addresses(), config.mdns.interfaces
-                ),
-                properties=self._properties(config),
-                interfaces=config.mdns.interfaces,
-            )
-            stack.push_async_callback(self._advertiser.stop)
-            await self._advertiser.start()
+        if not config.mdns.enabled:
+            yield
+            return
+        self._readiness.starting("mdns")
+        advertiser = Advertiser(
+            node=self.node,
+            port=port,
+            addresses=advertised_addresses(
+                config.http.host, _interface_addresses(), config.mdns.interfaces
+            ),
+            properties=self._properties(config),
+            interfaces=config.mdns.interfaces,
+        )
+        self._advertiser = advertiser
+        try:
+            await advertiser.start()
             # The one name the box answers to on the LAN (renamed on a conflict): the landing
             # page, its URL and QR code, /api/v1/status and `edged doctor` (through the file).
-            self._context.advertised_name = self._advertiser.label
-            advertiser = self._advertiser
-            advertised = Advertised(
-                advertiser.label, advertiser.requested_label, self.http.port, os.getpid()
-            )
-            stack.push_async_callback(asyncio.to_thread, forget_advertised, data_dir)
-            await asyncio.to_thread(write_advertised, data_dir, advertised)
-            self._context.subsystems["mdns"] = True
+            identity.advertised_name = advertiser.label
+            advertised = Advertised(advertiser.label, advertiser.requested_label, port, os.getpid())
+            try:
+                await asyncio.to_thread(write_advertised, data_dir, advertised)
+                self._readiness.started("mdns")
+                yield
+            finally:
+                await asyncio.to_thread(forget_advertised, data_dir)
+        finally:
+            await advertiser.stop()
 
-        host = config.http.host
-        url = f"http://{host}:{self.http.port}/"
-        self._context.landing_url = self._landing_url(config, self.http.port)
+    def _announce(self, port: int, identity: Identity) -> None:
+        """The landing URL (and its QR code on a terminal), the log line, systemd's READY."""
+        config = self.config
+        url = f"http://{config.http.host}:{port}/"
+        identity.landing_url = self._landing_url(config, port)
         if sys.stdout.isatty():
-            print_qr(self._context.landing_url)
+            print_qr(identity.landing_url)
         logger.info(
             "edged %s ready: %s (node %s, event %s)", __version__, url, self.node, config.node.event
         )
-        self._notifier.ready(f"serving on port {self.http.port}")
-
-    async def enqueue_upload(self, path: Path, stream: str, kind: str) -> int:
-        """Queue a file of the data dir for upstream under DESIGN.md's key layout."""
-        if self._uploader is None:
-            raise RuntimeError("the uploader has not started")
-        if not self._uploader.configured:
-            raise SyncOff("sync is off: no [upstream] endpoint is configured; the file stays here")
-        facts = await asyncio.to_thread(path.stat)
-        key = self.naming.key(stream, datetime.fromtimestamp(facts.st_mtime, UTC), path.name)
-        return await self._uploader.enqueue(path, key, kind=kind)
-
-    def _whep_sessions(self) -> WhepSessions:
-        """WebRTC loads with its first viewer: aiortc costs ~30 MiB a box without viewers keeps."""
-        if self._whep is None:
-            from edged.media import webrtc
-
-            if self._live_metrics is None:
-                raise RuntimeError("the media subsystem has not started")
-            webrtc.restrict_ice_addresses(self.config.live.ice_addresses)
-            self._whep = webrtc.WhepSessions(self.config.live.max_viewers, self._live_metrics)
-            logger.info("WebRTC loaded for the first viewer")
-        return self._whep
-
-    async def _close_whep(self) -> None:
-        if self._whep is not None:
-            await self._whep.close_all()
+        self._notifier.ready(f"serving on port {port}")
 
     async def _segment_ready(self, segment: Segment) -> None:
         """A closed recording goes to the upload queue, its sidecar JSON right after it.
@@ -382,9 +449,10 @@ class Daemon:
             # Files queued under the old event keep their keys: the credentials cover both.
             uploader.store.set_policy_prefixes(self.naming.policy_prefixes(pending))
             uploader.set_stale_prefix(self.naming.node_prefix())
-        if self._context is not None:
-            self._context.event = event
-            self._context.metrics.set_identity(version=__version__, node=self.node, event=event)
+        if self._identity is not None:
+            self._identity.event = event
+        if self._metrics is not None:
+            self._metrics.set_identity(version=__version__, node=self.node, event=event)
         if self._advertiser is not None:
             await self._advertiser.update_properties(self._properties(self.config))
 

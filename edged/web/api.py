@@ -10,7 +10,14 @@ from aiohttp import web
 
 from edged.clock import clock_synchronized
 from edged.errors import ConfigError
-from edged.web.context import CONTEXT
+from edged.web.context import (
+    DEVICE_REPORT,
+    IDENTITY,
+    READINESS,
+    RELOADER,
+    REPLICATION,
+    STREAM_STATUS,
+)
 
 routes = web.RouteTableDef()
 
@@ -29,22 +36,23 @@ async def status(request: web.Request) -> web.Response:
     `node` is the configured identity (metrics labels, object keys); `advertised_name` is what the
     box answers to on the LAN as `<name>.local` (null with mDNS off), renamed on a conflict.
     """
-    context = request.app[CONTEXT]
+    identity, readiness = request.app[IDENTITY], request.app[READINESS]
+    replication = request.app.get(REPLICATION)
     synchronized = await asyncio.to_thread(clock_synchronized)
     return web.json_response(
         {
-            "node": context.node,
+            "node": identity.node,
             # false: names and dates of recordings may be wrong (no RTC, no NTP yet)
             "clock_synchronized": synchronized,
-            "advertised_name": context.advertised_name or None,
-            "landing_url": context.landing_url or None,
-            "event": context.event,
-            "version": context.version,
-            "ready": context.ready,
-            "started_at": context.started_at,
-            "uptime_seconds": round(time.monotonic() - context.started_monotonic, 3),
-            "subsystems": context.subsystems,
-            "replication": context.replication() if context.replication else None,
+            "advertised_name": identity.advertised_name or None,
+            "landing_url": identity.landing_url or None,
+            "event": identity.event,
+            "version": identity.version,
+            "ready": readiness.ready,
+            "started_at": identity.started_at,
+            "uptime_seconds": round(time.monotonic() - identity.started_monotonic, 3),
+            "subsystems": readiness.subsystems,
+            "replication": replication() if replication is not None else None,
         }
     )
 
@@ -52,7 +60,7 @@ async def status(request: web.Request) -> web.Response:
 @routes.get("/api/v1/devices")
 async def devices(request: web.Request) -> web.Response:
     """The board and every video node with its kind, stream name, capabilities and reason."""
-    report = request.app[CONTEXT].device_report
+    report = request.app.get(DEVICE_REPORT)
     if report is None:
         return web.json_response({"error": "the device subsystem is not running"}, status=503)
     return web.json_response(report())
@@ -61,7 +69,7 @@ async def devices(request: web.Request) -> web.Response:
 @routes.get("/api/v1/streams")
 async def streams(request: web.Request) -> web.Response:
     """Every stream: state and reason, source, encoder, size, recording, frame counts."""
-    status = request.app[CONTEXT].stream_status
+    status = request.app.get(STREAM_STATUS)
     if status is None:
         return web.json_response({"error": "the media subsystem is not running"}, status=503)
     return web.json_response({"streams": status()})
@@ -71,7 +79,7 @@ async def streams(request: web.Request) -> web.Response:
 async def reload(request: web.Request) -> web.Response:
     """Re-read the config file; 400 with the reason when it is invalid (nothing changes then)."""
     try:
-        result = await request.app[CONTEXT].reload()
+        result = await request.app[RELOADER].reload()
     except ConfigError as error:
         return web.json_response({"error": without_directories(str(error))}, status=400)
     return web.json_response(result)

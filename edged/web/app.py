@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler
 from edged.errors import StartupError
 from edged.web import api, assets, live, ops, pages, uploads_api
 from edged.web.auth import require_token
-from edged.web.context import CONTEXT, WebContext
+from edged.web.context import WebServices
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +88,12 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def create_app(context: WebContext) -> web.Application:
-    """The whole HTTP surface of edged, wired to one WebContext."""
+def create_app(services: WebServices) -> web.Application:
+    """The whole HTTP surface of edged; each route finds the one interface it uses by its key."""
     app = web.Application(
         middlewares=[security_headers, last_resort, require_token], client_max_size=1024**2
     )
-    app[CONTEXT] = context
+    services.install(app)
     for table in (
         ops.routes,
         api.routes,

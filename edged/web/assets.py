@@ -18,9 +18,9 @@ from multidict import CIMultiDict
 
 from edged.cache.prepare import PrepareError
 from edged.cache.ranges import ByteRange, RangeNotSatisfiable, parse_range, valid_name
-from edged.cache.store import Asset, AssetStore
+from edged.cache.store import Asset
 from edged.cache.upstream import Download
-from edged.web.context import CONTEXT, WebContext
+from edged.web.context import CLIPS, METRICS, PULL, ClipStore
 
 routes = web.RouteTableDef()
 
@@ -28,11 +28,11 @@ CACHE_CONTROL = "public, max-age=300"
 _WATCH = Template((Path(__file__).parent / "templates" / "watch.html").read_text(encoding="utf-8"))
 
 
-def _context(request: web.Request) -> tuple[WebContext, AssetStore]:
-    context = request.app[CONTEXT]
-    if context.assets is None:
+def _store(request: web.Request) -> ClipStore:
+    store = request.app.get(CLIPS)
+    if store is None:
         raise web.HTTPServiceUnavailable(text="the clip cache is not running\n")
-    return context, context.assets
+    return store
 
 
 def _name(request: web.Request) -> str:
@@ -104,9 +104,10 @@ def public_reason(error: Exception, root: Path, temporary: str, name: str) -> st
     return text.replace(temporary, name)
 
 
-def _count(context: WebContext, result: str, started: float) -> None:
-    context.metrics.cache.requests.labels(result).inc()
-    context.metrics.first_byte.labels("asset").observe(time.perf_counter() - started)
+def _count(request: web.Request, result: str, started: float) -> None:
+    metrics = request.app[METRICS]
+    metrics.cache.requests.labels(result).inc()
+    metrics.first_byte.labels("asset").observe(time.perf_counter() - started)
 
 
 class _HeadThenFile(web.StreamResponse):
@@ -206,16 +207,17 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
     started = time.perf_counter()
-    context, store = _context(request)
+    store = _store(request)
     name = _name(request)
     asset = store.get(name)
     pulled = False
     if asset is None:
-        download = await context.pull.open(name) if context.pull is not None else None
+        pull = request.app.get(PULL)
+        download = await pull.open(name) if pull is not None else None
         if download is None:
-            _count(context, "miss", started)
+            _count(request, "miss", started)
             raise web.HTTPNotFound(text="no such clip\n")
-        _count(context, "pull_through", started)
+        _count(request, "pull_through", started)
         pulled = True
         if await download.streamable():
             return await _serve_growing(request, download)
@@ -231,10 +233,10 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
         fast = _from_memory(request, path, asset, hot)
         if fast is not None:
             if not pulled:
-                _count(context, "hit_memory", started)
+                _count(request, "hit_memory", started)
             return fast
     if not pulled:
-        _count(context, "hit", started)
+        _count(request, "hit", started)
     return await _file_response(
         request, path, {"Cache-Control": CACHE_CONTROL, "Content-Type": "video/mp4"}
     )
@@ -242,7 +244,7 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/posters/{name}.jpg")
 async def poster(request: web.Request) -> web.StreamResponse:
-    _, store = _context(request)
+    store = _store(request)
     path = store.poster_path(_name(request))
     return await _file_response(
         request, path, {"Cache-Control": CACHE_CONTROL, "Content-Type": "image/jpeg"}
@@ -251,7 +253,7 @@ async def poster(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/watch/{name}")
 async def watch(request: web.Request) -> web.Response:
-    _, store = _context(request)
+    store = _store(request)
     name = _name(request)
     if store.get(name) is None:
         raise web.HTTPNotFound(text="no such clip\n")
@@ -263,13 +265,13 @@ async def watch(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/assets")
 async def list_assets(request: web.Request) -> web.Response:
-    _, store = _context(request)
+    store = _store(request)
     return web.json_response(await asyncio.to_thread(store.summary))
 
 
 @routes.put("/api/v1/assets/{name}")
 async def put_asset(request: web.Request) -> web.Response:
-    _, store = _context(request)
+    store = _store(request)
     name = request.match_info["name"]
     if not valid_name(name):
         return web.json_response({"error": f"asset name {name!r} not allowed"}, status=400)
@@ -302,7 +304,7 @@ async def put_asset(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/assets/{name}")
 async def delete_asset(request: web.Request) -> web.Response:
-    _, store = _context(request)
+    store = _store(request)
     if not await asyncio.to_thread(store.remove, _name(request)):
         raise web.HTTPNotFound(text="no such clip\n")
     return web.json_response({"deleted": request.match_info["name"]})

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from edged.web.context import CONTEXT
+from edged.web.context import ADMIN_TOKEN
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         return _refuse(401, "this call changes state: send Authorization: Bearer <admin token>")
-    expected = request.app[CONTEXT].admin_token
+    expected = request.app[ADMIN_TOKEN]
     # aiohttp decodes header bytes that are not UTF-8 as surrogates; encode them back, not fail.
     if not hmac.compare_digest(_raw(presented.strip()), _raw(expected)):
         logger.warning(

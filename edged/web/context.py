@@ -1,60 +1,195 @@
-"""What the web layer needs from the daemon, handed over as one typed object."""
+"""What the web layer needs from the daemon: one narrow typed interface per concern, each under
+its own `web.AppKey`. A key that is absent means that subsystem is not running (503 or 404)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from edged.cache.store import AssetStore
-from edged.cache.upstream import PullThrough
-from edged.media.streams import MediaManager
 from edged.metrics import Metrics
-from edged.upload.uploader import Uploader
 
+if TYPE_CHECKING:
+    from edged.cache.store import Asset
+    from edged.cache.upstream import Download
+    from edged.media.live import LiveHub
+    from edged.media.webrtc import WhepSessions
+    from edged.upload.state import FileState
 
-async def _no_uploader(path: Path, stream: str, kind: str) -> int:
-    raise ValueError("the uploader is not running")
+T = TypeVar("T")
 
 
 @dataclass
-class WebContext:
-    """The daemon's facts and callbacks the handlers use; the daemon owns and updates it."""
+class Identity:
+    """Who this box is, as pages and /api/v1/status show it. The daemon changes `event` on a
+    reload and sets `advertised_name` and `landing_url` once mDNS has answered."""
 
     version: str
     node: str
     event: str
-    metrics: Metrics
-    admin_token: str
-    reload: Callable[[], Awaitable[dict[str, Any]]]
-    data_dir: Path
-    uploader: Uploader | None = None
-    device_report: Callable[[], dict[str, Any]] | None = None
-    stream_status: Callable[[], list[dict[str, Any]]] | None = None
-    media: MediaManager | None = None
-    landing_url: str = ""
     advertised_name: str = ""  # `<name>.local` on the LAN, renamed on a conflict; "" without mDNS
-    assets: AssetStore | None = None
-    pull: PullThrough | None = None
-    whep: Callable[[], WhepSessions] | None = None  # loads aiortc on first use
-    # (file, stream, kind) -> upload id; the daemon knows the object key layout.
-    enqueue_upload: Callable[[Path, str, str], Awaitable[int]] = field(default=_no_uploader)
-    subsystems: dict[str, bool] = field(default_factory=dict)
-    failing_tasks: Callable[[], dict[str, str]] = field(default=dict)  # name -> last error
-    replication: Callable[[], dict[str, Any]] | None = None  # the manifest replicator's last pass
+    landing_url: str = ""
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
+
+
+class Readiness:
+    """Which subsystems have started and which supervised tasks keep failing."""
+
+    def __init__(self, failing_tasks: Callable[[], Mapping[str, str]] = dict) -> None:
+        self.subsystems: dict[str, bool] = {}
+        self._failing_tasks = failing_tasks
+
+    def starting(self, name: str) -> None:
+        self.subsystems[name] = False
+
+    def started(self, name: str) -> None:
+        self.subsystems[name] = True
+
+    def failing_tasks(self) -> dict[str, str]:
+        """Task name -> its last error."""
+        return dict(self._failing_tasks())
 
     @property
     def ready(self) -> bool:
         return bool(self.subsystems) and all(self.subsystems.values()) and not self.failing_tasks()
 
 
-if TYPE_CHECKING:
-    from edged.media.webrtc import WhepSessions
+class Reloader(Protocol):
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config file; ConfigError when it is invalid (nothing changes then)."""
+        ...
 
-CONTEXT = web.AppKey("edged_context", WebContext)
+
+class LiveView(Protocol):
+    """The live streams as the live routes and the landing page use them."""
+
+    def stream_names(self) -> list[str]: ...
+
+    def hub(self, stream: str) -> LiveHub | None: ...
+
+    def request_keyframe(self, stream: str) -> None: ...
+
+    def whep(self) -> WhepSessions:
+        """The WebRTC sessions (aiortc loads with the first viewer)."""
+        ...
+
+
+class ClipStore(Protocol):
+    """The clip cache as the asset routes use it (AssetStore is one): lookups on the loop,
+    writes and summaries through threads."""
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def incoming(self) -> Path: ...
+
+    @property
+    def max_bytes(self) -> int: ...
+
+    def get(self, name: str) -> Asset | None: ...
+
+    def assets(self) -> list[Asset]: ...
+
+    def path(self, name: str) -> Path: ...
+
+    def poster_path(self, name: str) -> Path: ...
+
+    def hot(self, name: str) -> bytes | None: ...
+
+    def touch(self, name: str, now: float | None = None) -> None: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def add(self, source: Path, name: str, *, pin: bool, origin: str) -> Asset: ...
+
+    def remove(self, name: str) -> bool: ...
+
+
+class PullSource(Protocol):
+    """Pull-through: a clip not cached yet, fetched from upstream while a phone waits."""
+
+    async def open(self, name: str) -> Download | None: ...
+
+
+class UploadQueue(Protocol):
+    """The upload queue as the uploads API uses it."""
+
+    @property
+    def data_dir(self) -> Path:
+        """Whose spool/, cache/ and outbox/ files may be queued."""
+        ...
+
+    @property
+    def configured(self) -> bool: ...
+
+    @property
+    def online(self) -> bool: ...
+
+    async def report(self) -> dict[str, Any]:
+        """The queue, its recent events and the upstream's state, JSON-ready."""
+        ...
+
+    async def enqueue(self, path: Path, stream: str, kind: str) -> int:
+        """The new upload id; ValueError for a name no object key can hold or with sync off."""
+        ...
+
+    async def retry(self, file_id: int) -> FileState | None:
+        """The failed upload back in the queue; None when there is no such upload."""
+        ...
+
+
+IDENTITY = web.AppKey("identity", Identity)
+READINESS = web.AppKey("readiness", Readiness)
+METRICS = web.AppKey("metrics", Metrics)
+ADMIN_TOKEN = web.AppKey("admin_token", str)
+RELOADER: web.AppKey[Reloader] = web.AppKey("reloader")
+DEVICE_REPORT: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("device_report")
+STREAM_STATUS: web.AppKey[Callable[[], list[dict[str, Any]]]] = web.AppKey("stream_status")
+REPLICATION: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("replication")
+LIVE: web.AppKey[LiveView] = web.AppKey("live")
+CLIPS: web.AppKey[ClipStore] = web.AppKey("clips")
+PULL: web.AppKey[PullSource] = web.AppKey("pull_through")
+UPLOADS: web.AppKey[UploadQueue] = web.AppKey("uploads")
+
+
+@dataclass
+class WebServices:
+    """What `create_app` puts under the keys above; None: that subsystem is not running."""
+
+    identity: Identity
+    readiness: Readiness
+    metrics: Metrics
+    admin_token: str
+    reloader: Reloader
+    device_report: Callable[[], dict[str, Any]] | None = None
+    stream_status: Callable[[], list[dict[str, Any]]] | None = None
+    replication: Callable[[], dict[str, Any]] | None = None  # the manifest replicator's last pass
+    live: LiveView | None = None
+    clips: ClipStore | None = None
+    pull: PullSource | None = None
+    uploads: UploadQueue | None = None
+
+    def install(self, app: web.Application) -> None:
+        app[IDENTITY] = self.identity
+        app[READINESS] = self.readiness
+        app[METRICS] = self.metrics
+        app[ADMIN_TOKEN] = self.admin_token
+        app[RELOADER] = self.reloader
+        _offer(app, DEVICE_REPORT, self.device_report)
+        _offer(app, STREAM_STATUS, self.stream_status)
+        _offer(app, REPLICATION, self.replication)
+        _offer(app, LIVE, self.live)
+        _offer(app, CLIPS, self.clips)
+        _offer(app, PULL, self.pull)
+        _offer(app, UPLOADS, self.uploads)
+
+
+def _offer(app: web.Application, key: web.AppKey[T], value: T | None) -> None:
+    if value is not None:
+        app[key] = value

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from edged.errors import MediaError
 from edged.media.live import POSTER_SECONDS, LiveHub, segment_sequence
-from edged.web.context import CONTEXT, WebContext
+from edged.web.context import LIVE, METRICS, LiveView
 
 routes = web.RouteTableDef()
 
@@ -19,30 +19,30 @@ STREAM = r"{stream:[a-z0-9][a-z0-9-]{0,62}}"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 
 
-def _hub(request: web.Request) -> tuple[WebContext, LiveHub]:
-    context = request.app[CONTEXT]
+def _hub(request: web.Request) -> tuple[LiveView, LiveHub]:
+    live = request.app.get(LIVE)
     stream = request.match_info["stream"]
-    hub = context.media.hub(stream) if context.media is not None else None
-    if hub is None:
+    hub = live.hub(stream) if live is not None else None
+    if live is None or hub is None:
         raise web.HTTPNotFound(text=f"no live stream {stream!r} on this box\n")
-    return context, hub
+    return live, hub
 
 
-def _observe_first_byte(context: WebContext, started: float) -> None:
-    context.metrics.first_byte.labels("live").observe(time.perf_counter() - started)
+def _observe_first_byte(request: web.Request, started: float) -> None:
+    request.app[METRICS].first_byte.labels("live").observe(time.perf_counter() - started)
 
 
 @routes.get(f"/live/{STREAM}/index.m3u8")
 async def playlist(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    context, hub = _hub(request)
+    _, hub = _hub(request)
     if not hub.hls.segments:
         raise web.HTTPServiceUnavailable(
             text="the stream has no segment yet\n", headers={"Retry-After": "1"}
         )
     response = web.Response(text=hub.hls.playlist(), content_type=PLAYLIST_TYPE)
     response.headers["Cache-Control"] = "no-cache"
-    _observe_first_byte(context, started)
+    _observe_first_byte(request, started)
     return response
 
 
@@ -54,7 +54,7 @@ HLS_VIEWER_SEGMENTS = 3
 def _count_hls_viewer(request: web.Request, hub: LiveHub, size: int) -> None:
     """HLS has no session: a viewer is a client address that fetched a segment lately. The
     gauge is computed when scraped, so it drops when the last viewer stops fetching."""
-    live = request.app[CONTEXT].metrics.live
+    live = request.app[METRICS].live
     viewers = hub.hls_viewers
     window = HLS_VIEWER_SEGMENTS * hub.hls.target_duration
     viewers.seen(request.remote or "", time.monotonic(), window)
@@ -103,19 +103,16 @@ async def poster(request: web.Request) -> web.Response:
 
 @routes.post(f"/live/{STREAM}/whep")
 async def whep_offer(request: web.Request) -> web.Response:
-    context, hub = _hub(request)
-    if context.whep is None or context.media is None:
-        raise web.HTTPServiceUnavailable(text="WebRTC is not running\n")
+    live, hub = _hub(request)
     if request.content_type != "application/sdp":
         raise web.HTTPUnsupportedMediaType(text="send the SDP offer as application/sdp\n")
     offer = await request.text()
     stream = hub.stream
-    media = context.media
     from edged.media.webrtc import WhepError  # aiortc loads with the first viewer
 
     try:
-        session_id, answer = await context.whep().create(
-            stream, hub, offer, lambda: media.request_keyframe(stream)
+        session_id, answer = await live.whep().create(
+            stream, hub, offer, lambda: live.request_keyframe(stream)
         )
     except WhepError as error:
         headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
@@ -128,8 +125,8 @@ async def whep_offer(request: web.Request) -> web.Response:
 
 @routes.delete(rf"/live/{STREAM}/whep/{{session:[A-Za-z0-9_-]{{1,64}}}}")
 async def whep_delete(request: web.Request) -> web.Response:
-    context = request.app[CONTEXT]
-    if context.whep is None or not await context.whep().delete(
+    live = request.app.get(LIVE)
+    if live is None or not await live.whep().delete(
         request.match_info["stream"], request.match_info["session"]
     ):
         raise web.HTTPNotFound(text="no such WHEP session\n")
@@ -150,7 +147,3 @@ async def player(request: web.Request) -> web.Response:
     response = web.Response(text=player_html(hub.stream), content_type="text/html")
     response.headers["Cache-Control"] = "no-cache"
     return response
-
-
-def stream_names(context: WebContext) -> list[str]:
-    return sorted(context.media.streams) if context.media is not None else []

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from edged.metrics import CONTENT_TYPE
-from edged.web.context import CONTEXT
+from edged.web.context import METRICS, READINESS
 
 routes = web.RouteTableDef()
 
@@ -21,19 +21,19 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     """Every subsystem has started and no task keeps failing; 503 naming what is wrong."""
-    context = request.app[CONTEXT]
+    readiness = request.app[READINESS]
     body = {
-        "ready": context.ready,
-        "subsystems": context.subsystems,
-        "failing_tasks": context.failing_tasks(),
+        "ready": readiness.ready,
+        "subsystems": readiness.subsystems,
+        "failing_tasks": readiness.failing_tasks(),
     }
-    return web.json_response(body, status=200 if context.ready else 503)
+    return web.json_response(body, status=200 if readiness.ready else 503)
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """The Prometheus text exposition (collected in a thread: it reads /proc)."""
-    body = await asyncio.to_thread(request.app[CONTEXT].metrics.exposition)
+    body = await asyncio.to_thread(request.app[METRICS].exposition)
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE
     return response

@@ -8,7 +8,7 @@ from html import escape
 import segno
 from aiohttp import web
 
-from edged.web.context import CONTEXT
+from edged.web.context import CLIPS, IDENTITY, LIVE
 
 routes = web.RouteTableDef()
 
@@ -61,13 +61,13 @@ def landing_html(
 
 @routes.get("/")
 async def landing(request: web.Request) -> web.Response:
-    context = request.app[CONTEXT]
-    streams = sorted(context.media.streams) if context.media is not None else []
-    clips = [a.name for a in context.assets.assets()] if context.assets is not None else []
+    identity, live, store = request.app[IDENTITY], request.app.get(LIVE), request.app.get(CLIPS)
+    streams = live.stream_names() if live is not None else []
+    clips = [a.name for a in store.assets()] if store is not None else []
     # The name a guest typed or scanned (after an mDNS rename, not the configured node).
-    name = context.advertised_name or context.node
+    name = identity.advertised_name or identity.node
     response = web.Response(
-        text=landing_html(name, context.event, streams, clips), content_type="text/html"
+        text=landing_html(name, identity.event, streams, clips), content_type="text/html"
     )
     response.headers["Cache-Control"] = "no-cache"
     return response
@@ -82,8 +82,7 @@ def qr_svg(url: str) -> bytes:
 
 @routes.get("/qr.svg")
 async def qr(request: web.Request) -> web.Response:
-    context = request.app[CONTEXT]
-    url = context.landing_url or f"http://{request.host}/"
+    url = request.app[IDENTITY].landing_url or f"http://{request.host}/"
     response = web.Response(body=qr_svg(url), content_type="image/svg+xml")
     response.headers["Cache-Control"] = "no-cache"
     return response

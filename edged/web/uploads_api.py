@@ -15,11 +15,9 @@ from aiohttp import web
 from edged.datalock import LOCK_NAME
 from edged.paths import OUTBOX, TOKEN_FILE
 from edged.upload.journal import JournalError
-from edged.upload.report import upload_report
 from edged.upload.setup import JOURNAL_FILE
 from edged.upload.state import FileState, InvalidTransition
-from edged.upload.uploader import Uploader
-from edged.web.context import CONTEXT
+from edged.web.context import UPLOADS, UploadQueue
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +40,14 @@ def _bad(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _uploader(request: web.Request) -> Uploader:
-    uploader = request.app[CONTEXT].uploader
-    if uploader is None:
+def _uploads(request: web.Request) -> UploadQueue:
+    uploads = request.app.get(UPLOADS)
+    if uploads is None:
         raise web.HTTPServiceUnavailable(
             text=json.dumps({"error": "the uploader is not running"}),
             content_type="application/json",
         )
-    return uploader
+    return uploads
 
 
 def _secret_looking(name: str) -> bool:
@@ -103,16 +101,12 @@ def parse_id(raw: str) -> int | None:
 
 @routes.get("/api/v1/uploads")
 async def list_uploads(request: web.Request) -> web.Response:
-    uploader = _uploader(request)
-    report = await asyncio.to_thread(upload_report, uploader.journal)
-    report["upstream"] = {"configured": uploader.configured, "up": uploader.online}
-    return web.json_response(report)
+    return web.json_response(await _uploads(request).report())
 
 
 @routes.post("/api/v1/uploads")
 async def enqueue(request: web.Request) -> web.Response:
-    _uploader(request)
-    context = request.app[CONTEXT]
+    uploads = _uploads(request)
     try:
         body = await request.json()
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
@@ -121,11 +115,11 @@ async def enqueue(request: web.Request) -> web.Response:
     if isinstance(parsed, str):
         return _bad(400, parsed)
     raw, stream, kind = parsed
-    path = await asyncio.to_thread(queueable_file, context.data_dir, raw)
+    path = await asyncio.to_thread(queueable_file, uploads.data_dir, raw)
     if path is None:
         return _bad(404, _NOT_QUEUEABLE)
     try:
-        file_id = await context.enqueue_upload(path, stream, kind)
+        file_id = await uploads.enqueue(path, stream, kind)
     except ValueError as error:  # a name that cannot be part of an object key
         return _bad(400, str(error))
     except FileNotFoundError:
@@ -138,12 +132,12 @@ async def enqueue(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/uploads/{file_id:[0-9]+}/retry")
 async def retry(request: web.Request) -> web.Response:
-    uploader = _uploader(request)
+    uploads = _uploads(request)
     file_id = parse_id(request.match_info["file_id"])
-    if file_id is None or await asyncio.to_thread(uploader.journal.get, file_id) is None:
-        return _bad(404, "no such upload")
     try:
-        state = await uploader.retry(file_id)
+        state = await uploads.retry(file_id) if file_id is not None else None
     except InvalidTransition as error:
         return _bad(409, f"upload {file_id}: {error}; only failed uploads can be retried")
+    if state is None:
+        return _bad(404, "no such upload")
     return web.json_response({"id": file_id, "state": state.value})

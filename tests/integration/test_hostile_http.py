@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from edged.cache.store import AssetStore
 from edged.web.app import IDLE_TIMEOUT, HttpServer, create_app
-from edged.web.context import WebContext
+from edged.web.context import WebServices
 from tests.clips import make_clip
 from tests.conftest import StartDaemon
 from tests.web_context import web_context
@@ -57,7 +57,7 @@ def get_with_range(port: int, path: str, value: bytes) -> tuple[int, dict[str, s
 class ServerThread:
     """edged's HttpServer on its own event loop in a thread, for synchronous hypothesis tests."""
 
-    def __init__(self, context: WebContext) -> None:
+    def __init__(self, context: WebServices) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server = HttpServer(create_app(context), "127.0.0.1", 0)
@@ -98,7 +98,7 @@ def clip_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClipServer
     hot = store.hot("pinned.mp4")
     assert hot is not None and 0 < len(hot) < len(data)  # so ranges cross from RAM into the file
 
-    context = web_context(root, assets=store)
+    context = web_context(root, clips=store)
     with ServerThread(context) as port:
         yield ClipServer(port, data)
 

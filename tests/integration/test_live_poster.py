@@ -24,7 +24,7 @@ from edged.media.packets import EncodedPacket
 from edged.media.recorder import Segment
 from edged.media.streams import PATTERN_STREAM, MediaManager
 from edged.web.app import create_app
-from tests.web_context import web_context
+from tests.web_context import live_view, web_context
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ async def pattern(tmp_path: Path) -> AsyncIterator[tuple[str, MediaManager]]:
         is_uploaded=lambda path: False,
         is_queued=lambda path: True,
     )
-    context.media = media
+    context.live = live_view(media, context.metrics)
     await media.start(None)
     server = TestServer(create_app(context), host="127.0.0.1")
     await server.start_server()

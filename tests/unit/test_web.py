@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from edged.errors import ConfigError
 from edged.web.api import without_directories
 from edged.web.app import HttpServer, Throttle, create_app
-from edged.web.context import CONTEXT
+from edged.web.context import READINESS
 from tests.web_context import web_context
 
 TOKEN = "t" * 43
@@ -63,8 +63,7 @@ async def test_readiness_follows_subsystems(client: TestClient[Any, Any]) -> Non
     response = await client.get("/readyz")
     assert response.status == 503
     assert client.app is not None
-    context = client.app[CONTEXT]
-    context.subsystems["http"] = True
+    client.app[READINESS].started("http")
     response = await client.get("/readyz")
     assert response.status == 200
 

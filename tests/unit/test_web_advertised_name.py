@@ -7,11 +7,11 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 
 from edged.web.app import create_app
-from edged.web.context import WebContext
+from edged.web.context import WebServices
 from tests.web_context import web_context
 
 
-def _context(tmp_path: Path, advertised_name: str = "", landing_url: str = "") -> WebContext:
+def _context(tmp_path: Path, advertised_name: str = "", landing_url: str = "") -> WebServices:
     return web_context(
         tmp_path,
         node="twin",
