@@ -29,11 +29,11 @@ from edged.media.encoders import (
     as_av_packet,
     candidates,
 )
-from edged.media.mp4 import top_level_boxes
+from edged.media.mp4 import MOVFLAGS, top_level_boxes
+from edged.media.poster import frame_jpeg
 
 logger = logging.getLogger(__name__)
 
-MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 PLAYABLE_PIXELS = ("yuv420p", "yuvj420p")
 TRUNCATION_TOLERANCE = 0.9
 
@@ -97,15 +97,6 @@ def _check_whole(container: Any, video: Any, duration: float, name: str) -> Any:
             f"{name} is truncated: its video ends at {last - start:.1f} s of {duration:.1f} s"
         )
     return first_frame
-
-
-def _jpeg(frame: Any) -> bytes:
-    encoder = av.CodecContext.create("mjpeg", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = frame.width, frame.height, "yuvj420p"
-    encoder.time_base = frame.time_base or 1  # type: ignore[assignment]
-    encoder.qmin = encoder.qmax = 5
-    encoder.open()
-    return b"".join(bytes(p) for p in encoder.encode(frame.reformat(format="yuvj420p")))
 
 
 def _remux(source: Path, target: Path) -> None:
@@ -208,7 +199,7 @@ def prepare(source: Path, target: Path, encoders: Sequence[str] = (LAST_RESORT,)
         audio_codec = audio.codec_context.name if audio is not None else ""
         width, height = video.codec_context.width, video.codec_context.height
         first = _check_whole(container, video, duration, source.name)
-        poster = _jpeg(first)
+        poster = frame_jpeg(first)
     playable = video_codec == "h264" and pixels in PLAYABLE_PIXELS and audio_codec in ("", "aac")
     encoder = ""
     try:

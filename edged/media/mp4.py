@@ -9,6 +9,9 @@ from typing import BinaryIO, NamedTuple
 
 HEADER = 8
 LARGE_HEADER = 16  # with a 64-bit length
+# What every fMP4 edged writes asks of FFmpeg's muxer: metadata first, a fragment per keyframe,
+# offsets from each fragment (recordings, fast-start clips; live HLS adds +cmaf).
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 
 class BoxHeader(NamedTuple):

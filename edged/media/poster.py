@@ -1,13 +1,28 @@
-"""The poster of a live stream: its latest keyframe as a JPEG (blocking: call it in a thread)."""
+"""Posters: a picture as JPEG, from a decoded frame or a live keyframe (blocking: use a thread)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import av
 
 from edged.errors import MediaError
 
+JPEG_QUALITY = 5  # MJPEG qscale, 2 (best) to 31: sharp enough for a tile, a few tens of kB
 
-def keyframe_jpeg(keyframe: bytes, quality: int = 5) -> bytes:
+
+def frame_jpeg(frame: Any, quality: int = JPEG_QUALITY) -> bytes:
+    """Encode one decoded video frame as a JPEG."""
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = frame.width, frame.height, "yuvj420p"
+    encoder.time_base = frame.time_base or 1  # type: ignore[assignment]
+    encoder.qmin = encoder.qmax = quality
+    encoder.open()
+    packets = encoder.encode(frame.reformat(format="yuvj420p"))
+    return b"".join(bytes(packet) for packet in packets)
+
+
+def keyframe_jpeg(keyframe: bytes, quality: int = JPEG_QUALITY) -> bytes:
     """Decode one keyframe (SPS/PPS in front) and encode it as a JPEG."""
     decoder = av.CodecContext.create("h264", "r")
     try:
@@ -16,11 +31,4 @@ def keyframe_jpeg(keyframe: bytes, quality: int = 5) -> bytes:
         raise MediaError(f"keyframe does not decode: {error}") from error
     if not frames:
         raise MediaError("keyframe gave no picture")
-    frame = frames[0]
-    encoder = av.CodecContext.create("mjpeg", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = frame.width, frame.height, "yuvj420p"
-    encoder.time_base = frame.time_base or 1  # type: ignore[assignment]
-    encoder.qmin = encoder.qmax = quality
-    encoder.open()
-    packets = encoder.encode(frame.reformat(format="yuvj420p"))
-    return b"".join(bytes(packet) for packet in packets)
+    return frame_jpeg(frames[0], quality)

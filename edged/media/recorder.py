@@ -32,13 +32,12 @@ import av
 
 from edged.fileio import file_sha256, write_atomically
 from edged.media.encoders import TIME_BASE, as_av_packet
-from edged.media.mp4 import whole_prefix
+from edged.media.mp4 import MOVFLAGS, whole_prefix
 from edged.media.packets import EncodedPacket
 
 logger = logging.getLogger(__name__)
 
 PART_SUFFIX = ".mp4.part"
-MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 BOOT_FILE = "boot"  # in the data dir: how many times the daemon has started
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(

@@ -12,8 +12,8 @@ import av
 import pytest
 
 from edged.cache.faststart import parse_traf, split_first_fragment, video_track_id
-from edged.cache.prepare import MOVFLAGS, head_size, prepare
-from edged.media.mp4 import top_level_boxes
+from edged.cache.prepare import head_size, prepare
+from edged.media.mp4 import MOVFLAGS, top_level_boxes
 from tests.clips import make_clip
 
 
