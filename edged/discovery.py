@@ -6,7 +6,6 @@ import asyncio
 import ipaddress
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -336,14 +335,13 @@ def file_sd_targets(peers: Iterable[Peer]) -> list[dict[str, object]]:
 
 def write_file_sd(path: Path, peers: Iterable[Peer]) -> None:
     """Replace the file atomically, so Prometheus never reads half of it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(file_sd_targets(peers), indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomically(path, (json.dumps(file_sd_targets(peers), indent=2) + "\n").encode())
 
 
 async def keep_file_sd(path: Path, stop: asyncio.Event, interfaces: tuple[str, ...] = ()) -> None:
     """Browse until `stop` is set, rewriting `path` whenever a box comes or goes."""
-    write_file_sd(path, [])  # fails at once, with the OSError, on a path that cannot be written
+    # Fails at once, with the OSError, on a path that cannot be written; fsync off the loop.
+    await asyncio.to_thread(write_file_sd, path, [])
     azc = _zeroconf(interfaces)
     peers: dict[str, Peer] = {}
     changes: asyncio.Queue[tuple[str, ServiceStateChange]] = asyncio.Queue()
@@ -373,7 +371,7 @@ async def keep_file_sd(path: Path, stop: asyncio.Event, interfaces: tuple[str, .
                 if await info.async_request(azc.zeroconf, 2000, MULTICAST_ANSWERS) and info.port:
                     peers[name] = peer_from_info(info)
                     logger.info("file_sd: %s at %s:%d", name, peers[name].addresses, info.port)
-            write_file_sd(path, peers.values())
+            await asyncio.to_thread(write_file_sd, path, list(peers.values()))
     finally:
         waiter.cancel()
         await browser.async_cancel()

@@ -16,10 +16,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write a temporary file beside `path`, sync it, and rename it over `path`."""
+def write_atomically(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write a temporary file beside `path`, sync it, and rename it over `path`.
+
+    `mode` is that of a new file, less the umask (as for open()); a reader sees the old bytes or
+    the new, never a part.
+    """
     temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(descriptor, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

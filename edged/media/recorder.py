@@ -104,13 +104,7 @@ def take_boot(data_dir: Path, spool: Path) -> int:
         logger.warning("boot counter %s holds %r; counting on from the spool", counter, saved[:20])
     names = (path.name.split(".")[0] for path in spool.glob("*/*"))
     boot = next_boot(saved, names)
-    temporary = counter.with_name(f".{BOOT_FILE}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-        handle.write(f"{boot}\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, counter)  # the counter itself, never a recording
+    write_atomically(counter, f"{boot}\n".encode("ascii"), mode=0o600)  # never a recording
     return boot
 
 
