@@ -29,7 +29,7 @@ from edged.discovery import (
 from edged.errors import EdgedError
 from edged.media.encoders import EncoderSettings, candidates, probe
 from edged.media.thermal import read_pi_throttled, read_temperatures
-from edged.upload.s3 import UpstreamError
+from edged.s3bucket import UpstreamError
 from edged.upload.setup import build_store
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"

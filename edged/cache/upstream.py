@@ -38,14 +38,14 @@ from edged.cache.store import AssetStore
 from edged.errors import EdgedError
 from edged.fileio import file_sha256
 from edged.media.mp4 import metadata_first
-from edged.supervise import Supervisor, describe
-from edged.upload.s3 import (
+from edged.s3bucket import (
     CredentialsRefused,
     ObjectFacts,
-    S3Store,
+    S3Bucket,
     UpstreamError,
     UpstreamUnreachable,
 )
+from edged.supervise import Supervisor, describe
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class VerificationError(EdgedError):
 
 
 def fetch_verified(
-    s3: S3Store,
+    s3: S3Bucket,
     key: str,
     part: Path,
     expected_sha256: str,
@@ -111,7 +111,7 @@ class Replicator:
     def __init__(
         self,
         store: AssetStore,
-        s3: S3Store,
+        s3: S3Bucket,
         manifest_key: str,
         assets_prefix: str,
         interval: float = 300.0,
@@ -446,7 +446,7 @@ class PullThrough:
     def __init__(
         self,
         store: AssetStore,
-        s3: S3Store,
+        s3: S3Bucket,
         assets_prefix: str,
         supervisor: Supervisor | None = None,
         *,

@@ -22,6 +22,13 @@ from pathlib import Path
 from edged.clock import ClockSample, StepLedger, prune_ranges
 from edged.fileio import file_sha256
 from edged.metrics import UploadMetrics
+from edged.s3bucket import (
+    ClockSkewed,
+    CredentialsRefused,
+    UploadLost,
+    UpstreamError,
+    UpstreamUnreachable,
+)
 from edged.supervise import Supervisor, describe
 from edged.upload.journal import FileRecord, Journal, JournalError, PartRecord
 from edged.upload.policy import (
@@ -29,19 +36,11 @@ from edged.upload.policy import (
     PartSpan,
     TokenBucket,
     backoff_seconds,
-    multipart_etag,
     plan_parts,
 )
-from edged.upload.s3 import (
-    ClockSkewed,
-    CredentialsRefused,
-    S3Store,
-    UploadLost,
-    UpstreamError,
-    UpstreamUnreachable,
-)
+from edged.upload.s3 import S3Store
 from edged.upload.state import FileState, InvalidTransition, UploadEvent
-from edged.upload.verify import accepted_etags, existing_object, sha256_metadata_problem
+from edged.upload.verify import etags_of_bytes, existing_object, verification_problems
 
 logger = logging.getLogger(__name__)
 
@@ -84,21 +83,6 @@ def read_clock() -> ClockSample:
     return ClockSample(wall=time.time(), monotonic=time.monotonic())
 
 
-def _etags_of_file(path: str, size: int, part_size: int) -> set[str]:
-    """The ETags an object of this file's bytes may carry: whole MD5, and md5-of-parts-N."""
-    whole = hashlib.md5()  # noqa: S324 - S3's ETag
-    spans = plan_parts(size, part_size)
-    part_md5s = []
-    for span in spans or [PartSpan(1, 0, size)]:
-        data, md5 = _read_span(path, span)
-        whole.update(data)
-        part_md5s.append(md5)
-    etags = {whole.hexdigest()}
-    if spans:
-        etags.add(multipart_etag(part_md5s))
-    return etags
-
-
 @dataclass
 class Digest:
     """The sha256 and the MD5 of a whole file, fed its bytes in order (the bytes sent)."""
@@ -123,6 +107,19 @@ def _read_span(path: str, span: PartSpan, digest: Digest | None = None) -> tuple
     if digest is not None:
         digest.update(data)
     return data, hashlib.md5(data).hexdigest()  # noqa: S324 - S3's part checksum
+
+
+def _read_as_sent(path: str, size: int, part_size: int) -> tuple[Digest, list[str]]:
+    """Read a file part by part as it is sent: its digest and each part's md5 (blocking)."""
+    digest = Digest()
+    spans = plan_parts(size, part_size) or [PartSpan(1, 0, size)]
+    return digest, [_read_span(path, span, digest)[1] for span in spans]
+
+
+def _etags_of_file(path: str, size: int, part_size: int) -> set[str]:
+    """The ETags an object of this file's bytes may carry (blocking)."""
+    digest, part_md5s = _read_as_sent(path, size, part_size)
+    return etags_of_bytes(digest.md5.hexdigest(), part_md5s, bool(plan_parts(size, part_size)))
 
 
 def _check_source(record: FileRecord) -> None:
@@ -694,17 +691,16 @@ class Uploader:
     async def _sent_digest(self, record: FileRecord, parts: list[PartRecord]) -> Digest:
         """The digest of the bytes sent: kept from sending, or (after a restart) read again,
         each part checked against the md5 the server acknowledged."""
-        digest = self._sent.get(record.id)
-        if digest is not None:
-            return digest
-        digest = Digest()
-        spans = plan_parts(record.size, record.part_size or self._settings.part_size)
+        kept = self._sent.get(record.id)
+        if kept is not None:
+            return kept
+        part_size = record.part_size or self._settings.part_size
+        digest, md5s = await asyncio.to_thread(_read_as_sent, record.path, record.size, part_size)
         sent = {part.number: part.md5 for part in parts}
-        for span in spans or [PartSpan(1, 0, record.size)]:
-            _, md5 = await asyncio.to_thread(_read_span, record.path, span, digest)
-            if sent.get(span.number) != md5:
+        for number, md5 in enumerate(md5s, start=1):
+            if sent.get(number) != md5:
                 raise SourceProblem(
-                    f"{record.path} changed after part {span.number} was sent; not uploaded"
+                    f"{record.path} changed after part {number} was sent; not uploaded"
                 )
         self._check_digest(record, digest)
         self._sent[record.id] = digest
@@ -714,12 +710,8 @@ class Uploader:
         fresh = await asyncio.to_thread(self.journal.require, record.id)
         parts = await asyncio.to_thread(self.journal.parts, record.id)
         digest = await self._sent_digest(fresh, parts)
-        accepted = accepted_etags(
-            parts,
-            fresh.size,
-            fresh.part_size or self._settings.part_size,
-            digest.md5.hexdigest(),
-        )
+        multipart = bool(plan_parts(fresh.size, fresh.part_size or self._settings.part_size))
+        accepted = etags_of_bytes(digest.md5.hexdigest(), [part.md5 for part in parts], multipart)
         return fresh, parts, accepted
 
     async def _complete(self, record: FileRecord) -> FileState:
@@ -750,19 +742,7 @@ class Uploader:
     async def _verify(self, record: FileRecord) -> None:
         fresh, _, accepted = await self._accepted(record)
         facts = await asyncio.to_thread(self.store.stat, record.key)
-        problems = []
-        if facts is None:
-            problems.append("object missing upstream")
-        else:
-            if facts.etag not in accepted:
-                problems.append(f"ETag {facts.etag} is none of {sorted(accepted)}")
-            if facts.size != fresh.size:
-                problems.append(f"size {facts.size} != {fresh.size}")
-            metadata = sha256_metadata_problem(
-                facts.sha256, fresh.sha256, etag_of_bytes_sent=facts.etag in accepted
-            )
-            if metadata:
-                problems.append(metadata)
+        problems = verification_problems(facts, fresh.size, fresh.sha256, accepted)
         if problems:
             raise UploadLost("verification failed: " + "; ".join(problems))
         if facts is not None and not facts.sha256:

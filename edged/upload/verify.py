@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from edged.upload.journal import PartRecord
-from edged.upload.policy import multipart_etag, plan_parts
-from edged.upload.s3 import ObjectFacts
+from collections.abc import Sequence
+
+from edged.s3bucket import ObjectFacts
+from edged.upload.policy import multipart_etag
 
 
-def accepted_etags(parts: list[PartRecord], size: int, part_size: int, whole_md5: str) -> set[str]:
-    """The ETags an object with these bytes may carry: S3 calls it opaque and servers differ.
+def etags_of_bytes(whole_md5: str, part_md5s: Sequence[str], multipart: bool) -> set[str]:
+    """The ETags an object of these bytes may carry: S3 calls it opaque and servers differ.
 
     AWS, moto and MinIO give a multipart object md5-of-part-md5s-N; others give the MD5 of the
-    whole object, as for a single PUT.
+    whole object, as for a single PUT (whose one part's md5 is the whole's).
     """
-    accepted = {whole_md5} if whole_md5 else set()
-    if not plan_parts(size, part_size):
-        accepted.add(parts[0].md5)
-    else:
-        accepted.add(multipart_etag([part.md5 for part in parts]))
-    return accepted
+    etags = {whole_md5} if whole_md5 else set()
+    etags.add(multipart_etag(list(part_md5s)) if multipart else part_md5s[0])
+    return etags
 
 
 def sha256_metadata_problem(stored: str, queued: str, etag_of_bytes_sent: bool) -> str | None:
@@ -36,6 +34,25 @@ def sha256_metadata_problem(stored: str, queued: str, etag_of_bytes_sent: bool) 
     if etag_of_bytes_sent:
         return None
     return "sha256 metadata missing and the ETag is not of the bytes sent"
+
+
+def verification_problems(
+    facts: ObjectFacts | None, size: int, sha256: str, etags_of_bytes: set[str]
+) -> list[str]:
+    """Why the object upstream is not the file sent (size, ETag, sha256 metadata); [] if it is."""
+    if facts is None:
+        return ["object missing upstream"]
+    problems = []
+    if facts.etag not in etags_of_bytes:
+        problems.append(f"ETag {facts.etag} is none of {sorted(etags_of_bytes)}")
+    if facts.size != size:
+        problems.append(f"size {facts.size} != {size}")
+    metadata = sha256_metadata_problem(
+        facts.sha256, sha256, etag_of_bytes_sent=facts.etag in etags_of_bytes
+    )
+    if metadata:
+        problems.append(metadata)
+    return problems
 
 
 def existing_object(

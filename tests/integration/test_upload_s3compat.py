@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from edged.s3bucket import SHA256_HEADER, ObjectFacts
 from edged.upload.policy import multipart_etag
-from edged.upload.s3 import SHA256_HEADER, ObjectFacts
 from edged.upload.state import FileState
 from tests.integration.upload_support import (
     BUCKET,

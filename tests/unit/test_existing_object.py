@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edged.upload.s3 import ObjectFacts
+from edged.s3bucket import ObjectFacts
 from edged.upload.verify import existing_object
 
 SHA = "ab" * 32

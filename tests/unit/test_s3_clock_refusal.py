@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from minio.error import InvalidResponseError
 
-from edged.upload.s3 import (
+from edged.s3bucket import (
     ClockSkewed,
     CredentialsRefused,
     UpstreamError,

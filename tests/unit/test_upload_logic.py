@@ -150,7 +150,7 @@ def test_object_key_refuses_a_file_name_that_changes_its_shape(name: str) -> Non
 def test_sts_session_policy_is_limited_to_the_event_prefix() -> None:
     import json
 
-    from edged.upload.s3 import session_policy
+    from edged.s3bucket import session_policy
 
     policy = json.loads(session_policy("edged", "fest/gala/"))
     objects, listing = policy["Statement"]

@@ -1,19 +1,26 @@
-"""What an S3 refusal means whatever its Content-Type; what a sha256 metadata proves."""
+"""What an S3 refusal means whatever its Content-Type; which ETags and sha256 metadata prove an
+object holds the bytes sent."""
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 import pytest
 from minio.error import InvalidResponseError
 
-from edged.upload.s3 import (
+from edged.s3bucket import (
     CredentialsRefused,
+    ObjectFacts,
     UploadLost,
     UpstreamError,
     UpstreamUnreachable,
     _raise_mapped,
     error_code,
 )
-from edged.upload.uploader import sha256_metadata_problem
+from edged.upload.policy import multipart_etag, plan_parts
+from edged.upload.uploader import _etags_of_file
+from edged.upload.verify import etags_of_bytes, sha256_metadata_problem, verification_problems
 
 SHA = "ab" * 32
 
@@ -90,3 +97,61 @@ def test_missing_sha256_metadata_verifies_by_the_etag_of_the_bytes_sent() -> Non
     assert sha256_metadata_problem("", SHA, etag_of_bytes_sent=False) == (
         "sha256 metadata missing and the ETag is not of the bytes sent"
     )
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_the_etags_of_bytes_sent_in_one_put_are_their_md5() -> None:
+    assert etags_of_bytes(md5(b"abc"), [md5(b"abc")], multipart=False) == {md5(b"abc")}
+
+
+def test_the_etags_of_bytes_sent_in_parts_are_the_whole_md5_and_md5_of_md5s() -> None:
+    parts = [md5(b"ab"), md5(b"c")]
+    assert etags_of_bytes(md5(b"abc"), parts, multipart=True) == {
+        md5(b"abc"),
+        multipart_etag(parts),
+    }
+    assert multipart_etag(parts).endswith("-2")
+
+
+def test_the_etags_of_a_file_are_those_of_the_same_bytes_sent(tmp_path: Path) -> None:
+    """The ETags taken before sending (an object already there) and after (verification) agree."""
+    data = bytes(range(256)) * 40_000  # 10 MB: two parts of 5 MiB and a rest
+    path = tmp_path / "a.mp4"
+    path.write_bytes(data)
+    part_size = 5 * 1024 * 1024
+    spans = plan_parts(len(data), part_size)
+    sent = [md5(data[span.offset : span.offset + span.size]) for span in spans]
+    assert _etags_of_file(str(path), len(data), part_size) == etags_of_bytes(
+        md5(data), sent, multipart=True
+    )
+    assert _etags_of_file(str(path), len(data), len(data)) == {md5(data)}
+
+
+ETAGS = {"0123", "4567-3"}
+
+
+@pytest.mark.parametrize(
+    ("facts", "problems"),
+    [
+        (ObjectFacts(etag="0123", size=10, sha256=SHA), []),
+        (ObjectFacts(etag="4567-3", size=10, sha256=""), []),  # metadata lost, ETag of the bytes
+        (None, ["object missing upstream"]),
+        (
+            ObjectFacts(etag="ffff", size=10, sha256=""),
+            [
+                "ETag ffff is none of ['0123', '4567-3']",
+                "sha256 metadata missing and the ETag is not of the bytes sent",
+            ],
+        ),
+        (ObjectFacts(etag="0123", size=9, sha256=SHA), ["size 9 != 10"]),
+        (
+            ObjectFacts(etag="0123", size=10, sha256="cd" * 32),
+            [f"sha256 metadata {'cd' * 32!r} != {SHA}"],
+        ),
+    ],
+)
+def test_verification_problems(facts: ObjectFacts | None, problems: list[str]) -> None:
+    assert verification_problems(facts, 10, SHA, ETAGS) == problems
