@@ -27,7 +27,7 @@ import av
 
 from edged.errors import MediaError
 from edged.media.encoders import TIME_BASE, as_av_packet
-from edged.media.mp4 import take_whole_boxes
+from edged.media.mp4 import MOVFLAGS, take_whole_boxes
 from edged.media.packets import EncodedPacket, with_parameter_sets
 from edged.media.poster import keyframe_jpeg
 from edged.media.viewers import HlsViewers
@@ -154,7 +154,7 @@ class HlsSegmenter:
             self._sink,
             "w",
             format="mp4",
-            options={"movflags": "frag_keyframe+empty_moov+default_base_moof+cmaf"},
+            options={"movflags": f"{MOVFLAGS}+cmaf"},
         )
         self._stream = self._container.add_mux_stream("h264", rate=fps, width=width, height=height)
         self._stream.time_base = TIME_BASE
