@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from edged.config import Config, node_name
 from edged.datalock import LOCK_NAME
 from edged.devices import capture_cards, detect_board
 from edged.devices.classify import STREAMABLE, DeviceKind
-from edged.devices.manager import scan
+from edged.devices.manager import Device, scan
 from edged.discovery import (
     EDGED_SERVICE,
     Advertised,
@@ -27,7 +28,7 @@ from edged.discovery import (
     read_advertised,
 )
 from edged.errors import EdgedError
-from edged.media.encoders import EncoderSettings, candidates, probe
+from edged.media.encoders import EncoderSettings, ProbeResult, candidates, probe
 from edged.media.thermal import read_pi_throttled, read_temperatures
 from edged.s3bucket import UpstreamError
 from edged.upload.setup import build_store
@@ -44,21 +45,22 @@ class Check:
     advice: str = ""
 
 
-def _board_and_devices(config: Config) -> tuple[list[Check], Any]:
-    devices = scan(capture_cards())
-    board = detect_board(Path("/"), {device.name for device in devices})
-    checks = [
-        Check(
-            "board",
-            WARN if board.profile.is_fallback else OK,
-            f"{board.profile.name}: {board.reason}",
-            "add a profile to hardware/boards for this board" if board.profile.is_fallback else "",
-        )
-    ]
+def board_check(name: str, reason: str, is_fallback: bool) -> Check:
+    """The board line: a board without its own profile runs on the generic one."""
+    return Check(
+        "board",
+        WARN if is_fallback else OK,
+        f"{name}: {reason}",
+        "add a profile to hardware/boards for this board" if is_fallback else "",
+    )
+
+
+def camera_checks(devices: Sequence[Device]) -> list[Check]:
+    """A line per camera or capture card; a WARN when there is none."""
     cameras = [d for d in devices if d.kind in STREAMABLE]
     if not cameras:
-        csi = [d for d in devices if d.kind is DeviceKind.CSI_CAMERA]
-        checks.append(
+        csi = any(d.kind is DeviceKind.CSI_CAMERA for d in devices)
+        return [
             Check(
                 "cameras",
                 WARN,
@@ -66,7 +68,8 @@ def _board_and_devices(config: Config) -> tuple[list[Check], Any]:
                 + (" (a CSI camera is present)" if csi else ""),
                 "plug in a UVC webcam or HDMI capture card; until then the test pattern streams",
             )
-        )
+        ]
+    checks = []
     for device in cameras:
         modes = device.capabilities.modes if device.capabilities else ()
         best = max(modes, key=lambda m: (m.width * m.height, m.max_fps), default=None)
@@ -76,13 +79,20 @@ def _board_and_devices(config: Config) -> tuple[list[Check], Any]:
         checks.append(
             Check(f"camera {device.stream}", WARN if device.problem else OK, detail, device.problem)
         )
-    return checks, board
+    return checks
 
 
-def _encoders(board: Any) -> list[Check]:
-    defaults = board.profile.defaults["webcam"]
-    settings = EncoderSettings(defaults.width, defaults.height, defaults.fps, defaults.bitrate)
-    results = [probe(name, settings) for name in candidates(board.profile.encoders)]
+def _board_and_devices(config: Config) -> tuple[list[Check], Any]:
+    devices = scan(capture_cards())
+    board = detect_board(Path("/"), {device.name for device in devices})
+    checks = [board_check(board.profile.name, board.reason, board.profile.is_fallback)]
+    return checks + camera_checks(devices), board
+
+
+def encoder_checks(
+    results: Sequence[ProbeResult], settings: EncoderSettings, has_hardware: bool
+) -> list[Check]:
+    """A line per encoder probed, then which one will be used and whether it keeps up."""
     checks = [
         Check(
             f"encoder {r.encoder}",
@@ -96,7 +106,6 @@ def _encoders(board: Any) -> list[Check]:
         for r in results
     ]
     winner = next((r for r in results if r.ok), None)
-    has_hardware = board.profile.hardware_encoder
     if winner is None:
         checks.append(Check("encoding", FAIL, "no H.264 encoder works", "reinstall edged (PyAV)"))
     elif has_hardware and not winner.hardware:
@@ -122,6 +131,31 @@ def _encoders(board: Any) -> list[Check]:
     return checks
 
 
+def _encoders(board: Any) -> list[Check]:
+    defaults = board.profile.defaults["webcam"]
+    settings = EncoderSettings(defaults.width, defaults.height, defaults.fps, defaults.bitrate)
+    results = [probe(name, settings) for name in candidates(board.profile.encoders)]
+    return encoder_checks(results, settings, board.profile.hardware_encoder)
+
+
+def disk_check(free: int, total: int, spool: int, minimum: int) -> Check:
+    """The disk line from free and total bytes, the spool's size and [storage] min_free_bytes."""
+    detail = (
+        f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB; spool {spool / 2**20:.0f} MiB"
+    )
+    if free < minimum:
+        return Check(
+            "disk",
+            FAIL,
+            detail,
+            "free space: recording stops below "
+            f"{minimum / 2**30:.1f} GiB while footage waits for upload",
+        )
+    if free < 2 * minimum:
+        return Check("disk", WARN, detail, "little headroom; let uploads finish or add storage")
+    return Check("disk", OK, detail)
+
+
 def _disk(config: Config, data_dir: Path) -> Check:
     existing = next((p for p in (data_dir, *data_dir.parents) if p.exists()), Path("/"))
     try:
@@ -133,50 +167,35 @@ def _disk(config: Config, data_dir: Path) -> Check:
             f"cannot read {data_dir}: {error.strerror}",
             "fix --data-dir or its permissions",
         )
-    minimum = config.storage.min_free_bytes
     spool = sum(p.stat().st_size for p in (data_dir / "spool").glob("*/*.mp4"))
-    detail = (
-        f"{usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.1f} GiB; spool "
-        f"{spool / 2**20:.0f} MiB"
-    )
-    if usage.free < minimum:
-        return Check(
-            "disk",
-            FAIL,
-            detail,
-            "free space: recording stops below "
-            f"{minimum / 2**30:.1f} GiB while footage waits for upload",
-        )
-    if usage.free < 2 * minimum:
-        return Check("disk", WARN, detail, "little headroom; let uploads finish or add storage")
-    return Check("disk", OK, detail)
+    return disk_check(usage.free, usage.total, spool, config.storage.min_free_bytes)
 
 
-def _temperature(board: Any) -> list[Check]:
-    readings = read_temperatures()
-    checks = []
+def temperature_checks(
+    readings: Mapping[str, float], soft: float, hard: float, throttled: bool | None
+) -> list[Check]:
+    """The hottest sensor against the board's limits, and the Pi firmware's throttling (None:
+    not a Pi)."""
     if not readings:
-        checks.append(
+        checks = [
             Check(
                 "temperature",
                 WARN,
                 "no temperature sensor readable",
                 "normal in a VM; on a real box check /sys/class/thermal",
             )
-        )
+        ]
     else:
         sensor, hottest = max(readings.items(), key=lambda item: item[1])
-        soft, hard = board.profile.soft_limit_celsius, board.profile.hard_limit_celsius
         status = FAIL if hottest >= hard else WARN if hottest >= soft else OK
-        checks.append(
+        checks = [
             Check(
                 "temperature",
                 status,
                 f"{hottest:.0f} °C ({sensor}); limits {soft:.0f}/{hard:.0f} °C",
                 "" if status == OK else "shade and ventilate the box",
             )
-        )
-    throttled = read_pi_throttled()
+        ]
     if throttled is not None:
         checks.append(
             Check(
@@ -189,41 +208,55 @@ def _temperature(board: Any) -> list[Check]:
     return checks
 
 
+def _temperature(board: Any) -> list[Check]:
+    profile = board.profile
+    return temperature_checks(
+        read_temperatures(),
+        profile.soft_limit_celsius,
+        profile.hard_limit_celsius,
+        read_pi_throttled(),
+    )
+
+
+UPSTREAM_OFF = Check(
+    "upstream",
+    WARN,
+    "sync is off ([upstream] endpoint is empty)",
+    "set [upstream] endpoint, access_key and secret_key_file to ship footage",
+)
+
+
+def upstream_check(endpoint: str, bucket: str, failure: EdgedError | None) -> Check:
+    """The upstream line from what probing it raised (None: it answered)."""
+    if isinstance(failure, UpstreamError):
+        return Check(
+            "upstream",
+            FAIL,
+            str(failure),
+            "check the venue link, the endpoint and "
+            "the credentials; footage is kept until it can go",
+        )
+    if failure is not None:
+        return Check("credentials", FAIL, str(failure), "fix the [upstream] settings")
+    return Check(
+        "upstream",
+        OK,
+        f"{endpoint} answers; bucket {bucket} reachable with these credentials",
+    )
+
+
 def _upstream(config: Config) -> list[Check]:
     if not config.upstream.endpoint:
-        return [
-            Check(
-                "upstream",
-                WARN,
-                "sync is off ([upstream] endpoint is empty)",
-                "set [upstream] endpoint, access_key and secret_key_file to ship footage",
-            )
-        ]
+        return [UPSTREAM_OFF]
+    failure: EdgedError | None = None
     try:
         store = build_store(config, node_name(config, socket.gethostname()))
         if store is None:
             return []
         store.probe()
-    except UpstreamError as error:
-        return [
-            Check(
-                "upstream",
-                FAIL,
-                str(error),
-                "check the venue link, the endpoint and "
-                "the credentials; footage is kept until it can go",
-            )
-        ]
     except EdgedError as error:
-        return [Check("credentials", FAIL, str(error), "fix the [upstream] settings")]
-    return [
-        Check(
-            "upstream",
-            OK,
-            f"{config.upstream.endpoint} answers; bucket "
-            f"{config.upstream.bucket} reachable with these credentials",
-        )
-    ]
+        failure = error
+    return [upstream_check(config.upstream.endpoint, config.upstream.bucket, failure)]
 
 
 def mdns_check(
@@ -358,13 +391,14 @@ def run_checks(config: Config, data_dir: Path) -> list[Check]:
     return checks
 
 
+def worst(checks: Sequence[Check]) -> str:
+    """The summary status: FAIL if any check fails, else WARN if any warns, else OK."""
+    statuses = {check.status for check in checks}
+    return FAIL if FAIL in statuses else WARN if WARN in statuses else OK
+
+
 def report(checks: list[Check]) -> dict[str, Any]:
-    worst = (
-        FAIL
-        if any(c.status == FAIL for c in checks)
-        else (WARN if any(c.status == WARN for c in checks) else OK)
-    )
-    return {"status": worst, "checks": [asdict(check) for check in checks]}
+    return {"status": worst(checks), "checks": [asdict(check) for check in checks]}
 
 
 def print_report(checks: list[Check]) -> None:

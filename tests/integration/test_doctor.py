@@ -4,31 +4,32 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from edged.doctor import UPSTREAM_OFF, Check, worst
 from tests.support import run_edged, write_config
 
 pytestmark = pytest.mark.integration
 
 
 def test_doctor_reports_this_machine(tmp_path: Path) -> None:
+    """The report's shape and the lines the config decides; what the host decides (board,
+    cameras, disk, temperature, clock) is tested from facts in unit/test_doctor_verdicts.py."""
     result = run_edged("doctor", "--json", "--data-dir", str(tmp_path / "data"), timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     checks = {check["name"]: check for check in summary["checks"]}
     assert {check["status"] for check in summary["checks"]} <= {"OK", "WARN", "FAIL"}
-    assert summary["status"] == "WARN"
-    assert checks["board"]["status"] == "OK"
-    assert "x86" in checks["board"]["detail"].lower() or "generic" in checks["board"]["detail"]
-    assert checks["cameras"]["status"] == "WARN"
-    assert checks["encoder libx264"]["status"] == "OK"
-    assert float(checks["encoder libx264"]["detail"].split()[0]) > 0  # measured fps
-    assert checks["encoding"]["detail"] == "libx264 will be used"
-    assert checks["upstream"]["status"] == "WARN"
-    for name in ("disk", "temperature", "mdns", "clock"):
+    assert summary["status"] == worst([Check(**check) for check in summary["checks"]])
+    assert result.returncode == (1 if summary["status"] == "FAIL" else 0), result.stderr
+    for name in ("board", "encoding", "disk", "temperature", "upstream", "mdns", "clock"):
         assert name in checks
+    assert "cameras" in checks or any(name.startswith("camera ") for name in checks)
+    assert checks["encoder libx264"]["status"] == "OK"  # PyAV's wheel always carries it
+    assert float(checks["encoder libx264"]["detail"].split()[0]) > 0  # measured fps
+    assert checks["upstream"] == asdict(UPSTREAM_OFF)
     # No daemon runs on this data dir: doctor cannot know a name, so it claims none (#12 item 16).
     assert checks["mdns"]["status"] == "WARN"
     assert "edged is not running on this data dir" in checks["mdns"]["detail"]
@@ -39,20 +40,21 @@ def test_doctor_reports_this_machine(tmp_path: Path) -> None:
 
 
 def test_unreachable_upstream_is_a_fail(tmp_path: Path) -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
     secret = tmp_path / "secret"
     secret.write_text("secret-value-1234")
     secret.chmod(0o600)
-    config = write_config(
-        tmp_path / "edged.toml",
-        f'[upstream]\nendpoint = "127.0.0.1:{port}"\nsecure = false\naccess_key = "k"\n'
-        f'secret_key_file = "{secret}"\n',
-    )
-    result = run_edged(
-        "doctor", "--config", str(config), "--data-dir", str(tmp_path / "d"), timeout=90
-    )
+    # A port bound and never listened on: refused, and no other test can take it meanwhile.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        config = write_config(
+            tmp_path / "edged.toml",
+            f'[upstream]\nendpoint = "127.0.0.1:{port}"\nsecure = false\naccess_key = "k"\n'
+            f'secret_key_file = "{secret}"\n',
+        )
+        result = run_edged(
+            "doctor", "--config", str(config), "--data-dir", str(tmp_path / "d"), timeout=90
+        )
     assert result.returncode == 1
     line = next(line for line in result.stdout.splitlines() if "upstream" in line)
     assert line.startswith("FAIL") and "unreachable" in line

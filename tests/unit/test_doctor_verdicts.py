@@ -1,0 +1,144 @@
+"""`edged doctor`'s verdicts from facts: the same lines on every machine that runs the tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from edged.devices.capabilities import Capabilities, Mode
+from edged.devices.classify import DeviceKind
+from edged.devices.manager import Device
+from edged.doctor import (
+    FAIL,
+    OK,
+    UPSTREAM_OFF,
+    WARN,
+    Check,
+    board_check,
+    camera_checks,
+    disk_check,
+    encoder_checks,
+    temperature_checks,
+    upstream_check,
+    worst,
+)
+from edged.errors import EdgedError
+from edged.media.encoders import EncoderSettings, ProbeResult
+from edged.s3bucket import UpstreamError
+
+GiB = 2**30
+SETTINGS = EncoderSettings(1280, 720, 30, 4_000_000)
+
+
+def device(kind: DeviceKind, *, problem: str = "", modes: tuple[Mode, ...] = ()) -> Device:
+    return Device(
+        node="/dev/video0",
+        sys_path="/sys/devices/x/video4linux/video0",
+        kind=kind,
+        reason="test",
+        label="Cam Link 4K",
+        stream="cam-link",
+        usb_id="0fd9:0066",
+        serial="",
+        usb_path="1-4",
+        driver="uvcvideo",
+        name="Cam Link 4K",
+        capabilities=Capabilities("uvcvideo", "Cam Link 4K", modes) if modes else None,
+        problem=problem,
+    )
+
+
+def test_board_with_and_without_a_profile() -> None:
+    assert board_check("pi5", "model file", is_fallback=False) == Check(
+        "board", OK, "pi5: model file"
+    )
+    generic = board_check("generic-x86", "no profile matched", is_fallback=True)
+    assert generic.status == WARN and "hardware/boards" in generic.advice
+
+
+def test_no_camera_is_a_warning_naming_a_csi_camera() -> None:
+    (none,) = camera_checks([])
+    assert (none.name, none.status) == ("cameras", WARN)
+    assert "CSI" not in none.detail and "test pattern" in none.advice
+    (csi,) = camera_checks([device(DeviceKind.CSI_CAMERA), device(DeviceKind.CODEC)])
+    assert csi.status == WARN and "(a CSI camera is present)" in csi.detail
+
+
+def test_cameras_with_their_best_mode_and_problems() -> None:
+    modes = (Mode("MJPG", 1920, 1080, 30.0), Mode("YUYV", 3840, 2160, 25.0))
+    good, bad = camera_checks(
+        [
+            device(DeviceKind.CAPTURE_CARD, modes=modes),
+            device(DeviceKind.WEBCAM, problem="cannot open /dev/video0: busy"),
+        ]
+    )
+    assert (good.name, good.status) == ("camera cam-link", OK)
+    assert good.detail.endswith("up to 3840x2160@25 YUYV")
+    assert (bad.status, bad.advice) == (WARN, "cannot open /dev/video0: busy")
+
+
+def test_encoders_software_and_hardware() -> None:
+    software = ProbeResult("libx264", ok=True, reason="", fps=95.4)
+    hardware = ProbeResult("h264_v4l2m2m", ok=False, reason="no device")
+    checks = encoder_checks([hardware, software], SETTINGS, has_hardware=False)
+    assert [(c.name, c.status) for c in checks] == [
+        ("encoder h264_v4l2m2m", WARN),
+        ("encoder libx264", OK),
+        ("encoding", OK),
+    ]
+    assert checks[1].detail == "95 fps at 1280x720"
+    assert checks[2].detail == "libx264 will be used"
+    on_a_pi4 = encoder_checks([hardware, software], SETTINGS, has_hardware=True)
+    assert on_a_pi4[-1].status == WARN and "software encoder libx264" in on_a_pi4[-1].detail
+
+
+def test_no_encoder_fails_and_a_slow_one_warns() -> None:
+    none = encoder_checks([ProbeResult("libx264", ok=False, reason="x")], SETTINGS, False)
+    assert none[-1] == Check("encoding", FAIL, "no H.264 encoder works", "reinstall edged (PyAV)")
+    slow = encoder_checks([ProbeResult("libx264", ok=True, reason="", fps=12.0)], SETTINGS, False)
+    assert [(c.name, c.status) for c in slow][-2:] == [("encoding", OK), ("encoding speed", WARN)]
+
+
+@pytest.mark.parametrize(
+    ("free", "status"),
+    [(1 * GiB, FAIL), (2 * GiB - 1, FAIL), (2 * GiB, WARN), (4 * GiB - 1, WARN), (4 * GiB, OK)],
+)
+def test_disk_against_min_free_bytes(free: int, status: str) -> None:
+    check = disk_check(free, 100 * GiB, 300 * 2**20, minimum=2 * GiB)
+    assert check.status == status
+    assert check.detail.endswith("GiB free of 100.0 GiB; spool 300 MiB")
+    assert bool(check.advice) == (status != OK)
+
+
+@pytest.mark.parametrize(
+    ("hottest", "status"), [(60.0, OK), (79.9, OK), (80.0, WARN), (84.9, WARN), (85.0, FAIL)]
+)
+def test_temperature_against_the_board_limits(hottest: float, status: str) -> None:
+    (check,) = temperature_checks({"cpu": 40.0, "gpu": hottest}, 80.0, 85.0, throttled=None)
+    assert check.status == status
+    assert check.detail == f"{hottest:.0f} °C (gpu); limits 80/85 °C"
+
+
+def test_no_sensor_and_pi_throttling() -> None:
+    none, throttling = temperature_checks({}, 80.0, 85.0, throttled=True)
+    assert (none.status, throttling.status) == (WARN, WARN)
+    assert "VM" in none.advice and throttling.advice
+    _, calm = temperature_checks({}, 80.0, 85.0, throttled=False)
+    assert calm == Check("pi throttling", OK, "not throttled")
+
+
+def test_upstream_verdicts() -> None:
+    assert UPSTREAM_OFF.status == WARN and UPSTREAM_OFF.advice
+    ok = upstream_check("s3.example:9000", "edged", None)
+    assert ok.status == OK and "s3.example:9000 answers; bucket edged" in ok.detail
+    down = upstream_check("s3.example:9000", "edged", UpstreamError("upstream unreachable"))
+    assert (down.name, down.status, down.detail) == ("upstream", FAIL, "upstream unreachable")
+    keys = upstream_check("s3.example:9000", "edged", EdgedError("secret_key_file: mode 0644"))
+    assert (keys.name, keys.status) == ("credentials", FAIL)
+
+
+def test_the_summary_is_the_worst_line() -> None:
+    ok, warn, fail = Check("a", OK, ""), Check("b", WARN, ""), Check("c", FAIL, "")
+    assert worst([]) == OK
+    assert worst([ok, ok]) == OK
+    assert worst([ok, warn]) == WARN
+    assert worst([warn, fail, ok]) == FAIL
