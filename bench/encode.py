@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 
 from edged.media.encoders import Encoder, EncoderSettings, encoder_options  # noqa: E402
 from edged.media.pipeline import StreamPipeline  # noqa: E402
-from edged.media.recorder import Recorder  # noqa: E402
+from edged.media.recorder import Recorder, SegmentIdentity  # noqa: E402
 from edged.media.sources import Source, SourceSpec  # noqa: E402
 from edged.metrics import StreamMetrics  # noqa: E402
 
@@ -74,7 +74,7 @@ async def edged_run(width: int, height: int, seconds: float, paced: bool, work: 
         height=height,
         fps=FPS,
         segment_seconds=3600,
-        identity=dict,
+        identity=SegmentIdentity,
         on_segment=lambda segment: None,
     )
     pipeline = StreamPipeline(

@@ -37,7 +37,7 @@ from edged.discovery import (
     write_advertised,
 )
 from edged.errors import ConfigError
-from edged.media.recorder import Segment
+from edged.media.recorder import Segment, SegmentIdentity
 from edged.media.streams import MediaManager
 from edged.metrics import Metrics
 from edged.notify import SystemdNotifier
@@ -325,10 +325,9 @@ class Daemon:
             board,
             metrics.streams,
             data_dir,
-            lambda: {"node": self.node, "event": self.naming.event},
+            lambda: SegmentIdentity(node=self.node, event=self.naming.event),
             self._segment_ready,
-            uploader.journal.is_done,
-            uploader.journal.knows,
+            uploader.journal,  # the ledger: which recordings are uploaded, which queued
             gop_cache=config.live.gop_cache,
         )
         await media.start(manager, supervisor)

@@ -22,7 +22,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,6 +136,17 @@ def publish(part: Path, final: Path) -> Path:
 
 
 @dataclass(frozen=True)
+class SegmentIdentity:
+    """Who recorded a segment: the box and its event (read when the segment closes: a reload may
+    change the event), the device and the encoder."""
+
+    node: str = ""
+    event: str = ""
+    device: str = ""
+    encoder: str = ""
+
+
+@dataclass(frozen=True)
 class Segment:
     """A closed recording and the facts of its sidecar JSON."""
 
@@ -176,7 +187,7 @@ def segment_from_sidecar(sidecar: Path) -> Segment:
     return Segment(**values)
 
 
-def recover(spool: Path, identity: Mapping[str, str]) -> list[Segment]:
+def recover(spool: Path, identity: SegmentIdentity) -> list[Segment]:
     """Finish every `*.mp4.part` a crash left: cut to its last whole fragment, keep, describe."""
     recovered = []
     for part in sorted(spool.glob(f"*/*{PART_SUFFIX}")):
@@ -199,10 +210,10 @@ def recover(spool: Path, identity: Mapping[str, str]) -> list[Segment]:
             start=start,
             end=finish,
             frames=frames,
-            device=identity.get("device", ""),
-            encoder=identity.get("encoder", ""),
-            node=identity.get("node", ""),
-            event=identity.get("event", ""),
+            device=identity.device,
+            encoder=identity.encoder,
+            node=identity.node,
+            event=identity.event,
             recovered=True,
             boot=name.boot if name is not None else 0,
         )
@@ -254,7 +265,7 @@ class Recorder:
         height: int,
         fps: int,
         segment_seconds: float,
-        identity: Callable[[], Mapping[str, str]],
+        identity: Callable[[], SegmentIdentity],
         on_segment: Callable[[Segment], None],
         queue_seconds: float = 30.0,
         boot: int = 0,
@@ -274,9 +285,12 @@ class Recorder:
         self._boot = boot
         self._numbers = numbers if numbers is not None else itertools.count()
         self._clock_state = clock_state
+        # Packets are bounded by `offer()` (a full queue drops the packet, counted by the
+        # pipeline); the close marker and the final None always fit, so no setter ever blocks.
         self._queue: queue.Queue[tuple[EncodedPacket, bytes] | Literal["close-segment"] | None] = (
-            queue.Queue(max(1, round(queue_seconds * fps)))
+            queue.Queue()
         )
+        self._queue_limit = max(1, round(queue_seconds * fps))
         self._active = active
         self._active_lock = threading.Lock()
         self.frames_written = 0
@@ -299,27 +313,26 @@ class Recorder:
 
     @active.setter
     def active(self, value: bool) -> None:
-        """Stopping closes the open segment after what is queued (blocking while the queue is
-        full: call from a thread); resuming opens a new segment at the next keyframe."""
+        """Stopping closes the open segment after what is queued; resuming opens a new segment
+        at the next keyframe. Never blocks: the event loop sets it."""
         with self._active_lock:
             stopping = self._active and not value
             self._active = value
         if stopping and self._thread.is_alive():
-            self._queue.put(CLOSE_SEGMENT)
+            self._queue.put_nowait(CLOSE_SEGMENT)
 
     def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:
         if not self._active:
             return True  # deliberately not recording: not a drop
-        try:
-            self._queue.put_nowait((packet, extradata))
-        except queue.Full:
+        if self._queue.qsize() >= self._queue_limit:  # one producer: the fan-out on the loop
             return False
+        self._queue.put_nowait((packet, extradata))
         return True
 
     def close(self) -> None:
         """Write what is queued, finish the segment; idempotent."""
         if self._thread.is_alive():
-            self._queue.put(None)
+            self._queue.put_nowait(None)
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
@@ -415,10 +428,10 @@ class Recorder:
             start=self._segment_started,
             end=self._segment_started + duration,
             frames=self._segment_frames,
-            device=identity.get("device", ""),
-            encoder=identity.get("encoder", ""),
-            node=identity.get("node", ""),
-            event=identity.get("event", ""),
+            device=identity.device,
+            encoder=identity.encoder,
+            node=identity.node,
+            event=identity.event,
             boot=self._boot,
             clock_synchronized=self._segment_synchronized,
         )

@@ -21,7 +21,7 @@ from edged.errors import MediaError
 from edged.media.encoders import Encoder, EncoderSettings
 from edged.media.live import LiveHub, LivePoster
 from edged.media.packets import EncodedPacket
-from edged.media.recorder import Segment
+from edged.media.recorder import Segment, SegmentIdentity
 from edged.media.streams import PATTERN_STREAM, MediaManager
 from edged.web.app import create_app
 from tests.web_context import live_view, web_context
@@ -131,6 +131,16 @@ async def no_upload(segment: Segment) -> None:
     pass
 
 
+class NothingUploaded:
+    """The upload ledger of a box with sync off: every recording known, none uploaded."""
+
+    def is_done(self, path: str) -> bool:
+        return False
+
+    def knows(self, path: str) -> bool:
+        return True
+
+
 @pytest.fixture
 async def pattern(tmp_path: Path) -> AsyncIterator[tuple[str, MediaManager]]:
     """The app in process on a MediaManager running the test pattern; (base URL, manager)."""
@@ -141,10 +151,9 @@ async def pattern(tmp_path: Path) -> AsyncIterator[tuple[str, MediaManager]]:
         Board(BoardFacts("", (), "x86_64", False, frozenset()), BUILTIN_FALLBACK, "test"),
         context.metrics.streams,
         tmp_path,
-        dict,
+        SegmentIdentity,
         no_upload,
-        is_uploaded=lambda path: False,
-        is_queued=lambda path: True,
+        NothingUploaded(),
     )
     context.live = live_view(media, context.metrics)
     await media.start(None)

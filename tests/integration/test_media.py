@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import av
@@ -15,7 +18,7 @@ from edged.media import sources
 from edged.media.encoders import Encoder, EncoderSettings, choose, probe
 from edged.media.packets import EncodedPacket
 from edged.media.pipeline import StreamPipeline
-from edged.media.recorder import Recorder, Segment
+from edged.media.recorder import Recorder, Segment, SegmentIdentity
 from edged.media.sources import Source
 from edged.metrics import StreamMetrics
 
@@ -64,6 +67,7 @@ class SlowOutput:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[EncodedPacket] = asyncio.Queue(2)
         self.task = asyncio.create_task(self._drain())
+        self._loop = asyncio.get_running_loop()
 
     async def _drain(self) -> None:
         while True:
@@ -78,7 +82,8 @@ class SlowOutput:
         return True
 
     def close(self) -> None:
-        self.task.cancel()
+        """Called from a thread (the pipeline closes its outputs off the loop)."""
+        self._loop.call_soon_threadsafe(self.task.cancel)
 
 
 class SlowEncoder(Encoder):
@@ -90,8 +95,12 @@ class SlowEncoder(Encoder):
 
 
 async def run_pipeline(
-    tmp_path: Path, make_encoder: type[Encoder], seconds: float, slow_output: bool
+    tmp_path: Path,
+    make_encoder: type[Encoder],
+    done: Callable[[StreamPipeline, list[Segment]], bool],
+    slow_output: bool,
 ) -> tuple[StreamPipeline, Recorder, list[Segment]]:
+    """Run the pattern through `make_encoder` to a recorder until `done` (or 30 s: a failure)."""
     segments: list[Segment] = []
     metrics = StreamMetrics(CollectorRegistry())
     recorder = Recorder(
@@ -101,7 +110,7 @@ async def run_pipeline(
         height=240,
         fps=30,
         segment_seconds=1.0,
-        identity=lambda: {"node": "box"},
+        identity=lambda: SegmentIdentity(node="box"),
         on_segment=segments.append,
     )
     spec = sources.pattern(320, 240, 30)
@@ -113,7 +122,10 @@ async def run_pipeline(
     if slow is not None:
         pipeline.add_output(slow)
     pipeline.start()
-    await asyncio.sleep(seconds)
+    deadline = time.monotonic() + 30
+    while not done(pipeline, segments):
+        assert time.monotonic() < deadline, f"not done in 30 s: {pipeline.counts}"
+        await asyncio.sleep(0.05)
     await pipeline.stop()
     return pipeline, recorder, segments
 
@@ -121,7 +133,12 @@ async def run_pipeline(
 async def test_slow_output_drops_are_counted_and_the_recorder_loses_nothing(
     tmp_path: Path,
 ) -> None:
-    pipeline, recorder, segments = await run_pipeline(tmp_path, Encoder, 3.0, slow_output=True)
+    pipeline, recorder, segments = await run_pipeline(
+        tmp_path,
+        Encoder,
+        lambda pipeline, segments: pipeline.counts.dropped_output > 0 and len(segments) >= 1,
+        slow_output=True,
+    )
     counts = pipeline.counts
     assert counts.dropped_output > 0
     assert counts.captured == counts.encoded + counts.dropped_encode
@@ -134,7 +151,10 @@ async def test_slow_output_drops_are_counted_and_the_recorder_loses_nothing(
 
 async def test_slow_encoder_drops_at_encode_and_the_equation_holds(tmp_path: Path) -> None:
     pipeline, _recorder, segments = await run_pipeline(
-        tmp_path, SlowEncoder, 3.0, slow_output=False
+        tmp_path,
+        SlowEncoder,
+        lambda pipeline, segments: pipeline.counts.dropped_encode > 0 and len(segments) >= 1,
+        slow_output=False,
     )
     counts = pipeline.counts
     assert counts.dropped_encode > 0
@@ -175,7 +195,7 @@ def test_recording_stopped_by_a_full_disk_closes_its_segment_and_resumes_in_a_ne
         height=240,
         fps=30,
         segment_seconds=60.0,
-        identity=lambda: {"node": "box"},
+        identity=lambda: SegmentIdentity(node="box"),
         on_segment=segments.append,
     )
     packets, extradata = encoded_packets(150, started=1_700_000_000.0)
@@ -203,7 +223,67 @@ def test_recording_stopped_by_a_full_disk_closes_its_segment_and_resumes_in_a_ne
     assert second.start == pytest.approx(1_700_000_000.0 + 105 * interval)
 
 
-def test_retention_with_a_small_disk_budget(tmp_path: Path) -> None:
+def test_stopping_recording_never_blocks_on_a_full_queue(tmp_path: Path) -> None:
+    """Issue 13: the event loop stops recording, so the setter must not wait for the recorder
+    thread; it used to block while the packet queue was full."""
+    stalled, release = threading.Event(), threading.Event()
+    segments: list[Segment] = []
+
+    def on_segment(segment: Segment) -> None:  # a hand-off that stalls the recorder thread
+        segments.append(segment)
+        stalled.set()
+        release.wait(60)
+
+    recorder = Recorder(
+        "cam",
+        tmp_path,
+        width=320,
+        height=240,
+        fps=30,
+        segment_seconds=0.5,
+        identity=lambda: SegmentIdentity(node="box"),
+        on_segment=on_segment,
+        queue_seconds=0.2,  # six packets
+    )
+    packets, extradata = encoded_packets(30, started=1_700_000_000.0)
+    try:
+        deadline = time.monotonic() + 30
+        for packet in packets[:16]:  # the keyframe at 0.5 s closes the first segment
+            while not recorder.offer(packet, extradata):
+                assert time.monotonic() < deadline, "the recorder never took the packet"
+                time.sleep(0.01)
+        assert stalled.wait(30)
+        accepted = 0
+        while recorder.offer(packets[16 + accepted], extradata):
+            accepted += 1
+        assert accepted == 6  # the queue is full, its thread held
+
+        stopper = threading.Thread(target=setattr, args=(recorder, "active", False))
+        stopper.start()
+        stopper.join(timeout=30)
+        assert not stopper.is_alive(), "stopping recording waited for the recorder thread"
+    finally:
+        release.set()
+        recorder.close()
+    first, second = segments
+    assert first.frames == 15
+    assert second.frames == 1 + accepted  # closed after what was queued, not left open
+
+
+class Ledger:
+    """The upload journal as retention sees it: these paths are uploaded, every one queued."""
+
+    def __init__(self, uploaded: set[str]) -> None:
+        self.uploaded = uploaded
+
+    def is_done(self, path: str) -> bool:
+        return path in self.uploaded
+
+    def knows(self, path: str) -> bool:
+        return True
+
+
+async def test_retention_with_a_small_disk_budget(tmp_path: Path) -> None:
     import os
 
     from edged.config import MediaConfig, StorageConfig
@@ -224,16 +304,19 @@ def test_retention_with_a_small_disk_budget(tmp_path: Path) -> None:
     board = Board(BoardFacts("", (), "x86_64", False, frozenset()), BUILTIN_FALLBACK, "test")
     registry = CollectorRegistry()
     metrics = StreamMetrics(registry)
+
+    async def no_upload(segment: Segment) -> None:
+        raise AssertionError("no segment is handed over here")
+
     manager = MediaManager(
         MediaConfig(),
         StorageConfig(min_free_bytes=2500, delete_unuploaded=False),
         board,
         metrics,
         tmp_path,
-        dict,
-        on_segment=None,  # type: ignore[arg-type]
-        is_uploaded=lambda path: path in uploaded,
-        is_queued=lambda path: True,
+        SegmentIdentity,
+        no_upload,
+        Ledger(uploaded),
         free_bytes=lambda: (
             free["bytes"]
             + sum(
@@ -243,13 +326,13 @@ def test_retention_with_a_small_disk_budget(tmp_path: Path) -> None:
             )
         ),
     )
-    manager.apply_retention()  # 2500 wanted: three uploaded files go, oldest first
+    await manager.retention.apply()  # 2500 wanted: three uploaded files go, oldest first
     left = sorted(path.name for path in spool.iterdir())
     assert left == ["c-pending.json", "c-pending.mp4"]
     assert manager.recording  # 3000 free now
 
     free["bytes"] = -1000  # the disk fills up again: only footage not yet uploaded is left
-    manager.apply_retention()
+    await manager.retention.apply()
     assert (spool / "c-pending.mp4").exists(), "footage that was never uploaded is kept"
     assert not manager.recording
     assert registry.get_sample_value("edged_spool_bytes") == 1000
@@ -286,3 +369,141 @@ def test_unopenable_source_is_a_clear_error() -> None:
 
     with pytest.raises(MediaError, match="cannot open v4l2 source /dev/video-gone"):
         Source(sources.SourceSpec("v4l2", "/dev/video-gone", 640, 480, 30))
+
+
+class KeyframeSeen:
+    """An output after the recorder: set once a keyframe has been offered to everything."""
+
+    name = "keyframe-seen"
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:
+        if packet.keyframe:
+            self.event.set()
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class PatternBox:
+    """A MediaManager running the test pattern (recorded), its disk and thermal sensors set by
+    the test: the seams that cannot be real here."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        from edged.config import MediaConfig, StorageConfig
+        from edged.devices.board import BUILTIN_FALLBACK, Board, BoardFacts
+        from edged.media.streams import MediaManager
+        from edged.media.thermal import ThermalReading
+
+        self.free = 10**12
+        self.celsius = 40.0
+        self.segments: list[Segment] = []
+        self.segment_closed = asyncio.Event()
+        self.registry = CollectorRegistry()
+        media = MediaConfig(
+            test_pattern="on",
+            pattern_size="320x240",
+            pattern_fps=15,
+            gop_seconds=0.5,
+            record_test_pattern=True,
+        )
+        board = Board(BoardFacts("", (), "x86_64", False, frozenset()), BUILTIN_FALLBACK, "test")
+        metrics = StreamMetrics(self.registry)
+        self.manager = MediaManager(
+            media,
+            StorageConfig(min_free_bytes=1000),
+            board,
+            metrics,
+            tmp_path,
+            lambda: SegmentIdentity(node="box", event="gig"),
+            self._segment,
+            Ledger(set()),
+            free_bytes=lambda: self.free,
+            thermal_sensors=lambda: ThermalReading({"cpu": self.celsius}, None),
+        )
+
+    async def _segment(self, segment: Segment) -> None:
+        self.segments.append(segment)
+        self.segment_closed.set()
+
+    async def keyframe_recorded(self) -> None:
+        """Wait until the pattern's recorder has been offered a keyframe: a segment opens."""
+        from edged.media.stream_plan import PATTERN_STREAM
+
+        seen = KeyframeSeen()
+        self.manager.streams[PATTERN_STREAM].pipeline.add_output(seen)
+        async with asyncio.timeout(20):
+            await seen.event.wait()
+
+
+@pytest.fixture
+async def pattern_box(tmp_path: Path) -> AsyncIterator[PatternBox]:
+    """The box started, its retention and thermal loops stopped: the test runs each pass."""
+    from edged.supervise import Supervisor
+
+    box = PatternBox(tmp_path)
+    supervisor = Supervisor(None)
+    await box.manager.start(None, supervisor)
+    await supervisor.cancel("media-retention")
+    await supervisor.cancel("media-thermal")
+    try:
+        yield box
+    finally:
+        await box.manager.stop()
+        await supervisor.stop()
+
+
+async def test_a_full_disk_stops_recording_from_the_loop_and_closes_the_segment(
+    pattern_box: PatternBox,
+) -> None:
+    """Issue 13: retention decides on the loop; the open segment closes, the stream goes on."""
+    from edged.media.stream_plan import PATTERN_STREAM
+
+    manager = pattern_box.manager
+    await manager.retention.apply()
+    assert manager.recording
+    await pattern_box.keyframe_recorded()
+
+    pattern_box.free = 0  # nothing in the spool may go: recording stops
+    decision = await manager.retention.apply()
+    assert decision.stop_recording and not manager.recording
+    async with asyncio.timeout(20):
+        await pattern_box.segment_closed.wait()
+    (segment,) = pattern_box.segments
+    assert (segment.node, segment.event, segment.device) == ("box", "gig", "test pattern")
+    assert segment.encoder == manager.streams[PATTERN_STREAM].choice.winner
+    (status,) = manager.status()
+    assert status["recording"] is False and status["state"] in ("starting", "up")
+    sample = pattern_box.registry.get_sample_value
+    assert sample("edged_recording_active", {"stream": PATTERN_STREAM}) == 0
+
+    pattern_box.free = 10**12
+    await manager.retention.apply()
+    assert manager.recording and manager.status()[0]["recording"] is True
+    assert sample("edged_recording_active", {"stream": PATTERN_STREAM}) == 1
+
+
+async def test_the_thermal_governor_steps_the_streams_down_on_the_loop(
+    pattern_box: PatternBox, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edged.media.stream_plan import PATTERN_STREAM
+
+    manager = pattern_box.manager
+    assert await manager.thermal.check() == 0
+    before = manager.streams[PATTERN_STREAM]
+    pattern_box.celsius = 90.0  # over the hard limit: the top level at once
+    with caplog.at_level(logging.INFO, logger="edged.media.stream_supervisor"):
+        assert await manager.thermal.check() == 3
+    after = manager.streams[PATTERN_STREAM]
+    assert after is not before, "a new resolution needs a new encoder"
+    assert after.restarts is before.restarts, "the restart count stays the stream's"
+    assert after.pipeline.decimation == 2
+    assert f"stream {PATTERN_STREAM}: pattern 160x120@15 with" in caplog.text
+    (status,) = manager.status()
+    assert status["throttle_level"] == 3 and status["width"] == 320  # configured size shown
+    sample = pattern_box.registry.get_sample_value
+    assert sample("edged_throttle_level", {"stream": PATTERN_STREAM}) == 3
+    assert sample("edged_temperature_celsius", {"sensor": "cpu"}) == 90.0

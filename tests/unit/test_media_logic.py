@@ -17,8 +17,13 @@ from edged.media.packets import has_parameter_sets, nal_units, split_parameter_s
 from edged.media.pipeline import missing_frames
 from edged.media.retention import SpoolFile, plan
 from edged.media.sources import choose_mode
-from edged.media.streams import stepped_down
-from edged.media.thermal import MAX_LEVEL, STEP_DOWN_SECONDS, STEP_UP_SECONDS, ThermalPolicy
+from edged.media.thermal import (
+    MAX_LEVEL,
+    STEP_DOWN_SECONDS,
+    STEP_UP_SECONDS,
+    ThermalPolicy,
+    stepped_down,
+)
 
 SPS = b"\x67\x64\x00\x1f\xac"
 PPS = b"\x68\xee\x3c\x80"

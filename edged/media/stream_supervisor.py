@@ -1,0 +1,331 @@
+"""The stream supervisor: makes the running pipelines match `wanted_streams`.
+
+It starts, stops and restarts pipelines on the event loop, one change at a time (a lock orders
+hotplug, restarts after a failure, and thermal steps). A pipeline that ends without being asked
+starts again with backoff (the stream's own `RestartPolicy`: 1 s doubling to 30 s), its restart
+count and reason shown in the status. Encoder probes run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Set
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edged.clock import clock_synchronized
+from edged.config import MediaConfig
+from edged.devices.board import Board
+from edged.devices.classify import STREAMABLE
+from edged.devices.manager import Device, DeviceEvent, DeviceManager
+from edged.errors import MediaError
+from edged.media.encoders import Encoder, EncoderChoice, EncoderSettings, choose
+from edged.media.live import LiveHub
+from edged.media.pipeline import StreamPipeline
+from edged.media.recorder import Recorder, Segment, SegmentIdentity
+from edged.media.sources import Source
+from edged.media.stream_plan import (
+    PlanConfig,
+    StreamSpec,
+    records,
+    stream_changes,
+    wanted_streams,
+)
+from edged.media.thermal import decimation, stepped_down
+from edged.metrics import StreamMetrics
+from edged.supervise import RestartPolicy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamEntry:
+    """A running stream (or one waiting for its restart)."""
+
+    spec: StreamSpec
+    pipeline: StreamPipeline
+    recorder: Recorder
+    hub: LiveHub
+    settings: EncoderSettings  # before any thermal step
+    choice: EncoderChoice
+    restarts: RestartPolicy = field(default_factory=RestartPolicy)
+    waiting: bool = False  # down, and a restart is scheduled
+
+    @property
+    def device(self) -> Device | None:
+        return self.spec.device
+
+
+class StreamSupervisor:
+    """Owns the streams: `reconcile()` after each change of devices, `set_thermal_level()` and
+    `set_recording()` from the governor and the retention worker, all on the event loop."""
+
+    def __init__(
+        self,
+        media: MediaConfig,
+        board: Board,
+        metrics: StreamMetrics,
+        spool: Path,
+        identity: Callable[[], SegmentIdentity],
+        on_segment: Callable[[Segment], None],  # called in a recorder thread
+        *,
+        gop_cache: bool = True,
+    ) -> None:
+        self._media = media
+        self._board = board
+        self._metrics = metrics
+        self._spool = spool
+        self._identity = identity
+        self._on_segment = on_segment
+        self._gop_cache = gop_cache
+        self._plan = PlanConfig(media, board.profile.defaults)
+        self._devices: DeviceManager | None = None
+        self._choices: dict[EncoderSettings, EncoderChoice] = {}
+        self._segment_numbers: dict[str, Iterator[int]] = {}  # per stream, for the whole start
+        self._unstartable: set[str] = set()  # cameras no encoder works for, until replugged
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+        self.streams: dict[str, StreamEntry] = {}
+        self.boot = 0  # this daemon start's number, part of every segment name
+        self.recording = True
+        self.thermal_level = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, devices: DeviceManager | None, boot: int) -> None:
+        self.boot = boot
+        self._devices = devices
+        self._plan = await asyncio.to_thread(PlanConfig.build, self._media, self._board)
+        await self.reconcile()
+
+    async def stop(self) -> None:
+        for watcher in list(self._watchers):
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        async with self._lock:
+            for name in list(self.streams):
+                await self._stop(name)
+
+    async def follow(self, devices: DeviceManager) -> None:
+        """Hotplug: the supervised task that applies each device event."""
+        while True:
+            await self.apply_event(await devices.events.get())
+
+    async def apply_event(self, event: DeviceEvent) -> None:
+        device = event.device
+        if device.kind not in STREAMABLE or device.stream is None:
+            return
+        restart: Set[str] = frozenset()
+        if event.action == "add":  # a plugged-in camera starts afresh, even under a known name
+            self._unstartable.discard(device.stream)
+            restart = {device.stream}
+        await self.reconcile(restart=restart)
+
+    # -- reconciling ---------------------------------------------------------------------------
+
+    def _present(self) -> Iterable[Device]:
+        return list(self._devices.devices.values()) if self._devices is not None else []
+
+    async def reconcile(self, *, restart: Set[str] = frozenset()) -> None:
+        """Stop what is no longer wanted, start what is missing, restart what changed (and the
+        names in `restart`)."""
+        async with self._lock:
+            await self._reconcile(restart)
+
+    async def _reconcile(self, restart: Set[str]) -> None:
+        while True:
+            unstartable = len(self._unstartable)
+            wanted = wanted_streams(self._present(), self._plan, unstartable=self._unstartable)
+            running = {name: entry.spec for name, entry in self.streams.items()}
+            todo = stream_changes(running, wanted, restart)
+            for name in todo.stop:
+                await self._retire(name)
+            for spec in todo.start:
+                await self._start(spec)
+            if len(self._unstartable) == unstartable:
+                return
+            restart = frozenset()  # a camera became unstartable: plan again without it
+
+    async def _retire(self, name: str) -> None:
+        entry = await self._stop(name)
+        if entry is not None and entry.device is not None:
+            self._metrics.up.labels(name).set(0)
+            logger.info(
+                "stream %s down: %s unplugged; its footage is kept", name, entry.device.node
+            )
+
+    # -- one stream ----------------------------------------------------------------------------
+
+    async def _start(self, spec: StreamSpec, restarts: RestartPolicy | None = None) -> bool:
+        """Start (or restart) a stream; False when no encoder works for it (logged, and a
+        camera is then unstartable until plugged in again)."""
+        name = spec.name
+        if name in self.streams:
+            await self._stop(name)
+        source = spec.source
+        base = EncoderSettings(
+            source.width, source.height, source.fps, spec.bitrate, self._media.gop_seconds
+        )
+        settings = stepped_down(base, self.thermal_level)
+        try:
+            choice = await self._choice(settings)
+        except MediaError as error:
+            logger.error("stream %s not started: %s", name, error)
+            if spec.device is not None:
+                self._unstartable.add(name)
+            return False
+        entry = self._build(spec, base, settings, choice)
+        if restarts is not None:
+            entry.restarts = restarts
+        self._launch(entry, settings)
+        return True
+
+    async def _choice(self, settings: EncoderSettings) -> EncoderChoice:
+        if settings not in self._choices:
+            self._choices[settings] = await asyncio.to_thread(
+                choose, self._board.profile.encoders, settings
+            )
+        return self._choices[settings]
+
+    def _build(
+        self,
+        spec: StreamSpec,
+        base: EncoderSettings,
+        settings: EncoderSettings,
+        choice: EncoderChoice,
+    ) -> StreamEntry:
+        name, source = spec.name, spec.source
+        device = spec.device.label if spec.device else "test pattern"
+
+        def identity() -> SegmentIdentity:  # node and event read when each segment closes
+            return dataclasses.replace(self._identity(), device=device, encoder=choice.winner)
+
+        recorder = Recorder(
+            name,
+            self._spool,
+            width=settings.width,
+            height=settings.height,
+            fps=settings.fps,
+            segment_seconds=self._media.segment_seconds,
+            identity=identity,
+            on_segment=self._on_segment,
+            boot=self.boot,
+            clock_state=clock_synchronized,
+            numbers=self._segment_numbers.setdefault(name, itertools.count()),
+            active=records(name, self.recording, self._media),
+        )
+        pipeline = StreamPipeline(
+            name, lambda: Source(source), lambda: Encoder(choice.winner, settings), self._metrics
+        )
+        pipeline.decimation = decimation(self.thermal_level)
+        hub = LiveHub(
+            name, settings.width, settings.height, settings.fps, gop_cache=self._gop_cache
+        )
+        pipeline.add_output(recorder)
+        pipeline.add_output(hub)
+        return StreamEntry(spec, pipeline, recorder, hub, base, choice)
+
+    def _launch(self, entry: StreamEntry, settings: EncoderSettings) -> None:
+        name, choice = entry.spec.name, entry.choice
+        self._metrics.encoder.labels(name, choice.winner, str(choice.hardware).lower()).set(1)
+        self._metrics.recording.labels(name).set(1 if entry.recorder.active else 0)
+        self._metrics.throttle.labels(name).set(self.thermal_level)
+        entry.restarts.started(time.monotonic())
+        self.streams[name] = entry
+        entry.pipeline.start()
+        watcher = asyncio.create_task(self._watch(entry), name=f"watch-{name}")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        logger.info(
+            "stream %s: %s %dx%d@%d with %s",
+            name,
+            entry.spec.source.kind,
+            settings.width,
+            settings.height,
+            settings.fps,
+            choice.winner,
+        )
+
+    async def _stop(self, name: str) -> StreamEntry | None:
+        entry = self.streams.pop(name, None)
+        if entry is not None:
+            await entry.pipeline.stop()
+        return entry
+
+    async def _watch(self, entry: StreamEntry) -> None:
+        """A stream that ends without being asked starts again: 1 s, doubling to 30 s."""
+        name = entry.spec.name
+        await entry.pipeline.wait_ended()
+        if self.streams.get(name) is not entry:
+            return  # stopped on purpose: unplugged, stepped down, shut down
+        reason = entry.pipeline.reason or "ended"
+        wait = entry.restarts.failed(time.monotonic(), reason)
+        entry.waiting = True
+        logger.warning(
+            "stream %s down (%s); restart %d in %.0f s", name, reason, entry.restarts.restarts, wait
+        )
+        await entry.pipeline.stop()  # the recorder closes its segment now, not at the restart
+        await asyncio.sleep(wait)
+        async with self._lock:
+            if self.streams.get(name) is not entry:
+                return
+            del self.streams[name]
+            await self._start(entry.spec, entry.restarts)
+            await self._reconcile(frozenset())
+
+    # -- decisions from the governor and the retention worker ----------------------------------
+
+    async def set_thermal_level(self, level: int) -> None:
+        """Halve the frame rate at level 1; restart the streams whose encoder settings change."""
+        async with self._lock:
+            before, self.thermal_level = self.thermal_level, level
+            for name, entry in list(self.streams.items()):
+                self._metrics.throttle.labels(name).set(level)
+                entry.pipeline.decimation = decimation(level)
+                if stepped_down(entry.settings, level) != stepped_down(entry.settings, before):
+                    await self._start(entry.spec, entry.restarts)
+            await self._reconcile(frozenset())  # a camera no encoder takes lets the pattern in
+
+    def set_recording(self, recording: bool) -> None:
+        """Record or not (the disk is full); stopping closes each stream's open segment."""
+        self.recording = recording
+        for name, entry in self.streams.items():
+            entry.recorder.active = records(name, recording, self._media)
+            self._metrics.recording.labels(name).set(1 if entry.recorder.active else 0)
+
+    # -- what the web asks ---------------------------------------------------------------------
+
+    def hub(self, name: str) -> LiveHub | None:
+        entry = self.streams.get(name)
+        return entry.hub if entry is not None else None
+
+    def request_keyframe(self, name: str) -> None:
+        entry = self.streams.get(name)
+        if entry is not None:
+            entry.pipeline.request_keyframe()
+
+    def status(self) -> list[dict[str, Any]]:
+        return [self._describe(name, entry) for name, entry in self.streams.items()]
+
+    def _describe(self, name: str, entry: StreamEntry) -> dict[str, Any]:
+        return {
+            "stream": name,
+            "state": "down" if entry.waiting else entry.pipeline.state.value,
+            "reason": entry.restarts.last_error if entry.waiting else entry.pipeline.reason,
+            "restarts": entry.restarts.restarts,
+            "source": entry.spec.source.kind,
+            "encoder": entry.choice.winner,
+            "hardware": entry.choice.hardware,
+            "width": entry.settings.width,
+            "height": entry.settings.height,
+            "fps": entry.settings.fps,
+            "recording": entry.recorder.active,
+            "throttle_level": self.thermal_level,
+            "viewers": len(entry.hub.viewers),
+            "frames": dataclasses.asdict(entry.pipeline.counts),
+        }
