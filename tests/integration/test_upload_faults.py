@@ -120,7 +120,8 @@ async def test_a_row_that_breaks_the_worker_is_set_aside_and_counted(
         now=0.0,
     )
     good_id = await uploader.enqueue(good, "e/n/s/d/b.mp4")
-    restarts = Counter("edged_task_restarts", "test", ["task"], registry=CollectorRegistry())
+    registry = CollectorRegistry()
+    restarts = Counter("edged_task_restarts", "test", ["task"], registry=registry)
     supervisor = Supervisor(restarts, minimum=0.05)
     caplog.set_level(logging.ERROR, "edged")
     await uploader.start(supervisor)
@@ -131,7 +132,7 @@ async def test_a_row_that_breaks_the_worker_is_set_aside_and_counted(
         assert "broke the upload worker 3 times: ValueError" in bad.last_error
         assert uploader.journal.require(good_id).state is FileState.DONE
         assert object_sha256(s3, "e/n/s/d/b.mp4") == good_sha
-        assert restarts.labels("uploader")._value.get() == 3
+        assert registry.get_sample_value("edged_task_restarts_total", {"task": "uploader"}) == 3
         assert uploader.working
         assert caplog.text.count("Traceback") == 1  # the first of the streak, then one line each
     finally:
@@ -184,32 +185,52 @@ class CountingRefuser:
             connection.close()
 
     def close(self) -> None:
+        self._socket.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress
         self._socket.close()
+        self._thread.join(timeout=10)
 
 
 async def test_new_files_during_an_outage_do_not_hurry_the_probe(
     tmp_path: Path, s3: S3Server, uploaders: UploaderFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Offline, the uploader waits out its probe schedule: new files do not cut the wait short
+    (before the fix every file probed at once); an operator's wake() does. Every wait is
+    stretched to a day here, so a probe can only come from something cutting a wait short."""
     refuser = CountingRefuser()
     s3.stop()
     s3.port = refuser.port  # the uploader's endpoint now answers with closed connections
     uploader = uploaders()
+    probes: list[int] = []
+    real_probe = uploader.store.probe
+
+    def counting_probe() -> None:
+        probes.append(1)
+        real_probe()
+
+    uploader.store.probe = counting_probe  # type: ignore[method-assign]
+    waits: list[float] = []
+    real_sleep = uploader._sleep
+
+    async def a_day_each(seconds: float, event: asyncio.Event | None = None) -> None:
+        waits.append(seconds)
+        await real_sleep(86400.0, event)
+
+    uploader._sleep = a_day_each  # type: ignore[method-assign]
     caplog.set_level(logging.WARNING)
     try:
         await uploader.start()
-        await until(lambda: refuser.connections > 0)
-        await until(lambda: "upstream unavailable" in caplog.text)
-        before = refuser.connections
+        await until(lambda: len(waits) == 1)  # probed once, refused, waiting for the next
+        assert "upstream unavailable" in caplog.text
         for index in range(20):  # a segment closing every few seconds, squeezed together
             source = tmp_path / f"{index}.mp4"
             write_random(source, 64 * 1024)
             await uploader.enqueue(source, f"e/n/s/d/{index}.mp4")
-            await asyncio.sleep(0.02)
-        # The probe keeps its schedule (1 s, then 2 s, ...): at most two probes in this burst,
-        # each one connection plus urllib3's one retry; before, every file probed at once.
-        assert refuser.connections - before <= 4
         urllib3_warnings = [r for r in caplog.records if r.name.startswith("urllib3")]
         assert len(urllib3_warnings) <= 1
+        uploader.wake()  # the operator's request: one probe now
+        await until(lambda: len(waits) >= 2)
+        assert len(probes) == 2, "new files hurried the probe"
+        assert len(waits) == 2
     finally:
         await uploader.stop()
         refuser.close()

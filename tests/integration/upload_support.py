@@ -156,6 +156,7 @@ class UploaderFactory:
         self.tmp_path = tmp_path
         self.server = server
         self.made: list[Uploader] = []
+        self.registries: dict[Uploader, CollectorRegistry] = {}
 
     def __call__(
         self,
@@ -168,6 +169,7 @@ class UploaderFactory:
         sts_role_arn: str = "",
         journal_pages: int | None = None,
     ) -> Uploader:
+        registry = CollectorRegistry()
         uploader = Uploader(
             Journal(self.tmp_path / f"journal-{len(self.made)}.sqlite3", max_pages=journal_pages),
             make_store(self.server, access_key, sts_role_arn),
@@ -177,10 +179,15 @@ class UploaderFactory:
                 bandwidth_limit=bandwidth_limit,
                 stale_prefix=stale_prefix,
             ),
-            UploadMetrics(CollectorRegistry()),
+            UploadMetrics(registry),
         )
         self.made.append(uploader)
+        self.registries[uploader] = registry
         return uploader
+
+    def metric(self, uploader: Uploader, name: str, **labels: str) -> float | None:
+        """A sample of `uploader`'s metrics, as Prometheus would scrape it."""
+        return self.registries[uploader].get_sample_value(name, labels)
 
     async def close(self) -> None:
         """Stop every uploader made and close its journal."""
