@@ -15,6 +15,7 @@ import pytest
 from hypothesis import settings
 from pytest_asyncio import is_async_test
 
+from tests.guards import no_leaked_threads, no_pending_tasks  # noqa: F401  (autouse guards)
 from tests.support import DaemonProcess, loopback_config, write_config
 
 # Two cores shared with real servers and encoders: time limits per example would only add noise.
