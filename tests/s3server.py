@@ -37,6 +37,10 @@ DENIED = (
     b"<Message>The AWS Access Key Id you provided does not exist in our records.</Message>"
     b"</Error>"
 )
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 
 
 SKEWED = (
@@ -76,7 +80,14 @@ class S3Server:
         self.gets: list[tuple[str, str]] = []  # (path, Range header) of every object GET
         self.heads: list[str] = []  # the path of every HEAD
         self.requests = 0
+        # Fault injection: let this many more part PUTs through, then hold each next one until
+        # release_held(), which answers it 503 (None: no limit). A crash test kills the client
+        # while a PUT is held: at a point chosen by events, not by how fast the machine is.
+        self.part_put_allowance: int | None = None
+        self.held_puts = 0
+        self._releases = 0
         self._lock = threading.Lock()
+        self._gate = threading.Condition(self._lock)
         self._app = DomainDispatcherApplication(create_backend_app)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -117,12 +128,38 @@ class S3Server:
             number = int(query["partNumber"][0]) if "partNumber" in query else 0
             with self._lock:
                 self.part_puts[(environ["PATH_INFO"], number)] += 1
+                held = number > 0 and self._hold()
+            if held:
+                start_response("503 Service Unavailable", [("Content-Type", "application/xml")])
+                return [SLOW_DOWN]
         if environ["REQUEST_METHOD"] == "HEAD":
             with self._lock:
                 self.heads.append(environ["PATH_INFO"])
         if environ["REQUEST_METHOD"] == "HEAD" and self.head_etag is not None:
             return self._app(environ, self._rewrite_etag(start_response, self.head_etag))
         return self._app(environ, start_response)
+
+    def _hold(self) -> bool:
+        """Whether this part PUT was held (called with the lock taken; waits while held)."""
+        if self.part_put_allowance is None:
+            return False
+        if self.part_put_allowance > 0:
+            self.part_put_allowance -= 1
+            return False
+        releases = self._releases
+        self.held_puts += 1
+        self._gate.notify_all()
+        self._gate.wait_for(lambda: self._releases != releases, timeout=60)
+        self.held_puts -= 1
+        self._gate.notify_all()
+        return True
+
+    def release_held(self) -> None:
+        """Answer every held part PUT with a 503, and wait until they are answered."""
+        with self._gate:
+            self._releases += 1
+            self._gate.notify_all()
+            self._gate.wait_for(lambda: self.held_puts == 0, timeout=10)
 
     def _note_assume_role(self, environ: dict[str, Any]) -> None:
         length = int(environ.get("CONTENT_LENGTH") or 0)
