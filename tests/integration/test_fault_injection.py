@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import shutil
@@ -137,8 +138,9 @@ def fault_file_replaced(run: Run, s3: S3Server) -> None:
     name = f"r{run.counter}.bin"
     s3.stop()  # so that the row is still queued when the file changes
     path = run.push_over_api(name, 2 * MiB)
-    time.sleep(0.01)  # a new mtime
+    saved = path.stat()
     path.write_bytes(random.randbytes(2 * MiB + 1))  # the crew saves a new version
+    os.utime(path, ns=(saved.st_atime_ns, saved.st_mtime_ns + 1_000_000_000))  # a new mtime
     run.failed_on_purpose.add(name)
     gone = run.push_over_api(name + ".gone", 1 * MiB, subfolder=f"sub{run.counter}")
     shutil.rmtree(gone.parent)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import threading
 import time
 import urllib.parse
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import StartDaemon
@@ -19,10 +19,19 @@ from tests.integration.test_daemon import http
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def listening_port(pid: int, timeout: float = 30.0) -> int:
+    """The TCP port process `pid` listens on, once it does (it was given port 0)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listening = [
+            connection.laddr.port
+            for connection in psutil.Process(pid).net_connections(kind="tcp")
+            if connection.status == psutil.CONN_LISTEN
+        ]
+        if listening:
+            return int(listening[0])
+        assert time.monotonic() < deadline, f"process {pid} listens on no port"
+        time.sleep(0.05)
 
 
 def query(base: str, expression: str) -> list[dict[str, object]]:
@@ -40,19 +49,18 @@ def test_prometheus_scrapes_edged(tmp_path: Path, start_daemon: StartDaemon) -> 
         "scrape_configs:\n  - job_name: edged\n    static_configs:\n"
         f"      - targets: ['127.0.0.1:{daemon.port}']\n"
     )
-    port = free_port()
     prometheus = subprocess.Popen(
         [
             "prometheus",
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.listen-address=127.0.0.1:0",  # the OS picks a free port: no race for it
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
+        base = f"http://127.0.0.1:{listening_port(prometheus.pid)}"
         deadline = time.monotonic() + 60
         rate: list[dict[str, object]] = []
         while time.monotonic() < deadline:
@@ -94,7 +102,10 @@ def test_scrapes_during_shutdown(start_daemon: StartDaemon) -> None:
     workers = [threading.Thread(target=scrape) for _ in range(4)]
     for worker in workers:
         worker.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while results.count(200) < 2 * len(workers):  # every scraper is in its stride
+        assert time.monotonic() < deadline, results
+        time.sleep(0.01)
     code = daemon.stop()
     stop.set()
     for worker in workers:

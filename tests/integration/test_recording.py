@@ -7,15 +7,20 @@ import json
 import re
 import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import pytest
 
+from edged.media.mp4 import whole_prefix
 from tests.conftest import StartDaemon
 from tests.integration.test_daemon import http
 
 pytestmark = pytest.mark.integration
+T = TypeVar("T")
 
 FINAL = re.compile(
     r"stream (?P<stream>\S+) final counts: captured (?P<captured>\d+), encoded (?P<encoded>\d+), "
@@ -26,6 +31,24 @@ FINAL = re.compile(
 def decoded(path: Path) -> int:
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
+
+
+def whole_fragments(spool: Path) -> int:
+    """Complete fragments in the segment being written (0 before it exists)."""
+    parts = list(spool.glob("*.mp4.part"))
+    if len(parts) != 1:
+        return 0
+    with parts[0].open("rb") as handle:
+        return whole_prefix(handle, parts[0].stat().st_size)[1]
+
+
+def until(probe: Callable[[], T], timeout: float = 30.0) -> T:
+    """The first truthy value of `probe`, polled until a deadline."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+    return value
 
 
 @pytest.mark.timeout(120)
@@ -55,24 +78,22 @@ def test_test_pattern_720p30_for_20_seconds(start_daemon: StartDaemon) -> None:
     assert b'edged_encoder_info{encoder="libx264",hardware="false",stream="test-pattern"} 1.0' in (
         metrics
     )
-    daemon.wait_for(re.compile(r"recorded \S+-0+[1-9]\d*\.mp4"), timeout=30)  # > 1 segment
-    import time
-
-    time.sleep(max(0.0, 20 - 12))  # run about 20 s in all
+    for _ in range(3):  # four segments of 5 s recorded: about 20 s of footage
+        daemon.wait_for(re.compile(r"recorded \S+\.mp4: \d+ frames"), timeout=30)
     assert daemon.stop(timeout=30) == 0
     final = next(FINAL.search(line) for line in daemon.lines if FINAL.search(line))
     assert final is not None
     counts = {key: int(value) for key, value in final.groupdict().items() if key != "stream"}
     assert counts["captured"] == counts["encoded"] + counts["encode"]
     segments = sorted((daemon.data_dir / "spool" / "test-pattern").glob("*.mp4"))
-    assert len(segments) >= 3
-    frames = sum(decoded(path) for path in segments)
-    assert frames == counts["encoded"]  # the recorder lost nothing
-    assert abs(frames - 20 * 30) <= 30 * 3  # about 20 s, give or take start-up and a GOP
-    for path in segments:
+    assert len(segments) >= 4
+    frames = [decoded(path) for path in segments]
+    assert sum(frames) == counts["encoded"]  # the recorder lost nothing
+    for path, decodable in zip(segments, frames, strict=True):
         sidecar = json.loads(path.with_suffix(".json").read_text())
         assert sidecar["file"] == path.name
         assert sidecar["size"] == path.stat().st_size
+        assert sidecar["frames"] == decodable
         assert sidecar["encoder"] == "libx264"
         assert sidecar["node"] == "box"
 
@@ -91,9 +112,8 @@ def test_sigkill_mid_segment_keeps_the_footage(start_daemon: StartDaemon) -> Non
     daemon = start_daemon(settings)
     assert daemon.data_dir is not None
     spool = daemon.data_dir / "spool" / "test-pattern"
-    import time
-
-    time.sleep(3.2)  # six GOPs and a bit: the segment is open, its fragments on disk
+    # The segment is open with six GOPs on disk.
+    written = until(lambda: (count := whole_fragments(spool)) >= 6 and count)
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait(timeout=10)
     (part,) = spool.glob("*.mp4.part")
@@ -109,7 +129,7 @@ def test_sigkill_mid_segment_keeps_the_footage(start_daemon: StartDaemon) -> Non
     assert final.exists() and final.stat().st_size <= torn_size
     frames = decoded(final)
     assert frames == fragments * 15  # whole GOPs of 0.5 s at 30 fps, nothing torn
-    assert fragments >= 4
+    assert fragments >= written  # every fragment on disk before the kill is kept
     sidecar = json.loads(final.with_suffix(".json").read_text())
     assert sidecar["recovered"] is True and sidecar["frames"] == frames
     _, body = http(again.url + "/api/v1/uploads")
