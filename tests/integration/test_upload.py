@@ -26,6 +26,7 @@ from edged.s3bucket import SHA256_HEADER, ObjectFacts
 from edged.upload.journal import JournalError
 from edged.upload.policy import multipart_etag
 from edged.upload.state import FileState
+from edged.upload.uploader import PROBE_MAX_SECONDS, PROBE_MIN_SECONDS
 from tests.integration.upload_support import (
     BUCKET,
     MiB,
@@ -125,6 +126,14 @@ async def test_outage_waits_without_busy_loop_then_completes(
         real_probe()
 
     uploader.store.probe = counting_probe  # type: ignore[method-assign]
+    waits: list[tuple[int, float]] = []  # (probes made, seconds the uploader waits next)
+    real_sleep = uploader._sleep
+
+    async def recording_sleep(seconds: float, event: asyncio.Event | None = None) -> None:
+        waits.append((len(probes), seconds))
+        await real_sleep(seconds, event)
+
+    uploader._sleep = recording_sleep  # type: ignore[method-assign]
     reconnects: list[int] = []
     uploader.on_reconnect.append(lambda: reconnects.append(1))
     await uploader.start()
@@ -132,16 +141,22 @@ async def test_outage_waits_without_busy_loop_then_completes(
     await until(lambda: len(uploader.journal.parts(file_id)) >= 2)
     any_s3.stop()
     await until(lambda: not uploader.online)
-    assert uploader._metrics.upstream_up._value.get() == 0
+    assert any_uploaders.metric(uploader, "edged_upstream_up") == 0
     before = len(probes)
-    await asyncio.sleep(3)
-    assert len(probes) - before <= 3, "probing in a busy loop while offline"
+    await until(lambda: len(probes) >= before + 3)
+    # Each failed probe is followed by one wait, twice as long as the last: no busy loop.
+    offline = [(made, seconds) for made, seconds in waits if before <= made < before + 3]
+    assert [made for made, _ in offline] == list(range(before, before + 3))[-len(offline) :]
+    assert len(offline) >= 2, waits
+    seconds = [wait for _, wait in offline]
+    assert seconds[0] >= PROBE_MIN_SECONDS
+    assert seconds[1:] == [min(2 * wait, PROBE_MAX_SECONDS) for wait in seconds[:-1]], waits
     assert uploader.journal.require(file_id).state is FileState.UPLOADING
     any_s3.start()  # same port, same objects
     await finish(uploader, file_id)
     record = uploader.journal.require(file_id)
     assert record.state is FileState.DONE, record.last_error
-    assert uploader._metrics.upstream_up._value.get() == 1
+    assert any_uploaders.metric(uploader, "edged_upstream_up") == 1
     assert len(reconnects) == 2  # the first contact and the return after the outage
     assert object_sha256(any_s3, "gala/box/cam/day/long.mp4") == sha
 
@@ -227,7 +242,7 @@ async def test_wrong_credentials_keep_the_queue(
     seen = len(probes)
     uploader.wake()  # e.g. an operator fixed the keys: it tries again at once
     await until(lambda: len(probes) > seen)
-    assert uploader._metrics.upstream_up._value.get() == 0
+    assert any_uploaders.metric(uploader, "edged_upstream_up") == 0
 
 
 async def test_changed_and_deleted_sources_are_refused(
