@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +47,75 @@ def test_webrtc_loads_only_with_its_first_viewer() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+# The one-way rules of shared/DESIGN.md: (importing package, packages it must never import).
+# The subsystems never import web, daemon or cli; media never imports upload. Beyond the issue's
+# list, what holds today and keeps siblings apart: devices is the bottom adapter, and cache and
+# upload share the S3 adapter (edged.s3bucket) instead of importing each other.
+TOP = ("edged.web", "edged.daemon", "edged.cli")
+FORBIDDEN = {
+    "edged.errors": ("edged",),  # the root of everything imports nothing of edged
+    "edged.config": ("edged.devices", "edged.media", "edged.cache", "edged.upload", *TOP),
+    "edged.devices": ("edged.media", "edged.cache", "edged.upload", *TOP),
+    "edged.media": ("edged.upload", *TOP),
+    "edged.cache": ("edged.upload", *TOP),
+    "edged.upload": ("edged.devices", "edged.media", "edged.cache", *TOP),
+}
+EXCEPT = {"edged.errors": ("edged.errors",)}
+
+
+def module_path(module: str) -> Path:
+    package_dir = Path(edged.__path__[0]).parent
+    path = package_dir.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def imported_modules(module: str) -> set[str]:
+    """Every edged module `module` imports, at the top or inside a function, by name."""
+    path = module_path(module)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name == "edged" or name.startswith("edged.")}
+
+
+def within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def violations(module: str, imported: set[str]) -> list[str]:
+    return sorted(
+        f"{module} imports {name}"
+        for owner, forbidden in FORBIDDEN.items()
+        if within(module, owner)
+        for name in imported
+        if any(within(name, bad) for bad in forbidden)
+        and not any(within(name, ok) for ok in EXCEPT.get(owner, ()))
+    )
+
+
+def test_imports_flow_one_way() -> None:
+    """errors, config -> logic -> adapters (devices, media, cache, upload) -> web -> daemon, cli."""
+    found = [line for module in MODULES for line in violations(module, imported_modules(module))]
+    assert found == []
+
+
+def test_the_checker() -> None:
+    """The checker itself, on names as it reads them from the source."""
+    assert violations("edged.media.streams", {"edged.upload.journal"}) == [
+        "edged.media.streams imports edged.upload.journal"
+    ]
+    assert violations("edged.cache.store", {"edged.web"}) == ["edged.cache.store imports edged.web"]
+    assert violations("edged.errors", {"edged.errors"}) == []
+    assert violations("edged.web.app", {"edged.upload.s3"}) == []
+    assert "edged.media.mp4" in imported_modules("edged.media.recorder")
