@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -11,10 +12,35 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import tomli_w
+
+T = TypeVar("T")
+
+
+def until(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
+    """The first truthy value of `probe`, polled until a deadline (a test waiting for an event)."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout} s")
+        time.sleep(0.05)
+    return value
+
+
+async def eventually(
+    condition: Callable[[], object], limit: float = 60.0, what: str = "condition"
+) -> None:
+    """Poll `condition` on the event loop until it is true; fail after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {limit} s")
+        await asyncio.sleep(0.02)
+
 
 READY_LINE = re.compile(r"edged \S+ ready: http://(?P<host>[^/]+):(?P<port>\d+)/")
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import re
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from edged.clock import clock_synchronized
 from tests.conftest import StartDaemon
 from tests.integration.upload_support import MiB, s3, upstream_settings
 from tests.s3server import S3Server
-from tests.support import DaemonProcess, run_edged
+from tests.support import DaemonProcess, run_edged, until
 
 pytestmark = pytest.mark.integration
 __all__ = ["s3"]  # fixture
@@ -33,15 +31,6 @@ def faked_clock(**settings: str) -> dict[str, str]:
     found += sorted(glob.glob("/usr/lib/faketime/libfaketimeMT.so.1"))
     assert found, "libfaketime is missing: scripts/install-debs faketime (make debs)"
     return {"LD_PRELOAD": found[0], "FAKETIME_DONT_FAKE_MONOTONIC": "1", **settings}
-
-
-def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.1)
-    return value
 
 
 def get(daemon: DaemonProcess, path: str) -> bytes:

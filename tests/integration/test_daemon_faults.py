@@ -6,32 +6,20 @@ from __future__ import annotations
 import json
 import re
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
 
 from tests.conftest import StartDaemon
 from tests.integration.test_daemon import http
-from tests.support import run_edged
+from tests.support import run_edged, until
 
 pytestmark = pytest.mark.integration
 
 QUIET = {"mdns": {"enabled": False}}
 T = TypeVar("T")
-
-
-def until(probe: Callable[[], T | None], timeout: float = 20.0) -> T:
-    """The first truthy value of `probe`, polled until a deadline."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-    return value
 
 
 def test_a_second_daemon_on_the_same_data_dir_exits_3_and_touches_nothing(
@@ -41,8 +29,8 @@ def test_a_second_daemon_on_the_same_data_dir_exits_3_and_touches_nothing(
     assert first.data_dir is not None and first.config_file is not None
     spool = first.data_dir / "spool" / "test-pattern"
     first.seen_or_wait(re.compile(r"stream test-pattern: starting -> up"))
-    part = until(lambda: next(iter(spool.glob("*.mp4.part")), None))
-    size_before = until(lambda: part.stat().st_size)  # the first fragment is written
+    part = until(lambda: next(iter(spool.glob("*.mp4.part")), None), 20.0)
+    size_before = until(lambda: part.stat().st_size, 20.0)  # the first fragment is written
 
     second = run_edged("run", "--config", str(first.config_file), "--data-dir", str(first.data_dir))
     assert second.returncode == 3
@@ -51,7 +39,7 @@ def test_a_second_daemon_on_the_same_data_dir_exits_3_and_touches_nothing(
     assert part.exists()
     status, _ = http(first.url + "/healthz")
     assert status == 200
-    until(lambda: part.stat().st_size > size_before)  # the first daemon records on
+    until(lambda: part.stat().st_size > size_before, 20.0)  # the first daemon records on
     assert first.stop() == 0
     segments = list(spool.glob("*.mp4"))
     assert segments and segments[0].stat().st_size >= size_before

@@ -12,10 +12,8 @@ import random
 import re
 import shutil
 import signal
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +22,13 @@ import pytest
 from tests.conftest import StartDaemon
 from tests.integration.upload_support import BUCKET, MiB, minio_client, s3, upstream_settings
 from tests.s3server import S3Server
-from tests.support import DaemonProcess, run_edged
+from tests.support import DaemonProcess, run_edged, until
 
 pytestmark = pytest.mark.integration
 __all__ = ["s3"]  # fixture
 
 ROUNDS = 12
 SEED = 12
-
-
-def until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.1)
-    return value
 
 
 def request(

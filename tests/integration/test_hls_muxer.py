@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import av
@@ -16,6 +14,7 @@ import pytest
 from edged.media.encoders import Encoder, EncoderSettings
 from edged.media.live import HlsSegment, HlsWindow, LiveHub, segment_name
 from edged.media.packets import EncodedPacket
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +33,6 @@ def encode_gops(gops: int) -> tuple[list[EncodedPacket], bytes]:
             packets += encoder.encode(frame, index * 6000, 1_700_000_000 + index / FPS)
     packets += encoder.flush()
     return packets, encoder.extradata
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} within {DEADLINE} s"
-        await asyncio.sleep(0.01)
 
 
 def decoded_frames(init: bytes, segment: bytes) -> int:
@@ -63,7 +55,7 @@ async def test_hls_is_muxed_in_the_streams_own_thread() -> None:
         (muxer,) = hls_threads(hub.stream)
         assert muxer is not threading.current_thread()
         # The third GOP's segment closes with a fourth keyframe only: two are served.
-        await until(lambda: len(hub.hls.segments) == 2, "two segments")
+        await eventually(lambda: len(hub.hls.segments) == 2, DEADLINE, "two segments")
         first, second = hub.hls.segments
         assert (first.sequence, second.sequence) == (0, 1)
         assert hub.hls.segment(1) is second and hub.hls.segment(2) is None

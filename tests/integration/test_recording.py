@@ -7,8 +7,6 @@ import json
 import re
 import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +16,7 @@ import pytest
 from edged.media.mp4 import whole_prefix
 from tests.conftest import StartDaemon
 from tests.integration.test_daemon import http
+from tests.support import until
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -40,15 +39,6 @@ def whole_fragments(spool: Path) -> int:
         return 0
     with parts[0].open("rb") as handle:
         return whole_prefix(handle, parts[0].stat().st_size)[1]
-
-
-def until(probe: Callable[[], T], timeout: float = 30.0) -> T:
-    """The first truthy value of `probe`, polled until a deadline."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-    return value
 
 
 @pytest.mark.timeout(120)

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -30,6 +30,7 @@ from tests.integration.upload_support import (
     upstream_settings,
 )
 from tests.s3server import S3Server
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 __all__ = ["s3"]
@@ -56,19 +57,12 @@ def heads(server: S3Server, name: str) -> int:
     return server.heads.count(f"/{BUCKET}/assets/{name}")
 
 
-async def until(condition: Callable[[], bool], limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 async def run_passes(replicator: Replicator, passes: int) -> None:
     """The replicator's own loop under the supervisor, for `passes` passes."""
     supervisor = Supervisor(None)
     await replicator.start(supervisor)
     try:
-        await until(lambda: replicator.passes >= passes)
+        await eventually(lambda: replicator.passes >= passes, 30.0)
     finally:
         await replicator.stop()
         await supervisor.stop()

@@ -33,11 +33,11 @@ from tests.integration.upload_support import (
     UploaderFactory,
     any_s3,
     any_uploaders,
+    eventually,
     finish,
     minio_client,
     object_sha256,
     s3,
-    until,
     uploaders,
     write_random,
 )
@@ -138,12 +138,12 @@ async def test_outage_waits_without_busy_loop_then_completes(
     uploader.on_reconnect.append(lambda: reconnects.append(1))
     await uploader.start()
     file_id = await uploader.enqueue(source, "gala/box/cam/day/long.mp4")
-    await until(lambda: len(uploader.journal.parts(file_id)) >= 2)
+    await eventually(lambda: len(uploader.journal.parts(file_id)) >= 2)
     any_s3.stop()
-    await until(lambda: not uploader.online)
+    await eventually(lambda: not uploader.online)
     assert any_uploaders.metric(uploader, "edged_upstream_up") == 0
     before = len(probes)
-    await until(lambda: len(probes) >= before + 3)
+    await eventually(lambda: len(probes) >= before + 3)
     # Each failed probe is followed by one wait, twice as long as the last: no busy loop.
     offline = [(made, seconds) for made, seconds in waits if before <= made < before + 3]
     assert [made for made, _ in offline] == list(range(before, before + 3))[-len(offline) :]
@@ -170,7 +170,7 @@ async def test_no_such_upload_restarts_the_file(
     uploader = any_uploaders(parallel_parts=1, bandwidth_limit=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
-    await until(lambda: len(uploader.journal.parts(file_id)) >= 1)
+    await eventually(lambda: len(uploader.journal.parts(file_id)) >= 1)
     lost_id = uploader.journal.require(file_id).upload_id
     minio_client(any_s3)._abort_multipart_upload(BUCKET, key, lost_id)
     await finish(uploader, file_id)
@@ -235,13 +235,13 @@ async def test_wrong_credentials_keep_the_queue(
     caplog.set_level(logging.WARNING, "edged")
     await uploader.start()
     file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
-    await until(lambda: "upstream refused the credentials" in caplog.text)
+    await eventually(lambda: "upstream refused the credentials" in caplog.text)
     assert "check [upstream] access_key, secret_key_file" in caplog.text
     assert SECRET_KEY not in caplog.text
     assert uploader.journal.require(file_id).state is FileState.QUEUED
     seen = len(probes)
     uploader.wake()  # e.g. an operator fixed the keys: it tries again at once
-    await until(lambda: len(probes) > seen)
+    await eventually(lambda: len(probes) > seen)
     assert any_uploaders.metric(uploader, "edged_upstream_up") == 0
 
 
@@ -278,7 +278,7 @@ async def test_stale_uploads_of_this_box_are_aborted(
     stale = uploader.store.create_upload("gala/box/cam/day/abandoned.mp4", "0" * 64)
     other = uploader.store.create_upload("gala/other-box/cam/day/theirs.mp4", "0" * 64)
     await uploader.start()
-    await until(lambda: not uploader.store.incomplete_uploads("gala/box/"))
+    await eventually(lambda: not uploader.store.incomplete_uploads("gala/box/"))
     remaining = uploader.store.incomplete_uploads("gala/")
     assert ("gala/other-box/cam/day/theirs.mp4", other) in remaining
     assert stale not in [upload_id for _, upload_id in remaining]
@@ -312,6 +312,6 @@ async def test_full_journal_pauses_uploads_and_says_so(
             await uploader.enqueue(source, f"e/n/s/d/filler-{index:05d}-" + "x" * 300)
     caplog.set_level(logging.ERROR, "edged")
     await uploader.start()
-    await until(lambda: "upload journal cannot be written" in caplog.text)
+    await eventually(lambda: "upload journal cannot be written" in caplog.text)
     assert "recording goes on; free disk space in the data dir" in caplog.text
     assert uploader.working

@@ -20,11 +20,11 @@ from tests.integration.upload_support import (
     UploaderFactory,
     any_s3,
     any_uploaders,
+    eventually,
     finish,
     minio_client,
     object_sha256,
     s3,
-    until,
     uploaders,
     write_random,
 )
@@ -99,7 +99,7 @@ async def test_a_refused_request_time_waits_says_why_and_never_fails(
     uploader = uploaders()
     file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
     await uploader.start()
-    await until(lambda: "RequestTimeTooSkewed" in uploader.journal.require(file_id).last_error)
+    await eventually(lambda: "RequestTimeTooSkewed" in uploader.journal.require(file_id).last_error)
 
     record = uploader.journal.require(file_id)
     assert record.state is FileState.QUEUED
@@ -125,11 +125,11 @@ async def test_a_refused_request_time_mid_upload_keeps_the_file(
     write_random(source, 1 * MiB)
     uploader = uploaders()
     await uploader.start()
-    await until(lambda: uploader.online)
+    await eventually(lambda: uploader.online)
     s3.max_skew_seconds = 900
     s3.clock_offset_seconds = 2 * DAY
     file_id = await uploader.enqueue(source, "e/n/s/d/b.mp4")
-    await until(lambda: "RequestTimeTooSkewed" in uploader.journal.require(file_id).last_error)
+    await eventually(lambda: "RequestTimeTooSkewed" in uploader.journal.require(file_id).last_error)
     record = uploader.journal.require(file_id)
     assert record.state in (FileState.QUEUED, FileState.UPLOADING)
     assert "upstream refused the request time" in record.last_error
@@ -188,7 +188,7 @@ async def test_a_key_taken_during_a_multipart_upload_is_not_completed_over(
     uploader = any_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
-    await until(lambda: len(uploader.journal.parts(file_id)) >= 1)
+    await eventually(lambda: len(uploader.journal.parts(file_id)) >= 1)
     put_object(any_s3, key, other.read_bytes(), other_sha)
     await finish(uploader, file_id)
 

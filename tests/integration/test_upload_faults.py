@@ -28,11 +28,11 @@ from tests.integration.upload_support import (
     UploaderFactory,
     any_s3,
     any_uploaders,
+    eventually,
     finish,
     minio_client,
     object_sha256,
     s3,
-    until,
     uploaders,
     write_random,
 )
@@ -219,7 +219,7 @@ async def test_new_files_during_an_outage_do_not_hurry_the_probe(
     caplog.set_level(logging.WARNING)
     try:
         await uploader.start()
-        await until(lambda: len(waits) == 1)  # probed once, refused, waiting for the next
+        await eventually(lambda: len(waits) == 1)  # probed once, refused, waiting for the next
         assert "upstream unavailable" in caplog.text
         for index in range(20):  # a segment closing every few seconds, squeezed together
             source = tmp_path / f"{index}.mp4"
@@ -228,7 +228,7 @@ async def test_new_files_during_an_outage_do_not_hurry_the_probe(
         urllib3_warnings = [r for r in caplog.records if r.name.startswith("urllib3")]
         assert len(urllib3_warnings) <= 1
         uploader.wake()  # the operator's request: one probe now
-        await until(lambda: len(waits) >= 2)
+        await eventually(lambda: len(waits) >= 2)
         assert len(probes) == 2, "new files hurried the probe"
         assert len(waits) == 2
     finally:

@@ -23,12 +23,12 @@ from tests.integration.upload_support import (
     UploaderFactory,
     any_s3,
     compat_uploaders,
+    eventually,
     finish,
     make_store,
     minio_client,
     object_sha256,
     s3_compat,
-    until,
     write_random,
 )
 from tests.s3compat import RcloneS3Server, S3Endpoint
@@ -120,7 +120,7 @@ async def test_restart_mid_multipart_starts_the_file_over(
     uploader = compat_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
-    await until(lambda: len(uploader.journal.parts(file_id)) >= 1)
+    await eventually(lambda: len(uploader.journal.parts(file_id)) >= 1)
     forgotten = uploader.journal.require(file_id).upload_id
     s3_compat.stop()
     s3_compat.start()

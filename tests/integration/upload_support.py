@@ -6,11 +6,9 @@ ETag format differs (tests/s3compat.py); `any_s3` runs a test against each of th
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +24,7 @@ from edged.upload.state import FileState
 from edged.upload.uploader import Uploader, UploaderSettings
 from tests.s3compat import RcloneS3Server, S3Endpoint
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+from tests.support import eventually
 
 BUCKET = "edged"
 MiB = 1024 * 1024
@@ -46,20 +45,12 @@ def write_random(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-async def until(condition: Callable[[], bool], limit: float = 60.0) -> None:
-    """Poll a journal-backed condition (a callable) until true; fail after `limit` seconds."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def finish(uploader: Uploader, file_id: int, limit: float = 120.0) -> None:
     """Until the file is done or failed."""
-    await until(
+    await eventually(
         lambda: uploader.journal.require(file_id).state in (FileState.DONE, FileState.FAILED),
         limit,
+        f"upload {file_id} done or failed",
     )
 
 
