@@ -24,6 +24,7 @@ from edged.media.packets import EncodedPacket
 from edged.media.recorder import Segment, SegmentIdentity
 from edged.media.streams import PATTERN_STREAM, MediaManager
 from edged.web.app import create_app
+from tests.integration.test_media import KeyframeSeen
 from tests.web_context import live_view, web_context
 
 pytestmark = pytest.mark.integration
@@ -108,23 +109,6 @@ async def test_a_keyframe_that_does_not_decode_is_tried_once() -> None:
     with pytest.raises(MediaError):
         await poster.jpeg(broken, b"", now + 3600)
     assert poster.decodes == 1
-
-
-class KeyframeSeen:
-    """A pipeline output that says when a keyframe has gone by (fan-out runs on the loop)."""
-
-    name = "keyframe-seen"
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:
-        if packet.keyframe:
-            self.event.set()
-        return True
-
-    def close(self) -> None:
-        pass
 
 
 async def no_upload(segment: Segment) -> None:
