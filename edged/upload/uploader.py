@@ -2,21 +2,21 @@
 
 It resumes from the journal after a crash, waits without a busy loop while the upstream is away,
 retries with backoff and jitter, and holds a bandwidth cap. Blocking work (minio, SQLite, file
-reads) runs in threads.
+reads) runs in threads. The transfer of one file (parts, resume, completion, verification) is
+edged/upload/transfer.py's; this module is the queue worker around it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
 import os
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edged.clock import ClockSample, StepLedger, prune_ranges
@@ -30,17 +30,12 @@ from edged.s3bucket import (
     UpstreamUnreachable,
 )
 from edged.supervise import Supervisor, describe
-from edged.upload.journal import FileRecord, Journal, JournalError, PartRecord
-from edged.upload.policy import (
-    BACKOFF_CAP_SECONDS,
-    PartSpan,
-    TokenBucket,
-    backoff_seconds,
-    plan_parts,
-)
+from edged.upload.journal import FileRecord, Journal, JournalError
+from edged.upload.policy import BACKOFF_CAP_SECONDS, TokenBucket, backoff_seconds
 from edged.upload.s3 import S3Store
+from edged.upload.source import SourceProblem, check_source
 from edged.upload.state import FileState, InvalidTransition, UploadEvent
-from edged.upload.verify import etags_of_bytes, existing_object, verification_problems
+from edged.upload.transfer import FileTransfer, apply_event
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +46,7 @@ JOURNAL_RETRY_SECONDS = 30.0
 DAY = 86400.0
 ROW_STRIKES = 3  # a file that breaks the worker this often is set aside as failed
 MAX_UPLOADS_LOST = 5  # a file started over this often is failed: something is wrong upstream
+OFFLINE_WARNING_SECONDS = 60.0  # one warning a minute at most while offline; the metric says more
 
 
 @dataclass(frozen=True)
@@ -64,76 +60,23 @@ class UploaderSettings:
     prune_interval_seconds: float = DAY  # of monotonic time between two prunes of the event log
 
 
-class SourceProblem(Exception):
-    """The source file is gone or changed since it was queued: it cannot be uploaded as queued."""
-
-
-class KeyTaken(SourceProblem):
-    """The upstream holds the key with other bytes: never replaced."""
-
-
-_FORWARD = {  # the way to done of a file found already upstream
-    FileState.UPLOADING: UploadEvent.PARTS_SENT,
-    FileState.COMPLETING: UploadEvent.COMPLETED,
-    FileState.VERIFYING: UploadEvent.VERIFIED,
-}
-
-
 def read_clock() -> ClockSample:
     return ClockSample(wall=time.time(), monotonic=time.monotonic())
 
 
-@dataclass
-class Digest:
-    """The sha256 and the MD5 of a whole file, fed its bytes in order (the bytes sent)."""
-
-    sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
-    md5: hashlib._Hash = field(default_factory=lambda: hashlib.md5())  # noqa: S324 - S3's ETag
-
-    def update(self, data: bytes) -> None:
-        self.sha256.update(data)
-        self.md5.update(data)
+def next_probe_delay(delay: float) -> float:
+    """The wait after a failed probe that followed a wait of `delay`: doubled, capped."""
+    return min(delay * 2, PROBE_MAX_SECONDS)
 
 
-def _read_span(path: str, span: PartSpan, digest: Digest | None = None) -> tuple[bytes, str]:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(span.offset)
-            data = handle.read(span.size)
-    except OSError as error:
-        raise SourceProblem(f"{path} cannot be read: {error.strerror}") from None
-    if len(data) != span.size:
-        raise SourceProblem(f"{path} is shorter than when it was queued")
-    if digest is not None:
-        digest.update(data)
-    return data, hashlib.md5(data).hexdigest()  # noqa: S324 - S3's part checksum
+def offline_warning_due(was_online: bool, now: float, last_warning: float) -> bool:
+    """Whether a failed contact is worth a warning: the link just went, or a minute passed."""
+    return was_online or now - last_warning > OFFLINE_WARNING_SECONDS
 
 
-def _read_as_sent(path: str, size: int, part_size: int) -> tuple[Digest, list[str]]:
-    """Read a file part by part as it is sent: its digest and each part's md5 (blocking)."""
-    digest = Digest()
-    spans = plan_parts(size, part_size) or [PartSpan(1, 0, size)]
-    return digest, [_read_span(path, span, digest)[1] for span in spans]
-
-
-def _etags_of_file(path: str, size: int, part_size: int) -> set[str]:
-    """The ETags an object of this file's bytes may carry (blocking)."""
-    digest, part_md5s = _read_as_sent(path, size, part_size)
-    return etags_of_bytes(digest.md5.hexdigest(), part_md5s, bool(plan_parts(size, part_size)))
-
-
-def _check_source(record: FileRecord) -> None:
-    try:
-        facts = os.stat(record.path)
-    except FileNotFoundError:
-        raise SourceProblem(f"{record.path} was deleted before it was uploaded") from None
-    except OSError as error:  # e.g. its folder was replaced by a file
-        raise SourceProblem(f"{record.path} cannot be read: {error.strerror}") from None
-    if facts.st_size != record.size or facts.st_mtime_ns != record.mtime_ns:
-        raise SourceProblem(
-            f"{record.path} changed since it was queued (size {record.size} -> {facts.st_size});"
-            " refused: queue the new version again"
-        )
+def prune_due(last_prune: float | None, monotonic: float, interval: float) -> bool:
+    """Whether the event log is pruned now (never yet, or `interval` since the last prune)."""
+    return last_prune is None or monotonic - last_prune >= interval
 
 
 class Uploader:
@@ -157,7 +100,18 @@ class Uploader:
         self._supervisor: Supervisor | None = None
         self._own_supervisor = False
         self._strikes: Counter[int] = Counter()  # unexpected failures per file
-        self._sent: dict[int, Digest] = {}  # file id -> the digest of the bytes sent
+        self._transfer = (
+            FileTransfer(
+                journal,
+                store,
+                metrics,
+                self._bucket,
+                part_size=settings.part_size,
+                parallel_parts=settings.parallel_parts,
+            )
+            if store is not None
+            else None
+        )
         self._online = False
         self._stale_checked = False
         self._last_prune: float | None = None  # monotonic
@@ -370,12 +324,12 @@ class Uploader:
                 self._set_online(False, str(error))
                 await self._note_waiting(str(error))
                 await self._sleep(delay, self._probe_now)
-                delay = min(delay * 2, PROBE_MAX_SECONDS)
+                delay = next_probe_delay(delay)
                 continue
             except UpstreamError as error:
                 self._set_online(False, str(error))
                 await self._sleep(delay, self._probe_now)
-                delay = min(delay * 2, PROBE_MAX_SECONDS)
+                delay = next_probe_delay(delay)
                 continue
             self._set_online(True, "")
             return
@@ -388,8 +342,7 @@ class Uploader:
                 callback()
         elif not online:
             now = time.monotonic()
-            # One warning per minute at most; the metric says the rest.
-            if self._online or now - self._last_offline_log > 60:
+            if offline_warning_due(self._online, now, self._last_offline_log):
                 logger.warning("upstream unavailable, uploads wait: %s", reason)
                 self._last_offline_log = now
         self._online = online
@@ -403,10 +356,7 @@ class Uploader:
         """Prune the event log on a monotonic schedule, by stored time, minus the clock's steps."""
         sample = self._clock()
         self.observe_clock(sample)
-        due = self._last_prune is None or (
-            sample.monotonic - self._last_prune >= self._settings.prune_interval_seconds
-        )
-        if due:
+        if prune_due(self._last_prune, sample.monotonic, self._settings.prune_interval_seconds):
             before = sample.wall - self._settings.event_retention_days * DAY
             ranges = prune_ranges(self._steps.steps, before)
             pruned = await asyncio.to_thread(self.journal.prune_event_ranges, ranges)
@@ -446,28 +396,29 @@ class Uploader:
     # -- one file ------------------------------------------------------------------------------
 
     async def _apply(self, record: FileRecord, event: UploadEvent, **kwargs: object) -> FileState:
-        return await asyncio.to_thread(
-            lambda: self.journal.apply(record.id, event, **kwargs)  # type: ignore[arg-type]
-        )
+        return await apply_event(self.journal, record, event, **kwargs)
 
     async def _process(self, record: FileRecord) -> None:
+        transfer = self._transfer
+        if transfer is None:
+            raise RuntimeError("no upstream configured: the upload worker does not run")
         try:
-            await asyncio.to_thread(_check_source, record)
+            await asyncio.to_thread(check_source, record)
             state = record.state
             if state is FileState.QUEUED:
                 state = await self._apply(record, UploadEvent.START, detail=record.key)
             if state is FileState.UPLOADING:
-                state = await self._send(record)
+                state = await transfer.send(record)
             if state is FileState.COMPLETING:
-                state = await self._complete(record)
+                state = await transfer.complete(record)
             if state is FileState.VERIFYING:
-                await self._verify(record)
+                await transfer.verify(record)
         except SourceProblem as problem:  # KeyTaken too
-            self._sent.pop(record.id, None)
+            transfer.forget(record.id)
             logger.error("upload %d failed: %s", record.id, problem)
             await self._apply(record, UploadEvent.FATAL_ERROR, detail=str(problem))
         except UploadLost as error:
-            self._sent.pop(record.id, None)
+            transfer.forget(record.id)
             lost = await asyncio.to_thread(
                 self.journal.count_events, record.id, UploadEvent.UPLOAD_LOST.value
             )
@@ -506,281 +457,3 @@ class Uploader:
         await self._apply(
             record, UploadEvent.RETRYABLE_ERROR, detail=str(error), retry_at=time.time() + wait
         )
-
-    async def _send(self, record: FileRecord) -> FileState:
-        part_size = record.part_size or self._settings.part_size
-        spans = plan_parts(record.size, part_size)
-        if (not spans or not record.upload_id) and await self._already_upstream(record):
-            return FileState.DONE
-        if not spans:
-            digest = Digest()
-            data, md5 = await asyncio.to_thread(
-                _read_span, record.path, PartSpan(1, 0, record.size), digest
-            )
-            self._check_digest(record, digest)
-            await self._throttle(len(data))
-            etag = await asyncio.to_thread(
-                self.store.put, record.key, data, record.sha256, _content_type(record.key)
-            )
-            self._metrics.bytes.inc(len(data))
-            await asyncio.to_thread(
-                self.journal.record_part, record.id, PartRecord(1, len(data), md5, etag)
-            )
-            self._sent[record.id] = digest
-            return await self._apply(record, UploadEvent.PARTS_SENT)
-
-        upload_id = record.upload_id
-        if not upload_id:
-            upload_id = await asyncio.to_thread(self.store.create_upload, record.key, record.sha256)
-            await asyncio.to_thread(self.journal.set_upload_id, record.id, upload_id, part_size)
-            done: dict[int, PartRecord] = {}
-        else:
-            done = {
-                part.number: part for part in await asyncio.to_thread(self.journal.parts, record.id)
-            }
-            done = await self._cross_check(record, upload_id, done, spans)
-        if done:
-            logger.info(
-                "upload %d resumes: %d of %d parts already acknowledged",
-                record.id,
-                len(done),
-                len(spans),
-            )
-        digest = Digest()
-        # One reader takes the parts in order (so the digest is of the bytes sent, in order);
-        # `parallel_parts` senders take them from a queue of one.
-        ready: asyncio.Queue[tuple[PartSpan, bytes, str] | None] = asyncio.Queue(1)
-        senders = self._settings.parallel_parts
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._read_parts(record, spans, done, digest, ready, senders))
-                for _ in range(senders):
-                    group.create_task(self._send_parts(record, upload_id, ready))
-        except ExceptionGroup as failures:
-            raise _most_telling(failures) from None
-        if digest.sha256.hexdigest() != record.sha256:
-            await self._abort_quietly(record, upload_id)
-        self._check_digest(record, digest)
-        self._sent[record.id] = digest
-        return await self._apply(record, UploadEvent.PARTS_SENT, detail=f"{len(spans)} parts")
-
-    async def _already_upstream(self, record: FileRecord, upload_id: str = "") -> bool:
-        """Before an object is written: True when the key holds these bytes (the file is done);
-        KeyTaken when it holds other bytes; False when there is nothing there (or to keep)."""
-        facts = await asyncio.to_thread(self.store.stat, record.key)
-        etags: set[str] = set()
-        if facts is not None:
-            part_size = record.part_size or self._settings.part_size
-            etags = await asyncio.to_thread(_etags_of_file, record.path, record.size, part_size)
-        decision = existing_object(facts, record.size, record.sha256, etags)
-        if decision == "send":
-            return False
-        if decision == "refuse":
-            if upload_id:
-                await self._abort_quietly(record, upload_id)
-            raise KeyTaken(f"upstream already holds {record.key} with other bytes; not replaced")
-        assert facts is not None  # noqa: S101 - "done" needs an object
-        said = f"already upstream with the same bytes (etag {facts.etag}); nothing sent"
-        state = (await asyncio.to_thread(self.journal.require, record.id)).state
-        while state is not FileState.DONE:
-            state = await self._apply(record, _FORWARD[state], detail=said, etag=facts.etag)
-        self._sent.pop(record.id, None)
-        self._metrics.last_success.set(time.time())
-        logger.info("upload %d: %s %s", record.id, record.key, said)
-        return True
-
-    @staticmethod
-    def _check_digest(record: FileRecord, digest: Digest) -> None:
-        """The bytes read for sending must be the bytes hashed at enqueue (SD-card bit rot)."""
-        sent = digest.sha256.hexdigest()
-        if sent != record.sha256:
-            raise SourceProblem(
-                f"{record.path} now reads as sha256 {sent}, not the {record.sha256} it was "
-                "queued with (changed on disk, or bit rot); not uploaded"
-            )
-
-    async def _abort_quietly(self, record: FileRecord, upload_id: str) -> None:
-        try:
-            await asyncio.to_thread(self.store.abort, record.key, upload_id)
-        except UpstreamError as error:
-            logger.warning("upload %d: could not abort %s: %s", record.id, upload_id, error)
-
-    async def _read_parts(
-        self,
-        record: FileRecord,
-        spans: list[PartSpan],
-        done: dict[int, PartRecord],
-        digest: Digest,
-        ready: asyncio.Queue[tuple[PartSpan, bytes, str] | None],
-        senders: int,
-    ) -> None:
-        for span in spans:
-            data, md5 = await asyncio.to_thread(_read_span, record.path, span, digest)
-            held = done.get(span.number)
-            if held is None:
-                await ready.put((span, data, md5))
-            elif held.md5 != md5:
-                raise SourceProblem(
-                    f"{record.path} changed after part {span.number} was sent; not uploaded"
-                )
-        for _ in range(senders):
-            await ready.put(None)
-
-    async def _send_parts(
-        self,
-        record: FileRecord,
-        upload_id: str,
-        ready: asyncio.Queue[tuple[PartSpan, bytes, str] | None],
-    ) -> None:
-        while (item := await ready.get()) is not None:
-            await self._send_part(record, upload_id, *item)
-
-    async def _cross_check(
-        self, record: FileRecord, upload_id: str, done: dict[int, PartRecord], spans: list[PartSpan]
-    ) -> dict[int, PartRecord]:
-        """Reconcile the journal with the parts the server holds; the journal stays the truth.
-
-        A journal part the server lacks goes again. A part the server holds but the journal does
-        not (acknowledged just as the process died) is adopted only when its ETag equals the md5
-        of the same bytes read here now.
-        """
-        held = await asyncio.to_thread(self.store.list_parts, record.key, upload_id)
-        missing = [number for number, part in done.items() if held.get(number) != part.etag]
-        if missing:
-            logger.warning(
-                "upload %d: server lacks parts %s the journal holds; re-sending", record.id, missing
-            )
-        kept = {number: part for number, part in done.items() if number not in missing}
-        for span in spans:
-            if span.number in kept or span.number not in held:
-                continue
-            _, md5 = await asyncio.to_thread(_read_span, record.path, span)
-            if held[span.number] == md5:
-                part = PartRecord(span.number, span.size, md5, md5)
-                await asyncio.to_thread(self.journal.record_part, record.id, part)
-                kept[span.number] = part
-        return kept
-
-    async def _throttle(self, size: int) -> None:
-        wait = self._bucket.reserve(size, time.monotonic())
-        if wait > 0:
-            await asyncio.sleep(wait)
-
-    async def _send_part(
-        self, record: FileRecord, upload_id: str, span: PartSpan, data: bytes, md5: str
-    ) -> None:
-        await self._throttle(span.size)
-        try:
-            etag = await asyncio.to_thread(
-                self.store.upload_part, record.key, upload_id, span.number, data
-            )
-        except UpstreamError:
-            self._metrics.parts.labels("error").inc()
-            raise
-        if etag != md5:
-            self._metrics.parts.labels("error").inc()
-            raise UpstreamError(
-                f"part {span.number} of {record.key}: server ETag {etag} is not its md5 {md5}"
-            )
-        await asyncio.to_thread(
-            self.journal.record_part, record.id, PartRecord(span.number, span.size, md5, etag)
-        )
-        self._metrics.parts.labels("ok").inc()
-        self._metrics.bytes.inc(span.size)
-
-    async def _sent_digest(self, record: FileRecord, parts: list[PartRecord]) -> Digest:
-        """The digest of the bytes sent: kept from sending, or (after a restart) read again,
-        each part checked against the md5 the server acknowledged."""
-        kept = self._sent.get(record.id)
-        if kept is not None:
-            return kept
-        part_size = record.part_size or self._settings.part_size
-        digest, md5s = await asyncio.to_thread(_read_as_sent, record.path, record.size, part_size)
-        sent = {part.number: part.md5 for part in parts}
-        for number, md5 in enumerate(md5s, start=1):
-            if sent.get(number) != md5:
-                raise SourceProblem(
-                    f"{record.path} changed after part {number} was sent; not uploaded"
-                )
-        self._check_digest(record, digest)
-        self._sent[record.id] = digest
-        return digest
-
-    async def _accepted(self, record: FileRecord) -> tuple[FileRecord, list[PartRecord], set[str]]:
-        fresh = await asyncio.to_thread(self.journal.require, record.id)
-        parts = await asyncio.to_thread(self.journal.parts, record.id)
-        digest = await self._sent_digest(fresh, parts)
-        multipart = bool(plan_parts(fresh.size, fresh.part_size or self._settings.part_size))
-        accepted = etags_of_bytes(digest.md5.hexdigest(), [part.md5 for part in parts], multipart)
-        return fresh, parts, accepted
-
-    async def _complete(self, record: FileRecord) -> FileState:
-        fresh, parts, accepted = await self._accepted(record)
-        if not plan_parts(fresh.size, fresh.part_size or self._settings.part_size):
-            return await self._apply(record, UploadEvent.COMPLETED, etag=parts[0].etag)
-        if await self._already_upstream(fresh, fresh.upload_id):
-            return FileState.DONE
-        try:
-            etag = await asyncio.to_thread(
-                self.store.complete,
-                record.key,
-                fresh.upload_id,
-                [(part.number, part.etag) for part in parts],
-            )
-        except UploadLost:
-            # Completed just before a crash? Then the object is there with an ETag of its bytes.
-            facts = await asyncio.to_thread(self.store.stat, record.key)
-            if facts is None or facts.etag not in accepted:
-                raise
-            etag = facts.etag
-        if etag not in accepted:
-            raise UploadLost(
-                f"completion ETag {etag} is none of {sorted(accepted)} (the bytes sent)"
-            )
-        return await self._apply(record, UploadEvent.COMPLETED, etag=etag)
-
-    async def _verify(self, record: FileRecord) -> None:
-        fresh, _, accepted = await self._accepted(record)
-        facts = await asyncio.to_thread(self.store.stat, record.key)
-        problems = verification_problems(facts, fresh.size, fresh.sha256, accepted)
-        if problems:
-            raise UploadLost("verification failed: " + "; ".join(problems))
-        if facts is not None and not facts.sha256:
-            logger.warning(
-                "upload %d: %s has no sha256 metadata upstream (lost by the server?); verified "
-                "by size and ETag %s of the bytes sent",
-                record.id,
-                record.key,
-                facts.etag,
-            )
-        # The digest is of the bytes sent, in order, and equals the sha256 taken at enqueue;
-        # an unchanged size and mtime say the file is still the one queued.
-        await asyncio.to_thread(_check_source, fresh)
-        await self._apply(record, UploadEvent.VERIFIED, detail=f"etag {facts and facts.etag}")
-        self._sent.pop(record.id, None)
-        self._metrics.last_success.set(time.time())
-        logger.info(
-            "upload %d verified: %s (%d bytes, etag %s)",
-            record.id,
-            record.key,
-            record.size,
-            facts and facts.etag,
-        )
-
-
-def _most_telling(failures: ExceptionGroup[Exception]) -> Exception:
-    """The one error of several failed parts that decides what happens to the file."""
-    errors = list(failures.exceptions)
-    for kind in (SourceProblem, UploadLost, ClockSkewed, CredentialsRefused, UpstreamUnreachable):
-        for error in errors:
-            if isinstance(error, kind):
-                return error
-    return errors[0]
-
-
-def _content_type(key: str) -> str:
-    if key.endswith(".mp4"):
-        return "video/mp4"
-    if key.endswith(".json"):
-        return "application/json"
-    return "application/octet-stream"

@@ -19,7 +19,7 @@ from edged.s3bucket import (
     error_code,
 )
 from edged.upload.policy import multipart_etag, plan_parts
-from edged.upload.uploader import _etags_of_file
+from edged.upload.source import etags_of_file
 from edged.upload.verify import etags_of_bytes, sha256_metadata_problem, verification_problems
 
 SHA = "ab" * 32
@@ -124,10 +124,10 @@ def test_the_etags_of_a_file_are_those_of_the_same_bytes_sent(tmp_path: Path) ->
     part_size = 5 * 1024 * 1024
     spans = plan_parts(len(data), part_size)
     sent = [md5(data[span.offset : span.offset + span.size]) for span in spans]
-    assert _etags_of_file(str(path), len(data), part_size) == etags_of_bytes(
+    assert etags_of_file(str(path), len(data), part_size) == etags_of_bytes(
         md5(data), sent, multipart=True
     )
-    assert _etags_of_file(str(path), len(data), len(data)) == {md5(data)}
+    assert etags_of_file(str(path), len(data), len(data)) == {md5(data)}
 
 
 ETAGS = {"0123", "4567-3"}
