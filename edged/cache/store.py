@@ -156,6 +156,11 @@ class AssetStore:
     def poster_path(self, name: str) -> Path:
         return self.posters_dir / f"{name}.jpg"
 
+    def staging_path(self, name: str) -> Path:
+        """A new file to receive clip `name`'s bytes before `add` (a crash's leftover is removed
+        at start-up)."""
+        return self.incoming / f"put-{name}-{os.getpid()}-{time.monotonic_ns()}"
+
     def get(self, name: str) -> Asset | None:
         asset = self._view.assets.get(name)
         return None if asset is None else self._seen(asset)

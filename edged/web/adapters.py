@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from edged.upload.naming import ObjectNaming
 from edged.upload.report import upload_report
 from edged.upload.state import FileState
 from edged.upload.uploader import Uploader
+from edged.web.context import WhepRefused
 
 if TYPE_CHECKING:
     from edged.media.live import LiveHub
@@ -47,6 +49,10 @@ class LazyWhep:
             logger.info("WebRTC loaded for the first viewer")
         return self._sessions
 
+    def loaded(self) -> WhepSessions | None:
+        """The sessions if a viewer ever came, without loading aiortc."""
+        return self._sessions
+
     async def aclose(self) -> None:
         if self._sessions is not None:
             await self._sessions.close_all()
@@ -63,8 +69,13 @@ class LiveStreams(Protocol):
     def request_keyframe(self, name: str) -> None: ...
 
 
+# A player fetches every segment as it appears: one that fetched none for this many segment
+# durations has left (or stalled long enough not to count).
+HLS_VIEWER_SEGMENTS = 3
+
+
 class MediaLiveView:
-    """`LiveView` over the running streams and the lazily loaded WHEP sessions."""
+    """`LiveView` over the running streams' hubs and the lazily loaded WHEP sessions."""
 
     def __init__(self, media: LiveStreams, whep: LazyWhep) -> None:
         self._media = media
@@ -73,14 +84,58 @@ class MediaLiveView:
     def stream_names(self) -> list[str]:
         return sorted(self._media.streams)
 
-    def hub(self, stream: str) -> LiveHub | None:
-        return self._media.hub(stream)
+    def has_stream(self, stream: str) -> bool:
+        return self._media.hub(stream) is not None
 
-    def request_keyframe(self, stream: str) -> None:
-        self._media.request_keyframe(stream)
+    def playlist(self, stream: str) -> str | None:
+        hub = self._media.hub(stream)
+        window = hub.hls.window if hub is not None else None  # one read: the muxer replaces it
+        return window.playlist() if window is not None and window.segments else None
 
-    def whep(self) -> WhepSessions:
-        return self._whep.sessions()
+    def init_segment(self, stream: str) -> bytes | None:
+        hub = self._media.hub(stream)
+        return (hub.hls.init or None) if hub is not None else None
+
+    def segment(self, stream: str, sequence: int) -> bytes | None:
+        hub = self._media.hub(stream)
+        segment = hub.hls.segment(sequence) if hub is not None else None
+        return segment.data if segment is not None else None
+
+    def note_hls_client(self, stream: str, client: str) -> None:
+        hub = self._media.hub(stream)
+        if hub is not None:
+            window = HLS_VIEWER_SEGMENTS * hub.hls.target_duration
+            hub.hls_viewers.seen(client, time.monotonic(), window)
+
+    def hls_viewer_count(self, stream: str) -> int:
+        # From the scrape's thread: one dict lookup, and HlsViewers has its lock.
+        hub = self._media.hub(stream)
+        return hub.hls_viewers.count(time.monotonic()) if hub is not None else 0
+
+    async def poster(self, stream: str) -> bytes | None:
+        hub = self._media.hub(stream)
+        keyframe = hub.gop.keyframe if hub is not None else None
+        if hub is None or keyframe is None:
+            return None
+        return await hub.poster.jpeg(keyframe, hub.extradata, time.monotonic())
+
+    async def whep_offer(self, stream: str, offer: str) -> tuple[str, str]:
+        hub = self._media.hub(stream)
+        if hub is None:
+            raise WhepRefused(404, f"no live stream {stream!r} on this box")
+        sessions = self._whep.sessions()
+        from edged.media.webrtc import WhepError  # loaded by sessions() above
+
+        try:
+            return await sessions.create(
+                stream, hub, offer, lambda: self._media.request_keyframe(stream)
+            )
+        except WhepError as error:
+            raise WhepRefused(error.status, str(error), retry_after=error.retry_after) from error
+
+    async def whep_delete(self, stream: str, session: str) -> bool:
+        sessions = self._whep.loaded()  # no viewer ever came: no session to end
+        return sessions is not None and await sessions.delete(stream, session)
 
 
 class JournalUploads:

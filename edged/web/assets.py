@@ -97,11 +97,14 @@ async def _file_response(
     return _FileWithRange(path, wanted, headers)
 
 
-def public_reason(error: Exception, root: Path, temporary: str, name: str) -> str:
-    """A refusal for the client: the clip's name where the message names a file of the store
-    (PyAV quotes the absolute path it opened), never the data dir."""
-    text = re.sub(re.escape(str(root)) + r"[^'\"\s]*", name, str(error))
-    return text.replace(temporary, name)
+# An absolute path in a message: a slash not inside a word or a name, then no quote or space.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/[^'\"\s]+")
+
+
+def public_reason(error: Exception, temporary: str, name: str) -> str:
+    """A refusal for the client: the clip's name where the message names a file (PyAV quotes
+    the absolute path it opened, under the data dir), never a path."""
+    return _ABSOLUTE_PATH.sub(name, str(error)).replace(temporary, name)
 
 
 def _count(request: web.Request, result: str, started: float) -> None:
@@ -277,7 +280,7 @@ async def put_asset(request: web.Request) -> web.Response:
         return web.json_response({"error": f"asset name {name!r} not allowed"}, status=400)
     pin = request.query.get("pin", "false").lower() in ("1", "true", "yes")
     limit = store.max_bytes
-    upload = store.incoming / f"put-{name}-{os.getpid()}-{time.monotonic_ns()}"
+    upload = store.staging_path(name)
     received = 0
     try:
         with upload.open("wb") as handle:
@@ -291,9 +294,7 @@ async def put_asset(request: web.Request) -> web.Response:
         try:
             asset = await asyncio.to_thread(store.add, upload, name, pin=pin, origin="api")
         except PrepareError as error:
-            return web.json_response(
-                {"error": public_reason(error, store.root, upload.name, name)}, status=422
-            )
+            return web.json_response({"error": public_reason(error, upload.name, name)}, status=422)
     finally:
         upload.unlink(missing_ok=True)
     return web.json_response(

@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
+from edged.errors import EdgedError
 from edged.metrics import Metrics
 
 if TYPE_CHECKING:
     from edged.cache.store import Asset
     from edged.cache.upstream import Download
-    from edged.media.live import LiveHub
-    from edged.media.webrtc import WhepSessions
     from edged.upload.state import FileState
 
 T = TypeVar("T")
@@ -65,17 +64,56 @@ class Reloader(Protocol):
         ...
 
 
+class WhepRefused(EdgedError):
+    """A WHEP offer the box cannot take: `status` is the HTTP status to answer with, and
+    `retry_after` the seconds after which trying again may succeed."""
+
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
 class LiveView(Protocol):
-    """The live streams as the live routes and the landing page use them."""
+    """The live streams as the live routes and the landing page use them, asked per stream.
+    A stream that is not running answers None (or False) everywhere."""
 
     def stream_names(self) -> list[str]: ...
 
-    def hub(self, stream: str) -> LiveHub | None: ...
+    def has_stream(self, stream: str) -> bool: ...
 
-    def request_keyframe(self, stream: str) -> None: ...
+    def playlist(self, stream: str) -> str | None:
+        """The HLS media playlist; None until the stream has a segment."""
+        ...
 
-    def whep(self) -> WhepSessions:
-        """The WebRTC sessions (aiortc loads with the first viewer)."""
+    def init_segment(self, stream: str) -> bytes | None:
+        """The fMP4 initialisation segment; None until the muxer has written it."""
+        ...
+
+    def segment(self, stream: str, sequence: int) -> bytes | None:
+        """A media segment the playlist lists; None once dropped from the window or not yet."""
+        ...
+
+    def note_hls_client(self, stream: str, client: str) -> None:
+        """`client` (an address) fetched a segment of `stream` just now."""
+        ...
+
+    def hls_viewer_count(self, stream: str) -> int:
+        """Clients that fetched a segment of `stream` lately (HLS has no session); asked by the
+        metrics scrape, from a worker thread."""
+        ...
+
+    async def poster(self, stream: str) -> bytes | None:
+        """The latest keyframe as JPEG; None before the first keyframe, MediaError when it
+        cannot be decoded."""
+        ...
+
+    async def whep_offer(self, stream: str, offer: str) -> tuple[str, str]:
+        """(session id, SDP answer) for a WebRTC viewer's SDP offer; WhepRefused otherwise."""
+        ...
+
+    async def whep_delete(self, stream: str, session: str) -> bool:
+        """End a WebRTC viewer's session; False when there is no such session."""
         ...
 
 
@@ -83,11 +121,10 @@ class ClipStore(Protocol):
     """The clip cache as the asset routes use it (AssetStore is one): lookups on the loop,
     writes and summaries through threads."""
 
-    @property
-    def root(self) -> Path: ...
-
-    @property
-    def incoming(self) -> Path: ...
+    def staging_path(self, name: str) -> Path:
+        """A new file for receiving the bytes of clip `name` before `add` (removed at start-up
+        if a crash leaves it behind)."""
+        ...
 
     @property
     def max_bytes(self) -> int: ...

@@ -10,8 +10,8 @@ from string import Template
 from aiohttp import web
 
 from edged.errors import MediaError
-from edged.media.live import POSTER_SECONDS, LiveHub, segment_sequence
-from edged.web.context import LIVE, METRICS, LiveView
+from edged.media.live import POSTER_SECONDS, segment_sequence
+from edged.web.context import LIVE, METRICS, LiveView, WhepRefused
 
 routes = web.RouteTableDef()
 
@@ -19,13 +19,12 @@ STREAM = r"{stream:[a-z0-9][a-z0-9-]{0,62}}"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 
 
-def _hub(request: web.Request) -> tuple[LiveView, LiveHub]:
+def _stream(request: web.Request) -> tuple[LiveView, str]:
     live = request.app.get(LIVE)
     stream = request.match_info["stream"]
-    hub = live.hub(stream) if live is not None else None
-    if live is None or hub is None:
+    if live is None or not live.has_stream(stream):
         raise web.HTTPNotFound(text=f"no live stream {stream!r} on this box\n")
-    return live, hub
+    return live, stream
 
 
 def _observe_first_byte(request: web.Request, started: float) -> None:
@@ -35,52 +34,47 @@ def _observe_first_byte(request: web.Request, started: float) -> None:
 @routes.get(f"/live/{STREAM}/index.m3u8")
 async def playlist(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    _, hub = _hub(request)
-    if not hub.hls.segments:
+    live, stream = _stream(request)
+    text = live.playlist(stream)
+    if text is None:
         raise web.HTTPServiceUnavailable(
             text="the stream has no segment yet\n", headers={"Retry-After": "1"}
         )
-    response = web.Response(text=hub.hls.playlist(), content_type=PLAYLIST_TYPE)
+    response = web.Response(text=text, content_type=PLAYLIST_TYPE)
     response.headers["Cache-Control"] = "no-cache"
     _observe_first_byte(request, started)
     return response
 
 
-# A player fetches every segment as it appears: one that fetched none for this many segment
-# durations has left (or stalled long enough not to count).
-HLS_VIEWER_SEGMENTS = 3
-
-
-def _count_hls_viewer(request: web.Request, hub: LiveHub, size: int) -> None:
+def _count_hls_viewer(request: web.Request, live: LiveView, stream: str, size: int) -> None:
     """HLS has no session: a viewer is a client address that fetched a segment lately. The
     gauge is computed when scraped, so it drops when the last viewer stops fetching."""
-    live = request.app[METRICS].live
-    viewers = hub.hls_viewers
-    window = HLS_VIEWER_SEGMENTS * hub.hls.target_duration
-    viewers.seen(request.remote or "", time.monotonic(), window)
-    live.viewers.labels(hub.stream, "hls").set_function(lambda: viewers.count(time.monotonic()))
-    live.bytes.labels(hub.stream, "hls").inc(size)
+    metrics = request.app[METRICS].live
+    live.note_hls_client(stream, request.remote or "")
+    metrics.viewers.labels(stream, "hls").set_function(lambda: live.hls_viewer_count(stream))
+    metrics.bytes.labels(stream, "hls").inc(size)
 
 
 @routes.get(f"/live/{STREAM}/init.mp4")
 async def init_segment(request: web.Request) -> web.Response:
-    _, hub = _hub(request)
-    if not hub.hls.init:
+    live, stream = _stream(request)
+    init = live.init_segment(stream)
+    if not init:
         raise web.HTTPServiceUnavailable(text="no init segment yet\n")
-    return web.Response(body=hub.hls.init, content_type="video/mp4")
+    return web.Response(body=init, content_type="video/mp4")
 
 
 @routes.get(rf"/live/{STREAM}/{{name:segment-[^/]{{1,40}}\.m4s}}")
 async def media_segment(request: web.Request) -> web.Response:
-    _, hub = _hub(request)
+    live, stream = _stream(request)
     sequence = segment_sequence(request.match_info["name"])
     if sequence is None:
         raise web.HTTPNotFound(text="not a segment name the playlist lists\n")
-    segment = hub.hls.segment(sequence)
+    segment = live.segment(stream, sequence)
     if segment is None:
         raise web.HTTPNotFound(text="segment no longer (or not yet) held\n")
-    _count_hls_viewer(request, hub, len(segment.data))
-    response = web.Response(body=segment.data, content_type="video/iso.segment")
+    _count_hls_viewer(request, live, stream, len(segment))
+    response = web.Response(body=segment, content_type="video/iso.segment")
     response.headers["Cache-Control"] = "max-age=60"
     return response
 
@@ -88,14 +82,13 @@ async def media_segment(request: web.Request) -> web.Response:
 @routes.get(f"/live/{STREAM}/poster.jpg")
 async def poster(request: web.Request) -> web.Response:
     """The latest keyframe as JPEG: one decode, off the event loop, for every waiting request."""
-    _, hub = _hub(request)
-    keyframe = hub.gop.keyframe
-    if keyframe is None:
-        raise web.HTTPServiceUnavailable(text="no keyframe yet\n", headers={"Retry-After": "1"})
+    live, stream = _stream(request)
     try:
-        jpeg = await hub.poster.jpeg(keyframe, hub.extradata, time.monotonic())
+        jpeg = await live.poster(stream)
     except MediaError as error:
         raise web.HTTPServiceUnavailable(text=f"{error}\n", headers={"Retry-After": "1"}) from error
+    if jpeg is None:
+        raise web.HTTPServiceUnavailable(text="no keyframe yet\n", headers={"Retry-After": "1"})
     response = web.Response(body=jpeg, content_type="image/jpeg")
     response.headers["Cache-Control"] = f"max-age={int(POSTER_SECONDS)}"
     return response
@@ -103,18 +96,13 @@ async def poster(request: web.Request) -> web.Response:
 
 @routes.post(f"/live/{STREAM}/whep")
 async def whep_offer(request: web.Request) -> web.Response:
-    live, hub = _hub(request)
+    live, stream = _stream(request)
     if request.content_type != "application/sdp":
         raise web.HTTPUnsupportedMediaType(text="send the SDP offer as application/sdp\n")
     offer = await request.text()
-    stream = hub.stream
-    from edged.media.webrtc import WhepError  # aiortc loads with the first viewer
-
     try:
-        session_id, answer = await live.whep().create(
-            stream, hub, offer, lambda: live.request_keyframe(stream)
-        )
-    except WhepError as error:
+        session_id, answer = await live.whep_offer(stream, offer)
+    except WhepRefused as error:
         headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
         return web.Response(status=error.status, text=f"{error}\n", headers=headers)
     location = f"/live/{stream}/whep/{session_id}"
@@ -126,7 +114,7 @@ async def whep_offer(request: web.Request) -> web.Response:
 @routes.delete(rf"/live/{STREAM}/whep/{{session:[A-Za-z0-9_-]{{1,64}}}}")
 async def whep_delete(request: web.Request) -> web.Response:
     live = request.app.get(LIVE)
-    if live is None or not await live.whep().delete(
+    if live is None or not await live.whep_delete(
         request.match_info["stream"], request.match_info["session"]
     ):
         raise web.HTTPNotFound(text="no such WHEP session\n")
@@ -143,7 +131,7 @@ def player_html(stream: str) -> str:
 
 @routes.get(f"/live/{STREAM}")
 async def player(request: web.Request) -> web.Response:
-    _, hub = _hub(request)
-    response = web.Response(text=player_html(hub.stream), content_type="text/html")
+    _, stream = _stream(request)
+    response = web.Response(text=player_html(stream), content_type="text/html")
     response.headers["Cache-Control"] = "no-cache"
     return response
