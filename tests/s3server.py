@@ -16,10 +16,13 @@ import calendar
 import io
 import logging
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -29,6 +32,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 ACCESS_KEY = "edgedtestkey"
 SECRET_KEY = "edgedtestsecret1234"
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/")
+REPO = Path(__file__).resolve().parents[1]
+TALLY_COMMAND = "total_part_puts"
 
 StartResponse = Callable[..., Any]
 
@@ -204,14 +209,69 @@ class S3Server:
             return sum(n for (path, _), n in self.part_puts.items() if path.endswith(path_suffix))
 
 
-def main() -> None:
-    """Run a server in its own process (benchmarks): prints the port, stops when stdin closes."""
-    import sys
+class MotoProcess:
+    """An S3Server in a child python, whose threads take their own GIL, not this process's: for
+    a test whose server copies big parts while the test's loop must stay responsive. start() /
+    stop(); a stop ends its state (the child's objects go with it). `total_part_puts` asks the
+    child for its tally."""
 
+    def __init__(self) -> None:
+        self.access_key = ACCESS_KEY  # the child's S3Server() default
+        self.port = 0
+        self._process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.s3server"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        port = self._process.stdout.readline().strip()
+        if not port.isdigit():
+            self.stop()
+            raise RuntimeError(f"the moto child did not say its port: {port!r}")
+        self.port = int(port)
+
+    def total_part_puts(self, path_suffix: str) -> int:
+        process = self._process
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        with self._lock:
+            process.stdin.write(f"{TALLY_COMMAND} {path_suffix}\n")
+            process.stdin.flush()
+            return int(process.stdout.readline())
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.close()  # the child's cue to stop
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def main() -> None:
+    """Run a server in its own process (benchmarks, MotoProcess): prints the port, answers each
+    `total_part_puts <suffix>` line on stdin with the count, stops when stdin closes."""
     server = S3Server()
     server.start()
     print(server.port, flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:
+        command, _, suffix = line.strip().partition(" ")
+        if command == TALLY_COMMAND:
+            print(server.total_part_puts(suffix), flush=True)
     server.stop()
 
 

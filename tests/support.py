@@ -42,6 +42,18 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+async def eventually_in_thread(
+    condition: Callable[[], object], limit: float = 60.0, what: str = "condition"
+) -> None:
+    """`eventually` for a condition that blocks (a request to a server): each poll runs in a
+    thread, off the event loop."""
+    deadline = time.monotonic() + limit
+    while not await asyncio.to_thread(condition):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {limit} s")
+        await asyncio.sleep(0.02)
+
+
 READY_LINE = re.compile(r"edged \S+ ready: http://(?P<host>[^/]+):(?P<port>\d+)/")
 
 

@@ -5,7 +5,7 @@ log (item 4). Real S3 servers on loopback; moto's wrapper checks the request tim
 
 from __future__ import annotations
 
-import io
+import asyncio
 import time
 from pathlib import Path
 
@@ -35,10 +35,9 @@ pytestmark = pytest.mark.integration
 __all__ = ["any_s3", "any_uploaders", "s3", "uploaders"]  # fixtures
 
 
-def put_object(server: S3Endpoint, key: str, data: bytes, sha256: str) -> None:
-    minio_client(server).put_object(
-        BUCKET, key, io.BytesIO(data), len(data), metadata={"sha256": sha256}
-    )
+def put_file(server: S3Endpoint, key: str, path: Path, sha256: str) -> None:
+    """Another writer's object at `key`: the file's bytes, with their sha256 as metadata."""
+    minio_client(server).fput_object(BUCKET, key, str(path), metadata={"sha256": sha256})
 
 
 @pytest.mark.parametrize("size", [1 * MiB, 12 * MiB], ids=["single-put", "multipart"])
@@ -48,10 +47,10 @@ async def test_a_key_holding_other_bytes_is_never_replaced(
     """The box booted twice to the same saved time: the second recording must not overwrite."""
     key = "gala/box/cam/2019-12-31/segment.mp4"
     earlier = tmp_path / "earlier.mp4"
-    earlier_sha = write_random(earlier, size)
-    put_object(any_s3, key, earlier.read_bytes(), earlier_sha)
+    earlier_sha = await asyncio.to_thread(write_random, earlier, size)
+    await asyncio.to_thread(put_file, any_s3, key, earlier, earlier_sha)
     source = tmp_path / "segment.mp4"
-    write_random(source, size)
+    await asyncio.to_thread(write_random, source, size)
     uploader = any_uploaders(part_size=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
@@ -60,7 +59,7 @@ async def test_a_key_holding_other_bytes_is_never_replaced(
     record = uploader.journal.require(file_id)
     assert record.state is FileState.FAILED
     assert record.last_error == f"upstream already holds {key} with other bytes; not replaced"
-    assert object_sha256(any_s3, key) == earlier_sha
+    assert await asyncio.to_thread(object_sha256, any_s3, key) == earlier_sha
     kinds = [event.kind for event in uploader.journal.events(file_id=file_id)]
     assert "part_done" not in kinds
     assert "upload_created" not in kinds
@@ -72,8 +71,8 @@ async def test_a_key_holding_the_same_bytes_is_done_without_sending(
 ) -> None:
     key = "gala/box/cam/2019-12-31/again.mp4"
     source = tmp_path / "again.mp4"
-    sha = write_random(source, size)
-    put_object(any_s3, key, source.read_bytes(), sha)
+    sha = await asyncio.to_thread(write_random, source, size)
+    await asyncio.to_thread(put_file, any_s3, key, source, sha)
     uploader = any_uploaders(part_size=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
@@ -84,7 +83,7 @@ async def test_a_key_holding_the_same_bytes_is_done_without_sending(
     events = uploader.journal.events(file_id=file_id)
     assert "part_done" not in [event.kind for event in events]
     assert any("already upstream with the same bytes" in event.detail for event in events)
-    assert object_sha256(any_s3, key) == sha
+    assert await asyncio.to_thread(object_sha256, any_s3, key) == sha
 
 
 async def test_a_refused_request_time_waits_says_why_and_never_fails(
@@ -95,7 +94,7 @@ async def test_a_refused_request_time_waits_says_why_and_never_fails(
     s3.max_skew_seconds = 900
     s3.clock_offset_seconds = 2 * DAY
     source = tmp_path / "a.mp4"
-    sha = write_random(source, 1 * MiB)
+    sha = await asyncio.to_thread(write_random, source, 1 * MiB)
     uploader = uploaders()
     file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
     await uploader.start()
@@ -113,7 +112,7 @@ async def test_a_refused_request_time_waits_says_why_and_never_fails(
     uploader.wake()
     await finish(uploader, file_id)
     assert uploader.journal.require(file_id).state is FileState.DONE
-    assert object_sha256(s3, "e/n/s/d/a.mp4") == sha
+    assert await asyncio.to_thread(object_sha256, s3, "e/n/s/d/a.mp4") == sha
     assert s3.skew_refusals >= 1
 
 
@@ -122,7 +121,7 @@ async def test_a_refused_request_time_mid_upload_keeps_the_file(
 ) -> None:
     """The clock goes wrong after the probe: the PUT's refusal is a wait, not a failure."""
     source = tmp_path / "a.mp4"
-    write_random(source, 1 * MiB)
+    await asyncio.to_thread(write_random, source, 1 * MiB)
     uploader = uploaders()
     await uploader.start()
     await eventually(lambda: uploader.online)
@@ -154,7 +153,7 @@ async def test_a_clock_step_forward_prunes_no_event(
     with uploader.journal._transaction() as db:  # an event logged 31 days ago, before any step
         db.execute("INSERT INTO events (at, kind, detail) VALUES (?, 'queued', 'old')", (old,))
     source = tmp_path / "a.mp4"
-    write_random(source, 1 * MiB)
+    await asyncio.to_thread(write_random, source, 1 * MiB)
     await uploader.start()
     first = await uploader.enqueue(source, "e/n/s/d/a.mp4")
     await finish(uploader, first)
@@ -164,11 +163,11 @@ async def test_a_clock_step_forward_prunes_no_event(
 
     offset[0] = 40 * DAY  # the wall clock steps; monotonic time does not
     second = tmp_path / "b.mp4"
-    write_random(second, 1 * MiB)
+    await asyncio.to_thread(write_random, second, 1 * MiB)
     next_id = await uploader.enqueue(second, "e/n/s/d/b.mp4")
     await finish(uploader, next_id)
     third = tmp_path / "c.mp4"
-    write_random(third, 1 * MiB)
+    await asyncio.to_thread(write_random, third, 1 * MiB)
     await finish(uploader, await uploader.enqueue(third, "e/n/s/d/c.mp4"))
 
     kept = uploader.journal.events(limit=1000)
@@ -182,19 +181,19 @@ async def test_a_key_taken_during_a_multipart_upload_is_not_completed_over(
     """Another writer puts other bytes at the key while the parts go: no completion over it."""
     key = "gala/box/cam/2019-12-31/raced.mp4"
     source = tmp_path / "raced.mp4"
-    write_random(source, 12 * MiB)
+    await asyncio.to_thread(write_random, source, 12 * MiB)
     other = tmp_path / "other.mp4"
-    other_sha = write_random(other, 1 * MiB)
+    other_sha = await asyncio.to_thread(write_random, other, 1 * MiB)
     uploader = any_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
     await eventually(lambda: len(uploader.journal.parts(file_id)) >= 1)
-    put_object(any_s3, key, other.read_bytes(), other_sha)
+    await asyncio.to_thread(put_file, any_s3, key, other, other_sha)
     await finish(uploader, file_id)
 
     record = uploader.journal.require(file_id)
     assert record.state is FileState.FAILED
     assert record.last_error == f"upstream already holds {key} with other bytes; not replaced"
-    assert object_sha256(any_s3, key) == other_sha
+    assert await asyncio.to_thread(object_sha256, any_s3, key) == other_sha
     kinds = [event.kind for event in uploader.journal.events(file_id=file_id)]
     assert "completed" not in kinds

@@ -34,6 +34,7 @@ from tests.integration.upload_support import (
     object_sha256,
     s3,
     uploaders,
+    whole_md5,
     write_random,
 )
 from tests.s3compat import S3Endpoint
@@ -63,18 +64,19 @@ async def test_bytes_changed_in_place_are_refused_not_verified(
     tmp_path: Path, any_s3: S3Endpoint, any_uploaders: UploaderFactory, size: int
 ) -> None:
     source = tmp_path / "a.mp4"
-    write_random(source, size)
+    await asyncio.to_thread(write_random, source, size)
     uploader = any_uploaders(part_size=5 * MiB)
-    any_s3.stop()  # queued during an outage, changed on the card before the link comes back
+    # queued during an outage, changed on the card before the link comes back
+    await asyncio.to_thread(any_s3.stop)
     file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
     flip_bytes_in_place(source, size - 7 * MiB // 2 if size > 5 * MiB else 1000, 64)
-    any_s3.start()
+    await asyncio.to_thread(any_s3.start)
     await uploader.start()
     await finish(uploader, file_id)
     row = uploader.journal.require(file_id)
     assert row.state is FileState.FAILED
     assert "bit rot" in row.last_error
-    assert not object_exists(any_s3, "e/n/s/d/a.mp4")
+    assert not await asyncio.to_thread(object_exists, any_s3, "e/n/s/d/a.mp4")
 
 
 async def test_a_file_whose_folder_became_a_file_fails_alone(
@@ -83,8 +85,8 @@ async def test_a_file_whose_folder_became_a_file_fails_alone(
     folder = tmp_path / "spool"
     folder.mkdir()
     broken, good = folder / "a.mp4", tmp_path / "b.mp4"
-    write_random(broken, 1 * MiB)
-    good_sha = write_random(good, 1 * MiB)
+    await asyncio.to_thread(write_random, broken, 1 * MiB)
+    good_sha = await asyncio.to_thread(write_random, good, 1 * MiB)
     uploader = uploaders()
     broken_id = await uploader.enqueue(broken, "e/n/s/d/a.mp4")
     good_id = await uploader.enqueue(good, "e/n/s/d/b.mp4")
@@ -96,7 +98,7 @@ async def test_a_file_whose_folder_became_a_file_fails_alone(
     assert uploader.journal.require(broken_id).state is FileState.FAILED
     assert "cannot be read" in uploader.journal.require(broken_id).last_error
     assert uploader.journal.require(good_id).state is FileState.DONE
-    assert object_sha256(s3, "e/n/s/d/b.mp4") == good_sha
+    assert await asyncio.to_thread(object_sha256, s3, "e/n/s/d/b.mp4") == good_sha
 
 
 async def test_a_row_that_breaks_the_worker_is_set_aside_and_counted(
@@ -105,7 +107,7 @@ async def test_a_row_that_breaks_the_worker_is_set_aside_and_counted(
     from prometheus_client import CollectorRegistry, Counter
 
     good = tmp_path / "b.mp4"
-    good_sha = write_random(good, 1 * MiB)
+    good_sha = await asyncio.to_thread(write_random, good, 1 * MiB)
     uploader = uploaders()
     # A damaged journal row: a path no system call accepts (ValueError, not an OSError).
     bad_id = uploader.journal.enqueue(
@@ -131,7 +133,7 @@ async def test_a_row_that_breaks_the_worker_is_set_aside_and_counted(
         assert bad.state is FileState.FAILED
         assert "broke the upload worker 3 times: ValueError" in bad.last_error
         assert uploader.journal.require(good_id).state is FileState.DONE
-        assert object_sha256(s3, "e/n/s/d/b.mp4") == good_sha
+        assert await asyncio.to_thread(object_sha256, s3, "e/n/s/d/b.mp4") == good_sha
         assert registry.get_sample_value("edged_task_restarts_total", {"task": "uploader"}) == 3
         assert uploader.working
         assert caplog.text.count("Traceback") == 1  # the first of the streak, then one line each
@@ -145,10 +147,10 @@ async def test_etag_formats_verify_or_fail_bounded(
     tmp_path: Path, s3: S3Server, uploaders: UploaderFactory, style: str
 ) -> None:
     source = tmp_path / "a.mp4"
-    sha = write_random(source, 12 * MiB)
-    whole_md5 = __import__("hashlib").md5(source.read_bytes()).hexdigest()
+    sha = await asyncio.to_thread(write_random, source, 12 * MiB)
+    md5 = await asyncio.to_thread(whole_md5, source)
     # A server that gives a multipart object the MD5 of its bytes, or an ETag of neither kind.
-    s3.head_etag = lambda _: f'"{whole_md5}"' if style == "whole-md5" else '"0badc0de-7"'
+    s3.head_etag = lambda _: f'"{md5}"' if style == "whole-md5" else '"0badc0de-7"'
     uploader = uploaders(part_size=5 * MiB)
     file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
     await uploader.start()
@@ -157,7 +159,7 @@ async def test_etag_formats_verify_or_fail_bounded(
     puts = s3.total_part_puts("/a.mp4")
     if style == "whole-md5":
         assert row.state is FileState.DONE
-        assert object_sha256(s3, "e/n/s/d/a.mp4") == sha
+        assert await asyncio.to_thread(object_sha256, s3, "e/n/s/d/a.mp4") == sha
         assert puts == 3
     else:
         assert row.state is FileState.FAILED
@@ -197,7 +199,7 @@ async def test_new_files_during_an_outage_do_not_hurry_the_probe(
     (before the fix every file probed at once); an operator's wake() does. Every wait is
     stretched to a day here, so a probe can only come from something cutting a wait short."""
     refuser = CountingRefuser()
-    s3.stop()
+    await asyncio.to_thread(s3.stop)
     s3.port = refuser.port  # the uploader's endpoint now answers with closed connections
     uploader = uploaders()
     probes: list[int] = []
@@ -223,7 +225,7 @@ async def test_new_files_during_an_outage_do_not_hurry_the_probe(
         assert "upstream unavailable" in caplog.text
         for index in range(20):  # a segment closing every few seconds, squeezed together
             source = tmp_path / f"{index}.mp4"
-            write_random(source, 64 * 1024)
+            await asyncio.to_thread(write_random, source, 64 * 1024)
             await uploader.enqueue(source, f"e/n/s/d/{index}.mp4")
         urllib3_warnings = [r for r in caplog.records if r.name.startswith("urllib3")]
         assert len(urllib3_warnings) <= 1
@@ -233,4 +235,4 @@ async def test_new_files_during_an_outage_do_not_hurry_the_probe(
         assert len(waits) == 2
     finally:
         await uploader.stop()
-        refuser.close()
+        await asyncio.to_thread(refuser.close)

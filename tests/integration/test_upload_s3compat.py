@@ -7,6 +7,7 @@ verify by what the object is, and must not be sent again and again (issue 12, it
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import logging
@@ -29,6 +30,7 @@ from tests.integration.upload_support import (
     minio_client,
     object_sha256,
     s3_compat,
+    whole_md5,
     write_random,
 )
 from tests.s3compat import RcloneS3Server, S3Endpoint
@@ -69,7 +71,7 @@ async def test_single_put_file_verifies(
     tmp_path: Path, s3_compat: RcloneS3Server, compat_uploaders: UploaderFactory
 ) -> None:
     source = tmp_path / "0001.mp4"
-    sha = write_random(source, 1 * MiB)
+    sha = await asyncio.to_thread(write_random, source, 1 * MiB)
     key = "gala/box/cam1/2026-11-26/0001.mp4"
     uploader = compat_uploaders()
     await uploader.start()
@@ -78,18 +80,18 @@ async def test_single_put_file_verifies(
 
     record = uploader.journal.require(file_id)
     assert record.state is FileState.DONE, record.last_error
-    facts = minio_client(s3_compat).stat_object(BUCKET, key)
-    assert facts.etag == md5_hex(source.read_bytes())
+    facts = await asyncio.to_thread(minio_client(s3_compat).stat_object, BUCKET, key)
+    assert facts.etag == await asyncio.to_thread(whole_md5, source)
     assert facts.metadata is not None
     assert facts.metadata[SHA256_HEADER] == sha
-    assert object_sha256(s3_compat, key) == sha
+    assert await asyncio.to_thread(object_sha256, s3_compat, key) == sha
 
 
 async def test_multipart_file_verifies_once(
     tmp_path: Path, s3_compat: RcloneS3Server, compat_uploaders: UploaderFactory
 ) -> None:
     source = tmp_path / "segment.mp4"
-    sha = write_random(source, 12 * MiB)
+    sha = await asyncio.to_thread(write_random, source, 12 * MiB)
     key = "gala/box/cam1/2026-11-26/segment.mp4"
     uploader = compat_uploaders(part_size=5 * MiB)
     await uploader.start()
@@ -99,8 +101,8 @@ async def test_multipart_file_verifies_once(
     record = uploader.journal.require(file_id)
     assert record.state is FileState.DONE, record.last_error
     assert len(uploader.journal.parts(file_id)) == 3
-    assert object_sha256(s3_compat, key) == sha
-    facts = minio_client(s3_compat).stat_object(BUCKET, key)
+    assert await asyncio.to_thread(object_sha256, s3_compat, key) == sha
+    facts = await asyncio.to_thread(minio_client(s3_compat).stat_object, BUCKET, key)
     assert facts.metadata is not None
     assert facts.metadata[SHA256_HEADER] == sha
     kinds = [event.kind for event in uploader.journal.events(file_id=file_id)]
@@ -115,15 +117,15 @@ async def test_restart_mid_multipart_starts_the_file_over(
     """rclone forgets the upload on restart and says NoSuchUpload as text/xml: the file must
     start over, not retry the forgotten upload id for ever."""
     source = tmp_path / "segment.mp4"
-    sha = write_random(source, 12 * MiB)
+    sha = await asyncio.to_thread(write_random, source, 12 * MiB)
     key = "gala/box/cam1/2026-11-26/restart.mp4"
     uploader = compat_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
     await eventually(lambda: len(uploader.journal.parts(file_id)) >= 1)
     forgotten = uploader.journal.require(file_id).upload_id
-    s3_compat.stop()
-    s3_compat.start()
+    await asyncio.to_thread(s3_compat.stop)
+    await asyncio.to_thread(s3_compat.start)
     await finish(uploader, file_id, VERIFY_LIMIT)
 
     record = uploader.journal.require(file_id)
@@ -132,7 +134,7 @@ async def test_restart_mid_multipart_starts_the_file_over(
     lost = [e for e in uploader.journal.events(file_id=file_id) if e.kind == "upload_lost"]
     assert len(lost) == 1
     assert "no longer knows this upload" in lost[0].detail
-    assert object_sha256(s3_compat, key) == sha
+    assert await asyncio.to_thread(object_sha256, s3_compat, key) == sha
 
 
 async def test_metadata_lost_in_a_restart_verifies_by_the_etag(
@@ -144,7 +146,7 @@ async def test_metadata_lost_in_a_restart_verifies_by_the_etag(
     """Completed, then rclone restarts before the HEAD: the object has no x-amz-meta-sha256 any
     more, but its size and whole-file MD5 are those of the bytes sent, whose sha256 was checked."""
     source = tmp_path / "segment.mp4"
-    sha = write_random(source, 12 * MiB)
+    sha = await asyncio.to_thread(write_random, source, 12 * MiB)
     key = "gala/box/cam1/2026-11-26/forgotten-metadata.mp4"
     uploader = compat_uploaders(part_size=5 * MiB)
     real_stat = uploader.store.stat
@@ -174,10 +176,10 @@ async def test_metadata_lost_in_a_restart_verifies_by_the_etag(
     assert "upload_lost" not in kinds, "a verified object was sent again"
     assert kinds.count("part_done") == 3
     assert f"{key} has no sha256 metadata upstream" in caplog.text
-    facts = minio_client(s3_compat).stat_object(BUCKET, key)
+    facts = await asyncio.to_thread(minio_client(s3_compat).stat_object, BUCKET, key)
     assert not (facts.metadata or {}).get(SHA256_HEADER)  # the premise: rclone forgot it
-    assert facts.etag == md5_hex(source.read_bytes())
-    assert object_sha256(s3_compat, key) == sha
+    assert facts.etag == await asyncio.to_thread(whole_md5, source)
+    assert await asyncio.to_thread(object_sha256, s3_compat, key) == sha
 
 
 def test_stop_and_start_keep_the_objects(any_s3: S3Endpoint) -> None:

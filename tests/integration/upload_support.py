@@ -1,7 +1,10 @@
 """Fixtures for the uploader tests: real S3 servers, a bucket, files with known content.
 
 `s3` is moto's server (with request tallies); `s3_compat` is rclone's `serve s3`, whose multipart
-ETag format differs (tests/s3compat.py); `any_s3` runs a test against each of the two.
+ETag format differs (tests/s3compat.py); `any_s3` runs a test against each of the two. A test that
+parametrizes `any_s3` indirectly with "moto-process" gets moto in a child process instead
+(tests/s3server.py MotoProcess): big parts copied there do not take this process's GIL from the
+test's event loop.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from edged.upload.s3 import S3Store
 from edged.upload.state import FileState
 from edged.upload.uploader import Uploader, UploaderSettings
 from tests.s3compat import RcloneS3Server, S3Endpoint
-from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoProcess, S3Server
 from tests.support import eventually
 
 BUCKET = "edged"
@@ -43,6 +46,11 @@ def write_random(path: Path, size: int) -> str:
             digest.update(chunk)
             left -= len(chunk)
     return digest.hexdigest()
+
+
+def whole_md5(path: Path) -> str:
+    """The MD5 of the file's bytes (a single PUT's ETag)."""
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 async def finish(uploader: Uploader, file_id: int, limit: float = 120.0) -> None:
@@ -109,6 +117,8 @@ def any_s3(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S3Endpoin
     """moto's server, then rclone's: the same test against both multipart ETag formats."""
     if request.param == "moto":
         yield from serve_with_bucket(S3Server())
+    elif request.param == "moto-process":
+        yield from serve_with_bucket(MotoProcess())
     else:
         yield from serve_with_bucket(RcloneS3Server(tmp_path / "rclone-s3"))
 
