@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import os
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.integration.upload_support import (
     upstream_settings,
 )
 from tests.s3server import S3Server
+from tests.support import eventually_in_thread
 
 pytestmark = pytest.mark.integration
 __all__ = ["s3"]
@@ -161,9 +161,26 @@ def test_replicate_manifest_pin_evict_resume_and_refuse(tmp_path: Path, s3: S3Se
     assert [a.name for a in store.assets()] == ["teaser.mp4"]
 
 
+def upload_clip(server: S3Server, path: Path, seconds: float) -> bytes:
+    """A clip made at `path`, uploaded under assets/ with its name; its bytes."""
+    data = make_clip(path, seconds=seconds).read_bytes()
+    upload(server, f"assets/{path.name}", data)
+    return data
+
+
+def upload_faststart_clip(server: S3Server, directory: Path) -> bytes:
+    """A clip prepared as the cache stores it (metadata first), uploaded as faststart.mp4."""
+    store = AssetStore(directory / "prep", max_bytes=10**9)
+    store.add(
+        make_clip(directory / "faststart.mp4", seconds=3), "faststart.mp4", pin=False, origin="test"
+    )
+    data = store.path("faststart.mp4").read_bytes()
+    upload(server, "assets/faststart.mp4", data)
+    return data
+
+
 async def test_pull_through_shares_one_download(tmp_path: Path, s3: S3Server) -> None:
-    data = make_clip(tmp_path / "walkin.mp4", seconds=3).read_bytes()
-    upload(s3, "assets/walkin.mp4", data)
+    await asyncio.to_thread(upload_clip, s3, tmp_path / "walkin.mp4", 3)
     store = AssetStore(tmp_path / "cache", max_bytes=10**9)
     pull = PullThrough(store, make_store(s3), "assets")
     opened = await asyncio.gather(*(pull.open("walkin.mp4") for _ in range(10)))
@@ -288,14 +305,14 @@ def test_cache_cli(tmp_path: Path) -> None:
 async def test_pull_through_over_http_ten_clients_one_download(
     tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
 ) -> None:
-    data = make_clip(tmp_path / "walkin.mp4", seconds=3).read_bytes()
-    upload(s3, "assets/walkin.mp4", data)
-    daemon = start_daemon(
+    await asyncio.to_thread(upload_clip, s3, tmp_path / "walkin.mp4", 3)
+    daemon = await asyncio.to_thread(
+        start_daemon,
         {
             "mdns": {"enabled": False},
             "media": {"test_pattern": "off"},
             "upstream": upstream_settings(tmp_path, s3),
-        }
+        },
     )
 
     async def fetch(client: aiohttp.ClientSession) -> bytes:
@@ -311,21 +328,16 @@ async def test_pull_through_over_http_ten_clients_one_download(
     assert first_frame_from_bytes(bodies[0][: 256 * 1024]) == (320, 240)
     assert len([get for get in s3.gets if get[0] == "/edged/assets/walkin.mp4"]) == 1
 
-    streamed = make_clip(tmp_path / "faststart.mp4", seconds=3)
-    store = AssetStore(tmp_path / "prep", max_bytes=10**9)
-    store.add(streamed, "faststart.mp4", pin=False, origin="test")
-    fast = store.path("faststart.mp4").read_bytes()  # metadata first: streams as it arrives
-    upload(s3, "assets/faststart.mp4", fast)
+    fast = await asyncio.to_thread(upload_faststart_clip, s3, tmp_path)  # streams as it arrives
     async with (
         aiohttp.ClientSession() as client,
         client.get(daemon.url + "/assets/faststart.mp4") as response,
     ):
         assert response.headers["Cache-Control"] == "no-cache"  # the growing download
         assert await response.read() == fast
-    deadline = time.monotonic() + 20
-    while request(daemon.url + "/watch/walkin.mp4")[0] != 200:  # stored and prepared
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
-    _, _, metrics = request(daemon.url + "/metrics")
+    await eventually_in_thread(  # stored and prepared
+        lambda: request(daemon.url + "/watch/walkin.mp4")[0] == 200, 20, "walkin.mp4 prepared"
+    )
+    _, _, metrics = await asyncio.to_thread(request, daemon.url + "/metrics")
     assert b'edged_cache_requests_total{result="pull_through"}' in metrics
-    assert daemon.stop() == 0
+    assert await asyncio.to_thread(daemon.stop) == 0

@@ -45,6 +45,13 @@ def upload(server: S3Server, key: str, data: bytes, sha256: str | None = None) -
     minio_client(server).put_object(BUCKET, key, io.BytesIO(data), len(data), metadata=metadata)
 
 
+def upload_clip(server: S3Server, path: Path, seconds: float) -> bytes:
+    """A clip made at `path`, uploaded under assets/ with its name; its bytes."""
+    data = make_clip(path, seconds=seconds).read_bytes()
+    upload(server, f"assets/{path.name}", data)
+    return data
+
+
 def put_manifest(server: S3Server, entries: Sequence[object]) -> None:
     upload(server, "manifest.json", json.dumps({"assets": entries}).encode())
 
@@ -76,9 +83,8 @@ async def test_a_clip_larger_than_the_cap_is_reported_and_never_fetched(
     tmp_path: Path, s3: S3Server
 ) -> None:
     """Item 5: it used to be downloaded in full, evicted and downloaded again every recheck."""
-    big = make_clip(tmp_path / "big.mp4", seconds=2).read_bytes()
-    upload(s3, "assets/big.mp4", big)
-    put_manifest(s3, [{"name": "big.mp4", "pin": False}])
+    big = await asyncio.to_thread(upload_clip, s3, tmp_path / "big.mp4", 2)
+    await asyncio.to_thread(put_manifest, s3, [{"name": "big.mp4", "pin": False}])
     store = AssetStore(tmp_path / "cache", max_bytes=len(big) // 2)
     replicator = Replicator(store, make_store(s3), "manifest.json", "assets", interval=0.05)
     await run_passes(replicator, 5)
@@ -91,12 +97,10 @@ async def test_a_clip_larger_than_the_cap_is_reported_and_never_fetched(
 async def test_unpinned_clips_over_the_cap_do_not_churn(tmp_path: Path, s3: S3Server) -> None:
     """Item 5: three clips where two fit: the third is reported, the first two fetched once."""
     clips = {
-        name: make_clip(tmp_path / name, seconds=2).read_bytes()
+        name: await asyncio.to_thread(upload_clip, s3, tmp_path / name, 2)
         for name in ("one.mp4", "two.mp4", "three.mp4")
     }
-    for name, data in clips.items():
-        upload(s3, f"assets/{name}", data)
-    put_manifest(s3, [{"name": name, "pin": False} for name in clips])
+    await asyncio.to_thread(put_manifest, s3, [{"name": name, "pin": False} for name in clips])
     largest = max(len(data) for data in clips.values())
     store = AssetStore(tmp_path / "cache", max_bytes=int(largest * 2.6))
     replicator = Replicator(store, make_store(s3), "manifest.json", "assets", interval=0.05)
@@ -108,9 +112,8 @@ async def test_unpinned_clips_over_the_cap_do_not_churn(tmp_path: Path, s3: S3Se
 
 async def test_a_wrong_sha256_is_fetched_once_then_backs_off(tmp_path: Path, s3: S3Server) -> None:
     """Item 6: it used to be downloaded in full every recheck."""
-    data = make_clip(tmp_path / "broken.mp4", seconds=2).read_bytes()
-    upload(s3, "assets/broken.mp4", data)
-    put_manifest(s3, [{"name": "broken.mp4", "sha256": "0" * 64}])
+    await asyncio.to_thread(upload_clip, s3, tmp_path / "broken.mp4", 2)
+    await asyncio.to_thread(put_manifest, s3, [{"name": "broken.mp4", "sha256": "0" * 64}])
     store = AssetStore(tmp_path / "cache", max_bytes=10**9)
     replicator = Replicator(store, make_store(s3), "manifest.json", "assets", interval=0.05)
     await run_passes(replicator, 5)
@@ -192,8 +195,9 @@ async def test_a_non_video_object_leaves_no_partial_and_backs_off(
     tmp_path: Path, s3: S3Server
 ) -> None:
     """Item 8: it used to stay in cache/partial/ for ever and be prepared again every recheck."""
-    upload(s3, "assets/notes.mp4", b"these are the stage notes, not a video\n" * 100)
-    put_manifest(s3, ["notes.mp4"])
+    notes = b"these are the stage notes, not a video\n" * 100
+    await asyncio.to_thread(upload, s3, "assets/notes.mp4", notes)
+    await asyncio.to_thread(put_manifest, s3, ["notes.mp4"])
     store = AssetStore(tmp_path / "cache", max_bytes=10**9)
     replicator = Replicator(store, make_store(s3), "manifest.json", "assets", interval=0.05)
     await run_passes(replicator, 4)
@@ -223,12 +227,13 @@ async def test_two_hundred_requests_for_a_missing_clip_make_one_upstream_head(
     tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
 ) -> None:
     """Item 9: 200 requests for one missing name used to make 200 upstream HEADs."""
-    daemon = start_daemon(
+    daemon = await asyncio.to_thread(
+        start_daemon,
         {
             "mdns": {"enabled": False},
             "media": {"test_pattern": "off"},
             "upstream": upstream_settings(tmp_path, s3),
-        }
+        },
     )
 
     async def fetch(client: aiohttp.ClientSession) -> int:
@@ -236,12 +241,16 @@ async def test_two_hundred_requests_for_a_missing_clip_make_one_upstream_head(
             await response.read()
             return response.status
 
-    connector = aiohttp.TCPConnector(limit=200)
-    async with aiohttp.ClientSession(connector=connector) as client:
-        statuses = await asyncio.gather(*(fetch(client) for _ in range(200)))
+    async def crowd() -> list[int]:
+        connector = aiohttp.TCPConnector(limit=200)
+        async with aiohttp.ClientSession(connector=connector) as client:
+            return await asyncio.gather(*(fetch(client) for _ in range(200)))
+
+    # The 200 clients are not the box: they run on a loop of their own, in another thread.
+    statuses = await asyncio.to_thread(asyncio.run, crowd())
     assert statuses == [404] * 200
     assert heads(s3, "nope.mp4") == 1
-    assert daemon.stop() == 0
+    assert await asyncio.to_thread(daemon.stop) == 0
 
 
 def test_the_status_api_says_which_clips_are_not_here_and_why(
