@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,13 +15,20 @@ import av
 import pytest
 from prometheus_client import CollectorRegistry
 
+from edged.config import MediaConfig, StorageConfig
+from edged.devices.board import BUILTIN_FALLBACK, Board, BoardFacts
+from edged.errors import MediaError
 from edged.media import sources
 from edged.media.encoders import Encoder, EncoderSettings, choose, probe
 from edged.media.packets import EncodedPacket
 from edged.media.pipeline import StreamPipeline
 from edged.media.recorder import Recorder, Segment, SegmentIdentity
 from edged.media.sources import Source
+from edged.media.stream_plan import PATTERN_STREAM
+from edged.media.streams import MediaManager
+from edged.media.thermal import ThermalReading
 from edged.metrics import StreamMetrics
+from edged.supervise import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -284,11 +292,6 @@ class Ledger:
 
 
 async def test_retention_with_a_small_disk_budget(tmp_path: Path) -> None:
-    import os
-
-    from edged.config import MediaConfig, StorageConfig
-    from edged.devices.board import BUILTIN_FALLBACK, Board, BoardFacts
-    from edged.media.streams import MediaManager
 
     spool = tmp_path / "spool" / "cam"
     spool.mkdir(parents=True)
@@ -365,8 +368,6 @@ def test_file_source_loops_and_keeps_time_running(tmp_path: Path) -> None:
 
 
 def test_unopenable_source_is_a_clear_error() -> None:
-    from edged.errors import MediaError
-
     with pytest.raises(MediaError, match="cannot open v4l2 source /dev/video-gone"):
         Source(sources.SourceSpec("v4l2", "/dev/video-gone", 640, 480, 30))
 
@@ -393,11 +394,6 @@ class PatternBox:
     the test: the seams that cannot be real here."""
 
     def __init__(self, tmp_path: Path) -> None:
-        from edged.config import MediaConfig, StorageConfig
-        from edged.devices.board import BUILTIN_FALLBACK, Board, BoardFacts
-        from edged.media.streams import MediaManager
-        from edged.media.thermal import ThermalReading
-
         self.free = 10**12
         self.celsius = 40.0
         self.segments: list[Segment] = []
@@ -431,8 +427,6 @@ class PatternBox:
 
     async def keyframe_recorded(self) -> None:
         """Wait until the pattern's recorder has been offered a keyframe: a segment opens."""
-        from edged.media.stream_plan import PATTERN_STREAM
-
         seen = KeyframeSeen()
         self.manager.streams[PATTERN_STREAM].pipeline.add_output(seen)
         async with asyncio.timeout(20):
@@ -442,8 +436,6 @@ class PatternBox:
 @pytest.fixture
 async def pattern_box(tmp_path: Path) -> AsyncIterator[PatternBox]:
     """The box started, its retention and thermal loops stopped: the test runs each pass."""
-    from edged.supervise import Supervisor
-
     box = PatternBox(tmp_path)
     supervisor = Supervisor(None)
     await box.manager.start(None, supervisor)
@@ -460,8 +452,6 @@ async def test_a_full_disk_stops_recording_from_the_loop_and_closes_the_segment(
     pattern_box: PatternBox,
 ) -> None:
     """Issue 13: retention decides on the loop; the open segment closes, the stream goes on."""
-    from edged.media.stream_plan import PATTERN_STREAM
-
     manager = pattern_box.manager
     await manager.retention.apply()
     assert manager.recording
@@ -489,8 +479,6 @@ async def test_a_full_disk_stops_recording_from_the_loop_and_closes_the_segment(
 async def test_the_thermal_governor_steps_the_streams_down_on_the_loop(
     pattern_box: PatternBox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from edged.media.stream_plan import PATTERN_STREAM
-
     manager = pattern_box.manager
     assert await manager.thermal.check() == 0
     before = manager.streams[PATTERN_STREAM]

@@ -8,6 +8,7 @@ way systemd does and runs the daemon under them. The namespace settings are not 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import socket
@@ -128,7 +129,8 @@ async def test_daemon_works_inside_the_units_system_call_filters(
     tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
 ) -> None:
     """Records and uploads, caches a clip, serves a WebRTC viewer and advertises over mDNS."""
-    daemon = start_daemon(
+    daemon = await asyncio.to_thread(
+        start_daemon,
         {
             "live": LIVE["live"],
             "media": {
@@ -144,20 +146,19 @@ async def test_daemon_works_inside_the_units_system_call_filters(
     assert seccomp_mode(daemon.process.pid) == "2"  # filtered (the wrapper exec'd into it)
     assert daemon.data_dir is not None
     token = (daemon.data_dir / "admin.token").read_text().strip()
+    clip = await asyncio.to_thread(make_clip, tmp_path / "teaser.mp4")
     async with (
         aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as client,
-        client.put(
-            daemon.url + "/api/v1/assets/teaser.mp4",
-            data=make_clip(tmp_path / "teaser.mp4").read_bytes(),
-        ) as response,
+        client.put(daemon.url + "/api/v1/assets/teaser.mp4", data=clip.read_bytes()) as response,
     ):
         assert response.status == 201, await response.text()
     peer, _, frames = await whep_session(daemon.url)
     await peer.close()
     assert frames == 10
-    daemon.seen_or_wait(re.compile(r"upload \d+ verified: \S+\.mp4"), timeout=60)
-    daemon.seen_or_wait(re.compile(r"mDNS: advertising "), timeout=20)
-    assert daemon.stop() == 0
+    verified = re.compile(r"upload \d+ verified: \S+\.mp4")
+    await asyncio.to_thread(daemon.seen_or_wait, verified, timeout=60)
+    await asyncio.to_thread(daemon.seen_or_wait, re.compile(r"mDNS: advertising "), timeout=20)
+    assert await asyncio.to_thread(daemon.stop) == 0
 
 
 def test_write_execute_memory_is_still_needed_by_webrtc() -> None:
