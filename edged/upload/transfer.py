@@ -87,6 +87,9 @@ class FileTransfer:
     def _part_size_of(self, record: FileRecord) -> int:
         return record.part_size or self._part_size
 
+    def _multipart(self, record: FileRecord) -> bool:
+        return bool(plan_parts(record.size, self._part_size_of(record)))
+
     # -- sending -------------------------------------------------------------------------------
 
     async def send(self, record: FileRecord) -> FileState:
@@ -292,14 +295,14 @@ class FileTransfer:
         fresh = await asyncio.to_thread(self._journal.require, record.id)
         parts = await asyncio.to_thread(self._journal.parts, record.id)
         digest = await self._sent_digest(fresh, parts)
-        multipart = bool(plan_parts(fresh.size, self._part_size_of(fresh)))
-        accepted = etags_of_bytes(digest.md5.hexdigest(), [part.md5 for part in parts], multipart)
+        part_md5s = [part.md5 for part in parts]
+        accepted = etags_of_bytes(digest.md5.hexdigest(), part_md5s, self._multipart(fresh))
         return fresh, parts, accepted
 
     async def complete(self, record: FileRecord) -> FileState:
         """COMPLETING: complete the multipart upload (a single PUT is complete already)."""
         fresh, parts, accepted = await self._accepted(record)
-        if not plan_parts(fresh.size, self._part_size_of(fresh)):
+        if not self._multipart(fresh):
             return await self._apply(record, UploadEvent.COMPLETED, etag=parts[0].etag)
         if await self._already_upstream(fresh, fresh.upload_id):
             return FileState.DONE
