@@ -12,9 +12,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tomli_w
 
@@ -52,6 +52,19 @@ async def eventually_in_thread(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not met within {limit} s")
         await asyncio.sleep(0.02)
+
+
+async def started_in_waves(
+    make: Callable[[], Coroutine[Any, Any, T]], size: int, wave: int = 32
+) -> list[asyncio.Task[T]]:
+    """`size` tasks of `make()`, started `wave` at a time with a loop turn between waves: a crowd
+    in this process whose start (debug mode records where each task was made) does not hold the
+    loop past the slow-callback bound. The caller gathers them."""
+    tasks: list[asyncio.Task[T]] = []
+    while len(tasks) < size:
+        tasks += [asyncio.ensure_future(make()) for _ in range(min(wave, size - len(tasks)))]
+        await asyncio.sleep(0)
+    return tasks
 
 
 READY_LINE = re.compile(r"edged \S+ ready: http://(?P<host>[^/]+):(?P<port>\d+)/")

@@ -111,8 +111,12 @@ async def test_a_crowd_of_poster_requests_all_get_the_poster(live_daemon: Daemon
             assert response.status == 200, await response.text()
             return await response.read()
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as client:
-        posters = await asyncio.gather(*(get(client) for _ in range(200)))
+    async def crowd() -> list[bytes]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as client:
+            return await asyncio.gather(*(get(client) for _ in range(200)))
+
+    # The phones are not the box: the crowd runs on a loop of its own, in another thread.
+    posters = await asyncio.to_thread(asyncio.run, crowd())
     assert all(poster[:3] == b"\xff\xd8\xff" for poster in posters)
     assert live_daemon.process.poll() is None
 

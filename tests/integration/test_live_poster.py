@@ -25,6 +25,7 @@ from edged.media.recorder import Segment, SegmentIdentity
 from edged.media.streams import PATTERN_STREAM, MediaManager
 from edged.web.app import create_app
 from tests.integration.test_media import KeyframeSeen
+from tests.support import started_in_waves
 from tests.web_context import live_view, web_context
 
 pytestmark = pytest.mark.integration
@@ -53,13 +54,12 @@ def assert_poster(jpeg: bytes) -> None:
 
 
 async def test_a_crowd_on_a_cold_poster_costs_one_decode() -> None:
-    hub = fed_hub()
+    hub = await asyncio.to_thread(fed_hub)
     keyframe = hub.gop.keyframe
     assert keyframe is not None
     now = time.monotonic()
-    posters = await asyncio.gather(
-        *(hub.poster.jpeg(keyframe, hub.extradata, now) for _ in range(CROWD))
-    )
+    crowd = await started_in_waves(lambda: hub.poster.jpeg(keyframe, hub.extradata, now), CROWD)
+    posters = await asyncio.gather(*crowd)
     assert hub.poster.decodes == 1
     assert len(set(posters)) == 1
     assert_poster(posters[0])
@@ -68,7 +68,7 @@ async def test_a_crowd_on_a_cold_poster_costs_one_decode() -> None:
 
 
 async def test_a_newer_keyframe_is_decoded_once_the_poster_is_old() -> None:
-    hub = fed_hub()
+    hub = await asyncio.to_thread(fed_hub)
     keyframe = hub.gop.keyframe
     assert keyframe is not None
     newer = dataclasses.replace(keyframe, sequence=keyframe.sequence + 15)
@@ -76,14 +76,15 @@ async def test_a_newer_keyframe_is_decoded_once_the_poster_is_old() -> None:
     first = await hub.poster.jpeg(keyframe, hub.extradata, now)
     assert await hub.poster.jpeg(newer, hub.extradata, now + 1) == first
     assert hub.poster.decodes == 1, "a poster younger than max_age answers for a newer keyframe"
+    later = now + hub.poster.max_age
     await asyncio.gather(
-        *(hub.poster.jpeg(newer, hub.extradata, now + hub.poster.max_age) for _ in range(CROWD))
+        *await started_in_waves(lambda: hub.poster.jpeg(newer, hub.extradata, later), CROWD)
     )
     assert hub.poster.decodes == 2
 
 
 async def test_a_request_that_leaves_does_not_cancel_the_decode_for_the_others() -> None:
-    hub = fed_hub()
+    hub = await asyncio.to_thread(fed_hub)
     keyframe = hub.gop.keyframe
     assert keyframe is not None
     now = time.monotonic()
@@ -103,7 +104,8 @@ async def test_a_keyframe_that_does_not_decode_is_tried_once() -> None:
     )
     now = time.monotonic()
     results = await asyncio.gather(
-        *(poster.jpeg(broken, b"", now) for _ in range(CROWD)), return_exceptions=True
+        *await started_in_waves(lambda: poster.jpeg(broken, b"", now), CROWD),
+        return_exceptions=True,
     )
     assert all(isinstance(result, MediaError) for result in results)
     with pytest.raises(MediaError):

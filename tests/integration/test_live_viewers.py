@@ -15,7 +15,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver
 from edged.media.webrtc import restrict_ice_addresses
 from tests.conftest import StartDaemon
 from tests.integration.test_daemon import http
-from tests.support import DaemonProcess
+from tests.support import DaemonProcess, eventually_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -174,20 +174,21 @@ async def test_offers_that_never_connect_give_their_slots_back(
     start_daemon: StartDaemon, offerer: Offerer
 ) -> None:
     """The offerers post and then never answer ICE: the box releases them (10 s by default)."""
-    daemon = start_daemon(live(2))
-    wait_for_segments(daemon)
+    daemon = await asyncio.to_thread(start_daemon, live(2))
+    await asyncio.to_thread(wait_for_segments, daemon)
     url = daemon.url + STREAM + "/whep"
     peers = [await offerer() for _ in range(3)]
     async with aiohttp.ClientSession() as client:
         statuses = [(await post_offer(client, url, peer))[0] for peer in peers]
         assert statuses == [201, 201, 503]
-        deadline = time.monotonic() + 40
-        while gauge(daemon, WEBRTC_VIEWERS) != 0:
-            assert time.monotonic() < deadline, "abandoned WHEP sessions still hold their slots"
-            await asyncio.sleep(0.5)
+        await eventually_in_thread(
+            lambda: gauge(daemon, WEBRTC_VIEWERS) == 0,
+            40,
+            "abandoned WHEP sessions give their slots back",
+        )
         status, _, _ = await post_offer(client, url, await offerer())
         assert status == 201
-    assert daemon.stop() == 0
+    assert await asyncio.to_thread(daemon.stop) == 0
 
 
 def test_hls_viewers_expire_after_the_last_fetch(five_viewers: DaemonProcess) -> None:
