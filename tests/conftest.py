@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -60,36 +59,20 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
 
 
 SLOW_CALLBACK_SECONDS = 0.05  # the issue's bound; a report means the loop was blocked that long
-TESTS = Path(__file__).parent
 GIL_SWITCH_SECONDS = 0.001
-# Tests whose loop is stalled by a test double in this process, not by edged: moto's S3 server
-# holds the GIL through whole C copies of 16 MiB parts (0.055 s seen on a timer wake-up). Their
-# reports are printed, not failed, until the double runs out of process.
-STALLED_BY_A_DOUBLE = ("tests/integration/test_upload.py::test_64_mib_file_uploads_in_parts",)
-_TASK_CODE = re.compile(r"coro=<\S+\(\) (?:running at|done, defined at) (\S+?):\d+>")
-
-
-def is_test_code_step(report: str) -> bool:
-    """Whether a slow-callback report is of a step of a coroutine a test defines (the test body
-    and its helpers: making clips, a daemon process, uploads to the test S3), not of edged or the
-    libraries it runs on the loop."""
-    where = _TASK_CODE.search(report)
-    return where is not None and Path(where.group(1)).is_relative_to(TESTS)
 
 
 class SlowCallbacks(logging.Handler):
-    """Collects asyncio debug mode's "Executing <handle> took N seconds" reports: `reports` of
-    what the subsystems run on the loop, `test_steps` of the test's own code."""
+    """Collects asyncio debug mode's "Executing <handle> took N seconds" reports."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.reports: list[str] = []
-        self.test_steps: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if message.startswith("Executing ") and " took " in message:
-            (self.test_steps if is_test_code_step(message) else self.reports).append(message)
+            self.reports.append(message)
 
 
 @pytest.fixture
@@ -102,10 +85,10 @@ async def _loop_in_debug_mode() -> None:
 
 @pytest.fixture(autouse=True)
 def no_slow_callbacks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """An async test fails when what it runs in-process (edged's subsystems, aiohttp servers and
-    clients, its fixtures' libraries) blocks the event loop longer than SLOW_CALLBACK_SECONDS.
-    The test's own steps (its setup helpers block: clips, daemon processes, test S3 uploads) are
-    not edged's loop and are left out."""
+    """An async test fails when anything on its event loop (edged's subsystems, aiohttp servers
+    and clients, the test's own steps and fixtures) holds the loop longer than
+    SLOW_CALLBACK_SECONDS. Tests do their blocking setup (clips, random files, daemon processes,
+    S3 requests) in threads: asyncio.to_thread, tests/support.py eventually_in_thread."""
     if not is_async_test(request.node):
         yield
         return
@@ -117,9 +100,9 @@ def no_slow_callbacks(request: pytest.FixtureRequest) -> Iterator[None]:
     # collector walks only what this test allocates, as it would in the daemon.
     gc.collect()
     gc.freeze()
-    # Test doubles that run in this process (moto's S3 server, the crowd's clients) hold the GIL
-    # in Python for up to the switch interval at a time, each time the loop thread asks for it:
-    # a millisecond, not five, so their turns are not charged to the loop as a blocking call.
+    # Threads of this process (moto's S3 server, the tests' setup in threads) hold the GIL in
+    # Python for up to the switch interval at a time, each time the loop thread asks for it: a
+    # millisecond, not five, so their turns are not charged to the loop as a blocking call.
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     try:
@@ -129,9 +112,7 @@ def no_slow_callbacks(request: pytest.FixtureRequest) -> Iterator[None]:
         sys.setswitchinterval(switch_interval)
         gc.unfreeze()
         asyncio_logger.removeHandler(handler)
-    if handler.reports and request.node.nodeid.startswith(STALLED_BY_A_DOUBLE):
-        print("slow callbacks (an in-process double, not failed):", *handler.reports, sep="\n")
-    elif handler.reports:
+    if handler.reports:
         pytest.fail(
             f"the event loop was blocked over {SLOW_CALLBACK_SECONDS} s:\n"
             + "\n".join(handler.reports),

@@ -33,7 +33,6 @@ from tests.integration.upload_support import (
     UploaderFactory,
     any_s3,
     any_uploaders,
-    eventually,
     finish,
     minio_client,
     object_sha256,
@@ -44,7 +43,7 @@ from tests.integration.upload_support import (
 )
 from tests.s3compat import S3Endpoint
 from tests.s3server import SECRET_KEY, MotoProcess, S3Server
-from tests.support import eventually_in_thread
+from tests.support import eventually, eventually_in_thread
 
 pytestmark = pytest.mark.integration
 __all__ = ["any_s3", "any_uploaders", "s3", "uploaders"]  # fixtures
@@ -140,7 +139,7 @@ async def test_outage_waits_without_busy_loop_then_completes(
     uploader.on_reconnect.append(lambda: reconnects.append(1))
     await uploader.start()
     file_id = await uploader.enqueue(source, "gala/box/cam/day/long.mp4")
-    await eventually(lambda: len(uploader.journal.parts(file_id)) >= 2)
+    await eventually_in_thread(lambda: len(uploader.journal.parts(file_id)) >= 2)
     await asyncio.to_thread(any_s3.stop)
     await eventually(lambda: not uploader.online)
     assert any_uploaders.metric(uploader, "edged_upstream_up") == 0
@@ -153,7 +152,7 @@ async def test_outage_waits_without_busy_loop_then_completes(
     seconds = [wait for _, wait in offline]
     assert seconds[0] >= PROBE_MIN_SECONDS
     assert seconds[1:] == [min(2 * wait, PROBE_MAX_SECONDS) for wait in seconds[:-1]], waits
-    assert uploader.journal.require(file_id).state is FileState.UPLOADING
+    assert (await asyncio.to_thread(uploader.journal.require, file_id)).state is FileState.UPLOADING
     await asyncio.to_thread(any_s3.start)  # same port, same objects
     await finish(uploader, file_id)
     record = uploader.journal.require(file_id)
@@ -172,8 +171,8 @@ async def test_no_such_upload_restarts_the_file(
     uploader = any_uploaders(parallel_parts=1, bandwidth_limit=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
-    await eventually(lambda: len(uploader.journal.parts(file_id)) >= 1)
-    lost_id = uploader.journal.require(file_id).upload_id
+    await eventually_in_thread(lambda: len(uploader.journal.parts(file_id)) >= 1)
+    lost_id = (await asyncio.to_thread(uploader.journal.require, file_id)).upload_id
     await asyncio.to_thread(minio_client(any_s3)._abort_multipart_upload, BUCKET, key, lost_id)
     await finish(uploader, file_id)
     record = uploader.journal.require(file_id)

@@ -28,7 +28,6 @@ from tests.integration.upload_support import (
     UploaderFactory,
     any_s3,
     any_uploaders,
-    eventually,
     finish,
     minio_client,
     object_sha256,
@@ -39,6 +38,7 @@ from tests.integration.upload_support import (
 )
 from tests.s3compat import S3Endpoint
 from tests.s3server import S3Server
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 __all__ = ["any_s3", "any_uploaders", "s3", "uploaders"]  # fixtures

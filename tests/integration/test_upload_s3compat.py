@@ -24,7 +24,6 @@ from tests.integration.upload_support import (
     UploaderFactory,
     any_s3,
     compat_uploaders,
-    eventually,
     finish,
     make_store,
     minio_client,
@@ -34,6 +33,7 @@ from tests.integration.upload_support import (
     write_random,
 )
 from tests.s3compat import RcloneS3Server, S3Endpoint
+from tests.support import eventually_in_thread
 
 pytestmark = pytest.mark.integration
 __all__ = ["any_s3", "compat_uploaders", "s3_compat"]  # fixtures
@@ -122,8 +122,8 @@ async def test_restart_mid_multipart_starts_the_file_over(
     uploader = compat_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
-    await eventually(lambda: len(uploader.journal.parts(file_id)) >= 1)
-    forgotten = uploader.journal.require(file_id).upload_id
+    await eventually_in_thread(lambda: len(uploader.journal.parts(file_id)) >= 1)
+    forgotten = (await asyncio.to_thread(uploader.journal.require, file_id)).upload_id
     await asyncio.to_thread(s3_compat.stop)
     await asyncio.to_thread(s3_compat.start)
     await finish(uploader, file_id, VERIFY_LIMIT)

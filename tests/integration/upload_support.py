@@ -27,7 +27,7 @@ from edged.upload.state import FileState
 from edged.upload.uploader import Uploader, UploaderSettings
 from tests.s3compat import RcloneS3Server, S3Endpoint
 from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoProcess, S3Server
-from tests.support import eventually
+from tests.support import eventually_in_thread
 
 BUCKET = "edged"
 MiB = 1024 * 1024
@@ -55,7 +55,8 @@ def whole_md5(path: Path) -> str:
 
 async def finish(uploader: Uploader, file_id: int, limit: float = 120.0) -> None:
     """Until the file is done or failed."""
-    await eventually(
+    # In a thread: the journal's lock is held by the uploader's threads through each fsync.
+    await eventually_in_thread(
         lambda: uploader.journal.require(file_id).state in (FileState.DONE, FileState.FAILED),
         limit,
         f"upload {file_id} done or failed",
