@@ -193,6 +193,10 @@ class StreamMetrics:
             self.dropped.labels(name, stage)
 
 
+PLAYER_KINDS = ("live-whep", "live-hls", "watch")
+PLAYER_FIRST_FRAME_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
 class LiveMetrics:
     """Viewers and bytes out of the live views, by stream and protocol (webrtc, hls)."""
 
@@ -210,6 +214,16 @@ class LiveMetrics:
             ["stream", "protocol"],
             registry=registry,
         )
+        self.player_first_frame = Histogram(
+            "edged_player_first_frame_seconds",
+            "Navigation to the first frame a guest's browser showed, as its page reported it, "
+            "by kind (live-whep, live-hls, watch).",
+            ["kind"],
+            buckets=PLAYER_FIRST_FRAME_BUCKETS,
+            registry=registry,
+        )
+        for kind in PLAYER_KINDS:
+            self.player_first_frame.labels(kind)
 
 
 class CacheMetrics:

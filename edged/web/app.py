@@ -13,7 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from edged.errors import StartupError
-from edged.web import api, assets, live, ops, pages, uploads_api
+from edged.web import api, assets, live, ops, pages, telemetry, uploads_api
 from edged.web.auth import require_token
 from edged.web.context import WebServices
 
@@ -101,6 +101,7 @@ def create_app(services: WebServices) -> web.Application:
         live.routes,
         assets.routes,
         pages.routes,
+        telemetry.routes,
     ):
         app.router.add_routes(table)
     return app

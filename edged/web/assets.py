@@ -21,6 +21,7 @@ from edged.cache.ranges import ByteRange, RangeNotSatisfiable, parse_range, vali
 from edged.cache.store import Asset
 from edged.cache.upstream import Download
 from edged.web.context import CLIPS, METRICS, PULL, ClipStore
+from edged.web.telemetry import FIRST_FRAME_BEACON
 
 routes = web.RouteTableDef()
 
@@ -261,7 +262,10 @@ async def watch(request: web.Request) -> web.Response:
     if store.get(name) is None:
         raise web.HTTPNotFound(text="no such clip\n")
     page = _WATCH.substitute(
-        title=escape(name), src=f"/assets/{escape(name)}", poster=f"/posters/{escape(name)}.jpg"
+        title=escape(name),
+        src=f"/assets/{escape(name)}",
+        poster=f"/posters/{escape(name)}.jpg",
+        beacon=FIRST_FRAME_BEACON,
     )
     return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 

@@ -9,11 +9,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from edged.web.context import ADMIN_TOKEN
+from edged.web.telemetry import FIRST_FRAME_BEACON
 
 logger = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 API_PREFIX = "/api/"
+# Calls guests' pages make without a token: they change no stored state (telemetry.py).
+GUEST_POSTS = frozenset({FIRST_FRAME_BEACON})
 
 
 def _refuse(status: int, message: str) -> web.Response:
@@ -28,8 +31,13 @@ def _raw(text: str) -> bytes:
 
 @web.middleware
 async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """401 without a bearer token, 403 with a wrong one, on non-safe methods under /api/."""
-    if request.method in SAFE_METHODS or not request.path.startswith(API_PREFIX):
+    """401 without a bearer token, 403 with a wrong one, on non-safe methods under /api/ (but
+    the guests' reports)."""
+    if (
+        request.method in SAFE_METHODS
+        or not request.path.startswith(API_PREFIX)
+        or (request.method == "POST" and request.path in GUEST_POSTS)
+    ):
         return await handler(request)
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():

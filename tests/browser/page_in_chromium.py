@@ -2,9 +2,12 @@
 
 Run inside a network namespace of the test's own (see tests/integration/test_browser.py): the
 daemon and Chromium talk over a veth pair there, nothing leaves the machine.
-Usage: python -m tests.browser.page_in_chromium CONFIG DATA_DIR PATH
+Usage: python -m tests.browser.page_in_chromium CONFIG DATA_DIR PATH [--phone]
+  --phone: WebRTC host candidates are mDNS names, as on phones (Chromium's default), instead of
+  the plain addresses the other runs offer.
 Prints one JSON line: {"played": bool, "first_frame_ms": float | null, "error": str,
-"played_seconds": how far playback went (it waits up to 10 s for 1.5 s)}.
+"played_seconds": how far playback went (it waits up to 10 s for 1.5 s),
+"reported": the page's first-frame reports the daemon counted, by kind}.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 import re
 import subprocess
 import sys
+import time
+import urllib.request
 
 from playwright.sync_api import Error, sync_playwright
 
@@ -27,8 +32,8 @@ FLAGS = [
     "--disable-sync",
     "--disable-quic",
     "--autoplay-policy=no-user-gesture-required",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
+PLAIN_CANDIDATES = "--disable-features=WebRtcHideLocalIpsWithMdns"
 FIRST_FRAME = """() => new Promise((resolve, reject) => {
   const video = document.querySelector('video');
   video.requestVideoFrameCallback(() => resolve(performance.now()));
@@ -42,10 +47,42 @@ PLAYS_ON = """() => new Promise((resolve) => {
   setTimeout(() => resolve(video.currentTime), 10000);
 })"""
 READY = re.compile(r"ready: http://(?P<host>[^/]+)/")
+REPORTED = re.compile(r'edged_player_first_frame_seconds_count\{kind="([a-z-]+)"\} ([0-9.]+)')
+
+
+def fetch(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 http only
+            return str(response.read().decode())
+    except OSError:
+        return ""
+
+
+def wait_for_a_running_stream(base: str, path: str) -> None:
+    """A guest arrives at a stream that has been running: its playlist lists a few segments.
+    (Chromium's own HLS player, started on a playlist of one 1 s segment, takes its preroll
+    for a pause and gives up on resuming: DEMUXER_ERROR_COULD_NOT_PARSE.)"""
+    playlist = base + path.split("?")[0] + "/index.m3u8"
+    deadline = time.monotonic() + 20
+    while fetch(playlist).count("segment-") < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def reported(base: str) -> dict[str, int]:
+    """The first-frame reports the daemon has counted, by kind (the page's beacon is sent
+    after its first frame: asked again until one shows, for up to 5 s)."""
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + 5
+    while not any(counts.values()) and time.monotonic() < deadline:
+        text = fetch(base + "/metrics")
+        counts = {kind: int(float(n)) for kind, n in REPORTED.findall(text)}
+        time.sleep(0.1)
+    return counts
 
 
 def main() -> None:
     config, data_dir, path = sys.argv[1:4]
+    flags = FLAGS if "--phone" in sys.argv[4:] else [*FLAGS, PLAIN_CANDIDATES]
     daemon = subprocess.Popen(
         [sys.executable, "-m", "edged", "run", "--config", config, "--data-dir", data_dir],
         stderr=subprocess.PIPE,
@@ -61,14 +98,17 @@ def main() -> None:
                 break
         else:
             raise SystemExit("edged did not start")
+        if path.startswith("/live/"):
+            wait_for_a_running_stream(base, path)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
             page = browser.new_page()
             page.goto(base + path)
             try:
                 result["first_frame_ms"] = round(page.evaluate(FIRST_FRAME), 1)
                 result["played"] = True
                 result["played_seconds"] = round(page.evaluate(PLAYS_ON), 2)
+                result["reported"] = reported(base)
             except Error as error:
                 result["error"] = str(error)
             browser.close()

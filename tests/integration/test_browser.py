@@ -36,8 +36,7 @@ def run_in_namespace(*command: str) -> dict[str, object]:
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.timeout(150)
-def test_chromium_plays_the_live_page(tmp_path: Path) -> None:
+def live_config(tmp_path: Path) -> Path:
     config = tmp_path / "edged.toml"
     config.write_text(
         loopback_config(
@@ -49,16 +48,43 @@ def test_chromium_plays_the_live_page(tmp_path: Path) -> None:
             },
         )
     )
-    outcome = run_in_namespace(
-        sys.executable,
-        "-m",
-        "tests.browser.page_in_chromium",
-        str(config),
-        str(tmp_path / "data"),
-        "/live/test-pattern",
-    )
-    print(f"live page first frame after {outcome['first_frame_ms']} ms")
+    return config
+
+
+def open_page(tmp_path: Path, config: Path, path: str, *flags: str) -> dict[str, object]:
+    module = "tests.browser.page_in_chromium"
+    data_dir = str(tmp_path / "data")
+    outcome = run_in_namespace(sys.executable, "-m", module, str(config), data_dir, path, *flags)
+    print(f"{path} {' '.join(flags)}: first frame after {outcome['first_frame_ms']} ms")
+    return outcome
+
+
+@pytest.mark.timeout(150)
+def test_chromium_plays_the_live_page_over_webrtc_and_reports_its_first_frame(
+    tmp_path: Path,
+) -> None:
+    outcome = open_page(tmp_path, live_config(tmp_path), "/live/test-pattern")
     assert outcome["played"] is True, outcome["error"]
+    assert outcome["reported"] == {"live-whep": 1, "live-hls": 0, "watch": 0}, outcome
+
+
+@pytest.mark.timeout(150)
+def test_a_phone_offering_mdns_host_candidates_plays_the_live_page_over_webrtc(
+    tmp_path: Path,
+) -> None:
+    """Phones hide their addresses behind mDNS names; the page sends its offer before any
+    candidate is gathered, and the box learns the phone's address from the phone's
+    connectivity checks (a peer-reflexive candidate): WebRTC, not the HLS fallback."""
+    outcome = open_page(tmp_path, live_config(tmp_path), "/live/test-pattern", "--phone")
+    assert outcome["played"] is True, outcome["error"]
+    assert outcome["reported"] == {"live-whep": 1, "live-hls": 0, "watch": 0}, outcome
+
+
+@pytest.mark.timeout(150)
+def test_chromium_plays_the_live_page_over_hls_when_asked(tmp_path: Path) -> None:
+    outcome = open_page(tmp_path, live_config(tmp_path), "/live/test-pattern?via=hls")
+    assert outcome["played"] is True, outcome["error"]
+    assert outcome["reported"] == {"live-whep": 0, "live-hls": 1, "watch": 0}, outcome
 
 
 @pytest.mark.timeout(150)
@@ -93,3 +119,4 @@ def test_chromium_plays_a_cached_clip(tmp_path: Path) -> None:
     assert outcome["played"] is True, outcome["error"]
     # past the one-keyframe first fragment and the rest of the first GOP, into the second
     assert float(outcome["played_seconds"]) >= 1.5, outcome  # type: ignore[arg-type]
+    assert outcome["reported"] == {"live-whep": 0, "live-hls": 0, "watch": 1}, outcome

@@ -254,7 +254,8 @@ def test_player_page_and_landing(live_daemon: DaemonProcess) -> None:
     status, body = http(live_daemon.url + "/live/test-pattern")
     assert status == 200
     page = body.decode()
-    assert "autoplay muted playsinline" in page and "/live/test-pattern/poster.jpg" in page
+    assert "autoplay muted playsinline" in page and "base='/live/test-pattern'" in page
+    assert "/poster.jpg" in page  # shown to a phone that has no frame after a second
     assert len(body) < 4096
     _, landing = http(live_daemon.url + "/")
     assert b'href="/live/test-pattern"' in landing
