@@ -54,7 +54,7 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
 
 
 def observed(client: TestClient[Any, Any], kind: str) -> float | None:
-    registry = client.app[METRICS].registry  # type: ignore[index]
+    registry = client.app[METRICS].registry
     return registry.get_sample_value("edged_player_first_frame_seconds_count", {"kind": kind})
 
 
@@ -66,7 +66,7 @@ async def test_a_guest_page_reports_without_a_token_into_the_histogram(
     response = await client.post(FIRST_FRAME_BEACON, data=body)
     assert response.status == 204
     assert observed(client, "live-whep") == 1
-    registry = client.app[METRICS].registry  # type: ignore[index]
+    registry = client.app[METRICS].registry
     labels = {"kind": "live-whep", "le": "0.3"}
     assert registry.get_sample_value("edged_player_first_frame_seconds_bucket", labels) == 1
 
