@@ -221,6 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7, help="visits per case (>= 5)")
     parser.add_argument("--variants", action="store_true", help="the watch page's markup, cut")
+    parser.add_argument("--only", default="", help="the cases whose name has this (and refs)")
     args = parser.parse_args()
     if os.environ.get(INSIDE) != "1":
         for tool in ("nginx", "unshare", "ip"):
@@ -232,6 +233,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         daemon, cases = prepare(work, args.variants)
+        cases = {
+            case: url
+            for case, url in cases.items()
+            if args.only in case or case.startswith("bare page")
+        }
         try:
             results = measure(cases, args.runs)
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import resource
 import socket
 import time
 from typing import Any
@@ -25,6 +26,13 @@ MAX_FIELD_SIZE = 8190
 # never sends, or sends half a request) and after each response (an idle keep-alive). aiohttp
 # (3.14) runs one timer for both, armed at connection_made and not reset by partial data.
 IDLE_TIMEOUT = 15.0
+# Connections the kernel holds for the accept loop: a crowd of phones connecting at once (a QR
+# code on a screen) must wait in the queue, not lose its SYN and retry a second later. The
+# kernel caps it at net.core.somaxconn (4096 on current kernels).
+LISTEN_BACKLOG = 4096
+# Descriptors edged asks for (one per phone connection, plus files): the soft limit of a shell
+# is often 1,024; systemd's unit sets LimitNOFILE to this.
+OPEN_FILES = 65536
 # A malformed request is logged as a warning at most this often; the rest at debug.
 MALFORMED_WARNING_INTERVAL = 60.0
 
@@ -120,6 +128,20 @@ def server_options(idle_timeout: float = IDLE_TIMEOUT) -> dict[str, Any]:
     }
 
 
+def open_files_wanted(soft: int, hard: int, wanted: int = OPEN_FILES) -> int | None:
+    """The soft limit on open files to set, or None to leave it (already enough, or capped)."""
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    return target if soft != resource.RLIM_INFINITY and soft < target else None
+
+
+def raise_open_file_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = open_files_wanted(soft, hard)
+    if target is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        logger.debug("open files: soft limit %d -> %d", soft, target)
+
+
 class HttpServer:
     """Runs the app on host:port; `port` is the bound one (useful with port 0)."""
 
@@ -151,7 +173,8 @@ class HttpServer:
                 f"cannot listen on {self._host}:{self._requested_port}: {error.strerror}; {hint}"
             ) from error
         self.port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock)
+        raise_open_file_limit()
+        site = web.SockSite(self._runner, sock, backlog=LISTEN_BACKLOG)
         await site.start()
 
     async def stop(self) -> None:

@@ -21,7 +21,7 @@ from edged.cache.ranges import ByteRange, RangeNotSatisfiable, parse_range, vali
 from edged.cache.store import Asset
 from edged.cache.upstream import Download
 from edged.web.context import CLIPS, METRICS, PULL, ClipStore
-from edged.web.telemetry import FIRST_FRAME_BEACON
+from edged.web.telemetry import FIRST_FRAME_BEACON, POSTER_AFTER_MS
 
 routes = web.RouteTableDef()
 
@@ -266,6 +266,7 @@ async def watch(request: web.Request) -> web.Response:
         src=f"/assets/{escape(name)}",
         poster=f"/posters/{escape(name)}.jpg",
         beacon=FIRST_FRAME_BEACON,
+        poster_after=POSTER_AFTER_MS,
     )
     return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from edged.errors import MediaError
 from edged.media.live import POSTER_SECONDS, segment_sequence
 from edged.web.context import LIVE, METRICS, LiveView, WhepRefused
-from edged.web.telemetry import FIRST_FRAME_BEACON
+from edged.web.telemetry import FIRST_FRAME_BEACON, POSTER_AFTER_MS
 
 routes = web.RouteTableDef()
 
@@ -123,11 +123,6 @@ async def whep_delete(request: web.Request) -> web.Response:
 
 
 _PAGE = Template((Path(__file__).parent / "templates" / "live.html").read_text(encoding="utf-8"))
-
-
-# The live page shows the poster only to a phone that has no frame after this long: fetched at
-# once it would compete with the first frame for the link and the box's CPU (a JPEG encode).
-POSTER_AFTER_MS = 1000
 
 
 def player_html(stream: str) -> str:

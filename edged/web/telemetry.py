@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 FIRST_FRAME_BEACON = "/api/v1/player/first-frame"
+# The guest pages show the poster only to a phone that has no frame after this long: fetched at
+# once it competes with the first frame for the link and the CPUs (the phone's decode, the
+# box's JPEG encode for a live poster).
+POSTER_AFTER_MS = 500
 MAX_BODY = 256
 MAX_SECONDS = 60.0
 

@@ -231,3 +231,17 @@ async def test_status_says_whether_the_clock_is_synchronized(
     body = await (await client.get("/api/v1/status")).json()
     assert "clock_synchronized" in body
     assert body["clock_synchronized"] == clock_synchronized()  # what the kernel says here
+
+
+def test_the_open_file_limit_is_raised_to_what_a_crowd_needs_never_lowered() -> None:
+    from resource import RLIM_INFINITY
+
+    from edged.web.app import OPEN_FILES, open_files_wanted
+
+    assert open_files_wanted(1024, 524288) == OPEN_FILES
+    assert open_files_wanted(1024, 4096) == 4096  # capped by the hard limit
+    assert open_files_wanted(1024, RLIM_INFINITY) == OPEN_FILES
+    assert open_files_wanted(OPEN_FILES, 524288) is None
+    assert open_files_wanted(100000, 524288) is None
+    assert open_files_wanted(RLIM_INFINITY, RLIM_INFINITY) is None
+    assert open_files_wanted(4096, 4096) is None
