@@ -8,7 +8,7 @@ TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-
 	libcairo2-dev pkg-config chromium iproute2 util-linux faketime
 
 .PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode bench-live \
-	bench-first-frame clean
+	bench-first-frame bench-hls-crowd clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-live: $(VENV)/.test-installed
 bench-first-frame: $(VENV)/.test-installed
 	scripts/install-debs nginx
 	$(BIN)/python bench/first_frame.py
+
+bench-hls-crowd: $(VENV)/.test-installed
+	$(BIN)/python bench/hls_crowd.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
