@@ -4,6 +4,7 @@ authenticated asset API."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import time
@@ -11,6 +12,7 @@ from email.utils import formatdate
 from html import escape
 from pathlib import Path
 from string import Template
+from typing import BinaryIO
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -114,6 +116,24 @@ def _count(request: web.Request, result: str, started: float) -> None:
     metrics.first_byte.labels("asset").observe(time.perf_counter() - started)
 
 
+# The rest of a clip goes out this much per turn of the event loop: a crowd's heads (what each
+# phone needs for its first frame) are not queued behind megabytes of other phones' tails.
+TAIL_CHUNK = 256 * 1024
+
+
+async def send_tail(
+    transport: asyncio.Transport, handle: BinaryIO, offset: int, count: int
+) -> None:
+    """sendfile `count` bytes from `offset`, a chunk per turn of the loop."""
+    loop = asyncio.get_running_loop()
+    end = offset + count
+    while offset < end:
+        size = min(TAIL_CHUNK, end - offset)
+        await loop.sendfile(transport, handle, offset, size)
+        offset += size
+        await asyncio.sleep(0)
+
+
 class _HeadThenFile(web.StreamResponse):
     """A pinned clip: the bytes it starts with from RAM at once, the rest by sendfile."""
 
@@ -130,21 +150,27 @@ class _HeadThenFile(web.StreamResponse):
         if request.method == "HEAD" or writer is None:
             return writer
         start, end = self._wanted.start, self._wanted.end
-        head = self._hot[start : end + 1]
+        head = memoryview(self._hot)[start : end + 1]
         await self.write(head)
         rest = end + 1 - (start + len(head))
         if rest > 0:
+            # The tail waits a turn of the loop: the heads of a crowd connecting at once go out
+            # first, and a client that took its head and left costs no file at all.
+            await asyncio.sleep(0)
             transport = request.transport
-            if transport is None:
+            if transport is None or transport.is_closing():
                 raise ConnectionResetError("the client went away")
-            handle = await asyncio.to_thread(self._path.open, "rb")
-            try:
-                loop = asyncio.get_running_loop()
-                await loop.sendfile(transport, handle, start + len(head), rest)
-            finally:
-                handle.close()
+            # Opened on the loop, as _from_memory stats it: a pinned clip's inode is cached.
+            with open(self._path, "rb") as handle:  # noqa: ASYNC230
+                await send_tail(transport, handle, start + len(head), rest)
         await super().write_eof()
         return writer
+
+
+@functools.lru_cache(maxsize=256)
+def http_date(mtime: float) -> str:
+    """An HTTP date (RFC 9110), remembered: a crowd asks for the same clips."""
+    return formatdate(mtime, usegmt=True)
 
 
 def _from_memory(
@@ -170,7 +196,7 @@ def _from_memory(
         return None
     headers = {
         "ETag": f'"{_etag(facts)}"',
-        "Last-Modified": formatdate(facts.st_mtime, usegmt=True),
+        "Last-Modified": http_date(facts.st_mtime),
         "Accept-Ranges": "bytes",
         "Cache-Control": CACHE_CONTROL,
     }

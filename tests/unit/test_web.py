@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,23 @@ def test_the_open_file_limit_is_raised_to_what_a_crowd_needs_never_lowered() -> 
     assert open_files_wanted(100000, 524288) is None
     assert open_files_wanted(RLIM_INFINITY, RLIM_INFINITY) is None
     assert open_files_wanted(4096, 4096) is None
+
+
+async def test_a_crowd_connecting_at_once_waits_in_a_deep_listen_queue(
+    edged_server: tuple[HttpServer, web.Application],
+) -> None:
+    """aiohttp's default backlog (128) drops the SYNs of a crowd scanning one QR code: those
+    phones retry a second later. The kernel reports a listening socket's backlog as its Send-Q."""
+    from edged.web.app import LISTEN_BACKLOG
+
+    server, _ = edged_server
+    listing = await asyncio.to_thread(
+        subprocess.run,
+        ["ss", "-ltnH", f"sport = :{server.port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    somaxconn = int(await asyncio.to_thread(Path("/proc/sys/net/core/somaxconn").read_text))
+    backlog = int(listing.stdout.split()[2])
+    assert backlog == min(LISTEN_BACKLOG, somaxconn) and backlog > 128, listing.stdout
