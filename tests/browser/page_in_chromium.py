@@ -58,16 +58,6 @@ def fetch(url: str) -> str:
         return ""
 
 
-def wait_for_a_running_stream(base: str, path: str) -> None:
-    """A guest arrives at a stream that has been running: its playlist lists a few segments.
-    (Chromium's own HLS player, started on a playlist of one 1 s segment, takes its preroll
-    for a pause and gives up on resuming: DEMUXER_ERROR_COULD_NOT_PARSE.)"""
-    playlist = base + path.split("?")[0] + "/index.m3u8"
-    deadline = time.monotonic() + 20
-    while fetch(playlist).count("segment-") < 4 and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
 def reported(base: str) -> dict[str, int]:
     """The first-frame reports the daemon has counted, by kind (the page's beacon is sent
     after its first frame: asked again until one shows, for up to 5 s)."""
@@ -98,8 +88,6 @@ def main() -> None:
                 break
         else:
             raise SystemExit("edged did not start")
-        if path.startswith("/live/"):
-            wait_for_a_running_stream(base, path)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
             page = browser.new_page()

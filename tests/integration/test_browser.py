@@ -82,6 +82,9 @@ def test_a_phone_offering_mdns_host_candidates_plays_the_live_page_over_webrtc(
 
 @pytest.mark.timeout(150)
 def test_chromium_plays_the_live_page_over_hls_when_asked(tmp_path: Path) -> None:
+    """Opened as the stream starts: Chromium's own HLS player gives up on a playlist of one
+    1 s segment (DEMUXER_ERROR_COULD_NOT_PARSE, "segment queue never had any data"); the page
+    starts it again a second later, and it plays."""
     outcome = open_page(tmp_path, live_config(tmp_path), "/live/test-pattern?via=hls")
     assert outcome["played"] is True, outcome["error"]
     assert outcome["reported"] == {"live-whep": 0, "live-hls": 1, "watch": 0}, outcome
