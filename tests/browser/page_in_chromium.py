@@ -5,6 +5,8 @@ daemon and Chromium talk over a veth pair there, nothing leaves the machine.
 Usage: python -m tests.browser.page_in_chromium CONFIG DATA_DIR PATH [--phone]
   --phone: WebRTC host candidates are mDNS names, as on phones (Chromium's default), instead of
   the plain addresses the other runs offer.
+  --screenshot=PNG: a picture of the page once it has played, as a phone (390x844) shows it.
+  --landing=PNG: then a picture of the landing page (/), its posters loaded.
 Prints one JSON line: {"played": bool, "first_frame_ms": float | null, "error": str,
 "played_seconds": how far playback went (it waits up to 10 s for 1.5 s),
 "reported": the page's first-frame reports the daemon counted, by kind}.
@@ -73,6 +75,7 @@ def reported(base: str) -> dict[str, int]:
 def main() -> None:
     config, data_dir, path = sys.argv[1:4]
     flags = FLAGS if "--phone" in sys.argv[4:] else [*FLAGS, PLAIN_CANDIDATES]
+    options = dict(a[2:].split("=", 1) for a in sys.argv[4:] if "=" in a)
     daemon = subprocess.Popen(
         [sys.executable, "-m", "edged", "run", "--config", config, "--data-dir", data_dir],
         stderr=subprocess.PIPE,
@@ -90,12 +93,17 @@ def main() -> None:
             raise SystemExit("edged did not start")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 390, "height": 844})
             page.goto(base + path)
             try:
                 result["first_frame_ms"] = round(page.evaluate(FIRST_FRAME), 1)
                 result["played"] = True
                 result["played_seconds"] = round(page.evaluate(PLAYS_ON), 2)
+                if "screenshot" in options:
+                    page.screenshot(path=options["screenshot"])
+                if "landing" in options:
+                    page.goto(base + "/", wait_until="load")
+                    page.screenshot(path=options["landing"])
                 result["reported"] = reported(base)
             except Error as error:
                 result["error"] = str(error)

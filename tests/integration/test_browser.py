@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,15 @@ from tests.support import loopback_config
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+# Where the pages' pictures go: the test's own directory, or (EDGED_SCREENSHOTS=docs, as the
+# README's pictures were made) a directory of the caller's choice.
+PICTURES = os.environ.get("EDGED_SCREENSHOTS", "")
+
+
+def picture(tmp_path: Path, name: str) -> Path:
+    return (Path(PICTURES).resolve() if PICTURES else tmp_path) / name
+
+
 # A network of the test's own: a veth pair in a fresh namespace, so the browser's WebRTC and
 # the daemon meet there and nothing reaches any other host.
 NAMESPACE_SETUP = (
@@ -63,9 +73,19 @@ def open_page(tmp_path: Path, config: Path, path: str, *flags: str) -> dict[str,
 def test_chromium_plays_the_live_page_over_webrtc_and_reports_its_first_frame(
     tmp_path: Path,
 ) -> None:
-    outcome = open_page(tmp_path, live_config(tmp_path), "/live/test-pattern")
+    shot = picture(tmp_path, "live-page.png")
+    landing = picture(tmp_path, "landing-page.png")
+    outcome = open_page(
+        tmp_path,
+        live_config(tmp_path),
+        "/live/test-pattern",
+        f"--screenshot={shot}",
+        f"--landing={landing}",
+    )
     assert outcome["played"] is True, outcome["error"]
     assert outcome["reported"] == {"live-whep": 1, "live-hls": 0, "watch": 0}, outcome
+    assert shot.read_bytes().startswith(b"\x89PNG"), "no picture of the page"
+    assert landing.read_bytes().startswith(b"\x89PNG"), "no picture of the landing page"
 
 
 @pytest.mark.timeout(150)
@@ -117,9 +137,11 @@ def test_chromium_plays_a_cached_clip(tmp_path: Path) -> None:
         str(config),
         str(data_dir),
         "/watch/teaser.mp4",
+        f"--screenshot={picture(tmp_path, 'watch-page.png')}",
     )
     print(f"cached clip first frame after {outcome['first_frame_ms']} ms")
     assert outcome["played"] is True, outcome["error"]
     # past the one-keyframe first fragment and the rest of the first GOP, into the second
     assert float(outcome["played_seconds"]) >= 1.5, outcome  # type: ignore[arg-type]
     assert outcome["reported"] == {"live-whep": 0, "live-hls": 0, "watch": 1}, outcome
+    assert picture(tmp_path, "watch-page.png").read_bytes().startswith(b"\x89PNG")
