@@ -36,21 +36,10 @@ sys.path.insert(0, str(REPO))
 
 from playwright.sync_api import Browser, sync_playwright  # noqa: E402
 
+from tests.browser.page_in_chromium import CHROMIUM, FLAGS  # noqa: E402  (mDNS candidates on)
 from tests.clips import make_clip  # noqa: E402
 from tests.support import launch_edged, loopback_config  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--autoplay-policy=no-user-gesture-required",
-]
 HOST = "10.78.0.1"
 NAMESPACE = (
     "ip link set lo up && ip link add v0 type veth peer name v1 && "
