@@ -18,6 +18,7 @@ class DeviceKind(StrEnum):
     CSI_CAMERA = "csi_camera"
     CODEC = "codec"
     IGNORED = "ignored"
+    AUDIO = "audio"  # an ALSA capture device (edged.devices.sound), not a video node
 
 
 STREAMABLE = (DeviceKind.WEBCAM, DeviceKind.CAPTURE_CARD)

@@ -1,5 +1,8 @@
 """The device subsystem: what is plugged in now, and add/remove events as the crew replugs.
 
+Video nodes and ALSA capture devices (kind "audio") share one list, one event queue and one
+gauge; `audio_for()` says which audio input goes with a camera or capture card.
+
 Enumeration, the sysfs reads of a hotplug event and capability probes run in threads; the udev
 monitor is read from the event loop through its file descriptor (the event's action and path come
 with it), and events are debounced per device.
@@ -16,9 +19,10 @@ from typing import Any
 
 import pyudev
 
-from edged.devices import capabilities, udev
+from edged.devices import capabilities, sound, udev
 from edged.devices.capabilities import Capabilities
 from edged.devices.classify import STREAMABLE, DeviceKind, NodeFacts, classify, stream_name
+from edged.devices.sound import SoundFacts, classify_sound
 from edged.metrics import DeviceMetrics
 
 logger = logging.getLogger(__name__)
@@ -31,7 +35,7 @@ Probe = Callable[[str], tuple[Capabilities | None, str]]
 
 @dataclass(frozen=True)
 class Device:
-    """One video4linux node as edged understands it."""
+    """One video4linux node, or one ALSA capture device (kind AUDIO), as edged understands it."""
 
     node: str
     sys_path: str
@@ -46,10 +50,14 @@ class Device:
     name: str
     capabilities: Capabilities | None
     problem: str
+    alsa: str = ""  # audio only: the ALSA name, hw:CARD=<id>,DEV=<n>
 
     def as_json(self) -> dict[str, Any]:
         document = asdict(self)
         document["kind"] = self.kind.value
+        unused = ("capabilities", "stream", "name") if self.kind is DeviceKind.AUDIO else ("alsa",)
+        for key in unused:
+            del document[key]
         return document
 
 
@@ -76,9 +84,51 @@ def describe(facts: NodeFacts, cards: Mapping[str, str], probe: Probe) -> Device
     )
 
 
+def describe_sound(facts: SoundFacts) -> Device | None:
+    """An ALSA capture device; None for playback devices, cards and control nodes."""
+    verdict = classify_sound(facts)
+    if verdict is None:
+        return None
+    classification, alsa = verdict
+    return Device(
+        node=facts.dev_node,
+        sys_path=facts.sys_path,
+        kind=classification.kind,
+        reason=classification.reason,
+        label=classification.label,
+        stream=None,
+        usb_id=f"{facts.vendor_id}:{facts.product_id}" if facts.vendor_id else "",
+        serial=facts.serial,
+        usb_path=facts.usb_path,
+        driver=facts.driver,
+        name="",  # not a V4L2 name: board detection reads those
+        capabilities=None,
+        problem="",
+        alsa=alsa,
+    )
+
+
 def scan(cards: Mapping[str, str], probe: Probe = capabilities.probe) -> list[Device]:
     """Every video4linux node now (blocking)."""
     return [describe(facts, cards, probe) for facts in udev.enumerate_nodes()]
+
+
+def scan_sound() -> list[Device]:
+    """Every ALSA capture device now (blocking)."""
+    found = (describe_sound(facts) for facts in udev.enumerate_sound())
+    return [device for device in found if device is not None]
+
+
+def scan_all(cards: Mapping[str, str], probe: Probe = capabilities.probe) -> list[Device]:
+    """Video nodes, then audio inputs (blocking)."""
+    return scan(cards, probe) + scan_sound()
+
+
+def _what_for(device: Device) -> str:
+    """The tail of a hotplug log line: the stream a camera feeds or an input's ALSA name."""
+    if device.stream:
+        return f", stream {device.stream}"
+    return f", {device.alsa}" if device.alsa else ""
 
 
 @dataclass(frozen=True)
@@ -118,7 +168,7 @@ class DeviceManager:
             )
         else:
             asyncio.get_running_loop().add_reader(self._monitor.fileno(), self._on_readable)
-        for device in await asyncio.to_thread(scan, self._cards, self._probe):
+        for device in await asyncio.to_thread(scan_all, self._cards, self._probe):
             self.devices[device.sys_path] = device
         self._update_gauges()
         for device in self.devices.values():
@@ -169,12 +219,28 @@ class DeviceManager:
             self._emit(DeviceEvent("remove", known))
             return
         device = await asyncio.to_thread(self._describe_event, udev_device)
+        if device is None:
+            return
         self.devices[sys_path] = device
         self._emit(DeviceEvent("add", device))
 
-    def _describe_event(self, udev_device: Any) -> Device:
-        """The device a hotplug event names: its facts are read from sysfs (blocking)."""
+    def _describe_event(self, udev_device: Any) -> Device | None:
+        """The device a hotplug event names, None for a sound device that is no audio input:
+        its facts are read from sysfs (blocking)."""
+        if udev.subsystem(udev_device) == udev.SOUND:
+            return describe_sound(udev.sound_facts(udev_device))
         return describe(udev.node_facts(udev_device), self._cards, self._probe)
+
+    # -- queries for the media side --------------------------------------------------------------
+
+    def audio_for(self, video_node: str) -> str | None:
+        """The ALSA name (hw:CARD=<id>,DEV=<n>) of the audio input on the same USB device as
+        the camera or capture card at `video_node`, or None."""
+        return sound.pair(self.devices.values()).get(video_node)
+
+    def unpaired_audio(self) -> list[str]:
+        """ALSA names of the audio inputs no camera claims (a lone USB microphone)."""
+        return sound.unpaired(self.devices.values())
 
     def _emit(self, event: DeviceEvent) -> None:
         self._metrics.events.labels(event.action).inc()
@@ -185,7 +251,7 @@ class DeviceManager:
             event.action,
             device.node,
             device.kind.value,
-            f", stream {device.stream}" if device.stream else "",
+            _what_for(device),
         )
         try:
             self.events.put_nowait(event)

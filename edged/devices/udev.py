@@ -1,4 +1,5 @@
-"""The pyudev adapter: video4linux nodes as NodeFacts, enumerated or from hotplug events.
+"""The pyudev adapter: video4linux nodes as NodeFacts and sound devices as SoundFacts,
+enumerated or from hotplug events.
 
 Enumeration blocks (it walks sysfs): call it in a thread.
 """
@@ -12,10 +13,12 @@ from typing import Any
 import pyudev
 
 from edged.devices.classify import NodeFacts
+from edged.devices.sound import SoundFacts
 
 logger = logging.getLogger(__name__)
 
 SUBSYSTEM = "video4linux"
+SOUND = "sound"
 
 
 def _attribute(device: Any, name: str) -> str:
@@ -36,7 +39,7 @@ def _safe(read: Callable[[], Any]) -> str:
     return "" if value is None else str(value)
 
 
-def _parent(device: Any, subsystem: str, device_type: str) -> Any:
+def _parent(device: Any, subsystem: str, device_type: str | None) -> Any:
     try:
         return device.find_parent(subsystem, device_type)
     except (OSError, ValueError, UnicodeDecodeError):
@@ -101,10 +104,53 @@ def enumerate_nodes(context: pyudev.Context | None = None) -> list[NodeFacts]:
     return sorted(facts, key=lambda fact: fact.dev_node)
 
 
+def subsystem(device: Any) -> str:
+    """The udev subsystem of a device, "" when udev does not say."""
+    return _safe(lambda: device.subsystem)
+
+
+def sound_facts(device: Any) -> SoundFacts:
+    """Facts of one sound device (card, control or PCM); missing values become empty strings."""
+    card = _parent(device, SOUND, None)  # a PCM's card
+    usb = _parent(device, "usb", "usb_device")
+    interface = _parent(device, "usb", "usb_interface")
+    try:
+        properties = {str(key): str(value) for key, value in device.properties.items()}
+    except (UnicodeDecodeError, OSError, ValueError):
+        properties = {}
+    return SoundFacts(
+        sys_path=_safe(lambda: device.sys_path),
+        sys_name=_safe(lambda: device.sys_name),
+        dev_node=_safe(lambda: device.device_node) or properties.get("DEVNAME", ""),
+        card_id=_attribute(card, "id") if card else "",
+        driver=properties.get("ID_USB_DRIVER")
+        or (interface and _safe(lambda: interface.driver))
+        or "",
+        vendor_id=_attribute(usb, "idVendor").lower() if usb else "",
+        product_id=_attribute(usb, "idProduct").lower() if usb else "",
+        serial=(_attribute(usb, "serial") if usb else "") or properties.get("ID_SERIAL_SHORT", ""),
+        usb_path=_safe(lambda: usb.sys_name) if usb else "",
+        product=_attribute(usb, "product") if usb else "",
+    )
+
+
+def enumerate_sound(context: pyudev.Context | None = None) -> list[SoundFacts]:
+    """Every sound device udev knows now (cards, controls, PCMs), sorted by sysfs path."""
+    context = context or pyudev.Context()
+    facts = []
+    for device in context.list_devices(subsystem=SOUND):
+        try:
+            facts.append(sound_facts(device))
+        except Exception:  # one broken device must not hide the others
+            logger.exception("skipping a sound device udev describes badly")
+    return sorted(facts, key=lambda fact: fact.sys_path)
+
+
 def monitor(context: pyudev.Context | None = None) -> pyudev.Monitor:
-    """A started, non-blocking monitor of video4linux add/remove events."""
+    """A started, non-blocking monitor of video4linux and sound add/remove events."""
     context = context or pyudev.Context()
     udev_monitor = pyudev.Monitor.from_netlink(context)
     udev_monitor.filter_by(SUBSYSTEM)
+    udev_monitor.filter_by(SOUND)
     udev_monitor.start()
     return udev_monitor
