@@ -31,6 +31,70 @@ def render(nodes: list[Node]) -> str:
     return "\n".join(node.render() for node in nodes)
 
 
+def usb_device(*, port: str, vendor: str, product: str, attributes: dict[str, str]) -> Node:
+    """The USB device itself (DEVTYPE usb_device): the parent its video and audio share."""
+    bus_device = int(attributes["devnum"])
+    return Node(
+        f"{XHCI}/{port}",
+        {
+            "SUBSYSTEM": "usb",
+            "DEVTYPE": "usb_device",
+            "DRIVER": "usb",
+            "DEVNAME": f"/dev/bus/usb/001/{bus_device:03d}",
+            "PRODUCT": f"{int(vendor, 16):x}/{int(product, 16):x}/100",
+        },
+        attributes,
+        dev=f"bus/usb/001/{bus_device:03d}",
+    )
+
+
+def sound_card(parent: str, card: int, card_id: str, pcms: list[str], driver: str) -> list[Node]:
+    """An ALSA card under `parent` (a USB interface or a platform device): the card, its control
+    node and its PCMs, named as the kernel does ("D0c" capture device 0, "D0p" playback)."""
+    path = f"{parent}/sound/card{card}"
+    sound = {"SUBSYSTEM": "sound", "MAJOR": "116"} | ({"ID_USB_DRIVER": driver} if driver else {})
+    nodes = [
+        Node(
+            path,
+            {"SUBSYSTEM": "sound", "ID_USB_DRIVER": driver},
+            {"id": card_id, "number": str(card)},
+        ),
+        Node(
+            f"{path}/controlC{card}",
+            sound | {"DEVNAME": f"/dev/snd/controlC{card}"},
+            {"dev": f"116:{card * 32}"},
+            dev=f"snd/controlC{card}",
+        ),
+    ]
+    for offset, pcm in enumerate(pcms, start=1):
+        name = f"pcmC{card}{pcm}"
+        nodes.append(
+            Node(
+                f"{path}/{name}",
+                sound | {"DEVNAME": f"/dev/snd/{name}"},
+                {"pcm_class": "generic", "id": "USB Audio", "dev": f"116:{card * 32 + offset}"},
+                dev=f"snd/{name}",
+            )
+        )
+    return nodes
+
+
+def usb_audio(port: str, interface: int, card: int, card_id: str, pcms: list[str]) -> list[Node]:
+    """The USB Audio Class interface of a USB device and the sound card below it."""
+    path = f"{XHCI}/{port}/{port}:1.{interface}"
+    node = Node(
+        path,
+        {
+            "SUBSYSTEM": "usb",
+            "DEVTYPE": "usb_interface",
+            "DRIVER": "snd-usb-audio",
+            "INTERFACE": "1/1/0",
+        },
+        {"bInterfaceClass": "01", "bInterfaceNumber": f"{interface:02d}"},
+    )
+    return [node, *sound_card(path, card, card_id, pcms, "snd-usb-audio")]
+
+
 def uvc_device(
     *,
     port: str,
@@ -70,18 +134,7 @@ def uvc_device(
     if serial:
         usb_attributes["serial"] = serial
     nodes = [
-        Node(
-            usb_path,
-            {
-                "SUBSYSTEM": "usb",
-                "DEVTYPE": "usb_device",
-                "DRIVER": "usb",
-                "DEVNAME": f"/dev/bus/usb/001/{bus_device:03d}",
-                "PRODUCT": f"{int(vendor, 16):x}/{int(product, 16):x}/100",
-            },
-            usb_attributes,
-            dev=f"bus/usb/001/{bus_device:03d}",
-        ),
+        usb_device(port=port, vendor=vendor, product=product, attributes=usb_attributes),
         Node(
             interface,
             {
@@ -244,3 +297,39 @@ def raspberry_pi_5() -> list[Node]:
     return platform_nodes("1f00128000.csi", "rp1-cfe", cfe) + platform_nodes(
         "1000880000.pisp_be", "pispbe", backend
     )
+
+
+def ms2109_with_sound(first_video: int = 4, card: int = 1) -> list[Node]:
+    """The MS2109 HDMI dongle with its stage sound: a UAC interface on the same USB device."""
+    return ms2109(first_video) + usb_audio("1-5", 2, card, "MS2109", ["D0c"])
+
+
+def c920_with_mic(port: str = "1-2", first_video: int = 0, card: int = 2) -> list[Node]:
+    """The C920 and its stereo microphone (capture only, card id "C920")."""
+    return c920(port=port, first_video=first_video) + usb_audio(port, 2, card, "C920", ["D0c"])
+
+
+def lone_mic(port: str = "1-7", card: int = 3) -> list[Node]:
+    """A "USB PnP Sound Device" (C-Media 0d8c:0014): a microphone and a headphone output, no
+    video. Its card id is "Device", as the kernel names these."""
+    usb = usb_device(
+        port=port,
+        vendor="0d8c",
+        product="0014",
+        attributes={
+            "idVendor": "0d8c",
+            "idProduct": "0014",
+            "product": "USB PnP Sound Device",
+            "speed": "12",
+            "busnum": "1",
+            "devnum": "8",
+        },
+    )
+    return [usb, *usb_audio(port, 0, card, "Device", ["D0p", "D0c"])]
+
+
+def hdmi_out(card: int = 0) -> list[Node]:
+    """The board's HDMI output (vc4-hdmi on a Pi): a playback-only card, not an input."""
+    parent = "/devices/platform/soc/fef00700.hdmi"
+    platform = Node(parent, {"SUBSYSTEM": "platform", "DRIVER": "vc4_hdmi", "OF_NAME": "hdmi"})
+    return [platform, *sound_card(parent, card, "vc4hdmi0", ["D0p"], "")]

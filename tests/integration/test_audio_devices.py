@@ -1,0 +1,145 @@
+"""Audio inputs under umockdev (real libudev, described sound cards): `edged devices`, the
+daemon's /api/v1/devices and metrics, and sound hotplug through a real pyudev Monitor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import StartDaemon
+from tests.devices import trees
+from tests.integration.test_daemon import http
+from tests.integration.test_devices import REPO, devices_json
+
+pytestmark = pytest.mark.integration
+
+BOX = (trees.ms2109_with_sound(), trees.c920_with_mic(), trees.lone_mic(), trees.hdmi_out())
+
+
+def paired(report: dict[str, Any]) -> dict[str, str | None]:
+    return {device["node"]: device["audio"] for device in report["devices"]}
+
+
+def inputs(report: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    return {device["alsa"]: (device["node"], device["video"]) for device in report["audio"]}
+
+
+def test_each_camera_gets_the_sound_of_its_usb_device(tmp_path: Path) -> None:
+    report = devices_json(tmp_path, *BOX)
+    assert paired(report) == {
+        "/dev/video0": "hw:CARD=C920,DEV=0",
+        "/dev/video1": None,  # the C920's metadata node
+        "/dev/video4": "hw:CARD=MS2109,DEV=0",
+        "/dev/video5": None,
+    }
+    # The lone microphone is listed unpaired; its headphone output and the HDMI output are not.
+    assert inputs(report) == {
+        "hw:CARD=C920,DEV=0": ("/dev/snd/pcmC2D0c", "/dev/video0"),
+        "hw:CARD=MS2109,DEV=0": ("/dev/snd/pcmC1D0c", "/dev/video4"),
+        "hw:CARD=Device,DEV=0": ("/dev/snd/pcmC3D0c", None),
+    }
+    mic = next(device for device in report["audio"] if device["video"] is None)
+    assert (mic["kind"], mic["label"], mic["usb_id"], mic["driver"]) == (
+        "audio",
+        "USB PnP Sound Device",
+        "0d8c:0014",
+        "snd-usb-audio",
+    )
+    assert report["board"]["profile"] == "x86"  # no ALSA name taken for a V4L2 name
+
+
+def test_playback_only_box_has_no_audio_input(tmp_path: Path) -> None:
+    report = devices_json(tmp_path, trees.c920(), trees.hdmi_out())
+    assert report["audio"] == []
+    assert paired(report) == {"/dev/video0": None, "/dev/video1": None}
+
+
+def test_devices_table_names_the_inputs(tmp_path: Path) -> None:
+    command = ["umockdev-run"]
+    for index, tree in enumerate(BOX):
+        path = tmp_path / f"tree-{index}.umockdev"
+        path.write_text(trees.render(tree))
+        command += ["--device", str(path)]
+    result = subprocess.run(
+        [*command, "--", sys.executable, "-m", "edged", "devices"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    lines = result.stdout.splitlines()
+    card = next(line for line in lines if line.startswith("/dev/video4 "))
+    assert "hw:CARD=MS2109,DEV=0" in card
+    mic = next(line for line in lines if line.startswith("hw:CARD=Device,DEV=0 "))
+    assert "(unpaired)" in mic
+    assert not [line for line in lines if "vc4hdmi0" in line or "pcmC0D0p" in line]
+
+
+def test_sound_hotplug_through_a_real_monitor() -> None:
+    result = subprocess.run(
+        ["umockdev-wrapper", sys.executable, "-m", "tests.devices.sound_hotplug_probe"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0] == {"start": 0}
+    plugged, sound_gone, sound_back, mic, final, pulled = lines[1:]
+    card = "hw:CARD=MS2109,DEV=0"
+    assert plugged == {
+        "events": [
+            ["add", "audio", "/dev/snd/pcmC1D0c", card],
+            ["add", "capture_card", "/dev/video4", ""],
+            ["add", "ignored", "/dev/video5", ""],
+        ],
+        "audio_for": card,
+        "unpaired": [],
+    }
+    assert sound_gone == {
+        "events": [["remove", "audio", "/dev/snd/pcmC1D0c", card]],
+        "audio_for": None,
+        "unpaired": [],
+    }
+    # Back under another card number, the same name; the HDMI output plugged before it sent none.
+    assert sound_back == {
+        "events": [["add", "audio", "/dev/snd/pcmC4D0c", card]],
+        "audio_for": card,
+        "unpaired": [],
+    }
+    assert mic == {
+        "events": [["add", "audio", "/dev/snd/pcmC3D0c", "hw:CARD=Device,DEV=0"]],
+        "audio_for": card,
+        "unpaired": ["hw:CARD=Device,DEV=0"],
+    }
+    assert 'edged_devices{kind="audio"} 2.0' in final["metrics"]
+    assert 'edged_device_events_total{action="add"} 5.0' in final["metrics"]
+    assert pulled["audio_for"] is None
+    assert pulled["unpaired"] == ["hw:CARD=Device,DEV=0"]
+
+
+def test_daemon_reports_and_counts_audio(tmp_path: Path, start_daemon: StartDaemon) -> None:
+    tree = tmp_path / "box.umockdev"
+    tree.write_text(trees.render([node for nodes in BOX for node in nodes]))
+    daemon = start_daemon(
+        {"mdns": {"enabled": False}}, wrapper=("umockdev-run", "--device", str(tree), "--")
+    )
+    status, body = http(daemon.url + "/api/v1/devices")
+    assert status == 200
+    report = json.loads(body)
+    assert paired(report)["/dev/video4"] == "hw:CARD=MS2109,DEV=0"
+    assert paired(report)["/dev/video0"] == "hw:CARD=C920,DEV=0"
+    assert inputs(report)["hw:CARD=Device,DEV=0"] == ("/dev/snd/pcmC3D0c", None)
+    assert len(report["audio"]) == 3
+    _, metrics = http(daemon.url + "/metrics")
+    assert b'edged_devices{kind="audio"} 3.0' in metrics
+    assert b'edged_devices{kind="ignored"} 2.0' in metrics  # playback PCMs are not counted
+    assert any("device /dev/snd/pcmC1D0c: audio" in line for line in daemon.lines)
+    assert daemon.stop() == 0
