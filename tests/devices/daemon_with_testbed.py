@@ -1,8 +1,11 @@
 """`edged run` in a process that also owns a umockdev Testbed (run it under umockdev-wrapper).
 
-The test plugs and unplugs a capture card by writing lines to stdin:
+The test plugs and unplugs a capture card, and a sound card on a USB device, by writing lines
+to stdin:
   plug PORT FIRST_VIDEO BUS_DEVICE
   unplug
+  plug-sound PORT CARD CARD_ID      (a USB audio interface with one capture PCM)
+  unplug-sound
 Everything else is the real daemon with real udev (libudev reads the testbed).
 """
 
@@ -22,6 +25,7 @@ from tests.devices import trees  # noqa: E402
 
 def control(testbed: UMockdev.Testbed) -> None:
     card: list[trees.Node] = []
+    sound: list[trees.Node] = []
     for line in sys.stdin:
         words = line.split()
         if words[:1] == ["plug"]:
@@ -35,6 +39,14 @@ def control(testbed: UMockdev.Testbed) -> None:
                 testbed.uevent("/sys" + node.path, "remove")
                 testbed.remove_device("/sys" + node.path)
             card = []
+        elif words[:1] == ["plug-sound"]:
+            sound = trees.usb_audio(words[1], 2, int(words[2]), words[3], ["D0c"])
+            testbed.add_from_string(trees.render(sound))  # umockdev sends the "add" uevents
+        elif words[:1] == ["unplug-sound"]:
+            for node in reversed(sound):
+                testbed.uevent("/sys" + node.path, "remove")
+                testbed.remove_device("/sys" + node.path)
+            sound = []
 
 
 if __name__ == "__main__":

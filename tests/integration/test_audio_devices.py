@@ -4,6 +4,7 @@ daemon's /api/v1/devices and metrics, and sound hotplug through a real pyudev Mo
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,46 @@ def test_daemon_reports_and_counts_audio(tmp_path: Path, start_daemon: StartDaem
     assert b'edged_devices{kind="ignored"} 2.0' in metrics  # playback PCMs are not counted
     assert any("device /dev/snd/pcmC1D0c: audio" in line for line in daemon.lines)
     assert daemon.stop() == 0
+
+
+def test_daemon_follows_a_sound_card_plugged_and_pulled(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(
+        {"mdns": {"enabled": False}},
+        wrapper=("umockdev-wrapper",),
+        command=(sys.executable, "-m", "tests.devices.daemon_with_testbed"),
+    )
+
+    def audio_of_the_card() -> tuple[str | None, list[tuple[str, str | None]]]:
+        _, body = http(daemon.url + "/api/v1/devices")
+        report = json.loads(body)
+        listed = [(device["alsa"], device["video"]) for device in report["audio"]]
+        return paired(report).get("/dev/video0"), listed
+
+    daemon.send("plug 1-4 0 6")
+    daemon.wait_for(re.compile(r"device add /dev/video0: capture_card"))
+    assert audio_of_the_card() == (None, [])
+    daemon.send("plug-sound 1-4 1 CamLink4K")
+    daemon.wait_for(re.compile(r"device add /dev/snd/pcmC1D0c: audio, hw:CARD=CamLink4K,DEV=0"))
+    card = "hw:CARD=CamLink4K,DEV=0"
+    assert audio_of_the_card() == (card, [(card, "/dev/video0")])
+    _, metrics = http(daemon.url + "/metrics")
+    assert b'edged_devices{kind="audio"} 1.0' in metrics
+    daemon.send("unplug-sound")
+    daemon.wait_for(re.compile(r"device remove /dev/snd/pcmC1D0c: audio"))
+    assert audio_of_the_card() == (None, [])
+    daemon.send("plug-sound 1-4 2 CamLink4K")  # numbered anew by the kernel, the same name
+    daemon.wait_for(re.compile(r"device add /dev/snd/pcmC2D0c: audio, hw:CARD=CamLink4K,DEV=0"))
+    assert audio_of_the_card() == (card, [(card, "/dev/video0")])
+    assert daemon.stop() == 0
+
+
+def test_malformed_sound_values_do_not_stop_enumeration(tmp_path: Path) -> None:
+    no_id = trees.lone_mic()
+    del no_id[2].attributes["id"]  # the card
+    odd = trees.usb_audio("1-5", 2, 5, "\\xff bad,id", ["D0c", "Dxc"])
+    report = devices_json(tmp_path, trees.ms2109() + odd, no_id, trees.c920_with_mic())
+    assert inputs(report) == {
+        "hw:CARD=5,DEV=0": ("/dev/snd/pcmC5D0c", "/dev/video4"),  # the card number stands in
+        "hw:CARD=3,DEV=0": ("/dev/snd/pcmC3D0c", None),
+        "hw:CARD=C920,DEV=0": ("/dev/snd/pcmC2D0c", "/dev/video0"),
+    }
