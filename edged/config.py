@@ -57,6 +57,8 @@ def setting(
     }
     if isinstance(default, tuple):
         return field(default_factory=lambda: default, metadata=metadata)
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata, hash=False)
     return field(default=default, metadata=metadata)
 
 
@@ -94,6 +96,21 @@ class MediaConfig:
     pattern_fps: int = setting(30, minimum=1, maximum=120)
     record_test_pattern: bool = False
     v4l2_stand_in: str = ""
+    audio_stand_in: str = ""  # a lavfi graph standing in for every stream's sound card
+
+
+# A stream name (a camera's stream, or the test pattern) -> an ALSA capture device; PyAV's wheels
+# open only hw: and plughw: names (no ALSA plugins inside them).
+_ALSA_DEVICE = r"^(plug)?hw:[A-Za-z0-9_]+(=[A-Za-z0-9_]+)?(,[A-Za-z0-9_]+(=[A-Za-z0-9_]+)?)*$"
+_STREAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    enabled: bool = True
+    sample_rate: int = setting(48000, minimum=8000, maximum=96000)
+    bitrate: int = setting(128000, minimum=16000, maximum=512000)
+    devices: dict[str, str] = setting({}, pattern=_ALSA_DEVICE)  # noqa: RUF009 - a fresh dict
 
 
 @dataclass(frozen=True)
@@ -146,6 +163,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     mdns: MdnsConfig = field(default_factory=MdnsConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
@@ -168,6 +186,8 @@ def parse_size(value: object, key: str) -> int:
 
 
 def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) is dict:
+        return "a table of strings"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
         kind, "a list of strings"
     )
@@ -183,6 +203,8 @@ def _coerce(spec: dataclasses.Field[Any], kind: Any, value: object, key: str) ->
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{key} = {value!r}: must be a list of strings")
         result = tuple(value)
+    elif typing.get_origin(kind) is dict:
+        return _check_table(meta, value, key)
     elif isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         result = value
     else:
@@ -202,6 +224,17 @@ def _check_range(meta: Mapping[str, Any], value: Any, key: str) -> Any:
     if meta.get("pattern") and not re.match(meta["pattern"], value):
         raise ConfigError(f"{key} = {value!r}: not allowed; must match {meta['pattern']}")
     return value
+
+
+def _check_table(meta: Mapping[str, Any], value: object, key: str) -> dict[str, str]:
+    """A table of names to strings: each name a stream's, each value checked like a string."""
+    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+        raise ConfigError(f"{key} = {value!r}: must be {_type_name(dict[str, str])}")
+    for name, item in value.items():
+        if not re.match(_STREAM_NAME, name):
+            raise ConfigError(f"{key}.{name}: not a stream name; must match {_STREAM_NAME}")
+        _check_range(meta, item, f"{key}.{name}")
+    return dict(value)
 
 
 def _section_types() -> dict[str, type[Any]]:
