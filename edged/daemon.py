@@ -331,6 +331,7 @@ class Daemon:
             self._segment_ready,
             uploader.journal,  # the ledger: which recordings are uploaded, which queued
             gop_cache=config.live.gop_cache,
+            audio=config.audio,
         )
         await media.start(manager, supervisor)
         try:

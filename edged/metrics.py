@@ -183,6 +183,14 @@ class StreamMetrics:
         self.spool_bytes = Gauge(
             "edged_spool_bytes", "Bytes of recordings in the spool.", registry=registry
         )
+        self.audio_dropped = Counter(
+            "edged_audio_samples_dropped",
+            "Audio samples lost, by stage: capture (never delivered by the source, filled with "
+            "silence), sync (dropped to keep the sound on the video's clock), output (a slow "
+            "consumer).",
+            ["stream", "stage"],
+            registry=registry,
+        )
 
     def stream(self, name: str) -> None:
         """Create every series of a stream at zero, so rates start from a known value."""

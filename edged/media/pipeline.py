@@ -16,11 +16,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import av
 
 from edged.errors import MediaError
+from edged.media.audio import AudioSpec
+from edged.media.audio_capture import AudioCapture
 from edged.media.encoders import TIME_BASE, Encoder
 from edged.media.packets import EncodedPacket
 from edged.media.sources import Source
@@ -50,6 +52,16 @@ class Output(Protocol):
     def offer(self, packet: EncodedPacket, extradata: bytes) -> bool: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AudioOutput(Protocol):
+    """An output that also takes the stream's AAC packets (the recorder); `offer_audio` never
+    blocks. `end_audio` says the sound is gone for good (the stream goes on video-only)."""
+
+    def offer_audio(self, packet: EncodedPacket, extradata: bytes) -> bool: ...
+
+    def end_audio(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,7 @@ class StreamPipeline:
         metrics: StreamMetrics,
         *,
         frame_queue_size: int = FRAME_QUEUE_SIZE,
+        audio: AudioSpec | None = None,
     ) -> None:
         self.name = name
         self._open_source = open_source
@@ -162,15 +175,25 @@ class StreamPipeline:
         self.decimation = 1  # thermal step-down: encode one frame in N
         self._ended = asyncio.Event()
         self._keyframe_wanted = threading.Event()
+        self.audio = audio
+        self.audio_failure = ""  # why the stream went video-only
+        self._audio_outputs: list[AudioOutput] = []
+        self._audio_capture: AudioCapture | None = None
+        self._audio_drops_lock = threading.Lock()
+        self.audio_dropped: dict[str, int] = {}  # samples, by stage
+        self._origin: float | None = None  # monotonic time of pts 0: the audio's clock too
         metrics.stream(name)
 
     # -- control (event loop) ------------------------------------------------------------------
 
     def add_output(self, output: Output) -> None:
         self._outputs = [*self._outputs, output]
+        if isinstance(output, AudioOutput):
+            self._audio_outputs = [*self._audio_outputs, output]
 
     def remove_output(self, output: Output) -> None:
         self._outputs = [o for o in self._outputs if o is not output]
+        self._audio_outputs = [o for o in self._audio_outputs if o is not output]  # type: ignore[comparison-overlap]
 
     @property
     def counts(self) -> FrameCounts:
@@ -183,6 +206,16 @@ class StreamPipeline:
             thread = threading.Thread(target=target, name=f"{role}-{self.name}", daemon=True)
             self._threads.append(thread)
             thread.start()
+        if self.audio is not None:
+            self._audio_capture = AudioCapture(
+                self.name,
+                self.audio,
+                lambda: self._origin,
+                lambda packet, extradata: self._call(self._fan_out_audio, packet, extradata),
+                self._audio_dropped,
+                lambda reason: self._call(self._end_audio, reason),
+            )
+            self._audio_capture.start()
 
     async def stop(self) -> None:
         """Stop capturing, encode what is queued, flush the encoder, close the outputs (once)."""
@@ -194,6 +227,8 @@ class StreamPipeline:
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 10)
         self._threads = []
+        if self._audio_capture is not None:
+            await asyncio.to_thread(self._audio_capture.stop)
         for output in self._outputs:
             await asyncio.to_thread(output.close)
         self._set_state(StreamState.STOPPED, "stopped")
@@ -252,7 +287,7 @@ class StreamPipeline:
                 timestamp = seconds if seconds is not None else time.monotonic() - started
                 now = time.time()
                 if anchor is None:
-                    anchor = now - timestamp
+                    anchor, self._origin = now - timestamp, time.monotonic() - timestamp
                 moved = wall_anchor(anchor, timestamp, now, WALL_CLOCK_TOLERANCE_SECONDS)
                 if moved != anchor:
                     logger.log(
@@ -327,3 +362,22 @@ class StreamPipeline:
         for output in self._outputs:
             if not output.offer(packet, self.extradata):
                 self._tally.drop("output")
+
+    # -- audio (fan-out on the event loop, counts from the audio thread) ------------------------
+
+    def _fan_out_audio(self, packet: EncodedPacket, extradata: bytes) -> None:
+        for output in self._audio_outputs:
+            if not output.offer_audio(packet, extradata):
+                self._audio_dropped("output", packet.duration)
+
+    def _audio_dropped(self, stage: str, samples: int) -> None:
+        with self._audio_drops_lock:
+            self.audio_dropped[stage] = self.audio_dropped.get(stage, 0) + samples
+        self._metrics.audio_dropped.labels(self.name, stage).inc(samples)
+
+    def _end_audio(self, reason: str) -> None:
+        """The sound source failed or ended: the video goes on alone; the reason is shown."""
+        logger.warning("stream %s: %s; the stream goes on without sound", self.name, reason)
+        self.audio_failure = reason
+        for output in self._audio_outputs:
+            output.end_audio()

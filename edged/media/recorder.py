@@ -22,15 +22,18 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, Final, Literal
+from typing import Any, BinaryIO, Final, Literal, NamedTuple
 
 import av
 
 from edged.fileio import file_sha256, write_atomically
+from edged.media.audio import AudioSpec
 from edged.media.encoders import TIME_BASE, as_av_packet
 from edged.media.mp4 import MOVFLAGS, whole_prefix
 from edged.media.packets import EncodedPacket
@@ -45,6 +48,14 @@ _NAME = re.compile(
 )
 _COUNTER = re.compile(r"\s*(\d+)\s*", re.ASCII)
 CLOSE_SEGMENT: Final = "close-segment"  # queued when recording stops: finish the open segment
+AUDIO_ENDED: Final = "audio-ended"  # queued when the sound is gone: next segments are video-only
+AUDIO_PACKETS_PER_SECOND = 50  # AAC frames at 48 kHz: 46.9 a second
+# The muxer holds a track's packets back until every track has some, for at most this long (in
+# microseconds; FFmpeg's default is 10 s): a sound card gone quiet must not hold the video back.
+MAX_INTERLEAVE_DELTA = "1000000"
+# AAC packets wait for the video to pass their time (so each segment's sound ends where its
+# pictures do); with no video coming, the oldest beyond this many are let go (about 5 s).
+HELD_AUDIO_PACKETS = 256
 
 
 # -- names -------------------------------------------------------------------------------------
@@ -144,6 +155,7 @@ class SegmentIdentity:
     event: str = ""
     device: str = ""
     encoder: str = ""
+    audio_device: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,7 @@ class Segment:
     recovered: bool = False
     boot: int = 0  # the daemon start that recorded it (see the module's note on names)
     clock_synchronized: bool | None = None  # the system clock's state when the segment opened
+    audio_device: str | None = None  # the sound's source; None: the segment has no sound
 
     @property
     def sidecar(self) -> Path:
@@ -200,7 +213,7 @@ def recover(spool: Path, identity: SegmentIdentity) -> list[Segment]:
             continue
         os.truncate(part, end)
         final = publish(part, part.with_name(part.name.removesuffix(PART_SUFFIX) + ".mp4"))
-        frames, start, finish = _probe(final)
+        frames, start, finish, sound = _probe(final)
         name = parse_segment_name(final.stem)
         segment = Segment(
             path=str(final),
@@ -216,6 +229,7 @@ def recover(spool: Path, identity: SegmentIdentity) -> list[Segment]:
             event=identity.event,
             recovered=True,
             boot=name.boot if name is not None else 0,
+            audio_device=(identity.audio_device or "unknown") if sound else None,
         )
         write_sidecar(segment)
         logger.info(
@@ -229,11 +243,12 @@ def recover(spool: Path, identity: SegmentIdentity) -> list[Segment]:
     return recovered
 
 
-def _probe(path: Path) -> tuple[int, float, float]:
-    """(frames, start, end) of a recovered file; times from its name and duration."""
+def _probe(path: Path) -> tuple[int, float, float, bool]:
+    """(frames, start, end, has sound) of a recovered file; times from its name and duration."""
     started = path.stat().st_mtime
     frames = 0
     with av.open(str(path)) as container:
+        sound = bool(container.streams.audio)
         stream = container.streams.video[0]
         last = 0.0
         for packet in container.demux(stream):
@@ -245,7 +260,13 @@ def _probe(path: Path) -> tuple[int, float, float]:
         started = (
             datetime.strptime(path.stem.split("-")[0], STAMP_FORMAT).replace(tzinfo=UTC).timestamp()
         )
-    return frames, started, started + last
+    return frames, started, started + last, sound
+
+
+class _Queued(NamedTuple):
+    packet: EncodedPacket
+    extradata: bytes
+    audio: bool = False
 
 
 class Recorder:
@@ -272,6 +293,7 @@ class Recorder:
         numbers: Iterator[int] | None = None,
         clock_state: Callable[[], bool | None] = lambda: None,
         active: bool = True,
+        audio: AudioSpec | None = None,
     ) -> None:
         self.name = f"recorder-{stream}"
         self.stream = stream
@@ -287,10 +309,15 @@ class Recorder:
         self._clock_state = clock_state
         # Packets are bounded by `offer()` (a full queue drops the packet, counted by the
         # pipeline); the close marker and the final None always fit, so no setter ever blocks.
-        self._queue: queue.Queue[tuple[EncodedPacket, bytes] | Literal["close-segment"] | None] = (
+        self._queue: queue.Queue[_Queued | Literal["close-segment", "audio-ended"] | None] = (
             queue.Queue()
         )
-        self._queue_limit = max(1, round(queue_seconds * fps))
+        self._audio = audio  # None: no sound, or it is gone (segments opened after are silent)
+        rate = fps + (AUDIO_PACKETS_PER_SECOND if audio is not None else 0)
+        self._queue_limit = max(1, round(queue_seconds * rate))
+        self._audio_out: Any = None
+        self._held_audio: deque[EncodedPacket] = deque(maxlen=HELD_AUDIO_PACKETS)
+        self._video_end = 0.0  # seconds: the end of the last frame written
         self._active = active
         self._active_lock = threading.Lock()
         self.frames_written = 0
@@ -326,8 +353,21 @@ class Recorder:
             return True  # deliberately not recording: not a drop
         if self._queue.qsize() >= self._queue_limit:  # one producer: the fan-out on the loop
             return False
-        self._queue.put_nowait((packet, extradata))
+        self._queue.put_nowait(_Queued(packet, extradata))
         return True
+
+    def offer_audio(self, packet: EncodedPacket, extradata: bytes) -> bool:
+        if not self._active:
+            return True
+        if self._queue.qsize() >= self._queue_limit:
+            return False
+        self._queue.put_nowait(_Queued(packet, extradata, audio=True))
+        return True
+
+    def end_audio(self) -> None:
+        """The stream's sound is gone: segments opened from now on have no audio track."""
+        if self._thread.is_alive():
+            self._queue.put_nowait(AUDIO_ENDED)
 
     def close(self) -> None:
         """Write what is queued, finish the segment; idempotent."""
@@ -343,9 +383,15 @@ class Recorder:
             if item == CLOSE_SEGMENT:
                 self._finish()
                 continue
-            packet, extradata = item
+            if item == AUDIO_ENDED:
+                self._audio = None
+                continue
+            packet, extradata, audio = item
             try:
-                self._write(packet, extradata)
+                if audio:
+                    self._write_audio(packet)
+                else:
+                    self._write(packet, extradata)
             except (av.FFmpegError, OSError) as error:
                 logger.error("recorder %s: cannot write %s: %s", self.stream, self._part, error)
                 self._abandon()
@@ -356,7 +402,9 @@ class Recorder:
             if not packet.keyframe or not self._active:
                 return  # a segment starts on a keyframe, and only while recording
             self._open(packet)
+            self._release_audio(packet.seconds, keep=False)  # sound from before the recording
         elif packet.keyframe and packet.pts - self._segment_start_pts >= self._segment_ticks:
+            self._release_audio(packet.seconds)  # the closing segment's sound, to its end
             self._finish()
             self._open(packet)
         self._container.mux(as_av_packet(packet, extradata, self._stream_out))
@@ -367,6 +415,30 @@ class Recorder:
         self._segment_frames += 1
         self.frames_written += 1
         self._last_pts = packet.pts
+        self._video_end = float((packet.pts + packet.duration) * packet.time_base)
+        self._release_audio(self._video_end)
+
+    def _write_audio(self, packet: EncodedPacket) -> None:
+        """An AAC packet, held until the video has passed its time."""
+        self._held_audio.append(packet)
+        if self._container is not None:
+            self._release_audio(self._video_end)
+
+    def _release_audio(self, before: float, *, keep: bool = True) -> None:
+        """Mux (or, not `keep`, let go) the held AAC packets that start before `before`."""
+        while self._held_audio and self._held_audio[0].seconds < before:
+            packet = self._held_audio.popleft()
+            if keep:
+                self._mux_audio(packet)
+
+    def _mux_audio(self, packet: EncodedPacket) -> None:
+        if self._container is None or self._audio_out is None:
+            return
+        out = av.Packet(packet.data)
+        out.stream = self._audio_out
+        out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
+        out.time_base = packet.time_base
+        self._container.mux(out)
 
     def _create_part(self, opened: float) -> tuple[Path, BinaryIO]:
         """A new `.mp4.part` under a name no file here has, finished or not."""
@@ -383,14 +455,23 @@ class Recorder:
     def _open(self, packet: EncodedPacket) -> None:
         self._segment_synchronized = self._clock_state()
         self._part, self._file = self._create_part(packet.wallclock)
-        self._container = av.open(
-            self._file, "w", format="mp4", options={"movflags": MOVFLAGS, "flush_packets": "1"}
-        )
+        options = {"movflags": MOVFLAGS, "flush_packets": "1"}
+        if self._audio is not None:
+            options["max_interleave_delta"] = MAX_INTERLEAVE_DELTA
+        self._container = av.open(self._file, "w", format="mp4", options=options)
         width, height = self._size
         self._stream_out = self._container.add_mux_stream(
             "h264", rate=self._fps, width=width, height=height
         )
         self._stream_out.time_base = TIME_BASE
+        self._audio_out = None
+        if self._audio is not None:
+            # An encoder of the same settings as the stream's gives the track the same
+            # AudioSpecificConfig; the muxer opens it for that and it encodes nothing.
+            rate = self._audio.sample_rate
+            self._audio_out = self._container.add_stream("aac", rate=rate, layout="stereo")
+            self._audio_out.bit_rate = self._audio.bitrate
+            self._audio_out.time_base = Fraction(1, rate)
         self._segment_start_pts = packet.pts
         self._segment_started = packet.wallclock
         self._segment_frames = 0
@@ -404,7 +485,7 @@ class Recorder:
             pass
         if self._file is not None:
             self._file.close()
-        self._container = self._file = None
+        self._container = self._file = self._audio_out = None
 
     def _finish(self) -> None:
         if self._container is None or self._part is None or self._file is None:
@@ -434,9 +515,10 @@ class Recorder:
             event=identity.event,
             boot=self._boot,
             clock_synchronized=self._segment_synchronized,
+            audio_device=identity.audio_device if self._audio_out is not None else None,
         )
         write_sidecar(segment)
-        self._container = self._file = None
+        self._container = self._file = self._audio_out = None
         logger.info("recorded %s: %d frames, %d bytes", final.name, segment.frames, segment.size)
         started = time.perf_counter()
         self._on_segment(segment)

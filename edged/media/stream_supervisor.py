@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass, field
@@ -19,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from edged.clock import clock_synchronized
-from edged.config import MediaConfig
+from edged.config import AudioConfig, MediaConfig
 from edged.devices.board import Board
 from edged.devices.classify import STREAMABLE
 from edged.devices.manager import Device, DeviceEvent, DeviceManager
 from edged.errors import MediaError
+from edged.media.audio import audio_spec, describe_audio, ensure_alsa_config
 from edged.media.encoders import Encoder, EncoderChoice, EncoderSettings, choose
 from edged.media.live import LiveHub
 from edged.media.pipeline import StreamPipeline
@@ -75,8 +77,10 @@ class StreamSupervisor:
         on_segment: Callable[[Segment], None],  # called in a recorder thread
         *,
         gop_cache: bool = True,
+        audio: AudioConfig | None = None,
     ) -> None:
         self._media = media
+        self._audio = audio if audio is not None else AudioConfig()
         self._board = board
         self._metrics = metrics
         self._spool = spool
@@ -201,9 +205,17 @@ class StreamSupervisor:
     ) -> StreamEntry:
         name, source = spec.name, spec.source
         device = spec.device.label if spec.device else "test pattern"
+        sound = audio_spec(name, self._audio, self._media)
+        if sound is not None and sound.kind == "alsa" and ensure_alsa_config(os.environ):
+            logger.info(
+                "ALSA_CONFIG_PATH unset: PyAV's ALSA reads %s", os.environ["ALSA_CONFIG_PATH"]
+            )
+        sound_label = sound.label if sound is not None else None
 
         def identity() -> SegmentIdentity:  # node and event read when each segment closes
-            return dataclasses.replace(self._identity(), device=device, encoder=choice.winner)
+            return dataclasses.replace(
+                self._identity(), device=device, encoder=choice.winner, audio_device=sound_label
+            )
 
         recorder = Recorder(
             name,
@@ -218,9 +230,14 @@ class StreamSupervisor:
             clock_state=clock_synchronized,
             numbers=self._segment_numbers.setdefault(name, itertools.count()),
             active=records(name, self.recording, self._media),
+            audio=sound,
         )
         pipeline = StreamPipeline(
-            name, lambda: Source(source), lambda: Encoder(choice.winner, settings), self._metrics
+            name,
+            lambda: Source(source),
+            lambda: Encoder(choice.winner, settings),
+            self._metrics,
+            audio=sound,
         )
         pipeline.decimation = decimation(self.thermal_level)
         hub = LiveHub(
@@ -328,4 +345,6 @@ class StreamSupervisor:
             "throttle_level": self.thermal_level,
             "viewers": len(entry.hub.viewers),
             "frames": dataclasses.asdict(entry.pipeline.counts),
+            "audio": describe_audio(entry.pipeline.audio, entry.pipeline.audio_failure),
+            "audio_samples_dropped": dict(entry.pipeline.audio_dropped),
         }

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from edged.config import MediaConfig, StorageConfig
+from edged.config import AudioConfig, MediaConfig, StorageConfig
 from edged.devices.board import Board
 from edged.devices.manager import DeviceManager
 from edged.media.live import LiveHub
@@ -63,6 +63,7 @@ class MediaManager:
         free_bytes: Callable[[], int] | None = None,
         thermal_sensors: Callable[[], ThermalReading] = read_thermal,
         gop_cache: bool = True,
+        audio: AudioConfig | None = None,
     ) -> None:
         self.spool = data_dir / "spool"
         self._data_dir = data_dir
@@ -74,7 +75,14 @@ class MediaManager:
         self._supervisor: Supervisor | None = None
         self._own_supervisor = False
         self._streams = StreamSupervisor(
-            media, board, metrics, self.spool, identity, self._segment_closed, gop_cache=gop_cache
+            media,
+            board,
+            metrics,
+            self.spool,
+            identity,
+            self._segment_closed,
+            gop_cache=gop_cache,
+            audio=audio,
         )
         self.retention = RetentionWorker(
             self.spool,

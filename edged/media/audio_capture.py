@@ -1,0 +1,190 @@
+"""A stream's sound through PyAV: the ALSA input (or a lavfi stand-in), resampled, re-buffered
+into AAC frames, stamped on the video's clock (audio.py's `AudioTimeline`) and encoded once.
+
+One thread per stream does it all (an AAC frame costs well under a millisecond); it never touches
+the video: a source that fails or ends only reports why, and the stream goes on without sound.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from fractions import Fraction
+
+import av
+from av.audio.codeccontext import AudioCodecContext
+from av.codec.context import Flags
+
+from edged.errors import MediaError
+from edged.media.audio import AudioSpec, AudioTimeline
+from edged.media.packets import EncodedPacket
+
+logger = logging.getLogger(__name__)
+
+AAC_FRAME = 1024  # samples per AAC-LC frame
+LAYOUT = "stereo"
+SAMPLE_FORMAT = "fltp"  # what FFmpeg's native AAC encoder takes
+OPEN_TIMEOUT_SECONDS = 5.0
+
+
+def open_audio(spec: AudioSpec) -> av.container.InputContainer:
+    """Open the ALSA device or the lavfi graph (blocking)."""
+    try:
+        if spec.kind == "alsa":
+            options = {"sample_rate": str(spec.sample_rate)}
+            return av.open(
+                spec.location, format="alsa", options=options, timeout=OPEN_TIMEOUT_SECONDS
+            )
+        return av.open(spec.location, format="lavfi")
+    except (av.FFmpegError, OSError) as error:
+        raise MediaError(f"cannot open audio {spec.label}: {error}") from error
+
+
+class AacEncoder:
+    """FFmpeg's native AAC-LC encoder; `encode` takes AAC_FRAME samples stamped with their pts."""
+
+    def __init__(self, spec: AudioSpec) -> None:
+        context: AudioCodecContext = av.CodecContext.create("aac", "w")
+        context.sample_rate = spec.sample_rate
+        context.layout = LAYOUT
+        context.format = SAMPLE_FORMAT
+        context.bit_rate = spec.bitrate
+        context.time_base = Fraction(1, spec.sample_rate)
+        context.flags |= Flags.global_header
+        context.open()
+        self._context = context
+        self.time_base = Fraction(1, spec.sample_rate)
+        self.extradata = bytes(context.extradata or b"")
+        self._sequence = 0
+
+    def encode(self, frame: av.AudioFrame | None) -> list[EncodedPacket]:
+        out = []
+        for packet in self._context.encode(frame):
+            pts = packet.pts if packet.pts is not None else 0
+            out.append(
+                EncodedPacket(
+                    data=bytes(packet),
+                    pts=pts,
+                    dts=packet.dts if packet.dts is not None else pts,
+                    duration=packet.duration or AAC_FRAME,
+                    time_base=self.time_base,
+                    keyframe=True,
+                    sequence=self._sequence,
+                    wallclock=time.time(),
+                )
+            )
+            self._sequence += 1
+        return out
+
+
+def silence(samples: int, rate: int) -> av.AudioFrame:
+    frame = av.AudioFrame(format=SAMPLE_FORMAT, layout=LAYOUT, samples=samples)
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    frame.sample_rate = rate
+    return frame
+
+
+class AudioCapture:
+    """The audio thread of one stream.
+
+    `origin()` is the monotonic time of the video's pts 0 (None until the first video frame);
+    `deliver` gets each AAC packet, `dropped(stage, samples)` each loss, `failed(reason)` the end
+    of a source that was not asked to stop. All three are called in this thread.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        spec: AudioSpec,
+        origin: Callable[[], float | None],
+        deliver: Callable[[EncodedPacket, bytes], None],
+        dropped: Callable[[str, int], None],
+        failed: Callable[[str], None],
+    ) -> None:
+        self.stream = stream
+        self.spec = spec
+        self._origin = origin
+        self._deliver = deliver
+        self._dropped = dropped
+        self._failed = failed
+        self._stopping = threading.Event()
+        self._timeline = AudioTimeline(spec.sample_rate)
+        self._fifo = av.AudioFifo()
+        self._resampler = av.AudioResampler(SAMPLE_FORMAT, LAYOUT, spec.sample_rate)
+        self._head_pts = 0  # the pts of the first sample in the fifo
+        self._encoder: AacEncoder | None = None
+        self._thread = threading.Thread(target=self._run, name=f"audio-{stream}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading and wait for the thread (blocking: call it in a thread)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        try:
+            source = open_audio(self.spec)
+        except MediaError as error:
+            self._failed(str(error))
+            return
+        reason = "stopped"
+        try:
+            self._encoder = AacEncoder(self.spec)
+            for frame in source.decode(audio=0):
+                if self._stopping.is_set():
+                    break
+                origin = self._origin()
+                if origin is not None:  # before the first video frame there is no clock yet
+                    self._take(frame, time.monotonic() - origin)
+            else:
+                reason = "audio source ended"
+        except (av.FFmpegError, OSError, ValueError, MediaError) as error:
+            reason = f"audio source failed: {error}"
+        finally:
+            source.close()
+        if reason != "stopped" and not self._stopping.is_set():
+            self._failed(reason)
+
+    def _take(self, frame: av.AudioFrame, end: float) -> None:
+        """Resample one captured buffer, place it on the timeline, encode whole AAC frames."""
+        frame.pts = None
+        frames = self._resampler.resample(frame)
+        samples = sum(part.samples for part in frames)
+        if not samples:
+            return
+        stamp = self._timeline.place(end, samples)
+        if stamp.restart:
+            if self._fifo.samples:
+                self._dropped("sync", self._fifo.samples)
+                self._fifo.read(self._fifo.samples)
+            self._head_pts = stamp.start
+        if stamp.missing:
+            self._dropped("capture", stamp.missing)
+        if stamp.silence:
+            self._fifo.write(silence(stamp.silence, self.spec.sample_rate))
+        for part in frames:
+            part.pts = None
+            self._fifo.write(part)
+        if stamp.drop:
+            self._fifo.read(stamp.drop)
+            self._dropped("sync", stamp.drop)
+        self._encode_whole_frames()
+
+    def _encode_whole_frames(self) -> None:
+        if self._encoder is None:
+            return
+        while self._fifo.samples >= AAC_FRAME:
+            chunk = self._fifo.read(AAC_FRAME)
+            if chunk is None:
+                return
+            chunk.pts = self._head_pts
+            chunk.time_base = self._encoder.time_base
+            self._head_pts += AAC_FRAME
+            for packet in self._encoder.encode(chunk):
+                self._deliver(packet, self._encoder.extradata)

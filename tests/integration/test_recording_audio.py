@@ -1,0 +1,115 @@
+"""The daemon records sound beside the test pattern (lavfi stand-ins for the camera and its sound
+card): every segment has both tracks, each decodes and they last as long as each other; a
+SIGKILL keeps both tracks; a sound card that cannot be opened leaves the stream recording video."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from tests.conftest import StartDaemon
+from tests.integration.test_daemon import http
+from tests.integration.test_recording import whole_fragments
+from tests.support import until
+
+pytestmark = pytest.mark.integration
+
+SINE = "sine=frequency=440:sample_rate=48000"
+LABEL = f"lavfi:{SINE},arealtime"
+FPS = 15
+RECORDED = re.compile(r"recorded \S+\.mp4: \d+ frames")
+
+
+def settings(**audio: Any) -> dict[str, Any]:
+    return {
+        "mdns": {"enabled": False},
+        "media": {
+            "pattern_size": "320x240",
+            "pattern_fps": FPS,
+            "segment_seconds": 2.0,
+            "gop_seconds": 0.5,
+            "record_test_pattern": True,
+            "audio_stand_in": SINE,
+        },
+        "audio": audio,
+    }
+
+
+def durations(path: Path) -> tuple[float, float]:
+    """(video, audio) seconds of a segment, each from its decoded frames (the pattern runs at
+    15 fps; the muxer's own rate counts the last frame's stretched duration)."""
+    with av.open(str(path)) as container:
+        assert len(container.streams.video) == 1
+        assert len(container.streams.audio) == 1
+        frames = sum(1 for _ in container.decode(video=0))
+    with av.open(str(path)) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+        sample_rate = audio.codec_context.sample_rate
+    return frames / FPS, samples / sample_rate
+
+
+@pytest.mark.timeout(120)
+def test_each_segment_has_sound_as_long_as_its_pictures(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(settings())
+    assert daemon.data_dir is not None
+    for _ in range(4):
+        daemon.wait_for(RECORDED, timeout=30)
+    _, body = http(daemon.url + "/api/v1/streams")
+    (stream,) = json.loads(body)["streams"]
+    assert stream["audio"] == f"audio: {LABEL}"
+    assert daemon.stop(timeout=30) == 0
+    segments = sorted((daemon.data_dir / "spool" / "test-pattern").glob("*.mp4"))
+    assert len(segments) >= 4
+    for path in segments:
+        video, audio = durations(path)
+        assert video > 0
+        assert abs(audio - video) <= 0.040, (path.name, video, audio)
+        sidecar = json.loads(path.with_suffix(".json").read_text())
+        assert sidecar["audio_device"] == LABEL
+
+
+def test_sigkill_keeps_both_tracks(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon({**settings(), "media": {**settings()["media"], "segment_seconds": 60}})
+    assert daemon.data_dir is not None
+    spool = daemon.data_dir / "spool" / "test-pattern"
+    until(lambda: whole_fragments(spool) >= 4)
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait(timeout=10)
+
+    again = start_daemon(settings())
+    line = again.seen_or_wait(re.compile(r"recovered (\S+) after a crash: (\d+) fragments"))
+    final = Path(line.group(1))
+    video, audio = durations(final)
+    assert video >= 1.5 and audio >= 1.5
+    sidecar = json.loads(final.with_suffix(".json").read_text())
+    assert sidecar["recovered"] is True
+    assert sidecar["audio_device"] is not None
+    assert again.stop() == 0
+
+
+def test_a_sound_card_that_fails_leaves_the_video_recording(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(settings(devices={"test-pattern": "hw:CARD=Absent,DEV=0"}))
+    assert daemon.data_dir is not None
+    daemon.seen_or_wait(re.compile(r"stream test-pattern: cannot open audio hw:CARD=Absent"))
+    for _ in range(2):
+        daemon.wait_for(RECORDED, timeout=30)
+    _, body = http(daemon.url + "/api/v1/streams")
+    (stream,) = json.loads(body)["streams"]
+    assert stream["state"] == "up"
+    assert stream["audio"].startswith("video only: cannot open audio hw:CARD=Absent,DEV=0")
+    assert daemon.stop(timeout=30) == 0
+    segments = sorted((daemon.data_dir / "spool" / "test-pattern").glob("*.mp4"))
+    assert len(segments) >= 2
+    for path in segments[1:]:  # the first may have opened before the card was tried
+        with av.open(str(path)) as container:
+            assert not container.streams.audio
+            assert sum(1 for _ in container.decode(video=0)) > 0
+        assert json.loads(path.with_suffix(".json").read_text())["audio_device"] is None
