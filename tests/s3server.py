@@ -1,19 +1,22 @@
 """A real S3 server on loopback (moto's backend behind werkzeug), with a request tally.
 
 moto holds its state in the process, so the server can be stopped (an outage) and started again
-on the same port with the uploads it knew. The tally counts the part and object PUTs the server
-received, which is how the crash test measures what was sent again. moto does not check access
-keys, so the wrapper answers requests signed with any other key id than the configured one (or a
-temporary key from moto's own STS, with its session token) with the 403 InvalidAccessKeyId a real
-S3 gives. moto does not check the request time either: with `max_skew_seconds` set, the wrapper
-answers a request whose X-Amz-Date is further than that from its own clock with AWS's 403
-RequestTimeTooSkewed (off by default: tests that fake the daemon's clock for other reasons upload).
+on the same port with the uploads it knew. `MotoProcess` runs one in a child process (its threads
+then never take the GIL from a test's event loop) and asks it for the same hooks over stdin. The
+tally counts the part and object PUTs the server received, which is how the crash test measures
+what was sent again. moto does not check access keys, so the wrapper answers requests signed with
+any other key id than the configured one (or a temporary key from moto's own STS, with its
+session token) with the 403 InvalidAccessKeyId a real S3 gives. moto does not check the request
+time either: with `max_skew_seconds` set, the wrapper answers a request whose X-Amz-Date is
+further than that from its own clock with AWS's 403 RequestTimeTooSkewed (off by default: tests
+that fake the daemon's clock for other reasons upload).
 """
 
 from __future__ import annotations
 
 import calendar
 import io
+import json
 import logging
 import re
 import subprocess
@@ -189,6 +192,8 @@ class S3Server:
         return rewritten
 
     def start(self) -> None:
+        if self._server is not None:
+            return
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
         self.port = self._server.server_port
@@ -210,10 +215,11 @@ class S3Server:
 
 
 class MotoProcess:
-    """An S3Server in a child python, whose threads take their own GIL, not this process's: for
-    a test whose server copies big parts while the test's loop must stay responsive. start() /
-    stop(); a stop ends its state (the child's objects go with it). `total_part_puts` asks the
-    child for its tally."""
+    """An S3Server in a child python, whose threads take their own GIL, not this process's: the
+    upload tests' event loop stays responsive while the server copies parts. start() runs the
+    child (or serves again on the same port), stop() stops serving (an outage: the child keeps
+    its objects and the port), close() ends the child. The fault hooks and tallies of S3Server
+    are asked of the child over its stdin, one command and one JSON answer a line (`answer`)."""
 
     def __init__(self) -> None:
         self.access_key = ACCESS_KEY  # the child's S3Server() default
@@ -226,6 +232,9 @@ class MotoProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        if self._process is not None:
+            self._ask("start")
+            return
         self._process = subprocess.Popen(
             [sys.executable, "-m", "tests.s3server"],
             cwd=REPO,
@@ -236,19 +245,61 @@ class MotoProcess:
         assert self._process.stdout is not None
         port = self._process.stdout.readline().strip()
         if not port.isdigit():
-            self.stop()
+            self.close()
             raise RuntimeError(f"the moto child did not say its port: {port!r}")
         self.port = int(port)
 
-    def total_part_puts(self, path_suffix: str) -> int:
+    def stop(self) -> None:
+        """Stop serving; start() serves the same objects again on the same port."""
+        if self._process is not None:
+            self._ask("stop")
+
+    def _ask(self, command: str) -> Any:
         process = self._process
         assert process is not None and process.stdin is not None and process.stdout is not None
         with self._lock:
-            process.stdin.write(f"{TALLY_COMMAND} {path_suffix}\n")
+            process.stdin.write(command + "\n")
             process.stdin.flush()
-            return int(process.stdout.readline())
+            line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the moto child ended before answering {command!r}")
+        reply = json.loads(line)
+        if isinstance(reply, dict) and "error" in reply:
+            raise RuntimeError(f"the moto child refused {command!r}: {reply['error']}")
+        return reply
 
-    def stop(self) -> None:
+    def configure(self, **faults: float | str | None) -> None:
+        """Set fault hooks in the child (SETTABLE); `head_etag` is the ETag every HEAD answers."""
+        self._ask(f"set {json.dumps(faults)}")
+
+    def total_part_puts(self, path_suffix: str) -> int:
+        return int(self._ask(f"{TALLY_COMMAND} {path_suffix}"))
+
+    def release_held(self) -> None:
+        self._ask("release_held")
+
+    @property
+    def skew_refusals(self) -> int:
+        return int(self._ask("get skew_refusals"))
+
+    @property
+    def held_puts(self) -> int:
+        return int(self._ask("get held_puts"))
+
+    @property
+    def sts_policies(self) -> list[str]:
+        return [str(policy) for policy in self._ask("get sts_policies")]
+
+    @property
+    def gets(self) -> list[tuple[str, str]]:
+        return [(str(path), str(ranges)) for path, ranges in self._ask("get gets")]
+
+    @property
+    def heads(self) -> list[str]:
+        return [str(path) for path in self._ask("get heads")]
+
+    def close(self) -> None:
+        """End the child and its objects."""
         process, self._process = self._process, None
         if process is None:
             return
@@ -262,16 +313,61 @@ class MotoProcess:
         process.stdout.close()
 
 
+SETTABLE = frozenset({"max_skew_seconds", "clock_offset_seconds", "part_put_allowance"})
+READABLE = frozenset({"skew_refusals", "held_puts", "sts_policies", "gets", "heads", "requests"})
+
+
+def constant_etag(etag: str) -> Callable[[str], str]:
+    return lambda _: etag
+
+
+def configure(server: S3Server, faults: dict[str, Any]) -> None:
+    """Apply a MotoProcess.configure() in the child."""
+    unknown = set(faults) - SETTABLE - {"head_etag"}
+    if unknown:
+        raise ValueError(f"not a fault hook: {sorted(unknown)}")
+    with server._lock:
+        for name, value in faults.items():
+            if name == "head_etag":
+                server.head_etag = None if value is None else constant_etag(str(value))
+            else:
+                setattr(server, name, value)
+
+
+def answer(server: S3Server, line: str) -> Any:
+    """The child's JSON-able answer to one command line from MotoProcess."""
+    command, _, argument = line.strip().partition(" ")
+    if command == TALLY_COMMAND:
+        return server.total_part_puts(argument)
+    if command == "stop":
+        server.stop()
+    elif command == "start":
+        server.start()
+    elif command == "release_held":
+        server.release_held()
+    elif command == "set":
+        configure(server, json.loads(argument))
+    elif command == "get" and argument in READABLE:
+        with server._lock:
+            value = getattr(server, argument)
+            return list(value) if isinstance(value, list) else value  # a copy, taken locked
+    else:
+        raise ValueError(f"unknown command {line.strip()!r}")
+    return None
+
+
 def main() -> None:
     """Run a server in its own process (benchmarks, MotoProcess): prints the port, answers each
-    `total_part_puts <suffix>` line on stdin with the count, stops when stdin closes."""
+    command line on stdin (`answer`) with a JSON line, stops when stdin closes."""
     server = S3Server()
     server.start()
     print(server.port, flush=True)
     for line in sys.stdin:
-        command, _, suffix = line.strip().partition(" ")
-        if command == TALLY_COMMAND:
-            print(server.total_part_puts(suffix), flush=True)
+        try:
+            reply = answer(server, line)
+        except (ValueError, TypeError, OSError) as error:
+            reply = {"error": str(error)}
+        print(json.dumps(reply), flush=True)
     server.stop()
 
 

@@ -9,6 +9,8 @@ moto's, and rclone's `serve s3`, whose multipart ETag, error bodies and restart 
   (ListMultipartUploads answers none) and forgets them on restart, so there is nothing to find;
 - test_sts_short_lived_credentials: moto's STS (rclone has no AssumeRole);
 - test_full_journal_pauses_uploads_and_says_so: its subject is the journal, not the server.
+moto runs in a child process (upload_support.py `moto`): in this one its threads would hold the
+GIL through whole part copies and keep the test's loop from running past the slow-callback bound.
 """
 
 from __future__ import annotations
@@ -35,18 +37,18 @@ from tests.integration.upload_support import (
     any_uploaders,
     finish,
     minio_client,
+    moto,
     object_sha256,
-    s3,
     uploaders,
     whole_md5,
     write_random,
 )
 from tests.s3compat import S3Endpoint
-from tests.s3server import SECRET_KEY, MotoProcess, S3Server
+from tests.s3server import SECRET_KEY, MotoProcess
 from tests.support import eventually, eventually_in_thread
 
 pytestmark = pytest.mark.integration
-__all__ = ["any_s3", "any_uploaders", "s3", "uploaders"]  # fixtures
+__all__ = ["any_s3", "any_uploaders", "moto", "uploaders"]  # fixtures
 
 
 def expected_etag(path: Path, part_size: int) -> str:
@@ -57,9 +59,6 @@ def expected_etag(path: Path, part_size: int) -> str:
     return multipart_etag(md5s)
 
 
-# moto in a child process: in this one its threads hold the GIL through whole 16 MiB copies and
-# keep the test's loop from running past the slow-callback bound.
-@pytest.mark.parametrize("any_s3", ["moto-process", "rclone"], indirect=True)
 async def test_64_mib_file_uploads_in_parts_and_verifies(
     tmp_path: Path, any_s3: S3Endpoint, any_uploaders: UploaderFactory
 ) -> None:
@@ -247,7 +246,7 @@ async def test_wrong_credentials_keep_the_queue(
 
 
 async def test_changed_and_deleted_sources_are_refused(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory
 ) -> None:
     changed, deleted = tmp_path / "changed.mp4", tmp_path / "deleted.mp4"
     await asyncio.to_thread(write_random, changed, 1 * MiB)
@@ -266,14 +265,14 @@ async def test_changed_and_deleted_sources_are_refused(
     assert refused.state is gone.state is FileState.FAILED
     assert "changed since it was queued" in refused.last_error
     assert "was deleted before it was uploaded" in gone.last_error
-    assert s3.total_part_puts("changed.mp4") == 0
+    assert await asyncio.to_thread(moto.total_part_puts, "changed.mp4") == 0
     # Once the operator restores the file, a retry ships it.
     deleted.write_bytes(b"")
     assert (await uploader.retry(deleted_id)) is FileState.QUEUED
 
 
 async def test_stale_uploads_of_this_box_are_aborted(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory
 ) -> None:
     uploader = uploaders(stale_prefix="gala/box/")
     create = uploader.store.create_upload
@@ -287,7 +286,7 @@ async def test_stale_uploads_of_this_box_are_aborted(
 
 
 async def test_sts_short_lived_credentials(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory
 ) -> None:
     source = tmp_path / "sts.mp4"
     sha = await asyncio.to_thread(write_random, source, 6 * MiB)
@@ -296,14 +295,14 @@ async def test_sts_short_lived_credentials(
     file_id = await uploader.enqueue(source, "gala/box/cam/day/sts.mp4")
     await finish(uploader, file_id)
     assert uploader.journal.require(file_id).state is FileState.DONE
-    assert await asyncio.to_thread(object_sha256, s3, "gala/box/cam/day/sts.mp4") == sha
+    assert await asyncio.to_thread(object_sha256, moto, "gala/box/cam/day/sts.mp4") == sha
     temporary = uploader.store._client._provider.retrieve()  # type: ignore[union-attr]
     assert temporary.access_key.startswith("ASIA")
     assert temporary.session_token
 
 
 async def test_full_journal_pauses_uploads_and_says_so(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = tmp_path / "a.mp4"
     await asyncio.to_thread(write_random, source, 1 * MiB)

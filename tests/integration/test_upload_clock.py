@@ -1,7 +1,8 @@
 """Issue 21 on the uploader: an object this box would overwrite with other bytes (item 1), an
 upstream that refuses the request time (item 3), and a clock step that must not prune the event
 log (item 4). Real S3 servers on loopback; moto's wrapper checks the request time on demand
-(tests/s3server.py `max_skew_seconds`), since moto itself does not."""
+(tests/s3server.py `max_skew_seconds`, set in moto's child process by `MotoProcess.configure`),
+since moto itself does not."""
 
 from __future__ import annotations
 
@@ -22,17 +23,17 @@ from tests.integration.upload_support import (
     any_uploaders,
     finish,
     minio_client,
+    moto,
     object_sha256,
-    s3,
     uploaders,
     write_random,
 )
 from tests.s3compat import S3Endpoint
-from tests.s3server import S3Server
+from tests.s3server import MotoProcess
 from tests.support import eventually, eventually_in_thread
 
 pytestmark = pytest.mark.integration
-__all__ = ["any_s3", "any_uploaders", "s3", "uploaders"]  # fixtures
+__all__ = ["any_s3", "any_uploaders", "moto", "uploaders"]  # fixtures
 
 
 def put_file(server: S3Endpoint, key: str, path: Path, sha256: str) -> None:
@@ -87,12 +88,11 @@ async def test_a_key_holding_the_same_bytes_is_done_without_sending(
 
 
 async def test_a_refused_request_time_waits_says_why_and_never_fails(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory
 ) -> None:
     """The server's clock is two days ahead of this box's: every request is refused with AWS's
     RequestTimeTooSkewed. The file waits, queued, with the server's message; then it goes."""
-    s3.max_skew_seconds = 900
-    s3.clock_offset_seconds = 2 * DAY
+    await asyncio.to_thread(moto.configure, max_skew_seconds=900, clock_offset_seconds=2 * DAY)
     source = tmp_path / "a.mp4"
     sha = await asyncio.to_thread(write_random, source, 1 * MiB)
     uploader = uploaders()
@@ -108,16 +108,16 @@ async def test_a_refused_request_time_waits_says_why_and_never_fails(
     assert "upstream refused the request time" in record.last_error
     assert not uploader.online
 
-    s3.clock_offset_seconds = 0.0  # NTP reached the box
+    await asyncio.to_thread(moto.configure, clock_offset_seconds=0.0)  # NTP reached the box
     uploader.wake()
     await finish(uploader, file_id)
     assert uploader.journal.require(file_id).state is FileState.DONE
-    assert await asyncio.to_thread(object_sha256, s3, "e/n/s/d/a.mp4") == sha
-    assert s3.skew_refusals >= 1
+    assert await asyncio.to_thread(object_sha256, moto, "e/n/s/d/a.mp4") == sha
+    assert await asyncio.to_thread(lambda: moto.skew_refusals) >= 1
 
 
 async def test_a_refused_request_time_mid_upload_keeps_the_file(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory
 ) -> None:
     """The clock goes wrong after the probe: the PUT's refusal is a wait, not a failure."""
     source = tmp_path / "a.mp4"
@@ -125,21 +125,20 @@ async def test_a_refused_request_time_mid_upload_keeps_the_file(
     uploader = uploaders()
     await uploader.start()
     await eventually(lambda: uploader.online)
-    s3.max_skew_seconds = 900
-    s3.clock_offset_seconds = 2 * DAY
+    await asyncio.to_thread(moto.configure, max_skew_seconds=900, clock_offset_seconds=2 * DAY)
     file_id = await uploader.enqueue(source, "e/n/s/d/b.mp4")
     await eventually_in_thread(lambda: "TooSkewed" in uploader.journal.require(file_id).last_error)
     record = await asyncio.to_thread(uploader.journal.require, file_id)
     assert record.state in (FileState.QUEUED, FileState.UPLOADING)
     assert "upstream refused the request time" in record.last_error
-    s3.clock_offset_seconds = 0.0
+    await asyncio.to_thread(moto.configure, clock_offset_seconds=0.0)
     uploader.wake()
     await finish(uploader, file_id)
     assert uploader.journal.require(file_id).state is FileState.DONE
 
 
 async def test_a_clock_step_forward_prunes_no_event(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory
 ) -> None:
     """Events written minutes ago, then NTP steps the clock 40 days forward: none is pruned
     (a prune runs on every pass here), while an event really older than 30 days goes."""

@@ -30,18 +30,18 @@ from tests.integration.upload_support import (
     any_uploaders,
     finish,
     minio_client,
+    moto,
     object_sha256,
-    s3,
     uploaders,
     whole_md5,
     write_random,
 )
 from tests.s3compat import S3Endpoint
-from tests.s3server import S3Server
+from tests.s3server import MotoProcess
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
-__all__ = ["any_s3", "any_uploaders", "s3", "uploaders"]  # fixtures
+__all__ = ["any_s3", "any_uploaders", "moto", "uploaders"]  # fixtures
 
 
 def flip_bytes_in_place(path: Path, offset: int, count: int) -> None:
@@ -80,7 +80,7 @@ async def test_bytes_changed_in_place_are_refused_not_verified(
 
 
 async def test_a_file_whose_folder_became_a_file_fails_alone(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory
 ) -> None:
     folder = tmp_path / "spool"
     folder.mkdir()
@@ -98,11 +98,11 @@ async def test_a_file_whose_folder_became_a_file_fails_alone(
     assert uploader.journal.require(broken_id).state is FileState.FAILED
     assert "cannot be read" in uploader.journal.require(broken_id).last_error
     assert uploader.journal.require(good_id).state is FileState.DONE
-    assert await asyncio.to_thread(object_sha256, s3, "e/n/s/d/b.mp4") == good_sha
+    assert await asyncio.to_thread(object_sha256, moto, "e/n/s/d/b.mp4") == good_sha
 
 
 async def test_a_row_that_breaks_the_worker_is_set_aside_and_counted(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     from prometheus_client import CollectorRegistry, Counter
 
@@ -133,7 +133,7 @@ async def test_a_row_that_breaks_the_worker_is_set_aside_and_counted(
         assert bad.state is FileState.FAILED
         assert "broke the upload worker 3 times: ValueError" in bad.last_error
         assert uploader.journal.require(good_id).state is FileState.DONE
-        assert await asyncio.to_thread(object_sha256, s3, "e/n/s/d/b.mp4") == good_sha
+        assert await asyncio.to_thread(object_sha256, moto, "e/n/s/d/b.mp4") == good_sha
         assert registry.get_sample_value("edged_task_restarts_total", {"task": "uploader"}) == 3
         assert uploader.working
         assert caplog.text.count("Traceback") == 1  # the first of the streak, then one line each
@@ -144,22 +144,23 @@ async def test_a_row_that_breaks_the_worker_is_set_aside_and_counted(
 
 @pytest.mark.parametrize("style", ["whole-md5", "opaque"])
 async def test_etag_formats_verify_or_fail_bounded(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory, style: str
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory, style: str
 ) -> None:
     source = tmp_path / "a.mp4"
     sha = await asyncio.to_thread(write_random, source, 12 * MiB)
     md5 = await asyncio.to_thread(whole_md5, source)
     # A server that gives a multipart object the MD5 of its bytes, or an ETag of neither kind.
-    s3.head_etag = lambda _: f'"{md5}"' if style == "whole-md5" else '"0badc0de-7"'
+    etag = f'"{md5}"' if style == "whole-md5" else '"0badc0de-7"'
+    await asyncio.to_thread(moto.configure, head_etag=etag)
     uploader = uploaders(part_size=5 * MiB)
     file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
     await uploader.start()
     await finish(uploader, file_id, limit=300)
     row = uploader.journal.require(file_id)
-    puts = s3.total_part_puts("/a.mp4")
+    puts = await asyncio.to_thread(moto.total_part_puts, "/a.mp4")
     if style == "whole-md5":
         assert row.state is FileState.DONE
-        assert await asyncio.to_thread(object_sha256, s3, "e/n/s/d/a.mp4") == sha
+        assert await asyncio.to_thread(object_sha256, moto, "e/n/s/d/a.mp4") == sha
         assert puts == 3
     else:
         assert row.state is FileState.FAILED
@@ -193,14 +194,14 @@ class CountingRefuser:
 
 
 async def test_new_files_during_an_outage_do_not_hurry_the_probe(
-    tmp_path: Path, s3: S3Server, uploaders: UploaderFactory, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, moto: MotoProcess, uploaders: UploaderFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Offline, the uploader waits out its probe schedule: new files do not cut the wait short
     (before the fix every file probed at once); an operator's wake() does. Every wait is
     stretched to a day here, so a probe can only come from something cutting a wait short."""
     refuser = CountingRefuser()
-    await asyncio.to_thread(s3.stop)
-    s3.port = refuser.port  # the uploader's endpoint now answers with closed connections
+    await asyncio.to_thread(moto.stop)
+    moto.port = refuser.port  # the uploader's endpoint now answers with closed connections
     uploader = uploaders()
     probes: list[int] = []
     real_probe = uploader.store.probe

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import io
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,10 @@ def test_stop_and_start_keep_the_objects(any_s3: S3Endpoint) -> None:
     finally:
         response.close()
         response.release_conn()
+
+
+def test_moto_serves_from_a_child_process(any_s3: S3Endpoint) -> None:
+    """No moto server thread in the tests' process: copying parts it would hold this process's
+    GIL and keep an upload test's event loop from running past the slow-callback bound."""
+    serving = [thread.name for thread in threading.enumerate() if "serve_forever" in thread.name]
+    assert serving == []

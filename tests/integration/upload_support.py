@@ -1,10 +1,10 @@
 """Fixtures for the uploader tests: real S3 servers, a bucket, files with known content.
 
-`s3` is moto's server (with request tallies); `s3_compat` is rclone's `serve s3`, whose multipart
-ETag format differs (tests/s3compat.py); `any_s3` runs a test against each of the two. A test that
-parametrizes `any_s3` indirectly with "moto-process" gets moto in a child process instead
-(tests/s3server.py MotoProcess): big parts copied there do not take this process's GIL from the
-test's event loop.
+`moto` is moto's server in a child process (tests/s3server.py MotoProcess: its threads copying
+parts never take this process's GIL from the test's event loop; its fault hooks and tallies are
+asked of the child); `s3` is moto's server in this process, for tests without an event loop of
+their own or whose hook must run here; `s3_compat` is rclone's `serve s3`, whose multipart ETag
+format differs (tests/s3compat.py); `any_s3` runs a test against `moto` and `s3_compat` in turn.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def forget_moto_state(server: S3Server) -> None:
 
 
 def serve_with_bucket(server: AnyServer) -> Iterator[AnyServer]:
-    """Start `server`, create the bucket, hand it over, stop it."""
+    """Start `server`, create the bucket, hand it over, stop it (end a MotoProcess's child)."""
     server.start()
     try:
         if isinstance(server, S3Server):
@@ -100,12 +100,20 @@ def serve_with_bucket(server: AnyServer) -> Iterator[AnyServer]:
             client.make_bucket(BUCKET)
         yield server
     finally:
-        server.stop()
+        if isinstance(server, MotoProcess):
+            server.close()
+        else:
+            server.stop()
 
 
 @pytest.fixture
 def s3() -> Iterator[S3Server]:
     yield from serve_with_bucket(S3Server())
+
+
+@pytest.fixture
+def moto() -> Iterator[MotoProcess]:
+    yield from serve_with_bucket(MotoProcess())
 
 
 @pytest.fixture
@@ -115,10 +123,9 @@ def s3_compat(tmp_path: Path) -> Iterator[RcloneS3Server]:
 
 @pytest.fixture(params=S3_SERVERS)
 def any_s3(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S3Endpoint]:
-    """moto's server, then rclone's: the same test against both multipart ETag formats."""
+    """moto's server (in a child process), then rclone's: the same test against both multipart
+    ETag formats."""
     if request.param == "moto":
-        yield from serve_with_bucket(S3Server())
-    elif request.param == "moto-process":
         yield from serve_with_bucket(MotoProcess())
     else:
         yield from serve_with_bucket(RcloneS3Server(tmp_path / "rclone-s3"))
@@ -199,8 +206,9 @@ class UploaderFactory:
 
 
 @pytest.fixture
-async def uploaders(tmp_path: Path, s3: S3Server) -> AsyncIterator[UploaderFactory]:
-    factory = UploaderFactory(tmp_path, s3)
+async def uploaders(tmp_path: Path, moto: MotoProcess) -> AsyncIterator[UploaderFactory]:
+    """Uploaders whose upstream is `moto`."""
+    factory = UploaderFactory(tmp_path, moto)
     yield factory
     await factory.close()
 
