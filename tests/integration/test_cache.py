@@ -1,4 +1,5 @@
-"""The clip cache with real media (PyAV), a real S3 server (moto) and the real daemon."""
+"""The clip cache with real media (PyAV), a real S3 server (moto) and the real daemon. The async
+tests use moto in a child process (`moto`): its threads never take the GIL from their loop."""
 
 from __future__ import annotations
 
@@ -24,14 +25,16 @@ from tests.integration.upload_support import (
     BUCKET,
     make_store,
     minio_client,
+    moto,
     s3,
     upstream_settings,
 )
-from tests.s3server import S3Server
+from tests.s3compat import S3Endpoint
+from tests.s3server import MotoProcess, S3Server
 from tests.support import eventually_in_thread
 
 pytestmark = pytest.mark.integration
-__all__ = ["s3"]
+__all__ = ["moto", "s3"]
 
 
 def first_frame_from_bytes(data: bytes) -> tuple[int, int]:
@@ -119,7 +122,7 @@ def test_crash_leftovers_are_never_served(tmp_path: Path) -> None:
 # -- upstream --------------------------------------------------------------------------------
 
 
-def upload(server: S3Server, key: str, data: bytes, sha256: str | None = None) -> None:
+def upload(server: S3Endpoint, key: str, data: bytes, sha256: str | None = None) -> None:
     metadata: dict[str, str | list[str] | tuple[str]] = {
         "sha256": sha256 if sha256 is not None else hashlib.sha256(data).hexdigest()
     }
@@ -161,14 +164,14 @@ def test_replicate_manifest_pin_evict_resume_and_refuse(tmp_path: Path, s3: S3Se
     assert [a.name for a in store.assets()] == ["teaser.mp4"]
 
 
-def upload_clip(server: S3Server, path: Path, seconds: float) -> bytes:
+def upload_clip(server: S3Endpoint, path: Path, seconds: float) -> bytes:
     """A clip made at `path`, uploaded under assets/ with its name; its bytes."""
     data = make_clip(path, seconds=seconds).read_bytes()
     upload(server, f"assets/{path.name}", data)
     return data
 
 
-def upload_faststart_clip(server: S3Server, directory: Path) -> bytes:
+def upload_faststart_clip(server: S3Endpoint, directory: Path) -> bytes:
     """A clip prepared as the cache stores it (metadata first), uploaded as faststart.mp4."""
     store = AssetStore(directory / "prep", max_bytes=10**9)
     store.add(
@@ -179,18 +182,18 @@ def upload_faststart_clip(server: S3Server, directory: Path) -> bytes:
     return data
 
 
-async def test_pull_through_shares_one_download(tmp_path: Path, s3: S3Server) -> None:
-    await asyncio.to_thread(upload_clip, s3, tmp_path / "walkin.mp4", 3)
+async def test_pull_through_shares_one_download(tmp_path: Path, moto: MotoProcess) -> None:
+    await asyncio.to_thread(upload_clip, moto, tmp_path / "walkin.mp4", 3)
     store = AssetStore(tmp_path / "cache", max_bytes=10**9)
-    pull = PullThrough(store, make_store(s3), "assets")
+    pull = PullThrough(store, make_store(moto), "assets")
     opened = await asyncio.gather(*(pull.open("walkin.mp4") for _ in range(10)))
     downloads = [download for download in opened if download is not None]
     assert len(downloads) == 10 and len({id(download) for download in downloads}) == 1
     while not downloads[0].done:
         await downloads[0].progress.wait()
         downloads[0].progress.clear()
-    gets = [get for get in s3.gets if get[0] == "/edged/assets/walkin.mp4"]
-    assert len(gets) == 1
+    gets = await asyncio.to_thread(lambda: moto.gets)  # asked of moto's child process
+    assert len([get for get in gets if get[0] == "/edged/assets/walkin.mp4"]) == 1
     assert store.get("walkin.mp4") is not None
     assert await pull.open("missing.mp4") is None
 
@@ -303,15 +306,15 @@ def test_cache_cli(tmp_path: Path) -> None:
 
 
 async def test_pull_through_over_http_ten_clients_one_download(
-    tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
+    tmp_path: Path, moto: MotoProcess, start_daemon: StartDaemon
 ) -> None:
-    await asyncio.to_thread(upload_clip, s3, tmp_path / "walkin.mp4", 3)
+    await asyncio.to_thread(upload_clip, moto, tmp_path / "walkin.mp4", 3)
     daemon = await asyncio.to_thread(
         start_daemon,
         {
             "mdns": {"enabled": False},
             "media": {"test_pattern": "off"},
-            "upstream": upstream_settings(tmp_path, s3),
+            "upstream": upstream_settings(tmp_path, moto),
         },
     )
 
@@ -326,9 +329,10 @@ async def test_pull_through_over_http_ten_clients_one_download(
     # the clients get the prepared (fast-start) clip once it is stored.
     assert all(body == bodies[0] for body in bodies)
     assert first_frame_from_bytes(bodies[0][: 256 * 1024]) == (320, 240)
-    assert len([get for get in s3.gets if get[0] == "/edged/assets/walkin.mp4"]) == 1
+    gets = await asyncio.to_thread(lambda: moto.gets)
+    assert len([get for get in gets if get[0] == "/edged/assets/walkin.mp4"]) == 1
 
-    fast = await asyncio.to_thread(upload_faststart_clip, s3, tmp_path)  # streams as it arrives
+    fast = await asyncio.to_thread(upload_faststart_clip, moto, tmp_path)  # streams as it arrives
     async with (
         aiohttp.ClientSession() as client,
         client.get(daemon.url + "/assets/faststart.mp4") as response,

@@ -23,11 +23,11 @@ import pytest
 from tests.clips import make_clip
 from tests.conftest import StartDaemon
 from tests.integration.test_live import LIVE, whep_session
-from tests.integration.upload_support import s3, upstream_settings
-from tests.s3server import S3Server
+from tests.integration.upload_support import moto, upstream_settings
+from tests.s3server import MotoProcess
 
 pytestmark = pytest.mark.integration
-__all__ = ["s3"]
+__all__ = ["moto"]
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "edged.service"
@@ -126,7 +126,7 @@ def seccomp_mode(pid: int) -> str:
 
 @pytest.mark.timeout(120)
 async def test_daemon_works_inside_the_units_system_call_filters(
-    tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
+    tmp_path: Path, moto: MotoProcess, start_daemon: StartDaemon
 ) -> None:
     """Records and uploads, caches a clip, serves a WebRTC viewer and advertises over mDNS."""
     daemon = await asyncio.to_thread(
@@ -139,7 +139,7 @@ async def test_daemon_works_inside_the_units_system_call_filters(
                 "segment_seconds": 1.0,
                 "record_test_pattern": True,
             },
-            "upstream": upstream_settings(tmp_path, s3),
+            "upstream": upstream_settings(tmp_path, moto),
         },
         wrapper=(*SECCOMP_EXEC, "--"),
     )
