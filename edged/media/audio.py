@@ -82,8 +82,9 @@ def describe_audio(spec: AudioSpec | None, failure: str) -> str:
 class Stamp:
     """What to do with a buffer of captured samples: insert `silence` samples before it (samples
     never came), drop `drop` samples after taking it (the count ran ahead of the clock), or, after
-    a gap too long to fill, start the track again (`restart`). `start` is the pts (in samples) of
-    the buffer's first sample; `missing` the samples the source never delivered."""
+    a gap too long to fill, start the track again (`restart`: at `start - silence`). `start` is
+    the pts (in samples) of the buffer's first sample; `missing` the samples the source never
+    delivered (the silence before a source's first sample is not missing: it had not started)."""
 
     start: int
     silence: int = 0
@@ -95,26 +96,32 @@ class Stamp:
 class AudioTimeline:
     """The sample count of a stream's audio, kept on the video's clock.
 
-    `place(end, samples)` takes each buffer's capture time (seconds on the pipeline's clock, when
-    its last sample arrived) and its length, and says how to keep the count honest. `next_pts`
-    is the pts (in samples) of the sample after the last one placed.
+    `place(end, samples, held)` takes each buffer's capture time (seconds on the pipeline's clock,
+    when its last sample arrived), its length and how many samples wait before it not yet encoded
+    (at most those and the buffer's can be dropped), and says how to keep the count honest.
+    `next_pts` is the pts (in samples) of the sample after the last one placed.
     """
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.next_pts: int | None = None
+        # False until the first window was judged: a first buffer that came late placed the
+        # start late, and the samples dropped to set it right should be the leading silence.
+        self.settled = False
         self._lateness: deque[tuple[int, float]] = deque()  # (pts after the buffer, lateness)
 
-    def place(self, end: float, samples: int) -> Stamp:
+    def place(self, end: float, samples: int, held: int = 0) -> Stamp:
         captured_at = max(round(end * self.rate) - samples, 0)
-        if self.next_pts is None:
+        if self.next_pts is None:  # the sound starts with the pictures, in silence until it came
             self.next_pts = captured_at + samples
-            return Stamp(captured_at, restart=True)
+            lead = captured_at if captured_at <= MAX_FILL_SECONDS * self.rate else 0
+            return Stamp(captured_at, silence=lead, restart=True)
         lateness = end - (self.next_pts + samples) / self.rate
         self._lateness.append((self.next_pts + samples, lateness))
         window = round(DRIFT_WINDOW_SECONDS * self.rate)
         if self._lateness[-1][0] - self._lateness[0][0] < window:
             return self._take(samples, Stamp(self.next_pts))  # too few samples to judge yet
+        self.settled = True
         while self._lateness[-1][0] - self._lateness[1][0] >= window:
             self._lateness.popleft()
         silence, drop = correction(min(value for _, value in self._lateness), self.rate)
@@ -122,9 +129,13 @@ class AudioTimeline:
             missing = max(captured_at - self.next_pts, 0)
             stamp = Stamp(self.next_pts + missing, restart=True, missing=missing)
         else:
-            stamp = Stamp(self.next_pts + silence, silence, min(drop, samples), missing=silence)
-        if silence or drop:
+            drop = min(drop, held + samples)
+            stamp = Stamp(self.next_pts + silence, silence, drop, missing=silence)
+        if stamp.restart:
             self._lateness.clear()
+        elif stamp.silence or stamp.drop:  # what was measured, as the stamps now stand
+            shift = (stamp.drop - stamp.silence) / self.rate
+            self._lateness = deque((pts, value + shift) for pts, value in self._lateness)
         return self._take(samples, stamp)
 
     def _take(self, samples: int, stamp: Stamp) -> Stamp:

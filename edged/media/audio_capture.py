@@ -144,6 +144,8 @@ class AudioCapture:
                     self._take(frame, time.monotonic() - origin)
             else:
                 reason = "audio source ended"
+            if reason == "stopped":
+                self._flush()  # the sound of the last frames is still in the encoder
         except (av.FFmpegError, OSError, ValueError, MediaError) as error:
             reason = f"audio source failed: {error}"
         finally:
@@ -158,12 +160,12 @@ class AudioCapture:
         samples = sum(part.samples for part in frames)
         if not samples:
             return
-        stamp = self._timeline.place(end, samples)
+        stamp = self._timeline.place(end, samples, self._fifo.samples)
         if stamp.restart:
             if self._fifo.samples:
                 self._dropped("sync", self._fifo.samples)
                 self._fifo.read(self._fifo.samples)
-            self._head_pts = stamp.start
+            self._head_pts = stamp.start - stamp.silence
         if stamp.missing:
             self._dropped("capture", stamp.missing)
         if stamp.silence:
@@ -177,8 +179,8 @@ class AudioCapture:
         self._encode_whole_frames()
 
     def _encode_whole_frames(self) -> None:
-        if self._encoder is None:
-            return
+        if self._encoder is None or not self._timeline.settled:
+            return  # the first half second waits: a late start is corrected in its silence
         while self._fifo.samples >= AAC_FRAME:
             chunk = self._fifo.read(AAC_FRAME)
             if chunk is None:
@@ -188,3 +190,15 @@ class AudioCapture:
             self._head_pts += AAC_FRAME
             for packet in self._encoder.encode(chunk):
                 self._deliver(packet, self._encoder.extradata)
+
+    def _flush(self) -> None:
+        """Encode what the fifo holds (its last frame padded with silence), drain the encoder."""
+        if self._encoder is None or self._timeline.next_pts is None:
+            return
+        short = -self._fifo.samples % AAC_FRAME
+        if short:
+            self._fifo.write(silence(short, self.spec.sample_rate))
+        self._timeline.settled = True
+        self._encode_whole_frames()
+        for packet in self._encoder.encode(None):
+            self._deliver(packet, self._encoder.extradata)

@@ -35,6 +35,7 @@ RATE_WINDOW_SECONDS = 5.0
 # A frame whose wall-clock stamp is this far from the wall clock read at its capture means the
 # clock stepped (NTP reached a box that booted to a saved time) or the source fell behind.
 WALL_CLOCK_TOLERANCE_SECONDS = 2.0
+AUDIO_STAGES = ("capture", "sync", "output")  # where audio samples are lost (metrics.py)
 
 
 class StreamState(StrEnum):
@@ -183,6 +184,9 @@ class StreamPipeline:
         self.audio_dropped: dict[str, int] = {}  # samples, by stage
         self._origin: float | None = None  # monotonic time of pts 0: the audio's clock too
         metrics.stream(name)
+        if audio is not None:
+            for stage in AUDIO_STAGES:
+                metrics.audio_dropped.labels(name, stage)
 
     # -- control (event loop) ------------------------------------------------------------------
 

@@ -53,9 +53,12 @@ AUDIO_PACKETS_PER_SECOND = 50  # AAC frames at 48 kHz: 46.9 a second
 # The muxer holds a track's packets back until every track has some, for at most this long (in
 # microseconds; FFmpeg's default is 10 s): a sound card gone quiet must not hold the video back.
 MAX_INTERLEAVE_DELTA = "1000000"
-# AAC packets wait for the video to pass their time (so each segment's sound ends where its
-# pictures do); with no video coming, the oldest beyond this many are let go (about 5 s).
+# The two tracks are written in time order: an AAC packet waits for the video to pass its time
+# (so each segment's sound ends where its pictures do; with no video coming, the oldest beyond
+# this many are let go, about 5 s), and a frame waits for the sound to reach it (the AAC encoder
+# runs some 60 ms behind), at most this long.
 HELD_AUDIO_PACKETS = 256
+MAX_AUDIO_WAIT_SECONDS = 1.0
 
 
 # -- names -------------------------------------------------------------------------------------
@@ -317,6 +320,8 @@ class Recorder:
         self._queue_limit = max(1, round(queue_seconds * rate))
         self._audio_out: Any = None
         self._held_audio: deque[EncodedPacket] = deque(maxlen=HELD_AUDIO_PACKETS)
+        self._held_video: deque[tuple[EncodedPacket, bytes]] = deque()
+        self._audio_reached = float("-inf")  # seconds: the end of the last AAC packet received
         self._video_end = 0.0  # seconds: the end of the last frame written
         self._active = active
         self._active_lock = threading.Lock()
@@ -378,24 +383,46 @@ class Recorder:
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            if item is None:
-                break
-            if item == CLOSE_SEGMENT:
-                self._finish()
-                continue
-            if item == AUDIO_ENDED:
-                self._audio = None
-                continue
-            packet, extradata, audio = item
             try:
-                if audio:
-                    self._write_audio(packet)
+                if item is None:
+                    self._drain(everything=True)
+                elif item == CLOSE_SEGMENT:
+                    self._drain(everything=True)
+                    self._finish()
+                elif item == AUDIO_ENDED:
+                    self._audio = None
+                    self._drain()
                 else:
-                    self._write(packet, extradata)
+                    self._take(item)
             except (av.FFmpegError, OSError) as error:
                 logger.error("recorder %s: cannot write %s: %s", self.stream, self._part, error)
                 self._abandon()
+            if item is None:
+                break
         self._finish()
+
+    def _take(self, item: _Queued) -> None:
+        packet, extradata, audio = item
+        if audio:
+            self._write_audio(packet)
+        else:
+            self._held_video.append((packet, extradata))
+        self._drain()
+
+    def _drain(self, *, everything: bool = False) -> None:
+        """Write the frames the sound has reached (all of them: `everything`, or no sound)."""
+        while self._held_video:
+            packet, extradata = self._held_video[0]
+            newest = self._held_video[-1][0].seconds
+            if (
+                not everything
+                and self._audio is not None
+                and self._audio_reached < packet.seconds
+                and newest - packet.seconds < MAX_AUDIO_WAIT_SECONDS
+            ):
+                return
+            self._held_video.popleft()
+            self._write(packet, extradata)
 
     def _write(self, packet: EncodedPacket, extradata: bytes) -> None:
         if self._container is None:
@@ -421,6 +448,8 @@ class Recorder:
     def _write_audio(self, packet: EncodedPacket) -> None:
         """An AAC packet, held until the video has passed its time."""
         self._held_audio.append(packet)
+        ending = float((packet.pts + packet.duration) * packet.time_base)
+        self._audio_reached = max(self._audio_reached, ending)
         if self._container is not None:
             self._release_audio(self._video_end)
 

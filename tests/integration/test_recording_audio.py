@@ -65,13 +65,19 @@ def test_each_segment_has_sound_as_long_as_its_pictures(start_daemon: StartDaemo
     _, body = http(daemon.url + "/api/v1/streams")
     (stream,) = json.loads(body)["streams"]
     assert stream["audio"] == f"audio: {LABEL}"
+    _, metrics = http(daemon.url + "/metrics")
+    for stage in ("capture", "sync", "output"):
+        assert (
+            f'edged_audio_samples_dropped_total{{stage="{stage}",stream="test-pattern"}}'.encode()
+            in (metrics)
+        )
     assert daemon.stop(timeout=30) == 0
     segments = sorted((daemon.data_dir / "spool" / "test-pattern").glob("*.mp4"))
     assert len(segments) >= 4
     for path in segments:
         video, audio = durations(path)
         assert video > 0
-        assert abs(audio - video) <= 0.040, (path.name, video, audio)
+        assert abs(audio - video) <= 0.040, (path.name, video, audio, stream)
         sidecar = json.loads(path.with_suffix(".json").read_text())
         assert sidecar["audio_device"] == LABEL
 
@@ -109,6 +115,28 @@ def test_a_sound_card_that_fails_leaves_the_video_recording(start_daemon: StartD
     segments = sorted((daemon.data_dir / "spool" / "test-pattern").glob("*.mp4"))
     assert len(segments) >= 2
     for path in segments[1:]:  # the first may have opened before the card was tried
+        with av.open(str(path)) as container:
+            assert not container.streams.audio
+            assert sum(1 for _ in container.decode(video=0)) > 0
+        assert json.loads(path.with_suffix(".json").read_text())["audio_device"] is None
+
+
+def test_a_sound_source_that_ends_leaves_the_video_recording(start_daemon: StartDaemon) -> None:
+    """A sound card pulled mid-stream (here a stand-in that ends after a second)."""
+    brief = {**settings()["media"], "audio_stand_in": f"{SINE}:duration=1"}
+    daemon = start_daemon({**settings(), "media": brief})
+    assert daemon.data_dir is not None
+    daemon.seen_or_wait(re.compile(r"stream test-pattern: audio source ended; the stream goes on"))
+    for _ in range(3):
+        daemon.wait_for(RECORDED, timeout=30)
+    _, body = http(daemon.url + "/api/v1/streams")
+    (stream,) = json.loads(body)["streams"]
+    assert (stream["state"], stream["audio"]) == ("up", "video only: audio source ended")
+    assert daemon.stop(timeout=30) == 0
+    segments = sorted((daemon.data_dir / "spool" / "test-pattern").glob("*.mp4"))
+    with av.open(str(segments[0])) as container:
+        assert len(container.streams.audio) == 1  # it opened while the sound played
+    for path in segments[2:]:
         with av.open(str(path)) as container:
             assert not container.streams.audio
             assert sum(1 for _ in container.decode(video=0)) > 0

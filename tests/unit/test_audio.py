@@ -143,8 +143,33 @@ def run(timeline: AudioTimeline, ends: list[float], samples: int = FRAME) -> lis
 def test_the_first_buffer_is_placed_by_its_capture_time() -> None:
     timeline = AudioTimeline(RATE)
     (first,) = run(timeline, [1.0])
-    assert first == Stamp(RATE - FRAME, restart=True)
+    assert first == Stamp(RATE - FRAME, silence=RATE - FRAME, restart=True)  # from the video's 0
     assert timeline.next_pts == RATE
+
+
+def test_a_first_buffer_that_came_late_is_set_right_within_the_first_window() -> None:
+    """The first buffer came 100 ms late (the box was busy starting): the start was placed 100 ms
+    late, and samples are dropped, before the timeline settles, to put it back."""
+    timeline = AudioTimeline(RATE)
+    first = timeline.place(FRAME / RATE + 0.1, FRAME)
+    assert not timeline.settled
+    held = first.silence + FRAME  # nothing is encoded before the timeline settles
+    stamps = []
+    for end in on_time(1, 60):
+        stamps.append(timeline.place(end, FRAME, held if not timeline.settled else 0))
+        held += FRAME - stamps[-1].drop
+    settled_at = next(i for i in range(1, 61) if (i + 1) * FRAME >= DRIFT_WINDOW_SECONDS * RATE)
+    dropped = sum(stamp.drop for stamp in stamps)
+    assert timeline.settled
+    assert first.silence == round(0.1 * RATE)
+    assert dropped == pytest.approx(0.1 * RATE, abs=1)
+    assert sum(stamp.drop for stamp in stamps[: settled_at + 5]) == dropped
+
+
+def test_a_source_that_starts_late_is_not_padded_from_zero() -> None:
+    timeline = AudioTimeline(RATE)
+    (first,) = run(timeline, [10.0])
+    assert first == Stamp(10 * RATE - FRAME, restart=True)
 
 
 def test_a_steady_source_is_counted_not_clocked() -> None:
