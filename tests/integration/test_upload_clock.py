@@ -52,7 +52,7 @@ async def test_a_key_holding_other_bytes_is_never_replaced(
     await asyncio.to_thread(put_file, any_s3, key, earlier, earlier_sha)
     source = tmp_path / "segment.mp4"
     await asyncio.to_thread(write_random, source, size)
-    uploader = any_uploaders(part_size=5 * MiB)
+    uploader = await any_uploaders(part_size=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
     await finish(uploader, file_id)
@@ -74,7 +74,7 @@ async def test_a_key_holding_the_same_bytes_is_done_without_sending(
     source = tmp_path / "again.mp4"
     sha = await asyncio.to_thread(write_random, source, size)
     await asyncio.to_thread(put_file, any_s3, key, source, sha)
-    uploader = any_uploaders(part_size=5 * MiB)
+    uploader = await any_uploaders(part_size=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
     await finish(uploader, file_id)
@@ -95,7 +95,7 @@ async def test_a_refused_request_time_waits_says_why_and_never_fails(
     await asyncio.to_thread(moto.configure, max_skew_seconds=900, clock_offset_seconds=2 * DAY)
     source = tmp_path / "a.mp4"
     sha = await asyncio.to_thread(write_random, source, 1 * MiB)
-    uploader = uploaders()
+    uploader = await uploaders()
     file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
     await uploader.start()
     await eventually_in_thread(lambda: "TooSkewed" in uploader.journal.require(file_id).last_error)
@@ -122,7 +122,7 @@ async def test_a_refused_request_time_mid_upload_keeps_the_file(
     """The clock goes wrong after the probe: the PUT's refusal is a wait, not a failure."""
     source = tmp_path / "a.mp4"
     await asyncio.to_thread(write_random, source, 1 * MiB)
-    uploader = uploaders()
+    uploader = await uploaders()
     await uploader.start()
     await eventually(lambda: uploader.online)
     await asyncio.to_thread(moto.configure, max_skew_seconds=900, clock_offset_seconds=2 * DAY)
@@ -143,14 +143,18 @@ async def test_a_clock_step_forward_prunes_no_event(
     """Events written minutes ago, then NTP steps the clock 40 days forward: none is pruned
     (a prune runs on every pass here), while an event really older than 30 days goes."""
     offset = [0.0]
-    uploader = uploaders()
+    uploader = await uploaders()
     uploader._settings = __import__("dataclasses").replace(
         uploader._settings, prune_interval_seconds=0.0
     )
     uploader.use_clock(lambda: ClockSample(time.time() + offset[0], time.monotonic()))
     old = time.time() - 31 * DAY
-    with uploader.journal._transaction() as db:  # an event logged 31 days ago, before any step
-        db.execute("INSERT INTO events (at, kind, detail) VALUES (?, 'queued', 'old')", (old,))
+
+    def log_an_old_event() -> None:  # an event logged 31 days ago, before any step
+        with uploader.journal._transaction() as db:
+            db.execute("INSERT INTO events (at, kind, detail) VALUES (?, 'queued', 'old')", (old,))
+
+    await asyncio.to_thread(log_an_old_event)
     source = tmp_path / "a.mp4"
     await asyncio.to_thread(write_random, source, 1 * MiB)
     await uploader.start()
@@ -183,7 +187,7 @@ async def test_a_key_taken_during_a_multipart_upload_is_not_completed_over(
     await asyncio.to_thread(write_random, source, 12 * MiB)
     other = tmp_path / "other.mp4"
     other_sha = await asyncio.to_thread(write_random, other, 1 * MiB)
-    uploader = any_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
+    uploader = await any_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
     await eventually_in_thread(lambda: len(uploader.journal.parts(file_id)) >= 1)

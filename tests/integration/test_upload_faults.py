@@ -65,7 +65,7 @@ async def test_bytes_changed_in_place_are_refused_not_verified(
 ) -> None:
     source = tmp_path / "a.mp4"
     await asyncio.to_thread(write_random, source, size)
-    uploader = any_uploaders(part_size=5 * MiB)
+    uploader = await any_uploaders(part_size=5 * MiB)
     # queued during an outage, changed on the card before the link comes back
     await asyncio.to_thread(any_s3.stop)
     file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
@@ -87,7 +87,7 @@ async def test_a_file_whose_folder_became_a_file_fails_alone(
     broken, good = folder / "a.mp4", tmp_path / "b.mp4"
     await asyncio.to_thread(write_random, broken, 1 * MiB)
     good_sha = await asyncio.to_thread(write_random, good, 1 * MiB)
-    uploader = uploaders()
+    uploader = await uploaders()
     broken_id = await uploader.enqueue(broken, "e/n/s/d/a.mp4")
     good_id = await uploader.enqueue(good, "e/n/s/d/b.mp4")
     shutil.rmtree(folder)
@@ -108,9 +108,10 @@ async def test_a_row_that_breaks_the_worker_is_set_aside_and_counted(
 
     good = tmp_path / "b.mp4"
     good_sha = await asyncio.to_thread(write_random, good, 1 * MiB)
-    uploader = uploaders()
+    uploader = await uploaders()
     # A damaged journal row: a path no system call accepts (ValueError, not an OSError).
-    bad_id = uploader.journal.enqueue(
+    bad_id = await asyncio.to_thread(
+        uploader.journal.enqueue,
         path=str(tmp_path / "bad\x00.mp4"),
         key="e/n/s/d/bad.mp4",
         size=1,
@@ -152,7 +153,7 @@ async def test_etag_formats_verify_or_fail_bounded(
     # A server that gives a multipart object the MD5 of its bytes, or an ETag of neither kind.
     etag = f'"{md5}"' if style == "whole-md5" else '"0badc0de-7"'
     await asyncio.to_thread(moto.configure, head_etag=etag)
-    uploader = uploaders(part_size=5 * MiB)
+    uploader = await uploaders(part_size=5 * MiB)
     file_id = await uploader.enqueue(source, "e/n/s/d/a.mp4")
     await uploader.start()
     await finish(uploader, file_id, limit=300)
@@ -202,7 +203,7 @@ async def test_new_files_during_an_outage_do_not_hurry_the_probe(
     refuser = CountingRefuser()
     await asyncio.to_thread(moto.stop)
     moto.port = refuser.port  # the uploader's endpoint now answers with closed connections
-    uploader = uploaders()
+    uploader = await uploaders()
     probes: list[int] = []
     real_probe = uploader.store.probe
 

@@ -74,7 +74,7 @@ async def test_single_put_file_verifies(
     source = tmp_path / "0001.mp4"
     sha = await asyncio.to_thread(write_random, source, 1 * MiB)
     key = "gala/box/cam1/2026-11-26/0001.mp4"
-    uploader = compat_uploaders()
+    uploader = await compat_uploaders()
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
     await finish(uploader, file_id, VERIFY_LIMIT)
@@ -94,7 +94,7 @@ async def test_multipart_file_verifies_once(
     source = tmp_path / "segment.mp4"
     sha = await asyncio.to_thread(write_random, source, 12 * MiB)
     key = "gala/box/cam1/2026-11-26/segment.mp4"
-    uploader = compat_uploaders(part_size=5 * MiB)
+    uploader = await compat_uploaders(part_size=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
     await finish(uploader, file_id, VERIFY_LIMIT)
@@ -120,7 +120,7 @@ async def test_restart_mid_multipart_starts_the_file_over(
     source = tmp_path / "segment.mp4"
     sha = await asyncio.to_thread(write_random, source, 12 * MiB)
     key = "gala/box/cam1/2026-11-26/restart.mp4"
-    uploader = compat_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
+    uploader = await compat_uploaders(part_size=5 * MiB, parallel_parts=1, bandwidth_limit=5 * MiB)
     await uploader.start()
     file_id = await uploader.enqueue(source, key)
     await eventually_in_thread(lambda: len(uploader.journal.parts(file_id)) >= 1)
@@ -149,7 +149,7 @@ async def test_metadata_lost_in_a_restart_verifies_by_the_etag(
     source = tmp_path / "segment.mp4"
     sha = await asyncio.to_thread(write_random, source, 12 * MiB)
     key = "gala/box/cam1/2026-11-26/forgotten-metadata.mp4"
-    uploader = compat_uploaders(part_size=5 * MiB)
+    uploader = await compat_uploaders(part_size=5 * MiB)
     real_stat = uploader.store.stat
     restarts: list[str] = []
     stats: list[str] = []

@@ -9,6 +9,7 @@ format differs (tests/s3compat.py); `any_s3` runs a test against `moto` and `s3_
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -167,7 +168,7 @@ class UploaderFactory:
         self.made: list[Uploader] = []
         self.registries: dict[Uploader, CollectorRegistry] = {}
 
-    def __call__(
+    async def __call__(
         self,
         *,
         part_size: int = 5 * MiB,
@@ -178,9 +179,12 @@ class UploaderFactory:
         sts_role_arn: str = "",
         journal_pages: int | None = None,
     ) -> Uploader:
+        """A new uploader; its journal is made in a thread (SQLite's fsyncs held the loop)."""
+        path = self.tmp_path / f"journal-{len(self.made)}.sqlite3"
+        journal = await asyncio.to_thread(Journal, path, max_pages=journal_pages)
         registry = CollectorRegistry()
         uploader = Uploader(
-            Journal(self.tmp_path / f"journal-{len(self.made)}.sqlite3", max_pages=journal_pages),
+            journal,
             make_store(self.server, access_key, sts_role_arn),
             UploaderSettings(
                 part_size=part_size,
@@ -202,7 +206,7 @@ class UploaderFactory:
         """Stop every uploader made and close its journal."""
         for uploader in self.made:
             await uploader.stop()
-            uploader.journal.close()
+            await asyncio.to_thread(uploader.journal.close)
 
 
 @pytest.fixture
