@@ -266,6 +266,15 @@ def _probe(path: Path) -> tuple[int, float, float, bool]:
     return frames, started, started + last, sound
 
 
+def frame_may_go(frame: float, newest: float, sound_reached: float, *, waits: bool) -> bool:
+    """Whether a held frame (at `frame` seconds; the newest held at `newest`) is written now: the
+    sound has reached its time, or it has waited MAX_AUDIO_WAIT_SECONDS, or nothing `waits`
+    (no sound, or the recording ends)."""
+    if not waits or sound_reached >= frame:
+        return True
+    return newest - frame >= MAX_AUDIO_WAIT_SECONDS
+
+
 class _Queued(NamedTuple):
     packet: EncodedPacket
     extradata: bytes
@@ -414,12 +423,8 @@ class Recorder:
         while self._held_video:
             packet, extradata = self._held_video[0]
             newest = self._held_video[-1][0].seconds
-            if (
-                not everything
-                and self._audio is not None
-                and self._audio_reached < packet.seconds
-                and newest - packet.seconds < MAX_AUDIO_WAIT_SECONDS
-            ):
+            sound = self._audio is not None and not everything
+            if not frame_may_go(packet.seconds, newest, self._audio_reached, waits=sound):
                 return
             self._held_video.popleft()
             self._write(packet, extradata)

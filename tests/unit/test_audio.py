@@ -22,6 +22,7 @@ from edged.media.audio import (
     ensure_alsa_config,
     paced_graph,
 )
+from edged.media.recorder import MAX_AUDIO_WAIT_SECONDS, frame_may_go
 
 RATE = 48_000
 FRAME = 1024
@@ -245,3 +246,18 @@ def test_within_tolerance_nothing_is_corrected(lateness: float, rate: int) -> No
 def test_corrections_undo_the_lateness(lateness: float) -> None:
     assert correction(lateness, RATE) == (round(lateness * RATE), 0)
     assert correction(-lateness, RATE) == (0, round(lateness * RATE))
+
+
+# -- the recorder's order of the two tracks ---------------------------------------------------
+
+
+def test_a_frame_waits_for_the_sound_to_reach_it() -> None:
+    assert not frame_may_go(2.0, 2.0, 1.95, waits=True)
+    assert frame_may_go(2.0, 2.0, 2.0, waits=True)
+    assert frame_may_go(2.0, 2.0, 2.02, waits=True)
+
+
+def test_a_frame_waits_no_longer_than_the_bound_nor_without_sound() -> None:
+    assert frame_may_go(2.0, 2.0 + MAX_AUDIO_WAIT_SECONDS, float("-inf"), waits=True)
+    assert not frame_may_go(2.0, 2.0 + MAX_AUDIO_WAIT_SECONDS / 2, float("-inf"), waits=True)
+    assert frame_may_go(2.0, 2.0, float("-inf"), waits=False)
