@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -75,10 +78,23 @@ class SlowCallbacks(logging.Handler):
             self.reports.append(message)
 
 
+def started_executor() -> ThreadPoolExecutor:
+    """asyncio's default executor with all its threads started: a `to_thread` that has to start
+    a worker waits in Thread.start() until the OS runs it, tens of milliseconds on two busy
+    cores, charged to whichever callback asked. The daemon's pool starts them once and keeps
+    them; a test's loop is new each time."""
+    workers = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's own default
+    executor = ThreadPoolExecutor(workers, thread_name_prefix="asyncio")
+    everyone = threading.Barrier(workers)
+    list(executor.map(lambda _: everyone.wait(), range(workers)))
+    return executor
+
+
 @pytest.fixture
 async def _loop_in_debug_mode() -> None:
     """The test's event loop reports every callback that holds it past the bound."""
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(started_executor())
     loop.set_debug(True)
     loop.slow_callback_duration = SLOW_CALLBACK_SECONDS
 
