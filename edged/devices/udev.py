@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pyudev
 
@@ -16,6 +16,8 @@ from edged.devices.classify import NodeFacts
 from edged.devices.sound import SoundFacts
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SUBSYSTEM = "video4linux"
 SOUND = "sound"
@@ -92,16 +94,22 @@ def node_facts(device: Any) -> NodeFacts:
     )
 
 
+def _described(
+    context: pyudev.Context | None, subsystem: str, describe: Callable[[Any], T]
+) -> list[T]:
+    """The facts of every device of `subsystem` udev knows now, in udev's order."""
+    facts = []
+    for device in (context or pyudev.Context()).list_devices(subsystem=subsystem):
+        try:
+            facts.append(describe(device))
+        except Exception:  # one broken device must not hide the others
+            logger.exception("skipping a %s device udev describes badly", subsystem)
+    return facts
+
+
 def enumerate_nodes(context: pyudev.Context | None = None) -> list[NodeFacts]:
     """Every video4linux node udev knows now, sorted by device node."""
-    context = context or pyudev.Context()
-    facts = []
-    for device in context.list_devices(subsystem=SUBSYSTEM):
-        try:
-            facts.append(node_facts(device))
-        except Exception:  # one broken device must not hide the others
-            logger.exception("skipping a video4linux device udev describes badly")
-    return sorted(facts, key=lambda fact: fact.dev_node)
+    return sorted(_described(context, SUBSYSTEM, node_facts), key=lambda fact: fact.dev_node)
 
 
 def subsystem(device: Any) -> str:
@@ -136,14 +144,7 @@ def sound_facts(device: Any) -> SoundFacts:
 
 def enumerate_sound(context: pyudev.Context | None = None) -> list[SoundFacts]:
     """Every sound device udev knows now (cards, controls, PCMs), sorted by sysfs path."""
-    context = context or pyudev.Context()
-    facts = []
-    for device in context.list_devices(subsystem=SOUND):
-        try:
-            facts.append(sound_facts(device))
-        except Exception:  # one broken device must not hide the others
-            logger.exception("skipping a sound device udev describes badly")
-    return sorted(facts, key=lambda fact: fact.sys_path)
+    return sorted(_described(context, SOUND, sound_facts), key=lambda fact: fact.sys_path)
 
 
 def monitor(context: pyudev.Context | None = None) -> pyudev.Monitor:

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import StartDaemon
 from tests.devices import trees
 from tests.integration.test_daemon import http
-from tests.integration.test_devices import REPO, devices_json
+from tests.integration.test_devices import devices_json, probe_lines
 
 pytestmark = pytest.mark.integration
 
@@ -82,17 +82,7 @@ def test_devices_table_names_the_inputs(tmp_path: Path) -> None:
 
 
 def test_sound_hotplug_through_a_real_monitor() -> None:
-    result = subprocess.run(
-        ["umockdev-wrapper", sys.executable, "-m", "tests.devices.sound_hotplug_probe"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert lines[0] == {"start": 0}
+    lines = probe_lines("tests.devices.sound_hotplug_probe")
     plugged, sound_gone, sound_back, mic, final, pulled = lines[1:]
     card = "hw:CARD=MS2109,DEV=0"
     assert plugged == {

@@ -117,9 +117,11 @@ def test_devices_table_for_people(tmp_path: Path) -> None:
     assert result.stdout.startswith("board: ")
 
 
-def test_hotplug_through_a_real_monitor() -> None:
+def probe_lines(module: str) -> list[Any]:
+    """The JSON lines a probe module of tests/devices printed under umockdev-wrapper, each
+    hotplug step's report after the first line, which must say it started with no device."""
     result = subprocess.run(
-        ["umockdev-wrapper", sys.executable, "-m", "tests.devices.hotplug_probe"],
+        ["umockdev-wrapper", sys.executable, "-m", module],
         capture_output=True,
         text=True,
         check=False,
@@ -129,6 +131,11 @@ def test_hotplug_through_a_real_monitor() -> None:
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines[0] == {"start": 0}
+    return lines
+
+
+def test_hotplug_through_a_real_monitor() -> None:
+    lines = probe_lines("tests.devices.hotplug_probe")
     added, after_add, removed, after_remove, re_added, after_re_add, final = lines[1:]
     card_stream = "elgato-cam-link-4k-0004e1a2b3c4"
     assert {(e["action"], e["kind"], e["stream"]) for e in added["events"]} == {
