@@ -15,23 +15,19 @@ import pytest
 
 from tests.conftest import StartDaemon
 from tests.integration.test_daemon import http
+from tests.support import until
 
 pytestmark = pytest.mark.integration
 
 
 def listening_port(pid: int, timeout: float = 30.0) -> int:
     """The TCP port process `pid` listens on, once it does (it was given port 0)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        listening = [
-            connection.laddr.port
-            for connection in psutil.Process(pid).net_connections(kind="tcp")
-            if connection.status == psutil.CONN_LISTEN
-        ]
-        if listening:
-            return int(listening[0])
-        assert time.monotonic() < deadline, f"process {pid} listens on no port"
-        time.sleep(0.05)
+
+    def ports() -> list[int]:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+        return [c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN]
+
+    return int(until(ports, timeout, f"process {pid} listening on a port")[0])
 
 
 def query(base: str, expression: str) -> list[dict[str, object]]:
@@ -102,10 +98,8 @@ def test_scrapes_during_shutdown(start_daemon: StartDaemon) -> None:
     workers = [threading.Thread(target=scrape) for _ in range(4)]
     for worker in workers:
         worker.start()
-    deadline = time.monotonic() + 20
-    while results.count(200) < 2 * len(workers):  # every scraper is in its stride
-        assert time.monotonic() < deadline, results
-        time.sleep(0.01)
+    # every scraper is in its stride
+    until(lambda: results.count(200) >= 2 * len(workers), 20, "every scraper answered twice")
     code = daemon.stop()
     stop.set()
     for worker in workers:
