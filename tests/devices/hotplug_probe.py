@@ -30,12 +30,19 @@ def sys_path(node: trees.Node) -> str:
     return "/sys" + node.path
 
 
-async def main() -> None:
-    testbed = UMockdev.Testbed.new()
-    registry = CollectorRegistry()
+async def started_manager(registry: CollectorRegistry) -> DeviceManager:
+    """A device manager over the testbed's devices, started; prints the first line every probe
+    prints (the devices it starts with)."""
     manager = DeviceManager(capture_cards(), DeviceMetrics(registry), probe=no_probe, debounce=0.05)
     await manager.start()
     print(json.dumps({"start": len(manager.devices)}), flush=True)
+    return manager
+
+
+async def main() -> None:
+    testbed = UMockdev.Testbed.new()
+    registry = CollectorRegistry()
+    manager = await started_manager(registry)
 
     async def next_event() -> dict[str, str | None]:
         event = await asyncio.wait_for(manager.events.get(), 10)

@@ -18,11 +18,9 @@ gi.require_version("UMockdev", "1.0")
 from gi.repository import UMockdev  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
-from edged.devices import capture_cards  # noqa: E402
 from edged.devices.manager import DeviceManager  # noqa: E402
-from edged.metrics import DeviceMetrics  # noqa: E402
 from tests.devices import trees  # noqa: E402
-from tests.devices.hotplug_probe import no_probe, sys_path  # noqa: E402
+from tests.devices.hotplug_probe import started_manager, sys_path  # noqa: E402
 
 CARD_VIDEO = "/dev/video4"
 
@@ -50,9 +48,7 @@ async def step(manager: DeviceManager, events: int) -> None:
 async def main() -> None:
     testbed = UMockdev.Testbed.new()
     registry = CollectorRegistry()
-    manager = DeviceManager(capture_cards(), DeviceMetrics(registry), probe=no_probe, debounce=0.05)
-    await manager.start()
-    print(json.dumps({"start": len(manager.devices)}), flush=True)
+    manager = await started_manager(registry)
     card = trees.ms2109_with_sound()
     video, sound = card[:4], card[4:]  # USB device, UVC interface, 2 nodes | UAC interface, card
     plug(testbed, card)
