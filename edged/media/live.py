@@ -446,6 +446,7 @@ class LiveHub:
         self.hls = HlsMuxer(stream, width, height, fps)
         self.extradata = b""
         self.viewers: set[Viewer] = set()
+        self.audio_viewers: set[Viewer] = set()  # Opus feeds of the WebRTC viewers
         self.hls_viewers = HlsViewers()
         self.poster = LivePoster(stream)
         self.keyframe_at = 0.0
@@ -468,6 +469,28 @@ class LiveHub:
     def leave(self, viewer: Viewer) -> None:
         self.viewers.discard(viewer)
 
+    # -- Opus for the WebRTC viewers (encoded once per stream, fanned out like the video) -----
+
+    def offer_opus(self, packet: EncodedPacket) -> bool:
+        """Give an Opus packet to every audio viewer (event loop, never blocks); False when some
+        viewer's queue was full and it dropped the packet. Every Opus packet decodes alone: it
+        must be marked `keyframe=True`, or a viewer (which starts waiting for a keyframe) takes
+        none of them."""
+        taken = True
+        for viewer in list(self.audio_viewers):
+            taken = viewer.offer(packet) and taken
+        return taken
+
+    def join_audio(self) -> Viewer:
+        viewer = Viewer([])
+        self.audio_viewers.add(viewer)
+        return viewer
+
+    def leave_audio(self, viewer: Viewer) -> None:
+        self.audio_viewers.discard(viewer)
+
     def close(self) -> None:
-        """Blocks while the HLS muxer finishes: call it from a thread."""
+        """End the viewers' feeds (video and audio: nothing more is given to them), then wait
+        for the HLS muxer to finish. Blocks: call it from a thread."""
+        self.viewers, self.audio_viewers = set(), set()
         self.hls.close()
