@@ -51,13 +51,20 @@ class AudioSpec:
         return self.location if self.kind == "alsa" else f"lavfi:{self.location}"
 
 
-def audio_spec(stream: str, audio: AudioConfig, media: MediaConfig) -> AudioSpec | None:
-    """A stream's sound source: the configured device for it, else the stand-in, else none (a
-    detected sound card will come from device pairing)."""
+def audio_spec(
+    stream: str,
+    audio: AudioConfig,
+    media: MediaConfig,
+    paired: str | None = None,
+) -> AudioSpec | None:
+    """A stream's sound source: the `[audio] devices` override for it, else `paired` (the sound
+    card on its camera's USB device), else the stand-in, else none."""
     if not audio.enabled:
         return None
     if stream in audio.devices:
         return AudioSpec("alsa", audio.devices[stream], audio.sample_rate, audio.bitrate)
+    if paired and paired not in audio.devices.values():  # a hw: device opens once
+        return AudioSpec("alsa", paired, audio.sample_rate, audio.bitrate)
     if media.audio_stand_in:
         graph = paced_graph(media.audio_stand_in)
         return AudioSpec("lavfi", graph, audio.sample_rate, audio.bitrate)
@@ -69,10 +76,13 @@ def paced_graph(graph: str) -> str:
     return graph if "realtime" in graph else f"{graph},arealtime"
 
 
-def describe_audio(spec: AudioSpec | None, failure: str) -> str:
-    """The stream status' audio line: the device, the reason it is off, or that there is none."""
+def describe_audio(spec: AudioSpec | None, failure: str, *, pulled: bool = False) -> str:
+    """The stream status' audio line: the device, why the stream is video-only (`pulled`: its
+    sound card was unplugged), or that there is none."""
     if spec is None:
         return "no audio device"
+    if pulled:
+        return f"video only: {spec.label} unplugged"
     if failure:
         return f"video only: {failure}"
     return f"audio: {spec.label}"

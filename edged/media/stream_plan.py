@@ -1,21 +1,25 @@
 """Which streams should run: a pure function of the devices present and the config.
 
 A stream per camera or capture card; the test pattern when configured "on", or in "auto" while
-no camera streams. The stream supervisor compares this with what runs and starts, stops or
-restarts pipelines until they match.
+no camera streams. Each stream's sound: its `[audio] devices` override, else the sound card on its
+camera's USB device, else the stand-in (audio.py `audio_spec`). The stream supervisor compares
+this with what runs and starts, stops or restarts pipelines until they match.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from edged.config import MediaConfig
+from edged.config import AudioConfig, MediaConfig
+from edged.devices import sound
 from edged.devices.board import Board, StreamDefaults
 from edged.devices.classify import STREAMABLE
 from edged.devices.manager import Device
 from edged.media import sources
+from edged.media.audio import AudioSpec, audio_spec
 from edged.media.sources import SourceSpec
 
 PATTERN_STREAM = "test-pattern"
@@ -25,12 +29,13 @@ PATTERN_DEFAULTS = "webcam"  # the test pattern is encoded at a webcam's bitrate
 @dataclass(frozen=True)
 class StreamSpec:
     """A stream that should run: where its frames come from, its bitrate before any thermal
-    step, and its device (None: the test pattern)."""
+    step, its device (None: the test pattern) and its sound (None: video only)."""
 
     name: str
     source: SourceSpec
     bitrate: int
     device: Device | None = None
+    audio: AudioSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,14 @@ class PlanConfig:
     media: MediaConfig
     defaults: Mapping[str, StreamDefaults]  # per device kind, from the board profile
     stand_in_is_file: bool = False  # `media.v4l2_stand_in` names a file (else a lavfi graph)
+    audio: AudioConfig = field(default_factory=AudioConfig)
 
     @classmethod
-    def build(cls, media: MediaConfig, board: Board) -> PlanConfig:
+    def build(cls, media: MediaConfig, board: Board, audio: AudioConfig) -> PlanConfig:
         """Reads the file system once (whether the stand-in is a file): call from a thread."""
         stand_in = media.v4l2_stand_in
-        return cls(media, board.profile.defaults, bool(stand_in) and Path(stand_in).is_file())
+        is_file = bool(stand_in) and Path(stand_in).is_file()
+        return cls(media, board.profile.defaults, is_file, audio)
 
 
 def device_source(device: Device, defaults: StreamDefaults, config: PlanConfig) -> SourceSpec:
@@ -69,21 +76,26 @@ def wanted_streams(
 ) -> dict[str, StreamSpec]:
     """Stream name -> spec. Devices come oldest first: when two share a stream name, the later
     one (the last plugged in) wins. A camera in `unstartable` (no encoder works for it) is left
-    out, and so does not keep the test pattern away."""
+    out, and so does not keep the test pattern away. Sound cards among `devices` go to the
+    cameras on their USB device."""
+    present = list(devices)
+    paired = sound.pair(present)
     wanted: dict[str, StreamSpec] = {}
-    for device in devices:
+    for device in present:
         if device.kind not in STREAMABLE or device.stream is None:
             continue
         if device.stream in unstartable:
             continue
         defaults = config.defaults[device.kind.value]
         source = device_source(device, defaults, config)
-        wanted[device.stream] = StreamSpec(device.stream, source, defaults.bitrate, device)
+        audio = audio_spec(device.stream, config.audio, config.media, paired.get(device.node))
+        wanted[device.stream] = StreamSpec(device.stream, source, defaults.bitrate, device, audio)
     if pattern_wanted(config.media.test_pattern, len(wanted)):
         width, height = (int(v) for v in config.media.pattern_size.split("x"))
         source = sources.pattern(width, height, config.media.pattern_fps)
         bitrate = config.defaults[PATTERN_DEFAULTS].bitrate
-        wanted[PATTERN_STREAM] = StreamSpec(PATTERN_STREAM, source, bitrate)
+        audio = audio_spec(PATTERN_STREAM, config.audio, config.media)
+        wanted[PATTERN_STREAM] = StreamSpec(PATTERN_STREAM, source, bitrate, audio=audio)
     return wanted
 
 
@@ -93,6 +105,17 @@ class StreamChanges:
 
     stop: tuple[str, ...]  # running and no longer wanted
     start: tuple[StreamSpec, ...]  # missing, changed (stopped first), or asked to restart
+    keep: tuple[StreamSpec, ...] = ()  # running on, under this spec: their sound card was pulled
+
+
+def sound_pulled(running: StreamSpec, wanted: StreamSpec) -> bool:
+    """Only the stream's sound card went away: the stream goes on video-only (its audio thread
+    ends by itself), rather than restarting its pictures for it."""
+    return (
+        wanted.audio is None
+        and running.audio is not None
+        and dataclasses.replace(running, audio=None) == wanted
+    )
 
 
 def stream_changes(
@@ -101,15 +124,33 @@ def stream_changes(
     restart: Set[str] = frozenset(),
 ) -> StreamChanges:
     """Stop what is not wanted; start what is missing, what changed and what `restart` names
-    (a camera plugged in again). A stream whose spec is unchanged is left alone, even one
-    waiting for its restart after a failure: its own backoff brings it back."""
+    (a camera or sound card plugged in again). A stream whose spec is unchanged is left alone,
+    even one waiting for its restart after a failure: its own backoff brings it back; one that
+    only lost its sound card keeps running. A sound card plugged in changes the spec of the
+    stream it belongs to, and only that stream's."""
     stop = tuple(name for name in running if name not in wanted)
-    start = tuple(
-        spec
+    changed = {
+        name: spec
         for name, spec in wanted.items()
         if name not in running or running[name] != spec or name in restart
+    }
+    keep = tuple(
+        spec
+        for name, spec in changed.items()
+        if name in running and name not in restart and sound_pulled(running[name], spec)
     )
-    return StreamChanges(stop, start)
+    kept = {spec.name for spec in keep}
+    start = tuple(spec for name, spec in changed.items() if name not in kept)
+    return StreamChanges(stop, start, keep)
+
+
+def hearing(wanted: Mapping[str, StreamSpec], alsa: str) -> set[str]:
+    """The streams whose sound is the ALSA device `alsa` (plugged in again: they reopen it)."""
+    return {
+        name
+        for name, spec in wanted.items()
+        if spec.audio is not None and spec.audio.kind == "alsa" and spec.audio.location == alsa
+    }
 
 
 def records(name: str, recording: bool, media: MediaConfig) -> bool:

@@ -22,10 +22,10 @@ from typing import Any
 from edged.clock import clock_synchronized
 from edged.config import AudioConfig, MediaConfig
 from edged.devices.board import Board
-from edged.devices.classify import STREAMABLE
+from edged.devices.classify import STREAMABLE, DeviceKind
 from edged.devices.manager import Device, DeviceEvent, DeviceManager
 from edged.errors import MediaError
-from edged.media.audio import audio_spec, describe_audio, ensure_alsa_config
+from edged.media.audio import describe_audio, ensure_alsa_config
 from edged.media.encoders import Encoder, EncoderChoice, EncoderSettings, choose
 from edged.media.live import LiveHub
 from edged.media.pipeline import StreamPipeline
@@ -34,6 +34,7 @@ from edged.media.sources import Source
 from edged.media.stream_plan import (
     PlanConfig,
     StreamSpec,
+    hearing,
     records,
     stream_changes,
     wanted_streams,
@@ -87,7 +88,7 @@ class StreamSupervisor:
         self._identity = identity
         self._on_segment = on_segment
         self._gop_cache = gop_cache
-        self._plan = PlanConfig(media, board.profile.defaults)
+        self._plan = PlanConfig(media, board.profile.defaults, audio=self._audio)
         self._devices: DeviceManager | None = None
         self._choices: dict[EncoderSettings, EncoderChoice] = {}
         self._segment_numbers: dict[str, Iterator[int]] = {}  # per stream, for the whole start
@@ -104,7 +105,9 @@ class StreamSupervisor:
     async def start(self, devices: DeviceManager | None, boot: int) -> None:
         self.boot = boot
         self._devices = devices
-        self._plan = await asyncio.to_thread(PlanConfig.build, self._media, self._board)
+        self._plan = await asyncio.to_thread(
+            PlanConfig.build, self._media, self._board, self._audio
+        )
         await self.reconcile()
 
     async def stop(self) -> None:
@@ -122,10 +125,13 @@ class StreamSupervisor:
 
     async def apply_event(self, event: DeviceEvent) -> None:
         device = event.device
-        if device.kind not in STREAMABLE or device.stream is None:
-            return
         restart: Set[str] = frozenset()
-        if event.action == "add":  # a plugged-in camera starts afresh, even under a known name
+        if device.kind is DeviceKind.AUDIO:
+            if event.action == "add":  # a stream that names it in [audio] devices reopens it
+                restart = hearing(self._wanted(), device.alsa)
+        elif device.kind not in STREAMABLE or device.stream is None:
+            return
+        elif event.action == "add":  # a plugged-in camera starts afresh, even under a known name
             self._unstartable.discard(device.stream)
             restart = {device.stream}
         await self.reconcile(restart=restart)
@@ -141,14 +147,18 @@ class StreamSupervisor:
         async with self._lock:
             await self._reconcile(restart)
 
+    def _wanted(self) -> dict[str, StreamSpec]:
+        return wanted_streams(self._present(), self._plan, unstartable=self._unstartable)
+
     async def _reconcile(self, restart: Set[str]) -> None:
         while True:
             unstartable = len(self._unstartable)
-            wanted = wanted_streams(self._present(), self._plan, unstartable=self._unstartable)
             running = {name: entry.spec for name, entry in self.streams.items()}
-            todo = stream_changes(running, wanted, restart)
+            todo = stream_changes(running, self._wanted(), restart)
             for name in todo.stop:
                 await self._retire(name)
+            for spec in todo.keep:
+                self._sound_pulled(spec)
             for spec in todo.start:
                 await self._start(spec)
             if len(self._unstartable) == unstartable:
@@ -162,6 +172,16 @@ class StreamSupervisor:
             logger.info(
                 "stream %s down: %s unplugged; its footage is kept", name, entry.device.node
             )
+
+    def _sound_pulled(self, spec: StreamSpec) -> None:
+        entry = self.streams[spec.name]
+        if entry.spec.audio is not None:
+            logger.warning(
+                "stream %s: sound card %s unplugged; the stream goes on without sound",
+                spec.name,
+                entry.spec.audio.label,
+            )
+        entry.spec = spec
 
     # -- one stream ----------------------------------------------------------------------------
 
@@ -205,7 +225,7 @@ class StreamSupervisor:
     ) -> StreamEntry:
         name, source = spec.name, spec.source
         device = spec.device.label if spec.device else "test pattern"
-        sound = audio_spec(name, self._audio, self._media)
+        sound = spec.audio
         if sound is not None and sound.kind == "alsa" and ensure_alsa_config(os.environ):
             logger.info(
                 "ALSA_CONFIG_PATH unset: PyAV's ALSA reads %s", os.environ["ALSA_CONFIG_PATH"]
@@ -345,6 +365,11 @@ class StreamSupervisor:
             "throttle_level": self.thermal_level,
             "viewers": len(entry.hub.viewers),
             "frames": dataclasses.asdict(entry.pipeline.counts),
-            "audio": describe_audio(entry.pipeline.audio, entry.pipeline.audio_failure),
+            "audio": describe_audio(
+                entry.pipeline.audio,
+                entry.pipeline.audio_failure,
+                pulled=entry.pipeline.audio is not None and entry.spec.audio is None,
+            ),
+            "audio_device": entry.pipeline.audio.label if entry.pipeline.audio else None,
             "audio_samples_dropped": dict(entry.pipeline.audio_dropped),
         }

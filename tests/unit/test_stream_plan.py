@@ -9,17 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edged.config import MediaConfig
+from edged.config import AudioConfig, MediaConfig
 from edged.devices.board import BUILTIN_FALLBACK
 from edged.devices.capabilities import Capabilities, Mode
 from edged.devices.classify import STREAMABLE, DeviceKind
 from edged.devices.manager import Device
+from edged.media.audio import AudioSpec
 from edged.media.stream_plan import (
     PATTERN_STREAM,
     PlanConfig,
     StreamSpec,
+    hearing,
     pattern_wanted,
     records,
+    sound_pulled,
     stream_changes,
     wanted_streams,
 )
@@ -34,6 +37,7 @@ def device(
     node: str = "/dev/video0",
     sys_path: str = "/sys/video0",
     modes: tuple[Mode, ...] = (),
+    usb_path: str = "",
 ) -> Device:
     return Device(
         node=node,
@@ -44,7 +48,7 @@ def device(
         stream=stream,
         usb_id="",
         serial="",
-        usb_path="",
+        usb_path=usb_path,
         driver="uvcvideo",
         name="Camera",
         capabilities=Capabilities("uvcvideo", "Camera", modes) if modes else None,
@@ -52,8 +56,31 @@ def device(
     )
 
 
-def config(test_pattern: str = "auto", **media: Any) -> PlanConfig:
-    return PlanConfig(MediaConfig(test_pattern=test_pattern, **media), DEFAULTS)
+def sound_card(alsa: str, usb_path: str, card: int = 1) -> Device:
+    return Device(
+        node=f"/dev/snd/pcmC{card}D0c",
+        sys_path=f"/sys/sound/card{card}/pcmC{card}D0c",
+        kind=DeviceKind.AUDIO,
+        reason="test",
+        label="USB Audio",
+        stream=None,
+        usb_id="",
+        serial="",
+        usb_path=usb_path,
+        driver="snd-usb-audio",
+        name="",
+        capabilities=None,
+        problem="",
+        alsa=alsa,
+    )
+
+
+def config(
+    test_pattern: str = "auto", audio: AudioConfig | None = None, **media: Any
+) -> PlanConfig:
+    return PlanConfig(
+        MediaConfig(test_pattern=test_pattern, **media), DEFAULTS, audio=audio or AudioConfig()
+    )
 
 
 def test_no_camera_in_auto_runs_the_pattern_alone() -> None:
@@ -150,9 +177,107 @@ def test_the_pattern_records_only_when_asked() -> None:
     assert records(PATTERN_STREAM, True, asked) and not records(PATTERN_STREAM, False, asked)
 
 
+# -- each stream's sound --------------------------------------------------------------------------
+
+MS2109 = "hw:CARD=MS2109,DEV=0"
+C920 = "hw:CARD=C920,DEV=0"
+MIC = "hw:CARD=Device,DEV=0"
+SINE = "sine=frequency=440:sample_rate=48000"
+CARD = device("card", DeviceKind.CAPTURE_CARD, node="/dev/video4", sys_path="/s/4", usb_path="1-4")
+WEBCAM = device("webcam", node="/dev/video0", sys_path="/s/0", usb_path="1-2")
+
+
+def alsa(name: str) -> AudioSpec:
+    return AudioSpec("alsa", name, 48000, 128000)
+
+
+def sounds(wanted: dict[str, StreamSpec]) -> dict[str, str | None]:
+    return {name: spec.audio.label if spec.audio else None for name, spec in wanted.items()}
+
+
+def test_a_camera_takes_the_sound_card_on_its_usb_device_with_no_configuration() -> None:
+    present = [CARD, WEBCAM, sound_card(MS2109, "1-4"), sound_card(MIC, "1-9", card=3)]
+    wanted = wanted_streams(present, config())
+    assert wanted["card"].audio == alsa(MS2109)
+    assert wanted["webcam"].audio is None  # its microphone is not plugged; the lone mic not taken
+    assert sounds(wanted_streams(present, config(audio=AudioConfig(enabled=False)))) == {
+        "card": None,
+        "webcam": None,
+    }
+
+
+def test_the_override_wins_and_a_card_it_takes_is_not_opened_twice() -> None:
+    present = [CARD, WEBCAM, sound_card(MS2109, "1-4"), sound_card(C920, "1-2", card=2)]
+    audio = AudioConfig(devices={"card": MIC, "webcam": MS2109})  # the lone mic; the card's sound
+    assert sounds(wanted_streams(present, config(audio=audio))) == {"card": MIC, "webcam": MS2109}
+    taken = AudioConfig(devices={PATTERN_STREAM: MS2109})
+    assert sounds(wanted_streams(present, config("on", audio=taken))) == {
+        "card": None,  # the pattern has its sound: one hw: device opens once
+        "webcam": C920,
+        PATTERN_STREAM: MS2109,
+    }
+
+
+def test_the_stand_in_is_for_streams_without_a_sound_card() -> None:
+    present = [CARD, WEBCAM, sound_card(MS2109, "1-4")]
+    wanted = wanted_streams(present, config("on", audio_stand_in=SINE))
+    assert sounds(wanted) == {
+        "card": MS2109,
+        "webcam": f"lavfi:{SINE},arealtime",
+        PATTERN_STREAM: f"lavfi:{SINE},arealtime",
+    }
+    assert sounds(wanted_streams([], config())) == {PATTERN_STREAM: None}
+
+
+def test_plugging_a_sound_card_restarts_only_its_stream() -> None:
+    running = wanted_streams([CARD, WEBCAM], config("on"))
+    wanted = wanted_streams([CARD, WEBCAM, sound_card(MS2109, "1-4")], config("on"))
+    todo = stream_changes(running, wanted)
+    assert (todo.stop, todo.start, todo.keep) == ((), (wanted["card"],), ())
+    assert wanted["card"].audio == alsa(MS2109)
+
+
+def test_pulling_a_sound_card_keeps_its_stream_running_video_only() -> None:
+    running = wanted_streams([CARD, WEBCAM, sound_card(MS2109, "1-4")], config())
+    wanted = wanted_streams([CARD, WEBCAM], config())
+    todo = stream_changes(running, wanted)
+    assert (todo.stop, todo.start, todo.keep) == ((), (), (wanted["card"],))
+    assert sound_pulled(running["card"], wanted["card"])
+    # Plugged back (any card number, the same ALSA name): the stream starts again with it.
+    back = wanted_streams([CARD, WEBCAM, sound_card(MS2109, "1-4", card=5)], config())
+    assert back == running
+    assert stream_changes(wanted, back).start == (back["card"],)
+
+
+def test_a_sound_card_pulled_with_other_changes_restarts() -> None:
+    running = wanted_streams([CARD, sound_card(MS2109, "1-4")], config())
+    moved = dataclasses.replace(CARD, node="/dev/video6")
+    wanted = wanted_streams([moved], config())
+    assert not sound_pulled(running["card"], wanted["card"])
+    assert stream_changes(running, wanted).start == (wanted["card"],)
+    # The stand-in takes over from a pulled card: that is a new sound, so a restart.
+    stand_in = config(audio_stand_in=SINE)
+    before = wanted_streams([CARD, sound_card(MS2109, "1-4")], stand_in)
+    after = wanted_streams([CARD], stand_in)
+    assert stream_changes(before, after).start == (after["card"],)
+    # Asked to restart (the camera itself was replugged): no keeping.
+    assert stream_changes(running, wanted_streams([CARD], config()), {"card"}).keep == ()
+
+
+def test_the_streams_hearing_a_device_are_found_by_its_alsa_name() -> None:
+    audio = AudioConfig(devices={"webcam": MIC})
+    wanted = wanted_streams([CARD, WEBCAM, sound_card(MS2109, "1-4")], config(audio=audio))
+    assert hearing(wanted, MIC) == {"webcam"}
+    assert hearing(wanted, MS2109) == {"card"}
+    assert hearing(wanted, C920) == set()
+
+
 kinds = st.sampled_from(list(DeviceKind))
 names = st.sampled_from(["a", "b", "c", None])
-devices = st.lists(st.builds(device, names, kinds), max_size=6)
+ports = st.sampled_from(["", "1-1", "1-2"])
+cameras = st.builds(device, names, kinds, usb_path=ports)
+cards = st.builds(sound_card, st.sampled_from([MS2109, C920, MIC]), ports)
+devices = st.lists(st.one_of(cameras, cards), max_size=6)
 modes = st.sampled_from(["auto", "on", "off"])
 
 
@@ -181,6 +306,16 @@ def test_after_the_changes_the_running_streams_are_the_wanted_ones(
     wanted = wanted_streams(after, config(mode))
     todo = stream_changes(running, wanted)
     result = {name: spec for name, spec in running.items() if name not in todo.stop}
-    result.update({spec.name: spec for spec in todo.start})
+    result.update({spec.name: spec for spec in todo.start + todo.keep})
     assert result == wanted
-    assert not set(todo.stop) & {spec.name for spec in todo.start}
+    assert not set(todo.stop) & {spec.name for spec in todo.start + todo.keep}
+    assert not {spec.name for spec in todo.start} & {spec.name for spec in todo.keep}
+    for spec in todo.keep:  # kept: only their sound went
+        assert spec.audio is None and running[spec.name].audio is not None
+
+
+@given(devices, modes)
+def test_an_alsa_device_is_never_given_to_two_streams(present: list[Device], mode: str) -> None:
+    wanted = wanted_streams(present, config(mode))
+    heard = [spec.audio.location for spec in wanted.values() if spec.audio is not None]
+    assert len(heard) == len(set(heard))
