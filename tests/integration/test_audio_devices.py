@@ -16,10 +16,21 @@ from tests.conftest import StartDaemon
 from tests.devices import trees
 from tests.integration.test_daemon import http
 from tests.integration.test_devices import devices_json, probe_lines
+from tests.support import until
 
 pytestmark = pytest.mark.integration
 
 BOX = (trees.ms2109_with_sound(), trees.c920_with_mic(), trees.lone_mic(), trees.hdmi_out())
+
+
+def no_alsa(tmp_path: Path) -> dict[str, str]:
+    """The environment of a daemon whose streams take the testbed's sound cards: an empty ALSA
+    configuration refuses every hw: name at once, as on a box without the card. (With the
+    system's, alsa-lib probes the testbed's control nodes, which overflows umockdev's preload fd
+    map and aborts the process.)"""
+    alsa_conf = tmp_path / "alsa.conf"
+    alsa_conf.write_text("")
+    return {"ALSA_CONFIG_PATH": str(alsa_conf)}
 
 
 def paired(report: dict[str, Any]) -> dict[str, str | None]:
@@ -120,7 +131,9 @@ def test_daemon_reports_and_counts_audio(tmp_path: Path, start_daemon: StartDaem
     tree = tmp_path / "box.umockdev"
     tree.write_text(trees.render([node for nodes in BOX for node in nodes]))
     daemon = start_daemon(
-        {"mdns": {"enabled": False}}, wrapper=("umockdev-run", "--device", str(tree), "--")
+        {"mdns": {"enabled": False}},
+        env=no_alsa(tmp_path),
+        wrapper=("umockdev-run", "--device", str(tree), "--"),
     )
     status, body = http(daemon.url + "/api/v1/devices")
     assert status == 200
@@ -136,9 +149,12 @@ def test_daemon_reports_and_counts_audio(tmp_path: Path, start_daemon: StartDaem
     assert daemon.stop() == 0
 
 
-def test_daemon_follows_a_sound_card_plugged_and_pulled(start_daemon: StartDaemon) -> None:
+def test_daemon_follows_a_sound_card_plugged_and_pulled(
+    tmp_path: Path, start_daemon: StartDaemon
+) -> None:
     daemon = start_daemon(
         {"mdns": {"enabled": False}},
+        env=no_alsa(tmp_path),
         wrapper=("umockdev-wrapper",),
         command=(sys.executable, "-m", "tests.devices.daemon_with_testbed"),
     )
@@ -177,3 +193,63 @@ def test_malformed_sound_values_do_not_stop_enumeration(tmp_path: Path) -> None:
         "hw:CARD=3,DEV=0": ("/dev/snd/pcmC3D0c", None),
         "hw:CARD=C920,DEV=0": ("/dev/snd/pcmC2D0c", "/dev/video0"),
     }
+
+
+def test_a_stream_takes_its_sound_card_on_hotplug_and_the_others_run_on(
+    tmp_path: Path, start_daemon: StartDaemon
+) -> None:
+    """No [audio] configuration: the capture card's stream takes the sound card plugged into its
+    USB device. There is no ALSA device here, so the stream shows the card and runs video-only
+    with the reason; pulled, it runs on; plugged back, it takes the card again. Only that stream
+    restarts: the test pattern beside it never does."""
+    settings = {
+        "mdns": {"enabled": False},
+        "media": {
+            "test_pattern": "on",
+            "pattern_size": "320x240",
+            "pattern_fps": 15,
+            "v4l2_stand_in": "testsrc2=size=320x240:rate=15,realtime",
+        },
+    }
+    daemon = start_daemon(
+        settings,
+        env=no_alsa(tmp_path),
+        wrapper=("umockdev-wrapper",),
+        command=(sys.executable, "-m", "tests.devices.daemon_with_testbed"),
+    )
+    stream, card = "elgato-cam-link-4k-0004e1a2b3c4", "hw:CARD=CamLink4K,DEV=0"
+
+    def status() -> dict[str, tuple[str, str, str | None]]:
+        _, body = http(daemon.url + "/api/v1/streams")
+        return {
+            s["stream"]: (s["state"], s["audio"], s["audio_device"])
+            for s in json.loads(body)["streams"]
+        }
+
+    def shows(audio: str) -> bool:
+        state, line, _ = status().get(stream, ("", "", None))
+        return state == "up" and line.startswith(audio)
+
+    daemon.send("plug 1-4 0 6")
+    daemon.wait_for(re.compile(rf"stream {stream}: starting -> up"))
+    until(lambda: shows("no audio device"), 20, "the card's stream up without sound")
+    daemon.send("plug-sound 1-4 1 CamLink4K")
+    until(lambda: shows(f"video only: cannot open audio {card}"), 30, "the card taken")
+    assert status()[stream][2] == card
+    assert status()["test-pattern"][1:] == ("no audio device", None)
+
+    daemon.send("unplug-sound")
+    daemon.wait_for(re.compile(rf"stream {stream}: sound card {card} unplugged"))
+    assert status()[stream] == ("up", f"video only: {card} unplugged", card)
+
+    daemon.send("plug-sound 1-4 2 CamLink4K")  # another card number, the same ALSA name
+    daemon.wait_for(re.compile(r"device add /dev/snd/pcmC2D0c: audio"))
+    until(lambda: shows(f"video only: cannot open audio {card}"), 30, "the card taken again")
+    assert status()[stream][2] == card
+    assert daemon.stop() == 0
+    launches = [
+        line for line in daemon.lines if re.search(r"stream \S+: \w+ \d+x\d+@\d+ with ", line)
+    ]
+    # Plugged, its sound card plugged, plugged again: three starts; the pull is no restart.
+    assert sum(f"stream {stream}: " in line for line in launches) == 3, launches
+    assert sum("stream test-pattern: " in line for line in launches) == 1, launches
