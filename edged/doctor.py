@@ -17,9 +17,9 @@ import psutil
 from edged.clock import clock_synchronized
 from edged.config import Config, node_name
 from edged.datalock import LOCK_NAME
-from edged.devices import capture_cards, detect_board
+from edged.devices import capture_cards, detect_board, sound
 from edged.devices.classify import STREAMABLE, DeviceKind
-from edged.devices.manager import Device, scan
+from edged.devices.manager import Device, scan_all
 from edged.discovery import (
     EDGED_SERVICE,
     Advertised,
@@ -28,13 +28,17 @@ from edged.discovery import (
     read_advertised,
 )
 from edged.errors import EdgedError
+from edged.media.audio import AudioSpec, ensure_alsa_config
 from edged.media.encoders import EncoderSettings, ProbeResult, candidates, probe
+from edged.media.listen import Heard, listen_all
+from edged.media.stream_plan import PlanConfig, wanted_streams
 from edged.media.thermal import read_pi_throttled, read_temperatures
 from edged.s3bucket import UpstreamError
 from edged.upload.setup import build_store
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 SANE_CLOCK_AFTER = 1_767_225_600  # 2026-01-01: a box that believes it is earlier lost its clock
+SILENT_DBFS = -60.0  # the silence alert's threshold (configs/prometheus/edged-rules.yml)
 
 
 @dataclass(frozen=True)
@@ -82,11 +86,80 @@ def camera_checks(devices: Sequence[Device]) -> list[Check]:
     return checks
 
 
-def _board_and_devices(config: Config) -> tuple[list[Check], Any]:
-    devices = scan(capture_cards())
+def _board_and_devices(config: Config) -> tuple[list[Check], Any, list[Device]]:
+    devices = scan_all(capture_cards())
     board = detect_board(Path("/"), {device.name for device in devices})
     checks = [board_check(board.profile.name, board.reason, board.profile.is_fallback)]
-    return checks + camera_checks(devices), board
+    return checks + camera_checks(devices), board, devices
+
+
+def audio_check(
+    name: str, device: str | None, heard: Heard | None, *, camera: bool, assigned: bool = True
+) -> Check:
+    """A stream's sound (`device` None: it has none; `camera`: a camera's stream, which should)
+    or a sound input no stream takes (`assigned` False), with what a second of it gave."""
+    if device is None or heard is None:
+        advice = "plug in its sound card or name a microphone in [audio] devices"
+        return Check(name, WARN if camera else OK, "no audio device", advice if camera else "")
+    spare = "" if assigned else "no stream takes it; "
+    spare_advice = "" if assigned else "; name it for a stream in [audio] devices"
+    if heard.error:
+        return Check(
+            name,
+            WARN,
+            f"{spare}{device}: cannot listen: {heard.error}",
+            "busy while edged (or another program) records from it: stop that to listen; "
+            "otherwise check that it is plugged in (arecord -l)" + spare_advice,
+        )
+    if heard.peak_dbfs < SILENT_DBFS or not heard.seconds:
+        return Check(
+            name,
+            WARN,
+            f"{spare}{device}: {heard.peak_dbfs:.1f} dBFS: input muted or unplugged?",
+            "unmute the input (alsamixer), check the cable and that the source sends sound"
+            + spare_advice,
+        )
+    return Check(
+        name,
+        OK if assigned else WARN,
+        f"{spare}{device}: {heard.peak_dbfs:.1f} dBFS peak over {heard.seconds:.0f} s",
+        spare_advice.removeprefix("; "),
+    )
+
+
+def _audio(config: Config, board: Any, devices: Sequence[Device]) -> list[Check]:
+    """Each stream's sound as the daemon would choose it, and the inputs no stream takes; a
+    second of each listened to, all at once."""
+    if not config.audio.enabled:
+        return [Check("audio", OK, "sound is off ([audio] enabled = false)")]
+    streams = wanted_streams(devices, PlanConfig.build(config.media, board, config.audio))
+    taken = {spec.audio.location for spec in streams.values() if spec.audio is not None}
+    rate, bitrate = config.audio.sample_rate, config.audio.bitrate
+    spare = [
+        AudioSpec("alsa", alsa, rate, bitrate)
+        for alsa in sound.unpaired(devices)
+        if alsa not in taken
+    ]
+    sources = list(dict.fromkeys([*(s.audio for s in streams.values() if s.audio), *spare]))
+    if any(source.kind == "alsa" for source in sources):
+        ensure_alsa_config(os.environ)
+    heard = dict(zip(sources, listen_all(sources), strict=True))
+    checks = [
+        audio_check(
+            f"audio {name}",
+            spec.audio.label if spec.audio else None,
+            heard.get(spec.audio) if spec.audio else None,
+            camera=spec.device is not None,
+        )
+        for name, spec in streams.items()
+    ]
+    for source in spare:
+        checks.append(
+            audio_check(
+                f"audio {source.label}", source.label, heard[source], camera=False, assigned=False
+            )
+        )
+    return checks
 
 
 def encoder_checks(
@@ -381,8 +454,9 @@ def _clock() -> Check:
 
 
 def run_checks(config: Config, data_dir: Path) -> list[Check]:
-    checks, board = _board_and_devices(config)
+    checks, board, devices = _board_and_devices(config)
     checks += _encoders(board)
+    checks += _audio(config, board, devices)
     checks.append(_disk(config, data_dir))
     checks += _temperature(board)
     checks += _upstream(config)

@@ -59,3 +59,27 @@ def test_unreachable_upstream_is_a_fail(tmp_path: Path) -> None:
     line = next(line for line in result.stdout.splitlines() if "upstream" in line)
     assert line.startswith("FAIL") and "unreachable" in line
     assert "secret-value-1234" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("graph", "status", "heard"),
+    [
+        ("anullsrc=r=48000:cl=stereo", "WARN", "-inf dBFS: input muted or unplugged?"),
+        ("sine=frequency=440:sample_rate=48000", "OK", "-18.1 dBFS peak over 1 s"),
+    ],
+)
+def test_doctor_listens_to_each_streams_sound(
+    tmp_path: Path, graph: str, status: str, heard: str
+) -> None:
+    """The test pattern's sound is the stand-in (there is no camera or sound card here): the
+    doctor listens to a second of it, as it would to each sound card."""
+    config = write_config(
+        tmp_path / "edged.toml", f'[media]\ntest_pattern = "on"\naudio_stand_in = "{graph}"\n'
+    )
+    result = run_edged(
+        "doctor", "--json", "--config", str(config), "--data-dir", str(tmp_path / "d"), timeout=90
+    )
+    checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+    line = checks["audio test-pattern"]
+    assert (line["status"], line["detail"]) == (status, f"lavfi:{graph},arealtime: {heard}")
+    assert bool(line["advice"]) == (status != "OK")

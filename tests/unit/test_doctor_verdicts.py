@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edged.devices.capabilities import Capabilities, Mode
 from edged.devices.classify import DeviceKind
@@ -13,6 +17,7 @@ from edged.doctor import (
     UPSTREAM_OFF,
     WARN,
     Check,
+    audio_check,
     board_check,
     camera_checks,
     disk_check,
@@ -23,6 +28,7 @@ from edged.doctor import (
 )
 from edged.errors import EdgedError
 from edged.media.encoders import EncoderSettings, ProbeResult
+from edged.media.listen import Heard, peak_dbfs
 from edged.s3bucket import UpstreamError
 
 GiB = 2**30
@@ -142,3 +148,64 @@ def test_the_summary_is_the_worst_line() -> None:
     assert worst([ok, ok]) == OK
     assert worst([ok, warn]) == WARN
     assert worst([warn, fail, ok]) == FAIL
+
+
+CARD = "hw:CARD=MS2109,DEV=0"
+
+
+def test_a_stream_that_hears_its_card_says_its_peak() -> None:
+    check = audio_check("audio cam", CARD, Heard(-23.44, 1.0), camera=True)
+    assert check == Check("audio cam", OK, f"{CARD}: -23.4 dBFS peak over 1 s")
+
+
+@pytest.mark.parametrize("peak", [-math.inf, -60.1, -96.0])
+def test_nothing_heard_asks_whether_the_input_is_muted(peak: float) -> None:
+    check = audio_check("audio cam", CARD, Heard(peak, 1.0), camera=True)
+    assert check.status == WARN
+    assert check.detail == f"{CARD}: {peak:.1f} dBFS: input muted or unplugged?"
+    assert "alsamixer" in check.advice
+    assert audio_check("audio cam", CARD, Heard(-math.inf, 1.0), camera=True).detail == (
+        f"{CARD}: -inf dBFS: input muted or unplugged?"
+    )
+    assert audio_check("audio cam", CARD, Heard(-6.0, 0.0), camera=True).status == WARN  # no sound
+
+
+def test_a_device_that_cannot_be_listened_to_says_why() -> None:
+    busy = Heard(-math.inf, error=f"cannot open audio {CARD}: [Errno 16] Device or resource busy")
+    check = audio_check("audio cam", CARD, busy, camera=True)
+    assert check.status == WARN and check.detail == f"{CARD}: cannot listen: {busy.error}"
+    assert "stop that to listen" in check.advice
+
+
+def test_no_sound_device_warns_for_a_camera_only() -> None:
+    camera = audio_check("audio cam", None, None, camera=True)
+    assert (camera.status, camera.detail) == (WARN, "no audio device")
+    assert "[audio] devices" in camera.advice
+    assert audio_check("audio test-pattern", None, None, camera=False) == Check(
+        "audio test-pattern", OK, "no audio device"
+    )
+
+
+def test_an_input_no_stream_takes_is_listed_with_how_to_assign_it() -> None:
+    mic = "hw:CARD=Device,DEV=0"
+    check = audio_check(f"audio {mic}", mic, Heard(-30.0, 1.0), camera=False, assigned=False)
+    assert check.status == WARN
+    assert check.detail == f"no stream takes it; {mic}: -30.0 dBFS peak over 1 s"
+    assert check.advice == "name it for a stream in [audio] devices"
+    silent = audio_check(f"audio {mic}", mic, Heard(-math.inf, 1.0), camera=False, assigned=False)
+    assert silent.advice.endswith("; name it for a stream in [audio] devices")
+
+
+def test_peak_in_dbfs() -> None:
+    assert peak_dbfs([]) == -math.inf
+    assert peak_dbfs([0.0, -0.0]) == -math.inf
+    assert peak_dbfs([0.1, -1.0, 0.5]) == 0.0
+    assert peak_dbfs([0.125]) == pytest.approx(-18.06, abs=0.01)
+
+
+@given(st.lists(st.floats(-1.0, 1.0), min_size=1))
+def test_the_peak_is_the_loudest_sample(samples: list[float]) -> None:
+    loudest = max(abs(value) for value in samples)
+    level = peak_dbfs(samples)
+    assert level <= 0.0
+    assert level == (20 * math.log10(loudest) if loudest else -math.inf)
