@@ -191,6 +191,13 @@ class StreamMetrics:
             ["stream", "stage"],
             registry=registry,
         )
+        self.audio_level = Gauge(
+            "edged_audio_level_dbfs",
+            "Peak level of a stream's sound over the last whole second, in dBFS (0 is full "
+            "scale); -120 for digital silence or quieter, and for a sound source that failed.",
+            ["stream"],
+            registry=registry,
+        )
 
     def stream(self, name: str) -> None:
         """Create every series of a stream at zero, so rates start from a known value."""

@@ -1,5 +1,7 @@
 """A stream's sound through PyAV: the ALSA input (or a lavfi stand-in), resampled, re-buffered
-into AAC frames, stamped on the video's clock (audio.py's `AudioTimeline`) and encoded once.
+into AAC frames, stamped on the video's clock (audio.py's `AudioTimeline`) and encoded once; the
+same stamped frames encoded once more as Opus for the WebRTC viewers (opus.py) while any listen;
+the level of what the source delivers measured each second (level.py).
 
 One thread per stream does it all (an AAC frame costs well under a millisecond); it never touches
 the video: a source that fails or ends only reports why, and the stream goes on without sound.
@@ -19,6 +21,8 @@ from av.codec.context import Flags
 
 from edged.errors import MediaError
 from edged.media.audio import AudioSpec, AudioTimeline
+from edged.media.level import SAMPLE_BYTES, LevelMeter, peak
+from edged.media.opus import OpusStage
 from edged.media.packets import EncodedPacket
 
 logger = logging.getLogger(__name__)
@@ -87,12 +91,18 @@ def silence(samples: int, rate: int) -> av.AudioFrame:
     return frame
 
 
+def never() -> bool:
+    return False
+
+
 class AudioCapture:
     """The audio thread of one stream.
 
     `origin()` is the monotonic time of the video's pts 0 (None until the first video frame);
     `deliver` gets each AAC packet, `dropped(stage, samples)` each loss, `failed(reason)` the end
-    of a source that was not asked to stop. All three are called in this thread.
+    of a source that was not asked to stop; `deliver_opus` each Opus packet while
+    `opus_wanted()` says someone listens; `level(dbfs)` the peak of each second of sound. All are
+    called in this thread.
     """
 
     def __init__(
@@ -103,6 +113,10 @@ class AudioCapture:
         deliver: Callable[[EncodedPacket, bytes], None],
         dropped: Callable[[str, int], None],
         failed: Callable[[str], None],
+        *,
+        deliver_opus: Callable[[EncodedPacket], None] | None = None,
+        opus_wanted: Callable[[], bool] = never,
+        level: Callable[[float], None] | None = None,
     ) -> None:
         self.stream = stream
         self.spec = spec
@@ -110,6 +124,11 @@ class AudioCapture:
         self._deliver = deliver
         self._dropped = dropped
         self._failed = failed
+        self._deliver_opus = deliver_opus
+        self._opus_wanted = opus_wanted
+        self._opus = OpusStage(spec.sample_rate)
+        self._level = level
+        self._meter = LevelMeter(spec.sample_rate)
         self._stopping = threading.Event()
         self._timeline = AudioTimeline(spec.sample_rate)
         self._fifo = av.AudioFifo()
@@ -160,6 +179,7 @@ class AudioCapture:
         samples = sum(part.samples for part in frames)
         if not samples:
             return
+        self._measure(frames)
         stamp = self._timeline.place(end, samples, self._fifo.samples)
         if stamp.restart:
             if self._fifo.samples:
@@ -185,11 +205,34 @@ class AudioCapture:
             chunk = self._fifo.read(AAC_FRAME)
             if chunk is None:
                 return
-            chunk.pts = self._head_pts
+            pts = chunk.pts = self._head_pts
             chunk.time_base = self._encoder.time_base
             self._head_pts += AAC_FRAME
             for packet in self._encoder.encode(chunk):
                 self._deliver(packet, self._encoder.extradata)
+            self._encode_opus(chunk, pts)
+
+    def _encode_opus(self, chunk: av.AudioFrame, pts: int) -> None:
+        """The AAC frame just encoded, as Opus too while a WebRTC viewer listens."""
+        if self._deliver_opus is None:
+            return
+        if not self._opus_wanted():
+            if self._opus.running:
+                self._opus.stop()
+            return
+        for packet in self._opus.feed(chunk, pts):
+            self._deliver_opus(packet)
+
+    def _measure(self, frames: list[av.AudioFrame]) -> None:
+        """The level of what the source delivered: the peak of each second (level.py)."""
+        if self._level is None:
+            return
+        for part in frames:
+            size = part.samples * SAMPLE_BYTES
+            amplitude = max(peak(memoryview(plane)[:size]) for plane in part.planes)
+            level = self._meter.add(part.samples, amplitude)
+            if level is not None:
+                self._level(level)
 
     def _flush(self) -> None:
         """Encode what the fifo holds (its last frame padded with silence), drain the encoder."""

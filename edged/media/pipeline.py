@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -24,6 +24,7 @@ from edged.errors import MediaError
 from edged.media.audio import AudioSpec
 from edged.media.audio_capture import AudioCapture
 from edged.media.encoders import TIME_BASE, Encoder
+from edged.media.level import FLOOR_DBFS
 from edged.media.packets import EncodedPacket
 from edged.media.sources import Source
 from edged.metrics import StreamMetrics
@@ -63,6 +64,18 @@ class AudioOutput(Protocol):
     def offer_audio(self, packet: EncodedPacket, extradata: bytes) -> bool: ...
 
     def end_audio(self) -> None: ...
+
+
+@runtime_checkable
+class OpusOutput(Protocol):
+    """An output that takes the stream's Opus packets (the live hub, for its WebRTC viewers);
+    `offer_opus` never blocks. Opus is encoded only while some output's `audio_viewers` is not
+    empty (read from the audio thread: a length, atomic)."""
+
+    @property
+    def audio_viewers(self) -> Collection[object]: ...
+
+    def offer_opus(self, packet: EncodedPacket) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -179,6 +192,7 @@ class StreamPipeline:
         self.audio = audio
         self.audio_failure = ""  # why the stream went video-only
         self._audio_outputs: list[AudioOutput] = []
+        self._opus_outputs: list[OpusOutput] = []
         self._audio_capture: AudioCapture | None = None
         self._audio_drops_lock = threading.Lock()
         self.audio_dropped: dict[str, int] = {}  # samples, by stage
@@ -194,10 +208,18 @@ class StreamPipeline:
         self._outputs = [*self._outputs, output]
         if isinstance(output, AudioOutput):
             self._audio_outputs = [*self._audio_outputs, output]
+        if isinstance(output, OpusOutput):
+            self._opus_outputs = [*self._opus_outputs, output]
 
     def remove_output(self, output: Output) -> None:
         self._outputs = [o for o in self._outputs if o is not output]
         self._audio_outputs = [o for o in self._audio_outputs if o is not output]  # type: ignore[comparison-overlap]
+        self._opus_outputs = [o for o in self._opus_outputs if o is not output]  # type: ignore[comparison-overlap]
+
+    @property
+    def has_sound(self) -> bool:
+        """The stream has a sound source that has not failed (yet)."""
+        return self.audio is not None and not self.audio_failure
 
     @property
     def counts(self) -> FrameCounts:
@@ -218,6 +240,9 @@ class StreamPipeline:
                 lambda packet, extradata: self._call(self._fan_out_audio, packet, extradata),
                 self._audio_dropped,
                 lambda reason: self._call(self._end_audio, reason),
+                deliver_opus=lambda packet: self._call(self._fan_out_opus, packet),
+                opus_wanted=self._opus_wanted,
+                level=self._metrics.audio_level.labels(self.name).set,
             )
             self._audio_capture.start()
 
@@ -374,6 +399,15 @@ class StreamPipeline:
             if not output.offer_audio(packet, extradata):
                 self._audio_dropped("output", packet.duration)
 
+    def _fan_out_opus(self, packet: EncodedPacket) -> None:
+        for output in self._opus_outputs:
+            if not output.offer_opus(packet):
+                self._audio_dropped("output", packet.duration)
+
+    def _opus_wanted(self) -> bool:
+        """Whether a WebRTC viewer listens (called in the audio thread)."""
+        return any(output.audio_viewers for output in self._opus_outputs)
+
     def _audio_dropped(self, stage: str, samples: int) -> None:
         with self._audio_drops_lock:
             self.audio_dropped[stage] = self.audio_dropped.get(stage, 0) + samples
@@ -383,5 +417,6 @@ class StreamPipeline:
         """The sound source failed or ended: the video goes on alone; the reason is shown."""
         logger.warning("stream %s: %s; the stream goes on without sound", self.name, reason)
         self.audio_failure = reason
+        self._metrics.audio_level.labels(self.name).set(FLOOR_DBFS)  # nothing to hear
         for output in self._audio_outputs:
             output.end_audio()

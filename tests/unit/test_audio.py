@@ -1,7 +1,10 @@
-"""The pure parts of a stream's sound: its config, its source, ALSA's config path, and the
-timeline that keeps the sample count on the video's clock."""
+"""The pure parts of a stream's sound: its config, its source, ALSA's config path, the
+timeline that keeps the sample count on the video's clock, its level, and Opus' clock."""
 
 from __future__ import annotations
+
+import math
+import struct
 
 import pytest
 from hypothesis import given
@@ -22,6 +25,8 @@ from edged.media.audio import (
     ensure_alsa_config,
     paced_graph,
 )
+from edged.media.level import FLOOR_DBFS, LevelMeter, dbfs, peak
+from edged.media.opus import opus_pts
 from edged.media.recorder import MAX_AUDIO_WAIT_SECONDS, frame_may_go
 
 RATE = 48_000
@@ -261,3 +266,57 @@ def test_a_frame_waits_no_longer_than_the_bound_nor_without_sound() -> None:
     assert frame_may_go(2.0, 2.0 + MAX_AUDIO_WAIT_SECONDS, float("-inf"), waits=True)
     assert not frame_may_go(2.0, 2.0 + MAX_AUDIO_WAIT_SECONDS / 2, float("-inf"), waits=True)
     assert frame_may_go(2.0, 2.0, float("-inf"), waits=False)
+
+
+# -- the level: the peak of each second, in dBFS ---------------------------------------------
+
+
+def floats(values: list[float]) -> bytes:
+    return struct.pack(f"={len(values)}f", *values)
+
+
+SAMPLES = st.lists(
+    st.floats(min_value=-4.0, max_value=4.0, allow_subnormal=False, width=32), max_size=300
+)
+
+
+@given(SAMPLES)
+def test_the_peak_is_the_largest_magnitude_to_8_bits_of_mantissa(values: list[float]) -> None:
+    true = max((abs(value) for value in values), default=0.0)
+    found = peak(floats(values))
+    assert found <= true
+    assert found >= true * (1 - 2**-7)  # at most 0.07 dB under
+
+
+def test_the_peak_of_known_buffers() -> None:
+    assert peak(b"") == 0.0
+    assert peak(floats([0.0] * 1024)) == 0.0
+    assert peak(floats([0.0, -0.5, 0.25])) == 0.5
+    assert peak(floats([1.0, -1.0])) == 1.0
+    assert peak(floats([0.125]) + b"\x00\x00") == 0.125  # a torn last sample is left out
+    assert peak(memoryview(floats([0.0, 0.75]))) == 0.75
+
+
+def test_dbfs_and_its_floor() -> None:
+    assert dbfs(1.0) == 0.0
+    assert dbfs(0.125) == pytest.approx(-18.06, abs=0.01)
+    assert dbfs(0.5) == pytest.approx(-6.02, abs=0.01)
+    assert dbfs(0.0) == FLOOR_DBFS == -120.0
+    assert dbfs(1e-7) == FLOOR_DBFS  # quieter than the floor
+    assert dbfs(math.nan) == FLOOR_DBFS
+    assert dbfs(2.0) > 0  # an over is shown as one
+
+
+def test_the_meter_gives_the_peak_of_each_whole_second() -> None:
+    meter = LevelMeter(RATE)
+    readings = [meter.add(FRAME, 0.5 if index == 3 else 0.01) for index in range(47)]
+    assert readings[:-1] == [None] * 46
+    assert readings[-1] == pytest.approx(-6.02, abs=0.01)  # 47 * 1024 >= 48000
+    again = [meter.add(FRAME, 0.0) for _ in range(47)]
+    assert again[-1] == FLOOR_DBFS and again[:-1] == [None] * 46  # the last second alone
+
+
+def test_opus_pts_are_counted_at_48_khz() -> None:
+    assert opus_pts(96_000, 48_000) == 96_000
+    assert opus_pts(44_100, 44_100) == 48_000
+    assert opus_pts(16_000, 32_000) == 24_000

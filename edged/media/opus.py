@@ -1,0 +1,114 @@
+"""Opus for the WebRTC viewers, encoded once per stream in its audio thread (PyAV's libopus).
+
+`OpusStage` takes the same stamped PCM the AAC encoder takes and re-buffers it into 20 ms Opus
+frames (960 samples at 48 kHz, stereo) on the same clock: a packet's pts, in 1/48000, is its
+first sample's time on the video's clock (less the encoder's look-ahead, as FFmpeg stamps it).
+The encoder exists only while someone listens: `stop()` drops it, the next `feed` makes it anew.
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import av
+from av.audio.codeccontext import AudioCodecContext
+
+from edged.media.packets import EncodedPacket
+
+OPUS_RATE = 48_000  # Opus over RTP is always 48 kHz (RFC 7587)
+OPUS_FRAME = 960  # 20 ms, the frame WebRTC peers expect
+OPUS_BITRATE = 96_000  # stereo stage sound, well under a LAN's care
+OPUS_FORMAT = "flt"  # libopus takes interleaved samples (s16 or flt)
+LAYOUT = "stereo"
+TIME_BASE = Fraction(1, OPUS_RATE)
+
+
+class OpusEncoder:
+    """libopus at 48 kHz stereo, `OPUS_FRAME` samples a frame; every packet decodes alone (so
+    each is a keyframe for the viewers' feeds)."""
+
+    def __init__(self, bitrate: int = OPUS_BITRATE) -> None:
+        context: AudioCodecContext = av.CodecContext.create("libopus", "w")
+        context.sample_rate = OPUS_RATE
+        context.layout = LAYOUT
+        context.format = OPUS_FORMAT
+        context.bit_rate = bitrate
+        context.time_base = TIME_BASE
+        context.options = {"application": "audio", "frame_duration": "20"}
+        context.open()
+        self._context = context
+        self._sequence = 0
+
+    def encode(self, frame: av.AudioFrame) -> list[EncodedPacket]:
+        out = []
+        for packet in self._context.encode(frame):
+            pts = packet.pts if packet.pts is not None else 0
+            out.append(
+                EncodedPacket(
+                    data=bytes(packet),
+                    pts=pts,
+                    dts=pts,
+                    duration=packet.duration or OPUS_FRAME,
+                    time_base=TIME_BASE,
+                    keyframe=True,
+                    sequence=self._sequence,
+                    wallclock=time.time(),
+                )
+            )
+            self._sequence += 1
+        return out
+
+
+def opus_pts(pts: int, rate: int) -> int:
+    """A pts counted in samples at `rate` as a pts at 48 kHz."""
+    return pts if rate == OPUS_RATE else round(pts * OPUS_RATE / rate)
+
+
+class OpusStage:
+    """The stream's PCM (frames of any length at `rate`, each with the pts of its first sample)
+    as Opus packets. A frame that does not follow the last one (the timeline started again)
+    starts the re-buffering again at its pts; the samples held before it are dropped."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._encoder: OpusEncoder | None = None
+        self._resampler = av.AudioResampler(OPUS_FORMAT, LAYOUT, OPUS_RATE)
+        self._fifo = av.AudioFifo()
+        self._next_pts: int | None = None  # the pts (at `rate`) the next frame should have
+        self._head_pts = 0  # the pts (at 48 kHz) of the fifo's first sample
+
+    @property
+    def running(self) -> bool:
+        return self._encoder is not None
+
+    def feed(self, frame: av.AudioFrame, pts: int) -> list[EncodedPacket]:
+        """Take a frame (its pts and time base are overwritten); the packets now whole."""
+        if self._encoder is None:
+            self._encoder = OpusEncoder()
+        if pts != self._next_pts:
+            self._restart(pts)
+        self._next_pts = pts + frame.samples
+        frame.pts = None
+        for part in self._resampler.resample(frame):
+            part.pts = None
+            self._fifo.write(part)
+        packets: list[EncodedPacket] = []
+        while self._fifo.samples >= OPUS_FRAME:
+            chunk = self._fifo.read(OPUS_FRAME)
+            if chunk is None:
+                break
+            chunk.pts, chunk.time_base = self._head_pts, TIME_BASE
+            self._head_pts += OPUS_FRAME
+            packets.extend(self._encoder.encode(chunk))
+        return packets
+
+    def stop(self) -> None:
+        """Nobody listens: drop the encoder and what waits for it (no flush: nobody wants it)."""
+        self._encoder = None
+        self._next_pts = None
+
+    def _restart(self, pts: int) -> None:
+        self._resampler = av.AudioResampler(OPUS_FORMAT, LAYOUT, OPUS_RATE)
+        self._fifo = av.AudioFifo()
+        self._head_pts = opus_pts(pts, self.rate)
