@@ -2,7 +2,9 @@
 
 The encoder's H.264 packets go to each viewer as they are: aiortc packetises `av.Packet` objects
 a track returns. A new viewer starts from the GOP cache; a viewer's keyframe request asks the
-encoder for an IDR, at most once a second per stream.
+encoder for an IDR, at most once a second per stream. When the offer asks for sound and the
+stream has some, the stream's Opus packets (encoded once, in its audio thread) go the same way;
+otherwise the answer's audio section is inactive.
 """
 
 from __future__ import annotations
@@ -94,6 +96,29 @@ class PassthroughTrack(MediaStreamTrack):
         return packet
 
 
+class OpusTrack(MediaStreamTrack):
+    """An audio track whose `recv` hands aiortc the stream's Opus packets (its Opus encoder's
+    `pack` sends them as they are)."""
+
+    kind = "audio"
+
+    def __init__(self, hub: LiveHub, viewer: Viewer, metrics: LiveMetrics) -> None:
+        super().__init__()
+        self._viewer = viewer
+        self._first_pts: int | None = None
+        self._bytes = metrics.bytes.labels(hub.stream, "webrtc")
+
+    async def recv(self) -> av.Packet:
+        encoded = await self._viewer.queue.get()
+        if self._first_pts is None:
+            self._first_pts = encoded.pts
+        packet = av.Packet(encoded.data)
+        self._bytes.inc(packet.size)
+        packet.pts = encoded.pts - self._first_pts
+        packet.time_base = encoded.time_base
+        return packet
+
+
 def offer_problem(offer: str) -> str | None:
     """Why an SDP offer cannot be answered (the reason of a 400), or None.
 
@@ -118,6 +143,22 @@ def offer_problem(offer: str) -> str | None:
     return f"the offer has no H.264 video{offers}; the box sends {SUPPORTED_CODECS} only"
 
 
+def offer_wants_audio(offer: str) -> bool:
+    """Whether an offer (one `offer_problem` passed) asks to receive Opus sound: an audio
+    section, not rejected (port 0), that may receive and lists Opus."""
+    try:
+        description = sdp.SessionDescription.parse(offer)
+    except Exception:  # aiortc's parser asserts; such an offer was refused before
+        return False
+    return any(
+        media.kind == "audio"
+        and media.port != 0
+        and media.direction in (None, "recvonly", "sendrecv")
+        and any(codec.mimeType.lower() == "audio/opus" for codec in media.rtp.codecs)
+        for media in description.media
+    )
+
+
 @dataclass
 class WhepSession:
     id: str
@@ -125,6 +166,7 @@ class WhepSession:
     peer: RTCPeerConnection
     viewer: Viewer
     hub: LiveHub
+    audio_viewer: Viewer | None = None  # the Opus feed, when the answer carries sound
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     ice_watch: asyncio.Task[None] | None = None
 
@@ -149,9 +191,16 @@ class WhepSessions:
         return sum(1 for session in self.sessions.values() if session.stream == stream)
 
     async def create(
-        self, stream: str, hub: LiveHub, offer: str, request_keyframe: Callable[[], None]
+        self,
+        stream: str,
+        hub: LiveHub,
+        offer: str,
+        request_keyframe: Callable[[], None],
+        *,
+        sound: bool = False,
     ) -> tuple[str, str]:
-        """(session id, SDP answer) for an offer; WhepError with the status otherwise."""
+        """(session id, SDP answer) for an offer; WhepError with the status otherwise. `sound`:
+        the stream has sound, sent when the offer asks for it."""
         problem = offer_problem(offer)
         if problem is not None:
             raise WhepError(400, problem)
@@ -164,6 +213,8 @@ class WhepSessions:
             )
         try:
             session = self._open(session_id, stream, hub, request_keyframe)
+            if sound and offer_wants_audio(offer):
+                self._add_sound(session)
         except BaseException:
             self._slots.release(session_id)
             raise
@@ -222,6 +273,20 @@ class WhepSessions:
 
         return session
 
+    def _add_sound(self, session: WhepSession) -> None:
+        """The session's Opus track, fed by the stream's Opus packets (no I/O)."""
+        session.audio_viewer = session.hub.join_audio()
+        track = OpusTrack(session.hub, session.audio_viewer, self._metrics)
+        sender = session.peer.addTrack(track)
+        transceiver = next(t for t in session.peer.getTransceivers() if t.sender == sender)
+        transceiver.setCodecPreferences(
+            [
+                codec
+                for codec in RTCRtpSender.getCapabilities("audio").codecs
+                if codec.mimeType.lower() == "audio/opus"
+            ]
+        )
+
     async def _release_unconnected(self, session: WhepSession) -> None:
         try:
             async with asyncio.timeout(self._ice_timeout):
@@ -245,6 +310,8 @@ class WhepSessions:
         """Give the slot and the packet feed back at once, then close the peer."""
         self._slots.release(session.id)
         session.hub.leave(session.viewer)
+        if session.audio_viewer is not None:
+            session.hub.leave_audio(session.audio_viewer)
         if session.ice_watch is not None and session.ice_watch is not asyncio.current_task():
             session.ice_watch.cancel()
         await session.peer.close()

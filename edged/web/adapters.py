@@ -69,6 +69,12 @@ class LiveStreams(Protocol):
     def request_keyframe(self, name: str) -> None: ...
 
 
+def has_sound(entry: Any) -> bool:
+    """Whether a running stream (a MediaManager's entry: its `pipeline`) has sound now."""
+    pipeline = getattr(entry, "pipeline", None)
+    return bool(getattr(pipeline, "has_sound", False))
+
+
 # A player fetches every segment as it appears: one that fetched none for this many segment
 # durations has left (or stalled long enough not to count).
 HLS_VIEWER_SEGMENTS = 3
@@ -128,7 +134,11 @@ class MediaLiveView:
 
         try:
             return await sessions.create(
-                stream, hub, offer, lambda: self._media.request_keyframe(stream)
+                stream,
+                hub,
+                offer,
+                lambda: self._media.request_keyframe(stream),
+                sound=has_sound(self._media.streams.get(stream)),
             )
         except WhepError as error:
             raise WhepRefused(error.status, str(error), retry_after=error.retry_after) from error

@@ -1,5 +1,7 @@
 """WhepSessions with a real aiortc offerer in process, and the ICE timeout shortened: offers never
-completed give their slot back, a connected viewer keeps it, a cancelled offer leaks nothing."""
+completed give their slot back, a connected viewer keeps it, a cancelled offer leaks nothing; an
+offer with audio gets an Opus track when the stream has sound (an inactive section otherwise),
+and its session's end leaves the audio feed too."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, sdp
 from prometheus_client import CollectorRegistry
 
 from edged.media.live import LiveHub
@@ -101,3 +103,69 @@ async def test_an_offer_cancelled_mid_negotiation_leaks_nothing(
     other = await offer(offers)
     await sessions.create("cam", hub, other.localDescription.sdp, no_keyframe)
     assert sessions.count("cam") == 1
+
+
+async def offer_elsewhere(*kinds: str) -> str:
+    """An offer's SDP made by a peer on a loop of its own, in a thread: the viewer is not the box
+    (its key generation would be charged to the loop under test), and here it never connects."""
+
+    async def make() -> str:
+        peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        for kind in kinds:
+            peer.addTransceiver(kind, direction="recvonly")
+        await peer.setLocalDescription(await peer.createOffer())
+        await peer.close()
+        return str(peer.localDescription.sdp)
+
+    return await asyncio.to_thread(asyncio.run, make())
+
+
+def answered(answer: str, kind: str) -> sdp.MediaDescription:
+    (media,) = [m for m in sdp.SessionDescription.parse(answer).media if m.kind == kind]
+    return media
+
+
+async def test_an_offer_with_audio_gets_opus_from_a_stream_with_sound(
+    sessions: WhepSessions, hub: LiveHub
+) -> None:
+    viewer = await offer_elsewhere("audio", "video")
+    session_id, answer = await sessions.create("cam", hub, viewer, no_keyframe, sound=True)
+    audio = answered(answer, "audio")
+    assert audio.direction == "sendonly"
+    assert [codec.mimeType.lower() for codec in audio.rtp.codecs] == ["audio/opus"]
+    assert answered(answer, "video").direction == "sendonly"
+    session = sessions.sessions[session_id]
+    assert session.audio_viewer is not None and hub.audio_viewers == {session.audio_viewer}
+    assert await sessions.delete("cam", session_id)
+    assert not hub.audio_viewers and not hub.viewers
+
+
+async def test_an_offer_with_audio_to_a_stream_without_sound_gets_pictures_only(
+    sessions: WhepSessions, hub: LiveHub
+) -> None:
+    viewer = await offer_elsewhere("audio", "video")
+    session_id, answer = await sessions.create("cam", hub, viewer, no_keyframe)
+    assert answered(answer, "audio").direction == "inactive"
+    assert answered(answer, "video").direction == "sendonly"
+    assert sessions.sessions[session_id].audio_viewer is None and not hub.audio_viewers
+
+
+async def test_a_video_only_offer_to_a_stream_with_sound_takes_no_audio_feed(
+    sessions: WhepSessions, hub: LiveHub
+) -> None:
+    viewer = await offer_elsewhere("video")
+    session_id, answer = await sessions.create("cam", hub, viewer, no_keyframe, sound=True)
+    assert [m.kind for m in sdp.SessionDescription.parse(answer).media] == ["video"]
+    assert sessions.sessions[session_id].audio_viewer is None and not hub.audio_viewers
+
+
+async def test_an_offer_with_audio_never_connected_leaves_the_audio_feed(
+    sessions: WhepSessions, hub: LiveHub
+) -> None:
+    viewer = await offer_elsewhere("video", "audio")
+    session_id, _ = await sessions.create("cam", hub, viewer, no_keyframe, sound=True)
+    watch = sessions.sessions[session_id].ice_watch
+    assert watch is not None and hub.audio_viewers
+    async with asyncio.timeout(20):  # the offerer never applies its answer
+        await watch
+    assert not sessions.sessions and not hub.audio_viewers and not hub.viewers

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edged.media.webrtc import offer_problem
+from edged.media.webrtc import offer_problem, offer_wants_audio
 
 HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
 
@@ -54,3 +54,33 @@ def test_codec_names_that_are_not_names_stay_out_of_the_reason() -> None:
 def test_any_body_gets_none_or_a_short_reason_without_exception_text(body: str) -> None:
     problem = offer_problem("v=0\r\n" + body)
     assert problem is None or (len(problem) < 120 and "Error" not in problem)
+
+
+VIDEO = section("video", "H264/90000")
+
+
+def test_an_offer_with_audio_passes_and_asks_for_sound() -> None:
+    offer = HEAD + section("audio", "opus/48000/2", "PCMU/8000") + VIDEO
+    assert offer_problem(offer) is None
+    assert offer_wants_audio(offer)
+    assert offer_wants_audio(HEAD + VIDEO + section("audio", "OPUS/48000/2") + "a=sendrecv\r\n")
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [
+        "",  # video only
+        section("audio", "PCMU/8000", "PCMA/8000"),  # no Opus
+        section("audio", "opus/48000/2") + "a=sendonly\r\n",  # it only sends
+        section("audio", "opus/48000/2") + "a=inactive\r\n",
+        section("audio", "opus/48000/2").replace("m=audio 9", "m=audio 0"),  # rejected
+    ],
+)
+def test_an_offer_that_does_not_ask_for_opus_sound(audio: str) -> None:
+    offer = HEAD + VIDEO + audio
+    assert offer_problem(offer) is None
+    assert not offer_wants_audio(offer)
+
+
+def test_a_malformed_offer_asks_for_nothing() -> None:
+    assert not offer_wants_audio("v=0\r\nm=audio garbage\r\n")
