@@ -7,9 +7,16 @@ Usage: python -m tests.browser.page_in_chromium CONFIG DATA_DIR PATH [--phone]
   the plain addresses the other runs offer.
   --screenshot=PNG: a picture of the page once it has played, as a phone (390x844) shows it.
   --landing=PNG: then a picture of the landing page (/), its posters loaded.
+  --sound=element|stream: under a phone's autoplay rules (sound only after a tap), tap the page's
+  "Tap for sound" button and listen with an AudioContext analyser, fed by the video element
+  (createMediaElementSource: silent while muted) or by its WebRTC stream (createMediaStreamSource).
 Prints one JSON line: {"played": bool, "first_frame_ms": float | null, "error": str,
 "played_seconds": how far playback went (it waits up to 10 s for 1.5 s),
-"reported": the page's first-frame reports the daemon counted, by kind}.
+"control": whether the "Tap for sound" button showed once it had played,
+"audio_bytes": the audio Chromium had decoded by then (webkitAudioDecodedByteCount),
+"reported": the page's first-frame reports the daemon counted, by kind,
+"sound": with --sound, {"before": ..., "after": ...} the tap, each {"muted": video.muted,
+"control": button shown, "peak": loudest sample heard, "frequency": loudest FFT bin in Hz}}.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import sys
 import time
 import urllib.request
 
-from playwright.sync_api import Error, sync_playwright
+from playwright.sync_api import Error, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -36,6 +43,8 @@ FLAGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 PLAIN_CANDIDATES = "--disable-features=WebRtcHideLocalIpsWithMdns"
+# A phone's rules: media plays unasked only muted, sound needs the guest's tap.
+PHONE_AUTOPLAY = "--autoplay-policy=user-gesture-required"
 FIRST_FRAME = """() => new Promise((resolve, reject) => {
   const video = document.querySelector('video');
   video.requestVideoFrameCallback(() => resolve(performance.now()));
@@ -47,6 +56,44 @@ PLAYS_ON = """() => new Promise((resolve) => {
   video.addEventListener('timeupdate', check);
   check();
   setTimeout(() => resolve(video.currentTime), 10000);
+})"""
+SOUND_BUTTON = "Tap for sound"
+AUDIO_BYTES = "() => document.querySelector('video').webkitAudioDecodedByteCount"
+LISTEN = """(fromStream) => {
+  const video = document.querySelector('video');
+  const context = new AudioContext();
+  const source = fromStream
+    ? context.createMediaStreamSource(video.srcObject)
+    : context.createMediaElementSource(video);
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 4096;
+  analyser.smoothingTimeConstant = 0;
+  source.connect(analyser);
+  analyser.connect(context.destination);
+  window.edgedListener = {context, analyser};
+  return context.resume();
+}"""
+# Listens while the video plays on for `seconds` of its own time (at most 10 s of the clock):
+# the loudest sample heard, and the loudest FFT bin at that moment.
+HEARD = """(seconds) => new Promise((resolve) => {
+  const {context, analyser} = window.edgedListener;
+  const video = document.querySelector('video');
+  const wave = new Float32Array(analyser.fftSize);
+  const spectrum = new Float32Array(analyser.frequencyBinCount);
+  const until = video.currentTime + seconds, started = performance.now();
+  let peak = 0, frequency = 0;
+  const listen = () => {
+    analyser.getFloatTimeDomainData(wave);
+    const loudest = wave.reduce((top, sample) => Math.max(top, Math.abs(sample)), 0);
+    if (loudest > peak) {
+      peak = loudest;
+      analyser.getFloatFrequencyData(spectrum);
+      frequency = spectrum.indexOf(Math.max(...spectrum)) * context.sampleRate / analyser.fftSize;
+    }
+    if (video.currentTime < until && performance.now() - started < 10000) setTimeout(listen, 20);
+    else resolve({muted: video.muted, peak, frequency});
+  };
+  listen();
 })"""
 READY = re.compile(r"ready: http://(?P<host>[^/]+)/")
 REPORTED = re.compile(r'edged_player_first_frame_seconds_count\{kind="([a-z-]+)"\} ([0-9.]+)')
@@ -72,16 +119,52 @@ def reported(base: str) -> dict[str, int]:
     return counts
 
 
+def hear(page: Page, source: str) -> dict[str, object]:
+    """Listen before and after tapping the page's sound button: muted, shown, peak, frequency."""
+    button = page.get_by_role("button", name=SOUND_BUTTON)
+    button.wait_for(state="visible", timeout=10000)
+    page.evaluate(LISTEN, source == "stream")
+    before = {**page.evaluate(HEARD, 0.5), "control": button.is_visible()}
+    button.click()  # a real tap: the guest's gesture that lets sound play
+    button.wait_for(state="hidden", timeout=5000)
+    after = {**page.evaluate(HEARD, 1.0), "control": button.is_visible()}
+    return {"before": before, "after": after}
+
+
+def watch(page: Page, base: str, path: str, options: dict[str, str]) -> dict[str, object]:
+    """Open the page, wait for its first frame and 1.5 s of playback, then what was asked."""
+    result: dict[str, object] = {"played": False, "first_frame_ms": None, "error": ""}
+    page.goto(base + path)
+    try:
+        result["first_frame_ms"] = round(page.evaluate(FIRST_FRAME), 1)
+        result["played"] = True
+        result["played_seconds"] = round(page.evaluate(PLAYS_ON), 2)
+        result["control"] = page.get_by_role("button", name=SOUND_BUTTON).is_visible()
+        result["audio_bytes"] = page.evaluate(AUDIO_BYTES)
+        if "screenshot" in options:
+            page.screenshot(path=options["screenshot"])
+        result["reported"] = reported(base)
+        if "sound" in options:
+            result["sound"] = hear(page, options["sound"])
+        if "landing" in options:
+            page.goto(base + "/", wait_until="load")
+            page.screenshot(path=options["landing"])
+    except Error as error:
+        result["error"] = str(error)
+    return result
+
+
 def main() -> None:
     config, data_dir, path = sys.argv[1:4]
     flags = FLAGS if "--phone" in sys.argv[4:] else [*FLAGS, PLAIN_CANDIDATES]
     options = dict(a[2:].split("=", 1) for a in sys.argv[4:] if "=" in a)
+    if "sound" in options:
+        flags = [PHONE_AUTOPLAY if f.startswith("--autoplay-policy=") else f for f in flags]
     daemon = subprocess.Popen(
         [sys.executable, "-m", "edged", "run", "--config", config, "--data-dir", data_dir],
         stderr=subprocess.PIPE,
         text=True,
     )
-    result: dict[str, object] = {"played": False, "first_frame_ms": None, "error": ""}
     try:
         assert daemon.stderr is not None
         for line in daemon.stderr:
@@ -94,19 +177,7 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
             page = browser.new_page(viewport={"width": 390, "height": 844})
-            page.goto(base + path)
-            try:
-                result["first_frame_ms"] = round(page.evaluate(FIRST_FRAME), 1)
-                result["played"] = True
-                result["played_seconds"] = round(page.evaluate(PLAYS_ON), 2)
-                if "screenshot" in options:
-                    page.screenshot(path=options["screenshot"])
-                if "landing" in options:
-                    page.goto(base + "/", wait_until="load")
-                    page.screenshot(path=options["landing"])
-                result["reported"] = reported(base)
-            except Error as error:
-                result["error"] = str(error)
+            result = watch(page, base, path, options)
             browser.close()
     finally:
         daemon.terminate()

@@ -1,4 +1,5 @@
-"""Headless Chromium, driven by Playwright, plays the live page of a running edged (WebRTC)."""
+"""Headless Chromium, driven by Playwright, plays the live page (WebRTC, HLS) and the watch page
+of a running edged, and their sound after the guest's tap on "Tap for sound"."""
 
 from __future__ import annotations
 
@@ -46,18 +47,21 @@ def run_in_namespace(*command: str) -> dict[str, object]:
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def live_config(tmp_path: Path) -> Path:
+# The sound of the live tests: the daemon's stand-in for a sound card.
+SINE = "sine=frequency=440:sample_rate=48000"
+
+
+def live_config(tmp_path: Path, *, sound: bool = False) -> Path:
+    """The test pattern on 10.77.0.1; with `sound`, the stand-in's tone as its sound."""
     config = tmp_path / "edged.toml"
-    config.write_text(
-        loopback_config(
-            "box",
-            {
-                "http": {"host": "10.77.0.1"},
-                "mdns": {"enabled": False},
-                "live": {"ice_addresses": ["10.77.0.1"]},
-            },
-        )
-    )
+    tables: dict[str, dict[str, object]] = {
+        "http": {"host": "10.77.0.1"},
+        "mdns": {"enabled": False},
+        "live": {"ice_addresses": ["10.77.0.1"]},
+    }
+    if sound:
+        tables["media"] = {"audio_stand_in": SINE}
+    config.write_text(loopback_config("box", tables))
     return config
 
 
@@ -65,14 +69,35 @@ def open_page(tmp_path: Path, config: Path, path: str, *flags: str) -> dict[str,
     module = "tests.browser.page_in_chromium"
     data_dir = str(tmp_path / "data")
     outcome = run_in_namespace(sys.executable, "-m", module, str(config), data_dir, path, *flags)
-    print(f"{path} {' '.join(flags)}: first frame after {outcome['first_frame_ms']} ms")
+    print(f"{path}: first frame after {outcome['first_frame_ms']} ms, sound {outcome.get('sound')}")
     return outcome
+
+
+# The stand-in's and the test clips' tone: a 440 Hz sine near -20 dBFS. Heard means louder than
+# -40 dBFS with its loudest FFT bin (4096 points, ~12 Hz wide) within two bins of 440 Hz.
+HEARD_PEAK = 0.01
+TONE_HZ, TONE_WITHIN_HZ = 440.0, 2 * 48000 / 4096
+
+
+def assert_sound_after_the_tap(outcome: dict[str, object], *, silent_before: bool) -> None:
+    """Muted with the button shown before the tap; unmuted, the button gone and the tone heard
+    after. `silent_before`: the analyser listens to the video element, which is silent muted."""
+    sound = outcome.get("sound")
+    assert isinstance(sound, dict), outcome["error"] or outcome
+    before, after = sound["before"], sound["after"]
+    assert before["muted"] is True and before["control"] is True, outcome
+    if silent_before:
+        assert before["peak"] == 0, outcome
+    assert after["muted"] is False and after["control"] is False, outcome
+    assert after["peak"] > HEARD_PEAK, outcome
+    assert abs(after["frequency"] - TONE_HZ) <= TONE_WITHIN_HZ, outcome
 
 
 @pytest.mark.timeout(150)
 def test_chromium_plays_the_live_page_over_webrtc_and_reports_its_first_frame(
     tmp_path: Path,
 ) -> None:
+    """A stream without sound: the page asks for audio too, gets none, shows no sound button."""
     shot = picture(tmp_path, "live-page.png")
     landing = picture(tmp_path, "landing-page.png")
     outcome = open_page(
@@ -84,6 +109,7 @@ def test_chromium_plays_the_live_page_over_webrtc_and_reports_its_first_frame(
     )
     assert outcome["played"] is True, outcome["error"]
     assert outcome["reported"] == {"live-whep": 1, "live-hls": 0, "watch": 0}, outcome
+    assert outcome["control"] is False, outcome
     assert shot.read_bytes().startswith(b"\x89PNG"), "no picture of the page"
     assert landing.read_bytes().startswith(b"\x89PNG"), "no picture of the landing page"
 
@@ -108,15 +134,15 @@ def test_chromium_plays_the_live_page_over_hls_when_asked(tmp_path: Path) -> Non
     outcome = open_page(tmp_path, live_config(tmp_path), "/live/test-pattern?via=hls")
     assert outcome["played"] is True, outcome["error"]
     assert outcome["reported"] == {"live-whep": 0, "live-hls": 1, "watch": 0}, outcome
+    # no sound in the stream: none decoded in 1.5 s of playback, no sound button
+    assert outcome["audio_bytes"] == 0 and outcome["control"] is False, outcome
 
 
-@pytest.mark.timeout(150)
-def test_chromium_plays_a_cached_clip(tmp_path: Path) -> None:
-    from tests.clips import make_clip
+def watch_clip(tmp_path: Path, clip: Path, *flags: str) -> dict[str, object]:
+    """Pin `clip` in a fresh box's cache and open its watch page (no camera, no test pattern)."""
     from tests.support import run_edged
 
     data_dir = tmp_path / "data"
-    clip = make_clip(tmp_path / "teaser.mp4", seconds=3, size="640x360")
     added = run_edged("cache", "--data-dir", str(data_dir), "add", str(clip), "--pin")
     assert added.returncode == 0, added.stderr
     config = tmp_path / "edged.toml"
@@ -130,18 +156,34 @@ def test_chromium_plays_a_cached_clip(tmp_path: Path) -> None:
             },
         )
     )
-    outcome = run_in_namespace(
-        sys.executable,
-        "-m",
-        "tests.browser.page_in_chromium",
-        str(config),
-        str(data_dir),
-        "/watch/teaser.mp4",
-        f"--screenshot={picture(tmp_path, 'watch-page.png')}",
-    )
-    print(f"cached clip first frame after {outcome['first_frame_ms']} ms")
+    return open_page(tmp_path, config, f"/watch/{clip.name}", *flags)
+
+
+@pytest.mark.timeout(150)
+def test_chromium_plays_a_cached_clip_and_its_sound_after_the_tap(tmp_path: Path) -> None:
+    """Under a phone's autoplay rules: the clip starts muted with a "Tap for sound" button over
+    it; the tap unmutes it and the video element's own output carries the clip's 440 Hz tone
+    (an AudioContext analyser on createMediaElementSource, silent while muted)."""
+    from tests.clips import make_clip
+
+    clip = make_clip(tmp_path / "teaser.mp4", seconds=4, size="640x360", audio=True)
+    shot = picture(tmp_path, "watch-page.png")
+    outcome = watch_clip(tmp_path, clip, f"--screenshot={shot}", "--sound=element")
     assert outcome["played"] is True, outcome["error"]
     # past the one-keyframe first fragment and the rest of the first GOP, into the second
     assert float(outcome["played_seconds"]) >= 1.5, outcome  # type: ignore[arg-type]
     assert outcome["reported"] == {"live-whep": 0, "live-hls": 0, "watch": 1}, outcome
-    assert picture(tmp_path, "watch-page.png").read_bytes().startswith(b"\x89PNG")
+    assert outcome["control"] is True, outcome
+    assert_sound_after_the_tap(outcome, silent_before=True)
+    assert shot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.timeout(150)
+def test_a_clip_without_sound_shows_no_sound_button(tmp_path: Path) -> None:
+    from tests.clips import make_clip
+
+    clip = make_clip(tmp_path / "silent.mp4", seconds=3, size="640x360")
+    outcome = watch_clip(tmp_path, clip)
+    assert outcome["played"] is True, outcome["error"]
+    # 1.5 s played and no audio decoded: the page has had every chance to see sound
+    assert outcome["audio_bytes"] == 0 and outcome["control"] is False, outcome
