@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import StartDaemon
 from tests.support import loopback_config
 
 pytestmark = pytest.mark.integration
@@ -49,6 +52,7 @@ def run_in_namespace(*command: str) -> dict[str, object]:
 
 # The sound of the live tests: the daemon's stand-in for a sound card.
 SINE = "sine=frequency=440:sample_rate=48000"
+RECORDED = re.compile(r"recorded (\S+\.mp4): \d+ frames")
 
 
 def live_config(tmp_path: Path, *, sound: bool = False) -> Path:
@@ -190,6 +194,28 @@ def test_chromium_plays_a_cached_clip_and_its_sound_after_the_tap(tmp_path: Path
     assert outcome["control"] is True, outcome
     assert_sound_after_the_tap(outcome, silent_before=True)
     assert shot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.timeout(150)
+def test_chromium_plays_a_clip_of_an_edged_recording_and_its_sound_after_the_tap(
+    tmp_path: Path, start_daemon: StartDaemon
+) -> None:
+    """A segment edged recorded itself (the test pattern and the stand-in's tone: AAC from its
+    audio thread), made a clip by `edged cache add`: muted with the button, heard after the tap."""
+    recorder = start_daemon(
+        {
+            "mdns": {"enabled": False},
+            "media": {"segment_seconds": 5.0, "record_test_pattern": True, "audio_stand_in": SINE},
+        }
+    )
+    segment = recorder.wait_for(RECORDED, timeout=30).group(1)
+    assert recorder.stop(timeout=30) == 0
+    assert recorder.data_dir is not None
+    (recorded,) = recorder.data_dir.glob(f"spool/test-pattern/{segment}")
+    clip = Path(shutil.copy(recorded, tmp_path / "recorded.mp4"))
+    outcome = watch_clip(tmp_path, clip, "--sound=element")
+    assert outcome["reported"] == {"live-whep": 0, "live-hls": 0, "watch": 1}, outcome
+    assert_sound_after_the_tap(outcome, silent_before=True)
 
 
 @pytest.mark.timeout(150)
