@@ -49,6 +49,7 @@ _NAME = re.compile(
 _COUNTER = re.compile(r"\s*(\d+)\s*", re.ASCII)
 CLOSE_SEGMENT: Final = "close-segment"  # queued when recording stops: finish the open segment
 AUDIO_ENDED: Final = "audio-ended"  # queued when the sound is gone: next segments are video-only
+SOUND_LATE: Final = "sound-late"  # a closing segment waited MAX_AUDIO_WAIT_SECONDS for its sound
 AUDIO_PACKETS_PER_SECOND = 50  # AAC frames at 48 kHz: 46.9 a second
 # The muxer holds a track's packets back until every track has some, for at most this long (in
 # microseconds; FFmpeg's default is 10 s): a sound card gone quiet must not hold the video back.
@@ -56,7 +57,8 @@ MAX_INTERLEAVE_DELTA = "1000000"
 # The two tracks are written in time order: an AAC packet waits for the video to pass its time
 # (so each segment's sound ends where its pictures do; with no video coming, the oldest beyond
 # this many are let go, about 5 s), and a frame waits for the sound to reach it (the AAC encoder
-# runs some 60 ms behind), at most this long.
+# runs some 60 ms behind), at most this long. A segment closed because recording stopped waits as
+# long, at most, for the sound of its last frame.
 HELD_AUDIO_PACKETS = 256
 MAX_AUDIO_WAIT_SECONDS = 1.0
 
@@ -266,6 +268,15 @@ def _probe(path: Path) -> tuple[int, float, float, bool]:
     return frames, started, started + last, sound
 
 
+def segment_may_close(
+    held_frames: int, video_end: float, sound_reached: float, *, waits: bool
+) -> bool:
+    """Whether a segment whose recording stopped is finished now: every frame queued before the
+    stop is written and the sound has reached the last one's end (`video_end`), or nothing
+    `waits` (no sound, or the wait is over)."""
+    return not waits or (held_frames == 0 and sound_reached >= video_end)
+
+
 def frame_may_go(frame: float, newest: float, sound_reached: float, *, waits: bool) -> bool:
     """Whether a held frame (at `frame` seconds; the newest held at `newest`) is written now: the
     sound has reached its time, or it has waited MAX_AUDIO_WAIT_SECONDS, or nothing `waits`
@@ -334,6 +345,8 @@ class Recorder:
         self._video_end = 0.0  # seconds: the end of the last frame written
         self._active = active
         self._active_lock = threading.Lock()
+        self._closes_pending = 0  # stops not yet done: sound is still taken for their segment
+        self._closing: float | None = None  # monotonic deadline while a stop waits for the sound
         self.frames_written = 0
         self._file: BinaryIO | None = None
         self._container: Any = None
@@ -357,9 +370,10 @@ class Recorder:
         """Stopping closes the open segment after what is queued; resuming opens a new segment
         at the next keyframe. Never blocks: the event loop sets it."""
         with self._active_lock:
-            stopping = self._active and not value
+            stopping = self._active and not value and self._thread.is_alive()
             self._active = value
-        if stopping and self._thread.is_alive():
+            self._closes_pending += int(stopping)
+        if stopping:
             self._queue.put_nowait(CLOSE_SEGMENT)
 
     def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:
@@ -371,8 +385,8 @@ class Recorder:
         return True
 
     def offer_audio(self, packet: EncodedPacket, extradata: bytes) -> bool:
-        if not self._active:
-            return True
+        if not self._active and not self._closes_pending:
+            return True  # the sound of frames queued before a stop is still taken
         if self._queue.qsize() >= self._queue_limit:
             return False
         self._queue.put_nowait(_Queued(packet, extradata, audio=True))
@@ -389,25 +403,66 @@ class Recorder:
             self._queue.put_nowait(None)
             self._thread.join(timeout=30)
 
+    def _next(self) -> _Queued | str | None:
+        """The next item; SOUND_LATE when a closing segment's wait for its sound is over."""
+        if self._closing is None:
+            return self._queue.get()
+        try:
+            return self._queue.get(timeout=max(self._closing - time.monotonic(), 0))
+        except queue.Empty:
+            return SOUND_LATE
+
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            item = self._next()
             try:
                 if item is None:
                     self._drain(everything=True)
                 elif item == CLOSE_SEGMENT:
-                    self._drain(everything=True)
-                    self._finish()
+                    self._begin_close()
+                elif item == SOUND_LATE:
+                    self._end_close(late=True)
                 elif item == AUDIO_ENDED:
                     self._audio = None
                     self._drain()
-                else:
+                    self._close_when_heard()
+                elif isinstance(item, _Queued):
                     self._take(item)
             except (av.FFmpegError, OSError) as error:
                 logger.error("recorder %s: cannot write %s: %s", self.stream, self._part, error)
                 self._abandon()
             if item is None:
                 break
+        self._end_close(late=False)
+        self._finish()
+
+    def _begin_close(self) -> None:
+        """Recording stopped: the segment ends with the frames queued before, once their sound
+        is in (it runs behind the pictures), at most MAX_AUDIO_WAIT_SECONDS from now."""
+        self._end_close(late=False)  # an earlier stop still waiting: done now
+        self._closing = time.monotonic() + MAX_AUDIO_WAIT_SECONDS
+        self._drain()
+        self._close_when_heard()
+
+    def _close_when_heard(self) -> None:
+        if self._closing is None:
+            return
+        waits = self._audio is not None and self._container is not None
+        if segment_may_close(
+            len(self._held_video), self._video_end, self._audio_reached, waits=waits
+        ):
+            self._end_close(late=False)
+
+    def _end_close(self, *, late: bool) -> None:
+        """Finish the stopped segment (`late`: without the sound that has not come)."""
+        if self._closing is None:
+            return
+        if late and self._audio is not None:
+            logger.info("recorder %s: the sound of the last frames came late", self.stream)
+        self._closing = None
+        with self._active_lock:
+            self._closes_pending -= 1
+        self._drain(everything=True)
         self._finish()
 
     def _take(self, item: _Queued) -> None:
@@ -415,8 +470,10 @@ class Recorder:
         if audio:
             self._write_audio(packet)
         else:
+            self._end_close(late=False)  # recording resumed: these frames are the next segment's
             self._held_video.append((packet, extradata))
         self._drain()
+        self._close_when_heard()
 
     def _drain(self, *, everything: bool = False) -> None:
         """Write the frames the sound has reached (all of them: `everything`, or no sound)."""

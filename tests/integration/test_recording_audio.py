@@ -1,6 +1,7 @@
 """The daemon records sound beside the test pattern (lavfi stand-ins for the camera and its sound
 card): every segment has both tracks, each decodes and they last as long as each other; a
-SIGKILL keeps both tracks; a sound card that cannot be opened leaves the stream recording video."""
+SIGKILL keeps both tracks; a sound card that cannot be opened leaves the stream recording video.
+A segment closed because recording stopped (retention) keeps the sound of its last frames."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ from typing import Any
 
 import av
 import pytest
+from prometheus_client import CollectorRegistry
 
+from edged.media.audio import AudioSpec, paced_graph
+from edged.media.encoders import Encoder, EncoderSettings
+from edged.media.pipeline import StreamPipeline
+from edged.media.recorder import Recorder, Segment, SegmentIdentity
+from edged.media.sources import Source, pattern
+from edged.metrics import StreamMetrics
 from tests.conftest import StartDaemon
 from tests.integration.test_daemon import http
 from tests.integration.test_recording import whole_fragments
-from tests.support import until
+from tests.support import eventually, until
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +153,41 @@ def test_a_sound_source_that_ends_leaves_the_video_recording(start_daemon: Start
             assert not container.streams.audio
             assert sum(1 for _ in container.decode(video=0)) > 0
         assert json.loads(path.with_suffix(".json").read_text())["audio_device"] is None
+
+
+async def test_a_segment_closed_by_a_stop_of_recording_keeps_its_last_sound(tmp_path: Path) -> None:
+    """Retention stops recording (the disk is full): the open segment ends with the frames queued
+    before, and waits for their sound, which runs some 0.1 s behind the pictures (it ended 69 ms
+    early, always)."""
+    spec = AudioSpec("lavfi", paced_graph(SINE), 48_000, 128_000)
+    segments: list[Segment] = []
+    recorder = Recorder(
+        "cam",
+        tmp_path,
+        width=320,
+        height=240,
+        fps=FPS,
+        segment_seconds=60.0,
+        identity=SegmentIdentity,
+        on_segment=segments.append,
+        audio=spec,
+    )
+    settings = EncoderSettings(320, 240, FPS, 500_000, gop_seconds=0.5)
+    pipeline = StreamPipeline(
+        "cam",
+        lambda: Source(pattern(320, 240, FPS)),
+        lambda: Encoder("libx264", settings),
+        StreamMetrics(CollectorRegistry()),
+        audio=spec,
+    )
+    pipeline.add_output(recorder)
+    pipeline.start()
+    try:
+        await eventually(lambda: recorder.frames_written >= 2 * FPS, 30, "two seconds recorded")
+        recorder.active = False
+        await eventually(lambda: segments, 30, "the stopped segment closed")
+    finally:
+        await pipeline.stop()
+    (stopped,) = segments
+    video, audio = durations(Path(stopped.path))
+    assert abs(audio - video) <= 0.040, (video, audio)
