@@ -275,9 +275,15 @@ def test_the_streams_hearing_a_device_are_found_by_its_alsa_name() -> None:
 kinds = st.sampled_from(list(DeviceKind))
 names = st.sampled_from(["a", "b", "c", None])
 ports = st.sampled_from(["", "1-1", "1-2"])
-cameras = st.builds(device, names, kinds, usb_path=ports)
-cards = st.builds(sound_card, st.sampled_from([MS2109, C920, MIC]), ports)
-devices = st.lists(st.one_of(cameras, cards), max_size=6)
+nodes = st.sampled_from([f"/dev/video{n}" for n in range(0, 12, 2)])
+cameras = st.builds(device, names, kinds, node=nodes, usb_path=ports)
+cards = st.builds(sound_card, st.sampled_from([MS2109, C920, MIC]), ports, st.integers(1, 4))
+# As udev lists them: each node once, each ALSA name once (the kernel makes card ids unique).
+devices = st.lists(
+    st.one_of(cameras, cards),
+    max_size=6,
+    unique_by=(lambda d: d.node, lambda d: d.alsa or d.node),
+)
 modes = st.sampled_from(["auto", "on", "off"])
 
 
