@@ -1,4 +1,5 @@
-"""Live outputs of a stream: the GOP cache, HLS (fMP4 in memory) and the viewers' packet feeds.
+"""Live outputs of a stream: the GOP cache, HLS (fMP4 in memory, its sound in the same rendition)
+and the viewers' packet feeds (video, and Opus for WebRTC).
 
 The fan-out calls `offer` on the event loop; the HLS muxer (PyAV) works on bytes in memory in a
 thread of its own and publishes an immutable window, and the poster is decoded in a thread, once
@@ -19,9 +20,11 @@ import re
 import threading
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from fractions import Fraction
+from typing import Any, Final, Literal, NamedTuple
 
 import av
 
@@ -30,6 +33,7 @@ from edged.media.encoders import TIME_BASE, as_av_packet
 from edged.media.mp4 import MOVFLAGS, take_whole_boxes
 from edged.media.packets import EncodedPacket, with_parameter_sets
 from edged.media.poster import keyframe_jpeg
+from edged.media.recorder import HELD_AUDIO_PACKETS, frame_may_go
 from edged.media.viewers import HlsViewers
 
 logger = logging.getLogger(__name__)
@@ -37,6 +41,15 @@ logger = logging.getLogger(__name__)
 GOP_CACHE_MAX_BYTES = 8 * 1024 * 1024
 HLS_WINDOW = 6
 HLS_QUEUE_PACKETS = 240  # waiting for the muxer thread (8 s at 30 fps)
+HLS_QUEUE_AUDIO_PACKETS = 400  # and, for a stream with sound, its AAC packets (8 s at 48 kHz)
+# How long the pictures wait (their own time) for the sound's config before the init segment
+# is made without it: the audio thread sends its first AAC packet once half a second of sound
+# has been placed on the video's clock.
+HEADER_AUDIO_WAIT_SECONDS = 2.0
+# The tracks are given to the muxer in time order already (HlsSegmenter): its own interleaving
+# holds a packet at most this long (microseconds), so a sound that stops never holds the video.
+INTERLEAVE_DELTA = "100000"
+AUDIO_ENDED: Final = "audio-ended"  # queued when the sound is gone: frames stop waiting for it
 OWNER_CHECK_SECONDS = 1.0  # how soon an idle muxer thread notices its muxer was dropped
 VIEWER_QUEUE_PACKETS = 240
 POSTER_SECONDS = 3.0  # a poster is made again from a newer keyframe after this long
@@ -144,43 +157,211 @@ class _Sink(io.RawIOBase):
         return len(data)
 
 
-class HlsSegmenter:
-    """fMP4 HLS from encoded packets, without re-encoding: a segment per GOP. Blocking (PyAV):
-    only the muxer thread uses it."""
+class HeaderStep(enum.Enum):
+    WAIT = "wait"  # the sound may still come: the pictures are held
+    VIDEO = "video"  # video only
+    VIDEO_AND_AUDIO = "video and audio"
 
-    def __init__(self, width: int, height: int, fps: int, window: int = HLS_WINDOW) -> None:
+
+def header_step(*, expects_audio: bool, audio_config: bool, held_seconds: float) -> HeaderStep:
+    """Which tracks the live init segment declares; decided once, so a player never sees it
+    change. The sound's as soon as its config (AudioSpecificConfig) is known; video only for a
+    stream without sound (or whose sound ended), or once the pictures held waiting for the
+    sound span HEADER_AUDIO_WAIT_SECONDS."""
+    if not expects_audio:
+        return HeaderStep.VIDEO
+    if audio_config:
+        return HeaderStep.VIDEO_AND_AUDIO
+    if held_seconds >= HEADER_AUDIO_WAIT_SECONDS:
+        return HeaderStep.VIDEO
+    return HeaderStep.WAIT
+
+
+AAC_LC = 2  # audio object type
+AAC_SAMPLE_RATES: tuple[int, ...] = (  # by sampling frequency index
+    *(96000, 88200, 64000, 48000, 44100, 32000, 24000),
+    *(22050, 16000, 12000, 11025, 8000, 7350),
+)
+
+
+def aac_lc_config(config: bytes) -> tuple[int, int] | None:
+    """(sample rate, channels) of an AAC-LC AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1), or
+    None when it is not one (the live muxer declares AAC-LC mono or stereo only)."""
+    if len(config) < 2:
+        return None
+    bits = int.from_bytes(config[:2], "big")
+    kind, index, channels = bits >> 11, (bits >> 7) & 0xF, (bits >> 3) & 0xF
+    if kind != AAC_LC or index >= len(AAC_SAMPLE_RATES) or channels not in (1, 2):
+        return None
+    return AAC_SAMPLE_RATES[index], channels
+
+
+class _Item(NamedTuple):
+    packet: EncodedPacket
+    extradata: bytes
+    audio: bool = False
+
+
+class HlsSegmenter:
+    """fMP4 HLS from encoded packets, without re-encoding: a segment per GOP, the stream's AAC
+    in the same fragments as its pictures. Blocking (PyAV): only the muxer thread uses it.
+
+    The two tracks are muxed in time order as the recorder writes them: an AAC packet waits for
+    the pictures to pass its time and a frame waits for the sound to reach it (`frame_may_go`:
+    at most a second; the AAC encoder runs ~60 ms behind), so a segment's sound ends where its
+    pictures do. The container, and so the init segment, is made once its tracks are known
+    (`header_step`); the pictures wait for that, held here."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: int,
+        window: int = HLS_WINDOW,
+        *,
+        expects_audio: bool = False,
+        stream: str = "",
+    ) -> None:
+        self.stream = stream
+        self._geometry = (width, height, fps)
         self._sink = _Sink()
-        self._container = av.open(
-            self._sink,
-            "w",
-            format="mp4",
-            options={"movflags": f"{MOVFLAGS}+cmaf"},
-        )
-        self._stream = self._container.add_mux_stream("h264", rate=fps, width=width, height=height)
-        self._stream.time_base = TIME_BASE
+        self._container: Any = None
+        self._video_out: Any = None
+        self._audio_out: Any = None
+        self._expects_audio = expects_audio
+        self._audio_config = b""
+        self._held_video: deque[tuple[EncodedPacket, bytes]] = deque()
+        self._held_audio: deque[EncodedPacket] = deque(maxlen=HELD_AUDIO_PACKETS)
+        self._audio_reached = float("-inf")  # seconds: the end of the newest AAC packet
+        self._audio_dts: int | None = None  # of the last AAC packet muxed
+        self._video_end = float("-inf")  # seconds: the end of the last frame muxed
         self.window = HlsWindow()
         self._window_size = window
         self._sequence = 0
+        self._started = False  # a keyframe came: the frames after it can be muxed
         self._gop_start: EncodedPacket | None = None
-        self._pending_start: tuple[float, float] | None = None  # (seconds, wallclock) of the GOP
+        self._closed_gops: deque[tuple[float, float]] = deque()  # (seconds, wallclock)
         self._header: list[bytes] = []
         self._fragment: list[bytes] = []
 
+    @property
+    def has_audio(self) -> bool:
+        """Whether the rendition has a sound track (False while that is not decided)."""
+        return self._audio_out is not None
+
     def add(self, packet: EncodedPacket, extradata: bytes) -> HlsWindow:
-        """Mux one packet; the window after it."""
-        if self._gop_start is None and not packet.keyframe:
+        """One frame, muxed once the sound has reached it; the window after it."""
+        if not (self._started or packet.keyframe):
             return self.window
-        if packet.keyframe:
-            self._close_gop(packet)
-        self._container.mux(as_av_packet(packet, extradata, self._stream))
-        self._collect()
+        self._started = True
+        self._held_video.append((packet, extradata))
+        self._drain()
         return self.window
 
-    def _close_gop(self, keyframe: EncodedPacket) -> None:
-        if self._gop_start is not None:
-            duration = keyframe.seconds - self._gop_start.seconds
-            self._pending_start = (duration, self._gop_start.wallclock)
-        self._gop_start = keyframe
+    def add_audio(self, packet: EncodedPacket, extradata: bytes) -> HlsWindow:
+        """One AAC packet, held until the pictures pass its time; the window after it."""
+        if not self._expects_audio or (self._container is not None and not self.has_audio):
+            return self.window  # no sound in this rendition
+        self._audio_config = self._audio_config or extradata
+        self._held_audio.append(packet)
+        ending = float((packet.pts + packet.duration) * packet.time_base)
+        self._audio_reached = max(self._audio_reached, ending)
+        self._release_audio(self._video_end)
+        self._drain()
+        return self.window
+
+    def end_audio(self) -> HlsWindow:
+        """The sound is gone for good: frames stop waiting for it (its track stays, empty)."""
+        self._expects_audio = False
+        self._drain()
+        return self.window
+
+    def _drain(self) -> None:
+        """Mux the held frames the sound has reached (all of them when none is coming)."""
+        if self._container is None and not self._open():
+            return
+        while self._held_video:
+            packet, extradata = self._held_video[0]
+            newest = self._held_video[-1][0].seconds
+            waits = self.has_audio and self._expects_audio
+            if not frame_may_go(packet.seconds, newest, self._audio_reached, waits=waits):
+                break
+            self._held_video.popleft()
+            self._write(packet, extradata)
+        self._collect()
+
+    def _open(self) -> bool:
+        """Make the container once its tracks are known; False while it waits for the sound."""
+        if not self._held_video:
+            return False
+        first = self._held_video[0][0].seconds
+        step = header_step(
+            expects_audio=self._expects_audio,
+            audio_config=bool(self._audio_config),
+            held_seconds=self._held_video[-1][0].seconds - first,
+        )
+        if step is HeaderStep.WAIT:
+            return False
+        sound = aac_lc_config(self._audio_config) if step is HeaderStep.VIDEO_AND_AUDIO else None
+        if step is HeaderStep.VIDEO_AND_AUDIO and sound is None:
+            logger.warning(
+                "live %s: the sound's AAC config %s is not AAC-LC mono or stereo; the live HLS "
+                "is video only",
+                self.stream,
+                self._audio_config.hex(),
+            )
+        elif step is HeaderStep.VIDEO and self._expects_audio:
+            logger.info(
+                "live %s: no sound within %.0f s of pictures; the live HLS is video only",
+                self.stream,
+                HEADER_AUDIO_WAIT_SECONDS,
+            )
+        options = {"movflags": f"{MOVFLAGS}+cmaf"}
+        if sound is not None:
+            options["max_interleave_delta"] = INTERLEAVE_DELTA
+        self._container = av.open(self._sink, "w", format="mp4", options=options)
+        width, height, fps = self._geometry
+        self._video_out = self._container.add_mux_stream(
+            "h264", rate=fps, width=width, height=height
+        )
+        self._video_out.time_base = TIME_BASE
+        if sound is not None:
+            # An AAC encoder of the same rate and layout gives the muxer the same
+            # AudioSpecificConfig as the stream's encoder; it encodes nothing.
+            rate, channels = sound
+            layout = "stereo" if channels == 2 else "mono"
+            self._audio_out = self._container.add_stream("aac", rate=rate, layout=layout)
+            self._audio_out.time_base = Fraction(1, rate)
+        self._release_audio(first, keep=False)  # the sound from before the first picture
+        return True
+
+    def _write(self, packet: EncodedPacket, extradata: bytes) -> None:
+        if packet.keyframe:
+            self._release_audio(packet.seconds)  # the closing fragment's sound, to its end
+            if self._gop_start is not None:
+                duration = packet.seconds - self._gop_start.seconds
+                self._closed_gops.append((duration, self._gop_start.wallclock))
+            self._gop_start = packet
+        self._container.mux(as_av_packet(packet, extradata, self._video_out))
+        self._video_end = float((packet.pts + packet.duration) * packet.time_base)
+        self._release_audio(self._video_end)
+
+    def _release_audio(self, before: float, *, keep: bool = True) -> None:
+        """Mux (or, not `keep`, let go) the held AAC packets that start before `before`."""
+        while self._held_audio and self._held_audio[0].seconds < before:
+            packet = self._held_audio.popleft()
+            if keep and self.has_audio:
+                self._mux_audio(packet)
+
+    def _mux_audio(self, packet: EncodedPacket) -> None:
+        if self._audio_dts is not None and packet.dts <= self._audio_dts:
+            return  # the sound's clock went back (its timeline restarted): skip the overlap
+        out = av.Packet(packet.data)
+        out.stream = self._audio_out
+        out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
+        out.time_base = packet.time_base
+        self._container.mux(out)
+        self._audio_dts = packet.dts
 
     def _collect(self) -> None:
         for kind, data in take_whole_boxes(self._sink.buffer):
@@ -190,22 +371,29 @@ class HlsSegmenter:
                     self.window = replace(self.window, init=b"".join(self._header))
                 continue
             self._fragment.append(data)
-            if kind == b"mdat" and self._pending_start is not None:
-                duration, started = self._pending_start
+            # The muxer writes a GOP's fragment when the next keyframe reaches it (with sound,
+            # its interleaving may hold that keyframe a moment): one closed GOP, one mdat.
+            if kind == b"mdat" and self._closed_gops:
+                duration, started = self._closed_gops.popleft()
                 segment = HlsSegment(self._sequence, b"".join(self._fragment), duration, started)
                 self.window = self.window.with_segment(segment, self._window_size)
                 self._sequence += 1
                 self._fragment = []
 
     def close(self) -> None:
-        with contextlib.suppress(av.FFmpegError, ValueError):
-            self._container.close()
+        if self._container is not None:
+            with contextlib.suppress(av.FFmpegError, ValueError):
+                self._container.close()
 
 
 class HlsMuxer:
     """A stream's HLS: packets are muxed in a thread of their own (PyAV blocks), started with
     the first keyframe; the loop reads `window`, which that thread replaces whole. A full queue
-    drops packets up to the next keyframe (that segment ends early, but plays)."""
+    drops frames up to the next keyframe (that segment ends early, but plays), or AAC packets
+    (a gap in the sound).
+
+    `expects_audio`: the stream has sound; its init segment waits for the sound's config (see
+    `header_step`). The sound is offered with `offer_audio` and ended with `end_audio`."""
 
     def __init__(
         self,
@@ -216,12 +404,18 @@ class HlsMuxer:
         *,
         window: int = HLS_WINDOW,
         queue_packets: int = HLS_QUEUE_PACKETS,
+        expects_audio: bool = False,
     ) -> None:
         self.stream = stream
         self._geometry = (width, height, fps, window)
         self.window = HlsWindow()
         self.dropped = 0
-        self._queue: queue.Queue[tuple[EncodedPacket, bytes] | None] = queue.Queue(queue_packets)
+        self.dropped_audio = 0
+        # Bounded by `offer*` (one producer: the fan-out on the loop), so that the end-of-sound
+        # marker and the final None always fit and no put ever blocks.
+        self._queue: queue.Queue[_Item | Literal["audio-ended"] | None] = queue.Queue()
+        self._limit = queue_packets + (HLS_QUEUE_AUDIO_PACKETS if expects_audio else 0)
+        self._expects_audio = expects_audio
         self._thread: threading.Thread | None = None
         self._closed = False
         self._resync = False  # a packet was dropped: the next one queued is a keyframe
@@ -247,7 +441,7 @@ class HlsMuxer:
         return self.window.segment(sequence)
 
     def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:
-        """Queue a packet for the muxer; False when it is dropped."""
+        """Queue a frame for the muxer; False when it is dropped."""
         if self._closed:
             return True
         if self._thread is None:
@@ -256,21 +450,34 @@ class HlsMuxer:
             self._thread = threading.Thread(
                 target=_mux_packets,
                 args=(weakref.ref(self), self._queue, self.stream, self._geometry),
+                kwargs={"expects_audio": self._expects_audio},
                 name=f"hls-{self.stream}",
                 daemon=True,
             )
             self._thread.start()
-        if self._resync and not packet.keyframe:
-            self.dropped += 1
-            return False
-        try:
-            self._queue.put_nowait((packet, extradata))
-        except queue.Full:
+        if (self._resync and not packet.keyframe) or self._queue.qsize() >= self._limit:
             self._resync = True
             self.dropped += 1
             return False
+        self._queue.put_nowait(_Item(packet, extradata))
         self._resync = False
         return True
+
+    def offer_audio(self, packet: EncodedPacket, extradata: bytes) -> bool:
+        """Queue an AAC packet for the muxer; False when it is dropped."""
+        if self._closed or self._thread is None or not self._expects_audio:
+            return True  # sound before the pictures, after its end or the close: not a drop
+        if self._queue.qsize() >= self._limit:
+            self.dropped_audio += 1
+            return False
+        self._queue.put_nowait(_Item(packet, extradata, audio=True))
+        return True
+
+    def end_audio(self) -> None:
+        """The sound is gone for good: the muxer stops waiting for it."""
+        self._expects_audio = False
+        if self._thread is not None and not self._closed:
+            self._queue.put_nowait(AUDIO_ENDED)
 
     def close(self) -> None:
         """Mux what is queued and end the thread; idempotent. Blocks: call it from a thread."""
@@ -282,9 +489,11 @@ class HlsMuxer:
 
 def _mux_packets(
     owner: weakref.ref[HlsMuxer],
-    packets: queue.Queue[tuple[EncodedPacket, bytes] | None],
+    packets: queue.Queue[_Item | Literal["audio-ended"] | None],
     stream: str,
     geometry: tuple[int, int, int, int],
+    *,
+    expects_audio: bool,
 ) -> None:
     """The muxer thread: until `close` (or until its muxer is dropped without it, so the thread
     never outlives what it works for; it holds the muxer only weakly)."""
@@ -300,8 +509,10 @@ def _mux_packets(
             if item is None:
                 return
             try:
-                segmenter = segmenter or HlsSegmenter(*geometry)
-                if not _publish(owner, segmenter.add(*item)):
+                segmenter = segmenter or HlsSegmenter(
+                    *geometry, expects_audio=expects_audio, stream=stream
+                )
+                if not _publish(owner, _mux_item(segmenter, item)):
                     return
             except (av.FFmpegError, ValueError) as error:
                 logger.warning("live %s: HLS muxer failed: %s", stream, error)
@@ -310,6 +521,14 @@ def _mux_packets(
     finally:
         if segmenter is not None:
             segmenter.close()
+
+
+def _mux_item(segmenter: HlsSegmenter, item: _Item | Literal["audio-ended"]) -> HlsWindow:
+    if item == AUDIO_ENDED:
+        return segmenter.end_audio()
+    if item.audio:
+        return segmenter.add_audio(item.packet, item.extradata)
+    return segmenter.add(item.packet, item.extradata)
 
 
 def _publish(owner: weakref.ref[HlsMuxer], window: HlsWindow) -> bool:
@@ -434,16 +653,28 @@ class Viewer:
 
 
 class LiveHub:
-    """An output of a stream that feeds its live views; the web layer reads from it."""
+    """An output of a stream that feeds its live views; the web layer reads from it.
+
+    It takes the stream's sound too (pipeline.AudioOutput): AAC into the live HLS, in the same
+    rendition as the pictures. `expects_audio=False` says the stream has no sound, so the HLS
+    init segment is made at once; otherwise it waits for the sound's config (at most
+    HEADER_AUDIO_WAIT_SECONDS of pictures, or until `end_audio`)."""
 
     def __init__(
-        self, stream: str, width: int, height: int, fps: int, *, gop_cache: bool = True
+        self,
+        stream: str,
+        width: int,
+        height: int,
+        fps: int,
+        *,
+        gop_cache: bool = True,
+        expects_audio: bool = True,
     ) -> None:
         self.name = f"live-{stream}"
         self.use_gop_cache = gop_cache
         self.stream = stream
         self.gop = GopCache()
-        self.hls = HlsMuxer(stream, width, height, fps)
+        self.hls = HlsMuxer(stream, width, height, fps, expects_audio=expects_audio)
         self.extradata = b""
         self.viewers: set[Viewer] = set()
         self.audio_viewers: set[Viewer] = set()  # Opus feeds of the WebRTC viewers
@@ -460,6 +691,14 @@ class LiveHub:
         for viewer in list(self.viewers):
             taken = viewer.offer(packet) and taken
         return taken
+
+    def offer_audio(self, packet: EncodedPacket, extradata: bytes) -> bool:
+        """An AAC packet of the stream, for the live HLS; False when it is dropped."""
+        return self.hls.offer_audio(packet, extradata)
+
+    def end_audio(self) -> None:
+        """The stream's sound is gone for good: the live HLS goes on with the pictures alone."""
+        self.hls.end_audio()
 
     def join(self) -> Viewer:
         viewer = Viewer(self.gop.snapshot() if self.use_gop_cache else [])

@@ -1,18 +1,30 @@
 """Live HLS is muxed (PyAV) in a thread of the stream's own, never on the event loop; the loop
-reads an immutable window the thread replaces whole."""
+reads an immutable window the thread replaces whole. The stream's AAC goes into the same
+rendition: one init segment with both tracks, each segment's sound as long as its pictures."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import io
+import math
 import threading
 from typing import Any
 
 import av
 import pytest
 
+from edged.media.audio import AudioSpec
+from edged.media.audio_capture import AAC_FRAME, LAYOUT, SAMPLE_FORMAT, AacEncoder
 from edged.media.encoders import Encoder, EncoderSettings
-from edged.media.live import HlsSegment, HlsWindow, LiveHub, segment_name
+from edged.media.live import (
+    HEADER_AUDIO_WAIT_SECONDS,
+    HlsSegment,
+    HlsSegmenter,
+    HlsWindow,
+    LiveHub,
+    segment_name,
+)
 from edged.media.packets import EncodedPacket
 from tests.support import eventually
 
@@ -20,6 +32,10 @@ pytestmark = pytest.mark.integration
 
 FPS = 15
 DEADLINE = 30.0
+RATE = 48000
+SOUND = AudioSpec("lavfi", "sine=frequency=440:sample_rate=48000", RATE, 96_000)
+AAC_SECONDS = AAC_FRAME / RATE
+SINE_PEAK = 0.125  # lavfi's sine: amplitude 1/8
 
 
 def encode_gops(gops: int) -> tuple[list[EncodedPacket], bytes]:
@@ -35,10 +51,57 @@ def encode_gops(gops: int) -> tuple[list[EncodedPacket], bytes]:
     return packets, encoder.extradata
 
 
+def encode_sound(seconds: float) -> tuple[list[EncodedPacket], bytes]:
+    """AAC of a 440 Hz sine from pts 0 (blocking: call it in a thread), as the audio thread
+    stamps and encodes it."""
+    encoder = AacEncoder(SOUND)
+    resampler = av.AudioResampler(SAMPLE_FORMAT, LAYOUT, RATE, frame_size=AAC_FRAME)
+    packets: list[EncodedPacket] = []
+    pts = 0
+    with av.open(SOUND.location, format="lavfi") as source:
+        for frame in source.decode(audio=0):
+            for chunk in resampler.resample(frame):
+                chunk.pts, pts = pts, pts + AAC_FRAME
+                packets += encoder.encode(chunk)
+            if pts >= seconds * RATE:
+                break
+    return packets + encoder.encode(None), encoder.extradata
+
+
+def as_it_comes(
+    video: list[EncodedPacket], audio: list[EncodedPacket], lag: float = 0.06
+) -> list[tuple[EncodedPacket, bool]]:
+    """Both tracks in the order the fan-out offers them: each AAC packet `lag` seconds after
+    its time (the encoder runs behind the pictures). (packet, is audio)."""
+    timed = [(packet.seconds, False, packet) for packet in video]
+    timed += [(packet.seconds + lag, True, packet) for packet in audio]
+    return [(packet, is_audio) for _, is_audio, packet in sorted(timed, key=lambda t: t[:2])]
+
+
 def decoded_frames(init: bytes, segment: bytes) -> int:
     container: Any
     with av.open(io.BytesIO(init + segment)) as container:
         return sum(1 for _ in container.decode(video=0))
+
+
+def frame_peak(frame: av.AudioFrame) -> float:
+    """The largest absolute sample of a decoded AAC frame (planar float)."""
+    assert frame.format.name == "fltp"
+    values = array.array("f")
+    for plane in frame.planes:
+        values.frombytes(bytes(plane)[: frame.samples * values.itemsize])
+    return max((abs(value) for value in values), default=0.0)
+
+
+def decoded_sound(init: bytes, segment: bytes) -> tuple[float, float]:
+    """(seconds, peak amplitude) of the sound a segment decodes to."""
+    container: Any
+    samples, peak = 0, 0.0
+    with av.open(io.BytesIO(init + segment)) as container:
+        for frame in container.decode(audio=0):
+            samples += frame.samples
+            peak = max(peak, frame_peak(frame))
+    return samples / RATE, peak
 
 
 def hls_threads(stream: str) -> list[threading.Thread]:
@@ -90,3 +153,82 @@ def test_a_window_keeps_the_latest_segments_and_the_longest_duration() -> None:
     assert "#EXT-X-MEDIA-SEQUENCE:1\n" in playlist and "#EXT-X-TARGETDURATION:3\n" in playlist
     assert playlist.count("#EXTINF:") == 3 and segment_name(0) not in playlist
     assert HlsWindow().playlist().count("#EXTINF:") == 0
+
+
+def test_header_waits_for_the_sounds_config_then_muxes_both_tracks() -> None:
+    video, extradata = encode_gops(4)
+    audio, config = encode_sound(4.0)
+    segmenter = HlsSegmenter(320, 240, FPS, expects_audio=True)
+    try:
+        for packet, is_audio in as_it_comes(video, audio):
+            if is_audio:
+                window = segmenter.add_audio(packet, config)
+            else:
+                window = segmenter.add(packet, extradata)
+                # No init segment before the sound's config is known: it would lack the track.
+                assert not window.init or segmenter.has_audio
+        assert segmenter.has_audio
+    finally:
+        segmenter.close()
+    assert len(window.segments) == 3
+    for segment in window.segments:
+        assert decoded_frames(window.init, segment.data) == FPS
+        seconds, peak = decoded_sound(window.init, segment.data)
+        assert peak > SINE_PEAK / 2  # the sine, not silence
+        # The sound ends where the pictures do, to the AAC frame.
+        assert math.isclose(seconds, segment.duration, abs_tol=2 * AAC_SECONDS)
+
+
+def test_no_sound_expected_makes_the_init_segment_at_the_first_keyframe() -> None:
+    video, extradata = encode_gops(2)
+    segmenter = HlsSegmenter(320, 240, FPS)
+    try:
+        assert segmenter.add(video[0], extradata).init
+        for packet in video[1:]:
+            window = segmenter.add(packet, extradata)
+    finally:
+        segmenter.close()
+    (segment,) = window.segments
+    assert decoded_frames(window.init, segment.data) == FPS
+    with av.open(io.BytesIO(window.init + segment.data)) as container:
+        assert not container.streams.audio
+
+
+def test_sound_that_never_comes_leaves_the_rendition_video_only() -> None:
+    gops = math.ceil(HEADER_AUDIO_WAIT_SECONDS) + 2
+    video, extradata = encode_gops(gops)
+    audio, config = encode_sound(1.0)
+    segmenter = HlsSegmenter(320, 240, FPS, expects_audio=True)
+    try:
+        for packet in video:
+            window = segmenter.add(packet, extradata)
+        assert window.init and not segmenter.has_audio
+        segmenter.add_audio(audio[3], config)  # too late for this rendition: left out
+    finally:
+        segmenter.close()
+    assert len(window.segments) == gops - 1
+    for segment in window.segments:
+        assert decoded_frames(window.init, segment.data) == FPS
+
+
+def test_sound_that_ends_stops_holding_the_pictures() -> None:
+    video, extradata = encode_gops(4)
+    audio, config = encode_sound(1.5)
+    segmenter = HlsSegmenter(320, 240, FPS, expects_audio=True)
+    try:
+        for packet, is_audio in as_it_comes(video[: 2 * FPS], audio):
+            if is_audio:
+                segmenter.add_audio(packet, config)
+            else:
+                segmenter.add(packet, extradata)
+        segmenter.end_audio()
+        for packet in video[2 * FPS :]:
+            window = segmenter.add(packet, extradata)
+    finally:
+        segmenter.close()
+    # Without end_audio the frames past the sound would wait a second each: none do.
+    assert [segment.sequence for segment in window.segments] == [0, 1, 2]
+    for segment in window.segments:
+        assert decoded_frames(window.init, segment.data) == FPS
+    assert decoded_sound(window.init, window.segments[0].data)[1] > SINE_PEAK / 2
+    assert decoded_sound(window.init, window.segments[2].data)[0] == 0

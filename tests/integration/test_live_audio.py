@@ -1,11 +1,17 @@
-"""Sound in the live outputs: the Opus feed of the WebRTC viewers (encoded once per stream, fanned
-out by the stream's LiveHub as its video packets are)."""
+"""Sound in the live outputs: the live HLS of the real daemon carries the stream's AAC in the same
+rendition as its pictures (decoded by a PyAV HLS client over loopback), a stream without sound or
+whose sound ends keeps serving HLS; and the Opus feed of the WebRTC viewers (encoded once per
+stream, fanned out by the stream's LiveHub as its video packets are)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import av
 import pytest
@@ -13,8 +19,102 @@ from av.audio.codeccontext import AudioCodecContext
 
 from edged.media.live import VIEWER_QUEUE_PACKETS, LiveHub
 from edged.media.packets import EncodedPacket
+from tests.conftest import StartDaemon
+from tests.integration.test_daemon import http
+from tests.integration.test_hls_muxer import SINE_PEAK, frame_peak
+from tests.integration.test_recording_audio import SINE
+from tests.support import DaemonProcess, until
 
 pytestmark = pytest.mark.integration
+
+FPS = 15
+PLAYLIST = "/live/test-pattern/index.m3u8"
+ENDED = re.compile(r"stream test-pattern: audio source ended; the stream goes on")
+
+
+def settings(audio_stand_in: str | None = SINE) -> dict[str, Any]:
+    media: dict[str, Any] = {"pattern_size": "320x240", "pattern_fps": FPS, "gop_seconds": 1.0}
+    if audio_stand_in is not None:
+        media["audio_stand_in"] = audio_stand_in
+    return {"mdns": {"enabled": False}, "media": media}
+
+
+@dataclass
+class Heard:
+    """What a PyAV HLS client decoded of a live stream."""
+
+    audio_streams: int
+    frames: int = 0
+    video_seconds: float = 0.0
+    sound_seconds: float = 0.0
+    peak: float = 0.0
+
+
+def play_hls(daemon: DaemonProcess, seconds: float, *, sound: bool, limit: float = 60.0) -> Heard:
+    """Decode the live HLS from its newest segment until `seconds` of pictures (and of sound,
+    if `sound`) came through (blocking: PyAV's own HTTP client)."""
+    until(lambda: http(daemon.url + PLAYLIST)[0] == 200, 30, "an HLS segment")
+    deadline = time.monotonic() + limit
+    container: Any
+    with av.open(
+        daemon.url + PLAYLIST, options={"live_start_index": "-1"}, timeout=10
+    ) as container:
+        heard = Heard(len(container.streams.audio))
+        for packet in container.demux():
+            for frame in packet.decode():
+                if isinstance(frame, av.AudioFrame):
+                    heard.sound_seconds += frame.samples / frame.sample_rate
+                    heard.peak = max(heard.peak, frame_peak(frame))
+                elif isinstance(frame, av.VideoFrame):
+                    heard.frames += 1
+                    heard.video_seconds = heard.frames / FPS
+            if heard.video_seconds >= seconds and (heard.sound_seconds >= seconds or not sound):
+                return heard
+            assert time.monotonic() < deadline, f"HLS gave {heard} in {limit} s"
+    raise AssertionError(f"the HLS ended after {heard}")
+
+
+@pytest.mark.timeout(120)
+def test_live_hls_carries_the_sound_with_the_pictures(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(settings())
+    heard = play_hls(daemon, 3.0, sound=True)
+    assert heard.audio_streams == 1
+    assert heard.peak > SINE_PEAK / 2  # the sine, not the silence before the first sample
+    _, body = http(daemon.url + PLAYLIST)
+    assert "CODECS" not in body.decode()  # a media playlist: nothing to declare
+    assert daemon.stop() == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_stream_without_sound_serves_video_only_hls(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(settings(audio_stand_in=None))
+    heard = play_hls(daemon, 3.0, sound=False)
+    assert heard.audio_streams == 0 and heard.frames >= 3 * FPS
+    assert daemon.stop() == 0
+
+
+def newest_segment(daemon: DaemonProcess) -> int:
+    _, body = http(daemon.url + PLAYLIST)
+    return max(int(number) for number in re.findall(r"^segment-(\d+)\.m4s$", body.decode(), re.M))
+
+
+@pytest.mark.timeout(120)
+def test_a_stream_whose_sound_ends_keeps_serving_hls(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon(settings(f"{SINE}:duration=2"))
+    daemon.seen_or_wait(ENDED)
+    _, body = http(daemon.url + "/api/v1/streams")
+    (stream,) = json.loads(body)["streams"]
+    assert (stream["state"], stream["audio"]) == ("up", "video only: audio source ended")
+    # The newest segment may still hold the last of the sound (it runs behind the pictures).
+    last_with_sound = newest_segment(daemon)
+    until(lambda: newest_segment(daemon) > last_with_sound + 1, 30, "segments after the end")
+    heard = play_hls(daemon, 3.0, sound=False)  # the same rendition, its sound track empty
+    assert heard.audio_streams == 1 and heard.frames >= 3 * FPS
+    assert heard.sound_seconds == 0
+    assert daemon.stop() == 0
+
+
+# -- the Opus feed of the WebRTC viewers ---------------------------------------------------------
 
 OPUS_RATE = 48000
 OPUS_FRAME = 960  # 20 ms
