@@ -5,6 +5,7 @@ A segment closed because recording stopped (retention) keeps the sound of its la
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -161,7 +162,8 @@ async def test_a_segment_closed_by_a_stop_of_recording_keeps_its_last_sound(tmp_
     early, always)."""
     spec = AudioSpec("lavfi", paced_graph(SINE), 48_000, 128_000)
     segments: list[Segment] = []
-    recorder = Recorder(
+    recorder = await asyncio.to_thread(  # it starts its thread: not on the loop
+        Recorder,
         "cam",
         tmp_path,
         width=320,
@@ -189,5 +191,5 @@ async def test_a_segment_closed_by_a_stop_of_recording_keeps_its_last_sound(tmp_
     finally:
         await pipeline.stop()
     (stopped,) = segments
-    video, audio = durations(Path(stopped.path))
+    video, audio = await asyncio.to_thread(durations, Path(stopped.path))
     assert abs(audio - video) <= 0.040, (video, audio)
