@@ -26,6 +26,7 @@ from edged.media.live import (
     segment_name,
 )
 from edged.media.packets import EncodedPacket
+from edged.media.pipeline import AudioOutput
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
@@ -170,6 +171,7 @@ def test_header_waits_for_the_sounds_config_then_muxes_both_tracks() -> None:
         assert segmenter.has_audio
     finally:
         segmenter.close()
+    assert config in window.init  # the stream's own AudioSpecificConfig, in the esds
     assert len(window.segments) == 3
     for segment in window.segments:
         assert decoded_frames(window.init, segment.data) == FPS
@@ -232,3 +234,24 @@ def test_sound_that_ends_stops_holding_the_pictures() -> None:
         assert decoded_frames(window.init, segment.data) == FPS
     assert decoded_sound(window.init, window.segments[0].data)[1] > SINE_PEAK / 2
     assert decoded_sound(window.init, window.segments[2].data)[0] == 0
+
+
+async def test_a_hub_whose_sound_ended_before_its_pictures_waits_for_nothing() -> None:
+    video, extradata = await asyncio.to_thread(encode_gops, 2)
+    audio, config = await asyncio.to_thread(encode_sound, 1.0)
+    hub = LiveHub("sound-gone", 320, 240, FPS)
+    assert isinstance(hub, AudioOutput)  # the pipeline fans its AAC out to it
+    try:
+        assert hub.offer_audio(audio[0], config)  # before the first picture: not a drop
+        hub.end_audio()  # the sound card failed at once
+        for packet in video:
+            assert hub.offer(packet, extradata)
+        # Two GOPs are less than HEADER_AUDIO_WAIT_SECONDS: only a hub that stopped waiting
+        # for the sound publishes the first one.
+        assert float(video[-1].pts * video[-1].time_base) < HEADER_AUDIO_WAIT_SECONDS
+        await eventually(lambda: len(hub.hls.segments) == 1, DEADLINE, "a segment")
+        init, data = hub.hls.init, hub.hls.segments[0].data
+        assert await asyncio.to_thread(decoded_frames, init, data) == FPS
+        assert hub.offer_audio(audio[1], config)  # after the end: ignored, not a drop
+    finally:
+        await asyncio.to_thread(hub.close)
