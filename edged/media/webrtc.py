@@ -23,7 +23,7 @@ import aioice.ice
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from edged.errors import EdgedError
 from edged.media.encoders import TIME_BASE
@@ -98,18 +98,28 @@ class PassthroughTrack(MediaStreamTrack):
 
 class OpusTrack(MediaStreamTrack):
     """An audio track whose `recv` hands aiortc the stream's Opus packets (its Opus encoder's
-    `pack` sends them as they are)."""
+    `pack` sends them as they are).
+
+    The track joins the stream's Opus feed at its first `recv`, which aiortc makes once the
+    peer is connected: sound does not pile up (to be played late) while ICE and DTLS proceed,
+    and an offer never completed neither keeps Opus encoded nor overflows a feed."""
 
     kind = "audio"
 
-    def __init__(self, hub: LiveHub, viewer: Viewer, metrics: LiveMetrics) -> None:
+    def __init__(self, hub: LiveHub, metrics: LiveMetrics) -> None:
         super().__init__()
-        self._viewer = viewer
+        self._hub = hub
+        self.viewer: Viewer | None = None
+        self._left = False
         self._first_pts: int | None = None
         self._bytes = metrics.bytes.labels(hub.stream, "webrtc")
 
     async def recv(self) -> av.Packet:
-        encoded = await self._viewer.queue.get()
+        if self.viewer is None:
+            if self._left:
+                raise MediaStreamError
+            self.viewer = self._hub.join_audio()
+        encoded = await self.viewer.queue.get()
         if self._first_pts is None:
             self._first_pts = encoded.pts
         packet = av.Packet(encoded.data)
@@ -117,6 +127,12 @@ class OpusTrack(MediaStreamTrack):
         packet.pts = encoded.pts - self._first_pts
         packet.time_base = encoded.time_base
         return packet
+
+    def leave(self) -> None:
+        """Leave the stream's Opus feed, or never join it (idempotent)."""
+        self._left = True
+        if self.viewer is not None:
+            self._hub.leave_audio(self.viewer)
 
 
 def offer_problem(offer: str) -> str | None:
@@ -166,7 +182,7 @@ class WhepSession:
     peer: RTCPeerConnection
     viewer: Viewer
     hub: LiveHub
-    audio_viewer: Viewer | None = None  # the Opus feed, when the answer carries sound
+    audio: OpusTrack | None = None  # when the answer carries sound
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     ice_watch: asyncio.Task[None] | None = None
 
@@ -275,9 +291,8 @@ class WhepSessions:
 
     def _add_sound(self, session: WhepSession) -> None:
         """The session's Opus track, fed by the stream's Opus packets (no I/O)."""
-        session.audio_viewer = session.hub.join_audio()
-        track = OpusTrack(session.hub, session.audio_viewer, self._metrics)
-        sender = session.peer.addTrack(track)
+        session.audio = OpusTrack(session.hub, self._metrics)
+        sender = session.peer.addTrack(session.audio)
         transceiver = next(t for t in session.peer.getTransceivers() if t.sender == sender)
         transceiver.setCodecPreferences(
             [
@@ -310,8 +325,8 @@ class WhepSessions:
         """Give the slot and the packet feed back at once, then close the peer."""
         self._slots.release(session.id)
         session.hub.leave(session.viewer)
-        if session.audio_viewer is not None:
-            session.hub.leave_audio(session.audio_viewer)
+        if session.audio is not None:
+            session.audio.leave()
         if session.ice_watch is not None and session.ice_watch is not asyncio.current_task():
             session.ice_watch.cancel()
         await session.peer.close()

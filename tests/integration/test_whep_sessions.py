@@ -6,19 +6,28 @@ and its session's end leaves the audio feed too."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
+import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, sdp
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from prometheus_client import CollectorRegistry
 
 from edged.media.live import LiveHub
+from edged.media.opus import OpusStage
+from edged.media.packets import EncodedPacket
 from edged.media.webrtc import WhepError, WhepSessions, restrict_ice_addresses
 from edged.metrics import LiveMetrics
+from tests.integration.test_whep_audio import s16_peak, tone
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
 ICE_TIMEOUT = 0.5
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -125,17 +134,113 @@ def answered(answer: str, kind: str) -> sdp.MediaDescription:
     return media
 
 
-async def test_an_offer_with_audio_gets_opus_from_a_stream_with_sound(
-    sessions: WhepSessions, hub: LiveHub
+class ViewerElsewhere:
+    """A viewer that connects, on a loop of its own in a thread (the viewer is not the box: its
+    DTLS handshake would be charged to the loop under test). `heard`: the audio frames it
+    decoded, appended on its loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="whep-viewer-loop", daemon=True
+        )
+        self._thread.start()
+        self.peer: RTCPeerConnection | None = None
+        self.heard: list[av.AudioFrame] = []
+        self._pulls: list[asyncio.Task[None]] = []
+
+    async def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+
+    async def offer(self, *kinds: str) -> str:
+        return await self.call(self._offer(kinds))
+
+    async def _offer(self, kinds: tuple[str, ...]) -> str:
+        self.peer = peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        for kind in kinds:
+            peer.addTransceiver(kind, direction="recvonly")
+
+        @peer.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                self._pulls.append(asyncio.create_task(self._listen(track)))
+
+        await peer.setLocalDescription(await peer.createOffer())
+        return str(peer.localDescription.sdp)
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            assert isinstance(frame, av.AudioFrame)
+            self.heard.append(frame)
+
+    async def answer(self, answer: str) -> None:
+        assert self.peer is not None
+        await self.call(self.peer.setRemoteDescription(RTCSessionDescription(answer, "answer")))
+
+    async def close(self) -> None:
+        try:
+            await self.call(self._close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            await asyncio.to_thread(self._thread.join)
+            self.loop.close()
+
+    async def _close(self) -> None:
+        if self.peer is not None:
+            await self.peer.close()
+        await asyncio.gather(*self._pulls)
+
+
+@pytest.fixture
+async def elsewhere() -> AsyncIterator[ViewerElsewhere]:
+    viewer = ViewerElsewhere()
+    yield viewer
+    await viewer.close()
+
+
+def opus_of_a_tone(seconds: int) -> list[EncodedPacket]:
+    stage = OpusStage(48_000)
+    frames = seconds * 48_000 // 1024
+    return [p for n in range(frames) for p in stage.feed(tone(1024), n * 1024)]
+
+
+@pytest.fixture
+async def patient_sessions() -> AsyncIterator[WhepSessions]:
+    """Sessions with the daemon's ICE timeout: a viewer that connects has the time to."""
+    restrict_ice_addresses(["127.0.0.1"])
+    whep = WhepSessions(1, LiveMetrics(CollectorRegistry()))
+    yield whep
+    await whep.close_all()
+
+
+async def test_a_connected_viewer_hears_the_streams_opus_until_it_leaves(
+    patient_sessions: WhepSessions, hub: LiveHub, elsewhere: ViewerElsewhere
 ) -> None:
-    viewer = await offer_elsewhere("audio", "video")
-    session_id, answer = await sessions.create("cam", hub, viewer, no_keyframe, sound=True)
+    sessions = patient_sessions
+    packets = await asyncio.to_thread(opus_of_a_tone, 3)
+    offer_sdp = await elsewhere.offer("audio", "video")
+    session_id, answer = await sessions.create("cam", hub, offer_sdp, no_keyframe, sound=True)
     audio = answered(answer, "audio")
     assert audio.direction == "sendonly"
     assert [codec.mimeType.lower() for codec in audio.rtp.codecs] == ["audio/opus"]
     assert answered(answer, "video").direction == "sendonly"
-    session = sessions.sessions[session_id]
-    assert session.audio_viewer is not None and hub.audio_viewers == {session.audio_viewer}
+    track = sessions.sessions[session_id].audio
+    assert track is not None and not hub.audio_viewers  # nothing to feed before it connects
+    await elsewhere.answer(answer)
+    await eventually(lambda: hub.audio_viewers, 20, "the audio feed joined once connected")
+    assert hub.audio_viewers == {track.viewer}
+    for packet in packets:  # at the pace of a sound card, until the viewer has heard some
+        assert hub.offer_opus(packet)
+        if len(elsewhere.heard) >= 10:
+            break
+        await asyncio.sleep(0.02)
+    heard = list(elsewhere.heard)
+    assert len(heard) >= 10, "the viewer decoded no sound"
+    assert max(s16_peak(frame) for frame in heard) > 1000  # the tone, at -12 dBFS
     assert await sessions.delete("cam", session_id)
     assert not hub.audio_viewers and not hub.viewers
 
@@ -147,7 +252,7 @@ async def test_an_offer_with_audio_to_a_stream_without_sound_gets_pictures_only(
     session_id, answer = await sessions.create("cam", hub, viewer, no_keyframe)
     assert answered(answer, "audio").direction == "inactive"
     assert answered(answer, "video").direction == "sendonly"
-    assert sessions.sessions[session_id].audio_viewer is None and not hub.audio_viewers
+    assert sessions.sessions[session_id].audio is None and not hub.audio_viewers
 
 
 async def test_a_video_only_offer_to_a_stream_with_sound_takes_no_audio_feed(
@@ -156,7 +261,7 @@ async def test_a_video_only_offer_to_a_stream_with_sound_takes_no_audio_feed(
     viewer = await offer_elsewhere("video")
     session_id, answer = await sessions.create("cam", hub, viewer, no_keyframe, sound=True)
     assert [m.kind for m in sdp.SessionDescription.parse(answer).media] == ["video"]
-    assert sessions.sessions[session_id].audio_viewer is None and not hub.audio_viewers
+    assert sessions.sessions[session_id].audio is None and not hub.audio_viewers
 
 
 async def test_an_offer_with_audio_never_connected_leaves_the_audio_feed(
@@ -164,8 +269,11 @@ async def test_an_offer_with_audio_never_connected_leaves_the_audio_feed(
 ) -> None:
     viewer = await offer_elsewhere("video", "audio")
     session_id, _ = await sessions.create("cam", hub, viewer, no_keyframe, sound=True)
-    watch = sessions.sessions[session_id].ice_watch
-    assert watch is not None and hub.audio_viewers
+    session = sessions.sessions[session_id]
+    assert session.ice_watch is not None and session.audio is not None
     async with asyncio.timeout(20):  # the offerer never applies its answer
-        await watch
+        await session.ice_watch
     assert not sessions.sessions and not hub.audio_viewers and not hub.viewers
+    with pytest.raises(MediaStreamError):  # a track that left never joins the feed
+        await session.audio.recv()
+    assert not hub.audio_viewers
