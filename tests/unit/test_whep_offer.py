@@ -3,11 +3,19 @@ what the box supports, and carries no parser exception text."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import NoReturn
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
+from edged.media.audio import AudioSpec
+from edged.media.pipeline import StreamPipeline
 from edged.media.webrtc import offer_problem, offer_wants_audio
+from edged.metrics import StreamMetrics
+from edged.web.adapters import has_sound
 
 HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
 
@@ -84,3 +92,26 @@ def test_an_offer_that_does_not_ask_for_opus_sound(audio: str) -> None:
 
 def test_a_malformed_offer_asks_for_nothing() -> None:
     assert not offer_wants_audio("v=0\r\nm=audio garbage\r\n")
+
+
+def no_parts() -> NoReturn:
+    raise AssertionError("the pipeline is never started here")
+
+
+@pytest.mark.parametrize(
+    ("audio", "failure", "expected"),
+    [
+        (AudioSpec("lavfi", "sine", 48_000, 128_000), "", True),
+        (AudioSpec("alsa", "hw:CARD=X,DEV=0", 48_000, 128_000), "audio source ended", False),
+        (None, "", False),
+    ],
+)
+def test_the_answer_carries_sound_only_from_a_stream_that_has_some(
+    audio: AudioSpec | None, failure: str, expected: bool
+) -> None:
+    metrics = StreamMetrics(CollectorRegistry())
+    pipeline = StreamPipeline("cam", no_parts, no_parts, metrics, audio=audio)
+    pipeline.audio_failure = failure
+    assert pipeline.has_sound is expected
+    assert has_sound(SimpleNamespace(pipeline=pipeline)) is expected
+    assert has_sound(None) is False  # no such stream
