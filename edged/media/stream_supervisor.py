@@ -261,7 +261,12 @@ class StreamSupervisor:
         )
         pipeline.decimation = decimation(self.thermal_level)
         hub = LiveHub(
-            name, settings.width, settings.height, settings.fps, gop_cache=self._gop_cache
+            name,
+            settings.width,
+            settings.height,
+            settings.fps,
+            gop_cache=self._gop_cache,
+            expects_audio=sound is not None,
         )
         pipeline.add_output(recorder)
         pipeline.add_output(hub)
