@@ -16,9 +16,10 @@ card delivers), recorded in segments of --segment-seconds, as the daemon records
   is the sound's stamps drifting from the pictures' (independent of where the recorder cuts).
 - CPU: the audio thread's CPU time (capture, resample, re-buffer, AAC-LC 128 kb/s 48 kHz stereo;
   the stand-in's sine generation included, which a sound card does not cost) as a share of one
-  core. Target: at most 5 % (issue #15). Reference in the same run: Debian's `ffmpeg` CLI encoding
-  the same paced sine to AAC at the same rate and bitrate in a child process (ratio = edged /
-  ffmpeg; its FFmpeg is Debian's, PyAV's wheel bundles its own).
+  core. Target: at most 5 % (issue #15). References in the same run: Debian's `ffmpeg` CLI
+  encoding the same paced sine to AAC at the same rate and bitrate in a child process (ratio =
+  edged / ffmpeg; its FFmpeg is Debian's, PyAV's wheel bundles its own), and the stand-in alone
+  (the same graph read by a thread that does nothing else), which a sound card does not cost.
 
 Usage: python bench/audio.py [--seconds 600] [--segment-seconds 60] [--window 10]
        (needs Linux's /proc for the thread's CPU; the ffmpeg reference needs apt-get install ffmpeg)
@@ -144,6 +145,24 @@ def thread_cpu_seconds(name: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class StandIn(threading.Thread):
+    """The stand-in alone: the same paced graph read for `seconds`, nothing done with it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(name="stand-in-alone", daemon=True)
+        self.seconds = seconds
+        self.cpu = 0.0
+
+    def run(self) -> None:
+        container = av.open(paced_graph(SINE), format="lavfi")
+        ends = time.monotonic() + self.seconds
+        for _ in container.decode(audio=0):
+            if time.monotonic() >= ends:
+                break
+        container.close()
+        self.cpu = time.thread_time()
+
+
 def ffmpeg_reference(seconds: float, work: Path) -> subprocess.Popen[bytes] | None:
     """The ffmpeg CLI encoding the same paced sine to AAC, started now (None: no ffmpeg)."""
     if shutil.which("ffmpeg") is None:
@@ -246,20 +265,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edged-audio-bench-") as directory:
         work = Path(directory)
         reference = ffmpeg_reference(args.seconds, work)
+        stand_in = StandIn(args.seconds)
+        stand_in.start()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         watch = Clockwatch()
         cpu, wall, dropped = asyncio.run(record(args.seconds, args.segment_seconds, work, watch))
         timings = [timing(path) for path in sorted((work / STREAM).glob("*.mp4"))]
         if reference is not None:
             reference.wait()
+        stand_in.join()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     report_drift(timings)
     report_live(watch, args.window)
     print(f"samples inserted or dropped to keep the sound on the clock: {dropped or 'none'}")
     share = 100 * cpu / wall
+    alone = 100 * stand_in.cpu / args.seconds
     line = (
-        f"CPU: audio thread {share:.2f} % of one core over {wall:.0f} s "
-        f"(target <= {CPU_TARGET_PERCENT:.0f} %)"
+        f"CPU: audio thread {share:.2f} % of one core over {wall:.0f} s, of which the stand-in "
+        f"alone {alone:.2f} %: edged's share {share - alone:.2f} % (target <= "
+        f"{CPU_TARGET_PERCENT:.0f} %)"
     )
     if reference is not None:
         theirs = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
