@@ -11,7 +11,8 @@ Usage: python -m tests.browser.page_in_chromium CONFIG DATA_DIR PATH [--phone]
   "Tap for sound" button and listen with an AudioContext analyser, fed by the video element
   (createMediaElementSource: silent while muted) or by its WebRTC stream (createMediaStreamSource).
 Prints one JSON line: {"played": bool, "first_frame_ms": float | null, "error": str,
-"played_seconds": how far playback went (it waits up to 10 s for 1.5 s),
+"played_seconds": how far playback went (it waits up to 10 s for 1.5 s), "player": the video
+element's position, ready state, buffered ranges and error then (why a run stopped playing),
 "control": whether the "Tap for sound" button showed once it had played,
 "audio_bytes": the audio Chromium had decoded by then (webkitAudioDecodedByteCount),
 "reported": the page's first-frame reports the daemon counted, by kind,
@@ -59,6 +60,13 @@ PLAYS_ON = """() => new Promise((resolve) => {
 })"""
 SOUND_BUTTON = "Tap for sound"
 AUDIO_BYTES = "() => document.querySelector('video').webkitAudioDecodedByteCount"
+# Where the player is: for a run that stopped playing.
+PLAYER = """() => {
+  const video = document.querySelector('video'), ranges = video.buffered;
+  const buffered = Array.from({length: ranges.length}, (_, i) => [ranges.start(i), ranges.end(i)]);
+  return {currentTime: video.currentTime, readyState: video.readyState, paused: video.paused,
+    buffered, error: video.error && video.error.message, src: video.currentSrc};
+}"""
 LISTEN = """(fromStream) => {
   const video = document.querySelector('video');
   const context = new AudioContext();
@@ -139,6 +147,7 @@ def watch(page: Page, base: str, path: str, options: dict[str, str]) -> dict[str
         result["first_frame_ms"] = round(page.evaluate(FIRST_FRAME), 1)
         result["played"] = True
         result["played_seconds"] = round(page.evaluate(PLAYS_ON), 2)
+        result["player"] = page.evaluate(PLAYER)
         result["control"] = page.get_by_role("button", name=SOUND_BUTTON).is_visible()
         result["audio_bytes"] = page.evaluate(AUDIO_BYTES)
         if "screenshot" in options:

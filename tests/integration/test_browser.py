@@ -156,6 +156,18 @@ def test_chromium_plays_the_live_page_over_hls_when_asked(tmp_path: Path) -> Non
     assert outcome["audio_bytes"] == 0 and outcome["control"] is False, outcome
 
 
+@pytest.mark.timeout(150)
+def test_chromium_plays_the_live_page_and_its_sound_after_the_tap_over_hls(
+    tmp_path: Path,
+) -> None:
+    """HLS with the AAC rendition: muted with the button, then the video element's own output
+    carries the tone after the tap (createMediaElementSource, silent while muted)."""
+    config = live_config(tmp_path, sound=True)
+    outcome = open_page(tmp_path, config, "/live/test-pattern?via=hls", "--sound=element")
+    assert outcome["reported"] == {"live-whep": 0, "live-hls": 1, "watch": 0}, outcome
+    assert_sound_after_the_tap(outcome, silent_before=True)
+
+
 def watch_clip(tmp_path: Path, clip: Path, *flags: str) -> dict[str, object]:
     """Pin `clip` in a fresh box's cache and open its watch page (no camera, no test pattern)."""
     from tests.support import run_edged
