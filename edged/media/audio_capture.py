@@ -31,6 +31,9 @@ AAC_FRAME = 1024  # samples per AAC-LC frame
 LAYOUT = "stereo"
 SAMPLE_FORMAT = "fltp"  # what FFmpeg's native AAC encoder takes
 OPEN_TIMEOUT_SECONDS = 5.0
+# A stop reads on until the sound reaches the video's end (a source delivers it in real time, or
+# at once when this thread had fallen behind), at most this much longer.
+STOP_WAIT_SECONDS = 1.0
 
 
 def open_audio(spec: AudioSpec) -> av.container.InputContainer:
@@ -91,6 +94,14 @@ def silence(samples: int, rate: int) -> av.AudioFrame:
     return frame
 
 
+def may_stop(reached: float | None, until: float | None, now: float, deadline: float) -> bool:
+    """Whether a stopping audio thread stops reading: its sound, stamped up to `reached` seconds,
+    has reached `until` (the video's end), there is nothing to wait for, or it is `deadline`."""
+    if reached is None or until is None:
+        return True
+    return reached >= until or now >= deadline
+
+
 def never() -> bool:
     return False
 
@@ -130,6 +141,8 @@ class AudioCapture:
         self._level = level
         self._meter = LevelMeter(spec.sample_rate)
         self._stopping = threading.Event()
+        self._until: float | None = None  # where a stop lets the sound end (the video's end)
+        self._stop_deadline = 0.0
         self._timeline = AudioTimeline(spec.sample_rate)
         self._fifo = av.AudioFifo()
         self._resampler = av.AudioResampler(SAMPLE_FORMAT, LAYOUT, spec.sample_rate)
@@ -140,8 +153,12 @@ class AudioCapture:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop reading and wait for the thread (blocking: call it in a thread)."""
+    def stop(self, until: float | None = None) -> None:
+        """Stop reading once the sound reaches `until` (seconds on the clock: the video's end, so
+        the last pictures keep their sound), at most STOP_WAIT_SECONDS from now; wait for the
+        thread (blocking: call it in a thread)."""
+        self._until = until
+        self._stop_deadline = time.monotonic() + STOP_WAIT_SECONDS
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(10)
@@ -156,11 +173,11 @@ class AudioCapture:
         try:
             self._encoder = AacEncoder(self.spec)
             for frame in source.decode(audio=0):
-                if self._stopping.is_set():
-                    break
                 origin = self._origin()
                 if origin is not None:  # before the first video frame there is no clock yet
                     self._take(frame, time.monotonic() - origin)
+                if self._stopping.is_set() and self._may_stop():
+                    break
             else:
                 reason = "audio source ended"
             if reason == "stopped":
@@ -171,6 +188,11 @@ class AudioCapture:
             source.close()
         if reason != "stopped" and not self._stopping.is_set():
             self._failed(reason)
+
+    def _may_stop(self) -> bool:
+        placed = self._timeline.next_pts
+        reached = None if placed is None else placed / self.spec.sample_rate
+        return may_stop(reached, self._until, time.monotonic(), self._stop_deadline)
 
     def _take(self, frame: av.AudioFrame, end: float) -> None:
         """Resample one captured buffer, place it on the timeline, encode whole AAC frames."""

@@ -197,6 +197,7 @@ class StreamPipeline:
         self._audio_drops_lock = threading.Lock()
         self.audio_dropped: dict[str, int] = {}  # samples, by stage
         self._origin: float | None = None  # monotonic time of pts 0: the audio's clock too
+        self._video_end: int | None = None  # pts: the end of the last frame fanned out
         metrics.stream(name)
         if audio is not None:
             for stage in AUDIO_STAGES:
@@ -256,8 +257,9 @@ class StreamPipeline:
         for thread in self._threads:
             await asyncio.to_thread(thread.join, 10)
         self._threads = []
-        if self._audio_capture is not None:
-            await asyncio.to_thread(self._audio_capture.stop)
+        if self._audio_capture is not None:  # its sound up to the last frame's end, then stop
+            until = None if self._video_end is None else float(self._video_end * TIME_BASE)
+            await asyncio.to_thread(self._audio_capture.stop, until)
         for output in self._outputs:
             await asyncio.to_thread(output.close)
         self._set_state(StreamState.STOPPED, "stopped")
@@ -388,6 +390,9 @@ class StreamPipeline:
     # -- fan-out (event loop) ------------------------------------------------------------------
 
     def _fan_out(self, packet: EncodedPacket) -> None:
+        end = packet.pts + packet.duration
+        if self._video_end is None or end > self._video_end:
+            self._video_end = end
         for output in self._outputs:
             if not output.offer(packet, self.extradata):
                 self._tally.drop("output")
