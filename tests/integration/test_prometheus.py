@@ -41,6 +41,14 @@ def query(base: str, expression: str) -> list[dict[str, object]]:
     return list(json.loads(body)["data"]["result"])
 
 
+def ready(base: str) -> bool:
+    try:
+        status, _ = http(f"{base}/-/ready")
+    except OSError:
+        return False
+    return status == 200
+
+
 @contextlib.contextmanager
 def prometheus(tmp_path: Path, *ports: int, rules: Path | None = None) -> Iterator[str]:
     """A real Prometheus scraping edged on `ports` every second (evaluating `rules`); its URL."""
@@ -62,7 +70,10 @@ def prometheus(tmp_path: Path, *ports: int, rules: Path | None = None) -> Iterat
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield f"http://127.0.0.1:{listening_port(process.pid)}"
+        base = f"http://127.0.0.1:{listening_port(process.pid)}"
+        # It listens before its storage is open: until then its API answers 503.
+        until(lambda: ready(base), 60, "Prometheus ready")
+        yield base
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
