@@ -4,7 +4,8 @@ The encoder's H.264 packets go to each viewer as they are: aiortc packetises `av
 a track returns. A new viewer starts from the GOP cache; a viewer's keyframe request asks the
 encoder for an IDR, at most once a second per stream. When the offer asks for sound and the
 stream has some, the stream's Opus packets (encoded once, in its audio thread) go the same way;
-otherwise the answer's audio section is inactive.
+otherwise the answer's audio section is inactive. The box only sends: each section of its answer
+is sendonly or inactive, never receiving (and decoding) what a viewer would send.
 """
 
 from __future__ import annotations
@@ -175,6 +176,23 @@ def offer_wants_audio(offer: str) -> bool:
     )
 
 
+def _send_only(peer: RTCPeerConnection, track: MediaStreamTrack, mime_type: str) -> RTCRtpSender:
+    """Add `track` to `peer` in a sendonly transceiver that offers `mime_type` only. aiortc's
+    addTrack makes it sendrecv: a viewer's offer to send too would have the box receive and
+    decode media into a queue nobody reads."""
+    sender = peer.addTrack(track)
+    transceiver = next(t for t in peer.getTransceivers() if t.sender == sender)
+    transceiver.direction = "sendonly"
+    transceiver.setCodecPreferences(
+        [
+            codec
+            for codec in RTCRtpSender.getCapabilities(track.kind).codecs
+            if codec.mimeType.lower() == mime_type
+        ]
+    )
+    return sender
+
+
 @dataclass
 class WhepSession:
     id: str
@@ -228,23 +246,15 @@ class WhepSessions:
                 retry_after=math.ceil(self._ice_timeout),
             )
         try:
-            session = self._open(session_id, stream, hub, request_keyframe)
-            if sound and offer_wants_audio(offer):
-                self._add_sound(session)
+            session = self._open(session_id, stream, hub)
         except BaseException:
             self._slots.release(session_id)
             raise
         try:
-            await session.peer.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-            await session.peer.setLocalDescription(await session.peer.createAnswer())
-        except _NEGOTIATION_ERRORS as error:
-            logger.info("WHEP %s: offer refused: %r", stream, error)
-            await self._discard(session)
-            raise WhepError(
-                400,
-                "the SDP offer cannot be used: it needs ICE credentials, a DTLS fingerprint and "
-                f"{SUPPORTED_CODECS} video with packetization-mode 1",
-            ) from error
+            self._add_pictures(session, request_keyframe)
+            if sound and offer_wants_audio(offer):
+                self._add_sound(session)
+            await self._answer(session, offer)
         except BaseException:  # also a client gone mid-offer (the handler is cancelled)
             await self._discard(session)
             raise
@@ -256,29 +266,10 @@ class WhepSessions:
         logger.info("WHEP %s: viewer %s joined (%d now)", stream, session_id, self.count(stream))
         return session_id, session.peer.localDescription.sdp
 
-    def _open(
-        self, session_id: str, stream: str, hub: LiveHub, request_keyframe: Callable[[], None]
-    ) -> WhepSession:
-        """The session's peer with its H.264 track, before the offer is applied (no I/O)."""
+    def _open(self, session_id: str, stream: str, hub: LiveHub) -> WhepSession:
+        """The session's peer, joined to the stream's pictures (no I/O)."""
         peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        viewer = hub.join()
-        session = WhepSession(session_id, stream, peer, viewer, hub)
-        # The track and the codec preference come first, so that the offer's video section is
-        # matched to them and the answer carries H.264 only.
-        sender = peer.addTrack(PassthroughTrack(hub, viewer, self._metrics))
-        transceiver = next(t for t in peer.getTransceivers() if t.sender == sender)
-        transceiver.setCodecPreferences(
-            [
-                codec
-                for codec in RTCRtpSender.getCapabilities("video").codecs
-                if codec.mimeType.lower() == "video/h264"
-            ]
-        )
-        # aiortc turns a viewer's PLI into "encode a keyframe", which a passed-through packet
-        # cannot do: ask the stream's encoder instead.
-        sender._send_keyframe = lambda: self._keyframe(  # type: ignore[method-assign]
-            stream, request_keyframe
-        )
+        session = WhepSession(session_id, stream, peer, hub.join(), hub)
 
         @peer.on("connectionstatechange")
         async def on_state() -> None:
@@ -289,18 +280,41 @@ class WhepSessions:
 
         return session
 
-    def _add_sound(self, session: WhepSession) -> None:
-        """The session's Opus track, fed by the stream's Opus packets (no I/O)."""
-        session.audio = OpusTrack(session.hub, self._metrics)
-        sender = session.peer.addTrack(session.audio)
-        transceiver = next(t for t in session.peer.getTransceivers() if t.sender == sender)
-        transceiver.setCodecPreferences(
-            [
-                codec
-                for codec in RTCRtpSender.getCapabilities("audio").codecs
-                if codec.mimeType.lower() == "audio/opus"
-            ]
+    def _add_pictures(self, session: WhepSession, request_keyframe: Callable[[], None]) -> None:
+        """The session's H.264 track, before the offer is applied (no I/O): so that the offer's
+        video section is matched to it and the answer carries H.264 only."""
+        track = PassthroughTrack(session.hub, session.viewer, self._metrics)
+        sender = _send_only(session.peer, track, "video/h264")
+        # aiortc turns a viewer's PLI into "encode a keyframe", which a passed-through packet
+        # cannot do: ask the stream's encoder instead.
+        sender._send_keyframe = lambda: self._keyframe(  # type: ignore[method-assign]
+            session.stream, request_keyframe
         )
+
+    def _add_sound(self, session: WhepSession) -> None:
+        """The session's Opus track, fed by the stream's Opus packets (no I/O). aiortc puts the
+        senders of a peer in one media stream (one msid), which a browser plays in sync."""
+        session.audio = OpusTrack(session.hub, self._metrics)
+        _send_only(session.peer, session.audio, "audio/opus")
+
+    async def _answer(self, session: WhepSession, offer: str) -> None:
+        """Apply the offer and make the answer; WhepError 400 for an offer aiortc refuses."""
+        peer = session.peer
+        try:
+            await peer.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            for transceiver in peer.getTransceivers():
+                # What the offer added (a section it sends, one we have no track for): inactive,
+                # never recvonly, so that aiortc receives and decodes nothing.
+                if transceiver.sender.track is None:
+                    transceiver.direction = "inactive"
+            await peer.setLocalDescription(await peer.createAnswer())
+        except _NEGOTIATION_ERRORS as error:
+            logger.info("WHEP %s: offer refused: %r", session.stream, error)
+            raise WhepError(
+                400,
+                "the SDP offer cannot be used: it needs ICE credentials, a DTLS fingerprint and "
+                f"{SUPPORTED_CODECS} video with packetization-mode 1",
+            ) from error
 
     async def _release_unconnected(self, session: WhepSession) -> None:
         try:
