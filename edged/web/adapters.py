@@ -69,10 +69,23 @@ class LiveStreams(Protocol):
     def request_keyframe(self, name: str) -> None: ...
 
 
-def has_sound(entry: Any) -> bool:
-    """Whether a running stream (a MediaManager's entry: its `pipeline`) has sound now."""
-    pipeline = getattr(entry, "pipeline", None)
-    return bool(getattr(pipeline, "has_sound", False))
+class SoundSource(Protocol):
+    """What a stream's pipeline tells of its sound (StreamPipeline is one)."""
+
+    @property
+    def has_sound(self) -> bool: ...
+
+
+class RunningStream(Protocol):
+    """A running stream as the live view sees it (a MediaManager's StreamEntry is one)."""
+
+    @property
+    def pipeline(self) -> SoundSource: ...
+
+
+def has_sound(entry: RunningStream | None) -> bool:
+    """Whether a running stream has sound now; no such stream (None) has none."""
+    return entry is not None and entry.pipeline.has_sound
 
 
 # A player fetches every segment as it appears: one that fetched none for this many segment

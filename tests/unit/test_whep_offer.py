@@ -3,7 +3,7 @@ what the box supports, and carries no parser exception text."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import dataclass
 from typing import NoReturn
 
 import pytest
@@ -94,6 +94,13 @@ def test_a_malformed_offer_asks_for_nothing() -> None:
     assert not offer_wants_audio("v=0\r\nm=audio garbage\r\n")
 
 
+@dataclass
+class Running:
+    """A running stream as the live view sees it (a StreamEntry has more)."""
+
+    pipeline: StreamPipeline
+
+
 def no_parts() -> NoReturn:
     raise AssertionError("the pipeline is never started here")
 
@@ -113,5 +120,5 @@ def test_the_answer_carries_sound_only_from_a_stream_that_has_some(
     pipeline = StreamPipeline("cam", no_parts, no_parts, metrics, audio=audio)
     pipeline.audio_failure = failure
     assert pipeline.has_sound is expected
-    assert has_sound(SimpleNamespace(pipeline=pipeline)) is expected
+    assert has_sound(Running(pipeline)) is expected
     assert has_sound(None) is False  # no such stream
