@@ -297,7 +297,8 @@ class Recorder:
 
     `boot` and `numbers` make the names unique (the manager keeps one numbering per stream for
     the whole daemon start, so a restarted stream does not count from 0 again); `clock_state`
-    tells whether the system clock is synchronized, asked when a segment opens.
+    tells whether the system clock is synchronized, asked when a segment opens; `clock` is the
+    monotonic clock a stop's wait for its sound is timed by.
     """
 
     def __init__(
@@ -317,6 +318,7 @@ class Recorder:
         clock_state: Callable[[], bool | None] = lambda: None,
         active: bool = True,
         audio: AudioSpec | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = f"recorder-{stream}"
         self.stream = stream
@@ -330,6 +332,7 @@ class Recorder:
         self._boot = boot
         self._numbers = numbers if numbers is not None else itertools.count()
         self._clock_state = clock_state
+        self._clock = clock  # monotonic seconds: the deadline of a stop's wait for its sound
         # Packets are bounded by `offer()` (a full queue drops the packet, counted by the
         # pipeline); the close marker and the final None always fit, so no setter ever blocks.
         self._queue: queue.Queue[_Queued | Literal["close-segment", "audio-ended"] | None] = (
@@ -404,11 +407,15 @@ class Recorder:
             self._thread.join(timeout=30)
 
     def _next(self) -> _Queued | str | None:
-        """The next item; SOUND_LATE when a closing segment's wait for its sound is over."""
+        """The next item; SOUND_LATE when a closing segment's wait for its sound is over, even
+        while packets keep coming."""
         if self._closing is None:
             return self._queue.get()
+        remaining = self._closing - self._clock()
+        if remaining <= 0:
+            return SOUND_LATE
         try:
-            return self._queue.get(timeout=max(self._closing - time.monotonic(), 0))
+            return self._queue.get(timeout=remaining)
         except queue.Empty:
             return SOUND_LATE
 
@@ -440,7 +447,7 @@ class Recorder:
         """Recording stopped: the segment ends with the frames queued before, once their sound
         is in (it runs behind the pictures), at most MAX_AUDIO_WAIT_SECONDS from now."""
         self._end_close(late=False)  # an earlier stop still waiting: done now
-        self._closing = time.monotonic() + MAX_AUDIO_WAIT_SECONDS
+        self._closing = self._clock() + MAX_AUDIO_WAIT_SECONDS
         self._drain()
         self._close_when_heard()
 
