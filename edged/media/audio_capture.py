@@ -1,10 +1,12 @@
 """A stream's sound through PyAV: the ALSA input (or a lavfi stand-in), resampled, re-buffered
 into AAC frames, stamped on the video's clock (audio.py's `AudioTimeline`) and encoded once; the
 same stamped frames encoded once more as Opus for the WebRTC viewers (opus.py) while any listen;
-the level of what the source delivers measured each second (level.py).
+the level of what the source delivers (and the silence filling its gaps) each second (level.py).
 
 One thread per stream does it all (an AAC frame costs well under a millisecond); it never touches
 the video: a source that fails or ends only reports why, and the stream goes on without sound.
+The recordings' AAC never depends on the extras: an Opus stage or a level meter that fails is
+logged once and stops for the life of the thread, the sound goes on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from av.codec.context import Flags
 from edged.errors import MediaError
 from edged.media.audio import AudioSpec, AudioTimeline
 from edged.media.level import SAMPLE_BYTES, LevelMeter, peak
-from edged.media.opus import OpusStage
+from edged.media.opus import OpusStage, encoded_packets
 from edged.media.packets import EncodedPacket
 
 logger = logging.getLogger(__name__)
@@ -67,22 +69,9 @@ class AacEncoder:
         self._sequence = 0
 
     def encode(self, frame: av.AudioFrame | None) -> list[EncodedPacket]:
-        out = []
-        for packet in self._context.encode(frame):
-            pts = packet.pts if packet.pts is not None else 0
-            out.append(
-                EncodedPacket(
-                    data=bytes(packet),
-                    pts=pts,
-                    dts=packet.dts if packet.dts is not None else pts,
-                    duration=packet.duration or AAC_FRAME,
-                    time_base=self.time_base,
-                    keyframe=True,
-                    sequence=self._sequence,
-                    wallclock=time.time(),
-                )
-            )
-            self._sequence += 1
+        packets = self._context.encode(frame)
+        out = encoded_packets(packets, self.time_base, AAC_FRAME, self._sequence)
+        self._sequence += len(out)
         return out
 
 
@@ -110,8 +99,9 @@ class AudioCapture:
     """The audio thread of one stream.
 
     `origin()` is the monotonic time of the video's pts 0 (None until the first video frame);
-    `deliver` gets each AAC packet, `dropped(stage, samples)` each loss, `failed(reason)` the end
-    of a source that was not asked to stop; `deliver_opus` each Opus packet while
+    `deliver` gets each AAC packet, `dropped(stage, samples)` each loss (in samples at the
+    stream's rate), `failed(reason)` the end of a source that was not asked to stop;
+    `deliver_opus` each Opus packet of `opus` (an `OpusStage`, libopus unless given) while
     `opus_wanted()` says someone listens; `level(dbfs)` the peak of each second of sound. All are
     called in this thread.
     """
@@ -128,6 +118,7 @@ class AudioCapture:
         deliver_opus: Callable[[EncodedPacket], None] | None = None,
         opus_wanted: Callable[[], bool] = never,
         level: Callable[[float], None] | None = None,
+        opus: OpusStage | None = None,
     ) -> None:
         self.stream = stream
         self.spec = spec
@@ -137,7 +128,8 @@ class AudioCapture:
         self._failed = failed
         self._deliver_opus = deliver_opus
         self._opus_wanted = opus_wanted
-        self._opus = OpusStage(spec.sample_rate)
+        self._opus = opus if opus is not None else OpusStage(spec.sample_rate)
+        self._opus_failed = False  # Opus failed once: never again in this thread's life
         self._level = level
         self._meter = LevelMeter(spec.sample_rate)
         self._stopping = threading.Event()
@@ -165,10 +157,19 @@ class AudioCapture:
 
     def _run(self) -> None:
         try:
+            reason = self._capture()
+        except Exception as error:  # a bug, not the source: logged whole, and the loss reported
+            logger.exception("stream %s: the audio thread failed", self.stream)
+            reason = f"audio thread failed ({type(error).__name__}, see the log)"
+        if reason != "stopped" and not self._stopping.is_set():
+            self._failed(reason)
+
+    def _capture(self) -> str:
+        """Read, encode and deliver until stopped or the source ends or fails: why it ended."""
+        try:
             source = open_audio(self.spec)
         except MediaError as error:
-            self._failed(str(error))
-            return
+            return str(error)
         reason = "stopped"
         try:
             self._encoder = AacEncoder(self.spec)
@@ -186,8 +187,7 @@ class AudioCapture:
             reason = f"audio source failed: {error}"
         finally:
             source.close()
-        if reason != "stopped" and not self._stopping.is_set():
-            self._failed(reason)
+        return reason
 
     def _may_stop(self) -> bool:
         placed = self._timeline.next_pts
@@ -201,8 +201,8 @@ class AudioCapture:
         samples = sum(part.samples for part in frames)
         if not samples:
             return
-        self._measure(frames)
         stamp = self._timeline.place(end, samples, self._fifo.samples)
+        self._measure(stamp.silence, frames)
         if stamp.restart:
             if self._fifo.samples:
                 self._dropped("sync", self._fifo.samples)
@@ -235,26 +235,49 @@ class AudioCapture:
             self._encode_opus(chunk, pts)
 
     def _encode_opus(self, chunk: av.AudioFrame, pts: int) -> None:
-        """The AAC frame just encoded, as Opus too while a WebRTC viewer listens."""
+        """The AAC frame just encoded, as Opus too while a WebRTC viewer listens; after Opus
+        failed, each frame a viewer does not hear is counted lost ("opus")."""
         if self._deliver_opus is None:
             return
-        if not self._opus_wanted():
-            if self._opus.running:
-                self._opus.stop()
-            return
-        for packet in self._opus.feed(chunk, pts):
-            self._deliver_opus(packet)
+        samples = chunk.samples
+        try:
+            if not self._opus_wanted():
+                if self._opus.running:
+                    self._opus.stop()
+            elif self._opus_failed:
+                self._dropped("opus", samples)
+            else:
+                for packet in self._opus.feed(chunk, pts):
+                    self._deliver_opus(packet)
+        except Exception:  # libopus missing, a bad frame: the recordings' sound goes on
+            logger.exception(
+                "stream %s: Opus failed; WebRTC viewers get no sound until the stream restarts",
+                self.stream,
+            )
+            self._opus_failed = True
+            self._opus.stop()
+            self._dropped("opus", samples)
 
-    def _measure(self, frames: list[av.AudioFrame]) -> None:
-        """The level of what the source delivered: the peak of each second (level.py)."""
+    def _measure(self, silence: int, frames: list[av.AudioFrame]) -> None:
+        """The level of the sound: the peak of each second (level.py) of the `silence` that
+        fills a gap before the source's buffer, then of what the source delivered."""
         if self._level is None:
             return
-        for part in frames:
-            size = part.samples * SAMPLE_BYTES
-            amplitude = max(peak(memoryview(plane)[:size]) for plane in part.planes)
-            level = self._meter.add(part.samples, amplitude)
-            if level is not None:
+        try:
+            if silence and (level := self._meter.add(silence, 0.0)) is not None:
                 self._level(level)
+            for part in frames:
+                size = part.samples * SAMPLE_BYTES
+                amplitude = max(peak(memoryview(plane)[:size]) for plane in part.planes)
+                level = self._meter.add(part.samples, amplitude)
+                if level is not None:
+                    self._level(level)
+        except Exception:  # the meter is an extra: the recordings' sound goes on without it
+            logger.exception(
+                "stream %s: the level meter failed; no level until the stream restarts",
+                self.stream,
+            )
+            self._level = None
 
     def _flush(self) -> None:
         """Encode what the fifo holds (its last frame padded with silence), drain the encoder."""

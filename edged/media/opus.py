@@ -9,13 +9,16 @@ The encoder exists only while someone listens: `stop()` drops it, the next `feed
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from fractions import Fraction
+from typing import cast
 
 import av
 from av.audio.codeccontext import AudioCodecContext
 
 from edged.media.packets import EncodedPacket
 
+OPUS_CODEC = "libopus"
 OPUS_RATE = 48_000  # Opus over RTP is always 48 kHz (RFC 7587)
 OPUS_FRAME = 960  # 20 ms, the frame WebRTC peers expect
 OPUS_BITRATE = 96_000  # stereo stage sound, well under a LAN's care
@@ -24,12 +27,36 @@ LAYOUT = "stereo"
 TIME_BASE = Fraction(1, OPUS_RATE)
 
 
-class OpusEncoder:
-    """libopus at 48 kHz stereo, `OPUS_FRAME` samples a frame; every packet decodes alone (so
-    each is a keyframe for the viewers' feeds)."""
+def encoded_packets(
+    packets: Iterable[av.Packet], time_base: Fraction, frame: int, sequence: int
+) -> list[EncodedPacket]:
+    """An audio encoder's packets as `EncodedPacket`s, numbered from `sequence`; each decodes
+    alone (a keyframe), lasts `frame` samples unless FFmpeg says otherwise, and has its dts at
+    its pts unless FFmpeg says otherwise (AAC here and Opus both)."""
+    out = []
+    for number, packet in enumerate(packets, sequence):
+        pts = packet.pts if packet.pts is not None else 0
+        out.append(
+            EncodedPacket(
+                data=bytes(packet),
+                pts=pts,
+                dts=packet.dts if packet.dts is not None else pts,
+                duration=packet.duration or frame,
+                time_base=time_base,
+                keyframe=True,
+                sequence=number,
+                wallclock=time.time(),
+            )
+        )
+    return out
 
-    def __init__(self, bitrate: int = OPUS_BITRATE) -> None:
-        context: AudioCodecContext = av.CodecContext.create("libopus", "w")
+
+class OpusEncoder:
+    """libopus (or `codec`) at 48 kHz stereo, `OPUS_FRAME` samples a frame; every packet decodes
+    alone (so each is a keyframe for the viewers' feeds)."""
+
+    def __init__(self, bitrate: int = OPUS_BITRATE, codec: str = OPUS_CODEC) -> None:
+        context = cast(AudioCodecContext, av.CodecContext.create(codec, "w"))
         context.sample_rate = OPUS_RATE
         context.layout = LAYOUT
         context.format = OPUS_FORMAT
@@ -41,22 +68,8 @@ class OpusEncoder:
         self._sequence = 0
 
     def encode(self, frame: av.AudioFrame) -> list[EncodedPacket]:
-        out = []
-        for packet in self._context.encode(frame):
-            pts = packet.pts if packet.pts is not None else 0
-            out.append(
-                EncodedPacket(
-                    data=bytes(packet),
-                    pts=pts,
-                    dts=pts,
-                    duration=packet.duration or OPUS_FRAME,
-                    time_base=TIME_BASE,
-                    keyframe=True,
-                    sequence=self._sequence,
-                    wallclock=time.time(),
-                )
-            )
-            self._sequence += 1
+        out = encoded_packets(self._context.encode(frame), TIME_BASE, OPUS_FRAME, self._sequence)
+        self._sequence += len(out)
         return out
 
 
@@ -68,10 +81,12 @@ def opus_pts(pts: int, rate: int) -> int:
 class OpusStage:
     """The stream's PCM (frames of any length at `rate`, each with the pts of its first sample)
     as Opus packets. A frame that does not follow the last one (the timeline started again)
-    starts the re-buffering again at its pts; the samples held before it are dropped."""
+    starts the re-buffering again at its pts; the samples held before it are dropped. `codec`
+    is FFmpeg's name of the encoder (libopus; a test names one that does not exist)."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, codec: str = OPUS_CODEC) -> None:
         self.rate = rate
+        self.codec = codec
         self._encoder: OpusEncoder | None = None
         self._resampler = av.AudioResampler(OPUS_FORMAT, LAYOUT, OPUS_RATE)
         self._fifo = av.AudioFifo()
@@ -85,7 +100,7 @@ class OpusStage:
     def feed(self, frame: av.AudioFrame, pts: int) -> list[EncodedPacket]:
         """Take a frame (its pts and time base are overwritten); the packets now whole."""
         if self._encoder is None:
-            self._encoder = OpusEncoder()
+            self._encoder = OpusEncoder(codec=self.codec)
         if pts != self._next_pts:
             self._restart(pts)
         self._next_pts = pts + frame.samples
