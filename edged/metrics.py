@@ -187,14 +187,15 @@ class StreamMetrics:
             "edged_audio_samples_dropped",
             "Audio samples lost, by stage: capture (never delivered by the source, filled with "
             "silence), sync (dropped to keep the sound on the video's clock), output (a slow "
-            "consumer).",
+            "consumer), opus (not heard by WebRTC viewers: the Opus encoder failed).",
             ["stream", "stage"],
             registry=registry,
         )
         self.audio_level = Gauge(
             "edged_audio_level_dbfs",
             "Peak level of a stream's sound over the last whole second, in dBFS (0 is full "
-            "scale); -120 for digital silence or quieter, and for a sound source that failed.",
+            "scale); -120 for digital silence or quieter, and for a sound source that failed; "
+            "no series for a stream without sound or stopped.",
             ["stream"],
             registry=registry,
         )

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
+from fractions import Fraction
 from typing import Protocol, runtime_checkable
 
 import av
@@ -36,7 +37,7 @@ RATE_WINDOW_SECONDS = 5.0
 # A frame whose wall-clock stamp is this far from the wall clock read at its capture means the
 # clock stepped (NTP reached a box that booted to a saved time) or the source fell behind.
 WALL_CLOCK_TOLERANCE_SECONDS = 2.0
-AUDIO_STAGES = ("capture", "sync", "output")  # where audio samples are lost (metrics.py)
+AUDIO_STAGES = ("capture", "sync", "output", "opus")  # where audio samples are lost (metrics.py)
 
 
 class StreamState(StrEnum):
@@ -143,6 +144,12 @@ def missing_frames(previous: float | None, current: float | None, fps: float) ->
     return max(round((current - previous) * fps) - 1, 0)
 
 
+def samples_at(duration: int, time_base: Fraction, rate: int) -> int:
+    """A duration counted in `time_base` as samples at `rate` (an Opus packet's 1/48000 as the
+    stream's samples, which the audio loss counters count)."""
+    return round(duration * time_base * rate)
+
+
 def wall_anchor(anchor: float, timestamp: float, now: float, tolerance: float) -> float:
     """The wall-clock time of the source's time 0, re-read when the wall clock has left it.
 
@@ -202,6 +209,8 @@ class StreamPipeline:
         if audio is not None:
             for stage in AUDIO_STAGES:
                 metrics.audio_dropped.labels(name, stage)
+        else:  # the card of the stream before (unplugged since) must not leave its last level
+            metrics.audio_level.remove(name)
 
     # -- control (event loop) ------------------------------------------------------------------
 
@@ -243,7 +252,7 @@ class StreamPipeline:
                 lambda reason: self._call(self._end_audio, reason),
                 deliver_opus=lambda packet: self._call(self._fan_out_opus, packet),
                 opus_wanted=self._opus_wanted,
-                level=self._metrics.audio_level.labels(self.name).set,
+                level=self._set_level,
             )
             self._audio_capture.start()
 
@@ -260,6 +269,7 @@ class StreamPipeline:
         if self._audio_capture is not None:  # its sound up to the last frame's end, then stop
             until = None if self._video_end is None else float(self._video_end * TIME_BASE)
             await asyncio.to_thread(self._audio_capture.stop, until)
+        self._metrics.audio_level.remove(self.name)  # a stopped stream is not listened to
         for output in self._outputs:
             await asyncio.to_thread(output.close)
         self._set_state(StreamState.STOPPED, "stopped")
@@ -402,16 +412,24 @@ class StreamPipeline:
     def _fan_out_audio(self, packet: EncodedPacket, extradata: bytes) -> None:
         for output in self._audio_outputs:
             if not output.offer_audio(packet, extradata):
-                self._audio_dropped("output", packet.duration)
+                self._audio_dropped("output", self._samples(packet))
 
     def _fan_out_opus(self, packet: EncodedPacket) -> None:
         for output in self._opus_outputs:
             if not output.offer_opus(packet):
-                self._audio_dropped("output", packet.duration)
+                self._audio_dropped("output", self._samples(packet))
+
+    def _samples(self, packet: EncodedPacket) -> int:
+        rate = self.audio.sample_rate if self.audio is not None else 0
+        return samples_at(packet.duration, packet.time_base, rate)
 
     def _opus_wanted(self) -> bool:
         """Whether a WebRTC viewer listens (called in the audio thread)."""
         return any(output.audio_viewers for output in self._opus_outputs)
+
+    def _set_level(self, dbfs: float) -> None:
+        """Each second's level (the audio thread); the series exists from the first one on."""
+        self._metrics.audio_level.labels(self.name).set(dbfs)
 
     def _audio_dropped(self, stage: str, samples: int) -> None:
         with self._audio_drops_lock:
