@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import av
@@ -19,10 +18,10 @@ import av
 from edged.errors import MediaError
 from edged.media.audio import AudioSpec
 from edged.media.audio_capture import open_audio
+from edged.media.level import SAMPLE_BYTES, dbfs, peak
 
 LISTEN_SECONDS = 1.0
 LISTEN_TIMEOUT_SECONDS = 5.0  # opening and a second of sound, or the device is called silent
-FLOAT_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -35,18 +34,18 @@ class Heard:
     error: str = ""
 
 
-def peak_dbfs(samples: Iterable[float]) -> float:
-    """The largest magnitude of samples (1.0 = full scale) in dBFS; -inf for digital silence."""
-    peak = max(map(abs, samples), default=0.0)
-    return 20 * math.log10(peak) if peak > 0 else -math.inf
+def peak_dbfs(samples: bytes | memoryview) -> float:
+    """The peak of float32 samples (machine order; 1.0 = full scale) in dBFS, as the level
+    metric reads it (level.py: to 0.07 dB, -120 at the quietest), but -inf for digital silence:
+    not one sample above zero is worth telling apart."""
+    amplitude = peak(samples)
+    return dbfs(amplitude) if amplitude > 0 else -math.inf
 
 
-def _floats(frame: av.AudioFrame) -> array[float]:
+def _floats(frame: av.AudioFrame) -> memoryview:
     """A packed float frame's samples (its buffer may be padded past them)."""
-    values = array("f")
     count = frame.samples * len(frame.layout.channels)
-    values.frombytes(bytes(frame.planes[0])[: count * FLOAT_BYTES])
-    return values
+    return memoryview(frame.planes[0])[: count * SAMPLE_BYTES]
 
 
 def _read(spec: AudioSpec, seconds: float, stop: threading.Event) -> Heard:
