@@ -24,16 +24,16 @@ from collections import deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal
 
 import av
 
 from edged.errors import MediaError
 from edged.media.encoders import TIME_BASE, as_av_packet
+from edged.media.interleave import Interleaver, Item
 from edged.media.mp4 import MOVFLAGS, take_whole_boxes
 from edged.media.packets import EncodedPacket, with_parameter_sets
 from edged.media.poster import keyframe_jpeg
-from edged.media.recorder import HELD_AUDIO_PACKETS, frame_may_go
 from edged.media.viewers import HlsViewers
 
 logger = logging.getLogger(__name__)
@@ -196,20 +196,14 @@ def aac_lc_config(config: bytes) -> tuple[int, int] | None:
     return AAC_SAMPLE_RATES[index], channels
 
 
-class _Item(NamedTuple):
-    packet: EncodedPacket
-    extradata: bytes
-    audio: bool = False
-
-
 class HlsSegmenter:
     """fMP4 HLS from encoded packets, without re-encoding: a segment per GOP, the stream's AAC
     in the same fragments as its pictures. Blocking (PyAV): only the muxer thread uses it.
 
-    The two tracks are muxed in time order as the recorder writes them: an AAC packet waits for
-    the pictures to pass its time and a frame waits for the sound to reach it (`frame_may_go`:
-    at most a second; the AAC encoder runs ~60 ms behind), so a segment's sound ends where its
-    pictures do. The container, and so the init segment, is made once its tracks are known
+    The two tracks are muxed in time order by the recorder's rules (interleave.Interleaver): an
+    AAC packet waits for the pictures to pass its time and a frame waits for the sound to reach
+    it (at most a second; the AAC encoder runs ~60 ms behind), so a segment's sound ends where
+    its pictures do. The container, and so the init segment, is made once its tracks are known
     (`header_step`); the pictures wait for that, held here."""
 
     def __init__(
@@ -230,11 +224,7 @@ class HlsSegmenter:
         self._audio_out: Any = None
         self._expects_audio = expects_audio
         self._audio_config = b""
-        self._held_video: deque[tuple[EncodedPacket, bytes]] = deque()
-        self._held_audio: deque[EncodedPacket] = deque(maxlen=HELD_AUDIO_PACKETS)
-        self._audio_reached = float("-inf")  # seconds: the end of the newest AAC packet
-        self._audio_dts: int | None = None  # of the last AAC packet muxed
-        self._video_end = float("-inf")  # seconds: the end of the last frame muxed
+        self._tracks = Interleaver()  # the frames and sound held until their turn
         self.window = HlsWindow()
         self._window_size = window
         self._sequence = 0
@@ -254,7 +244,7 @@ class HlsSegmenter:
         if not (self._started or packet.keyframe):
             return self.window
         self._started = True
-        self._held_video.append((packet, extradata))
+        self._tracks.hold(Item(packet, extradata))
         self._drain()
         return self.window
 
@@ -263,10 +253,7 @@ class HlsSegmenter:
         if not self._expects_audio or (self._container is not None and not self.has_audio):
             return self.window  # no sound in this rendition
         self._audio_config = self._audio_config or extradata
-        self._held_audio.append(packet)
-        ending = float((packet.pts + packet.duration) * packet.time_base)
-        self._audio_reached = max(self._audio_reached, ending)
-        self._release_audio(self._video_end)
+        self._tracks.hold(Item(packet, extradata, audio=True))
         self._drain()
         return self.window
 
@@ -280,25 +267,24 @@ class HlsSegmenter:
         """Mux the held frames the sound has reached (all of them when none is coming)."""
         if self._container is None and not self._open():
             return
-        while self._held_video:
-            packet, extradata = self._held_video[0]
-            newest = self._held_video[-1][0].seconds
-            waits = self.has_audio and self._expects_audio
-            if not frame_may_go(packet.seconds, newest, self._audio_reached, waits=waits):
-                break
-            self._held_video.popleft()
-            self._write(packet, extradata)
+        waits = self.has_audio and self._expects_audio
+        while (item := self._tracks.next(waits=waits)) is not None:
+            if item.audio:
+                self._mux_audio(item.packet)
+            else:
+                self._write(item.packet, item.extradata)
         self._collect()
 
     def _open(self) -> bool:
         """Make the container once its tracks are known; False while it waits for the sound."""
-        if not self._held_video:
+        held = self._tracks.held_span()
+        if held is None:
             return False
-        first = self._held_video[0][0].seconds
+        first, newest = held
         step = header_step(
             expects_audio=self._expects_audio,
             audio_config=bool(self._audio_config),
-            held_seconds=self._held_video[-1][0].seconds - first,
+            held_seconds=newest - first,
         )
         if step is HeaderStep.WAIT:
             return False
@@ -332,36 +318,25 @@ class HlsSegmenter:
             layout = "stereo" if channels == 2 else "mono"
             self._audio_out = self._container.add_stream("aac", rate=rate, layout=layout)
             self._audio_out.time_base = Fraction(1, rate)
-        self._release_audio(first, keep=False)  # the sound from before the first picture
+        self._tracks.drop_sound_before(first)  # the sound from before the first picture
         return True
 
     def _write(self, packet: EncodedPacket, extradata: bytes) -> None:
-        if packet.keyframe:
-            self._release_audio(packet.seconds)  # the closing fragment's sound, to its end
+        if packet.keyframe:  # the closing fragment's sound, to its end, came before it
             if self._gop_start is not None:
                 duration = packet.seconds - self._gop_start.seconds
                 self._closed_gops.append((duration, self._gop_start.wallclock))
             self._gop_start = packet
         self._container.mux(as_av_packet(packet, extradata, self._video_out))
-        self._video_end = float((packet.pts + packet.duration) * packet.time_base)
-        self._release_audio(self._video_end)
-
-    def _release_audio(self, before: float, *, keep: bool = True) -> None:
-        """Mux (or, not `keep`, let go) the held AAC packets that start before `before`."""
-        while self._held_audio and self._held_audio[0].seconds < before:
-            packet = self._held_audio.popleft()
-            if keep and self.has_audio:
-                self._mux_audio(packet)
 
     def _mux_audio(self, packet: EncodedPacket) -> None:
-        if self._audio_dts is not None and packet.dts <= self._audio_dts:
-            return  # the sound's clock went back (its timeline restarted): skip the overlap
+        if not self.has_audio:
+            return  # a rendition without sound
         out = av.Packet(packet.data)
         out.stream = self._audio_out
         out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
         out.time_base = packet.time_base
         self._container.mux(out)
-        self._audio_dts = packet.dts
 
     def _collect(self) -> None:
         for kind, data in take_whole_boxes(self._sink.buffer):
@@ -413,7 +388,7 @@ class HlsMuxer:
         self.dropped_audio = 0
         # Bounded by `offer*` (one producer: the fan-out on the loop), so that the end-of-sound
         # marker and the final None always fit and no put ever blocks.
-        self._queue: queue.Queue[_Item | Literal["audio-ended"] | None] = queue.Queue()
+        self._queue: queue.Queue[Item | Literal["audio-ended"] | None] = queue.Queue()
         self._limit = queue_packets + (HLS_QUEUE_AUDIO_PACKETS if expects_audio else 0)
         self._expects_audio = expects_audio
         self._thread: threading.Thread | None = None
@@ -459,7 +434,7 @@ class HlsMuxer:
             self._resync = True
             self.dropped += 1
             return False
-        self._queue.put_nowait(_Item(packet, extradata))
+        self._queue.put_nowait(Item(packet, extradata))
         self._resync = False
         return True
 
@@ -470,7 +445,7 @@ class HlsMuxer:
         if self._queue.qsize() >= self._limit:
             self.dropped_audio += 1
             return False
-        self._queue.put_nowait(_Item(packet, extradata, audio=True))
+        self._queue.put_nowait(Item(packet, extradata, audio=True))
         return True
 
     def end_audio(self) -> None:
@@ -489,7 +464,7 @@ class HlsMuxer:
 
 def _mux_packets(
     owner: weakref.ref[HlsMuxer],
-    packets: queue.Queue[_Item | Literal["audio-ended"] | None],
+    packets: queue.Queue[Item | Literal["audio-ended"] | None],
     stream: str,
     geometry: tuple[int, int, int, int],
     *,
@@ -523,7 +498,7 @@ def _mux_packets(
             segmenter.close()
 
 
-def _mux_item(segmenter: HlsSegmenter, item: _Item | Literal["audio-ended"]) -> HlsWindow:
+def _mux_item(segmenter: HlsSegmenter, item: Item | Literal["audio-ended"]) -> HlsWindow:
     if item == AUDIO_ENDED:
         return segmenter.end_audio()
     if item.audio:
@@ -656,9 +631,9 @@ class LiveHub:
     """An output of a stream that feeds its live views; the web layer reads from it.
 
     It takes the stream's sound too (pipeline.AudioOutput): AAC into the live HLS, in the same
-    rendition as the pictures. `expects_audio=False` says the stream has no sound, so the HLS
-    init segment is made at once; otherwise it waits for the sound's config (at most
-    HEADER_AUDIO_WAIT_SECONDS of pictures, or until `end_audio`)."""
+    rendition as the pictures. `expects_audio`: the stream has sound, so the HLS init segment
+    waits for the sound's config (at most HEADER_AUDIO_WAIT_SECONDS of pictures, or until
+    `end_audio`); without it the init segment is made at once."""
 
     def __init__(
         self,
@@ -667,8 +642,8 @@ class LiveHub:
         height: int,
         fps: int,
         *,
+        expects_audio: bool,
         gop_cache: bool = True,
-        expects_audio: bool = True,
     ) -> None:
         self.name = f"live-{stream}"
         self.use_gop_cache = gop_cache

@@ -22,19 +22,27 @@ import queue
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, Final, Literal, NamedTuple
+from typing import Any, BinaryIO, Final, Literal
 
 import av
 
 from edged.fileio import file_sha256, write_atomically
 from edged.media.audio import AudioSpec
 from edged.media.encoders import TIME_BASE, as_av_packet
+from edged.media.interleave import (
+    MAX_AUDIO_WAIT_SECONDS,
+    Interleaver,
+    Item,
+    segment_may_close,
+)
+from edged.media.interleave import (  # named here too: tests/unit/test_audio.py looks here
+    frame_may_go as frame_may_go,
+)
 from edged.media.mp4 import MOVFLAGS, whole_prefix
 from edged.media.packets import EncodedPacket
 
@@ -54,13 +62,6 @@ AUDIO_PACKETS_PER_SECOND = 50  # AAC frames at 48 kHz: 46.9 a second
 # The muxer holds a track's packets back until every track has some, for at most this long (in
 # microseconds; FFmpeg's default is 10 s): a sound card gone quiet must not hold the video back.
 MAX_INTERLEAVE_DELTA = "1000000"
-# The two tracks are written in time order: an AAC packet waits for the video to pass its time
-# (so each segment's sound ends where its pictures do; with no video coming, the oldest beyond
-# this many are let go, about 5 s), and a frame waits for the sound to reach it (the AAC encoder
-# runs some 60 ms behind), at most this long. A segment closed because recording stopped waits as
-# long, at most, for the sound of its last frame.
-HELD_AUDIO_PACKETS = 256
-MAX_AUDIO_WAIT_SECONDS = 1.0
 
 
 # -- names -------------------------------------------------------------------------------------
@@ -268,30 +269,6 @@ def _probe(path: Path) -> tuple[int, float, float, bool]:
     return frames, started, started + last, sound
 
 
-def segment_may_close(
-    held_frames: int, video_end: float, sound_reached: float, *, waits: bool
-) -> bool:
-    """Whether a segment whose recording stopped is finished now: every frame queued before the
-    stop is written and the sound has reached the last one's end (`video_end`), or nothing
-    `waits` (no sound, or the wait is over)."""
-    return not waits or (held_frames == 0 and sound_reached >= video_end)
-
-
-def frame_may_go(frame: float, newest: float, sound_reached: float, *, waits: bool) -> bool:
-    """Whether a held frame (at `frame` seconds; the newest held at `newest`) is written now: the
-    sound has reached its time, or it has waited MAX_AUDIO_WAIT_SECONDS, or nothing `waits`
-    (no sound, or the recording ends)."""
-    if not waits or sound_reached >= frame:
-        return True
-    return newest - frame >= MAX_AUDIO_WAIT_SECONDS
-
-
-class _Queued(NamedTuple):
-    packet: EncodedPacket
-    extradata: bytes
-    audio: bool = False
-
-
 class Recorder:
     """An output of a stream that writes segments; `on_segment` hears of each closed one.
 
@@ -335,17 +312,14 @@ class Recorder:
         self._clock = clock  # monotonic seconds: the deadline of a stop's wait for its sound
         # Packets are bounded by `offer()` (a full queue drops the packet, counted by the
         # pipeline); the close marker and the final None always fit, so no setter ever blocks.
-        self._queue: queue.Queue[_Queued | Literal["close-segment", "audio-ended"] | None] = (
+        self._queue: queue.Queue[Item | Literal["close-segment", "audio-ended"] | None] = (
             queue.Queue()
         )
         self._audio = audio  # None: no sound, or it is gone (segments opened after are silent)
         rate = fps + (AUDIO_PACKETS_PER_SECOND if audio is not None else 0)
         self._queue_limit = max(1, round(queue_seconds * rate))
         self._audio_out: Any = None
-        self._held_audio: deque[EncodedPacket] = deque(maxlen=HELD_AUDIO_PACKETS)
-        self._held_video: deque[tuple[EncodedPacket, bytes]] = deque()
-        self._audio_reached = float("-inf")  # seconds: the end of the last AAC packet received
-        self._video_end = 0.0  # seconds: the end of the last frame written
+        self._tracks = Interleaver()  # the frames and sound held until their turn
         self._active = active
         self._active_lock = threading.Lock()
         self._closes_pending = 0  # stops not yet done: sound is still taken for their segment
@@ -384,7 +358,7 @@ class Recorder:
             return True  # deliberately not recording: not a drop
         if self._queue.qsize() >= self._queue_limit:  # one producer: the fan-out on the loop
             return False
-        self._queue.put_nowait(_Queued(packet, extradata))
+        self._queue.put_nowait(Item(packet, extradata))
         return True
 
     def offer_audio(self, packet: EncodedPacket, extradata: bytes) -> bool:
@@ -392,7 +366,7 @@ class Recorder:
             return True  # the sound of frames queued before a stop is still taken
         if self._queue.qsize() >= self._queue_limit:
             return False
-        self._queue.put_nowait(_Queued(packet, extradata, audio=True))
+        self._queue.put_nowait(Item(packet, extradata, audio=True))
         return True
 
     def end_audio(self) -> None:
@@ -406,7 +380,7 @@ class Recorder:
             self._queue.put_nowait(None)
             self._thread.join(timeout=30)
 
-    def _next(self) -> _Queued | str | None:
+    def _next(self) -> Item | str | None:
         """The next item; SOUND_LATE when a closing segment's wait for its sound is over, even
         while packets keep coming."""
         if self._closing is None:
@@ -433,7 +407,7 @@ class Recorder:
                     self._audio = None
                     self._drain()
                     self._close_when_heard()
-                elif isinstance(item, _Queued):
+                elif isinstance(item, Item):
                     self._take(item)
             except (av.FFmpegError, OSError) as error:
                 logger.error("recorder %s: cannot write %s: %s", self.stream, self._part, error)
@@ -455,8 +429,9 @@ class Recorder:
         if self._closing is None:
             return
         waits = self._audio is not None and self._container is not None
+        tracks = self._tracks
         if segment_may_close(
-            len(self._held_video), self._video_end, self._audio_reached, waits=waits
+            tracks.held_frames, tracks.video_end, tracks.sound_reached, waits=waits
         ):
             self._end_close(late=False)
 
@@ -472,36 +447,30 @@ class Recorder:
         self._drain(everything=True)
         self._finish()
 
-    def _take(self, item: _Queued) -> None:
-        packet, extradata, audio = item
-        if audio:
-            self._write_audio(packet)
-        else:
+    def _take(self, item: Item) -> None:
+        if not item.audio:
             self._end_close(late=False)  # recording resumed: these frames are the next segment's
-            self._held_video.append((packet, extradata))
+        self._tracks.hold(item)
         self._drain()
         self._close_when_heard()
 
     def _drain(self, *, everything: bool = False) -> None:
-        """Write the frames the sound has reached (all of them: `everything`, or no sound)."""
-        while self._held_video:
-            packet, extradata = self._held_video[0]
-            newest = self._held_video[-1][0].seconds
-            sound = self._audio is not None and not everything
-            if not frame_may_go(packet.seconds, newest, self._audio_reached, waits=sound):
-                return
-            self._held_video.popleft()
-            self._write(packet, extradata)
+        """Write the frames the sound has reached (all of them: `everything`, or no sound), each
+        after the sound before it (see interleave)."""
+        waits = self._audio is not None and not everything
+        while (item := self._tracks.next(waits=waits)) is not None:
+            if item.audio:
+                self._mux_audio(item.packet)  # outside a segment: let go
+            else:
+                self._write(item.packet, item.extradata)
 
     def _write(self, packet: EncodedPacket, extradata: bytes) -> None:
         if self._container is None:
             if not packet.keyframe or not self._active:
                 return  # a segment starts on a keyframe, and only while recording
             self._open(packet)
-            self._release_audio(packet.seconds, keep=False)  # sound from before the recording
         elif packet.keyframe and packet.pts - self._segment_start_pts >= self._segment_ticks:
-            self._release_audio(packet.seconds)  # the closing segment's sound, to its end
-            self._finish()
+            self._finish()  # its sound, to its end, is written: it came before this frame
             self._open(packet)
         self._container.mux(as_av_packet(packet, extradata, self._stream_out))
         if packet.keyframe and self._file is not None:
@@ -511,23 +480,6 @@ class Recorder:
         self._segment_frames += 1
         self.frames_written += 1
         self._last_pts = packet.pts
-        self._video_end = float((packet.pts + packet.duration) * packet.time_base)
-        self._release_audio(self._video_end)
-
-    def _write_audio(self, packet: EncodedPacket) -> None:
-        """An AAC packet, held until the video has passed its time."""
-        self._held_audio.append(packet)
-        ending = float((packet.pts + packet.duration) * packet.time_base)
-        self._audio_reached = max(self._audio_reached, ending)
-        if self._container is not None:
-            self._release_audio(self._video_end)
-
-    def _release_audio(self, before: float, *, keep: bool = True) -> None:
-        """Mux (or, not `keep`, let go) the held AAC packets that start before `before`."""
-        while self._held_audio and self._held_audio[0].seconds < before:
-            packet = self._held_audio.popleft()
-            if keep:
-                self._mux_audio(packet)
 
     def _mux_audio(self, packet: EncodedPacket) -> None:
         if self._container is None or self._audio_out is None:

@@ -174,13 +174,15 @@ class StreamSupervisor:
             )
 
     def _sound_pulled(self, spec: StreamSpec) -> None:
+        """The running stream's sound card was pulled: it goes on under `spec`, video only."""
         entry = self.streams[spec.name]
-        if entry.spec.audio is not None:
-            logger.warning(
-                "stream %s: sound card %s unplugged; the stream goes on without sound",
-                spec.name,
-                entry.spec.audio.label,
-            )
+        pulled = entry.spec.audio
+        assert pulled is not None  # noqa: S101 - stream_plan.sound_pulled: it had sound
+        logger.warning(
+            "stream %s: sound card %s unplugged; the stream goes on without sound",
+            spec.name,
+            pulled.label,
+        )
         entry.spec = spec
 
     # -- one stream ----------------------------------------------------------------------------

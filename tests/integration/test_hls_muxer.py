@@ -111,7 +111,7 @@ def hls_threads(stream: str) -> list[threading.Thread]:
 
 async def test_hls_is_muxed_in_the_streams_own_thread() -> None:
     packets, extradata = await asyncio.to_thread(encode_gops, 3)
-    hub = LiveHub("own-thread", 320, 240, FPS)
+    hub = LiveHub("own-thread", 320, 240, FPS, expects_audio=False)
     assert not hls_threads(hub.stream)  # none before the first keyframe
     try:
         for packet in packets:
@@ -136,7 +136,7 @@ async def test_hls_is_muxed_in_the_streams_own_thread() -> None:
 
 async def test_a_muxer_dropped_without_close_ends_its_thread() -> None:
     packets, extradata = await asyncio.to_thread(encode_gops, 1)
-    hub = LiveHub("dropped", 320, 240, FPS)
+    hub = LiveHub("dropped", 320, 240, FPS, expects_audio=False)
     assert hub.offer(packets[0], extradata)
     (muxer,) = hls_threads("dropped")
     del hub
@@ -239,7 +239,7 @@ def test_sound_that_ends_stops_holding_the_pictures() -> None:
 async def test_a_hub_whose_sound_ended_before_its_pictures_waits_for_nothing() -> None:
     video, extradata = await asyncio.to_thread(encode_gops, 2)
     audio, config = await asyncio.to_thread(encode_sound, 1.0)
-    hub = LiveHub("sound-gone", 320, 240, FPS)
+    hub = LiveHub("sound-gone", 320, 240, FPS, expects_audio=True)
     assert isinstance(hub, AudioOutput)  # the pipeline fans its AAC out to it
     try:
         assert hub.offer_audio(audio[0], config)  # before the first picture: not a drop

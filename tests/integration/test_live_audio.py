@@ -155,7 +155,7 @@ def encode_opus(packets: int) -> list[EncodedPacket]:
 
 async def test_opus_reaches_every_audio_viewer_and_only_them() -> None:
     packets = await asyncio.to_thread(encode_opus, 5)
-    hub = LiveHub("opus", 320, 240, 15)
+    hub = LiveHub("opus", 320, 240, 15, expects_audio=True)
     first, second, video = hub.join_audio(), hub.join_audio(), hub.join()
     assert all(hub.offer_opus(packet) for packet in packets[:3])
     hub.leave_audio(second)
@@ -169,7 +169,7 @@ async def test_opus_reaches_every_audio_viewer_and_only_them() -> None:
 
 async def test_a_full_audio_viewer_drops_and_takes_the_next_packet() -> None:
     packets = await asyncio.to_thread(encode_opus, VIEWER_QUEUE_PACKETS + 2)
-    hub = LiveHub("opus-full", 320, 240, 15)
+    hub = LiveHub("opus-full", 320, 240, 15, expects_audio=True)
     slow, quick = hub.join_audio(), hub.join_audio()
     for packet in packets[:VIEWER_QUEUE_PACKETS]:
         assert hub.offer_opus(packet)
@@ -184,7 +184,7 @@ async def test_a_full_audio_viewer_drops_and_takes_the_next_packet() -> None:
 
 async def test_close_ends_the_audio_viewers_as_it_ends_the_video_viewers() -> None:
     packets = await asyncio.to_thread(encode_opus, 1)
-    hub = LiveHub("opus-closed", 320, 240, 15)
+    hub = LiveHub("opus-closed", 320, 240, 15, expects_audio=True)
     audio, video = hub.join_audio(), hub.join()
     await asyncio.to_thread(hub.close)
     assert not hub.audio_viewers and not hub.viewers

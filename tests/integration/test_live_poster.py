@@ -37,7 +37,7 @@ def fed_hub(gops: int = 2) -> LiveHub:
     """A hub fed `gops` GOPs of the test pattern by libx264."""
     settings = EncoderSettings(320, 240, 15, 300_000, gop_seconds=1.0)
     encoder = Encoder("libx264", settings)
-    hub = LiveHub("cam", 320, 240, 15)
+    hub = LiveHub("cam", 320, 240, 15, expects_audio=False)
     with av.open("testsrc2=size=320x240:rate=15", format="lavfi") as source:
         for index, frame in enumerate(source.decode(video=0)):
             if index == gops * 15:

@@ -13,14 +13,9 @@ from hypothesis import strategies as st
 
 from edged.media.audio import AudioSpec
 from edged.media.encoders import Encoder, EncoderSettings
+from edged.media.interleave import MAX_AUDIO_WAIT_SECONDS, segment_may_close
 from edged.media.packets import EncodedPacket
-from edged.media.recorder import (
-    MAX_AUDIO_WAIT_SECONDS,
-    Recorder,
-    Segment,
-    SegmentIdentity,
-    segment_may_close,
-)
+from edged.media.recorder import Recorder, Segment, SegmentIdentity
 from tests.support import until
 
 

@@ -81,7 +81,7 @@ class OneHub:
 async def test_the_live_view_answers_nothing_yet_and_a_delete_loads_no_webrtc(
     tmp_path: Path,
 ) -> None:
-    hub = LiveHub("cam", 320, 240, 15)
+    hub = LiveHub("cam", 320, 240, 15, expects_audio=False)
     view = live_view(OneHub(hub), Metrics(version="0", node="n", event="e", data_dir=tmp_path))
     assert view.stream_names() == ["cam"]
     assert view.has_stream("cam") and not view.has_stream("other")
