@@ -239,6 +239,12 @@ class HlsSegmenter:
         """Whether the rendition has a sound track (False while that is not decided)."""
         return self._audio_out is not None
 
+    @property
+    def dropped_audio(self) -> int:
+        """AAC packets let go unmuxed: held past HELD_AUDIO_PACKETS while no pictures came, or
+        overlapping the sound already muxed."""
+        return self._tracks.dropped_sound
+
     def add(self, packet: EncodedPacket, extradata: bytes) -> HlsWindow:
         """One frame, muxed once the sound has reached it; the window after it."""
         if not (self._started or packet.keyframe):
@@ -385,7 +391,8 @@ class HlsMuxer:
         self._geometry = (width, height, fps, window)
         self.window = HlsWindow()
         self.dropped = 0
-        self.dropped_audio = 0
+        self._refused_audio = 0  # AAC packets the full queue refused (the loop counts them)
+        self._let_go_audio = 0  # and those the muxer thread let go (it sets this)
         # Bounded by `offer*` (one producer: the fan-out on the loop), so that the end-of-sound
         # marker and the final None always fit and no put ever blocks.
         self._queue: queue.Queue[Item | Literal["audio-ended"] | None] = queue.Queue()
@@ -400,6 +407,11 @@ class HlsMuxer:
     @property
     def init(self) -> bytes:
         return self.window.init
+
+    @property
+    def dropped_audio(self) -> int:
+        """AAC packets lost to the live HLS: refused by the full queue, or let go by the muxer."""
+        return self._refused_audio + self._let_go_audio
 
     @property
     def segments(self) -> tuple[HlsSegment, ...]:
@@ -443,7 +455,7 @@ class HlsMuxer:
         if self._closed or self._thread is None or not self._expects_audio:
             return True  # sound before the pictures, after its end or the close: not a drop
         if self._queue.qsize() >= self._limit:
-            self.dropped_audio += 1
+            self._refused_audio += 1
             return False
         self._queue.put_nowait(Item(packet, extradata, audio=True))
         return True
@@ -487,7 +499,8 @@ def _mux_packets(
                 segmenter = segmenter or HlsSegmenter(
                     *geometry, expects_audio=expects_audio, stream=stream
                 )
-                if not _publish(owner, _mux_item(segmenter, item)):
+                window = _mux_item(segmenter, item)
+                if not _publish(owner, window, segmenter.dropped_audio):
                     return
             except (av.FFmpegError, ValueError) as error:
                 logger.warning("live %s: HLS muxer failed: %s", stream, error)
@@ -506,11 +519,12 @@ def _mux_item(segmenter: HlsSegmenter, item: Item | Literal["audio-ended"]) -> H
     return segmenter.add(item.packet, item.extradata)
 
 
-def _publish(owner: weakref.ref[HlsMuxer], window: HlsWindow) -> bool:
+def _publish(owner: weakref.ref[HlsMuxer], window: HlsWindow, let_go_audio: int) -> bool:
     muxer = owner()
     if muxer is None:
         return False
     muxer.window = window
+    muxer._let_go_audio = let_go_audio  # written by the muxer thread alone
     return True
 
 

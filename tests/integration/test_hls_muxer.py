@@ -17,6 +17,7 @@ import pytest
 from edged.media.audio import AudioSpec
 from edged.media.audio_capture import AAC_FRAME, LAYOUT, SAMPLE_FORMAT, AacEncoder
 from edged.media.encoders import Encoder, EncoderSettings
+from edged.media.interleave import HELD_AUDIO_PACKETS
 from edged.media.live import (
     HEADER_AUDIO_WAIT_SECONDS,
     HlsSegment,
@@ -211,6 +212,39 @@ def test_sound_that_never_comes_leaves_the_rendition_video_only() -> None:
     assert len(window.segments) == gops - 1
     for segment in window.segments:
         assert decoded_frames(window.init, segment.data) == FPS
+
+
+def test_sound_held_while_no_pictures_come_is_let_go_and_counted() -> None:
+    """Review of #15, item 9: the AAC held past HELD_AUDIO_PACKETS was let go uncounted."""
+    video, extradata = encode_gops(1)
+    audio, config = encode_sound(8.0)
+    segmenter = HlsSegmenter(320, 240, FPS, expects_audio=True)
+    try:
+        for packet in video:
+            segmenter.add(packet, extradata)
+        for packet in audio:  # the pictures have stopped; the sound goes on
+            segmenter.add_audio(packet, config)
+    finally:
+        segmenter.close()
+    assert segmenter.has_audio
+    video_end = max(float((p.pts + p.duration) * p.time_base) for p in video)
+    after = sum(1 for packet in audio if packet.seconds >= video_end)
+    assert after > HELD_AUDIO_PACKETS
+    assert segmenter.dropped_audio == after - HELD_AUDIO_PACKETS
+
+
+async def test_the_muxer_counts_the_sound_its_thread_lets_go() -> None:
+    video, extradata = await asyncio.to_thread(encode_gops, 1)
+    audio, config = await asyncio.to_thread(encode_sound, 8.0)
+    hub = LiveHub("let-go", 320, 240, FPS, expects_audio=True)
+    try:
+        for packet in video:
+            assert hub.offer(packet, extradata)
+        for packet in audio:
+            assert hub.offer_audio(packet, config)
+        await eventually(lambda: hub.hls.dropped_audio > 0, DEADLINE, "sound let go, counted")
+    finally:
+        await asyncio.to_thread(hub.close)
 
 
 def test_sound_that_ends_stops_holding_the_pictures() -> None:
