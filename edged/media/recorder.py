@@ -40,9 +40,6 @@ from edged.media.interleave import (
     Item,
     segment_may_close,
 )
-from edged.media.interleave import (  # named here too: tests/unit/test_audio.py looks here
-    frame_may_go as frame_may_go,
-)
 from edged.media.mp4 import MOVFLAGS, whole_prefix
 from edged.media.packets import EncodedPacket
 

@@ -25,9 +25,9 @@ from edged.media.audio import (
     ensure_alsa_config,
     paced_graph,
 )
+from edged.media.interleave import MAX_AUDIO_WAIT_SECONDS, frame_may_go
 from edged.media.level import FLOOR_DBFS, LevelMeter, dbfs, peak
 from edged.media.opus import opus_pts
-from edged.media.recorder import MAX_AUDIO_WAIT_SECONDS, frame_may_go
 
 RATE = 48_000
 FRAME = 1024
