@@ -8,7 +8,7 @@ TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-
 	libcairo2-dev pkg-config chromium iproute2 util-linux faketime
 
 .PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode bench-live \
-	bench-first-frame bench-hls-crowd clean
+	bench-first-frame bench-hls-crowd bench-audio clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench-first-frame: $(VENV)/.test-installed
 
 bench-hls-crowd: $(VENV)/.test-installed
 	$(BIN)/python bench/hls_crowd.py
+
+bench-audio: $(VENV)/.test-installed
+	scripts/install-debs ffmpeg
+	$(BIN)/python bench/audio.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
