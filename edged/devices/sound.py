@@ -107,9 +107,3 @@ def unpaired(devices: Iterable[Listed]) -> list[str]:
     taken = set(pair(present).values())
     audio = sorted((d for d in present if d.kind is DeviceKind.AUDIO), key=_order)
     return [device.alsa for device in audio if device.alsa not in taken]
-
-
-def audio_status(alsa: str | None) -> str:
-    """What a stream's status says of its sound: "audio: hw:CARD=MS2109,DEV=0" or
-    "no audio device"."""
-    return f"audio: {alsa}" if alsa else "no audio device"

@@ -18,7 +18,6 @@ from edged.devices.sound import (
     Pcm,
     SoundFacts,
     alsa_name,
-    audio_status,
     classify_sound,
     pair,
     parse_pcm,
@@ -195,11 +194,6 @@ def test_pairing_shares_a_usb_device_and_books_each_input_once(
         assert by_node[node].kind is DeviceKind.WEBCAM
         assert by_node[node].usb_path == by_alsa[name].usb_path != ""
     assert sorted(unpaired(devices)) == sorted(set(by_alsa) - set(pairs.values()))
-
-
-def test_audio_status() -> None:
-    assert audio_status("hw:CARD=MS2109,DEV=0") == "audio: hw:CARD=MS2109,DEV=0"
-    assert audio_status(None) == "no audio device"
 
 
 BOARD = Board(
