@@ -129,19 +129,15 @@ def stream_changes(
     only lost its sound card keeps running. A sound card plugged in changes the spec of the
     stream it belongs to, and only that stream's."""
     stop = tuple(name for name in running if name not in wanted)
-    changed = {
-        name: spec
-        for name, spec in wanted.items()
-        if name not in running or running[name] != spec or name in restart
-    }
-    keep = tuple(
-        spec
-        for name, spec in changed.items()
-        if name in running and name not in restart and sound_pulled(running[name], spec)
-    )
-    kept = {spec.name for spec in keep}
-    start = tuple(spec for name, spec in changed.items() if name not in kept)
-    return StreamChanges(stop, start, keep)
+    start: list[StreamSpec] = []
+    keep: list[StreamSpec] = []
+    for name, spec in wanted.items():
+        old = running.get(name)
+        if old is None or name in restart:
+            start.append(spec)
+        elif old != spec:
+            (keep if sound_pulled(old, spec) else start).append(spec)
+    return StreamChanges(stop, tuple(start), tuple(keep))
 
 
 def hearing(wanted: Mapping[str, StreamSpec], alsa: str) -> set[str]:
