@@ -24,7 +24,7 @@ DRIFT_TOLERANCE_SECONDS = 0.04
 DRIFT_WINDOW_SECONDS = 0.5
 # A gap longer than this is not filled with silence: the track starts again after it.
 MAX_FILL_SECONDS = 2.0
-CHANNELS = 2
+LAYOUT = "stereo"  # every stream's sound is encoded, recorded and sent as stereo
 
 
 def ensure_alsa_config(environ: MutableMapping[str, str]) -> bool:

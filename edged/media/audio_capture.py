@@ -22,7 +22,7 @@ from av.audio.codeccontext import AudioCodecContext
 from av.codec.context import Flags
 
 from edged.errors import MediaError
-from edged.media.audio import AudioSpec, AudioTimeline
+from edged.media.audio import LAYOUT, AudioSpec, AudioTimeline
 from edged.media.level import SAMPLE_BYTES, LevelMeter, peak
 from edged.media.opus import OpusStage, encoded_packets
 from edged.media.packets import EncodedPacket
@@ -30,7 +30,6 @@ from edged.media.packets import EncodedPacket
 logger = logging.getLogger(__name__)
 
 AAC_FRAME = 1024  # samples per AAC-LC frame
-LAYOUT = "stereo"
 SAMPLE_FORMAT = "fltp"  # what FFmpeg's native AAC encoder takes
 OPEN_TIMEOUT_SECONDS = 5.0
 # A stop reads on until the sound reaches the video's end (a source delivers it in real time, or

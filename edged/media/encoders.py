@@ -180,6 +180,15 @@ def as_av_packet(packet: EncodedPacket, extradata: bytes, stream: Any) -> av.Pac
     return out
 
 
+def as_audio_packet(packet: EncodedPacket, stream: Any) -> av.Packet:
+    """An `av.Packet` of sound for a muxer's stream, on the packet's own clock."""
+    out = av.Packet(packet.data)
+    out.stream = stream
+    out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
+    out.time_base = packet.time_base
+    return out
+
+
 def probe(name: str, settings: EncoderSettings) -> ProbeResult:
     """Open `name` and encode a few frames at the target settings; the verdict and its reason."""
     hardware = name in HARDWARE

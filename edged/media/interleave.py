@@ -11,11 +11,13 @@ for the sound of its last frame.
 from __future__ import annotations
 
 from collections import deque
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from edged.media.packets import EncodedPacket
 
 HELD_AUDIO_PACKETS = 256
+# Queued to a writer's thread when the sound is gone for good: frames stop waiting for it.
+AUDIO_ENDED: Final = "audio-ended"
 MAX_AUDIO_WAIT_SECONDS = 1.0
 
 

@@ -24,13 +24,13 @@ from collections import deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from fractions import Fraction
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import av
 
 from edged.errors import MediaError
-from edged.media.encoders import TIME_BASE, as_av_packet
-from edged.media.interleave import Interleaver, Item
+from edged.media.encoders import TIME_BASE, as_audio_packet, as_av_packet
+from edged.media.interleave import AUDIO_ENDED, Interleaver, Item
 from edged.media.mp4 import MOVFLAGS, take_whole_boxes
 from edged.media.packets import EncodedPacket, with_parameter_sets
 from edged.media.poster import keyframe_jpeg
@@ -49,7 +49,6 @@ HEADER_AUDIO_WAIT_SECONDS = 2.0
 # The tracks are given to the muxer in time order already (HlsSegmenter): its own interleaving
 # holds a packet at most this long (microseconds), so a sound that stops never holds the video.
 INTERLEAVE_DELTA = "100000"
-AUDIO_ENDED: Final = "audio-ended"  # queued when the sound is gone: frames stop waiting for it
 OWNER_CHECK_SECONDS = 1.0  # how soon an idle muxer thread notices its muxer was dropped
 VIEWER_QUEUE_PACKETS = 240
 POSTER_SECONDS = 3.0  # a poster is made again from a newer keyframe after this long
@@ -338,11 +337,7 @@ class HlsSegmenter:
     def _mux_audio(self, packet: EncodedPacket) -> None:
         if not self.has_audio:
             return  # a rendition without sound
-        out = av.Packet(packet.data)
-        out.stream = self._audio_out
-        out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
-        out.time_base = packet.time_base
-        self._container.mux(out)
+        self._container.mux(as_audio_packet(packet, self._audio_out))
 
     def _collect(self) -> None:
         for kind, data in take_whole_boxes(self._sink.buffer):

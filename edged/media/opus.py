@@ -16,6 +16,7 @@ from typing import cast
 import av
 from av.audio.codeccontext import AudioCodecContext
 
+from edged.media.audio import LAYOUT
 from edged.media.packets import EncodedPacket
 
 OPUS_CODEC = "libopus"
@@ -23,7 +24,6 @@ OPUS_RATE = 48_000  # Opus over RTP is always 48 kHz (RFC 7587)
 OPUS_FRAME = 960  # 20 ms, the frame WebRTC peers expect
 OPUS_BITRATE = 96_000  # stereo stage sound, well under a LAN's care
 OPUS_FORMAT = "flt"  # libopus takes interleaved samples (s16 or flt)
-LAYOUT = "stereo"
 TIME_BASE = Fraction(1, OPUS_RATE)
 
 
@@ -88,10 +88,8 @@ class OpusStage:
         self.rate = rate
         self.codec = codec
         self._encoder: OpusEncoder | None = None
-        self._resampler = av.AudioResampler(OPUS_FORMAT, LAYOUT, OPUS_RATE)
-        self._fifo = av.AudioFifo()
         self._next_pts: int | None = None  # the pts (at `rate`) the next frame should have
-        self._head_pts = 0  # the pts (at 48 kHz) of the fifo's first sample
+        self._restart(0)  # its resampler, its fifo and the pts (at 48 kHz) of the fifo's head
 
     @property
     def running(self) -> bool:

@@ -32,9 +32,10 @@ from typing import Any, BinaryIO, Final, Literal
 import av
 
 from edged.fileio import file_sha256, write_atomically
-from edged.media.audio import AudioSpec
-from edged.media.encoders import TIME_BASE, as_av_packet
+from edged.media.audio import LAYOUT, AudioSpec
+from edged.media.encoders import TIME_BASE, as_audio_packet, as_av_packet
 from edged.media.interleave import (
+    AUDIO_ENDED,
     MAX_AUDIO_WAIT_SECONDS,
     Interleaver,
     Item,
@@ -53,7 +54,6 @@ _NAME = re.compile(
 )
 _COUNTER = re.compile(r"\s*(\d+)\s*", re.ASCII)
 CLOSE_SEGMENT: Final = "close-segment"  # queued when recording stops: finish the open segment
-AUDIO_ENDED: Final = "audio-ended"  # queued when the sound is gone: next segments are video-only
 SOUND_LATE: Final = "sound-late"  # a closing segment waited MAX_AUDIO_WAIT_SECONDS for its sound
 AUDIO_PACKETS_PER_SECOND = 50  # AAC frames at 48 kHz: 46.9 a second
 # The muxer holds a track's packets back until every track has some, for at most this long (in
@@ -481,11 +481,7 @@ class Recorder:
     def _mux_audio(self, packet: EncodedPacket) -> None:
         if self._container is None or self._audio_out is None:
             return
-        out = av.Packet(packet.data)
-        out.stream = self._audio_out
-        out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
-        out.time_base = packet.time_base
-        self._container.mux(out)
+        self._container.mux(as_audio_packet(packet, self._audio_out))
 
     def _create_part(self, opened: float) -> tuple[Path, BinaryIO]:
         """A new `.mp4.part` under a name no file here has, finished or not."""
@@ -516,7 +512,7 @@ class Recorder:
             # An encoder of the same settings as the stream's gives the track the same
             # AudioSpecificConfig; the muxer opens it for that and it encodes nothing.
             rate = self._audio.sample_rate
-            self._audio_out = self._container.add_stream("aac", rate=rate, layout="stereo")
+            self._audio_out = self._container.add_stream("aac", rate=rate, layout=LAYOUT)
             self._audio_out.bit_rate = self._audio.bitrate
             self._audio_out.time_base = Fraction(1, rate)
         self._segment_start_pts = packet.pts

@@ -14,8 +14,8 @@ from typing import Any
 import av
 import pytest
 
-from edged.media.audio import AudioSpec
-from edged.media.audio_capture import AAC_FRAME, LAYOUT, SAMPLE_FORMAT, AacEncoder
+from edged.media.audio import LAYOUT, AudioSpec
+from edged.media.audio_capture import AAC_FRAME, SAMPLE_FORMAT, AacEncoder
 from edged.media.encoders import Encoder, EncoderSettings
 from edged.media.interleave import HELD_AUDIO_PACKETS
 from edged.media.live import (
