@@ -82,7 +82,7 @@ class Interleaver:
             self._sound.popleft()
             self.dropped_sound += 1
         self._sound.append(item)
-        ending = float((item.packet.pts + item.packet.duration) * item.packet.time_base)
+        ending = item.packet.end_seconds
         self.sound_reached = max(self.sound_reached, ending)
 
     def drop_sound_before(self, seconds: float) -> None:
@@ -109,5 +109,5 @@ class Interleaver:
         if frame is None or not goes:
             return None
         self._frames.popleft()
-        self.video_end = float((frame.packet.pts + frame.packet.duration) * frame.packet.time_base)
+        self.video_end = frame.packet.end_seconds
         return frame

@@ -29,6 +29,11 @@ class EncodedPacket:
     def seconds(self) -> float:
         return float(self.pts * self.time_base)
 
+    @property
+    def end_seconds(self) -> float:
+        """Where the packet's media ends, in seconds on its clock."""
+        return float((self.pts + self.duration) * self.time_base)
+
 
 def nal_units(data: bytes) -> list[bytes]:
     """The NAL units of an Annex B byte stream, without their start codes."""
