@@ -29,7 +29,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from edged.errors import EdgedError
 from edged.media.encoders import TIME_BASE
 from edged.media.live import LiveHub, Viewer
-from edged.media.packets import with_parameter_sets
+from edged.media.packets import EncodedPacket, with_parameter_sets
 from edged.media.viewers import ViewerSlots
 from edged.metrics import LiveMetrics
 
@@ -74,30 +74,41 @@ def restrict_ice_addresses(addresses: Iterable[str]) -> None:
         aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(chosen)
 
 
-class PassthroughTrack(MediaStreamTrack):
+class _PacketTrack(MediaStreamTrack):
+    """A track that hands aiortc a stream's encoded packets, timed from its first one."""
+
+    def __init__(self, hub: LiveHub, metrics: LiveMetrics) -> None:
+        super().__init__()
+        self._hub = hub
+        self._first_pts: int | None = None
+        self._bytes = metrics.bytes.labels(hub.stream, "webrtc")
+
+    def _packet(self, encoded: EncodedPacket, data: bytes, time_base: Fraction) -> av.Packet:
+        if self._first_pts is None:
+            self._first_pts = encoded.pts
+        packet = av.Packet(data)
+        self._bytes.inc(packet.size)
+        packet.pts = encoded.pts - self._first_pts
+        packet.time_base = time_base
+        return packet
+
+
+class PassthroughTrack(_PacketTrack):
     """A video track whose `recv` hands aiortc the encoder's packets."""
 
     kind = "video"
 
     def __init__(self, hub: LiveHub, viewer: Viewer, metrics: LiveMetrics) -> None:
-        super().__init__()
-        self._hub = hub
+        super().__init__(hub, metrics)
         self._viewer = viewer
-        self._first_pts: int | None = None
-        self._bytes = metrics.bytes.labels(hub.stream, "webrtc")
 
     async def recv(self) -> av.Packet:
         encoded = await self._viewer.queue.get()
-        if self._first_pts is None:
-            self._first_pts = encoded.pts
-        packet = av.Packet(with_parameter_sets(encoded, self._hub.extradata))
-        self._bytes.inc(packet.size)
-        packet.pts = encoded.pts - self._first_pts
-        packet.time_base = Fraction(TIME_BASE)
-        return packet
+        data = with_parameter_sets(encoded, self._hub.extradata)
+        return self._packet(encoded, data, Fraction(TIME_BASE))
 
 
-class OpusTrack(MediaStreamTrack):
+class OpusTrack(_PacketTrack):
     """An audio track whose `recv` hands aiortc the stream's Opus packets (its Opus encoder's
     `pack` sends them as they are).
 
@@ -108,12 +119,9 @@ class OpusTrack(MediaStreamTrack):
     kind = "audio"
 
     def __init__(self, hub: LiveHub, metrics: LiveMetrics) -> None:
-        super().__init__()
-        self._hub = hub
+        super().__init__(hub, metrics)
         self.viewer: Viewer | None = None
         self._left = False
-        self._first_pts: int | None = None
-        self._bytes = metrics.bytes.labels(hub.stream, "webrtc")
 
     async def recv(self) -> av.Packet:
         if self.viewer is None:
@@ -121,13 +129,7 @@ class OpusTrack(MediaStreamTrack):
                 raise MediaStreamError
             self.viewer = self._hub.join_audio()
         encoded = await self.viewer.queue.get()
-        if self._first_pts is None:
-            self._first_pts = encoded.pts
-        packet = av.Packet(encoded.data)
-        self._bytes.inc(packet.size)
-        packet.pts = encoded.pts - self._first_pts
-        packet.time_base = encoded.time_base
-        return packet
+        return self._packet(encoded, encoded.data, encoded.time_base)
 
     def leave(self) -> None:
         """Leave the stream's Opus feed, or never join it (idempotent)."""
