@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -189,8 +190,47 @@ def _raise_mapped(error: Exception, what: str) -> NoReturn:
     raise error
 
 
+# A bound connection whose link stops acknowledging is given up after this long, instead of
+# waiting out the read timeout with its last bytes stuck in the socket's buffer.
+BOUND_USER_TIMEOUT_MS = 15_000
+_SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+SocketOption = tuple[int, int, int | bytes]
+
+
+def may_bind_to_device(interface: str) -> bool:
+    """Whether this process may bind a socket to `interface` (SO_BINDTODEVICE: root, or
+    CAP_NET_RAW, or Linux 5.7 and later for an unbound socket) and the interface exists."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, _SO_BINDTODEVICE, interface.encode())
+        except OSError:
+            return False
+    return True
+
+
+def bound_socket_options(interface: str, to_device: bool) -> list[SocketOption]:
+    """urllib3's socket options for connections that leave by `interface`: its defaults, the
+    device binding when permitted, and a give-up time for a link that went silent."""
+    options: list[SocketOption] = list(urllib3.connection.HTTPConnection.default_socket_options)
+    if not interface:
+        return options
+    if to_device:
+        options.append((socket.SOL_SOCKET, _SO_BINDTODEVICE, interface.encode()))
+    options.append((socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, BOUND_USER_TIMEOUT_MS))
+    return options
+
+
 class S3Bucket:
-    """One bucket on S3 or MinIO, reached with static keys or short-lived STS credentials."""
+    """One bucket on S3 or MinIO, reached with static keys or short-lived STS credentials.
+
+    `source_address` and `interface` make every connection leave by one uplink. The interface
+    binding (SO_BINDTODEVICE) chooses the route: only routes through that interface are used, so
+    the box needs a route to the upstream through each uplink (a default route per interface,
+    any metric). It is applied only where permitted (`may_bind_to_device`); without it the
+    source address alone chooses the route only where policy rules say so (`ip rule add from
+    ADDRESS table T`, with a route by that interface in T): otherwise the kernel's main table
+    picks the interface and the source address merely labels the packets.
+    """
 
     def __init__(
         self,
@@ -205,11 +245,18 @@ class S3Bucket:
         policy_prefix: str = "",
         connections: int = 4,
         read_timeout: float = 60.0,
+        source_address: str = "",
+        interface: str = "",
     ) -> None:
         self.bucket = bucket
         self.endpoint = endpoint
+        self.source_address = source_address
+        self.interface = interface
+        self.bound_to_device = bool(interface) and may_bind_to_device(interface)
         quiet_urllib3()
         http = urllib3.PoolManager(
+            source_address=(source_address, 0) if source_address else None,
+            socket_options=bound_socket_options(interface, self.bound_to_device),
             timeout=urllib3.Timeout(connect=5.0, read=read_timeout),
             maxsize=connections,
             retries=urllib3.Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504]),
