@@ -147,6 +147,21 @@ class UpstreamConfig:
     sts_role_arn: str = ""
 
 
+# The classes of edged/upload/classes.py (UploadClass), by name: config imports nothing of upload.
+UPLOAD_CLASSES = ("guest", "clip", "manifest", "recording")
+_CAP_WINDOW = r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    """One `[[upload.uplinks]]` table: the interfaces it names and what they may carry."""
+
+    match: str = setting("", pattern=r"^[A-Za-z0-9_.:*?\[\]!-]{1,32}$")  # "eth0", "wwan*"
+    metered: bool = False
+    daily_budget: int = setting(0, size=True, minimum=0)  # bytes a local day, 0 = no budget
+    classes: tuple[str, ...] = setting((), choices=UPLOAD_CLASSES)  # () = by `metered`
+
+
 @dataclass(frozen=True)
 class UploadConfig:
     part_size: int = setting(16 * MiB, size=True, minimum=5 * MiB, maximum=5 * GiB)
@@ -154,6 +169,9 @@ class UploadConfig:
     bandwidth_limit: int = setting(0, size=True, minimum=0)
     newest_first: bool = False
     event_retention_days: int = setting(30, minimum=30, maximum=90)
+    uplinks: tuple[UplinkConfig, ...] = setting(())
+    # "HH:MM-HH:MM" (local time) -> a cap in bytes/s replacing bandwidth_limit then (0 = none)
+    bandwidth_schedule: dict[str, int] = setting({}, pattern=_CAP_WINDOW)  # noqa: RUF009
 
 
 @dataclass(frozen=True)
@@ -185,6 +203,23 @@ def parse_size(value: object, key: str) -> int:
     )
 
 
+_RATE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kMG]?)bit(?:/s)?\s*$", re.IGNORECASE)
+_BIT_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3}
+
+
+def parse_rate(value: object, key: str) -> int:
+    """Bytes per second from a size per second ("256KiB", 0) or a bit rate ("2Mbit", "500kbit")."""
+    if isinstance(value, str) and (match := _RATE_PATTERN.match(value)):
+        return int(float(match.group(1)) * _BIT_UNITS[match.group(2).upper()] / 8)
+    try:
+        return parse_size(value, key)
+    except ConfigError:
+        raise ConfigError(
+            f"{key} = {value!r}: not a rate; use bytes per second (0 = no cap), a size such as "
+            '"256KiB", or a bit rate such as "2Mbit" or "500kbit"'
+        ) from None
+
+
 def _type_name(kind: Any) -> str:
     if typing.get_origin(kind) is dict:
         return "a table of strings"
@@ -199,10 +234,14 @@ def _coerce(spec: dataclasses.Field[Any], kind: Any, value: object, key: str) ->
         result: Any = parse_size(value, key)
     elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         result = float(value)
+    elif typing.get_origin(kind) is tuple and typing.get_args(kind)[0] is UplinkConfig:
+        return _build_uplinks(value, key)
     elif typing.get_origin(kind) is tuple:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{key} = {value!r}: must be a list of strings")
-        result = tuple(value)
+        return tuple(_check_range(meta, item, key) for item in value)
+    elif typing.get_origin(kind) is dict and typing.get_args(kind)[1] is int:
+        return _check_schedule(meta, value, key)
     elif typing.get_origin(kind) is dict:
         return _check_table(meta, value, key)
     elif isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
@@ -235,6 +274,38 @@ def _check_table(meta: Mapping[str, Any], value: object, key: str) -> dict[str, 
             raise ConfigError(f"{key}.{name}: not a stream name; must match {_STREAM_NAME}")
         _check_range(meta, item, f"{key}.{name}")
     return dict(value)
+
+
+def _build_uplinks(value: object, key: str) -> tuple[UplinkConfig, ...]:
+    """`[[upload.uplinks]]` tables, each checked like a section; `match` is required."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(
+            f'{key} = {value!r}: must be a list of tables ([[{key}]] with match = "wwan*")'
+        )
+    uplinks = []
+    for index, item in enumerate(value):
+        if "match" not in item:
+            raise ConfigError(
+                f'{key}[{index}]: no match; name an interface ("eth0") or a pattern ("wwan*")'
+            )
+        uplinks.append(_build_section(f"{key}[{index}]", UplinkConfig, item))
+    return tuple(uplinks)
+
+
+def _check_schedule(meta: Mapping[str, Any], value: object, key: str) -> dict[str, int]:
+    """Windows of the local day ("10:00-22:00") to rates; a window must not be empty."""
+    if not isinstance(value, dict):
+        raise ConfigError(f'{key} = {value!r}: must be a table such as {{"10:00-22:00" = "2Mbit"}}')
+    schedule = {}
+    for window, rate in value.items():
+        name = f'{key}."{window}"'
+        if not re.match(meta["pattern"], window):
+            raise ConfigError(f'{name}: not a window; use local times such as "10:00-22:00"')
+        start, _, end = window.partition("-")
+        if start == end:
+            raise ConfigError(f"{name}: starts where it ends; for all day set bandwidth_limit")
+        schedule[window] = _check_range({"minimum": 0}, parse_rate(rate, name), name)
+    return schedule
 
 
 def _section_types() -> dict[str, type[Any]]:
