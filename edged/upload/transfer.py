@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from edged.metrics import UploadMetrics
 from edged.s3bucket import (
@@ -44,6 +44,11 @@ FORWARD = {  # the way to done of a file found already upstream
 }
 
 PartQueue = asyncio.Queue[tuple[PartSpan, bytes, str] | None]
+ShouldYield = Callable[[], bool]
+
+
+def never_yield() -> bool:
+    return False
 
 
 async def apply_event(
@@ -92,15 +97,19 @@ class FileTransfer:
 
     # -- sending -------------------------------------------------------------------------------
 
-    async def send(self, record: FileRecord) -> FileState:
-        """UPLOADING: send the bytes (what the journal holds is not sent again)."""
+    async def send(self, record: FileRecord, should_yield: ShouldYield = never_yield) -> FileState:
+        """UPLOADING: send the bytes (what the journal holds is not sent again).
+
+        A multipart upload asks `should_yield()` before each part it has still to send: True
+        stops it there (the parts in flight finish and are journaled) and it returns UPLOADING.
+        """
         part_size = self._part_size_of(record)
         spans = plan_parts(record.size, part_size)
         if (not spans or not record.upload_id) and await self._already_upstream(record):
             return FileState.DONE
         if not spans:
             return await self._put_whole(record)
-        return await self._send_multipart(record, spans, part_size)
+        return await self._send_multipart(record, spans, part_size, should_yield)
 
     async def _put_whole(self, record: FileRecord) -> FileState:
         digest = Digest()
@@ -120,7 +129,7 @@ class FileTransfer:
         return await self._apply(record, UploadEvent.PARTS_SENT)
 
     async def _send_multipart(
-        self, record: FileRecord, spans: list[PartSpan], part_size: int
+        self, record: FileRecord, spans: list[PartSpan], part_size: int, should_yield: ShouldYield
     ) -> FileState:
         upload_id, done = await self._start_or_resume(record, spans, part_size)
         if done:
@@ -137,11 +146,15 @@ class FileTransfer:
         senders = self._parallel_parts
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._read_parts(record, spans, done, digest, ready, senders))
+                reader = group.create_task(
+                    self._read_parts(record, spans, done, digest, ready, senders, should_yield)
+                )
                 for _ in range(senders):
                     group.create_task(self._send_parts(record, upload_id, ready))
         except ExceptionGroup as failures:
             raise most_telling(failures) from None
+        if reader.result():
+            return FileState.UPLOADING
         if digest.sha256.hexdigest() != record.sha256:
             await self._abort_quietly(record, upload_id)
         check_digest(record, digest)
@@ -202,10 +215,17 @@ class FileTransfer:
         digest: Digest,
         ready: PartQueue,
         senders: int,
-    ) -> None:
+        should_yield: ShouldYield,
+    ) -> bool:
+        """Read the parts in order, queue those to send; True when it stopped to yield."""
+        stopped = False
         for span in spans:
-            data, md5 = await asyncio.to_thread(read_span, record.path, span, digest)
             held = done.get(span.number)
+            if held is None and should_yield():
+                logger.info("upload %d yields before part %d", record.id, span.number)
+                stopped = True
+                break
+            data, md5 = await asyncio.to_thread(read_span, record.path, span, digest)
             if held is None:
                 await ready.put((span, data, md5))
             elif held.md5 != md5:
@@ -214,6 +234,7 @@ class FileTransfer:
                 )
         for _ in range(senders):
             await ready.put(None)
+        return stopped
 
     async def _send_parts(self, record: FileRecord, upload_id: str, ready: PartQueue) -> None:
         while (item := await ready.get()) is not None:
