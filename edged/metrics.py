@@ -303,6 +303,45 @@ class UploadMetrics:
             "1 when the upstream answers and accepts the credentials, else 0.",
             registry=registry,
         )
+        self.uplinks = UplinkMetrics(registry)
+
+
+class UplinkMetrics:
+    """Each uplink of the uploader, by interface name (edged_uplink_*)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "edged_uplink_up",
+            "1 when the uplink may carry uploads, 0 while it is dropped after a failure.",
+            ["interface"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "edged_uplink_bytes",
+            "Bytes of uploads sent by the uplink.",
+            ["interface"],
+            registry=registry,
+        )
+        self.throughput = Gauge(
+            "edged_uplink_throughput_bytes_per_second",
+            "Upload throughput measured on the uplink (a running average; 0 before the first).",
+            ["interface"],
+            registry=registry,
+        )
+        self.budget_left = Gauge(
+            "edged_uplink_budget_remaining_bytes",
+            "Bytes the uplink may still send today (only uplinks with a daily budget).",
+            ["interface"],
+            registry=registry,
+        )
+
+    def remove(self, interface: str) -> None:
+        """Forget an interface that is gone."""
+        for family in (self.up, self.bytes, self.throughput, self.budget_left):
+            try:
+                family.remove(interface)
+            except KeyError:
+                continue
 
 
 class Metrics:

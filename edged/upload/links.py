@@ -1,0 +1,328 @@
+"""The venue's uplinks at run time: found with psutil, probed, measured, budgeted, and a store
+for each whose connections leave by it. The decisions are edged/upload/uplinks.py's.
+
+Without `[[upload.uplinks]]` the pool holds one uplink, the kernel's route to the upstream,
+carrying every class through the default store: uploads go as they always went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from edged.config import UplinkConfig
+from edged.fileio import write_atomically
+from edged.metrics import UplinkMetrics
+from edged.upload.classes import UploadClass
+from edged.upload.s3 import S3Store
+from edged.upload.uplinks import (
+    InterfaceFacts,
+    LinkHealth,
+    Spent,
+    Uplink,
+    after_failure,
+    budget_left,
+    local_day,
+    may_send,
+    measured,
+    plan_uplinks,
+    probe_due,
+    restored,
+    spent_on,
+    with_spent,
+)
+
+logger = logging.getLogger(__name__)
+
+BUDGET_FILE = "uplinks.json"
+REACH_SECONDS = 3.0  # a TCP connect to the upstream by one uplink
+
+
+def interface_facts() -> list[InterfaceFacts]:
+    """Every interface as psutil sees it (blocking: reads /proc and ioctls)."""
+    addresses = psutil.net_if_addrs()
+    stats = psutil.net_if_stats()
+    facts = []
+    for name, entries in sorted(addresses.items()):
+        stat = stats.get(name)
+        ipv4 = tuple(entry.address for entry in entries if entry.family == socket.AF_INET)
+        flags = getattr(stat, "flags", "") or ""
+        facts.append(
+            InterfaceFacts(
+                name=name,
+                ipv4=ipv4,
+                up=bool(stat and stat.isup),
+                speed_mbps=stat.speed if stat else 0,
+                loopback="loopback" in flags.split(",") or name == "lo",
+            )
+        )
+    return facts
+
+
+def upstream_address(endpoint: str, secure: bool) -> tuple[str, int]:
+    """(host, port) of `[upstream] endpoint` ("s3.example.org" or "10.0.0.5:9000")."""
+    host, _, port = endpoint.rpartition(":") if ":" in endpoint else (endpoint, "", "")
+    return host, int(port) if port else (443 if secure else 80)
+
+
+def route_source(host: str, port: int) -> str | None:
+    """The source address the kernel picks toward the upstream (a UDP connect sends nothing)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, port))
+            return str(probe.getsockname()[0])
+    except OSError:  # no route, or a name that does not resolve now
+        return None
+
+
+def reaches(source: str, host: str, port: int, seconds: float = REACH_SECONDS) -> bool:
+    """Whether a TCP connection from `source` reaches the upstream (blocking, bounded)."""
+    try:
+        with socket.create_connection((host, port), timeout=seconds, source_address=(source, 0)):
+            return True
+    except OSError:
+        return False
+
+
+def read_spent(path: Path) -> dict[str, tuple[str, int]]:
+    """The bytes each uplink sent today, as saved; a missing or torn file counts nothing."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {str(name): (str(day), int(sent)) for name, (day, sent) in raw.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def write_spent(path: Path, spent: Spent) -> None:
+    write_atomically(path, json.dumps(dict(spent)).encode(), mode=0o600)
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """The adapters the pool asks (tests give their own facts)."""
+
+    facts: Callable[[], list[InterfaceFacts]] = interface_facts
+    route: Callable[[str, int], str | None] = route_source
+    reaches: Callable[[str, str, int], bool] = reaches
+    local_now: Callable[[], datetime] = lambda: datetime.now().astimezone()
+    monotonic: Callable[[], float] = time.monotonic
+
+
+class UplinkPool:
+    """The uplinks the uploader may use now; `refresh()` keeps them current."""
+
+    def __init__(
+        self,
+        rules: Sequence[UplinkConfig],
+        default_store: S3Store | None,
+        upstream: tuple[str, int] | None,
+        *,
+        store_factory: Callable[[Uplink], S3Store] | None = None,
+        budget_file: Path | None = None,
+        metrics: UplinkMetrics | None = None,
+        discovery: Discovery | None = None,
+    ) -> None:
+        self._rules = tuple(rules)
+        self._default_store = default_store
+        self._upstream = upstream
+        self._store_factory = store_factory
+        self._budget_file = budget_file
+        self._metrics = metrics
+        self._discovery = discovery or Discovery()
+        self._uplinks: list[Uplink] = []
+        self._facts: dict[str, InterfaceFacts] = {}
+        self._health: dict[str, LinkHealth] = {}
+        self._reached: dict[str, bool] = {}
+        self._throughput: dict[str, float] = {}
+        self._stores: dict[Uplink, S3Store] = {}
+        self._spent: dict[str, tuple[str, int]] = {}
+        self._spent_dirty = False
+        self._random = random.SystemRandom()
+
+    @property
+    def bound(self) -> bool:
+        """Whether connections are bound to their uplink (only with `[[upload.uplinks]]`)."""
+        return bool(self._rules) and self._store_factory is not None
+
+    @property
+    def uplinks(self) -> list[Uplink]:
+        return list(self._uplinks)
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    def usable(self, cls: UploadClass) -> list[Uplink]:
+        """Up, not backing off, allowed to carry `cls`, with budget left today."""
+        return [uplink for uplink in self._live() if cls in uplink.classes]
+
+    def carried_classes(self) -> frozenset[UploadClass]:
+        """The classes some usable uplink carries now."""
+        return frozenset(cls for uplink in self._live() for cls in uplink.classes)
+
+    def store_for(self, uplink: Uplink) -> S3Store:
+        """A store whose connections leave by `uplink` (the default one when unbound)."""
+        if not self.bound or not uplink.address or self._store_factory is None:
+            return self._require_default()
+        store = self._stores.get(uplink)
+        if store is None:
+            store = self._stores[uplink] = self._store_factory(uplink)
+        return store
+
+    def sent(self, uplink: Uplink, nbytes: int, seconds: float) -> None:
+        """`nbytes` went by `uplink` in `seconds`: its throughput, its bytes, its budget."""
+        name = uplink.interface
+        self._throughput[name] = measured(self._throughput.get(name, 0.0), nbytes, seconds)
+        self._spent = with_spent(self._spent, name, nbytes, self._today())
+        self._spent_dirty = True
+        if self._health.get(name, LinkHealth()).dropped:
+            self._health[name] = restored(self._health[name])
+        if self._metrics is not None:
+            self._metrics.bytes.labels(name).inc(max(nbytes, 0))
+        self._publish()
+
+    def failed(self, uplink: Uplink, error: Exception) -> None:
+        """`uplink` failed: dropped, and probed again after a backoff."""
+        name = uplink.interface
+        before = self._health.get(name, LinkHealth())
+        self._health[name] = after_failure(
+            before, str(error), self._discovery.monotonic(), self._random
+        )
+        log = logger.warning if not before.dropped else logger.debug
+        log("uplink %s dropped (%s); probed again in %.0f s", name, error, self._wait(name))
+        self._publish()
+
+    def throughput(self, uplink: Uplink) -> float:
+        return self._throughput.get(uplink.interface, 0.0)
+
+    async def refresh(self) -> None:
+        """Find the interfaces again, probe new and dropped uplinks, save the budgets spent."""
+        if not self._uplinks and self._budget_file is not None:
+            self._spent = await asyncio.to_thread(read_spent, self._budget_file)
+        facts, route = await asyncio.to_thread(self._discover)
+        self._facts = {item.name: item for item in facts}
+        planned = plan_uplinks(facts, self._rules, route)
+        for uplink in planned:
+            if self._upstream is not None and self._must_probe(uplink):
+                await self._probe(uplink, *self._upstream)
+            elif not self._rules:  # the kernel's own route: the uploader's probe says the rest
+                self._reached[uplink.interface] = route is not None
+        gone = {uplink.interface for uplink in self._uplinks} - {u.interface for u in planned}
+        self._forget(gone)
+        self._uplinks = planned
+        await self.save()
+        self._publish()
+
+    async def save(self) -> None:
+        """Write the budgets spent to the data dir (0600) if they changed."""
+        if self._spent_dirty and self._budget_file is not None:
+            self._spent_dirty = False
+            await asyncio.to_thread(write_spent, self._budget_file, dict(self._spent))
+
+    # -- what people see ------------------------------------------------------------------------
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each uplink for `edged uploads`, the API and the doctor (interface names only)."""
+        today = self._today()
+        rows = []
+        for uplink in self._uplinks:
+            health = self._health.get(uplink.interface, LinkHealth())
+            facts = self._facts.get(uplink.interface)
+            spent = spent_on(self._spent, uplink.interface, today)
+            rows.append(
+                {
+                    "interface": uplink.interface,
+                    "address": uplink.address,
+                    "up": facts.up if facts else True,
+                    "speed_mbps": facts.speed_mbps if facts else 0,
+                    "metered": uplink.metered,
+                    "classes": sorted(uplink.classes, key=list(UploadClass).index),
+                    "route": self._reached.get(uplink.interface),
+                    "usable": not health.dropped and may_send(uplink, spent),
+                    "dropped_reason": health.reason or None,
+                    "throughput_bytes_per_second": round(self.throughput(uplink)),
+                    "sent_today_bytes": spent,
+                    "budget_left_bytes": budget_left(uplink, spent),
+                }
+            )
+        return rows
+
+    # -- inside ---------------------------------------------------------------------------------
+
+    def _require_default(self) -> S3Store:
+        if self._default_store is None:
+            raise RuntimeError("no upstream configured: there is no store to send by")
+        return self._default_store
+
+    def _today(self) -> str:
+        return local_day(self._discovery.local_now())
+
+    def _live(self) -> list[Uplink]:
+        today = self._today()
+        return [
+            uplink
+            for uplink in self._uplinks
+            if not self._health.get(uplink.interface, LinkHealth()).dropped
+            and may_send(uplink, spent_on(self._spent, uplink.interface, today))
+        ]
+
+    def _wait(self, name: str) -> float:
+        return max(self._health[name].retry_at - self._discovery.monotonic(), 0.0)
+
+    def _discover(self) -> tuple[list[InterfaceFacts], str | None]:
+        facts = self._discovery.facts()
+        route = self._discovery.route(*self._upstream) if self._upstream else None
+        return facts, route
+
+    def _must_probe(self, uplink: Uplink) -> bool:
+        """Probed by a connect of its own only when bound (unbound, the uploader's probe speaks);
+        on first sight, when its address changed, and when a dropped one's backoff is over."""
+        if not self._rules or self._upstream is None or not uplink.address:
+            return False
+        known = next((u for u in self._uplinks if u.interface == uplink.interface), None)
+        health = self._health.get(uplink.interface, LinkHealth())
+        return known != uplink or probe_due(health, self._discovery.monotonic())
+
+    async def _probe(self, uplink: Uplink, host: str, port: int) -> None:
+        reached = await asyncio.to_thread(self._discovery.reaches, uplink.address, host, port)
+        self._reached[uplink.interface] = reached
+        health = self._health.get(uplink.interface, LinkHealth())
+        if reached:
+            if health.dropped:
+                logger.info("uplink %s reaches the upstream again", uplink.interface)
+            self._health[uplink.interface] = restored(health)
+        else:
+            self.failed(uplink, ConnectionError(f"no connection to {host}:{port}"))
+
+    def _forget(self, names: set[str]) -> None:
+        for name in names:
+            logger.info("uplink %s is gone", name)
+            self._health.pop(name, None)
+            self._reached.pop(name, None)
+            for uplink in [u for u in self._stores if u.interface == name]:
+                self._stores.pop(uplink)
+            if self._metrics is not None:
+                self._metrics.remove(name)
+
+    def _publish(self) -> None:
+        if self._metrics is None:
+            return
+        today = self._today()
+        for uplink in self._uplinks:
+            name = uplink.interface
+            dropped = self._health.get(name, LinkHealth()).dropped
+            self._metrics.up.labels(name).set(0 if dropped else 1)
+            self._metrics.bytes.labels(name)
+            self._metrics.throughput.labels(name).set(self._throughput.get(name, 0.0))
+            left = budget_left(uplink, spent_on(self._spent, name, today))
+            if left is not None:
+                self._metrics.budget_left.labels(name).set(left)

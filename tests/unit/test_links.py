@@ -1,0 +1,216 @@
+"""The uplink pool (edged/upload/links.py) over interface facts the test gives, and its adapters
+on this machine's loopback only."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from datetime import datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from edged.config import UplinkConfig
+from edged.metrics import UplinkMetrics
+from edged.upload import links
+from edged.upload.classes import UploadClass
+from edged.upload.links import Discovery, UplinkPool
+from edged.upload.policy import BACKOFF_CAP_SECONDS
+from edged.upload.s3 import S3Store
+from edged.upload.uplinks import InterfaceFacts, Uplink
+
+UPSTREAM = ("203.0.113.9", 443)
+LO = InterfaceFacts("lo", ("127.0.0.1",), up=True, loopback=True)
+ETH = InterfaceFacts("eth0", ("192.168.1.20",), up=True, speed_mbps=1000)
+WWAN = InterfaceFacts("wwan0", ("10.64.3.2",), up=True)
+WWAN_RULE = UplinkConfig(match="wwan*", metered=True, daily_budget=1000)
+
+
+class Venue:
+    """The interfaces of a box, and which sources reach the upstream; changed by the test."""
+
+    def __init__(self, *facts: InterfaceFacts) -> None:
+        self.facts = list(facts)
+        self.route: str | None = facts[0].ipv4[0] if facts else None
+        self.unreachable: set[str] = set()
+        self.probes: list[str] = []
+        self.now = datetime(2026, 11, 30, 12, 0).astimezone()
+        self.monotonic = 1000.0
+
+    def discovery(self) -> Discovery:
+        def reaches(source: str, host: str, port: int) -> bool:
+            self.probes.append(source)
+            return source not in self.unreachable
+
+        return Discovery(
+            facts=lambda: list(self.facts),
+            route=lambda host, port: self.route,
+            reaches=reaches,
+            local_now=lambda: self.now,
+            monotonic=lambda: self.monotonic,
+        )
+
+
+def store(name: str = "default") -> S3Store:
+    return S3Store(
+        endpoint="127.0.0.1:9",
+        secure=False,
+        region="us-east-1",
+        bucket="edged",
+        access_key=name,
+        secret_key="secret-secret",  # noqa: S106 - never used: no request is made
+    )
+
+
+def sample(registry: CollectorRegistry, name: str, interface: str) -> float | None:
+    return registry.get_sample_value(name, {"interface": interface})
+
+
+async def test_without_rules_one_uplink_carries_everything_by_the_default_store() -> None:
+    venue = Venue(ETH, LO, WWAN)
+    default = store()
+    pool = UplinkPool((), default, UPSTREAM, discovery=venue.discovery())
+    await pool.refresh()
+    (uplink,) = pool.uplinks
+    assert uplink.interface == "eth0"
+    assert pool.carried_classes() == frozenset(UploadClass)
+    assert pool.usable(UploadClass.RECORDING) == [uplink]
+    assert pool.store_for(uplink) is default
+    assert venue.probes == []  # unbound: the uploader's own probe speaks for it
+    assert pool.describe()[0]["route"] is True
+
+
+async def test_a_metered_link_alone_carries_no_recording(tmp_path: Path) -> None:
+    venue = Venue(ETH, WWAN)
+    registry = CollectorRegistry()
+    made: list[Uplink] = []
+
+    def factory(uplink: Uplink) -> S3Store:
+        made.append(uplink)
+        return store(uplink.interface)
+
+    pool = UplinkPool(
+        [WWAN_RULE],
+        store(),
+        UPSTREAM,
+        store_factory=factory,
+        metrics=UplinkMetrics(registry),
+        discovery=venue.discovery(),
+    )
+    await pool.refresh()
+    assert sorted(venue.probes) == ["10.64.3.2", "192.168.1.20"]
+    eth, wwan = pool.uplinks
+    assert pool.usable(UploadClass.RECORDING) == [eth]
+    assert pool.usable(UploadClass.CLIP) == [eth, wwan]
+    assert pool.store_for(wwan) is pool.store_for(wwan)
+    assert made == [wwan]
+    pool.failed(eth, ConnectionResetError("reset by peer"))
+    assert pool.usable(UploadClass.RECORDING) == []
+    assert UploadClass.RECORDING not in pool.carried_classes()
+    assert UploadClass.CLIP in pool.carried_classes()
+    assert sample(registry, "edged_uplink_up", "eth0") == 0
+    assert sample(registry, "edged_uplink_up", "wwan0") == 1
+    assert pool.describe()[0]["dropped_reason"] == "reset by peer"
+
+
+async def test_a_spent_budget_stops_the_link_until_the_next_local_day(tmp_path: Path) -> None:
+    venue = Venue(ETH, WWAN)
+    registry = CollectorRegistry()
+    budget = tmp_path / links.BUDGET_FILE
+    pool = UplinkPool(
+        [WWAN_RULE],
+        store(),
+        UPSTREAM,
+        budget_file=budget,
+        metrics=UplinkMetrics(registry),
+        discovery=venue.discovery(),
+    )
+    await pool.refresh()
+    wwan = pool.uplinks[1]
+    pool.sent(wwan, 600, 2.0)
+    assert pool.throughput(wwan) == 300.0
+    assert sample(registry, "edged_uplink_budget_remaining_bytes", "wwan0") == 400
+    assert sample(registry, "edged_uplink_budget_remaining_bytes", "eth0") is None
+    assert sample(registry, "edged_uplink_bytes_total", "wwan0") == 600
+    pool.sent(wwan, 400, 1.0)
+    assert pool.usable(UploadClass.CLIP) == [pool.uplinks[0]]
+    await pool.save()
+    assert stat.S_IMODE(os.stat(budget).st_mode) == 0o600
+    # a restart the same day remembers what was spent
+    again = UplinkPool(
+        [WWAN_RULE], store(), UPSTREAM, budget_file=budget, discovery=venue.discovery()
+    )
+    await again.refresh()
+    assert [u.interface for u in again.usable(UploadClass.CLIP)] == ["eth0"]
+    assert again.describe()[1]["budget_left_bytes"] == 0
+    venue.now = datetime(2026, 12, 1, 0, 1).astimezone()
+    assert [u.interface for u in again.usable(UploadClass.CLIP)] == ["eth0", "wwan0"]
+
+
+async def test_an_unreachable_link_is_dropped_and_probed_again_after_its_backoff() -> None:
+    venue = Venue(ETH, WWAN)
+    venue.unreachable.add("10.64.3.2")
+    pool = UplinkPool([WWAN_RULE], store(), UPSTREAM, discovery=venue.discovery())
+    await pool.refresh()
+    assert [u.interface for u in pool.usable(UploadClass.CLIP)] == ["eth0"]
+    assert pool.describe()[1]["route"] is False
+    venue.probes.clear()
+    await pool.refresh()
+    assert venue.probes == []  # backing off: not probed before its time
+    venue.unreachable.clear()
+    venue.monotonic += BACKOFF_CAP_SECONDS  # its backoff is over
+    await pool.refresh()
+    assert venue.probes == ["10.64.3.2"]
+    assert [u.interface for u in pool.usable(UploadClass.CLIP)] == ["eth0", "wwan0"]
+
+
+async def test_an_interface_that_goes_is_forgotten() -> None:
+    venue = Venue(ETH, WWAN)
+    registry = CollectorRegistry()
+    pool = UplinkPool(
+        [WWAN_RULE], store(), UPSTREAM, metrics=UplinkMetrics(registry), discovery=venue.discovery()
+    )
+    await pool.refresh()
+    assert sample(registry, "edged_uplink_up", "wwan0") == 1
+    venue.facts = [ETH]
+    await pool.refresh()
+    assert [u.interface for u in pool.uplinks] == ["eth0"]
+    assert sample(registry, "edged_uplink_up", "wwan0") is None
+
+
+def test_a_torn_budget_file_counts_nothing(tmp_path: Path) -> None:
+    path = tmp_path / links.BUDGET_FILE
+    assert links.read_spent(path) == {}
+    path.write_text('{"wwan0": ["2026-11-30"')
+    assert links.read_spent(path) == {}
+    path.write_text('{"wwan0": 5}')
+    assert links.read_spent(path) == {}
+    links.write_spent(path, {"wwan0": ("2026-11-30", 5)})
+    assert links.read_spent(path) == {"wwan0": ("2026-11-30", 5)}
+
+
+def test_the_upstream_address_of_an_endpoint() -> None:
+    assert links.upstream_address("s3.example.org", True) == ("s3.example.org", 443)
+    assert links.upstream_address("s3.example.org", False) == ("s3.example.org", 80)
+    assert links.upstream_address("10.0.0.5:9000", True) == ("10.0.0.5", 9000)
+
+
+# -- the adapters, on loopback ---------------------------------------------------------------------
+
+
+def test_loopback_is_found_and_is_no_candidate() -> None:
+    facts = {item.name: item for item in links.interface_facts()}
+    assert facts["lo"].loopback
+    assert "127.0.0.1" in facts["lo"].ipv4
+    assert facts["lo"].up
+
+
+def test_the_route_and_the_reach_of_loopback() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert links.route_source("127.0.0.1", port) == "127.0.0.1"
+        assert links.reaches("127.0.0.1", "127.0.0.1", port)
+    assert not links.reaches("127.0.0.1", "127.0.0.1", port, seconds=1.0)  # closed now
