@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -74,8 +74,9 @@ def skew_refusal(amz_date: str, max_skew: float, now: float) -> bytes | None:
 class S3Server:
     """start() / stop() / start() again on the same port; `part_puts` counts PUTs per part."""
 
-    def __init__(self, access_key: str = ACCESS_KEY) -> None:
+    def __init__(self, access_key: str = ACCESS_KEY, host: str = "127.0.0.1") -> None:
         self.access_key = access_key
+        self.host = host
         # Fault injection: rewrite the ETag of HEAD answers (an S3 whose ETags are opaque).
         self.head_etag: Callable[[str], str] | None = None
         # Fault injection: refuse requests signed further than this from the server's clock.
@@ -102,7 +103,7 @@ class S3Server:
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def _wsgi(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         with self._lock:
@@ -195,7 +196,7 @@ class S3Server:
         if self._server is not None:
             return
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
+        self._server = make_server(self.host, self.port, self._wsgi, threaded=True)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -221,22 +222,24 @@ class MotoProcess:
     its objects and the port), close() ends the child. The fault hooks and tallies of S3Server
     are asked of the child over its stdin, one command and one JSON answer a line (`answer`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, wrapper: Sequence[str] = (), host: str = "127.0.0.1") -> None:
         self.access_key = ACCESS_KEY  # the child's S3Server() default
         self.port = 0
+        self.host = host  # the address it listens on
+        self._wrapper = tuple(wrapper)  # a command the child runs under (`ip netns exec NS`)
         self._process: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self) -> None:
         if self._process is not None:
             self._ask("start")
             return
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.s3server"],
+            [*self._wrapper, sys.executable, "-m", "tests.s3server", self.host],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -359,7 +362,7 @@ def answer(server: S3Server, line: str) -> Any:
 def main() -> None:
     """Run a server in its own process (benchmarks, MotoProcess): prints the port, answers each
     command line on stdin (`answer`) with a JSON line, stops when stdin closes."""
-    server = S3Server()
+    server = S3Server(host=sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1")
     server.start()
     print(server.port, flush=True)
     for line in sys.stdin:
