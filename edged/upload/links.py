@@ -24,6 +24,7 @@ import psutil
 from edged.config import UplinkConfig
 from edged.fileio import write_atomically
 from edged.metrics import UplinkMetrics
+from edged.s3bucket import may_bind_to_device
 from edged.upload.classes import UploadClass
 from edged.upload.s3 import S3Store
 from edged.upload.uplinks import (
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 BUDGET_FILE = "uplinks.json"
 REACH_SECONDS = 3.0  # a TCP connect to the upstream by one uplink
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
 
 def interface_facts() -> list[InterfaceFacts]:
@@ -86,10 +88,19 @@ def route_source(host: str, port: int) -> str | None:
         return None
 
 
-def reaches(source: str, host: str, port: int, seconds: float = REACH_SECONDS) -> bool:
-    """Whether a TCP connection from `source` reaches the upstream (blocking, bounded)."""
+def reaches(
+    source: str, host: str, port: int, interface: str = "", seconds: float = REACH_SECONDS
+) -> bool:
+    """Whether a TCP connection from `source` (by `interface` where the process may bind a
+    device, as the store's connections are) reaches the upstream (blocking, bounded)."""
     try:
-        with socket.create_connection((host, port), timeout=seconds, source_address=(source, 0)):
+        address = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as connection:
+            connection.settimeout(seconds)
+            if interface and may_bind_to_device(interface):
+                connection.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
+            connection.bind((source, 0))
+            connection.connect(address)
             return True
     except OSError:
         return False
@@ -114,7 +125,7 @@ class Discovery:
 
     facts: Callable[[], list[InterfaceFacts]] = interface_facts
     route: Callable[[str, int], str | None] = route_source
-    reaches: Callable[[str, str, int], bool] = reaches
+    reaches: Callable[[str, str, int, str], bool] = reaches
     local_now: Callable[[], datetime] = lambda: datetime.now().astimezone()
     monotonic: Callable[[], float] = time.monotonic
 
@@ -293,7 +304,9 @@ class UplinkPool:
         return known != uplink or probe_due(health, self._discovery.monotonic())
 
     async def _probe(self, uplink: Uplink, host: str, port: int) -> None:
-        reached = await asyncio.to_thread(self._discovery.reaches, uplink.address, host, port)
+        reached = await asyncio.to_thread(
+            self._discovery.reaches, uplink.address, host, port, uplink.interface
+        )
         self._reached[uplink.interface] = reached
         health = self._health.get(uplink.interface, LinkHealth())
         if reached:

@@ -39,7 +39,7 @@ class Venue:
         self.monotonic = 1000.0
 
     def discovery(self) -> Discovery:
-        def reaches(source: str, host: str, port: int) -> bool:
+        def reaches(source: str, host: str, port: int, interface: str) -> bool:
             self.probes.append(source)
             return source not in self.unreachable
 
@@ -213,4 +213,5 @@ def test_the_route_and_the_reach_of_loopback() -> None:
         port = listener.getsockname()[1]
         assert links.route_source("127.0.0.1", port) == "127.0.0.1"
         assert links.reaches("127.0.0.1", "127.0.0.1", port)
-    assert not links.reaches("127.0.0.1", "127.0.0.1", port, seconds=1.0)  # closed now
+        assert links.reaches("127.0.0.1", "127.0.0.1", port, "lo")
+    assert not links.reaches("127.0.0.1", "127.0.0.1", port, "lo", seconds=1.0)  # closed now
