@@ -34,7 +34,7 @@ from edged.media.listen import Heard, listen_all
 from edged.media.stream_plan import PlanConfig, wanted_streams
 from edged.media.thermal import read_pi_throttled, read_temperatures
 from edged.s3bucket import UpstreamError
-from edged.upload.setup import build_store
+from edged.upload.setup import build_pool, build_store
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 SANE_CLOCK_AFTER = 1_767_225_600  # 2026-01-01: a box that believes it is earlier lost its clock
@@ -332,6 +332,36 @@ def _upstream(config: Config) -> list[Check]:
     return [upstream_check(config.upstream.endpoint, config.upstream.bucket, failure)]
 
 
+def uplink_check(row: Mapping[str, Any]) -> Check:
+    """One uplink's line from the pool's description of it (UplinkPool.describe)."""
+    name = f"uplink {row['interface']}"
+    facts = [
+        row["address"] or "the kernel's choice of address",
+        "up" if row["up"] else "down",
+        *([f"{row['speed_mbps']} Mbit/s"] if row["speed_mbps"] else []),
+        "metered" if row["metered"] else "unmetered",
+        "carries " + ", ".join(row["classes"]),
+        "route to upstream: " + {True: "yes", False: "no", None: "not checked"}[row["route"]],
+    ]
+    if row["budget_left_bytes"] is not None:
+        facts.append(f"budget left today {row['budget_left_bytes']} bytes")
+    detail = "; ".join(facts)
+    if row["route"] is False:
+        return Check(name, WARN, detail, "this uplink does not reach the upstream; the others go")
+    if row["budget_left_bytes"] == 0:
+        return Check(name, WARN, detail, "its daily budget is spent; it carries again tomorrow")
+    return Check(name, OK, detail)
+
+
+def _uplinks(config: Config, data_dir: Path) -> list[Check]:
+    if not config.upstream.endpoint:
+        return []
+    node = node_name(config, socket.gethostname())
+    pool = build_pool(config, data_dir, node, None, None)
+    asyncio.run(pool.refresh())
+    return [uplink_check(row) for row in pool.describe()]
+
+
 def mdns_check(
     *, enabled: bool, requested: str, advertised: Advertised | None, answering: set[str]
 ) -> Check:
@@ -460,6 +490,7 @@ def run_checks(config: Config, data_dir: Path) -> list[Check]:
     checks.append(_disk(config, data_dir))
     checks += _temperature(board)
     checks += _upstream(config)
+    checks += _uplinks(config, data_dir)
     checks.append(_mdns(config, data_dir))
     checks.append(_clock())
     return checks

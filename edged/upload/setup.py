@@ -7,11 +7,13 @@ from pathlib import Path
 
 from edged.config import Config
 from edged.errors import ConfigError
-from edged.metrics import UploadMetrics
+from edged.metrics import UplinkMetrics, UploadMetrics
 from edged.paths import read_private_file
 from edged.upload.journal import Journal
+from edged.upload.links import BUDGET_FILE, UplinkPool, upstream_address
 from edged.upload.naming import ObjectNaming
 from edged.upload.s3 import S3Store
+from edged.upload.uplinks import Uplink
 from edged.upload.uploader import Uploader, UploaderSettings
 
 JOURNAL_FILE = "uploads.sqlite3"
@@ -29,8 +31,9 @@ def key_for(
     return naming_for(config, node).key(stream, moment, path.name)
 
 
-def build_store(config: Config, node: str) -> S3Store | None:
-    """The S3 store, or None while [upstream] endpoint is empty (sync off)."""
+def build_store(config: Config, node: str, uplink: Uplink | None = None) -> S3Store | None:
+    """The S3 store, or None while [upstream] endpoint is empty (sync off); its connections
+    leave by `uplink` when one is given."""
     upstream = config.upstream
     if not upstream.endpoint:
         return None
@@ -52,6 +55,35 @@ def build_store(config: Config, node: str) -> S3Store | None:
         sts_role_arn=upstream.sts_role_arn,
         policy_prefix=naming_for(config, node).event_prefix(),
         connections=config.upload.parallel_parts + 2,
+        source_address=uplink.address if uplink is not None else "",
+        interface=uplink.interface if uplink is not None else "",
+    )
+
+
+def build_pool(
+    config: Config,
+    data_dir: Path,
+    node: str,
+    store: S3Store | None,
+    metrics: UplinkMetrics | None,
+) -> UplinkPool:
+    """The uplinks of `[upload] uplinks`; without any, the kernel's route by `store` alone."""
+    upstream = config.upstream
+    address = upstream_address(upstream.endpoint, upstream.secure) if upstream.endpoint else None
+
+    def store_by(uplink: Uplink) -> S3Store:
+        bound = build_store(config, node, uplink)
+        if bound is None:
+            raise RuntimeError("no upstream configured: there is no store to send by")
+        return bound
+
+    return UplinkPool(
+        config.upload.uplinks,
+        store,
+        address,
+        store_factory=store_by if store is not None else None,
+        budget_file=data_dir / BUDGET_FILE,
+        metrics=metrics,
     )
 
 

@@ -92,9 +92,10 @@ def plan_uplinks(
     facts: Sequence[InterfaceFacts], rules: Sequence[UplinkConfig], route_address: str | None
 ) -> list[Uplink]:
     """The uplinks to use. Without rules: one, the kernel's route (today's behaviour). With rules:
-    every candidate interface (a rule, else unmetered and carrying all); the route when none is."""
+    every candidate interface (a rule, else unmetered and carrying all); the route when none is,
+    and alone when it is loopback (the upstream lives on this box: no other link leads there)."""
     route = interface_of(route_address, facts)
-    if rules:
+    if rules and not (route is not None and route.loopback):
         planned = [
             uplink_for(item.name, item.ipv4[0], rule_for(item.name, rules))
             for item in sorted(facts, key=lambda item: item.name)

@@ -75,7 +75,14 @@ def test_with_rules_every_candidate_is_an_uplink() -> None:
         Uplink("wwan0", "10.64.3.2", metered=True, classes=METERED_CLASSES, daily_budget=2000),
     ]
     # no candidate at all: the kernel's route still carries the files
-    assert [u.interface for u in uplinks.plan_uplinks([LO], [WWAN_RULE], "127.0.0.1")] == ["lo"]
+    assert [u.interface for u in uplinks.plan_uplinks([LO], [WWAN_RULE], "10.9.9.9")] == ["default"]
+    # an upstream on this box: loopback alone leads there, with its rule
+    only_lo = uplinks.plan_uplinks(
+        [ETH, LO, WWAN], [UplinkConfig(match="lo", metered=True)], "127.0.0.1"
+    )
+    assert only_lo == [
+        Uplink("lo", "127.0.0.1", metered=True, classes=METERED_CLASSES, daily_budget=0)
+    ]
 
 
 def test_budgets_count_the_local_day() -> None:
