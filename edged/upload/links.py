@@ -28,12 +28,14 @@ from edged.s3bucket import may_bind_to_device
 from edged.upload.classes import UploadClass
 from edged.upload.s3 import S3Store
 from edged.upload.uplinks import (
+    CapWindow,
     InterfaceFacts,
     LinkHealth,
     Spent,
     Uplink,
     after_failure,
     budget_left,
+    cap_at,
     local_day,
     may_send,
     measured,
@@ -48,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 BUDGET_FILE = "uplinks.json"
 REACH_SECONDS = 3.0  # a TCP connect to the upstream by one uplink
+REFRESH_SECONDS = 60.0  # between two looks at the interfaces (and the cap's schedule)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
 
@@ -120,6 +123,17 @@ def write_spent(path: Path, spent: Spent) -> None:
 
 
 @dataclass(frozen=True)
+class CapSchedule:
+    """The overall cap by local time: `[upload] bandwidth_schedule` over `bandwidth_limit`."""
+
+    windows: tuple[CapWindow, ...] = ()
+    default: int = 0
+
+    def at(self, moment: datetime) -> int:
+        return cap_at(self.windows, self.default, moment.time())
+
+
+@dataclass(frozen=True)
 class Discovery:
     """The adapters the pool asks (tests give their own facts)."""
 
@@ -151,7 +165,9 @@ class UplinkPool:
         self._budget_file = budget_file
         self._metrics = metrics
         self._discovery = discovery or Discovery()
-        self._uplinks: list[Uplink] = []
+        # Until the first refresh: the kernel's route, carrying everything (as before uplinks).
+        self._uplinks: list[Uplink] = plan_uplinks((), (), None)
+        self._loaded = False
         self._facts: dict[str, InterfaceFacts] = {}
         self._health: dict[str, LinkHealth] = {}
         self._reached: dict[str, bool] = {}
@@ -217,8 +233,9 @@ class UplinkPool:
 
     async def refresh(self) -> None:
         """Find the interfaces again, probe new and dropped uplinks, save the budgets spent."""
-        if not self._uplinks and self._budget_file is not None:
+        if not self._loaded and self._budget_file is not None:
             self._spent = await asyncio.to_thread(read_spent, self._budget_file)
+        self._loaded = True
         facts, route = await asyncio.to_thread(self._discover)
         self._facts = {item.name: item for item in facts}
         planned = plan_uplinks(facts, self._rules, route)
@@ -232,6 +249,26 @@ class UplinkPool:
         self._uplinks = planned
         await self.save()
         self._publish()
+
+    async def keep_current(
+        self,
+        schedule: CapSchedule,
+        set_cap: Callable[[int], None],
+        classes_changed: Callable[[], None],
+        interval: float = REFRESH_SECONDS,
+    ) -> None:
+        """Refresh every `interval`; tell the uploader when the classes carried change, and set
+        its cap when the schedule's changes (a supervised task: runs until cancelled)."""
+        carried, cap = self.carried_classes(), None
+        while True:
+            await self.refresh()
+            if self.carried_classes() != carried:
+                carried = self.carried_classes()
+                classes_changed()
+            if schedule.windows and (now := schedule.at(self._discovery.local_now())) != cap:
+                cap = now
+                set_cap(cap)
+            await asyncio.sleep(interval)
 
     async def save(self) -> None:
         """Write the budgets spent to the data dir (0600) if they changed."""

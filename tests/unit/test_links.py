@@ -3,6 +3,7 @@ on this machine's loopback only."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import stat
@@ -13,12 +14,13 @@ from prometheus_client import CollectorRegistry
 
 from edged.config import UplinkConfig
 from edged.metrics import UplinkMetrics
-from edged.upload import links
+from edged.upload import links, uplinks
 from edged.upload.classes import UploadClass
-from edged.upload.links import Discovery, UplinkPool
+from edged.upload.links import CapSchedule, Discovery, UplinkPool
 from edged.upload.policy import BACKOFF_CAP_SECONDS
 from edged.upload.s3 import S3Store
 from edged.upload.uplinks import InterfaceFacts, Uplink
+from tests.support import eventually
 
 UPSTREAM = ("203.0.113.9", 443)
 LO = InterfaceFacts("lo", ("127.0.0.1",), up=True, loopback=True)
@@ -215,3 +217,34 @@ def test_the_route_and_the_reach_of_loopback() -> None:
         assert links.reaches("127.0.0.1", "127.0.0.1", port)
         assert links.reaches("127.0.0.1", "127.0.0.1", port, "lo")
     assert not links.reaches("127.0.0.1", "127.0.0.1", port, "lo", seconds=1.0)  # closed now
+
+
+async def test_before_its_first_look_the_pool_carries_everything_as_before() -> None:
+    default = store()
+    pool = UplinkPool([WWAN_RULE], default, UPSTREAM, discovery=Venue(WWAN).discovery())
+    assert pool.carried_classes() == frozenset(UploadClass)
+    (uplink,) = pool.usable(UploadClass.RECORDING)
+    assert pool.store_for(uplink) is default
+
+
+async def test_the_pool_keeps_the_classes_and_the_cap_current() -> None:
+    venue = Venue(ETH, WWAN)
+    pool = UplinkPool([WWAN_RULE], store(), UPSTREAM, discovery=venue.discovery())
+    schedule = CapSchedule(uplinks.cap_schedule({"10:00-22:00": 250_000}), default=1000)
+    caps: list[int] = []
+    changes: list[frozenset[UploadClass]] = []
+    task = asyncio.create_task(
+        pool.keep_current(
+            schedule, caps.append, lambda: changes.append(pool.carried_classes()), interval=0.01
+        )
+    )
+    try:
+        await eventually(lambda: caps == [250_000], 10, "the day's cap")
+        venue.facts = [WWAN]  # the wired link is unplugged: no recording goes
+        await eventually(lambda: changes, 10, "the classes changed")
+        assert changes == [uplinks.METERED_CLASSES]
+        venue.now = venue.now.replace(hour=23)
+        await eventually(lambda: caps == [250_000, 1000], 10, "the night's cap")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
