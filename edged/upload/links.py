@@ -239,11 +239,11 @@ class UplinkPool:
         facts, route = await asyncio.to_thread(self._discover)
         self._facts = {item.name: item for item in facts}
         planned = plan_uplinks(facts, self._rules, route)
-        for uplink in planned:
-            if self._upstream is not None and self._must_probe(uplink):
-                await self._probe(uplink, *self._upstream)
-            elif not self._rules:  # the kernel's own route: the uploader's probe says the rest
-                self._reached[uplink.interface] = route is not None
+        probes = [uplink for uplink in planned if self._must_probe(uplink)]
+        if self._upstream is not None and probes:  # at once: each waits up to REACH_SECONDS
+            await asyncio.gather(*(self._probe(uplink, *self._upstream) for uplink in probes))
+        if not self._rules:  # the kernel's own route: the uploader's probe says the rest
+            self._reached = {uplink.interface: route is not None for uplink in planned}
         gone = {uplink.interface for uplink in self._uplinks} - {u.interface for u in planned}
         self._forget(gone)
         self._uplinks = planned
