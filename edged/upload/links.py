@@ -48,7 +48,7 @@ from edged.upload.uplinks import (
 
 logger = logging.getLogger(__name__)
 
-BUDGET_FILE = "uplinks.json"
+BUDGET_FILE = "uplinks.json"  # the budgets spent and the uplinks last seen
 REACH_SECONDS = 3.0  # a TCP connect to the upstream by one uplink
 REFRESH_SECONDS = 60.0  # between two looks at the interfaces (and the cap's schedule)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
@@ -109,17 +109,36 @@ def reaches(
         return False
 
 
-def read_spent(path: Path) -> dict[str, tuple[str, int]]:
-    """The bytes each uplink sent today, as saved; a missing or torn file counts nothing."""
+def read_state(path: Path) -> dict[str, Any]:
+    """The pool's saved state (the budgets spent, the uplinks last seen); {} when missing/torn."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def read_spent(path: Path) -> dict[str, tuple[str, int]]:
+    """The bytes each uplink sent on its last day, as saved; a torn entry counts nothing."""
+    try:
+        raw = read_state(path).get("spent", {})
         return {str(name): (str(day), int(sent)) for name, (day, sent) in raw.items()}
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError):
         return {}
 
 
-def write_spent(path: Path, spent: Spent) -> None:
-    write_atomically(path, json.dumps(dict(spent)).encode(), mode=0o600)
+def last_seen(path: Path) -> tuple[list[dict[str, Any]], float | None]:
+    """The uplinks as the daemon last described them, and when (unix time); ([], None) if never."""
+    state = read_state(path)
+    rows, at = state.get("uplinks"), state.get("at")
+    if not isinstance(rows, list) or not isinstance(at, int | float):
+        return [], None
+    return [row for row in rows if isinstance(row, dict)], float(at)
+
+
+def write_state(path: Path, spent: Spent, rows: list[dict[str, Any]], at: float) -> None:
+    state = {"spent": dict(spent), "uplinks": rows, "at": at}
+    write_atomically(path, json.dumps(state).encode(), mode=0o600)
 
 
 @dataclass(frozen=True)
@@ -175,6 +194,7 @@ class UplinkPool:
         self._stores: dict[Uplink, S3Store] = {}
         self._spent: dict[str, tuple[str, int]] = {}
         self._spent_dirty = False
+        self._saved_rows: list[dict[str, Any]] = []
         self._random = random.SystemRandom()
 
     @property
@@ -232,7 +252,7 @@ class UplinkPool:
         return self._throughput.get(uplink.interface, 0.0)
 
     async def refresh(self) -> None:
-        """Find the interfaces again, probe new and dropped uplinks, save the budgets spent."""
+        """Find the interfaces again, probe new and dropped uplinks."""
         if not self._loaded and self._budget_file is not None:
             self._spent = await asyncio.to_thread(read_spent, self._budget_file)
         self._loaded = True
@@ -247,7 +267,6 @@ class UplinkPool:
         gone = {uplink.interface for uplink in self._uplinks} - {u.interface for u in planned}
         self._forget(gone)
         self._uplinks = planned
-        await self.save()
         self._publish()
 
     async def keep_current(
@@ -262,6 +281,7 @@ class UplinkPool:
         carried, cap = self.carried_classes(), None
         while True:
             await self.refresh()
+            await self.save()
             if self.carried_classes() != carried:
                 carried = self.carried_classes()
                 classes_changed()
@@ -271,10 +291,14 @@ class UplinkPool:
             await asyncio.sleep(interval)
 
     async def save(self) -> None:
-        """Write the budgets spent to the data dir (0600) if they changed."""
-        if self._spent_dirty and self._budget_file is not None:
-            self._spent_dirty = False
-            await asyncio.to_thread(write_spent, self._budget_file, dict(self._spent))
+        """Write the budgets spent and the uplinks seen to the data dir (0600), if they changed
+        (the daemon's pool only: `edged uploads` reads them there)."""
+        rows = self.describe()
+        if self._budget_file is None or (not self._spent_dirty and rows == self._saved_rows):
+            return
+        self._spent_dirty, self._saved_rows = False, rows
+        spent = dict(self._spent)
+        await asyncio.to_thread(write_state, self._budget_file, spent, rows, time.time())
 
     # -- what people see ------------------------------------------------------------------------
 

@@ -181,15 +181,34 @@ async def test_an_interface_that_goes_is_forgotten() -> None:
     assert sample(registry, "edged_uplink_up", "wwan0") is None
 
 
-def test_a_torn_budget_file_counts_nothing(tmp_path: Path) -> None:
+def test_a_torn_state_file_counts_nothing(tmp_path: Path) -> None:
     path = tmp_path / links.BUDGET_FILE
     assert links.read_spent(path) == {}
-    path.write_text('{"wwan0": ["2026-11-30"')
-    assert links.read_spent(path) == {}
-    path.write_text('{"wwan0": 5}')
-    assert links.read_spent(path) == {}
-    links.write_spent(path, {"wwan0": ("2026-11-30", 5)})
+    assert links.last_seen(path) == ([], None)
+    for torn in ('{"spent": {"wwan0": ["2026-11-30"', '{"spent": {"wwan0": 5}}', "[1]", "{}"):
+        path.write_text(torn)
+        assert links.read_spent(path) == {}
+        assert links.last_seen(path) == ([], None)
+    links.write_state(path, {"wwan0": ("2026-11-30", 5)}, [{"interface": "wwan0"}], 1.5)
     assert links.read_spent(path) == {"wwan0": ("2026-11-30", 5)}
+    assert links.last_seen(path) == ([{"interface": "wwan0"}], 1.5)
+
+
+async def test_the_daemons_pool_saves_what_it_saw_and_others_only_read(tmp_path: Path) -> None:
+    venue = Venue(ETH, WWAN)
+    path = tmp_path / links.BUDGET_FILE
+    looker = UplinkPool(
+        [WWAN_RULE], store(), UPSTREAM, budget_file=path, discovery=venue.discovery()
+    )
+    await looker.refresh()  # the doctor's look: it writes nothing
+    assert not path.exists()
+    await looker.save()
+    rows, at = links.last_seen(path)
+    assert [row["interface"] for row in rows] == ["eth0", "wwan0"]
+    assert at is not None
+    before = path.stat().st_mtime_ns
+    await looker.save()  # nothing changed: not written again
+    assert path.stat().st_mtime_ns == before
 
 
 def test_the_upstream_address_of_an_endpoint() -> None:
