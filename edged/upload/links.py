@@ -13,7 +13,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -139,6 +139,28 @@ def last_seen(path: Path) -> tuple[list[dict[str, Any]], float | None]:
 def write_state(path: Path, spent: Spent, rows: list[dict[str, Any]], at: float) -> None:
     state = {"spent": dict(spent), "uplinks": rows, "at": at}
     write_atomically(path, json.dumps(state).encode(), mode=0o600)
+
+
+def uplink_line(row: Mapping[str, Any]) -> str:
+    """One uplink for `edged uploads`: name, address, metered, classes, standing, rate, budget."""
+    standing = (
+        "usable"
+        if row.get("usable")
+        else f"dropped ({row['dropped_reason']})"
+        if row.get("dropped_reason")
+        else "budget spent"
+    )
+    words = [
+        f"{row['interface']:8}",
+        row["address"] or "-",
+        "metered" if row["metered"] else "unmetered",
+        ",".join(row["classes"]),
+        standing,
+        f"{row['throughput_bytes_per_second']} B/s",
+    ]
+    if row["budget_left_bytes"] is not None:
+        words.append(f"budget left {row['budget_left_bytes']} B")
+    return "  ".join(words)
 
 
 @dataclass(frozen=True)

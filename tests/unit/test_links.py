@@ -267,3 +267,19 @@ async def test_the_pool_keeps_the_classes_and_the_cap_current() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_uplink_in_one_line() -> None:
+    venue = Venue(ETH, WWAN)
+    pool = UplinkPool([WWAN_RULE], store(), UPSTREAM, discovery=venue.discovery())
+    await pool.refresh()
+    eth, wwan = pool.uplinks
+    pool.sent(wwan, 1000, 1.0)
+    pool.failed(eth, TimeoutError("timed out"))
+    lines = [links.uplink_line(row) for row in pool.describe()]
+    assert lines == [
+        "eth0      192.168.1.20  unmetered  guest,clip,manifest,recording  dropped (timed out)"
+        "  0 B/s",
+        "wwan0     10.64.3.2  metered  guest,clip,manifest  budget spent  1000 B/s"
+        "  budget left 0 B",
+    ]
