@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from edged.metrics import UploadMetrics
 from edged.s3bucket import (
@@ -18,6 +19,8 @@ from edged.s3bucket import (
     UpstreamError,
     UpstreamUnreachable,
 )
+from edged.upload.classes import UploadClass, class_of
+from edged.upload.dealer import Lane, Part, PartDealer
 from edged.upload.journal import FileRecord, Journal, PartRecord
 from edged.upload.policy import PartSpan, TokenBucket, plan_parts
 from edged.upload.s3 import S3Store
@@ -32,7 +35,9 @@ from edged.upload.source import (
     read_as_sent,
     read_span,
 )
+from edged.upload.spread import senders_per_uplink, spread_part_size
 from edged.upload.state import FileState, UploadEvent
+from edged.upload.uplinks import Uplink
 from edged.upload.verify import etags_of_bytes, existing_object, verification_problems
 
 logger = logging.getLogger(__name__)
@@ -43,8 +48,19 @@ FORWARD = {  # the way to done of a file found already upstream
     FileState.VERIFYING: UploadEvent.VERIFIED,
 }
 
-PartQueue = asyncio.Queue[tuple[PartSpan, bytes, str] | None]
 ShouldYield = Callable[[], bool]
+
+
+class Uplinks(Protocol):
+    """What a transfer asks of the pool of uplinks (edged/upload/links.py UplinkPool)."""
+
+    @property
+    def bound(self) -> bool: ...  # connections bound to their uplink (else the kernel's route)
+    def usable(self, cls: UploadClass) -> list[Uplink]: ...
+    def store_for(self, uplink: Uplink) -> S3Store: ...
+    def sent(self, uplink: Uplink, nbytes: int, seconds: float) -> None: ...
+    def failed(self, uplink: Uplink, error: Exception) -> None: ...
+    def throughput(self, uplink: Uplink) -> float: ...
 
 
 def never_yield() -> bool:
@@ -73,9 +89,11 @@ class FileTransfer:
         *,
         part_size: int,
         parallel_parts: int,
+        pool: Uplinks | None = None,
     ) -> None:
         self._journal = journal
         self._store = store
+        self._pool = pool  # the uplinks; None: every request by `store`
         self._metrics = metrics
         self._bucket = bucket
         self._part_size = part_size
@@ -95,6 +113,26 @@ class FileTransfer:
     def _multipart(self, record: FileRecord) -> bool:
         return bool(plan_parts(record.size, self._part_size_of(record)))
 
+    def _lanes(self, record: FileRecord) -> list[Lane]:
+        """The senders of a file: `parallel_parts` shared over the uplinks that may carry it,
+        the fastest first, each seeded with its uplink's measured throughput."""
+        if self._pool is None:
+            return [Lane(None, self._store) for _ in range(self._parallel_parts)]
+        pool = self._pool
+        uplinks = sorted(pool.usable(class_of(record.kind)), key=pool.throughput, reverse=True)
+        if not uplinks:
+            raise UpstreamUnreachable(f"no uplink may carry a {record.kind} now; it waits")
+        each = senders_per_uplink(self._parallel_parts, len(uplinks))
+        return [
+            Lane(uplink, pool.store_for(uplink), rate=pool.throughput(uplink) / each)
+            for uplink in uplinks
+            for _ in range(each)
+        ]
+
+    def _store_for(self, record: FileRecord) -> S3Store:
+        """The store of a file's small requests and whole PUT: by its fastest uplink."""
+        return self._lanes(record)[0].store if self._pool is not None else self._store
+
     # -- sending -------------------------------------------------------------------------------
 
     async def send(self, record: FileRecord, should_yield: ShouldYield = never_yield) -> FileState:
@@ -109,7 +147,12 @@ class FileTransfer:
             return FileState.DONE
         if not spans:
             return await self._put_whole(record)
-        return await self._send_multipart(record, spans, part_size, should_yield)
+        lanes = self._lanes(record)
+        if not record.upload_id and len({lane.link for lane in lanes}) > 1:
+            # A new upload over several uplinks: parts sized so that they share it well.
+            part_size = spread_part_size(record.size, part_size, [lane.rate for lane in lanes])
+            spans = plan_parts(record.size, part_size)
+        return await self._send_multipart(record, spans, part_size, lanes, should_yield)
 
     async def _put_whole(self, record: FileRecord) -> FileState:
         digest = Digest()
@@ -119,7 +162,7 @@ class FileTransfer:
         check_digest(record, digest)
         await self._throttle(len(data))
         etag = await asyncio.to_thread(
-            self._store.put, record.key, data, record.sha256, content_type(record.key)
+            self._store_for(record).put, record.key, data, record.sha256, content_type(record.key)
         )
         self._metrics.bytes.inc(len(data))
         await asyncio.to_thread(
@@ -129,7 +172,12 @@ class FileTransfer:
         return await self._apply(record, UploadEvent.PARTS_SENT)
 
     async def _send_multipart(
-        self, record: FileRecord, spans: list[PartSpan], part_size: int, should_yield: ShouldYield
+        self,
+        record: FileRecord,
+        spans: list[PartSpan],
+        part_size: int,
+        lanes: list[Lane],
+        should_yield: ShouldYield,
     ) -> FileState:
         upload_id, done = await self._start_or_resume(record, spans, part_size)
         if done:
@@ -141,16 +189,15 @@ class FileTransfer:
             )
         digest = Digest()
         # One reader takes the parts in order (so the digest is of the bytes sent, in order);
-        # `parallel_parts` senders take them from a queue of one.
-        ready: PartQueue = asyncio.Queue(1)
-        senders = self._parallel_parts
+        # the senders of every uplink take them from the dealer, one read ahead.
+        dealer = PartDealer(lanes, [span.size for span in spans if span.number not in done])
         try:
             async with asyncio.TaskGroup() as group:
                 reader = group.create_task(
-                    self._read_parts(record, spans, done, digest, ready, senders, should_yield)
+                    self._read_parts(record, spans, done, digest, dealer, should_yield)
                 )
-                for _ in range(senders):
-                    group.create_task(self._send_parts(record, upload_id, ready))
+                for lane in lanes:
+                    group.create_task(self._send_parts(record, upload_id, dealer, lane))
         except ExceptionGroup as failures:
             raise most_telling(failures) from None
         if reader.result():
@@ -168,7 +215,7 @@ class FileTransfer:
         upload_id = record.upload_id
         if not upload_id:
             upload_id = await asyncio.to_thread(
-                self._store.create_upload, record.key, record.sha256
+                self._store_for(record).create_upload, record.key, record.sha256
             )
             await asyncio.to_thread(self._journal.set_upload_id, record.id, upload_id, part_size)
             return upload_id, {}
@@ -179,7 +226,7 @@ class FileTransfer:
     async def _already_upstream(self, record: FileRecord, upload_id: str = "") -> bool:
         """Before an object is written: True when the key holds these bytes (the file is done);
         KeyTaken when it holds other bytes; False when there is nothing there (or to keep)."""
-        facts = await asyncio.to_thread(self._store.stat, record.key)
+        facts = await asyncio.to_thread(self._store_for(record).stat, record.key)
         etags: set[str] = set()
         if facts is not None:
             part_size = self._part_size_of(record)
@@ -203,7 +250,7 @@ class FileTransfer:
 
     async def _abort_quietly(self, record: FileRecord, upload_id: str) -> None:
         try:
-            await asyncio.to_thread(self._store.abort, record.key, upload_id)
+            await asyncio.to_thread(self._store_for(record).abort, record.key, upload_id)
         except UpstreamError as error:
             logger.warning("upload %d: could not abort %s: %s", record.id, upload_id, error)
 
@@ -213,8 +260,7 @@ class FileTransfer:
         spans: list[PartSpan],
         done: dict[int, PartRecord],
         digest: Digest,
-        ready: PartQueue,
-        senders: int,
+        dealer: PartDealer,
         should_yield: ShouldYield,
     ) -> bool:
         """Read the parts in order, queue those to send; True when it stopped to yield."""
@@ -227,18 +273,48 @@ class FileTransfer:
                 break
             data, md5 = await asyncio.to_thread(read_span, record.path, span, digest)
             if held is None:
-                await ready.put((span, data, md5))
+                await dealer.put((span, data, md5))
             elif held.md5 != md5:
                 raise SourceProblem(
                     f"{record.path} changed after part {span.number} was sent; not uploaded"
                 )
-        for _ in range(senders):
-            await ready.put(None)
+        await dealer.finish_reading()
         return stopped
 
-    async def _send_parts(self, record: FileRecord, upload_id: str, ready: PartQueue) -> None:
-        while (item := await ready.get()) is not None:
-            await self._send_part(record, upload_id, *item)
+    async def _send_parts(
+        self, record: FileRecord, upload_id: str, dealer: PartDealer, lane: Lane
+    ) -> None:
+        """One sender: the parts the dealer gives it, by its uplink, until none is left for it.
+        A part its uplink fails goes back to the others; the file fails with the last uplink."""
+        while (part := await dealer.take(lane)) is not None:
+            await self._throttle(part[0].size)
+            started = time.monotonic()
+            try:
+                await self._send_part(record, upload_id, lane.store, part)
+            except UpstreamUnreachable as error:
+                others = await dealer.lost(lane, part)
+                self._uplink_failed(record, lane, error, others)
+                if not others:
+                    raise
+                continue
+            seconds = time.monotonic() - started
+            await dealer.done(lane, seconds)
+            if self._pool is not None and lane.uplink is not None:
+                self._pool.sent(lane.uplink, part[0].size, seconds)
+
+    def _uplink_failed(
+        self, record: FileRecord, lane: Lane, error: UpstreamUnreachable, others: bool
+    ) -> None:
+        if self._pool is None or lane.uplink is None or not self._pool.bound:
+            return  # the kernel's route: the uploader's probe decides when it is back
+        self._pool.failed(lane.uplink, error)
+        if others:
+            logger.warning(
+                "upload %d: uplink %s failed (%s); its parts go by the others",
+                record.id,
+                lane.link,
+                error,
+            )
 
     async def _cross_check(
         self, record: FileRecord, upload_id: str, done: dict[int, PartRecord], spans: list[PartSpan]
@@ -249,7 +325,7 @@ class FileTransfer:
         not (acknowledged just as the process died) is adopted only when its ETag equals the md5
         of the same bytes read here now.
         """
-        held = await asyncio.to_thread(self._store.list_parts, record.key, upload_id)
+        held = await asyncio.to_thread(self._store_for(record).list_parts, record.key, upload_id)
         kept, missing = reconcile_parts(done, held)
         if missing:
             logger.warning(
@@ -271,12 +347,12 @@ class FileTransfer:
             await asyncio.sleep(wait)
 
     async def _send_part(
-        self, record: FileRecord, upload_id: str, span: PartSpan, data: bytes, md5: str
+        self, record: FileRecord, upload_id: str, store: S3Store, part: Part
     ) -> None:
-        await self._throttle(span.size)
+        span, data, md5 = part
         try:
             etag = await asyncio.to_thread(
-                self._store.upload_part, record.key, upload_id, span.number, data
+                store.upload_part, record.key, upload_id, span.number, data
             )
         except UpstreamError:
             self._metrics.parts.labels("error").inc()
@@ -329,14 +405,14 @@ class FileTransfer:
             return FileState.DONE
         try:
             etag = await asyncio.to_thread(
-                self._store.complete,
+                self._store_for(record).complete,
                 record.key,
                 fresh.upload_id,
                 [(part.number, part.etag) for part in parts],
             )
         except UploadLost:
             # Completed just before a crash? Then the object is there with an ETag of its bytes.
-            facts = await asyncio.to_thread(self._store.stat, record.key)
+            facts = await asyncio.to_thread(self._store_for(record).stat, record.key)
             if facts is None or facts.etag not in accepted:
                 raise
             etag = facts.etag
@@ -349,7 +425,7 @@ class FileTransfer:
     async def verify(self, record: FileRecord) -> None:
         """VERIFYING: the object upstream is the file sent, and the file is still the one queued."""
         fresh, _, accepted = await self._accepted(record)
-        facts = await asyncio.to_thread(self._store.stat, record.key)
+        facts = await asyncio.to_thread(self._store_for(record).stat, record.key)
         problems = verification_problems(facts, fresh.size, fresh.sha256, accepted)
         if problems:
             raise UploadLost("verification failed: " + "; ".join(problems))

@@ -1,0 +1,149 @@
+"""The parts of one upload dealt over several uplinks (#20): edged/upload/spread.py's decisions
+and edged/upload/dealer.py's dealing, with rates and time given."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edged.upload.dealer import Lane, Part, PartDealer
+from edged.upload.policy import MIN_PART_SIZE, PartSpan
+from edged.upload.s3 import S3Store
+from edged.upload.spread import (
+    Sender,
+    expected_free,
+    makespan,
+    senders_per_uplink,
+    spread_part_size,
+    takes_next,
+)
+from edged.upload.uplinks import ALL_CLASSES, Uplink
+
+MiB = 1024 * 1024
+SLOW, FAST = 2e6, 4e6  # bytes per second: 16 and 32 Mbit/s
+
+
+def test_parallel_parts_are_shared_over_the_uplinks() -> None:
+    assert senders_per_uplink(2, 1) == 2
+    assert senders_per_uplink(2, 2) == 1
+    assert senders_per_uplink(4, 2) == 2
+    assert senders_per_uplink(1, 3) == 1
+
+
+def test_makespan_gives_each_part_to_the_sender_that_finishes_it_first() -> None:
+    senders = [Sender(0.0, 1.0), Sender(0.0, 2.0)]
+    # 4 -> fast (2 s); 4 -> slow (4 s) vs fast (4 s): the first of equals; 2 -> fast (5 s)
+    assert makespan(senders, [4, 4, 2]) == 4.0
+    assert makespan(senders, []) == 0.0
+
+
+def test_a_sender_takes_while_rates_are_unknown() -> None:
+    senders = [Sender(0.0, 0.0), Sender(5.0, FAST)]
+    assert takes_next(0, senders, [5 * MiB], now=0.0)
+
+
+def test_a_slow_link_takes_parts_in_the_middle_of_a_file() -> None:
+    senders = [Sender(0.0, SLOW), Sender(1.0, FAST)]
+    assert takes_next(0, senders, [5 * MiB] * 6, now=0.0)
+
+
+def test_the_last_part_waits_for_the_fast_link_when_it_would_finish_it_sooner() -> None:
+    senders = [Sender(0.0, SLOW), Sender(0.2, FAST)]  # the fast link is free in 0.2 s
+    assert not takes_next(0, senders, [4 * MiB], now=0.0)
+    senders = [Sender(0.0, SLOW), Sender(2.0, FAST)]  # ... in 2 s: the slow one is sooner
+    assert takes_next(0, senders, [4 * MiB], now=0.0)
+
+
+def test_when_all_are_free_the_first_to_finish_takes_the_next_part() -> None:
+    senders = [Sender(0.0, SLOW), Sender(0.0, FAST)]
+    assert not takes_next(0, senders, [5 * MiB, 4 * MiB], now=0.0)
+    assert takes_next(1, senders, [5 * MiB, 4 * MiB], now=0.0)
+
+
+@given(
+    rates=st.lists(st.floats(1e5, 1e8), min_size=2, max_size=4),
+    sizes=st.lists(st.integers(1, 64 * MiB), min_size=1, max_size=8),
+)
+def test_of_senders_all_free_exactly_one_takes(rates: list[float], sizes: list[int]) -> None:
+    senders = [Sender(0.0, rate) for rate in rates]
+    takers = [i for i in range(len(senders)) if takes_next(i, senders, sizes, now=0.0)]
+    assert len(takers) == 1
+
+
+def test_a_sender_overdue_is_expected_later_the_longer_it_is_late() -> None:
+    assert expected_free(0.0, 4_000_000, FAST, now=0.5) == 1.0
+    assert expected_free(0.0, 4_000_000, FAST, now=3.0) == 5.0
+    assert expected_free(0.0, 4_000_000, 0.0, now=3.0) == 3.0
+
+
+def test_part_sizes_that_let_two_links_share_a_24_mib_file() -> None:
+    assert spread_part_size(24 * MiB, 16 * MiB, [SLOW, FAST]) == 8 * MiB  # 1 part : 2 parts
+    assert spread_part_size(24 * MiB, 16 * MiB, [FAST, FAST]) == 12 * MiB
+    assert spread_part_size(24 * MiB, 16 * MiB, [0.0, FAST]) == MIN_PART_SIZE  # not measured
+    assert spread_part_size(24 * MiB, 16 * MiB, [FAST]) == 16 * MiB  # one sender: as configured
+    assert spread_part_size(4096 * MiB, 16 * MiB, [SLOW, FAST]) == 16 * MiB  # tail negligible
+
+
+@given(
+    size=st.integers(6 * MiB, 600 * MiB),
+    configured=st.integers(MIN_PART_SIZE, 64 * MiB),
+    rates=st.lists(st.floats(0, 1e8), min_size=1, max_size=4),
+)
+def test_a_spread_part_size_is_one_s3_takes(size: int, configured: int, rates: list[float]) -> None:
+    chosen = spread_part_size(size, configured, rates)
+    assert MIN_PART_SIZE <= chosen <= configured
+
+
+# -- the dealer ------------------------------------------------------------------------------
+
+
+def lane(name: str) -> Lane:
+    uplink = Uplink(name, "10.0.0.2", metered=False, classes=ALL_CLASSES, daily_budget=0)
+    return Lane(uplink, S3Store.__new__(S3Store))  # a store never called here
+
+
+def part(number: int, size: int = 5 * MiB) -> Part:
+    return (PartSpan(number, (number - 1) * size, size), b"", f"md5-{number}")
+
+
+async def test_a_part_lost_on_one_uplink_goes_by_the_other() -> None:
+    eth, wwan = lane("eth0"), lane("wwan0")
+    dealer = PartDealer([eth, wwan], [5 * MiB, 5 * MiB])
+    await dealer.put(part(1))
+    first = await dealer.take(eth)
+    await dealer.put(part(2))
+    second = await dealer.take(wwan)
+    assert first is not None and second is not None
+    assert await dealer.lost(eth, first)  # wwan0 is left
+    await dealer.finish_reading()
+    assert await dealer.take(eth) is None  # dropped: its senders stop
+    await dealer.done(wwan, 1.0)
+    assert await dealer.take(wwan) == first
+    await dealer.done(wwan, 1.0)
+    assert await dealer.take(wwan) is None  # all acknowledged
+    assert wwan.rate == 5 * MiB
+
+
+async def test_the_last_uplink_lost_says_none_is_left() -> None:
+    eth = lane("eth0")
+    dealer = PartDealer([eth], [5 * MiB])
+    await dealer.put(part(1))
+    taken = await dealer.take(eth)
+    assert taken is not None
+    assert not await dealer.lost(eth, taken)
+
+
+async def test_a_sender_waits_while_a_part_in_flight_may_come_back() -> None:
+    eth, wwan = lane("eth0"), lane("wwan0")
+    dealer = PartDealer([eth, wwan], [5 * MiB])
+    await dealer.put(part(1))
+    taken = await dealer.take(eth)
+    assert taken is not None
+    await dealer.finish_reading()
+    waiting = asyncio.ensure_future(dealer.take(wwan))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await dealer.lost(eth, taken)
+    assert await waiting == taken
