@@ -7,6 +7,8 @@ Usage: python -m tests.browser.page_in_chromium CONFIG DATA_DIR PATH [--phone]
   the plain addresses the other runs offer.
   --screenshot=PNG: a picture of the page once it has played, as a phone (390x844) shows it.
   --landing=PNG: then a picture of the landing page (/), its posters loaded.
+  --hold-segment=next: the first live HLS media segment asked for after the first frame gets no
+  answer (a request lost on the venue's Wi-Fi): the player stalls unless the page restarts it.
   --sound=element|stream: under a phone's autoplay rules (sound only after a tap), tap the page's
   "Tap for sound" button and listen with an AudioContext analyser, fed by the video element
   (createMediaElementSource: silent while muted) or by its WebRTC stream (createMediaStreamSource).
@@ -29,7 +31,7 @@ import sys
 import time
 import urllib.request
 
-from playwright.sync_api import Error, Page, sync_playwright
+from playwright.sync_api import Error, Page, Route, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -57,6 +59,23 @@ PLAYS_ON = """() => new Promise((resolve) => {
   video.addEventListener('timeupdate', check);
   check();
   setTimeout(() => resolve(video.currentTime), 10000);
+})"""
+# After a segment request is held: how much the player had buffered ahead then, and how much
+# media it presented since (frame to frame, a restart's jump left out), up to `more` s past
+# what was buffered or 15 s.
+PLAYS_PAST = """(more) => new Promise((resolve) => {
+  const video = document.querySelector('video'), ranges = video.buffered;
+  const ahead = ranges.length ? ranges.end(ranges.length - 1) - video.currentTime : 0;
+  let progressed = 0, last = null;
+  const done = () => resolve({ahead, progressed});
+  const frame = (now, meta) => {
+    const step = last === null ? 0 : meta.mediaTime - last;
+    if (step > 0 && step < 0.5) progressed += step;
+    last = meta.mediaTime;
+    if (progressed >= ahead + more) done(); else video.requestVideoFrameCallback(frame);
+  };
+  video.requestVideoFrameCallback(frame);
+  setTimeout(done, 15000);
 })"""
 SOUND_BUTTON = "Tap for sound"
 AUDIO_BYTES = "() => document.querySelector('video').webkitAudioDecodedByteCount"
@@ -139,15 +158,46 @@ def hear(page: Page, source: str) -> dict[str, object]:
     return {"before": before, "after": after}
 
 
+def past_the_hold(page: Page, holder: Holder) -> dict[str, float]:
+    """Once the held request is out: what PLAYS_PAST sees (1.5 s past the buffer asked)."""
+    deadline = time.monotonic() + 10
+    while not holder.held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)  # lets Playwright route the player's requests meanwhile
+    return dict(page.evaluate(PLAYS_PAST, 1.5)) if holder.held else {}
+
+
+class Holder:
+    """Leaves the first media segment request after `arm()` unanswered (kept), passes the rest."""
+
+    def __init__(self, page: Page) -> None:
+        self.armed = False
+        self.held: list[Route] = []
+        page.route("**/segment-*.m4s", self._route)
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def _route(self, request: Route) -> None:
+        if self.armed and not self.held:
+            self.held.append(request)
+        else:
+            request.continue_()
+
+
 def watch(page: Page, base: str, path: str, options: dict[str, str]) -> dict[str, object]:
     """Open the page, wait for its first frame and 1.5 s of playback, then what was asked."""
     result: dict[str, object] = {"played": False, "first_frame_ms": None, "error": ""}
+    holder = Holder(page) if "hold-segment" in options else None
     page.goto(base + path)
     try:
         result["first_frame_ms"] = round(page.evaluate(FIRST_FRAME), 1)
         result["played"] = True
+        if holder:
+            holder.arm()
+            result["past_the_hold"] = past_the_hold(page, holder)
         result["played_seconds"] = round(page.evaluate(PLAYS_ON), 2)
         result["player"] = page.evaluate(PLAYER)
+        result["held"] = len(holder.held) if holder else 0
         result["control"] = page.get_by_role("button", name=SOUND_BUTTON).is_visible()
         result["audio_bytes"] = page.evaluate(AUDIO_BYTES)
         if "screenshot" in options:

@@ -157,6 +157,19 @@ def test_chromium_plays_the_live_page_over_hls_when_asked(tmp_path: Path) -> Non
 
 
 @pytest.mark.timeout(150)
+def test_the_live_page_starts_hls_again_when_its_picture_stalls(tmp_path: Path) -> None:
+    """A segment request that never gets an answer (lost on the venue's Wi-Fi) leaves Chromium's
+    player stuck on its last frame with no error; the page sees the picture not moving while it
+    should play and starts HLS again (the stall once seen in CI: first frame, then nothing)."""
+    outcome = open_page(
+        tmp_path, live_config(tmp_path), "/live/test-pattern?via=hls", "--hold-segment=next"
+    )
+    assert outcome.get("held") == 1, outcome
+    past = outcome["past_the_hold"]
+    assert isinstance(past, dict) and past["progressed"] >= past["ahead"] + 1.5, str(outcome)
+
+
+@pytest.mark.timeout(150)
 def test_chromium_plays_the_live_page_and_its_sound_after_the_tap_over_hls(
     tmp_path: Path,
 ) -> None:
