@@ -4,14 +4,22 @@ by each link is read from its interface's byte counter."""
 
 from __future__ import annotations
 
+import json
+import queue
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
+import tomli_w
 
+from tests.integration.upload_support import write_random
 from tests.netns import REPO, Uplinks, unavailable
-from tests.s3server import MotoProcess
+from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoProcess
+from tests.support import until
 
 pytestmark = [
     pytest.mark.integration,
@@ -32,10 +40,20 @@ print(store.bound_to_device)
 """
 
 
-@pytest.fixture
-def links() -> Iterator[tuple[Uplinks, MotoProcess]]:
+@pytest.fixture(scope="module")
+def shared_links() -> Iterator[tuple[Uplinks, MotoProcess]]:
+    """One pair of namespaces and one S3 server for the module (each costs seconds to start)."""
     with Uplinks(RATES_MBIT) as made:
         yield made, made.start_s3()
+
+
+@pytest.fixture
+def links(shared_links: tuple[Uplinks, MotoProcess]) -> Iterator[tuple[Uplinks, MotoProcess]]:
+    """The shared links, every one of them up again after the test."""
+    yield shared_links
+    net, _ = shared_links
+    for link in net.links:
+        net.set_up(link)
 
 
 def put_by(net: Uplinks, s3: MotoProcess, address: str, interface: str, size: int) -> str:
@@ -64,3 +82,154 @@ def test_a_store_bound_to_an_uplink_leaves_by_it(
         grew = [net.tx_bytes(each) - was for each, was in zip(net.links, before, strict=True)]
         assert grew[link.index] > size
         assert sum(grew) - grew[link.index] < size // 100  # the other link: a stray ARP at most
+
+
+def driver_config(
+    tmp_path: Path, s3: MotoProcess, *, metered: Sequence[bool] = (False, False), part_mib: int = 16
+) -> Path:
+    """The config of tests/uplink_driver.py: the upstream in the server namespace, and one
+    `[[upload.uplinks]]` per link (the first `metered` as asked)."""
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET_KEY, encoding="utf-8")
+    secret.chmod(0o600)
+    config = {
+        "upstream": {
+            "endpoint": s3.endpoint,
+            "secure": False,
+            "bucket": "edged",
+            "access_key": ACCESS_KEY,
+            "secret_key_file": str(secret),
+        },
+        "upload": {
+            "part_size": f"{part_mib}MiB",
+            "parallel_parts": 2,
+            "uplinks": [
+                {"match": f"uplink{index}", "metered": each} for index, each in enumerate(metered)
+            ],
+        },
+    }
+    path = tmp_path / "driver.toml"
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    return path
+
+
+class Driver:
+    """tests/uplink_driver.py in the client namespace; its JSON lines read on a thread."""
+
+    def __init__(self, net: Uplinks, config: Path, data_dir: Path, *files: str) -> None:
+        data_dir.mkdir(exist_ok=True)
+        self.process = subprocess.Popen(
+            net.command(
+                sys.executable, "-m", "tests.uplink_driver", str(config), str(data_dir), *files
+            ),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(json.loads(line))
+        self.lines.put(None)
+
+    def next(self, timeout: float = 45.0) -> dict[str, Any]:
+        """The driver's next line; fails with its stderr when it ended without one."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            line = None
+        if line is None:
+            self.process.kill()
+            _, err = self.process.communicate(timeout=10)
+            raise AssertionError(f"the driver said nothing more within {timeout} s:\n{err}")
+        return line
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate(timeout=10)
+
+
+def carried(net: Uplinks, before: Sequence[int]) -> list[int]:
+    return [net.tx_bytes(link) - was for link, was in zip(net.links, before, strict=True)]
+
+
+def test_a_24_mib_file_travels_over_both_links(
+    links: tuple[Uplinks, MotoProcess], tmp_path: Path
+) -> None:
+    net, s3 = links
+    source = tmp_path / "both-links.mp4"
+    write_random(source, 24 * MiB)
+    before = [net.tx_bytes(link) for link in net.links]
+    driver = Driver(net, driver_config(tmp_path, s3), tmp_path / "data", f"recording:{source}")
+    try:
+        assert driver.next()["uplinks"]["recording"] == ["uplink0", "uplink1"]
+        result = driver.next()
+    finally:
+        driver.close()
+    assert result["state"] == "done", result["error"]
+    sent = carried(net, before)
+    rate_mbit = 24 * MiB * 8 / result["seconds"] / 1e6
+    print(
+        f"24 MiB over {RATES_MBIT} Mbit/s: {result['seconds']:.1f} s, {rate_mbit:.1f} Mbit/s "
+        f"({rate_mbit / sum(RATES_MBIT):.2f} of the sum); by link {sent}; "
+        f"{result['parts']} parts of {result['part_size'] // MiB} MiB"
+    )
+    assert all(each > 4 * MiB for each in sent), sent  # each link a good share
+    assert sum(sent) > 24 * MiB
+
+
+def test_a_link_set_down_mid_file_leaves_it_to_the_other(
+    links: tuple[Uplinks, MotoProcess], tmp_path: Path
+) -> None:
+    net, s3 = links
+    slow, fast = net.links
+    source = tmp_path / "link-down.mp4"
+    write_random(source, 24 * MiB)
+    before = [net.tx_bytes(link) for link in net.links]
+    driver = Driver(net, driver_config(tmp_path, s3), tmp_path / "data", f"recording:{source}")
+    try:
+        assert driver.next()["uplinks"]["recording"] == ["uplink0", "uplink1"]
+        until(lambda: net.tx_bytes(fast) - before[fast.index] > 3 * MiB, 30, "the fast link sends")
+        net.set_down(fast)
+        down_at = carried(net, before)
+        result = driver.next()
+    finally:
+        driver.close()
+    assert result["state"] == "done", result["error"]  # completed and verified
+    sent = carried(net, before)
+    assert sent[fast.index] - down_at[fast.index] < MiB  # nothing more by the link set down
+    assert sent[slow.index] > 24 * MiB - down_at[fast.index]  # the rest by the other
+
+
+def test_a_metered_link_carries_a_clip_but_not_a_recording(
+    links: tuple[Uplinks, MotoProcess], tmp_path: Path
+) -> None:
+    net, s3 = links  # each test sends its own keys to the module's server
+    metered = net.links[0]
+    config = driver_config(tmp_path, s3, metered=(True, False), part_mib=5)
+    sent = {}
+    for kind in ("clip", "recording"):
+        source = tmp_path / f"{kind}.mp4"
+        write_random(source, 12 * MiB)
+        before = [net.tx_bytes(link) for link in net.links]
+        driver = Driver(net, config, tmp_path / f"data-{kind}", f"{kind}:{source}")
+        try:
+            usable = driver.next()["uplinks"]
+            result = driver.next()
+        finally:
+            driver.close()
+        assert result["state"] == "done", result["error"]
+        sent[kind] = carried(net, before)
+    assert usable == {
+        "guest": ["uplink0", "uplink1"],
+        "clip": ["uplink0", "uplink1"],
+        "manifest": ["uplink0", "uplink1"],
+        "recording": ["uplink1"],
+    }
+    assert sent["clip"][metered.index] > 4 * MiB  # a part of the clip at least
+    assert sent["recording"][metered.index] < MiB // 4  # none of the recording
