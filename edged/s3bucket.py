@@ -220,6 +220,40 @@ def bound_socket_options(interface: str, to_device: bool) -> list[SocketOption]:
     return options
 
 
+# A body is written this much at a time: the socket's timeout (the connect timeout, on a new
+# connection) then bounds a stall of the link, not the time a whole part takes to send.
+SEND_CHUNK = 64 * 1024
+
+
+class _PacedSending:
+    """http.client writes a bytes body with one sendall, whose timeout bounds the whole of it:
+    a 16 MiB part on a 4 Mbit/s link could never go in the 5 s connect timeout."""
+
+    def send(self, data: Any) -> None:
+        if isinstance(data, bytes | bytearray | memoryview) and len(data) > SEND_CHUNK:
+            view = memoryview(data)
+            for start in range(0, len(view), SEND_CHUNK):
+                super().send(view[start : start + SEND_CHUNK])  # type: ignore[misc]
+            return
+        super().send(data)  # type: ignore[misc]
+
+
+class _PacedHTTPConnection(_PacedSending, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _PacedHTTPSConnection(_PacedSending, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _PacedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _PacedHTTPConnection
+
+
+class _PacedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _PacedHTTPSConnection
+
+
 class S3Bucket:
     """One bucket on S3 or MinIO, reached with static keys or short-lived STS credentials.
 
@@ -245,6 +279,7 @@ class S3Bucket:
         policy_prefix: str = "",
         connections: int = 4,
         read_timeout: float = 60.0,
+        connect_timeout: float = 5.0,
         source_address: str = "",
         interface: str = "",
     ) -> None:
@@ -257,12 +292,13 @@ class S3Bucket:
         http = urllib3.PoolManager(
             source_address=(source_address, 0) if source_address else None,
             socket_options=bound_socket_options(interface, self.bound_to_device),
-            timeout=urllib3.Timeout(connect=5.0, read=read_timeout),
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
             maxsize=connections,
             retries=urllib3.Retry(total=1, backoff_factor=0.2, status_forcelist=[502, 503, 504]),
             cert_reqs="CERT_REQUIRED" if secure else "CERT_NONE",
             ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
         )
+        http.pool_classes_by_scheme = {"http": _PacedHTTPPool, "https": _PacedHTTPSPool}
         self._sts = (endpoint, secure, region, access_key, secret_key, sts_role_arn, http)
         self.policy_prefixes = [policy_prefix]
         if sts_role_arn:

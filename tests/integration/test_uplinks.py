@@ -233,3 +233,36 @@ def test_a_metered_link_carries_a_clip_but_not_a_recording(
     }
     assert sent["clip"][metered.index] > 4 * MiB  # a part of the clip at least
     assert sent["recording"][metered.index] < MiB // 4  # none of the recording
+
+
+PUT_SLOWLY = """
+import os, sys
+from edged.upload.s3 import S3Store
+from tests.s3server import ACCESS_KEY, SECRET_KEY
+endpoint, address, interface, size = sys.argv[1:5]
+store = S3Store(endpoint=endpoint, secure=False, region="us-east-1", bucket="edged",
+    access_key=ACCESS_KEY, secret_key=SECRET_KEY, source_address=address, interface=interface,
+    connect_timeout=0.5)
+store.put("gala/paced.bin", os.urandom(int(size)), "", "application/octet-stream")
+"""
+
+
+def test_a_part_longer_than_the_connect_timeout_to_send_is_sent(
+    links: tuple[Uplinks, MotoProcess],
+) -> None:
+    """A part on a new connection was one sendall under the connect timeout (5 s): a 16 MiB
+    part over a 4 Mbit/s link never went. Here: 0.5 s, and 8 MiB at 16 Mbit/s (about 4 s)."""
+    net, s3 = links
+    slow = net.links[0]
+    done = subprocess.run(
+        net.command(
+            sys.executable, "-c", PUT_SLOWLY, s3.endpoint, slow.address, slow.interface,
+            str(8 * MiB),
+        ),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-600:]
