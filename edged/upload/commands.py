@@ -54,8 +54,16 @@ def plan(config: Config, files: Sequence[Path], *, stream: str) -> PushPlan:
 SYNC_OFF = "sync is off (no [upstream] endpoint configured): footage stays on this box"
 
 
-def show(data_dir: Path, *, as_json: bool, terminal: bool, sync_on: bool = True) -> int:
-    """Print the queue, per-file progress and recent events from the journal."""
+def show(
+    data_dir: Path,
+    *,
+    as_json: bool,
+    terminal: bool,
+    sync_on: bool = True,
+    newest_first: bool = False,
+) -> int:
+    """Print the queue (each pending file's position and class), per-file progress and recent
+    events from the journal."""
     path = data_dir / JOURNAL_FILE
     upstream = {"configured": sync_on}
     if not path.exists():
@@ -68,7 +76,7 @@ def show(data_dir: Path, *, as_json: bool, terminal: bool, sync_on: bool = True)
         return 0
     journal = Journal(path)
     try:
-        report = upload_report(journal)
+        report = upload_report(journal, newest_first=newest_first)
     finally:
         journal.close()
     report["upstream"] = upstream
@@ -89,7 +97,11 @@ def show(data_dir: Path, *, as_json: bool, terminal: bool, sync_on: bool = True)
             else f"{row['parts_done']}/{row['parts_total']} parts"
         )
         error = f"  ({row['last_error']})" if row["last_error"] else ""
-        print(f"{row['id']:>5} {row['state']:10} {progress} {row['key']}{error}")
+        position = "" if row["position"] is None else f"#{row['position']}"
+        print(
+            f"{position:>5} {row['id']:>5} {row['class']:9} {row['state']:10} {progress} "
+            f"{row['key']}{error}"
+        )
     if report["events"]:
         print("recent events:")
     for event in report["events"][:15]:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from edged.errors import EdgedError
+from edged.upload.classes import UploadClass
+from edged.upload.policy import EVERY_CLASS, next_due, pick_next
 from edged.upload.state import PENDING, FileState, UploadEvent, next_state
 
 SCHEMA = """
@@ -26,7 +28,7 @@ CREATE TABLE IF NOT EXISTS files (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
-    priority INTEGER NOT NULL,
+    priority INTEGER NOT NULL,  -- informational: the order reads kind and metadata (policy.py)
     kind TEXT NOT NULL,
     created REAL NOT NULL,
     state TEXT NOT NULL,
@@ -233,27 +235,32 @@ class Journal:
             raise JournalError(f"upload {file_id} is not in the journal")
         return record
 
-    def next_ready(self, now: float, *, newest_first: bool = False) -> FileRecord | None:
-        """The pending file to work on next: priority, then age; its predecessor done."""
-        order = "DESC" if newest_first else "ASC"
-        rows = self._query(
-            "SELECT f.* FROM files f WHERE f."
-            + _IN_PENDING
-            + " AND f.next_attempt <= ? AND (f.after_id IS NULL OR"
-            " (SELECT state FROM files WHERE id = f.after_id) = 'done')"
-            f" ORDER BY f.priority ASC, f.created {order}, f.id {order} LIMIT 1",
-            (*_PENDING, now),
-        )
-        return FileRecord.from_row(rows[0]) if rows else None
-
-    def next_attempt_time(self) -> float | None:
-        """When the earliest pending file becomes ready, or None when nothing is pending."""
-        rows = self._query(
-            "SELECT MIN(next_attempt) AS at FROM files WHERE " + _IN_PENDING,
+    def queue(self) -> tuple[list[FileRecord], frozenset[int]]:
+        """The pending files, and the ids of those waiting for a predecessor not yet done."""
+        rows = self._query("SELECT * FROM files WHERE " + _IN_PENDING, _PENDING)
+        blocked = self._query(
+            "SELECT f.id FROM files f WHERE f." + _IN_PENDING + " AND f.after_id IS NOT NULL"
+            " AND (SELECT state FROM files WHERE id = f.after_id) IS NOT 'done'",
             _PENDING,
         )
-        value = rows[0]["at"]
-        return None if value is None else float(value)
+        return [FileRecord.from_row(row) for row in rows], frozenset(row["id"] for row in blocked)
+
+    def next_ready(
+        self,
+        now: float,
+        *,
+        newest_first: bool = False,
+        classes: frozenset[UploadClass] = EVERY_CLASS,
+    ) -> FileRecord | None:
+        """The pending file to work on next (policy.pick_next): its class may go now, it is due,
+        its predecessor is done."""
+        files, blocked = self.queue()
+        return pick_next(files, now, newest_first=newest_first, blocked=blocked, classes=classes)
+
+    def next_attempt_time(self, classes: frozenset[UploadClass] = EVERY_CLASS) -> float | None:
+        """When the earliest pending file that may go becomes due; None when none may."""
+        files, blocked = self.queue()
+        return next_due(files, blocked=blocked, classes=classes)
 
     def apply(
         self,
@@ -325,11 +332,11 @@ class Journal:
         )
         return [PartRecord(**dict(row)) for row in rows]
 
-    def files(self, *, limit: int = 200) -> list[FileRecord]:
-        """Pending files first (in work order), then the most recent finished ones."""
+    def finished(self, *, limit: int = 200) -> list[FileRecord]:
+        """The most recently finished files (done or failed), latest first."""
         rows = self._query(
-            "SELECT * FROM files ORDER BY state IN ('done', 'failed'), priority, created LIMIT ?",
-            (limit,),
+            "SELECT * FROM files WHERE NOT " + _IN_PENDING + " ORDER BY id DESC LIMIT ?",
+            (*_PENDING, limit),
         )
         return [FileRecord.from_row(row) for row in rows]
 

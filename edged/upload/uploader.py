@@ -30,8 +30,18 @@ from edged.s3bucket import (
     UpstreamUnreachable,
 )
 from edged.supervise import Supervisor, describe
+from edged.upload.classes import RANK, UploadClass, class_of
 from edged.upload.journal import FileRecord, Journal, JournalError
-from edged.upload.policy import BACKOFF_CAP_SECONDS, TokenBucket, backoff_seconds
+from edged.upload.policy import (
+    BACKOFF_CAP_SECONDS,
+    EVERY_CLASS,
+    TokenBucket,
+    backoff_seconds,
+    next_due,
+    outranks,
+    pick_next,
+    plan_parts,
+)
 from edged.upload.s3 import S3Store
 from edged.upload.source import SourceProblem, check_source
 from edged.upload.state import FileState, InvalidTransition, UploadEvent
@@ -39,7 +49,6 @@ from edged.upload.transfer import FileTransfer, apply_event
 
 logger = logging.getLogger(__name__)
 
-PRIORITIES = {"clip": 0, "highlight": 0, "recording": 10, "sidecar": 10, "file": 20}
 PROBE_MIN_SECONDS = 1.0
 PROBE_MAX_SECONDS = 30.0
 JOURNAL_RETRY_SECONDS = 30.0
@@ -72,6 +81,10 @@ def next_probe_delay(delay: float) -> float:
 def offline_warning_due(was_online: bool, now: float, last_warning: float) -> bool:
     """Whether a failed contact is worth a warning: the link just went, or a minute passed."""
     return was_online or now - last_warning > OFFLINE_WARNING_SECONDS
+
+
+def every_class() -> frozenset[UploadClass]:
+    return EVERY_CLASS
 
 
 def prune_due(last_prune: float | None, monotonic: float, interval: float) -> bool:
@@ -120,6 +133,10 @@ class Uploader:
         self._random = random.SystemRandom()
         self.on_reconnect: list[Callable[[], None]] = []  # e.g. the clip replicator looks again
         self._last_offline_log = 0.0
+        # The classes some uplink carries now (the uplink pool's carried_classes); default: all.
+        self._carried: Callable[[], frozenset[UploadClass]] = every_class
+        self._requeued = asyncio.Event()  # the queue changed: does a file outrank the one sent?
+        self._yield_to: FileRecord | None = None  # outranks the file in flight: it stops for it
 
     # -- control -------------------------------------------------------------------------------
 
@@ -151,6 +168,17 @@ class Uploader:
         """New work: look at the journal now, but keep to the upstream probe's schedule."""
         self._idle.clear()
         self._wakeup.set()
+        self._requeued.set()
+
+    def use_carried_classes(self, carried: Callable[[], frozenset[UploadClass]]) -> None:
+        """Take only files of the classes `carried()` names (asked at each pick and each part);
+        call classes_changed() when its answer grows."""
+        self._carried = carried
+        self._new_work()
+
+    def classes_changed(self) -> None:
+        """The classes carried changed (an uplink came or went): look at the queue again."""
+        self._new_work()
 
     def use_clock(self, clock: Callable[[], ClockSample]) -> None:
         """Read the wall and monotonic clocks with `clock` (tests move the wall clock)."""
@@ -228,7 +256,7 @@ class Uploader:
                 size=facts.st_size,
                 mtime_ns=facts.st_mtime_ns,
                 sha256=str(sha256),
-                priority=PRIORITIES.get(kind, PRIORITIES["file"]),
+                priority=RANK[class_of(kind)],
                 kind=kind,
                 metadata=metadata or {},
                 now=time.time(),
@@ -269,12 +297,15 @@ class Uploader:
             await self._wait_for_upstream()
         await self._housekeeping()
         now = time.time()
+        classes = self._carried()
         record = await asyncio.to_thread(
-            self.journal.next_ready, now, newest_first=self._settings.newest_first
+            lambda: self.journal.next_ready(
+                now, newest_first=self._settings.newest_first, classes=classes
+            )
         )
         if record is None:
             self._idle.set()
-            next_at = await asyncio.to_thread(self.journal.next_attempt_time)
+            next_at = await asyncio.to_thread(self.journal.next_attempt_time, classes)
             await self._refresh_gauges()
             await self._sleep(DAY if next_at is None else max(next_at - now, 0.05))
             return
@@ -408,7 +439,7 @@ class Uploader:
             if state is FileState.QUEUED:
                 state = await self._apply(record, UploadEvent.START, detail=record.key)
             if state is FileState.UPLOADING:
-                state = await transfer.send(record)
+                state = await self._send(transfer, record)
             if state is FileState.COMPLETING:
                 state = await transfer.complete(record)
             if state is FileState.VERIFYING:
@@ -439,6 +470,61 @@ class Uploader:
             await self._retry_later(record, error)
         except UpstreamError as error:
             await self._retry_later(record, error)
+
+    async def _send(self, transfer: FileTransfer, record: FileRecord) -> FileState:
+        """Send the file's bytes; a multipart upload stops at a part boundary (and stays
+        UPLOADING, its parts journaled) when a file of a higher class may go, or its own class
+        is no longer carried."""
+        part_size = record.part_size or self._settings.part_size
+        if not plan_parts(record.size, part_size):
+            return await transfer.send(record)  # one PUT: nothing to stop between
+        self._yield_to = None
+        watcher = asyncio.create_task(self._watch_queue(record), name=f"upload {record.id} watch")
+        try:
+            state = await transfer.send(record, lambda: self._should_yield(record))
+        finally:
+            watcher.cancel()
+            (outcome,) = await asyncio.gather(watcher, return_exceptions=True)
+            if isinstance(outcome, Exception):
+                logger.error("upload %d: the queue watch failed: %s", record.id, describe(outcome))
+        if state is FileState.UPLOADING:
+            logger.info(
+                "upload %d (%s) stopped at a part boundary, its parts kept: %s",
+                record.id,
+                class_of(record.kind).value,
+                f"upload {self._yield_to.id} ({class_of(self._yield_to.kind).value}) goes first"
+                if self._yield_to is not None
+                else "no uplink carries its class now",
+            )
+        return state
+
+    def _should_yield(self, record: FileRecord) -> bool:
+        return self._yield_to is not None or class_of(record.kind) not in self._carried()
+
+    async def _watch_queue(self, current: FileRecord) -> None:
+        """While `current` is sent: find a file of a higher class that may go (queued, retried,
+        or due after its backoff); `current` then stops at its next part boundary."""
+        higher_rank = RANK[class_of(current.kind)]
+        while True:
+            self._requeued.clear()
+            try:
+                files, blocked = await asyncio.to_thread(self.journal.queue)
+            except JournalError:
+                return  # the worker meets it too, and says so
+            now, classes = time.time(), self._carried()
+            first = pick_next(
+                files,
+                now,
+                newest_first=self._settings.newest_first,
+                blocked=blocked,
+                classes=classes,
+            )
+            if outranks(first, current):
+                self._yield_to = first
+                return
+            higher = frozenset(cls for cls in classes if RANK[cls] < higher_rank)
+            due = next_due(files, blocked=blocked, classes=higher)
+            await self._sleep(DAY if due is None else max(due - now, 0.05), self._requeued)
 
     async def _retry_later(
         self, record: FileRecord, error: Exception, *, quiet: bool = False

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edged.upload.journal import Journal, JournalError, PartRecord
+from edged.upload.journal import SCHEMA, Journal, JournalError, PartRecord
+from edged.upload.policy import queue_order
 from edged.upload.state import FileState, InvalidTransition, UploadEvent
 
 
 def add(
-    journal: Journal, key: str, *, priority: int = 10, now: float = 0.0, after_id: int | None = None
+    journal: Journal,
+    key: str,
+    *,
+    kind: str = "recording",
+    now: float = 0.0,
+    after_id: int | None = None,
 ) -> int:
     return journal.enqueue(
         path=f"/spool/{key}",
@@ -20,8 +27,8 @@ def add(
         size=10,
         mtime_ns=1,
         sha256="ab",
-        priority=priority,
-        kind="recording",
+        priority=0,
+        kind=kind,
         metadata={},
         now=now,
         after_id=after_id,
@@ -46,10 +53,10 @@ def test_enqueue_is_idempotent_while_pending(journal: Journal) -> None:
     assert journal.find_pending("a") is not None
 
 
-def test_order_priority_then_age(journal: Journal) -> None:
+def test_order_class_then_age(journal: Journal) -> None:
     old = add(journal, "old", now=1)
     new = add(journal, "new", now=2)
-    clip = add(journal, "clip", priority=0, now=3)
+    clip = add(journal, "clip", kind="clip", now=3)
     assert journal.next_ready(10).id == clip  # type: ignore[union-attr]
     journal.apply(clip, UploadEvent.FATAL_ERROR, detail="x")
     assert journal.next_ready(10).id == old  # type: ignore[union-attr]
@@ -58,7 +65,7 @@ def test_order_priority_then_age(journal: Journal) -> None:
 
 def test_sidecar_waits_for_its_segment(journal: Journal) -> None:
     segment = add(journal, "seg", now=2)
-    sidecar = add(journal, "seg.json", priority=0, now=1, after_id=segment)
+    sidecar = add(journal, "seg.json", kind="sidecar", now=1, after_id=segment)
     assert journal.next_ready(10).id == segment  # type: ignore[union-attr]
     for event in (
         UploadEvent.START,
@@ -122,3 +129,40 @@ def test_full_journal_raises_a_clear_error(tmp_path: Path) -> None:
         assert small.find_pending("file-00000-" + "x" * 200) is not None
     finally:
         small.close()
+
+
+def test_a_journal_written_before_classes_goes_by_class(tmp_path: Path) -> None:
+    """Rows queued by the uploader before #20 (priority 0 clip, 10 recording and sidecar, 20 any
+    other file) are ordered by their kind's class; their priority numbers are not read."""
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA)
+    rows = [  # id, key, priority, kind, created, state, after_id
+        (1, "a.mp4", 10, "recording", 1.0, "uploading", None),
+        (2, "a.json", 10, "sidecar", 2.0, "queued", 1),
+        (3, "b.mp4", 10, "recording", 3.0, "queued", None),
+        (4, "notes.txt", 20, "file", 0.5, "queued", None),
+        (5, "c.mp4", 0, "clip", 4.0, "queued", None),
+    ]
+    old.executemany(
+        "INSERT INTO files (id, path, key, size, mtime_ns, sha256, priority, kind, created, state,"
+        " after_id) VALUES (?, '/spool/' || ?2, ?2, 10, 1, 'ab', ?, ?, ?, ?, ?)",
+        rows,
+    )
+    old.execute("INSERT INTO parts VALUES (1, 1, 5, 'm', 'e')")
+    old.commit()
+    old.close()
+    journal = Journal(path)
+    try:
+        files, blocked = journal.queue()
+        assert blocked == {2}
+        order = [record.id for record in queue_order(files, blocked=blocked)]
+        assert order == [5, 4, 1, 2, 3]  # the clip; then, oldest first, the other file
+        assert journal.next_ready(10).id == 5  # type: ignore[union-attr]
+        journal.apply(5, UploadEvent.START)
+        journal.apply(5, UploadEvent.FATAL_ERROR, detail="x")
+        assert journal.next_ready(10).id == 4  # type: ignore[union-attr]
+        assert journal.require(1).state is FileState.UPLOADING
+        assert journal.parts(1) == [PartRecord(1, 5, "m", "e")]
+    finally:
+        journal.close()
