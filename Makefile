@@ -8,7 +8,7 @@ TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-
 	libcairo2-dev pkg-config chromium iproute2 util-linux faketime
 
 .PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode bench-live \
-	bench-first-frame bench-hls-crowd bench-audio clean
+	bench-first-frame bench-hls-crowd bench-audio bench-uplinks clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench-hls-crowd: $(VENV)/.test-installed
 bench-audio: $(VENV)/.test-installed
 	scripts/install-debs ffmpeg
 	$(BIN)/python bench/audio.py
+
+# Two veth uplinks in network namespaces (tc tbf, 4 and 8 Mbit/s): needs root.
+bench-uplinks: $(VENV)/.test-installed
+	$(BIN)/python bench/uplinks.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
