@@ -27,6 +27,7 @@ from edged.config import Config
 from edged.datalock import DataDirBusy, holding
 from edged.errors import ConfigError, EdgedError, StartupError
 from edged.paths import prepare_data_dir, resolve_data_dir
+from edged.upload.policy import KINDS
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -99,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     push.add_argument("files", type=Path, nargs="+")
     push.add_argument("--stream", default="manual", help="stream part of the object key")
-    push.add_argument("--kind", default="file", choices=("clip", "highlight", "recording", "file"))
+    push.add_argument("--kind", default="file", choices=KINDS)
 
     devices = commands.add_parser("devices", help="cameras, capture cards and the board")
     devices.add_argument("--json", action="store_true", help="machine-readable output")
@@ -226,6 +227,7 @@ def _uploads(args: argparse.Namespace) -> int:
             as_json=args.json,
             terminal=sys.stdout.isatty(),
             sync_on=bool(config.upstream.endpoint),
+            newest_first=config.upload.newest_first,
         )
     try:
         for path in args.files:

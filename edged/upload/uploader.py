@@ -218,6 +218,11 @@ class Uploader:
         return self._online
 
     @property
+    def newest_first(self) -> bool:
+        """Whether recordings go newest first ([upload] newest_first): the queue's order."""
+        return self._settings.newest_first
+
+    @property
     def configured(self) -> bool:
         """Whether an upstream is configured (otherwise files only queue up)."""
         return self._store is not None

@@ -185,7 +185,9 @@ class JournalUploads:
         return self._uploader.online
 
     async def report(self) -> dict[str, Any]:
-        report = await asyncio.to_thread(upload_report, self._uploader.journal)
+        report = await asyncio.to_thread(
+            lambda: upload_report(self._uploader.journal, newest_first=self._uploader.newest_first)
+        )
         report["upstream"] = {"configured": self.configured, "up": self.online}
         return report
 

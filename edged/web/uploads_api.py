@@ -15,6 +15,7 @@ from aiohttp import web
 from edged.datalock import LOCK_NAME
 from edged.paths import OUTBOX, TOKEN_FILE
 from edged.upload.journal import JournalError
+from edged.upload.policy import KINDS
 from edged.upload.setup import JOURNAL_FILE
 from edged.upload.state import FileState, InvalidTransition
 from edged.web.context import UPLOADS, UploadQueue
@@ -23,7 +24,6 @@ logger = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-KINDS = ("clip", "highlight", "recording", "file")
 STREAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
 # The folders of the data dir whose files may go upstream: the recorder's spool, the clip cache,
 # and the outbox the crew drops files into. Never the data dir's own files (token, journal, lock).

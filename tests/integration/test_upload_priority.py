@@ -5,6 +5,7 @@ again; a higher class queued while a recording is in flight goes first."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from edged.upload.policy import EVERY_CLASS, TokenBucket
 from edged.upload.state import FileState, UploadEvent
 from edged.upload.transfer import FileTransfer
 from edged.upload.uploader import Uploader
+from tests.conftest import StartDaemon
+from tests.integration.test_daemon import http
+from tests.integration.test_upload_api import post_json
 from tests.integration.upload_support import (
     MiB,
     UploaderFactory,
@@ -25,14 +29,16 @@ from tests.integration.upload_support import (
     make_store,
     moto,
     object_sha256,
+    s3,
     uploaders,
+    upstream_settings,
     write_random,
 )
-from tests.s3server import MotoProcess
-from tests.support import eventually_in_thread
+from tests.s3server import MotoProcess, S3Server
+from tests.support import eventually_in_thread, run_edged
 
 pytestmark = pytest.mark.integration
-__all__ = ["moto", "uploaders"]  # fixtures
+__all__ = ["moto", "s3", "uploaders"]  # fixtures
 
 PART = 5 * MiB
 RECORDING_PARTS = 8
@@ -192,3 +198,62 @@ async def test_a_recording_waits_while_no_uplink_carries_recordings(
     await finish(uploader, recording)
     assert (await asyncio.to_thread(uploader.journal.require, recording)).state is FileState.DONE
     assert await asyncio.to_thread(moto.total_part_puts, "rec.mp4") == RECORDING_PARTS
+
+
+def test_the_api_and_the_cli_show_each_files_class_and_position(
+    tmp_path: Path, s3: S3Server, start_daemon: StartDaemon
+) -> None:
+    """Files queued through the API in every kind it takes, the upstream away (the queue
+    stays): GET /api/v1/uploads and `edged uploads` list them in the order they will go."""
+    settings = upstream_settings(tmp_path, s3)
+    s3.stop()  # nothing leaves: the order is what there is to see
+    daemon = start_daemon({"mdns": {"enabled": False}, "upstream": settings})
+    assert daemon.data_dir is not None
+    token = (daemon.data_dir / "admin.token").read_text().strip()
+    outbox = daemon.data_dir / "outbox"
+    outbox.mkdir(exist_ok=True)
+    url = daemon.url + "/api/v1/uploads"
+    queued = {}
+    for name, kind in (
+        ("day.mp4", "recording"),
+        ("day.json", "sidecar"),
+        ("event.json", "manifest"),
+        ("teaser.mp4", "clip"),
+        ("signups.csv", "guest"),
+        ("notes.txt", "file"),
+    ):
+        (outbox / name).write_bytes(name.encode())
+        status, body = post_json(url, {"path": f"outbox/{name}", "kind": kind}, token)
+        assert status == 202, body
+        queued[name] = body["id"]
+    status, body = post_json(url, {"path": "outbox/day.mp4", "kind": "movie"}, token)
+    assert status == 400 and "guest" in str(body["error"])
+    _, raw = http(url)
+    shown = [(row["class"], row["position"], row["key"]) for row in json.loads(raw)["files"]]
+    assert [(cls, position) for cls, position, _ in shown] == [
+        ("guest", 1),
+        ("clip", 2),
+        ("manifest", 3),
+        ("manifest", 4),
+        ("recording", 5),
+        ("recording", 6),
+    ]
+    assert [Path(key).name for *_, key in shown] == [
+        "signups.csv",
+        "teaser.mp4",
+        "day.json",
+        "event.json",
+        "day.mp4",
+        "notes.txt",
+    ]
+    assert daemon.stop() == 0
+    listed = run_edged("uploads", "--data-dir", str(daemon.data_dir))
+    lines = [line.split() for line in listed.stdout.splitlines() if line.lstrip().startswith("#")]
+    assert [(line[0], line[2]) for line in lines] == [
+        ("#1", "guest"),
+        ("#2", "clip"),
+        ("#3", "manifest"),
+        ("#4", "manifest"),
+        ("#5", "recording"),
+        ("#6", "recording"),
+    ]
