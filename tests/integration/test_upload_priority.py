@@ -257,3 +257,42 @@ def test_the_api_and_the_cli_show_each_files_class_and_position(
         ("#5", "recording"),
         ("#6", "recording"),
     ]
+
+
+async def test_a_clip_whose_retry_time_comes_during_a_recording_goes_first(
+    tmp_path: Path, uploaders: UploaderFactory, moto: MotoProcess
+) -> None:
+    """A clip backing off after a failed attempt when the recording starts: at its retry time
+    (nothing new queued, no one wakes the uploader) it stops the recording at a part boundary."""
+    uploader = await slow_uploader(uploaders)
+    clip_path = tmp_path / "clip.mp4"
+    clip_sha256 = await asyncio.to_thread(write_random, clip_path, MiB)
+
+    def clip_backing_off() -> int:
+        clip = uploader.journal.enqueue(
+            path=str(clip_path),
+            key="gala/clip.mp4",
+            size=MiB,
+            mtime_ns=clip_path.stat().st_mtime_ns,
+            sha256=clip_sha256,
+            priority=1,
+            kind="clip",
+            metadata={},
+            now=time.time(),
+        )
+        uploader.journal.apply(clip, UploadEvent.START)
+        uploader.journal.apply(
+            clip, UploadEvent.RETRYABLE_ERROR, detail="503", retry_at=time.time() + 2.5
+        )
+        return clip
+
+    clip = await asyncio.to_thread(clip_backing_off)
+    recording, _ = await recording_in_flight(uploader, tmp_path)
+    await finish(uploader, clip)
+    waiting = await asyncio.to_thread(uploader.journal.require, recording)
+    assert waiting.state is FileState.UPLOADING
+    await finish(uploader, recording)
+    events = await history(uploader)
+    assert index_of(events, recording, "part_done") < index_of(events, clip, "verified")
+    assert index_of(events, clip, "verified") < index_of(events, recording, "parts_sent")
+    assert await asyncio.to_thread(moto.total_part_puts, "rec.mp4") == RECORDING_PARTS
