@@ -21,7 +21,11 @@ card delivers), recorded in segments of --segment-seconds, as the daemon records
   edged / ffmpeg; its FFmpeg is Debian's, PyAV's wheel bundles its own), and the stand-in alone
   (the same graph read by a thread that does nothing else), which a sound card does not cost.
 
-Usage: python bench/audio.py [--seconds 600] [--segment-seconds 60] [--window 10]
+- --period: samples per buffer the stand-in delivers (default 1024, 21 ms). FFmpeg's ALSA input
+  reads a card's smallest period, about 1 ms (48) on USB audio: `--period 48` costs what such a
+  card would (the stand-in's own cost, larger too, is measured and left out the same way).
+
+Usage: python bench/audio.py [--seconds 600] [--segment-seconds 60] [--window 10] [--period 1024]
        (needs Linux's /proc for the thread's CPU; the ffmpeg reference needs apt-get install ffmpeg)
 """
 
@@ -50,7 +54,7 @@ from edged.media.recorder import Recorder, SegmentIdentity
 from edged.media.sources import Source, pattern
 from edged.metrics import StreamMetrics
 
-SINE = "sine=frequency=440:sample_rate=48000"
+SINE = "sine=frequency=440:sample_rate=48000:samples_per_frame={period}"
 RATE = 48_000
 BITRATE = 128_000
 WIDTH, HEIGHT, FPS = 320, 240, 15
@@ -148,13 +152,14 @@ def thread_cpu_seconds(name: str) -> float:
 class StandIn(threading.Thread):
     """The stand-in alone: the same paced graph read for `seconds`, nothing done with it."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, graph: str) -> None:
         super().__init__(name="stand-in-alone", daemon=True)
         self.seconds = seconds
+        self.graph = graph
         self.cpu = 0.0
 
     def run(self) -> None:
-        container = av.open(paced_graph(SINE), format="lavfi")
+        container = av.open(self.graph, format="lavfi")
         ends = time.monotonic() + self.seconds
         for _ in container.decode(audio=0):
             if time.monotonic() >= ends:
@@ -163,7 +168,7 @@ class StandIn(threading.Thread):
         self.cpu = time.thread_time()
 
 
-def ffmpeg_reference(seconds: float, work: Path) -> subprocess.Popen[bytes] | None:
+def ffmpeg_reference(seconds: float, work: Path, graph: str) -> subprocess.Popen[bytes] | None:
     """The ffmpeg CLI encoding the same paced sine to AAC, started now (None: no ffmpeg)."""
     if shutil.which("ffmpeg") is None:
         return None
@@ -176,7 +181,7 @@ def ffmpeg_reference(seconds: float, work: Path) -> subprocess.Popen[bytes] | No
         "-f",
         "lavfi",
         "-i",
-        paced_graph(SINE),
+        graph,
         "-t",
         str(seconds),
         "-ac",
@@ -197,10 +202,10 @@ def ffmpeg_reference(seconds: float, work: Path) -> subprocess.Popen[bytes] | No
 
 
 async def record(
-    seconds: float, segment_seconds: float, work: Path, watch: Clockwatch
+    seconds: float, segment_seconds: float, work: Path, watch: Clockwatch, graph: str
 ) -> tuple[float, float, dict[str, int]]:
     """Run the pipeline for `seconds`; (audio thread CPU s, wall s, samples dropped by stage)."""
-    spec = AudioSpec("lavfi", paced_graph(SINE), RATE, BITRATE)
+    spec = AudioSpec("lavfi", graph, RATE, BITRATE)
     settings = EncoderSettings(WIDTH, HEIGHT, FPS, 500_000, gop_seconds=1.0)
     recorder = Recorder(
         STREAM,
@@ -261,15 +266,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--segment-seconds", type=float, default=60.0)
     parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--period", type=int, default=1024)
     args = parser.parse_args()
+    graph = paced_graph(SINE.format(period=args.period))
     with tempfile.TemporaryDirectory(prefix="edged-audio-bench-") as directory:
         work = Path(directory)
-        reference = ffmpeg_reference(args.seconds, work)
-        stand_in = StandIn(args.seconds)
+        reference = ffmpeg_reference(args.seconds, work, graph)
+        stand_in = StandIn(args.seconds, graph)
         stand_in.start()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         watch = Clockwatch()
-        cpu, wall, dropped = asyncio.run(record(args.seconds, args.segment_seconds, work, watch))
+        cpu, wall, dropped = asyncio.run(
+            record(args.seconds, args.segment_seconds, work, watch, graph)
+        )
         timings = [timing(path) for path in sorted((work / STREAM).glob("*.mp4"))]
         if reference is not None:
             reference.wait()
@@ -281,7 +290,8 @@ def main() -> None:
     share = 100 * cpu / wall
     alone = 100 * stand_in.cpu / args.seconds
     line = (
-        f"CPU: audio thread {share:.2f} % of one core over {wall:.0f} s, of which the stand-in "
+        f"CPU ({args.period} samples a buffer): audio thread {share:.2f} % of one core over "
+        f"{wall:.0f} s, of which the stand-in "
         f"alone {alone:.2f} %: edged's share {share - alone:.2f} % (target <= "
         f"{CPU_TARGET_PERCENT:.0f} %)"
     )

@@ -35,6 +35,10 @@ OPEN_TIMEOUT_SECONDS = 5.0
 # A stop reads on until the sound reaches the video's end (a source delivers it in real time, or
 # at once when this thread had fallen behind), at most this much longer.
 STOP_WAIT_SECONDS = 1.0
+# The source's buffers are gathered to this much sound before they are resampled, placed, metered
+# and encoded: the work after each wake of the thread costs several times its warm cost, and a
+# sound card read through FFmpeg delivers its smallest period (about 1 ms on USB audio).
+GATHER_SECONDS = 0.04
 
 
 def open_audio(spec: AudioSpec) -> av.container.InputContainer:
@@ -136,6 +140,9 @@ class AudioCapture:
         self._stop_deadline = 0.0
         self._timeline = AudioTimeline(spec.sample_rate)
         self._fifo = av.AudioFifo()
+        self._gathered = av.AudioFifo()  # the source's buffers, as delivered, until GATHER_SECONDS
+        self._gather = round(GATHER_SECONDS * spec.sample_rate)
+        self._gathered_end = 0.0  # when the newest gathered buffer came (seconds on the clock)
         self._resampler = av.AudioResampler(SAMPLE_FORMAT, LAYOUT, spec.sample_rate)
         self._head_pts = 0  # the pts of the first sample in the fifo
         self._encoder: AacEncoder | None = None
@@ -175,7 +182,7 @@ class AudioCapture:
             for frame in source.decode(audio=0):
                 origin = self._origin()
                 if origin is not None:  # before the first video frame there is no clock yet
-                    self._take(frame, time.monotonic() - origin)
+                    self._gather_frame(frame, time.monotonic() - origin)
                 if self._stopping.is_set() and self._may_stop():
                     break
             else:
@@ -189,9 +196,22 @@ class AudioCapture:
         return reason
 
     def _may_stop(self) -> bool:
+        self._take_gathered()  # the sound gathered counts towards the end
         placed = self._timeline.next_pts
         reached = None if placed is None else placed / self.spec.sample_rate
         return may_stop(reached, self._until, time.monotonic(), self._stop_deadline)
+
+    def _gather_frame(self, frame: av.AudioFrame, end: float) -> None:
+        """Keep a captured buffer; take what was gathered once it is GATHER_SECONDS long."""
+        frame.pts = None
+        self._gathered.write(frame)
+        self._gathered_end = end
+        if self._gathered.samples >= self._gather:
+            self._take_gathered()
+
+    def _take_gathered(self) -> None:
+        if self._gathered.samples and (frame := self._gathered.read()) is not None:
+            self._take(frame, self._gathered_end)
 
     def _take(self, frame: av.AudioFrame, end: float) -> None:
         """Resample one captured buffer, place it on the timeline, encode whole AAC frames."""

@@ -39,11 +39,11 @@ class Heard:
             self.dropped[stage] = self.dropped.get(stage, 0) + samples
 
 
-def capture(heard: Heard, **extras: object) -> AudioCapture:
+def capture(heard: Heard, spec: AudioSpec = SPEC, **extras: object) -> AudioCapture:
     origin = time.monotonic()
     return AudioCapture(
         "cam",
-        SPEC,
+        spec,
         lambda: origin,
         heard.deliver,
         heard.drop,
@@ -125,3 +125,22 @@ def test_an_unexpected_error_ends_the_sound_with_its_reason(
     (record,) = [r for r in caplog.records if r.exc_info is not None]
     assert "stream cam" in record.getMessage()
     assert isinstance(record.exc_info[1], LookupError)  # type: ignore[index]
+
+
+def test_a_card_of_1_ms_periods_gives_whole_sound() -> None:
+    """FFmpeg's ALSA input reads a card's smallest period (about 1 ms on USB audio): 48-sample
+    buffers, gathered before they are encoded, give the same unbroken AAC (each frame's pts
+    right after the last's), nothing dropped, and the level of each second."""
+    heard = Heard()
+    levels: list[float] = []
+    small = AudioSpec("lavfi", paced_graph(SINE + ":samples_per_frame=48"), 48_000, 128_000)
+    audio = capture(heard, small, level=levels.append)
+    audio.start()
+    try:
+        until(lambda: len(heard.aac) >= 100 and levels, what="two seconds of sound")
+    finally:
+        audio.stop()
+    pts = [packet.pts for packet in heard.aac]
+    assert pts == list(range(pts[0], pts[0] + 1024 * len(pts), 1024))
+    assert heard.dropped == {} and heard.failures == []
+    assert -22 < levels[0] < -20  # the stand-in's sine, near -21 dBFS
