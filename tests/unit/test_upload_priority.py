@@ -219,3 +219,30 @@ def test_the_report_shows_each_pending_files_class_and_position(tmp_path: Path) 
         assert [row["id"] for row in upload_report(journal, limit=2)["files"]] == [guest, clip]
     finally:
         journal.close()
+
+
+@given(st.data())
+def test_a_file_waiting_for_its_predecessor_comes_after_it_and_is_never_picked(
+    data: st.DataObject,
+) -> None:
+    count = data.draw(st.integers(1, 25))
+    files = []
+    for number in range(1, count + 1):
+        after = data.draw(st.none() | st.integers(1, number + 5))  # some point at no pending file
+        files.append(
+            Q(
+                number,
+                data.draw(st.sampled_from(KINDS)),
+                created=data.draw(st.floats(0, 100)),
+                after_id=after if after is None or after < number or after > count else None,
+            )
+        )
+    blocked = {record.id for record in files if record.after_id is not None}
+    order = ids(queue_order(files, blocked=blocked))
+    assert sorted(order) == list(range(1, count + 1))
+    for record in files:
+        if record.after_id is not None and record.after_id <= count:
+            assert order.index(record.after_id) < order.index(record.id)
+    picked = pick_next(files, 1000, blocked=blocked)
+    assert picked is None or picked.id not in blocked
+    assert (picked is None) == (blocked == set(order))
