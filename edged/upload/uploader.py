@@ -35,12 +35,12 @@ from edged.upload.journal import FileRecord, Journal, JournalError
 from edged.upload.policy import (
     BACKOFF_CAP_SECONDS,
     EVERY_CLASS,
+    MIN_PART_SIZE,
     TokenBucket,
     backoff_seconds,
     next_due,
     outranks,
     pick_next,
-    plan_parts,
 )
 from edged.upload.s3 import S3Store
 from edged.upload.source import SourceProblem, check_source
@@ -480,9 +480,8 @@ class Uploader:
         """Send the file's bytes; a multipart upload stops at a part boundary (and stays
         UPLOADING, its parts journaled) when a file of a higher class may go, or its own class
         is no longer carried."""
-        part_size = record.part_size or self._settings.part_size
-        if not plan_parts(record.size, part_size):
-            return await transfer.send(record)  # one PUT: nothing to stop between
+        if record.size <= MIN_PART_SIZE:  # one part at most, whatever the part size: no boundary
+            return await transfer.send(record)
         self._yield_to = None
         watcher = asyncio.create_task(self._watch_queue(record), name=f"upload {record.id} watch")
         try:
