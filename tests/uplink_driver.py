@@ -6,6 +6,12 @@ after the other, each through its whole state machine (sent, completed, verified
 
 Prints one JSON line when the pool has looked at the uplinks ({"uplinks": [...usable...]}),
 then one a file: {"path", "kind", "state", "seconds", "part_size", "parts", "error"}.
+
+    ip netns exec NS python -m tests.uplink_driver CONFIG DATA_DIR --queue
+
+runs the uploader itself (setup.build_uploader, as `edged uploads push` does): each KIND:PATH
+line on stdin is queued at once, and a line {"path", "kind", "state"} is printed as each file
+ends (done or failed), in the order they end; it exits when stdin is closed and all have ended.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ from edged.upload.classes import RANK, UploadClass, class_of
 from edged.upload.journal import Journal
 from edged.upload.links import UplinkPool
 from edged.upload.policy import TokenBucket
-from edged.upload.setup import build_pool, build_store
+from edged.upload.setup import build_pool, build_store, build_uploader
 from edged.upload.state import FileState, UploadEvent
 from edged.upload.transfer import FileTransfer
+from edged.upload.uploader import Uploader
 
 
 def sha256_of(path: Path) -> str:
@@ -105,5 +112,37 @@ async def main(config_path: Path, data_dir: Path, files: list[str]) -> None:
         journal.close()
 
 
+async def queue_lines(uploader: Uploader, pending: dict[int, tuple[str, str]]) -> None:
+    """Queue each KIND:PATH line of stdin until it closes."""
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        if line.strip():
+            kind, _, path = line.strip().partition(":")
+            key = f"gala/{Path(path).name}"
+            pending[await uploader.enqueue(Path(path), key, kind=kind)] = (kind, path)
+
+
+async def queue(config_path: Path, data_dir: Path) -> None:
+    metrics = UploadMetrics(CollectorRegistry())
+    uploader = build_uploader(load(config_path), data_dir, "box", metrics)
+    await uploader.start()
+    pending: dict[int, tuple[str, str]] = {}
+    reader = asyncio.create_task(queue_lines(uploader, pending))
+    try:
+        while not reader.done() or pending:
+            await asyncio.sleep(0.05)
+            for file_id, (kind, path) in list(pending.items()):
+                record = await asyncio.to_thread(uploader.journal.require, file_id)
+                if record.state in (FileState.DONE, FileState.FAILED):
+                    say(path=path, kind=kind, state=record.state.value, error=record.last_error)
+                    del pending[file_id]
+        await reader
+    finally:
+        await uploader.stop()
+        uploader.journal.close()
+
+
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]))
+    if sys.argv[3:] == ["--queue"]:
+        asyncio.run(queue(Path(sys.argv[1]), Path(sys.argv[2])))
+    else:
+        asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]))

@@ -116,19 +116,23 @@ def driver_config(
 class Driver:
     """tests/uplink_driver.py in the client namespace; its JSON lines read on a thread."""
 
-    def __init__(self, net: Uplinks, config: Path, data_dir: Path, *files: str) -> None:
+    def __init__(
+        self, net: Uplinks, config: Path, data_dir: Path, *files: str, stdin: bool = False
+    ) -> None:
         data_dir.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
             net.command(
                 sys.executable, "-m", "tests.uplink_driver", str(config), str(data_dir), *files
             ),
             cwd=REPO,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -143,15 +147,33 @@ class Driver:
         except queue.Empty:
             line = None
         if line is None:
-            self.process.kill()
-            _, err = self.process.communicate(timeout=10)
-            raise AssertionError(f"the driver said nothing more within {timeout} s:\n{err}")
+            said = self.close()
+            raise AssertionError(f"the driver said nothing more within {timeout} s:\n{said}")
         return line
 
-    def close(self) -> None:
+    def send(self, line: str) -> None:
+        """A line to the driver's stdin (--queue: a file to queue)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def close_stdin(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+
+    def close(self) -> str:
+        """End the driver (killed if still running); what it said on stderr."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
         if self.process.poll() is None:
             self.process.kill()
-        self.process.communicate(timeout=10)
+        self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
+        assert self.process.stdout is not None and self.process.stderr is not None
+        said = self.process.stderr.read()
+        self.process.stdout.close()
+        self.process.stderr.close()
+        return said
 
 
 def carried(net: Uplinks, before: Sequence[int]) -> list[int]:
@@ -266,3 +288,31 @@ def test_a_part_longer_than_the_connect_timeout_to_send_is_sent(
         check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-600:]
+
+
+def test_a_clip_queued_during_a_recording_upload_finishes_first(
+    links: tuple[Uplinks, MotoProcess], tmp_path: Path
+) -> None:
+    """The uploader itself (setup.build_uploader) in the client namespace: the clip goes at the
+    recording's next part boundary, and the recording ends after it."""
+    net, s3 = links
+    recording, clip = tmp_path / "long-take.mp4", tmp_path / "highlight.mp4"
+    write_random(recording, 24 * MiB)
+    write_random(clip, 2 * MiB)
+    before = [net.tx_bytes(link) for link in net.links]
+    config = driver_config(tmp_path, s3, part_mib=5)
+    driver = Driver(net, config, tmp_path / "data", "--queue", stdin=True)
+    try:
+        driver.send(f"recording:{recording}")
+        # Under way; the uploader asks whether to yield as it reads each part, up to three parts
+        # ahead of the wire (two in flight, one waiting): the clip comes before the fifth's turn.
+        until(lambda: sum(carried(net, before)) > MiB, 30, "the recording is under way")
+        driver.send(f"clip:{clip}")
+        driver.close_stdin()
+        ended = [driver.next(), driver.next()]
+    finally:
+        driver.close()
+    assert [(line["kind"], line["state"]) for line in ended] == [
+        ("clip", "done"),
+        ("recording", "done"),
+    ], ended
