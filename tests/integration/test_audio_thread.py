@@ -39,7 +39,7 @@ class Heard:
             self.dropped[stage] = self.dropped.get(stage, 0) + samples
 
 
-def capture(heard: Heard, spec: AudioSpec = SPEC, **extras: object) -> AudioCapture:
+def capture(heard: Heard, *, spec: AudioSpec = SPEC, **extras: object) -> AudioCapture:
     origin = time.monotonic()
     return AudioCapture(
         "cam",
@@ -134,7 +134,7 @@ def test_a_card_of_1_ms_periods_gives_whole_sound() -> None:
     heard = Heard()
     levels: list[float] = []
     small = AudioSpec("lavfi", paced_graph(SINE + ":samples_per_frame=48"), 48_000, 128_000)
-    audio = capture(heard, small, level=levels.append)
+    audio = capture(heard, spec=small, level=levels.append)
     audio.start()
     try:
         until(lambda: len(heard.aac) >= 100 and levels, what="two seconds of sound")
