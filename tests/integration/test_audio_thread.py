@@ -88,7 +88,7 @@ def test_an_extra_that_fails_stops_alone(part: str, caplog: pytest.LogCaptureFix
     extras: dict[str, object] = {part: refuse}
     if part == "deliver_opus":
         extras["opus_wanted"] = lambda: True
-    audio = capture(heard, **extras)
+    audio = capture(heard, spec=SPEC, **extras)
     audio.start()
     try:
         until(lambda: len(heard.aac) >= 80, what="AAC packets past the first second")
