@@ -70,9 +70,9 @@ async def test_64_mib_file_uploads_in_parts_and_verifies(
     file_id = await uploader.enqueue(source, key)
     await finish(uploader, file_id)
 
-    record = uploader.journal.require(file_id)
+    record = await asyncio.to_thread(uploader.journal.require, file_id)
     assert record.state is FileState.DONE, record.last_error
-    assert len(uploader.journal.parts(file_id)) == 4
+    assert len(await asyncio.to_thread(uploader.journal.parts, file_id)) == 4
     multipart = await asyncio.to_thread(expected_etag, source, 16 * MiB)
     assert multipart.endswith("-4")
     assert record.etag == multipart  # CompleteMultipartUpload's answer, on both servers
@@ -83,7 +83,8 @@ async def test_64_mib_file_uploads_in_parts_and_verifies(
     assert await asyncio.to_thread(object_sha256, any_s3, key) == sha
     if isinstance(any_s3, MotoProcess):  # moto's request tally: no part went twice
         assert await asyncio.to_thread(any_s3.total_part_puts, key) == 4
-    kinds = [event.kind for event in uploader.journal.events(file_id=file_id)]
+    events = await asyncio.to_thread(lambda: uploader.journal.events(file_id=file_id))
+    kinds = [event.kind for event in events]
     assert kinds[0] == "verified" and kinds.count("part_done") == 4
     assert "upload_lost" not in kinds
     assert uploader.online
