@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -18,6 +19,8 @@ from edged.config import Config, node_name
 from edged.errors import EdgedError
 from edged.metrics import UploadMetrics
 from edged.upload.journal import Journal
+from edged.upload.links import BUDGET_FILE as UPLINKS_FILE
+from edged.upload.links import last_seen, uplink_line
 from edged.upload.report import progress_bar, upload_report
 from edged.upload.setup import JOURNAL_FILE, build_uploader, key_for
 from edged.upload.state import FileState
@@ -66,13 +69,16 @@ def show(
     events from the journal."""
     path = data_dir / JOURNAL_FILE
     upstream = {"configured": sync_on}
+    uplinks, seen_at = last_seen(data_dir / UPLINKS_FILE)  # as the daemon last saw them
     if not path.exists():
         empty = {"upstream": upstream, "queue": {"files": 0}, "files": [], "events": []}
         print(
-            json.dumps(empty)
+            json.dumps({**empty, "uplinks": uplinks, "uplinks_seen_at": seen_at})
             if as_json
             else (SYNC_OFF if not sync_on else f"no uploads yet ({path.name} does not exist)")
         )
+        if not as_json:
+            print_uplinks(uplinks, seen_at)
         return 0
     journal = Journal(path)
     try:
@@ -80,9 +86,11 @@ def show(
     finally:
         journal.close()
     report["upstream"] = upstream
+    report["uplinks"], report["uplinks_seen_at"] = uplinks, seen_at
     if as_json:
         print(json.dumps(report, indent=2))
         return 0
+    print_uplinks(uplinks, seen_at)
     if not sync_on:
         print(SYNC_OFF)
     queue = report["queue"]
@@ -108,6 +116,16 @@ def show(
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["at"]))
         print(f"  {stamp} #{event['file_id']} {event['kind']} {event['detail']}")
     return 0
+
+
+def print_uplinks(uplinks: list[dict[str, Any]], seen_at: float | None) -> None:
+    """The uplinks as the daemon last saw them (nothing before a daemon with an upstream ran)."""
+    if seen_at is None:
+        return
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seen_at))
+    print(f"uplinks (as edged saw them at {stamp}):")
+    for row in uplinks:
+        print(f"  {uplink_line(row)}")
 
 
 async def push(config: Config, data_dir: Path, planned: PushPlan, *, kind: str) -> int:

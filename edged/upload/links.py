@@ -275,7 +275,8 @@ class UplinkPool:
 
     async def refresh(self) -> None:
         """Find the interfaces again, probe new and dropped uplinks."""
-        if not self._loaded and self._budget_file is not None:
+        first = not self._loaded
+        if first and self._budget_file is not None:
             self._spent = await asyncio.to_thread(read_spent, self._budget_file)
         self._loaded = True
         facts, route = await asyncio.to_thread(self._discover)
@@ -287,7 +288,7 @@ class UplinkPool:
         if not self._rules:  # the kernel's own route: the uploader's probe says the rest
             self._reached = {uplink.interface: route is not None for uplink in planned}
         gone = {uplink.interface for uplink in self._uplinks} - {u.interface for u in planned}
-        self._forget(gone)
+        self._forget(gone, quietly=first)  # the first look replaces the kernel's route
         self._uplinks = planned
         self._publish()
 
@@ -399,9 +400,9 @@ class UplinkPool:
         else:
             self.failed(uplink, ConnectionError(f"no connection to {host}:{port}"))
 
-    def _forget(self, names: set[str]) -> None:
+    def _forget(self, names: set[str], *, quietly: bool) -> None:
         for name in names:
-            logger.info("uplink %s is gone", name)
+            logger.log(logging.DEBUG if quietly else logging.INFO, "uplink %s is gone", name)
             self._health.pop(name, None)
             self._reached.pop(name, None)
             for uplink in [u for u in self._stores if u.interface == name]:

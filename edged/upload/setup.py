@@ -10,10 +10,10 @@ from edged.errors import ConfigError
 from edged.metrics import UplinkMetrics, UploadMetrics
 from edged.paths import read_private_file
 from edged.upload.journal import Journal
-from edged.upload.links import BUDGET_FILE, UplinkPool, upstream_address
+from edged.upload.links import BUDGET_FILE, CapSchedule, UplinkPool, upstream_address
 from edged.upload.naming import ObjectNaming
 from edged.upload.s3 import S3Store
-from edged.upload.uplinks import Uplink
+from edged.upload.uplinks import Uplink, cap_schedule
 from edged.upload.uploader import Uploader, UploaderSettings
 
 JOURNAL_FILE = "uploads.sqlite3"
@@ -105,4 +105,8 @@ def build_uploader(
     )
     store = build_store(config, node)
     journal = Journal(data_dir / JOURNAL_FILE, max_pages=max_pages)
-    return Uploader(journal, store, settings, metrics)
+    pool = build_pool(config, data_dir, node, store, metrics.uplinks) if store else None
+    schedule = CapSchedule(
+        cap_schedule(config.upload.bandwidth_schedule), config.upload.bandwidth_limit
+    )
+    return Uploader(journal, store, settings, metrics, pool=pool, schedule=schedule)

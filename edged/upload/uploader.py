@@ -32,6 +32,7 @@ from edged.s3bucket import (
 from edged.supervise import Supervisor, describe
 from edged.upload.classes import RANK, UploadClass, class_of
 from edged.upload.journal import FileRecord, Journal, JournalError
+from edged.upload.links import CapSchedule, UplinkPool
 from edged.upload.policy import (
     BACKOFF_CAP_SECONDS,
     EVERY_CLASS,
@@ -101,6 +102,8 @@ class Uploader:
         store: S3Store | None,
         settings: UploaderSettings,
         metrics: UploadMetrics,
+        pool: UplinkPool | None = None,
+        schedule: CapSchedule | None = None,
     ) -> None:
         self.journal = journal
         self._store = store
@@ -121,6 +124,7 @@ class Uploader:
                 self._bucket,
                 part_size=settings.part_size,
                 parallel_parts=settings.parallel_parts,
+                pool=pool,
             )
             if store is not None
             else None
@@ -135,6 +139,10 @@ class Uploader:
         self._last_offline_log = 0.0
         # The classes some uplink carries now (the uplink pool's carried_classes); default: all.
         self._carried: Callable[[], frozenset[UploadClass]] = every_class
+        self.pool = pool  # the uplinks ([upload] uplinks); None: the store's route alone
+        self._schedule = schedule or CapSchedule(default=settings.bandwidth_limit)
+        if pool is not None:
+            self._carried = pool.carried_classes
         self._requeued = asyncio.Event()  # the queue changed: does a file outrank the one sent?
         self._yield_to: FileRecord | None = None  # outranks the file in flight: it stops for it
 
@@ -151,13 +159,21 @@ class Uploader:
             supervisor, self._own_supervisor = Supervisor(None), True
         self._supervisor = supervisor
         supervisor.spawn("uploader", self._run)
+        if self.pool is not None:
+            supervisor.spawn("uplinks", self._keep_uplinks)
 
     async def stop(self) -> None:
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             await supervisor.cancel("uploader")
+            await supervisor.cancel("uplinks")
             if self._own_supervisor:
                 await supervisor.stop()
+
+    async def _keep_uplinks(self) -> None:
+        """The uplinks looked at once a minute; the cap set by its schedule."""
+        if self.pool is not None:
+            await self.pool.keep_current(self._schedule, self.set_bandwidth, self.classes_changed)
 
     def wake(self) -> None:
         """An operator's request: look at the journal, and try the upstream, now."""

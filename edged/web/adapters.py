@@ -189,6 +189,8 @@ class JournalUploads:
             lambda: upload_report(self._uploader.journal, newest_first=self._uploader.newest_first)
         )
         report["upstream"] = {"configured": self.configured, "up": self.online}
+        pool = self._uploader.pool
+        report["uplinks"] = pool.describe() if pool is not None else []
         return report
 
     async def enqueue(self, path: Path, stream: str, kind: str) -> int:
