@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 
 import pytest
+import tomli_w
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -115,3 +116,13 @@ def test_bit_rates_are_bytes_per_second(number: int, unit: str) -> None:
     assert config.parse_rate(f"{number}{unit}", "k") == number * factor // 8
     assert config.parse_rate(f"{number} {unit}/s", "k") == number * factor // 8
     assert config.parse_rate(number, "k") == number
+
+
+def test_edged_config_prints_uplinks_that_read_back_the_same() -> None:
+    loaded = config.from_mapping(tomllib.loads(DOCUMENT))
+    printed = tomli_w.dumps(config.to_mapping(loaded))
+    assert "[[upload.uplinks]]" in printed
+    assert config.from_mapping(tomllib.loads(printed)) == loaded
+    assert (
+        config.from_mapping(tomllib.loads(tomli_w.dumps(config.to_mapping(Config())))) == Config()
+    )
