@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 BUDGET_FILE = "uplinks.json"  # the budgets spent and the uplinks last seen
 REACH_SECONDS = 3.0  # a TCP connect to the upstream by one uplink
 REFRESH_SECONDS = 60.0  # between two looks at the interfaces (and the cap's schedule)
+MIN_LOOK_SECONDS = 1.0  # a dropped uplink whose backoff ends is looked at no sooner
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
 
@@ -161,6 +162,13 @@ def uplink_line(row: Mapping[str, Any]) -> str:
     if row["budget_left_bytes"] is not None:
         words.append(f"budget left {row['budget_left_bytes']} B")
     return "  ".join(words)
+
+
+def next_look(interval: float, retry_at: Sequence[float], now: float) -> float:
+    """Seconds until the pool looks again: `interval`, sooner when a dropped uplink's backoff
+    ends (not before MIN_LOOK_SECONDS)."""
+    due = [moment - now for moment in retry_at]
+    return min([interval, *(max(wait, MIN_LOOK_SECONDS) for wait in due)])
 
 
 @dataclass(frozen=True)
@@ -311,7 +319,8 @@ class UplinkPool:
             if schedule.windows and (now := schedule.at(self._discovery.local_now())) != cap:
                 cap = now
                 set_cap(cap)
-            await asyncio.sleep(interval)
+            retry_at = [health.retry_at for health in self._health.values() if health.dropped]
+            await asyncio.sleep(next_look(interval, retry_at, self._discovery.monotonic()))
 
     async def save(self) -> None:
         """Write the budgets spent and the uplinks seen to the data dir (0600), if they changed

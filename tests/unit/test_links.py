@@ -283,3 +283,10 @@ async def test_an_uplink_in_one_line() -> None:
         "wwan0     10.64.3.2  metered  guest,clip,manifest  budget spent  1000 B/s"
         "  budget left 0 B",
     ]
+
+
+def test_the_pool_looks_again_when_a_backoff_ends() -> None:
+    assert links.next_look(60.0, [], 100.0) == 60.0
+    assert links.next_look(60.0, [104.0, 130.0], 100.0) == 4.0
+    assert links.next_look(60.0, [99.0], 100.0) == links.MIN_LOOK_SECONDS
+    assert links.next_look(60.0, [500.0], 100.0) == 60.0
