@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from edged.metrics import UploadMetrics
 from edged.s3bucket import (
@@ -49,6 +49,7 @@ FORWARD = {  # the way to done of a file found already upstream
 }
 
 ShouldYield = Callable[[], bool]
+T = TypeVar("T")
 
 
 class Uplinks(Protocol):
@@ -129,9 +130,22 @@ class FileTransfer:
             for _ in range(each)
         ]
 
-    def _store_for(self, record: FileRecord) -> S3Store:
-        """The store of a file's small requests and whole PUT: by its fastest uplink."""
-        return self._lanes(record)[0].store if self._pool is not None else self._store
+    async def _by_uplink(self, record: FileRecord, call: Callable[[S3Store], T]) -> T:
+        """`call` (a small request, or a whole PUT) in a thread, by the file's fastest usable
+        uplink; one that cannot reach the upstream is dropped and the next one tried."""
+        tried: set[str] = set()
+        while True:
+            lane = self._lanes(record)[0]
+            try:
+                return await asyncio.to_thread(call, lane.store)
+            except UpstreamUnreachable as error:
+                pool = self._pool
+                if pool is None or lane.uplink is None or not pool.bound or lane.link in tried:
+                    raise
+                tried.add(lane.link)
+                pool.failed(lane.uplink, error)
+                if not pool.usable(class_of(record.kind)):
+                    raise
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -161,8 +175,9 @@ class FileTransfer:
         )
         check_digest(record, digest)
         await self._throttle(len(data))
-        etag = await asyncio.to_thread(
-            self._store_for(record).put, record.key, data, record.sha256, content_type(record.key)
+        etag = await self._by_uplink(
+            record,
+            lambda store: store.put(record.key, data, record.sha256, content_type(record.key)),
         )
         self._metrics.bytes.inc(len(data))
         await asyncio.to_thread(
@@ -214,8 +229,8 @@ class FileTransfer:
         """The multipart upload's id and the parts already acknowledged."""
         upload_id = record.upload_id
         if not upload_id:
-            upload_id = await asyncio.to_thread(
-                self._store_for(record).create_upload, record.key, record.sha256
+            upload_id = await self._by_uplink(
+                record, lambda store: store.create_upload(record.key, record.sha256)
             )
             await asyncio.to_thread(self._journal.set_upload_id, record.id, upload_id, part_size)
             return upload_id, {}
@@ -226,7 +241,7 @@ class FileTransfer:
     async def _already_upstream(self, record: FileRecord, upload_id: str = "") -> bool:
         """Before an object is written: True when the key holds these bytes (the file is done);
         KeyTaken when it holds other bytes; False when there is nothing there (or to keep)."""
-        facts = await asyncio.to_thread(self._store_for(record).stat, record.key)
+        facts = await self._by_uplink(record, lambda store: store.stat(record.key))
         etags: set[str] = set()
         if facts is not None:
             part_size = self._part_size_of(record)
@@ -250,7 +265,7 @@ class FileTransfer:
 
     async def _abort_quietly(self, record: FileRecord, upload_id: str) -> None:
         try:
-            await asyncio.to_thread(self._store_for(record).abort, record.key, upload_id)
+            await self._by_uplink(record, lambda store: store.abort(record.key, upload_id))
         except UpstreamError as error:
             logger.warning("upload %d: could not abort %s: %s", record.id, upload_id, error)
 
@@ -325,7 +340,7 @@ class FileTransfer:
         not (acknowledged just as the process died) is adopted only when its ETag equals the md5
         of the same bytes read here now.
         """
-        held = await asyncio.to_thread(self._store_for(record).list_parts, record.key, upload_id)
+        held = await self._by_uplink(record, lambda store: store.list_parts(record.key, upload_id))
         kept, missing = reconcile_parts(done, held)
         if missing:
             logger.warning(
@@ -404,15 +419,13 @@ class FileTransfer:
         if await self._already_upstream(fresh, fresh.upload_id):
             return FileState.DONE
         try:
-            etag = await asyncio.to_thread(
-                self._store_for(record).complete,
-                record.key,
-                fresh.upload_id,
-                [(part.number, part.etag) for part in parts],
+            etags = [(part.number, part.etag) for part in parts]
+            etag = await self._by_uplink(
+                record, lambda store: store.complete(record.key, fresh.upload_id, etags)
             )
         except UploadLost:
             # Completed just before a crash? Then the object is there with an ETag of its bytes.
-            facts = await asyncio.to_thread(self._store_for(record).stat, record.key)
+            facts = await self._by_uplink(record, lambda store: store.stat(record.key))
             if facts is None or facts.etag not in accepted:
                 raise
             etag = facts.etag
@@ -425,7 +438,7 @@ class FileTransfer:
     async def verify(self, record: FileRecord) -> None:
         """VERIFYING: the object upstream is the file sent, and the file is still the one queued."""
         fresh, _, accepted = await self._accepted(record)
-        facts = await asyncio.to_thread(self._store_for(record).stat, record.key)
+        facts = await self._by_uplink(record, lambda store: store.stat(record.key))
         problems = verification_problems(facts, fresh.size, fresh.sha256, accepted)
         if problems:
             raise UploadLost("verification failed: " + "; ".join(problems))
