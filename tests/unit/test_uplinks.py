@@ -190,3 +190,42 @@ def test_a_window_holds_its_start_not_its_end(start: int, end: int, minute: int)
 
 def test_windows_are_parsed() -> None:
     assert uplinks.parse_window("22:30-06:15", 7) == CapWindow(22 * 60 + 30, 6 * 60 + 15, 7)
+
+
+FACTS = st.builds(
+    InterfaceFacts,
+    name=st.sampled_from(["eth0", "wlan0", "wwan0", "usb0", "lo"]),
+    ipv4=st.lists(st.sampled_from(["10.0.0.2", "192.168.1.5", "127.0.0.1"]), max_size=2).map(tuple),
+    up=st.booleans(),
+    loopback=st.booleans(),
+)
+RULES = st.lists(
+    st.builds(
+        UplinkConfig, match=st.sampled_from(["eth0", "w*", "usb?", "*"]), metered=st.booleans()
+    ),
+    max_size=3,
+)
+
+
+@given(
+    st.lists(FACTS, max_size=5, unique_by=lambda f: f.name),
+    RULES,
+    st.sampled_from([None, "10.0.0.2", "192.168.1.5", "127.0.0.1"]),
+)
+def test_a_plan_always_has_an_uplink_and_only_candidates_or_the_route(
+    facts: list[InterfaceFacts], rules: list[UplinkConfig], route: str | None
+) -> None:
+    planned = uplinks.plan_uplinks(facts, rules, route)
+    assert planned
+    route_interface = uplinks.interface_of(route, facts)
+    by_name = {item.name: item for item in facts}
+    for uplink in planned:
+        facts_of = by_name.get(uplink.interface)
+        is_route = route_interface is not None and uplink.interface == route_interface.name
+        candidate = facts_of is not None and uplinks.is_candidate(facts_of)
+        assert uplink.interface == "default" or is_route or candidate
+        if uplink.metered:  # the rules here name no classes: the metered default
+            assert UploadClass.RECORDING not in uplink.classes
+    if not rules:
+        assert len(planned) == 1
+        assert planned[0].classes == ALL_CLASSES
