@@ -253,6 +253,8 @@ class UplinkPool:
         store = self._stores.get(uplink)
         if store is None:
             store = self._stores[uplink] = self._store_factory(uplink)
+        # the daemon widens the default store's STS policy when the event changes: each follows
+        store.set_policy_prefixes(self._require_default().policy_prefixes)
         return store
 
     def sent(self, uplink: Uplink, nbytes: int, seconds: float) -> None:

@@ -92,9 +92,10 @@ async def test_a_metered_link_alone_carries_no_recording(tmp_path: Path) -> None
         made.append(uplink)
         return store(uplink.interface)
 
+    default = store()
     pool = UplinkPool(
         [WWAN_RULE],
-        store(),
+        default,
         UPSTREAM,
         store_factory=factory,
         metrics=UplinkMetrics(registry),
@@ -107,6 +108,9 @@ async def test_a_metered_link_alone_carries_no_recording(tmp_path: Path) -> None
     assert pool.usable(UploadClass.CLIP) == [eth, wwan]
     assert pool.store_for(wwan) is pool.store_for(wwan)
     assert made == [wwan]
+    pool.store_for(eth)  # the default store's policy prefixes (the event changed) are followed
+    default.set_policy_prefixes(["gala/box/", "older/box/"])
+    assert pool.store_for(wwan).policy_prefixes == ["gala/box/", "older/box/"]
     pool.failed(eth, ConnectionResetError("reset by peer"))
     assert pool.usable(UploadClass.RECORDING) == []
     assert UploadClass.RECORDING not in pool.carried_classes()
