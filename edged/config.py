@@ -174,6 +174,40 @@ class UploadConfig:
     bandwidth_schedule: dict[str, int] = setting({}, pattern=_CAP_WINDOW)  # noqa: RUF009
 
 
+_CAMPAIGN_TAG = r"^[A-Za-z0-9_.-]{0,64}$"
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """One `[[guest.campaigns]]` table: a pop-up's or partner's tags on the guests' link."""
+
+    name: str = setting("", pattern=_NAME_PATTERN)  # /qr?campaign=<name>; required
+    source: str = setting("", pattern=_CAMPAIGN_TAG)  # utm_source
+    campaign: str = setting("", pattern=_CAMPAIGN_TAG)  # utm_campaign ("" = the name)
+    promo: str = setting("", pattern=r"^[A-Za-z0-9_-]{0,32}$")  # a promo code shown on /join
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    """What guests see and give: the event page, the link and QR, check-in, telemetry."""
+
+    title: str = setting("", pattern=r"^[^\x00-\x1f]{0,80}$")  # "" = the event's name
+    accent: str = setting("#e4003a", pattern=r"^#[0-9a-fA-F]{6}$")
+    # The guests' link when the box's LAN address is not it (a venue DNS name, a proxy).
+    public_url: str = setting("", pattern=r"^$|^https?://[A-Za-z0-9.:\[\]-]+(/[^\s]*)?$")
+    wifi_ssid: str = setting("", pattern=r"^[^\x00-\x1f]{0,32}$")  # a join QR on the poster
+    wifi_password: str = setting("", pattern=r"^[^\x00-\x1f]{0,63}$")
+    campaigns: tuple[CampaignConfig, ...] = setting(())
+    captive_portal: bool = False  # answer phones' connectivity probes (the box runs DNS/DHCP)
+    consent_text: str = setting(
+        "Yes, send me the newsletter. I can unsubscribe at any time.",
+        pattern=r"^[^\x00-\x1f]{1,500}$",
+    )
+    retention_days: int = setting(365, minimum=1, maximum=3650)  # signups kept on the box
+    min_retention_10s: float = setting(0.0, minimum=0.0, maximum=1.0)  # 0 = no clip sinks
+    min_views: int = setting(20, minimum=1, maximum=1_000_000)
+
+
 @dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -187,6 +221,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
+    guest: GuestConfig = field(default_factory=GuestConfig)
 
 
 def parse_size(value: object, key: str) -> int:
@@ -236,6 +271,8 @@ def _coerce(spec: dataclasses.Field[Any], kind: Any, value: object, key: str) ->
         result = float(value)
     elif typing.get_origin(kind) is tuple and typing.get_args(kind)[0] is UplinkConfig:
         return _build_uplinks(value, key)
+    elif typing.get_origin(kind) is tuple and typing.get_args(kind)[0] is CampaignConfig:
+        return _build_campaigns(value, key)
     elif typing.get_origin(kind) is tuple:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{key} = {value!r}: must be a list of strings")
@@ -290,6 +327,23 @@ def _build_uplinks(value: object, key: str) -> tuple[UplinkConfig, ...]:
             )
         uplinks.append(_build_section(f"{key}[{index}]", UplinkConfig, item))
     return tuple(uplinks)
+
+
+def _build_campaigns(value: object, key: str) -> tuple[CampaignConfig, ...]:
+    """`[[guest.campaigns]]` tables, each checked like a section; `name` required, unique."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(
+            f'{key} = {value!r}: must be a list of tables ([[{key}]] with name = "popup-1")'
+        )
+    campaigns: list[CampaignConfig] = []
+    for index, item in enumerate(value):
+        if not item.get("name"):
+            raise ConfigError(f'{key}[{index}]: no name; name it ("popup-1") for /qr?campaign=')
+        campaign = _build_section(f"{key}[{index}]", CampaignConfig, item)
+        if any(other.name == campaign.name for other in campaigns):
+            raise ConfigError(f"{key}[{index}]: name {campaign.name!r} is taken by another")
+        campaigns.append(campaign)
+    return tuple(campaigns)
 
 
 def _check_schedule(meta: Mapping[str, Any], value: object, key: str) -> dict[str, int]:
