@@ -1,6 +1,9 @@
 """The parts of one multipart upload dealt to the senders of every usable uplink: one reader puts
 the parts in order, each sender takes the next when edged/upload/spread.py says it should, a part
 that failed on one uplink goes back to the front for the others, and that uplink's senders stop.
+A part read ahead is asked about again before it is dealt when a part boundary passed since it was
+read: asked to yield, it deals no more, the parts read ahead are left for the upload's resumption,
+and only those in flight finish.
 """
 
 from __future__ import annotations
@@ -47,16 +50,21 @@ class PartDealer:
         *,
         capacity: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        should_yield: Callable[[], bool] = lambda: False,
     ) -> None:
         self.lanes = list(lanes)
         self._unread = deque(sizes)  # the sizes of the parts to send not read yet, in order
-        self._pending: deque[Part] = deque()  # read (or given back), not taken
+        # Read (or given back), not taken; each with the acknowledgements counted when it came.
+        self._pending: deque[tuple[Part, int]] = deque()
+        self._acknowledged = 0
         self._capacity = capacity  # parts read ahead; a part given back may exceed it
         self._clock = clock
         self._reading = True
         self._in_flight = 0
         self._dropped: set[str] = set()
         self._changed = asyncio.Condition()
+        self._should_yield = should_yield
+        self.yielded = False  # asked to yield: no part is dealt any more
 
     def live_links(self) -> set[str]:
         return {lane.link for lane in self.lanes} - self._dropped
@@ -64,8 +72,12 @@ class PartDealer:
     async def put(self, part: Part) -> None:
         """A part read, in order; waits while `capacity` parts wait for a sender."""
         async with self._changed:
-            await self._changed.wait_for(lambda: len(self._pending) < self._capacity)
-            self._pending.append(part)
+            await self._changed.wait_for(
+                lambda: len(self._pending) < self._capacity or self.yielded
+            )
+            if self.yielded:
+                return  # left for the resumption
+            self._pending.append((part, self._acknowledged))
             if self._unread:
                 self._unread.popleft()
             self._changed.notify_all()
@@ -78,16 +90,19 @@ class PartDealer:
             self._changed.notify_all()
 
     async def take(self, lane: Lane) -> Part | None:
-        """The next part for `lane`, or None when its uplink was dropped or every part is
-        acknowledged (while parts are in flight elsewhere it waits: one may come back)."""
+        """The next part for `lane`, or None when its uplink was dropped, every part is
+        acknowledged (while parts are in flight elsewhere it waits: one may come back) or the
+        upload yields."""
         async with self._changed:
             while True:
-                if lane.link in self._dropped:
+                if self._asks_again() and self._should_yield():
+                    self._yield()
+                if lane.link in self._dropped or self.yielded:
                     return None
                 if not self._pending and not self._reading and self._in_flight == 0:
                     return None
                 if self._pending and self._takes(lane):
-                    part = self._pending.popleft()
+                    part, _ = self._pending.popleft()
                     lane.started, lane.size = self._clock(), part[0].size
                     self._in_flight += 1
                     self._changed.notify_all()
@@ -97,6 +112,7 @@ class PartDealer:
     async def done(self, lane: Lane, seconds: float) -> None:
         """`lane`'s part was acknowledged after `seconds` of sending."""
         async with self._changed:
+            self._acknowledged += 1
             if seconds > 0:
                 sample = lane.size / seconds
                 lane.rate = (
@@ -108,10 +124,23 @@ class PartDealer:
         """`lane`'s uplink failed sending `part`: the part goes back to the front for the
         others, the uplink's senders stop. Whether another uplink is left to send it."""
         async with self._changed:
-            self._pending.appendleft(part)
+            if not self.yielded:
+                self._pending.appendleft((part, -1))
             self._dropped.add(lane.link)
             self._free(lane)
-            return bool(self.live_links())
+            return self.yielded or bool(self.live_links())
+
+    def _asks_again(self) -> bool:
+        """Whether the next part is asked about again before it is dealt: a part boundary (an
+        acknowledgement) passed since the reader asked, as it read it."""
+        return bool(self._pending) and not self.yielded and self._pending[0][1] < self._acknowledged
+
+    def _yield(self) -> None:
+        self.yielded = True
+        self._reading = False
+        self._pending.clear()
+        self._unread.clear()
+        self._changed.notify_all()
 
     def _free(self, lane: Lane) -> None:
         lane.size = 0
@@ -130,5 +159,5 @@ class PartDealer:
             )
             for each in live
         ]
-        sizes = [part[0].size for part in self._pending] + list(self._unread)
+        sizes = [part[0].size for part, _ in self._pending] + list(self._unread)
         return takes_next(live.index(lane), senders, sizes, now)

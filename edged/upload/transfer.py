@@ -152,8 +152,9 @@ class FileTransfer:
     async def send(self, record: FileRecord, should_yield: ShouldYield = never_yield) -> FileState:
         """UPLOADING: send the bytes (what the journal holds is not sent again).
 
-        A multipart upload asks `should_yield()` before each part it has still to send: True
-        stops it there (the parts in flight finish and are journaled) and it returns UPLOADING.
+        A multipart upload asks `should_yield()` before each part it has still to send (as it
+        reads it, and again as a sender would take it): True stops it there (the parts in flight
+        finish and are journaled, those read ahead wait) and it returns UPLOADING.
         """
         part_size = self._part_size_of(record)
         spans = plan_parts(record.size, part_size)
@@ -205,7 +206,11 @@ class FileTransfer:
         digest = Digest()
         # One reader takes the parts in order (so the digest is of the bytes sent, in order);
         # the senders of every uplink take them from the dealer, one read ahead.
-        dealer = PartDealer(lanes, [span.size for span in spans if span.number not in done])
+        dealer = PartDealer(
+            lanes,
+            [span.size for span in spans if span.number not in done],
+            should_yield=should_yield,
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 reader = group.create_task(
@@ -215,7 +220,7 @@ class FileTransfer:
                     group.create_task(self._send_parts(record, upload_id, dealer, lane))
         except ExceptionGroup as failures:
             raise most_telling(failures) from None
-        if reader.result():
+        if reader.result() or dealer.yielded:
             return FileState.UPLOADING
         if digest.sha256.hexdigest() != record.sha256:
             await self._abort_quietly(record, upload_id)
@@ -282,7 +287,7 @@ class FileTransfer:
         stopped = False
         for span in spans:
             held = done.get(span.number)
-            if held is None and should_yield():
+            if held is None and (dealer.yielded or should_yield()):
                 logger.info("upload %d yields before part %d", record.id, span.number)
                 stopped = True
                 break

@@ -147,3 +147,22 @@ async def test_a_sender_waits_while_a_part_in_flight_may_come_back() -> None:
     assert not waiting.done()
     await dealer.lost(eth, taken)
     assert await waiting == taken
+
+
+async def test_asked_to_yield_the_dealer_deals_no_more_and_keeps_nothing_back() -> None:
+    eth, wwan = lane("eth0"), lane("wwan0")
+    asked = [False]
+    dealer = PartDealer([eth, wwan], [5 * MiB] * 4, should_yield=lambda: asked[0])
+    await dealer.put(part(1))
+    first = await dealer.take(eth)
+    await dealer.put(part(2))  # read ahead
+    asked[0] = True
+    second = await dealer.take(wwan)  # no part boundary since it was read: no need to ask
+    assert first is not None and second is not None
+    await dealer.put(part(3))  # read ahead
+    await dealer.done(wwan, 1.0)  # a part boundary: part 3 is asked about again
+    assert await dealer.take(wwan) is None  # the part read ahead is not sent
+    assert dealer.yielded
+    await dealer.put(part(4))  # the reader is not held: the part is left for the resumption
+    assert await dealer.lost(eth, first)  # in flight and lost: not dealt again, nothing fails
+    assert await dealer.take(eth) is None
