@@ -304,8 +304,7 @@ def test_a_clip_queued_during_a_recording_upload_finishes_first(
     driver = Driver(net, config, tmp_path / "data", "--queue", stdin=True)
     try:
         driver.send(f"recording:{recording}")
-        # Under way; the uploader asks whether to yield as it reads each part, up to three parts
-        # ahead of the wire (two in flight, one waiting): the clip comes before the fifth's turn.
+        # Under way: the recording yields at its next part boundary, its last part still to go.
         until(lambda: sum(carried(net, before)) > MiB, 30, "the recording is under way")
         driver.send(f"clip:{clip}")
         driver.close_stdin()
