@@ -196,6 +196,8 @@ class Daemon:
             clips=clips.store,
             pull=clips.pull,
             uploads=JournalUploads(uploader, lambda: self.naming, data_dir),
+            guest=config.guest,
+            data_dir=data_dir,
         )
         http = await stack.enter_async_context(self._http(services))
         await stack.enter_async_context(self._mdns(data_dir, http.port, identity))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
+from edged.config import GuestConfig
 from edged.errors import EdgedError
 from edged.metrics import Metrics
 
@@ -193,6 +194,8 @@ LIVE: web.AppKey[LiveView] = web.AppKey("live")
 CLIPS: web.AppKey[ClipStore] = web.AppKey("clips")
 PULL: web.AppKey[PullSource] = web.AppKey("pull_through")
 UPLOADS: web.AppKey[UploadQueue] = web.AppKey("uploads")
+GUEST = web.AppKey("guest", GuestConfig)  # [guest]: what the guest pages show
+DATA_DIR = web.AppKey("data_dir", Path)  # where guest files (the logo) are kept
 
 
 @dataclass
@@ -211,6 +214,8 @@ class WebServices:
     clips: ClipStore | None = None
     pull: PullSource | None = None
     uploads: UploadQueue | None = None
+    guest: GuestConfig = field(default_factory=GuestConfig)
+    data_dir: Path | None = None
 
     def install(self, app: web.Application) -> None:
         app[IDENTITY] = self.identity
@@ -225,6 +230,8 @@ class WebServices:
         _offer(app, CLIPS, self.clips)
         _offer(app, PULL, self.pull)
         _offer(app, UPLOADS, self.uploads)
+        app[GUEST] = self.guest
+        _offer(app, DATA_DIR, self.data_dir)
 
 
 def _offer(app: web.Application, key: web.AppKey[T], value: T | None) -> None:
