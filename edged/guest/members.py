@@ -1,0 +1,98 @@
+"""Who signed up: a cookie signed with a secret only this box holds.
+
+The cookie's value is `<signup id>.<HMAC-SHA256(secret, signup id) in hex>`. The secret is made
+once, on first start, in the data dir (mode 0600); the daemon puts it under `MEMBER_SECRET`.
+Pages and the asset route ask `signed_up(request)`; without the secret (a test app, the guest
+desk not running) nobody is signed up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from aiohttp import web
+
+from edged.errors import StartupError
+
+COOKIE = "edged_member"
+SECRET_FILE = "guest.secret"  # noqa: S105 - a file name, not a secret
+SECRET_BYTES = 32
+# A guest who signed up at the event still holds the exclusive clips when back a month later.
+COOKIE_MAX_AGE = 400 * 24 * 3600
+MAX_SIGNUP_ID = 64
+
+MEMBER_SECRET = web.AppKey("member_secret", bytes)
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError) as error:
+        raise StartupError(
+            f"guest cookie secret {path} is unreadable; delete it to make a new one "
+            "(guests then sign up again for the exclusive clips)"
+        ) from error
+    if len(secret) < 16:
+        raise StartupError(f"guest cookie secret {path} is too short; delete it")
+    return secret
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The cookie secret of this box: read, or made once (0600) on first start (blocking)."""
+    path = data_dir / SECRET_FILE
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret(path)
+    except OSError as error:
+        raise StartupError(f"cannot create {path}: {error.strerror}") from error
+    secret = secrets.token_bytes(SECRET_BYTES)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(secret.hex() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return secret
+
+
+def _mac(secret: bytes, signup_id: str) -> str:
+    return hmac.new(secret, signup_id.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def sign(secret: bytes, signup_id: str) -> str:
+    """The cookie value for a signup id (letters, digits, `-` and `_` only)."""
+    if not signup_id or len(signup_id) > MAX_SIGNUP_ID or not signup_id.isascii():
+        raise ValueError("a signup id is 1-64 ASCII characters")
+    return f"{signup_id}.{_mac(secret, signup_id)}"
+
+
+def verified_id(secret: bytes, value: str) -> str | None:
+    """The signup id a cookie value carries, or None when it is not one this box signed."""
+    signup_id, _, mac = value.rpartition(".")
+    if not signup_id or len(signup_id) > MAX_SIGNUP_ID or not signup_id.isascii():
+        return None
+    if not mac.isascii() or not hmac.compare_digest(mac, _mac(secret, signup_id)):
+        return None
+    return signup_id
+
+
+def signed_up(request: web.BaseRequest) -> bool:
+    """True when the request carries a member cookie this box signed."""
+    secret = request.app.get(MEMBER_SECRET) if isinstance(request, web.Request) else None
+    value = request.cookies.get(COOKIE)
+    return secret is not None and value is not None and verified_id(secret, value) is not None
+
+
+def give_cookie(response: web.StreamResponse, secret: bytes, signup_id: str) -> None:
+    """Set the member cookie: HttpOnly, SameSite=Lax, Path=/."""
+    response.set_cookie(
+        COOKIE,
+        sign(secret, signup_id),
+        max_age=COOKIE_MAX_AGE,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+    )
