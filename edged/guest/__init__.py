@@ -1,0 +1,1 @@
+"""What the box offers guests beyond the bytes: clip facts, campaigns, check-in."""
