@@ -344,6 +344,18 @@ class UplinkMetrics:
                 continue
 
 
+class GuestMetrics:
+    """Guests' visits (and what else guests do), by configured campaign (guest/campaigns.py)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.visits = Counter(
+            "edged_guest_visits",
+            "Views of the event page, by campaign (a configured name, or none).",
+            ["campaign"],
+            registry=registry,
+        )
+
+
 class Metrics:
     """Every metric edged exports, grouped by the subsystem that feeds it."""
 
@@ -403,6 +415,7 @@ class Metrics:
         self.streams = StreamMetrics(self.registry)
         self.live = LiveMetrics(self.registry)
         self.cache = CacheMetrics(self.registry)
+        self.guest = GuestMetrics(self.registry)
 
     def set_identity(self, *, version: str, node: str, event: str) -> None:
         """Set the labels of edged_build_info (an event id can change on reload)."""
