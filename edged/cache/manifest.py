@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from edged.cache.ranges import valid_name
 from edged.errors import EdgedError
+from edged.guest.clips import FIELDS as FACT_FIELDS
+from edged.guest.clips import facts_from_fields
 
 RETRY_FIRST_SECONDS = 300.0  # a failed entry waits this long before it is tried again ...
 RETRY_MAX_SECONDS = 3600.0  # ... doubling up to this
@@ -37,6 +39,9 @@ class ManifestEntry:
     pin: bool
     sha256: str
     size: int | None = None  # bytes upstream, when the manifest says (saves a HEAD)
+    # The clip's facts as the entry gives them (title, description, exclusive, publish_at,
+    # unpublish_at; edged.guest.clips), checked; as (field, value) pairs in the entry's order.
+    facts: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,9 @@ class Manifest:
 def parse_manifest(data: bytes, assets_prefix: str) -> Manifest:
     """`{"assets": [{"name": ..., "key": ..., "pin": true, "sha256": ..., "size": ...}, ...]}`
     (or the bare list; an entry may be just its name), in priority order. `key` defaults to
-    `<assets prefix>/<name>`, `pin` to true. A bad entry is rejected with its reason; only a
-    document that is not a list of entries fails as a whole."""
+    `<assets prefix>/<name>`, `pin` to true. The optional facts (`title`, `description`,
+    `exclusive`, `publish_at`, `unpublish_at` in RFC 3339) go to `facts`. A bad entry is
+    rejected with its reason; only a document that is not a list of entries fails as a whole."""
     try:
         document = json.loads(data)
         entries = document["assets"] if isinstance(document, dict) else document
@@ -106,7 +112,14 @@ def _entry(item: object, assets_prefix: str) -> ManifestEntry | str:
     size = item.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
         return f"{name}: size must be a whole number of bytes"
-    return ManifestEntry(name=name, key=key, pin=pin, sha256=sha256.lower(), size=size)
+    facts = {field: item[field] for field in FACT_FIELDS if field in item}
+    try:
+        facts_from_fields(name, facts)
+    except ValueError as error:
+        return f"{name}: {error}"
+    return ManifestEntry(
+        name=name, key=key, pin=pin, sha256=sha256.lower(), size=size, facts=tuple(facts.items())
+    )
 
 
 # -- the plan against the cap ------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from edged.cache.facts import FactsStore
 from edged.cache.prepare import PrepareError, prepare
 from edged.cache.ranges import valid_name
 from edged.fileio import file_sha256, write_atomically
@@ -110,6 +111,7 @@ class AssetStore:
         self._view = StoreView()
         self._accessed: dict[str, float] = {}  # last_access set by `touch` since the clip was added
         self._wanted: dict[str, int] = {}  # manifest clip -> its rank (0 = highest priority)
+        self.facts = FactsStore(root)  # titles, exclusive, release windows (edged.guest.clips)
         self._load()
 
     # -- index ---------------------------------------------------------------------------------

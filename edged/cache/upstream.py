@@ -215,6 +215,9 @@ class Replicator:
             return
         manifest = parse_manifest(self._s3.read(self._manifest_key), self._assets_prefix)
         self._manifest, self._manifest_etag = manifest, facts.etag
+        self._store.facts.from_manifest(
+            {entry.name: dict(entry.facts) for entry in manifest.entries}
+        )
         listed = {_identity(entry) for entry in manifest.entries}
         self._failures = {k: v for k, v in self._failures.items() if k in listed}
         self._sizes = {k: v for k, v in self._sizes.items() if k in listed}

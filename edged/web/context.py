@@ -16,6 +16,7 @@ from edged.errors import EdgedError
 from edged.metrics import Metrics
 
 if TYPE_CHECKING:
+    from edged.cache.facts import FactsStore
     from edged.cache.store import Asset
     from edged.cache.upstream import Download
     from edged.upload.state import FileState
@@ -33,6 +34,7 @@ class Identity:
     event: str
     advertised_name: str = ""  # `<name>.local` on the LAN, renamed on a conflict; "" without mDNS
     landing_url: str = ""
+    typed_url: str = ""  # `http://<name>.local:<port>/`, the second form a guest may type
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
 
@@ -147,6 +149,9 @@ class ClipStore(Protocol):
     def add(self, source: Path, name: str, *, pin: bool, origin: str) -> Asset: ...
 
     def remove(self, name: str) -> bool: ...
+
+    @property
+    def facts(self) -> FactsStore: ...
 
 
 class PullSource(Protocol):
