@@ -38,6 +38,13 @@ from edged.discovery import (
     write_advertised,
 )
 from edged.errors import ConfigError
+from edged.guest.address import (
+    default_route_address,
+    interface_addresses,
+    lan_host,
+    landing_url,
+    typed_url,
+)
 from edged.media.recorder import Segment, SegmentIdentity
 from edged.media.streams import MediaManager
 from edged.metrics import Metrics
@@ -50,7 +57,7 @@ from edged.upload.uploader import Uploader
 from edged.web.adapters import JournalUploads, LazyWhep, MediaLiveView
 from edged.web.app import HttpServer, create_app
 from edged.web.context import Identity, Readiness, WebServices
-from edged.web.pages import print_qr
+from edged.web.guest_qr import print_qr
 
 logger = logging.getLogger(__name__)
 
@@ -393,8 +400,9 @@ class Daemon:
         config = self.config
         url = f"http://{config.http.host}:{port}/"
         identity.landing_url = self._landing_url(config, port)
+        identity.typed_url = typed_url(identity.advertised_name, port)
         if sys.stdout.isatty():
-            print_qr(identity.landing_url)
+            print_qr(identity.landing_url, identity.typed_url)
         logger.info(
             "edged %s ready: %s (node %s, event %s)", __version__, url, self.node, config.node.event
         )
@@ -431,12 +439,12 @@ class Daemon:
             logger.error("SIGHUP: config not reloaded, the running config stays: %s", error)
 
     def _landing_url(self, config: Config, port: int) -> str:
-        """What a phone on the LAN opens: the advertised mDNS name, else the first LAN address."""
-        if self._advertiser is not None:
-            host = f"{self._advertiser.label}.local"
-        else:
-            host = advertised_addresses(config.http.host, _interface_addresses())[0]
-        return f"http://{host}:{port}/"
+        """What a phone on the LAN opens: [guest] public_url, else the box's LAN address (phones'
+        browsers often cannot resolve `.local`: that name is the typed form)."""
+        host = lan_host(
+            config.http.host, interface_addresses(), default_route_address(), config.mdns.interfaces
+        )
+        return landing_url(config.guest.public_url, host, port)
 
     def _properties(self, config: Config) -> dict[str, str]:
         # The TXT "node" (Prometheus file_sd's label), the metrics labels and the upstream keys

@@ -8,67 +8,101 @@ from html import escape
 import segno
 from aiohttp import web
 
-from edged.web.context import CLIPS, IDENTITY, LIVE
+from edged.guest.page import Tile, shown, tile_html, version
+from edged.web.context import GUEST, IDENTITY
+from edged.web.event_page import (
+    REFRESH_MS,
+    TILES_PATH,
+    count_visit,
+    guest_tiles,
+    logo_url,
+    page_title,
+)
 
 routes = web.RouteTableDef()
 
 _STYLE = (
-    "body{font:18px/1.4 system-ui,sans-serif;margin:0;padding:1.5em;background:#111;color:#eee}"
-    "h1{font-size:1.6em;margin:0 0 .2em}p{color:#aaa;margin:.2em 0}"
-    "main{max-width:40em;margin:auto}.empty{margin-top:2em;padding:1em;border:1px dashed #444}"
-    "h2{font-size:1.2em}.tile{display:block;margin:0 0 1em;color:#eee;text-decoration:none}"
-    ".tile img{width:100%;height:auto;background:#222;border-radius:8px;display:block}"
-    ".tile span{display:block;padding:.4em 0;font-size:1.1em}"
+    "body{font:16px/1.35 system-ui,sans-serif;margin:0;background:#111;color:#eee}"
+    "header{padding:14px 12px 10px;border-bottom:3px solid var(--a)}"
+    "header img{display:block;max-height:56px;max-width:70%;margin-bottom:6px}"
+    "h1{font-size:1.5em;margin:0;overflow-wrap:anywhere}header small{color:#999}"
+    "main{max-width:64em;margin:auto;padding:12px}"
+    "#g{display:grid;grid-template-columns:repeat(auto-fill,minmax(136px,1fr));gap:12px}"
+    ".t{color:#eee;text-decoration:none;min-width:0}"
+    ".p{position:relative;aspect-ratio:16/9;background:#222;border-radius:8px;overflow:hidden}"
+    ".p img{width:100%;height:100%;object-fit:cover;display:block}"
+    ".p:after{content:'';position:absolute;left:50%;top:50%;margin:-13px 0 0 -8px;"
+    "border:13px solid #0000;border-left:20px solid #fffe;border-right:0;"
+    "filter:drop-shadow(0 0 3px #000)}"
+    ".l,.d{position:absolute;padding:1px 6px;border-radius:4px;font:700 12px system-ui;color:#fff}"
+    ".l{top:6px;left:6px;background:var(--a)}.d{bottom:6px;right:6px;background:#000c}"
+    ".n,.t small{display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:2;"
+    "overflow:hidden}.n{font-weight:600;margin-top:5px}.t small{color:#aaa;font-size:.85em}"
+    ".empty{padding:1em;border:1px dashed #444;color:#aaa}"
+)
+# Every 10 s (and when the page is shown again) the tiles JSON; the grid is redrawn only when
+# its version changed. Text goes in as text (textContent), never as markup.
+_REFRESH = (
+    "(()=>{const g=document.getElementById('g'),m=document.getElementById('m');"
+    "let v=g.dataset.v;const e=(t,c,x)=>{const n=document.createElement(t);"
+    "if(c)n.className=c;if(x)n.textContent=x;return n};"
+    "const tile=t=>{const a=e('a','t'),p=e('div','p'),i=e('img');a.href=t.href;"
+    "i.src=t.poster;i.alt='';i.loading='lazy';p.append(i);"
+    "if(t.kind==='live')p.append(e('b','l','LIVE'));"
+    "if(t.locked)p.append(e('b','l','Sign up to watch'));"
+    "if(t.duration)p.append(e('em','d',t.duration));a.append(p,e('span','n',t.title));"
+    "if(t.description)a.append(e('small','',t.description));return a};"
+    "const r=async()=>{try{const a=await fetch('$tiles',{cache:'no-store'});"
+    "if(!a.ok)return;const j=await a.json();if(j.version===v)return;v=j.version;"
+    "g.replaceChildren(...j.tiles.map(tile));m.hidden=j.tiles.length>0;}catch(x){}};"
+    "setInterval(()=>{if(!document.hidden)r()},$ms);"
+    "document.addEventListener('visibilitychange',()=>{if(!document.hidden)r()});})();"
+)
+EMPTY = (
+    "Nothing to watch on this box yet. Clips and live cameras appear here as soon as they "
+    "are ready."
 )
 
 
-def _tile(href: str, poster: str, title: str) -> str:
-    return (
-        f'<a class=tile href="{escape(href)}"><img src="{escape(poster)}" alt="" loading=lazy '
-        f"width=320 height=180><span>{escape(title)}</span></a>"
-    )
-
-
 def landing_html(
-    box: str, event: str, live_streams: list[str] | None = None, clips: list[str] | None = None
+    title: str,
+    box: str,
+    tiles: list[Tile],
+    *,
+    accent: str = "#e4003a",
+    logo: str = "",
 ) -> str:
-    """The landing page: which box this is (the name it answers to), then its streams and clips."""
-    live = "".join(
-        _tile(f"/live/{name}", f"/live/{name}/poster.jpg", f"Live: {name}")
-        for name in live_streams or []
-    )
-    stored = "".join(
-        _tile(f"/watch/{name}", f"/posters/{name}.jpg", name.rsplit(".", 1)[0])
-        for name in clips or []
-    )
-    sections = (f"<section><h2>Live now</h2>{live}</section>" if live else "") + (
-        f"<section><h2>Clips</h2>{stored}</section>" if stored else ""
-    )
-    body = (
-        sections
-        if sections
-        else "<p class=empty>Nothing to watch on this box yet. Clips and live cameras appear "
-        "here as soon as they are ready.</p>"
-    )
+    """The landing page: the event's title (and logo), the box's name small, a grid of tiles
+    that refreshes itself. `tiles` are those `shown` chose (they fit the page's budget)."""
+    grid = "".join(tile_html(tile) for tile in tiles)
+    logo_tag = f'<img src="{escape(logo)}" alt="">' if logo else ""
+    script = _REFRESH.replace("$tiles", TILES_PATH).replace("$ms", str(REFRESH_MS))
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{escape(box)}</title><style>{_STYLE}</style></head><body><main>"
-        f"<h1>{escape(box)}</h1><p>Event: {escape(event)}</p>{body}"
-        "</main></body></html>"
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f'<body style="--a:{escape(accent)}"><header>{logo_tag}<h1>{escape(title)}</h1>'
+        f"<small>{escape(box)}</small></header><main>"
+        f'<div id=g data-v="{version(tiles)}">{grid}</div>'
+        f"<p class=empty id=m{' hidden' if tiles else ''}>{EMPTY}</p>"
+        f"</main><script>{script}</script></body></html>"
     )
 
 
 @routes.get("/")
 async def landing(request: web.Request) -> web.Response:
-    identity, live, store = request.app[IDENTITY], request.app.get(LIVE), request.app.get(CLIPS)
-    streams = live.stream_names() if live is not None else []
-    clips = [a.name for a in store.assets()] if store is not None else []
+    identity = request.app[IDENTITY]
     # The name a guest typed or scanned (after an mDNS rename, not the configured node).
-    name = identity.advertised_name or identity.node
-    response = web.Response(
-        text=landing_html(name, identity.event, streams, clips), content_type="text/html"
+    box = identity.advertised_name or identity.node
+    page = landing_html(
+        page_title(request),
+        box,
+        shown(guest_tiles(request)),
+        accent=request.app[GUEST].accent,
+        logo=logo_url(request),
     )
+    count_visit(request)
+    response = web.Response(text=page, content_type="text/html")
     response.headers["Cache-Control"] = "no-cache"
     return response
 

@@ -209,10 +209,14 @@ def test_name_conflict_renames_the_second_box(start_daemon: StartDaemon) -> None
     _, body = http(second.url + "/api/v1/status")
     status = json.loads(body)
     assert status["advertised_name"] == "twin-2"
-    assert status["landing_url"] == f"http://twin-2.local:{second.port}/"
+    # The link the QR code carries is the LAN address (phones often cannot resolve .local, #16);
+    # the advertised name is the typed form the poster shows beside it.
+    assert status["landing_url"] == f"http://127.0.0.1:{second.port}/"
     assert status["node"] == "twin"  # the configured identity: metrics labels, object keys
     _, qr = http(second.url + "/qr.svg")
-    assert f"http://twin-2.local:{second.port}/".encode() in qr
+    assert f"http://127.0.0.1:{second.port}/".encode() in qr
+    _, poster = http(second.url + "/qr")
+    assert f"http://twin-2.local:{second.port}/".encode() in poster
     _, metrics = http(second.url + "/metrics")
     assert b'node="twin"' in metrics and b'node="twin-2"' not in metrics
     _, first_body = http(first.url + "/api/v1/status")

@@ -73,9 +73,9 @@ async def test_landing_page_escapes_and_is_small(client: TestClient[Any, Any]) -
     response = await client.get("/")
     body = await response.text()
     assert response.status == 200
-    assert "<h1>box&lt;1&gt;</h1>" in body
-    assert "gala" in body
-    assert len(body.encode()) < 4096
+    assert "<small>box&lt;1&gt;</small>" in body  # the box's name small (#16)
+    assert "<h1>gala</h1>" in body  # the event as the title, never the host name
+    assert len(body.encode()) < 8 * 1024  # the shell: style, script (#16: 30 KB with tiles)
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 

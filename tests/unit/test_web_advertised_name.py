@@ -24,7 +24,7 @@ async def test_a_renamed_box_shows_and_reports_its_advertised_name(tmp_path: Pat
     context = _context(tmp_path, advertised_name="twin-2", landing_url="http://twin-2.local:8080/")
     async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
         page = await (await client.get("/")).text()
-        assert "<title>twin-2</title>" in page and "<h1>twin-2</h1>" in page
+        assert "<small>twin-2</small>" in page  # small, under the event's title (#16)
         status = await (await client.get("/api/v1/status")).json()
         assert status["node"] == "twin"
         assert status["advertised_name"] == "twin-2"
@@ -35,7 +35,7 @@ async def test_a_renamed_box_shows_and_reports_its_advertised_name(tmp_path: Pat
 
 async def test_without_mdns_the_node_name_and_no_advertised_name(tmp_path: Path) -> None:
     async with TestClient(TestServer(create_app(_context(tmp_path)), host="127.0.0.1")) as client:
-        assert "<h1>twin</h1>" in await (await client.get("/")).text()
+        assert "<small>twin</small>" in await (await client.get("/")).text()
         status = await (await client.get("/api/v1/status")).json()
         assert status["advertised_name"] is None
         assert status["landing_url"] is None

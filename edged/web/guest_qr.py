@@ -1,0 +1,174 @@
+"""Getting there: the guests' link as a QR code (`/qr.svg`, the terminal), the printable poster
+(`/qr`, A4 or A5, with a Wi-Fi join code), links tagged per campaign, page views counted per
+campaign, and (`[guest] captive_portal`) the answers that make phones pop the event page up."""
+
+from __future__ import annotations
+
+import io
+from html import escape
+
+import segno
+from aiohttp import web
+
+from edged.config import GuestConfig
+from edged.guest.campaigns import PARAMETER, campaign_of, find, label, labels, tagged_link
+from edged.web.context import GUEST, IDENTITY, METRICS
+
+routes = web.RouteTableDef()
+
+# The OS connectivity probes (Android, iOS/macOS, Windows): an answer other than the expected one
+# (204, "Success", "Microsoft Connect Test") makes the phone show the portal: the event page.
+CAPTIVE_PROBES = (
+    "/generate_204",
+    "/gen_204",
+    "/hotspot-detect.html",
+    "/library/test/success.html",
+    "/connecttest.txt",
+    "/ncsi.txt",
+    "/redirect",
+)
+# What a Wi-Fi join code escapes with a backslash (the ZXing WIFI: format).
+WIFI_SPECIAL = '\\;,:"'
+PAPERS = {"a4": ("A4", "120mm", "2.4em"), "a5": ("A5", "85mm", "1.7em")}  # size, QR, title
+
+
+def wifi_join(ssid: str, password: str) -> str:
+    """The Wi-Fi join code phones' cameras read: WPA with a password, open without one."""
+
+    def quoted(text: str) -> str:
+        return "".join(f"\\{char}" if char in WIFI_SPECIAL else char for char in text)
+
+    if not password:
+        return f"WIFI:T:nopass;S:{quoted(ssid)};;"
+    return f"WIFI:T:WPA;S:{quoted(ssid)};P:{quoted(password)};;"
+
+
+def qr_svg(url: str) -> bytes:
+    """The guests' link as a QR code to print for the tent."""
+    buffer = io.BytesIO()
+    segno.make(url, error="m").save(buffer, kind="svg", scale=8, border=2, title=url)
+    return buffer.getvalue()
+
+
+def inline_qr(data: str) -> str:
+    """A QR code as an <svg> to place in a page, sized by its CSS (viewBox, no width)."""
+    buffer = io.BytesIO()
+    segno.make(data, error="m").save(
+        buffer, kind="svg", border=2, xmldecl=False, omitsize=True, nl=False, svgclass="qr"
+    )
+    return buffer.getvalue().decode()
+
+
+def print_qr(url: str, typed: str = "") -> None:
+    """The guests' link as a QR code in the terminal, for the crew starting the box by hand."""
+    print(f"Scan to watch: {url}" + (f"  (or type {typed})" if typed and typed != url else ""))
+    segno.make(url, error="m").terminal(compact=True)
+
+
+def guest_link(request: web.Request) -> str:
+    """The link to hand guests: the landing URL, tagged with `?campaign=NAME`'s configured tags;
+    404 for a campaign no `[[guest.campaigns]]` table names."""
+    url = request.app[IDENTITY].landing_url or f"http://{request.host}/"
+    name = request.query.get(PARAMETER, "")
+    if not name:
+        return url
+    campaign = find(name, request.app[GUEST].campaigns)
+    if campaign is None:
+        raise web.HTTPNotFound(text="unknown campaign: see [guest] campaigns in the config\n")
+    return tagged_link(url, campaign)
+
+
+def count_visit(request: web.Request) -> str:
+    """Count one view of the event page under its campaign (a configured name or none); the
+    campaign's name, "" for none. The landing handler calls it once per page view."""
+    name = campaign_of(request.query, request.app[GUEST].campaigns)
+    request.app[METRICS].guest.visits.labels(label(name)).inc()
+    return name
+
+
+async def count_campaigns(app: web.Application) -> None:
+    """Every configured campaign's counter at 0 from the start (rate() sees the first visit)."""
+    for name in labels(app[GUEST].campaigns):
+        app[METRICS].guest.visits.labels(name)
+
+
+@routes.get("/qr.svg")
+async def qr(request: web.Request) -> web.Response:
+    response = web.Response(body=qr_svg(guest_link(request)), content_type="image/svg+xml")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def poster_style(paper: str, accent: str) -> str:
+    size, qr_side, title = PAPERS[paper]
+    return (
+        f"@page{{size:{size} portrait;margin:10mm}}"
+        "body{font:18px/1.4 system-ui,sans-serif;margin:0;background:#fff;color:#111}"
+        "main{max-width:40em;margin:auto;padding:1.2em;text-align:center}"
+        f"h1{{font-size:{title};margin:.2em 0;border-bottom:.12em solid {accent}}}"
+        ".qr{width:min(86vw,24em);height:auto;display:block;margin:.6em auto}"
+        ".link{font:600 1.15em/1.3 ui-monospace,monospace;word-break:break-all;margin:.3em 0}"
+        ".typed{color:#444}.wifi{margin-top:1.5em;border-top:1px solid #ccc;padding-top:1em}"
+        ".wifi .qr{width:min(60vw,14em)}"
+        f"@media print{{main{{max-width:none;padding:0}}.qr{{width:{qr_side}}}"
+        f".wifi .qr{{width:calc({qr_side} * .5)}}}}"
+    )
+
+
+def poster_html(*, title: str, link: str, typed: str, guest: GuestConfig, paper: str = "a4") -> str:
+    """The printable poster: the title, the QR code, the link to type, the Wi-Fi join code."""
+    typed_line = (
+        f"<p class=typed>or type <span class=link>{escape(typed)}</span></p>"
+        if typed and typed != link
+        else ""
+    )
+    wifi = ""
+    if guest.wifi_ssid:
+        password = (
+            f"<br>Password: <b>{escape(guest.wifi_password)}</b>" if guest.wifi_password else ""
+        )
+        wifi = (
+            f"<section class=wifi><h2>Join the Wi-Fi</h2>"
+            f"{inline_qr(wifi_join(guest.wifi_ssid, guest.wifi_password))}"
+            f"<p>Network: <b>{escape(guest.wifi_ssid)}</b>{password}</p></section>"
+        )
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{poster_style(paper, guest.accent)}</style>"
+        f"</head><body><main><h1>{escape(title)}</h1><p>Scan to watch</p>"
+        f"{inline_qr(link)}<p class=link>{escape(link)}</p>{typed_line}{wifi}"
+        "</main></body></html>"
+    )
+
+
+@routes.get("/qr")
+async def poster(request: web.Request) -> web.Response:
+    """The poster to print: `?campaign=NAME` tags its link, `?paper=a5` sizes it for A5."""
+    paper = request.query.get("paper", "a4").lower()
+    if paper not in PAPERS:
+        raise web.HTTPBadRequest(text="paper must be a4 or a5\n")
+    guest, identity = request.app[GUEST], request.app[IDENTITY]
+    html = poster_html(
+        title=guest.title or identity.event,
+        link=guest_link(request),
+        typed=identity.typed_url,
+        guest=guest,
+        paper=paper,
+    )
+    response = web.Response(text=html, content_type="text/html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+async def captive_probe(request: web.Request) -> web.Response:
+    """With `[guest] captive_portal`: a redirect to the event page, which phones show as the
+    network's sign-in page; without it, 404 as for any other path."""
+    if not request.app[GUEST].captive_portal:
+        raise web.HTTPNotFound()
+    landing = request.app[IDENTITY].landing_url or "/"
+    raise web.HTTPFound(landing, headers={"Cache-Control": "no-store"})
+
+
+for _path in CAPTIVE_PROBES:
+    routes.get(_path)(captive_probe)
