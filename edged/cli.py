@@ -123,6 +123,15 @@ def _parser() -> argparse.ArgumentParser:
     cache_remove = cache_commands.add_parser("remove", parents=[verb_options], help="remove a clip")
     cache_remove.add_argument("name")
 
+    guests = commands.add_parser(
+        "guests", parents=[command_options], help="the guests who signed up on this box"
+    )
+    guest_commands = guests.add_subparsers(dest="guests_command", required=True)
+    export = guest_commands.add_parser(
+        "export", parents=[verb_options], help="print every sign-up (JSON Lines, or --csv)"
+    )
+    export.add_argument("--csv", action="store_true", help="CSV with a header row")
+
     doctor = commands.add_parser(
         "doctor",
         parents=[command_options],
@@ -244,6 +253,22 @@ def _uploads(args: argparse.Namespace) -> int:
         "POST /api/v1/uploads",
         lambda: asyncio.run(commands.push(config, data_dir, plan, kind=args.kind)),
     )
+
+
+def _guests(args: argparse.Namespace) -> int:
+    from edged.guest.desk import GUESTS_DIR
+    from edged.guest.signups import GuestBook, export_csv
+
+    config = _load(args.config)
+    data_dir = resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
+    # Read-only beside a running daemon (SQLite's WAL lets a reader in while it writes).
+    guests = GuestBook.read(data_dir / GUESTS_DIR)
+    if args.csv:
+        print(export_csv(guests), end="")
+    else:
+        for guest in guests:
+            print(json.dumps(guest.as_json()))
+    return EXIT_OK
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -402,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "encoders": _encoders,
         "doctor": _doctor,
         "cache": _cache,
+        "guests": _guests,
     }
     try:
         code = handlers[args.command](args)

@@ -45,6 +45,7 @@ from edged.guest.address import (
     landing_url,
     typed_url,
 )
+from edged.guest.desk import GuestDesk
 from edged.media.recorder import Segment, SegmentIdentity
 from edged.media.streams import MediaManager
 from edged.metrics import Metrics
@@ -54,6 +55,7 @@ from edged.supervise import Supervisor
 from edged.upload.naming import ObjectNaming
 from edged.upload.setup import build_uploader, naming_for
 from edged.upload.uploader import Uploader
+from edged.web import join
 from edged.web.adapters import JournalUploads, LazyWhep, MediaLiveView
 from edged.web.app import HttpServer, create_app
 from edged.web.context import Identity, Readiness, WebServices
@@ -206,7 +208,10 @@ class Daemon:
             guest=config.guest,
             data_dir=data_dir,
         )
-        http = await stack.enter_async_context(self._http(services))
+        guests = await stack.enter_async_context(
+            self._guests(data_dir, metrics, uploader, supervisor, identity)
+        )
+        http = await stack.enter_async_context(self._http(services, guests))
         await stack.enter_async_context(self._mdns(data_dir, http.port, identity))
         self._announce(http.port, identity)
         freeze_startup_heap()
@@ -351,8 +356,38 @@ class Daemon:
             await media.stop()
 
     @asynccontextmanager
-    async def _http(self, services: WebServices) -> AsyncIterator[HttpServer]:
-        http = HttpServer(create_app(services), self.config.http.host, self.config.http.port)
+    async def _guests(
+        self,
+        data_dir: Path,
+        metrics: Metrics,
+        uploader: Uploader,
+        supervisor: Supervisor,
+        identity: Identity,
+    ) -> AsyncIterator[GuestDesk]:
+        """The check-in desk: sign-ups in the data dir, sent upstream through the uploader."""
+        desk = await asyncio.to_thread(
+            lambda: GuestDesk(
+                data_dir,
+                self.config.guest,
+                event=lambda: identity.event,
+                signups=metrics.guest.signups,
+                uploader=uploader,
+                naming=lambda: self.naming,
+            )
+        )
+        try:
+            desk.start(supervisor)
+            yield desk
+        finally:
+            await supervisor.cancel("guest-sync")
+            await supervisor.cancel("guest-retention")
+            await desk.close()
+
+    @asynccontextmanager
+    async def _http(self, services: WebServices, guests: GuestDesk) -> AsyncIterator[HttpServer]:
+        app = create_app(services)
+        join.install(app, guests)
+        http = HttpServer(app, self.config.http.host, self.config.http.port)
         await http.start()
         try:
             self.http = http

@@ -354,6 +354,12 @@ class GuestMetrics:
             ["campaign"],
             registry=registry,
         )
+        self.signups = Counter(
+            "edged_guest_signups",
+            "Guests signed up (new rows; a repeat is not counted), by campaign.",
+            ["campaign"],
+            registry=registry,
+        )
 
 
 class Metrics:

@@ -14,7 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from edged.errors import StartupError
-from edged.web import api, assets, event_page, live, ops, pages, telemetry, uploads_api
+from edged.web import api, assets, event_page, join, live, ops, pages, telemetry, uploads_api
 from edged.web.auth import require_token
 from edged.web.context import WebServices
 
@@ -110,6 +110,7 @@ def create_app(services: WebServices) -> web.Application:
         assets.routes,
         pages.routes,
         telemetry.routes,
+        join.routes,
     ):
         app.router.add_routes(table)
     event_page.install(app)

@@ -1,0 +1,142 @@
+"""The check-in desk: the guest book on the loop (every SQLite call in a thread), its batches sent
+upstream through the uploader, and the daily retention prune."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client import Counter
+
+from edged.config import GuestConfig
+from edged.guest.campaigns import label, labels
+from edged.guest.members import load_or_create_secret
+from edged.guest.signups import Batch, ClientLimiter, Guest, GuestBook, Signup
+from edged.supervise import Supervisor
+from edged.upload.naming import ObjectNaming
+from edged.upload.uploader import Uploader
+
+logger = logging.getLogger(__name__)
+
+GUESTS_DIR = "guests"
+STREAM = "guests"  # the object keys' stream part: <prefix>/<event>/<node>/guests/...
+# Sign-ups arriving together leave in one batch: the sync waits this long after the first.
+GATHER_SECONDS = 1.0
+# A batch waits for the uploader's verdict; its file leaves the box once verified.
+CHECK_SECONDS = 5.0
+PRUNE_SECONDS = 24 * 3600.0
+DAY = 24 * 3600.0
+
+
+def batch_key(naming: ObjectNaming, batch: Batch) -> str:
+    """The object key of a batch: under the event it was cut for, dated by its creation."""
+    when = datetime.fromtimestamp(batch.created_at, UTC)
+    return naming.for_event(batch.event).key(STREAM, when, batch.path.name)
+
+
+class GuestDesk:
+    """Sign-ups on the box and on their way upstream; `start()` runs the sync and the prune."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        config: GuestConfig,
+        *,
+        event: Callable[[], str],
+        signups: Counter,
+        uploader: Uploader | None = None,
+        naming: Callable[[], ObjectNaming] | None = None,
+    ) -> None:
+        self.config = config
+        self.book = GuestBook(data_dir / GUESTS_DIR)
+        self.secret = load_or_create_secret(data_dir)
+        self.limiter = ClientLimiter()
+        self._event = event
+        self._signups = signups
+        self._uploader = uploader
+        self._naming = naming
+        self._wake = asyncio.Event()
+        for campaign in labels(config.campaigns):
+            signups.labels(campaign)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.book.close)
+
+    def start(self, supervisor: Supervisor) -> None:
+        if self._uploader is not None and self._uploader.configured:
+            supervisor.spawn("guest-sync", self._sync)
+        supervisor.spawn("guest-retention", self._prune_daily)
+
+    @property
+    def event(self) -> str:
+        return self._event()
+
+    async def sign_up(self, signup: Signup) -> tuple[Guest, bool]:
+        """(the guest's row, whether new); a new one is counted and wakes the sync."""
+        event, consent = self._event(), self.config.consent_text
+        guest, new = await asyncio.to_thread(
+            lambda: self.book.sign_up(signup, event=event, consent=consent, now=time.time())
+        )
+        if new:
+            self._signups.labels(label(guest.campaign)).inc()
+            self._wake.set()
+        return guest, new
+
+    async def guests(self) -> list[Guest]:
+        return await asyncio.to_thread(self.book.guests)
+
+    async def delete(self, email: str) -> int:
+        event = self._event()
+        removed = await asyncio.to_thread(
+            lambda: self.book.delete(email, event=event, now=time.time())
+        )
+        if removed:
+            self._wake.set()
+        return removed
+
+    async def _sync(self) -> None:
+        """Cut batches, queue them, and drop each batch's file once the upstream verified it."""
+        while True:
+            await self._send_batches()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHECK_SECONDS):
+                    await self._wake.wait()
+                await asyncio.sleep(GATHER_SECONDS)  # the rest of a crowd joins this batch
+            self._wake.clear()
+
+    async def _send_batches(self) -> None:
+        uploader, naming = self._uploader, self._naming
+        if uploader is None or naming is None:  # start() runs the sync only with both
+            return
+        while await asyncio.to_thread(self.book.cut_batch, time.time()) is not None:
+            pass
+        for batch in await asyncio.to_thread(self.book.unqueued):
+            # Queued and sent before a crash came ahead of mark_queued: not sent again.
+            if not await asyncio.to_thread(uploader.journal.is_done, str(batch.path)):
+                await uploader.enqueue(batch.path, batch_key(naming(), batch), kind="signup")
+            await asyncio.to_thread(self.book.mark_queued, batch.name)
+            logger.info("guest batch %s queued: %d rows", batch.name, batch.rows)
+        for batch in await asyncio.to_thread(self.book.in_flight):
+            if await asyncio.to_thread(uploader.journal.is_done, str(batch.path)):
+                await asyncio.to_thread(self.book.mark_removed, batch.name)
+
+    async def prune(self, now: float) -> int:
+        before = now - self.config.retention_days * DAY
+        removed = await asyncio.to_thread(self.book.prune, before)
+        if removed:
+            logger.info(
+                "guest retention: %d sign-ups older than %d days removed",
+                removed,
+                self.config.retention_days,
+            )
+        return removed
+
+    async def _prune_daily(self) -> None:
+        while True:
+            await self.prune(time.time())
+            await asyncio.sleep(PRUNE_SECONDS)

@@ -1,0 +1,184 @@
+"""Sign-ups: what a form may hold, the per-client limit, and the book's batches (crash-safe)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edged.guest.signups import (
+    MAX_EMAIL,
+    ClientLimiter,
+    GuestBook,
+    Refused,
+    Signup,
+    csv_cell,
+    normalize_email,
+    parse_signup,
+    same_origin,
+)
+
+KEY = "k" * 24
+
+
+def form(**fields: str) -> dict[str, str]:
+    return {"key": KEY, "email": "Ada@Example.org ", "consent": "yes", **fields}
+
+
+def test_a_form_gives_a_normalized_signup() -> None:
+    signup = parse_signup(form(name="  Ada   Lovelace "), "spring")
+    assert signup == Signup("ada@example.org", "Ada Lovelace", "spring", KEY)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"website": "http://spam"}, "refused"),
+        ({"key": "short"}, "reload the page"),
+        ({"email": ""}, "email address is needed"),
+        ({"email": "no-at-sign"}, "not an email"),
+        ({"email": "a@" + "b" * MAX_EMAIL + ".org"}, "at most 254"),
+        ({"name": "n" * 101}, "at most 100"),
+        ({"consent": ""}, "tick the box"),
+        ({"name": "x" * 5000}, "too long"),
+    ],
+)
+def test_a_bad_form_is_refused_with_a_short_reason(fields: dict[str, str], reason: str) -> None:
+    with pytest.raises(Refused, match=reason) as refused:
+        parse_signup(form(**fields), "")
+    assert "@" not in str(refused.value)  # never the address in a reason (it reaches the log)
+
+
+@given(st.text(max_size=300))
+def test_a_normalized_email_is_stable_and_bounded(text: str) -> None:
+    try:
+        email = normalize_email(text)
+    except Refused:
+        return
+    assert normalize_email(email) == email
+    assert len(email) <= MAX_EMAIL
+    assert email.count("@") == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "site", "ok"),
+    [
+        ("box:8080", "http://box:8080", None, True),
+        ("box:8080", "http://evil.example", None, False),
+        ("box:8080", None, "same-origin", True),
+        ("box:8080", "http://box:8080", "cross-site", False),
+        ("box:8080", None, "same-site", False),
+        ("box:8080", None, None, True),
+        ("box:8080", "null", None, False),
+    ],
+)
+def test_same_origin(host: str, origin: str | None, site: str | None, ok: bool) -> None:
+    assert same_origin(host, origin, site) is ok
+
+
+def test_the_limiter_allows_a_burst_then_one_per_interval() -> None:
+    limiter = ClientLimiter(burst=3, interval=10.0, max_clients=2)
+    assert [limiter.allow("a", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("b", 0.0)  # another phone is not held back
+    assert not limiter.allow("a", 5.0)
+    assert limiter.allow("a", 15.0)
+    limiter.allow("c", 15.0)  # "b" is forgotten (two clients at most)
+    assert [limiter.allow("b", 15.0) for _ in range(4)] == [True, True, True, False]
+
+
+def test_csv_cells_never_run_as_formulas() -> None:
+    assert csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert csv_cell("Ada") == "Ada"
+
+
+def signup(email: str, key: str = KEY, campaign: str = "") -> Signup:
+    return Signup(email, "", campaign, key)
+
+
+def test_the_book_is_private_and_keeps_one_row_per_email_per_event(tmp_path: Path) -> None:
+    book = GuestBook(tmp_path / "guests")
+    assert stat.S_IMODE((tmp_path / "guests").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "guests" / "guests.db").stat().st_mode) == 0o600
+    first, new = book.sign_up(signup("a@x.org"), event="e", consent="c", now=1.0)
+    assert new
+    again, new = book.sign_up(signup("a@x.org", "r" * 20), event="e", consent="c", now=2.0)
+    assert (again, new) == (first, False)
+    retried, new = book.sign_up(signup("b@x.org"), event="e", consent="c", now=3.0)
+    assert (retried, new) == (first, False)  # the same form's key: its first row
+    _, new = book.sign_up(signup("a@x.org", "s" * 20), event="other", consent="c", now=4.0)
+    assert new
+    assert book.count() == 2
+    journal_mode = book._query("PRAGMA journal_mode")[0][0]
+    assert journal_mode == "wal"
+    book.close()
+
+
+def test_batches_carry_each_row_once_and_deletions(tmp_path: Path) -> None:
+    book = GuestBook(tmp_path)
+    for n in range(3):
+        book.sign_up(signup(f"g{n}@x.org", f"key-{n:020d}"), event="e", consent="c", now=n)
+    batch = book.cut_batch(now=10.0, limit=2)
+    assert batch is not None
+    assert batch.rows == 2
+    second = book.cut_batch(now=11.0)
+    assert second is not None
+    assert book.cut_batch(now=12.0) is None
+    assert book.delete("g0@x.org", event="e", now=13.0) == 1
+    third = book.cut_batch(now=14.0)
+    assert third is not None
+    lines = [
+        json.loads(line) for b in (batch, second, third) for line in b.path.read_text().splitlines()
+    ]
+    assert [(r["type"], r["email"]) for r in lines] == [
+        ("signup", "g0@x.org"),
+        ("signup", "g1@x.org"),
+        ("signup", "g2@x.org"),
+        ("deletion", "g0@x.org"),
+    ]
+    assert [b.name for b in book.unqueued()] == [batch.name, second.name, third.name]
+    book.mark_queued(batch.name)
+    book.mark_removed(batch.name)
+    assert not batch.path.exists()
+    assert [b.name for b in book.unqueued()] == [second.name, third.name]
+
+
+def test_a_crash_between_the_file_and_the_commit_loses_and_repeats_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = GuestBook(tmp_path)
+    book.sign_up(signup("a@x.org"), event="e", consent="c", now=1.0)
+
+    def crash(*args: object) -> None:
+        raise OSError("power cut")
+
+    original = book._db
+
+    class Crashing:
+        def __getattr__(self, name: str) -> object:
+            return crash if name == "executemany" else getattr(original, name)
+
+    book._db = Crashing()  # type: ignore[assignment]
+    with pytest.raises(OSError, match="power cut"):
+        book.cut_batch(now=2.0)
+    book._db = original
+    orphans = list(book.batch_dir.iterdir())
+    assert len(orphans) == 1  # written, never committed
+    book.close()
+    book = GuestBook(tmp_path)  # the restart
+    assert list(book.batch_dir.iterdir()) == []
+    batch = book.cut_batch(now=3.0)
+    assert batch is not None
+    assert batch.rows == 1
+    assert book.cut_batch(now=4.0) is None
+
+
+def test_prune_removes_old_signups(tmp_path: Path) -> None:
+    book = GuestBook(tmp_path)
+    book.sign_up(signup("old@x.org", "o" * 20), event="e", consent="c", now=1.0)
+    book.sign_up(signup("new@x.org", "n" * 20), event="e", consent="c", now=100.0)
+    assert book.prune(before=50.0) == 1
+    assert [g.email for g in book.guests()] == ["new@x.org"]
