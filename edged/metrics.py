@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -26,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from edged.clock import clock_synchronized
+from edged.guest.clips import ClipCounts
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -210,6 +212,8 @@ class StreamMetrics:
 
 
 PLAYER_KINDS = ("live-whep", "live-hls", "watch")
+# The watch page's reports of a view (web/telemetry.py), as edged_clip_reports_total counts them.
+CLIP_REPORTS = ("start", "first-frame", "watched-3s", "watched-10s", "watched-30s", "end", "unmute")
 PLAYER_FIRST_FRAME_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
@@ -344,6 +348,56 @@ class UplinkMetrics:
                 continue
 
 
+class ClipMetrics:
+    """Guests' watch-page reports (web/telemetry.py), per clip on the box: views (a play
+    start) and 10-second retention, reports by kind, seconds watched at the end. The counts per
+    clip are also kept as plain numbers for sinking and the stats API (since the start)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.views = Counter(
+            "edged_clip_views",
+            "Watch-page views that started playing, by clip (a clip on the box).",
+            ["clip"],
+            registry=registry,
+        )
+        self.retained_10s = Counter(
+            "edged_clip_retained_10s",
+            "Watch-page views that played 10 s of the clip, by clip (a clip on the box).",
+            ["clip"],
+            registry=registry,
+        )
+        self.reports = Counter(
+            "edged_clip_reports",
+            "Watch-page reports taken, by report (start, first-frame, watched-3s, watched-10s, "
+            "watched-30s, end, unmute).",
+            ["report"],
+            registry=registry,
+        )
+        for report in CLIP_REPORTS:
+            self.reports.labels(report)
+        self.watched = Histogram(
+            "edged_clip_watched_seconds",
+            "Seconds of a clip a watch page played, as it reported when the guest left.",
+            buckets=(3.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+            registry=registry,
+        )
+        self._counts: dict[str, ClipCounts] = {}
+
+    def view(self, clip: str) -> None:
+        self.views.labels(clip).inc()
+        counts = self._counts.get(clip, ClipCounts())
+        self._counts[clip] = replace(counts, views=counts.views + 1)
+
+    def retained(self, clip: str) -> None:
+        self.retained_10s.labels(clip).inc()
+        counts = self._counts.get(clip, ClipCounts())
+        self._counts[clip] = replace(counts, retained_10s=counts.retained_10s + 1)
+
+    def counts(self) -> dict[str, ClipCounts]:
+        """Views and 10-second retention per clip since the start (clips never reported: none)."""
+        return dict(self._counts)
+
+
 class GuestMetrics:
     """Guests' visits (and what else guests do), by configured campaign (guest/campaigns.py)."""
 
@@ -422,6 +476,7 @@ class Metrics:
         self.live = LiveMetrics(self.registry)
         self.cache = CacheMetrics(self.registry)
         self.guest = GuestMetrics(self.registry)
+        self.clips = ClipMetrics(self.registry)
 
     def set_identity(self, *, version: str, node: str, event: str) -> None:
         """Set the labels of edged_build_info (an event id can change on reload)."""

@@ -174,3 +174,16 @@ def order_clips(
     ]
     sunk_set = set(sunk)
     return [name for name in names if name not in sunk_set] + sunk
+
+
+def facts_document(facts: ClipFacts, now: float) -> dict[str, object]:
+    """The facts as the crew's API shows them: times in RFC 3339 (UTC), and what a guest who
+    has not signed up gets now (`guest`: show, hidden, members)."""
+    return {
+        "title": facts.title,
+        "description": facts.description,
+        "exclusive": facts.exclusive,
+        "publish_at": format_time(facts.publish_at),
+        "unpublish_at": format_time(facts.unpublish_at),
+        "guest": guest_view(facts, now, signed_up=False),
+    }

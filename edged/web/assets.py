@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import logging
 import os
 import re
 import time
@@ -22,9 +24,12 @@ from edged.cache.prepare import PrepareError
 from edged.cache.ranges import ByteRange, RangeNotSatisfiable, parse_range, valid_name
 from edged.cache.store import Asset
 from edged.cache.upstream import Download
+from edged.guest.clips import HIDDEN, MEMBERS, View, facts_document, guest_view
+from edged.guest.members import signed_up
 from edged.web.context import CLIPS, METRICS, PULL, ClipStore
 from edged.web.telemetry import FIRST_FRAME_BEACON, POSTER_AFTER_MS
 
+logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 CACHE_CONTROL = "public, max-age=300"
@@ -43,6 +48,15 @@ def _name(request: web.Request) -> str:
     if not valid_name(name):
         raise web.HTTPNotFound(text="no such clip\n")
     return name
+
+
+def _gate(request: web.Request, store: ClipStore, name: str) -> View:
+    """What this guest may have of clip `name` now (guest_view): 404 outside its window; the
+    caller decides about "members"."""
+    view = guest_view(store.facts.get(name), time.time(), signed_up(request))
+    if view == HIDDEN:
+        raise web.HTTPNotFound(text="no such clip\n")
+    return view
 
 
 def _etag(facts: os.stat_result) -> str:
@@ -239,6 +253,8 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     store = _store(request)
     name = _name(request)
+    if _gate(request, store, name) == MEMBERS:
+        raise web.HTTPForbidden(text="this clip is for guests who signed up: /join\n")
     asset = store.get(name)
     pulled = False
     if asset is None:
@@ -275,7 +291,9 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
 @routes.get("/posters/{name}.jpg")
 async def poster(request: web.Request) -> web.StreamResponse:
     store = _store(request)
-    path = store.poster_path(_name(request))
+    name = _name(request)
+    _gate(request, store, name)  # a locked tile shows its poster
+    path = store.poster_path(name)
     return await _file_response(
         request, path, {"Cache-Control": CACHE_CONTROL, "Content-Type": "image/jpeg"}
     )
@@ -287,6 +305,8 @@ async def watch(request: web.Request) -> web.Response:
     name = _name(request)
     if store.get(name) is None:
         raise web.HTTPNotFound(text="no such clip\n")
+    if _gate(request, store, name) == MEMBERS:
+        raise web.HTTPSeeOther("/join")  # the signup, then the clip
     page = _WATCH.substitute(
         title=escape(name),
         src=f"/assets/{escape(name)}",
@@ -300,7 +320,47 @@ async def watch(request: web.Request) -> web.Response:
 @routes.get("/api/v1/assets")
 async def list_assets(request: web.Request) -> web.Response:
     store = _store(request)
-    return web.json_response(await asyncio.to_thread(store.summary))
+    summary = await asyncio.to_thread(store.summary)
+    now = time.time()
+    for asset in summary["assets"]:
+        asset["facts"] = facts_document(store.facts.get(asset["name"]), now)
+    return web.json_response(summary)
+
+
+MAX_FACTS_BODY = 4096
+
+
+async def _fields(request: web.Request) -> dict[str, object]:
+    """The PATCH body: a JSON object of facts (edged.guest.clips.FIELDS); ValueError if not."""
+    body = await request.content.read(MAX_FACTS_BODY + 1)
+    if len(body) > MAX_FACTS_BODY:
+        raise ValueError(f"the facts are at most {MAX_FACTS_BODY} bytes")
+    try:
+        fields = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        fields = None
+    if not isinstance(fields, dict):
+        raise ValueError(
+            "send a JSON object of title, description, exclusive, publish_at, unpublish_at"
+        )
+    return fields
+
+
+@routes.patch("/api/v1/assets/{name}")
+async def patch_asset(request: web.Request) -> web.Response:
+    """The crew sets a clip's facts (title, description, exclusive, its window in RFC 3339)."""
+    store = _store(request)
+    name = _name(request)
+    if store.get(name) is None:
+        raise web.HTTPNotFound(text="no such clip\n")
+    try:
+        facts = await asyncio.to_thread(store.facts.patch, name, await _fields(request))
+    except ValueError as error:
+        logger.info("facts of clip %s refused: %s", name, error)
+        return web.json_response({"error": str(error)}, status=400)
+    document = facts_document(facts, time.time())
+    logger.info("facts of clip %s set: guests now %s", name, document["guest"])
+    return web.json_response({"name": name, "facts": document})
 
 
 @routes.put("/api/v1/assets/{name}")
@@ -339,4 +399,5 @@ async def delete_asset(request: web.Request) -> web.Response:
     store = _store(request)
     if not await asyncio.to_thread(store.remove, _name(request)):
         raise web.HTTPNotFound(text="no such clip\n")
+    await asyncio.to_thread(store.facts.forget, request.match_info["name"])
     return web.json_response({"deleted": request.match_info["name"]})

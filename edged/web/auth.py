@@ -9,14 +9,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from edged.web.context import ADMIN_TOKEN
-from edged.web.telemetry import FIRST_FRAME_BEACON
+from edged.web.telemetry import FIRST_FRAME_BEACON, WATCH_BEACON
 
 logger = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 API_PREFIX = "/api/"
 # Calls guests' pages make without a token: they change no stored state (telemetry.py).
-GUEST_POSTS = frozenset({FIRST_FRAME_BEACON})
+GUEST_POSTS = frozenset({FIRST_FRAME_BEACON, WATCH_BEACON})
 
 
 def _refuse(status: int, message: str) -> web.Response:

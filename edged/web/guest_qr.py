@@ -4,7 +4,9 @@ campaign, and (`[guest] captive_portal`) the answers that make phones pop the ev
 
 from __future__ import annotations
 
+import asyncio
 import io
+from functools import lru_cache, partial
 from html import escape
 
 import segno
@@ -43,6 +45,12 @@ def wifi_join(ssid: str, password: str) -> str:
     return f"WIFI:T:WPA;S:{quoted(ssid)};P:{quoted(password)};;"
 
 
+# Codes kept made: the poster's few links, asked again and again (a code takes ~3 ms, the first
+# ~30 ms; made in a worker thread, never on the loop).
+QR_CACHE = 64
+
+
+@lru_cache(maxsize=QR_CACHE)
 def qr_svg(url: str) -> bytes:
     """The guests' link as a QR code to print for the tent."""
     buffer = io.BytesIO()
@@ -50,6 +58,7 @@ def qr_svg(url: str) -> bytes:
     return buffer.getvalue()
 
 
+@lru_cache(maxsize=QR_CACHE)
 def inline_qr(data: str) -> str:
     """A QR code as an <svg> to place in a page, sized by its CSS (viewBox, no width)."""
     buffer = io.BytesIO()
@@ -94,7 +103,8 @@ async def count_campaigns(app: web.Application) -> None:
 
 @routes.get("/qr.svg")
 async def qr(request: web.Request) -> web.Response:
-    response = web.Response(body=qr_svg(guest_link(request)), content_type="image/svg+xml")
+    svg = await asyncio.to_thread(qr_svg, guest_link(request))
+    response = web.Response(body=svg, content_type="image/svg+xml")
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -149,12 +159,15 @@ async def poster(request: web.Request) -> web.Response:
     if paper not in PAPERS:
         raise web.HTTPBadRequest(text="paper must be a4 or a5\n")
     guest, identity = request.app[GUEST], request.app[IDENTITY]
-    html = poster_html(
-        title=guest.title or identity.event,
-        link=guest_link(request),
-        typed=identity.typed_url,
-        guest=guest,
-        paper=paper,
+    html = await asyncio.to_thread(
+        partial(
+            poster_html,
+            title=guest.title or identity.event,
+            link=guest_link(request),
+            typed=identity.typed_url,
+            guest=guest,
+            paper=paper,
+        )
     )
     response = web.Response(text=html, content_type="text/html")
     response.headers["Cache-Control"] = "no-cache"

@@ -1,4 +1,6 @@
-"""What guests' players report about themselves: the first frame as the phone saw it.
+"""What guests' players report about themselves: the first frame as the phone saw it, and
+each watch-page view of a clip (start, first frame, 3/10/30 s watched, end, unmute), counted
+per clip on the box; the clips' stats for the crew; the watch page's deferred script.
 
 The live and watch pages measure navigation start to their first presented frame and send it
 here with `navigator.sendBeacon`; the histogram shows the ops team what guests see. Guests hold
@@ -8,20 +10,29 @@ takes a few bytes, and accepts only a known kind and a bounded time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
+from edged.guest.clips import ClipCounts, failing, retention_share
+from edged.guest.telemetry import MAX_BODY as MAX_REPORT
+from edged.guest.telemetry import parse_watch_report
 from edged.metrics import PLAYER_KINDS
-from edged.web.context import METRICS
+from edged.web.context import CLIPS, GUEST, METRICS
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 FIRST_FRAME_BEACON = "/api/v1/player/first-frame"
+WATCH_BEACON = "/api/v1/player/watch"
+WATCH_SCRIPT = "/static/watch.js"
+_SCRIPT = (Path(__file__).parent / "static" / "watch.js").read_bytes()
+_SCRIPT_TAG = f'"{hashlib.sha256(_SCRIPT).hexdigest()[:16]}"'
 # The guest pages show the poster only to a phone that has no frame after this long: fetched at
 # once it competes with the first frame for the link and the CPUs (the phone's decode, the
 # box's JPEG encode for a live poster).
@@ -66,3 +77,67 @@ async def first_frame(request: web.Request) -> web.Response:
         return web.json_response({"error": str(error)}, status=400)
     request.app[METRICS].live.player_first_frame.labels(report.kind).observe(report.seconds)
     return web.Response(status=204)
+
+
+@routes.post(WATCH_BEACON)
+async def watch_report(request: web.Request) -> web.Response:
+    """One report of a watch-page view; counted only for a clip on the box (the label is never
+    a free string from the request)."""
+    body = await request.content.read(MAX_REPORT + 1)
+    try:
+        report = parse_watch_report(body)
+    except ValueError as error:
+        logger.info("watch report refused: %s", error)
+        return web.json_response({"error": str(error)}, status=400)
+    store = request.app.get(CLIPS)
+    if store is None or store.get(report.clip) is None:
+        logger.info("watch report refused: no clip %.40r on this box", report.clip)
+        return web.json_response({"error": "no such clip on this box"}, status=404)
+    clips = request.app[METRICS].clips
+    clips.reports.labels(report.label).inc()
+    if report.is_view:
+        clips.view(report.clip)
+    elif report.is_retained:
+        clips.retained(report.clip)
+    elif report.report == "end":
+        clips.watched.observe(report.seconds)
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/clips/stats")
+async def clip_stats(request: web.Request) -> web.Response:
+    """Views and 10-second retention of each clip on the box since the start; `flagged` when it
+    sinks (under [guest] min_retention_10s after min_views views), never deleted."""
+    store = request.app.get(CLIPS)
+    if store is None:
+        raise web.HTTPServiceUnavailable(text="the clip cache is not running\n")
+    guest = request.app[GUEST]
+    counts = request.app[METRICS].clips.counts()
+    rows = []
+    for asset in store.assets():
+        count = counts.get(asset.name, ClipCounts())
+        share = retention_share(count)
+        rows.append(
+            {
+                "clip": asset.name,
+                "views": count.views,
+                "retained_10s": count.retained_10s,
+                "retention_10s": None if share is None else round(share, 4),
+                "flagged": failing(count, guest.min_retention_10s, guest.min_views),
+            }
+        )
+    return web.json_response(
+        {"min_retention_10s": guest.min_retention_10s, "min_views": guest.min_views, "clips": rows}
+    )
+
+
+@routes.get(WATCH_SCRIPT)
+async def watch_script(request: web.Request) -> web.Response:
+    """The watch page's reports, loaded with `defer` (after the first frame's markup)."""
+    if request.headers.get("If-None-Match") == _SCRIPT_TAG:
+        return web.Response(status=304, headers={"ETag": _SCRIPT_TAG})
+    return web.Response(
+        body=_SCRIPT,
+        content_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=3600", "ETag": _SCRIPT_TAG},
+    )

@@ -1,0 +1,34 @@
+// The watch page's reports (#16): one random id per page view, no cookie; each report at most
+// once, by sendBeacon to the box: start, first-frame, watched at 3/10/30 s of playing, end
+// (seconds played, when the guest leaves), unmute. Loaded with defer: never before the picture.
+(() => {
+  const v = document.getElementById('v');
+  if (!v || !navigator.sendBeacon || !window.crypto) return;
+  const clip = decodeURIComponent(v.getAttribute('src').split('/').pop());
+  const hex = (b) => b.toString(16).padStart(2, '0');
+  const id = Array.from(crypto.getRandomValues(new Uint8Array(8)), hex).join('');
+  const sent = new Set();
+  const send = (report, seconds = 0, once = report) => {
+    if (sent.has(once)) return;
+    sent.add(once);
+    const body = JSON.stringify({ id, clip, report, seconds });
+    navigator.sendBeacon('/api/v1/player/watch', new Blob([body], { type: 'application/json' }));
+  };
+  // Seconds played: the steps of currentTime while playing (a seek is not watching).
+  let watched = 0, last = null;
+  v.addEventListener('timeupdate', () => {
+    const step = last === null ? 0 : v.currentTime - last;
+    if (!v.paused && step > 0 && step < 1.5) watched += step;
+    last = v.currentTime;
+    for (const mark of [3, 10, 30]) if (watched >= mark) send('watched', mark, `w${mark}`);
+  });
+  v.addEventListener('seeked', () => { last = v.currentTime; });
+  v.addEventListener('playing', () => send('start'));
+  const framed = () => send('first-frame');
+  if (!v.paused && v.readyState > 2) send('start');
+  if (v.readyState >= 2) framed();
+  else if (v.requestVideoFrameCallback) v.requestVideoFrameCallback(framed);
+  else v.addEventListener('loadeddata', framed, { once: true });
+  v.addEventListener('volumechange', () => { if (!v.muted && v.volume > 0) send('unmute'); });
+  addEventListener('pagehide', () => send('end', Math.round(watched * 10) / 10));
+})();

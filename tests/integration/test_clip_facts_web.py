@@ -1,0 +1,207 @@
+"""Staged release and watch telemetry over HTTP (#16 parts 4 and 5), in process with a real
+asset store and a real clip: the gate on bytes, watch page and poster, PATCH of the facts, the
+watch page's beacons, the clips' stats and the deferred script."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from edged.cache.store import AssetStore
+from edged.config import GuestConfig
+from edged.guest.clips import format_time
+from edged.guest.members import COOKIE, MEMBER_SECRET, sign
+from edged.web.app import create_app
+from edged.web.context import METRICS
+from edged.web.telemetry import WATCH_BEACON, WATCH_SCRIPT
+from tests.clips import make_clip
+from tests.web_context import TOKEN, web_context
+
+pytestmark = pytest.mark.integration
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SECRET = b"s" * 32
+GUEST = GuestConfig(min_retention_10s=0.5, min_views=2)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> AssetStore:
+    store = AssetStore(tmp_path / "cache", max_bytes=50 << 20)
+    for name in ("teaser", "other"):
+        store.add(make_clip(tmp_path / f"{name}.mp4", seconds=1.0), name, pin=False, origin="t")
+    return store
+
+
+@pytest.fixture
+async def client(tmp_path: Path, store: AssetStore) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(web_context(tmp_path, clips=store, guest=GUEST))
+    app[MEMBER_SECRET] = SECRET
+    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+        yield test_client
+
+
+async def statuses(client: TestClient[Any, Any], name: str, **cookies: str) -> list[int]:
+    """What a guest gets of clip `name`: its bytes (GET, HEAD), watch page, poster."""
+    found = []
+    for method, path in [
+        ("GET", f"/assets/{name}"),
+        ("HEAD", f"/assets/{name}"),
+        ("GET", f"/watch/{name}"),
+        ("GET", f"/posters/{name}.jpg"),
+    ]:
+        async with client.request(method, path, allow_redirects=False, cookies=cookies) as r:
+            found.append(r.status)
+    return found
+
+
+async def patch(client: TestClient[Any, Any], name: str, body: object) -> tuple[int, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with client.patch(f"/api/v1/assets/{name}", data=data, headers=AUTH) as response:
+        return response.status, await response.json()
+
+
+async def listed(client: TestClient[Any, Any], name: str) -> dict[str, Any]:
+    async with client.get("/api/v1/assets", headers=AUTH) as response:
+        assets = (await response.json())["assets"]
+    return dict(next(asset["facts"] for asset in assets if asset["name"] == name))
+
+
+async def test_a_clip_outside_its_window_is_404_to_guests_and_listed_for_the_crew(
+    client: TestClient[Any, Any],
+) -> None:
+    assert await statuses(client, "teaser") == [200, 200, 200, 200]
+    later = format_time(time.time() + 3600)
+    status, answer = await patch(client, "teaser", {"publish_at": later, "title": "<b>T</b>"})
+    assert status == 200 and answer["facts"]["guest"] == "hidden", answer
+    assert await statuses(client, "teaser") == [404, 404, 404, 404]
+    assert await statuses(client, "other") == [200, 200, 200, 200]
+    facts = await listed(client, "teaser")
+    assert facts["publish_at"] == later and facts["title"] == "<b>T</b>"
+    assert facts["guest"] == "hidden"
+    # The window opens: set to the past by the crew, the clip is there at once.
+    status, answer = await patch(client, "teaser", {"publish_at": "2020-01-01T00:00:00Z"})
+    assert status == 200 and answer["facts"]["guest"] == "show", answer
+    assert await statuses(client, "teaser") == [200, 200, 200, 200]
+    # ... and closes.
+    await patch(client, "teaser", {"unpublish_at": format_time(time.time() - 1)})
+    assert await statuses(client, "teaser") == [404, 404, 404, 404]
+
+
+async def test_an_exclusive_clip_is_403_on_its_bytes_without_a_signup(
+    client: TestClient[Any, Any],
+) -> None:
+    status, answer = await patch(client, "teaser", {"exclusive": True})
+    assert status == 200 and answer["facts"]["guest"] == "members"
+    # bytes 403, the watch page leads to the signup, the locked tile's poster shows
+    assert await statuses(client, "teaser") == [403, 403, 303, 200]
+    member = sign(SECRET, "guest-1")
+    assert await statuses(client, "teaser", **{COOKIE: member}) == [200, 200, 200, 200]
+    forged = member[:-1] + ("0" if member[-1] != "0" else "1")
+    assert await statuses(client, "teaser", **{COOKIE: forged}) == [403, 403, 303, 200]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "send a JSON object"),
+        (b"[1]", "send a JSON object"),
+        (b"x" * 5000, "at most 4096 bytes"),
+        ({"colour": "red"}, "unknown field 'colour'"),
+        ({"publish_at": "tomorrow"}, "publish_at: an RFC 3339 time"),
+        ({"title": "x" * 500}, "at most 120 characters"),
+    ],
+)
+async def test_bad_facts_are_a_400_with_a_short_reason_and_one_line(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture, body: object, reason: str
+) -> None:
+    with caplog.at_level(logging.INFO, logger="edged.web.assets"):
+        status, answer = await patch(client, "teaser", body)
+    assert status == 400 and reason in answer["error"], answer
+    assert "/" not in answer["error"]
+    assert len([r for r in caplog.records if r.name == "edged.web.assets"]) == 1
+    assert (await listed(client, "teaser"))["guest"] == "show"  # nothing changed
+
+
+async def test_facts_need_the_token_and_a_clip_on_the_box(client: TestClient[Any, Any]) -> None:
+    async with client.patch("/api/v1/assets/teaser", data=b"{}") as response:
+        assert response.status == 401
+    async with client.patch("/api/v1/assets/nothere", data=b"{}", headers=AUTH) as response:
+        assert response.status == 404
+
+
+def sample(client: TestClient[Any, Any], name: str, labels: dict[str, str]) -> float | None:
+    return client.app[METRICS].registry.get_sample_value(name, labels)
+
+
+async def report(client: TestClient[Any, Any], body: object) -> int:
+    async with client.post(WATCH_BEACON, data=json.dumps(body).encode()) as response:
+        return response.status
+
+
+def view(clip: str, kind: str, seconds: float = 0, view_id: str = "0123456789abcdef") -> object:
+    return {"id": view_id, "clip": clip, "report": kind, "seconds": seconds}
+
+
+async def test_watch_reports_count_views_and_retention_and_a_failing_clip_sinks(
+    client: TestClient[Any, Any],
+) -> None:
+    for kind, seconds in [("start", 0), ("first-frame", 0), ("watched", 3), ("watched", 10)]:
+        assert await report(client, view("teaser", kind, seconds)) == 204
+    for kind, seconds in [("start", 0.0), ("unmute", 0.0), ("end", 4.5)]:
+        assert await report(client, view("teaser", kind, seconds, "fedcba9876543210")) == 204
+    for _ in range(2):
+        assert await report(client, view("other", "start")) == 204
+    clip = "edged_clip_views_total"
+    assert sample(client, clip, {"clip": "teaser"}) == 2
+    assert sample(client, "edged_clip_retained_10s_total", {"clip": "teaser"}) == 1
+    assert sample(client, "edged_clip_reports_total", {"report": "watched-3s"}) == 1
+    assert sample(client, "edged_clip_reports_total", {"report": "unmute"}) == 1
+    assert sample(client, "edged_clip_watched_seconds_count", {}) == 1
+    async with client.get("/api/v1/clips/stats", headers=AUTH) as response:
+        stats = await response.json()
+    rows = {row["clip"]: row for row in stats["clips"]}
+    assert rows["teaser"] == {
+        "clip": "teaser",
+        "views": 2,
+        "retained_10s": 1,
+        "retention_10s": 0.5,
+        "flagged": False,
+    }
+    assert rows["other"]["flagged"] is True  # 0 of 2 under the floor of 0.5: sinks
+    assert (stats["min_retention_10s"], stats["min_views"]) == (0.5, 2)
+
+
+async def test_a_report_for_a_clip_not_on_the_box_makes_no_label(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="edged.web.telemetry"):
+        assert await report(client, view("x" * 200, "start")) == 404
+        assert await report(client, view("teaser", "watched", 11)) == 400
+        assert await report(client, {"id": "nothex!", "clip": "teaser", "report": "start"}) == 400
+    assert len([r for r in caplog.records if r.name == "edged.web.telemetry"]) == 3
+    text = client.app[METRICS].exposition().decode()
+    assert "x" * 200 not in text
+    assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) is None
+
+
+async def test_the_watch_page_loads_its_reports_deferred_from_the_box(
+    client: TestClient[Any, Any],
+) -> None:
+    async with client.get("/watch/teaser") as response:
+        page = await response.read()
+    assert b"<script defer src=/static/watch.js></script>" in page and len(page) < 2048
+    async with client.get(WATCH_SCRIPT) as response:
+        assert response.status == 200
+        assert response.content_type == "text/javascript"
+        assert "max-age" in response.headers["Cache-Control"]
+        script, tag = await response.text(), response.headers["ETag"]
+    assert "/api/v1/player/watch" in script and "http" not in script  # nothing leaves the box
+    async with client.get(WATCH_SCRIPT, headers={"If-None-Match": tag}) as response:
+        assert response.status == 304
