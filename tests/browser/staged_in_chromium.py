@@ -1,0 +1,129 @@
+"""A staged clip and the watch page's reports, on a running edged in headless Chromium as a
+phone (390x844).
+
+Run inside a network namespace of the test's own (tests/integration/test_staged_browser.py).
+Usage: python -m tests.browser.staged_in_chromium CONFIG DATA_DIR CLIP
+  CLIP: a clip in the box's cache (at least 10 s long). Its window is set through PATCH
+  /api/v1/assets/CLIP: first opening an hour ahead (staged), then opened (in the past).
+Prints one JSON line: {"staged": {"tile": links to its watch page on the landing page,
+"bytes", "watch", "poster": statuses}, "opened": the same once opened, "views",
+"retained_10s", "ends": the counters /metrics shows after playing, "played": the clip's time
+then, "error": str}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from playwright.sync_api import Error, Page, sync_playwright
+
+from tests.browser.page_in_chromium import CHROMIUM, FIRST_FRAME, FLAGS, PLAIN_CANDIDATES, READY
+
+DEADLINE = 40.0  # seconds for the 10-second report to show: the clip plays in real time
+
+
+def call(url: str, method: str = "GET", body: bytes = b"", token: str = "") -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, data=body or None, headers=headers, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 http only
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def counter(base: str, name: str, labels: str) -> int:
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    found = re.search(rf"^{name}\{{{re.escape(labels)}\}} ([0-9.e+]+)$", text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def counted(base: str, name: str, labels: str, at_least: int) -> int:
+    """The counter once it reaches `at_least`, or what it is at the deadline."""
+    deadline = time.monotonic() + DEADLINE
+    value = counter(base, name, labels)
+    while value < at_least and time.monotonic() < deadline:
+        time.sleep(0.2)
+        value = counter(base, name, labels)
+    return value
+
+
+def what_a_guest_gets(page: Page, base: str, clip: str) -> dict[str, object]:
+    page.goto(base + "/", wait_until="load")
+    return {
+        "tile": page.locator(f'a[href="/watch/{clip}"]').count(),
+        "bytes": call(f"{base}/assets/{clip}"),
+        "watch": call(f"{base}/watch/{clip}"),
+        "poster": call(f"{base}/posters/{clip}.jpg"),
+    }
+
+
+def window(base: str, clip: str, token: str, publish_at: datetime) -> int:
+    body = json.dumps({"publish_at": publish_at.isoformat().replace("+00:00", "Z")}).encode()
+    return call(f"{base}/api/v1/assets/{clip}", "PATCH", body, token)
+
+
+def run(page: Page, base: str, clip: str, token: str) -> dict[str, object]:
+    result: dict[str, object] = {"error": ""}
+    now = datetime.now(UTC)
+    patched = [window(base, clip, token, now + timedelta(hours=1))]
+    result["staged"] = what_a_guest_gets(page, base, clip)
+    patched.append(window(base, clip, token, now - timedelta(hours=1)))  # the window opens
+    result["patched"] = patched
+    result["opened"] = what_a_guest_gets(page, base, clip)
+    page.goto(f"{base}/watch/{clip}")
+    page.evaluate(FIRST_FRAME)
+    labels = f'clip="{clip}"'
+    result["views"] = counted(base, "edged_clip_views_total", labels, 1)
+    result["retained_10s"] = counted(base, "edged_clip_retained_10s_total", labels, 1)
+    result["played"] = page.evaluate("() => document.querySelector('video').currentTime")
+    page.goto("about:blank")  # pagehide: the view's end report
+    result["ends"] = counted(base, "edged_clip_reports_total", 'report="end"', 1)
+    return result
+
+
+def main() -> None:
+    config, data_dir, clip = sys.argv[1:4]
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "edged", "run", "--config", config, "--data-dir", data_dir],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert daemon.stderr is not None
+        for line in daemon.stderr:
+            match = READY.search(line)
+            if match:
+                base = f"http://{match.group('host')}"
+                break
+        else:
+            raise SystemExit("edged did not start")
+        token = (Path(data_dir) / "admin.token").read_text().strip()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=[*FLAGS, PLAIN_CANDIDATES]
+            )
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            try:
+                result = run(page, base, clip, token)
+            except Error as error:
+                result = {"error": str(error)}
+            browser.close()
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=20)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
