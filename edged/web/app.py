@@ -14,7 +14,18 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from edged.errors import StartupError
-from edged.web import api, assets, event_page, join, live, ops, pages, telemetry, uploads_api
+from edged.web import (
+    api,
+    assets,
+    event_page,
+    guest_qr,
+    join,
+    live,
+    ops,
+    pages,
+    telemetry,
+    uploads_api,
+)
 from edged.web.auth import require_token
 from edged.web.context import WebServices
 
@@ -110,9 +121,11 @@ def create_app(services: WebServices) -> web.Application:
         assets.routes,
         pages.routes,
         telemetry.routes,
+        guest_qr.routes,
         join.routes,
     ):
         app.router.add_routes(table)
+    app.on_startup.append(guest_qr.count_campaigns)
     event_page.install(app)
     return app
 

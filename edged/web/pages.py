@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 from html import escape
 
-import segno
 from aiohttp import web
 
 from edged.guest.page import Tile, shown, tile_html, version
@@ -105,24 +103,3 @@ async def landing(request: web.Request) -> web.Response:
     response = web.Response(text=page, content_type="text/html")
     response.headers["Cache-Control"] = "no-cache"
     return response
-
-
-def qr_svg(url: str) -> bytes:
-    """The landing URL as a QR code to print for the tent."""
-    buffer = io.BytesIO()
-    segno.make(url, error="m").save(buffer, kind="svg", scale=8, border=2, title=url)
-    return buffer.getvalue()
-
-
-@routes.get("/qr.svg")
-async def qr(request: web.Request) -> web.Response:
-    url = request.app[IDENTITY].landing_url or f"http://{request.host}/"
-    response = web.Response(body=qr_svg(url), content_type="image/svg+xml")
-    response.headers["Cache-Control"] = "no-cache"
-    return response
-
-
-def print_qr(url: str) -> None:
-    """The landing URL as a QR code in the terminal, for the crew starting the box by hand."""
-    print(f"Scan to watch: {url}")
-    segno.make(url, error="m").terminal(compact=True)
