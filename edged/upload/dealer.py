@@ -13,20 +13,24 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edged.upload.policy import PartSpan
-from edged.upload.s3 import S3Store
 from edged.upload.spread import Sender, expected_free, takes_next
 from edged.upload.uplinks import Uplink
+
+if TYPE_CHECKING:  # the I/O adapter, for its type only
+    from edged.upload.s3 import S3Store
 
 Part = tuple[PartSpan, bytes, str]  # the span, its bytes, their md5
 RATE_WEIGHT = 0.5  # of a part's own throughput in a sender's running one
 
 
-@dataclass
+@dataclass(eq=False)
 class Lane:
     """One sender: the uplink it sends by (None: the kernel's route), its store, its measured
-    throughput (bytes/s, 0 = not yet) and the part it has in flight (size 0: free)."""
+    throughput (bytes/s, 0 = not yet) and the part it has in flight (size 0: free). Each is
+    itself: two free senders of one uplink are two (compared by identity, not by value)."""
 
     uplink: Uplink | None
     store: S3Store

@@ -4,6 +4,8 @@ and edged/upload/dealer.py's dealing, with rates and time given."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -166,3 +168,16 @@ async def test_asked_to_yield_the_dealer_deals_no_more_and_keeps_nothing_back() 
     await dealer.put(part(4))  # the reader is not held: the part is left for the resumption
     assert await dealer.lost(eth, first)  # in flight and lost: not dealt again, nothing fails
     assert await dealer.take(eth) is None
+
+
+def test_two_free_senders_of_one_uplink_are_two() -> None:
+    eth = lane("eth0")
+    twin = Lane(eth.uplink, eth.store)
+    assert twin != eth
+    assert [eth, twin].index(twin) == 1  # the dealer finds a sender by itself, not its twin
+
+
+def test_the_dealer_module_does_not_import_the_s3_adapter() -> None:
+    code = "import sys, edged.upload.dealer; print('edged.upload.s3' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
