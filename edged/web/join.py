@@ -109,6 +109,9 @@ def exclusive_clip(store: ClipStore | None, now: float) -> str | None:
 def _html(text: str, status: int = 200) -> web.Response:
     response = web.Response(text=text, status=status, content_type="text/html")
     response.headers["Cache-Control"] = "no-store"
+    # The form's POST must carry its Origin for the same-origin check: under the site-wide
+    # no-referrer policy a browser sends "Origin: null" (and Sec-Fetch-Site only over HTTPS).
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 

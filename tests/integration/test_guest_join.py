@@ -45,6 +45,8 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
 async def form_of(client: TestClient[Any, Any], query: str = "") -> dict[str, str]:
     response = await client.get(f"/join{query}")
     assert response.status == 200
+    # A browser sends "Origin: null" under no-referrer: the form's page allows its own origin.
+    assert response.headers["Referrer-Policy"] == "same-origin"
     html = await response.text()
     return dict(re.findall(r'type=hidden name=(\w+) value="([^"]*)"', html))
 
