@@ -93,9 +93,20 @@ def spread_part_size(file_size: int, configured: int, rates: Sequence[float]) ->
         return smallest
     senders = [Sender(0.0, rate) for rate in rates]
     best, best_end = configured, math.inf
-    for count in range(-(-file_size // configured), file_size // smallest + 1):  # sizes falling
-        size = min(configured, max(smallest, -(-file_size // count // MiB) * MiB))
+    for size in candidate_sizes(file_size, configured, smallest):
         end = makespan(senders, [span.size for span in plan_parts(file_size, size)])
         if end < best_end * (1 - SAME_MAKESPAN):
             best, best_end = size, end
     return best
+
+
+def candidate_sizes(file_size: int, configured: int, smallest: int) -> list[int]:
+    """The part sizes worth planning, largest first: for each count of parts, the whole MiB
+    that cuts the file in that many, within [smallest, configured]; each size once (many counts
+    round to one size, and a plan costs as many steps as it has parts)."""
+    sizes: list[int] = []
+    for count in range(-(-file_size // configured), file_size // smallest + 1):  # sizes falling
+        size = min(configured, max(smallest, -(-file_size // count // MiB) * MiB))
+        if not sizes or size != sizes[-1]:
+            sizes.append(size)
+    return sizes

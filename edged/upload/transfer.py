@@ -164,8 +164,10 @@ class FileTransfer:
             return await self._put_whole(record)
         lanes = self._lanes(record)
         if not record.upload_id and len({lane.link for lane in lanes}) > 1:
-            # A new upload over several uplinks: parts sized so that they share it well.
-            part_size = spread_part_size(record.size, part_size, [lane.rate for lane in lanes])
+            # A new upload over several uplinks: parts sized so that they share it well (a
+            # plan per size tried: a thread's work for a file of gigabytes).
+            rates = [lane.rate for lane in lanes]
+            part_size = await asyncio.to_thread(spread_part_size, record.size, part_size, rates)
             spans = plan_parts(record.size, part_size)
         return await self._send_multipart(record, spans, part_size, lanes, should_yield)
 
