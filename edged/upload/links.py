@@ -225,6 +225,7 @@ class UplinkPool:
         self._spent: dict[str, tuple[str, int]] = {}
         self._spent_dirty = False
         self._saved_rows: list[dict[str, Any]] = []
+        self._save_failing = False  # the last save failed: the next failure is logged quietly
         self._random = random.SystemRandom()
 
     @property
@@ -314,25 +315,33 @@ class UplinkPool:
         carried, cap = self.carried_classes(), None
         while True:
             await self.refresh()
-            await self.save()
             if self.carried_classes() != carried:
                 carried = self.carried_classes()
                 classes_changed()
             if schedule.windows and (now := schedule.at(self._discovery.local_now())) != cap:
                 cap = now
                 set_cap(cap)
+            await self.save()
             retry_at = [health.retry_at for health in self._health.values() if health.dropped]
             await asyncio.sleep(next_look(interval, retry_at, self._discovery.monotonic()))
 
     async def save(self) -> None:
         """Write the budgets spent and the uplinks seen to the data dir (0600), if they changed
-        (the daemon's pool only: `edged uploads` reads them there)."""
+        (the daemon's pool only: `edged uploads` reads them there). A write that fails (a full
+        disk) is tried again at the next look, with one warning until a write succeeds."""
         rows = self.describe()
         if self._budget_file is None or (not self._spent_dirty and rows == self._saved_rows):
             return
-        self._spent_dirty, self._saved_rows = False, rows
         spent = dict(self._spent)
-        await asyncio.to_thread(write_state, self._budget_file, spent, rows, time.time())
+        try:
+            await asyncio.to_thread(write_state, self._budget_file, spent, rows, time.time())
+        except OSError as error:
+            log = logger.debug if self._save_failing else logger.warning
+            log("uplinks: cannot save %s (%s); tried again at the next look", BUDGET_FILE, error)
+            self._save_failing = True
+            return
+        self._save_failing = False
+        self._spent_dirty, self._saved_rows = False, rows
 
     # -- what people see ------------------------------------------------------------------------
 

@@ -4,12 +4,14 @@ on this machine's loopback only."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import stat
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from edged.config import UplinkConfig
@@ -294,3 +296,38 @@ def test_the_pool_looks_again_when_a_backoff_ends() -> None:
     assert links.next_look(60.0, [104.0, 130.0], 100.0) == 4.0
     assert links.next_look(60.0, [99.0], 100.0) == links.MIN_LOOK_SECONDS
     assert links.next_look(60.0, [500.0], 100.0) == 60.0
+
+
+async def test_a_state_file_that_cannot_be_written_stops_neither_the_cap_nor_the_classes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Finding 9: save() failing (a full disk, here a missing directory) is a warning, once;
+    the schedule's cap is set and the classes are told all the same."""
+    venue = Venue(ETH, WWAN)
+    pool = UplinkPool(
+        [WWAN_RULE],
+        store(),
+        UPSTREAM,
+        budget_file=tmp_path / "gone" / links.BUDGET_FILE,
+        discovery=venue.discovery(),
+    )
+    schedule = CapSchedule(uplinks.cap_schedule({"10:00-22:00": 250_000}), default=1000)
+    caps: list[int] = []
+    changes: list[frozenset[UploadClass]] = []
+    task = asyncio.create_task(
+        pool.keep_current(
+            schedule, caps.append, lambda: changes.append(pool.carried_classes()), interval=0.01
+        )
+    )
+    try:
+        await eventually(lambda: caps == [250_000], 10, "the day's cap")
+        venue.facts = [WWAN]
+        await eventually(lambda: changes, 10, "the classes changed")
+        pool.sent(pool.uplinks[0], 10, 1.0)  # something to save, again
+        await pool.save()
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "uplinks" in r.message]
+    assert len(warned) == 1, warned
