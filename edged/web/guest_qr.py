@@ -115,12 +115,13 @@ def poster_style(paper: str, accent: str) -> str:
         f"@page{{size:{size} portrait;margin:10mm}}"
         "body{font:18px/1.4 system-ui,sans-serif;margin:0;background:#fff;color:#111}"
         "main{max-width:40em;margin:auto;padding:1.2em;text-align:center}"
-        f"h1{{font-size:{title};margin:.2em 0;border-bottom:.12em solid {accent}}}"
+        f"h1{{font-size:clamp(1.5em,8vw,{title});margin:.2em 0;border-bottom:.12em solid {accent}}}"
         ".qr{width:min(86vw,24em);height:auto;display:block;margin:.6em auto}"
         ".link{font:600 1.15em/1.3 ui-monospace,monospace;word-break:break-all;margin:.3em 0}"
         ".typed{color:#444}.wifi{margin-top:1.5em;border-top:1px solid #ccc;padding-top:1em}"
         ".wifi .qr{width:min(60vw,14em)}"
-        f"@media print{{main{{max-width:none;padding:0}}.qr{{width:{qr_side}}}"
+        f"@media print{{main{{max-width:none;padding:0}}h1{{font-size:{title}}}"
+        f".qr{{width:{qr_side}}}"
         f".wifi .qr{{width:calc({qr_side} * .5)}}}}"
     )
 
