@@ -205,3 +205,15 @@ async def test_the_watch_page_loads_its_reports_deferred_from_the_box(
     assert "/api/v1/player/watch" in script and "http" not in script  # nothing leaves the box
     async with client.get(WATCH_SCRIPT, headers={"If-None-Match": tag}) as response:
         assert response.status == 304
+
+
+async def test_a_clip_title_is_plain_text_wherever_shown(client: TestClient[Any, Any]) -> None:
+    title, description = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"
+    status, answer = await patch(client, "teaser", {"title": title, "description": description})
+    assert status == 200 and answer["facts"]["title"] == title  # JSON: the text as given
+    for path in ("/", "/watch/teaser"):
+        async with client.get(path) as response:
+            page = await response.text()
+        assert title not in page and description not in page, path
+    async with client.get("/") as response:
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in await response.text()
