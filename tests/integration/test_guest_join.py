@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,15 @@ async def test_the_crew_api_needs_the_token_and_deletes(client: TestClient[Any, 
     assert (await client.delete("/api/v1/guests/DEL@y.org", headers=CREW)).status == 204
     assert (await client.delete("/api/v1/guests/del@y.org", headers=CREW)).status == 404
     assert (await (await client.get("/api/v1/guests", headers=CREW)).json())["guests"] == []
+
+
+async def test_retention_prunes_signups_older_than_retention_days(
+    client: TestClient[Any, Any],
+) -> None:
+    fields = {**(await form_of(client)), "email": "old@y.org", "consent": "yes"}
+    assert (await post(client, **fields)).status == 200
+    assert client.app is not None
+    desk = client.app[join.GUEST_DESK]
+    assert await desk.prune(time.time()) == 0
+    assert await desk.prune(time.time() + 366 * 24 * 3600) == 1  # [guest] retention_days = 365
+    assert await desk.guests() == []

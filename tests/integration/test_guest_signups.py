@@ -118,6 +118,8 @@ def test_200_signups_sigkill_restart_none_lost_none_twice(
     # A phone whose answer was cut off tries again with the same form; one that got its answer
     # submits twice: neither makes a second row.
     again = [n for n in range(PHONES) if n not in ok][:20] + sorted(ok)[:5]
+    ok.add(0)
+    again.insert(0, 0)  # phone 0 surely has a row (deleted at the end)
     for n in again:
         assert post(daemon.port, n, emails[n], keys[n]) == 200
         ok.add(n)
@@ -134,6 +136,23 @@ def test_200_signups_sigkill_restart_none_lost_none_twice(
     rows = until(all_in_bucket, 60, "every sign-up on the box in the bucket")
     assert Counter(str(row["email"]) for row in rows) == emails_on_box  # each exactly once
     assert {row["type"] for row in rows} == {"signup"}
+
+    # The crew deletes a guest: gone from the box, a deletion note in the bucket.
+    token = (daemon.data_dir / "admin.token").read_text().strip()  # type: ignore[operator]
+    connection = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=30)
+    connection.request(
+        "DELETE", f"/api/v1/guests/{emails[0]}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert connection.getresponse().status == 204
+    connection.close()
+    assert emails[0] not in {guest["email"] for guest in export(daemon)}
+    until(
+        lambda: any(
+            r["type"] == "deletion" and r["email"] == emails[0] for r in guests_in_bucket(moto)
+        ),
+        60,
+        "the deletion note in the bucket",
+    )
 
     assert daemon.data_dir is not None
     guests_dir = daemon.data_dir / "guests"
