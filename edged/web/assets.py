@@ -308,7 +308,7 @@ async def watch(request: web.Request) -> web.Response:
     if _gate(request, store, name) == MEMBERS:
         raise web.HTTPSeeOther("/join")  # the signup, then the clip
     page = _WATCH.substitute(
-        title=escape(name),
+        title=escape(store.facts.get(name).title),
         src=f"/assets/{escape(name)}",
         poster=f"/posters/{escape(name)}.jpg",
         beacon=FIRST_FRAME_BEACON,

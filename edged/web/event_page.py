@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from edged.fileio import write_atomically
-from edged.guest.clips import ClipCounts, ClipFacts, default_facts
+from edged.guest.clips import ClipCounts, ClipFacts
 from edged.guest.members import signed_up
 from edged.guest.page import (
     LOGO_MAX_BYTES,
@@ -25,7 +25,7 @@ from edged.guest.page import (
     shown,
     tiles_document,
 )
-from edged.web.context import CLIPS, DATA_DIR, GUEST, IDENTITY, LIVE, ClipStore
+from edged.web.context import CLIPS, DATA_DIR, GUEST, IDENTITY, LIVE, METRICS, ClipStore
 
 logger = logging.getLogger(__name__)
 
@@ -115,17 +115,13 @@ def install(app: web.Application) -> None:
 
 
 def clip_facts(store: ClipStore, name: str) -> ClipFacts:
-    """What a clip is to guests (engineer S's facts store once the cache has one)."""
-    return default_facts(name)
+    """What a clip is to guests: its title, description, exclusivity and window."""
+    return store.facts.get(name)
 
 
 def clip_counts(request: web.Request) -> dict[str, ClipCounts]:
-    """The clips' watch-page reports, for sinking (engineer S's telemetry once it counts)."""
-    return {}
-
-
-def count_visit(request: web.Request) -> None:
-    """One page view of the landing page, by campaign (engineer Q's counter once it exists)."""
+    """The clips' watch-page reports since the start, for sinking."""
+    return request.app[METRICS].clips.counts()
 
 
 def page_title(request: web.Request) -> str:

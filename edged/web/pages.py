@@ -11,11 +11,11 @@ from edged.web.context import GUEST, IDENTITY
 from edged.web.event_page import (
     REFRESH_MS,
     TILES_PATH,
-    count_visit,
     guest_tiles,
     logo_url,
     page_title,
 )
+from edged.web.guest_qr import count_visit
 
 routes = web.RouteTableDef()
 
