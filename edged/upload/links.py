@@ -41,6 +41,7 @@ from edged.upload.uplinks import (
     measured,
     plan_uplinks,
     probe_due,
+    probe_passed,
     restored,
     spent_on,
     with_spent,
@@ -264,7 +265,7 @@ class UplinkPool:
         self._throughput[name] = measured(self._throughput.get(name, 0.0), nbytes, seconds)
         self._spent = with_spent(self._spent, name, nbytes, self._today())
         self._spent_dirty = True
-        if self._health.get(name, LinkHealth()).dropped:
+        if self._health.get(name, LinkHealth()).failures:
             self._health[name] = restored(self._health[name])
         if self._metrics is not None:
             self._metrics.bytes.labels(name).inc(max(nbytes, 0))
@@ -277,7 +278,7 @@ class UplinkPool:
         self._health[name] = after_failure(
             before, str(error), self._discovery.monotonic(), self._random
         )
-        log = logger.warning if not before.dropped else logger.debug
+        log = logger.warning if not before.failures else logger.debug  # the first in a row
         log("uplink %s dropped (%s); probed again in %.0f s", name, error, self._wait(name))
         self._publish()
 
@@ -416,7 +417,7 @@ class UplinkPool:
         if reached:
             if health.dropped:
                 logger.info("uplink %s reaches the upstream again", uplink.interface)
-            self._health[uplink.interface] = restored(health)
+            self._health[uplink.interface] = probe_passed(health)
         else:
             self.failed(uplink, ConnectionError(f"no connection to {host}:{port}"))
 

@@ -146,15 +146,18 @@ def may_send(uplink: Uplink, spent_today: int) -> bool:
 
 @dataclass(frozen=True)
 class LinkHealth:
-    """An uplink's standing: dropped after a failure until `retry_at` (monotonic), then probed."""
+    """An uplink's standing: dropped after a failure until `retry_at` (monotonic), then probed.
+    A probe that passes lets it be used again, on trial: a connect can pass where a part cannot
+    (a PMTU black hole, a captive portal), so only bytes carried forget its failures."""
 
-    failures: int = 0
+    failures: int = 0  # in a row, since it last carried bytes
     retry_at: float = 0.0
     reason: str = ""
+    on_trial: bool = False  # its probe passed after the last failure
 
     @property
     def dropped(self) -> bool:
-        return self.failures > 0
+        return self.failures > 0 and not self.on_trial
 
 
 def after_failure(
@@ -169,8 +172,14 @@ def probe_due(health: LinkHealth, now: float) -> bool:
     return health.dropped and now >= health.retry_at
 
 
+def probe_passed(health: LinkHealth) -> LinkHealth:
+    """Used again, its failures kept: the next one backs off longer."""
+    return dataclasses.replace(health, retry_at=0.0, reason="", on_trial=health.failures > 0)
+
+
 def restored(health: LinkHealth) -> LinkHealth:
-    return dataclasses.replace(health, failures=0, retry_at=0.0, reason="")
+    """It carried bytes: its failures are forgotten."""
+    return LinkHealth()
 
 
 def measured(previous: float, nbytes: int, seconds: float) -> float:

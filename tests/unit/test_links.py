@@ -331,3 +331,30 @@ async def test_a_state_file_that_cannot_be_written_stops_neither_the_cap_nor_the
         await asyncio.gather(task, return_exceptions=True)
     warned = [r for r in caplog.records if r.levelno == logging.WARNING and "uplinks" in r.message]
     assert len(warned) == 1, warned
+
+
+async def test_a_link_that_probes_fine_but_fails_again_backs_off_longer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Finding 4: a connect probe can pass where a part cannot (a PMTU black hole, a captive
+    portal): the probe lets the link be used again, but only bytes carried reset its failures,
+    so each failure in a row waits longer and warns once."""
+    venue = Venue(ETH, WWAN)
+    pool = UplinkPool([WWAN_RULE], store(), UPSTREAM, discovery=venue.discovery())
+    await pool.refresh()
+    eth = pool.uplinks[0]
+    for _ in range(3):  # backoffs of 1-2 s, 2-4 s, 4-8 s when failures add up
+        pool.failed(eth, TimeoutError("part stalled"))
+        venue.monotonic += 2.0
+        await pool.refresh()
+    assert eth not in pool.usable(UploadClass.RECORDING)  # still backing off
+    venue.monotonic += BACKOFF_CAP_SECONDS
+    await pool.refresh()
+    assert eth in pool.usable(UploadClass.RECORDING)  # the probe passed: tried again
+    pool.sent(eth, 1000, 1.0)  # a part went: its failures are forgotten
+    pool.failed(eth, TimeoutError("part stalled"))
+    venue.monotonic += 2.0
+    await pool.refresh()
+    assert eth in pool.usable(UploadClass.RECORDING)
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "dropped" in r.message]
+    assert len(warned) == 2, warned  # the first failure in a row, and the one after a part went

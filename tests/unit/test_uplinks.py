@@ -129,6 +129,20 @@ def test_a_failed_link_backs_off_and_is_probed_again() -> None:
     assert not uplinks.probe_due(LinkHealth(), 1e9)
 
 
+def test_a_passed_probe_puts_a_link_on_trial_and_only_bytes_forget_its_failures() -> None:
+    rng = random.Random(2)
+    health = uplinks.after_failure(LinkHealth(), "part stalled", 100.0, rng)
+    trial = uplinks.probe_passed(health)
+    assert not trial.dropped
+    assert trial.failures == 1
+    assert not uplinks.probe_due(trial, 1e9)
+    again = uplinks.after_failure(trial, "part stalled", 200.0, rng)
+    assert again.dropped
+    assert again.failures == 2
+    assert uplinks.restored(again) == LinkHealth()
+    assert uplinks.probe_passed(LinkHealth()) == LinkHealth()
+
+
 @given(st.integers(min_value=1, max_value=50), st.floats(min_value=0, max_value=1e9))
 def test_backoff_is_bounded(failures: int, now: float) -> None:
     health = LinkHealth(failures=failures - 1)
