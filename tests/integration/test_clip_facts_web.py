@@ -176,6 +176,9 @@ async def test_watch_reports_count_views_and_retention_and_a_failing_clip_sinks(
     }
     assert rows["other"]["flagged"] is True  # 0 of 2 under the floor of 0.5: sinks
     assert (stats["min_retention_10s"], stats["min_views"]) == (0.5, 2)
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        async with client.get("/api/v1/clips/stats", headers=headers) as response:
+            assert response.status == 401  # the crew's figures
 
 
 async def test_a_report_for_a_clip_not_on_the_box_makes_no_label(
