@@ -31,7 +31,12 @@ CAPTIVE_PROBES = (
 )
 # What a Wi-Fi join code escapes with a backslash (the ZXing WIFI: format).
 WIFI_SPECIAL = '\\;,:"'
-PAPERS = {"a4": ("A4", "120mm", "2.4em"), "a5": ("A5", "85mm", "1.7em")}  # size, QR, title
+# Printed: the paper, its type size, the title's, the link's code and the Wi-Fi code's width
+# (one page each with a two-line title: tests/integration/test_poster_browser.py).
+PAPERS = {
+    "a4": ("A4", "14pt", "2.4em", "125mm", "52mm"),
+    "a5": ("A5", "11pt", "1.8em", "85mm", "36mm"),
+}
 
 
 def wifi_join(ssid: str, password: str) -> str:
@@ -110,7 +115,7 @@ async def qr(request: web.Request) -> web.Response:
 
 
 def poster_style(paper: str, accent: str) -> str:
-    size, qr_side, title = PAPERS[paper]
+    size, type_size, title, qr_side, wifi_side = PAPERS[paper]
     return (
         f"@page{{size:{size} portrait;margin:10mm}}"
         "body{font:18px/1.4 system-ui,sans-serif;margin:0;background:#fff;color:#111}"
@@ -120,9 +125,11 @@ def poster_style(paper: str, accent: str) -> str:
         ".link{font:600 1.15em/1.3 ui-monospace,monospace;word-break:break-all;margin:.3em 0}"
         ".typed{color:#444}.wifi{margin-top:1.5em;border-top:1px solid #ccc;padding-top:1em}"
         ".wifi .qr{width:min(60vw,14em)}"
-        f"@media print{{main{{max-width:none;padding:0}}h1{{font-size:{title}}}"
-        f".qr{{width:{qr_side}}}"
-        f".wifi .qr{{width:calc({qr_side} * .5)}}}}"
+        f"@media print{{body{{font-size:{type_size}}}main{{max-width:none;padding:0}}"
+        f"h1{{font-size:{title}}}.qr{{width:{qr_side}}}"
+        ".wifi{display:grid;grid-template-columns:auto 1fr;gap:0 1.5em;align-items:center;"
+        "text-align:left}.wifi h2{grid-column:1/3;margin:0 0 .3em}"
+        f".wifi .qr{{width:{wifi_side};margin:0}}}}"
     )
 
 

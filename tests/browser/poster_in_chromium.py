@@ -6,8 +6,9 @@ listens on every address there (lo and a veth pair), nothing leaves the machine.
 Usage: python -m tests.browser.poster_in_chromium CONFIG DATA_DIR [--shot=PNG] [PATH...]
   PATH: the poster pages to open (default /qr); --shot: where the first one's picture goes.
 Prints one JSON line: {"posters": {PATH: {"status": int, "codes": [decoded text, ...],
-"opened": {link: {"status": int, "title": str}}}}, "visits": {campaign: count},
-"error": str}.
+"opened": {link: {"status": int, "title": str}}, "printed": {"pages": int, "size": [width,
+height] in points}}}, "visits": {campaign: count}, "error": str}; "printed" is the page as
+Chromium prints it to PDF at the size its @page asks.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from playwright.sync_api import Browser, Error, sync_playwright
 from tests.browser.page_in_chromium import CHROMIUM, FLAGS
 
 READY = re.compile(r"ready: http://[^:/]+:(?P<port>\d+)/")
+PDF_PAGE = re.compile(rb"/Type\s*/Page\b")
+PDF_BOX = re.compile(rb"/MediaBox\s*\[\s*0 0 ([0-9.]+) ([0-9.]+)\s*\]")
 VISITS = re.compile(r'edged_guest_visits_total\{campaign="([^"]*)"\} ([0-9.]+)')
 
 
@@ -55,8 +58,16 @@ def poster(browser: Browser, base: str, path: str, shot: Path) -> dict[str, obje
         if link.startswith(("http://", "https://")):
             answer = page.goto(link, wait_until="load")
             opened[link] = {"status": answer.status if answer else 0, "title": page.title()}
+    page.goto(base + path, wait_until="load")
+    pdf = page.pdf(prefer_css_page_size=True, print_background=True)
+    box = PDF_BOX.search(pdf)
+    printed = {
+        "pages": len(PDF_PAGE.findall(pdf)),
+        "size": [round(float(box.group(1))), round(float(box.group(2)))] if box else [],
+    }
     page.close()
-    return {"status": response.status if response else 0, "codes": codes, "opened": opened}
+    status = response.status if response else 0
+    return {"status": status, "codes": codes, "opened": opened, "printed": printed}
 
 
 def main() -> None:

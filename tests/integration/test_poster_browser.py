@@ -16,6 +16,8 @@ from tests.support import loopback_config
 
 pytestmark = pytest.mark.integration
 
+# Two lines on the printed poster, A4 and A5.
+TITLE = "Summer Pop-up at the Harbour: Live Sets"
 # Every character the join format escapes, in the name and the password.
 SSID = 'Tent "A"; 2,4:GHz'
 PASSWORD = "pa:ss;w,o\\rd"  # a test network's
@@ -30,7 +32,7 @@ def test_the_posters_codes_decode_to_a_link_that_opens_and_to_the_wifi(tmp_path:
         "mdns": {"enabled": False},
         "media": {"test_pattern": "off"},
         "guest": {
-            "title": "Summer Pop-up",
+            "title": TITLE,
             "wifi_ssid": SSID,
             "wifi_password": PASSWORD,
             "campaigns": [{"name": "popup-1", "source": "poster", "campaign": "summer-tour"}],
@@ -47,6 +49,7 @@ def test_the_posters_codes_decode_to_a_link_that_opens_and_to_the_wifi(tmp_path:
         f"--shot={shot}",
         "/qr",
         "/qr?campaign=popup-1",
+        "/qr?paper=a5",
     )
     assert outcome["error"] == "", outcome
     posters = outcome["posters"]
@@ -58,10 +61,13 @@ def test_the_posters_codes_decode_to_a_link_that_opens_and_to_the_wifi(tmp_path:
     assert len(links) == 1 and links[0].startswith("http://10.77.0.1:"), outcome
     assert wifi_join(SSID, PASSWORD) in plain["codes"], outcome
     assert sorted(plain["codes"]) == sorted([links[0], wifi_join(SSID, PASSWORD)]), outcome
-    assert plain["opened"][links[0]] == {"status": 200, "title": "Summer Pop-up"}, outcome
+    assert plain["opened"][links[0]] == {"status": 200, "title": TITLE}, outcome
     campaign_links = [code for code in tagged["codes"] if code.startswith("http")]
     assert campaign_links == [
         f"{links[0]}?campaign=popup-1&utm_source=poster&utm_campaign=summer-tour"
     ], outcome
     assert tagged["opened"][campaign_links[0]]["status"] == 200, outcome
+    # Printed, each poster is one page of its paper (A4 595x842 pt, A5 420x595 pt).
+    assert plain["printed"] == {"pages": 1, "size": [595, 842]}, outcome
+    assert posters["/qr?paper=a5"]["printed"] == {"pages": 1, "size": [420, 595]}, outcome
     assert shot.read_bytes().startswith(b"\x89PNG")
