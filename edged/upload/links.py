@@ -43,6 +43,7 @@ from edged.upload.uplinks import (
     probe_due,
     probe_passed,
     restored,
+    rule_for,
     spent_on,
     with_spent,
 )
@@ -221,6 +222,8 @@ class UplinkPool:
         self._facts: dict[str, InterfaceFacts] = {}
         self._health: dict[str, LinkHealth] = {}
         self._reached: dict[str, bool] = {}
+        # Interfaces no rule names whose first probe failed (a guest AP, docker0): no uplinks.
+        self._left_out: dict[str, Uplink] = {}
         self._throughput: dict[str, float] = {}
         self._stores: dict[Uplink, S3Store] = {}
         self._spent: dict[str, tuple[str, int]] = {}
@@ -294,9 +297,12 @@ class UplinkPool:
         facts, route = await asyncio.to_thread(self._discover)
         self._facts = {item.name: item for item in facts}
         planned = plan_uplinks(facts, self._rules, route)
+        names = {uplink.interface for uplink in planned}
+        self._left_out = {name: u for name, u in self._left_out.items() if name in names}
         probes = [uplink for uplink in planned if self._must_probe(uplink)]
         if self._upstream is not None and probes:  # at once: each waits up to REACH_SECONDS
             await asyncio.gather(*(self._probe(uplink, *self._upstream) for uplink in probes))
+        planned = [uplink for uplink in planned if uplink.interface not in self._left_out]
         if not self._rules:  # the kernel's own route: the uploader's probe says the rest
             self._reached = {uplink.interface: route is not None for uplink in planned}
         gone = {uplink.interface for uplink in self._uplinks} - {u.interface for u in planned}
@@ -404,6 +410,8 @@ class UplinkPool:
         on first sight, when its address changed, and when a dropped one's backoff is over."""
         if not self._rules or self._upstream is None or not uplink.address:
             return False
+        if self._left_out.get(uplink.interface) == uplink:
+            return False  # tried once at this address
         known = next((u for u in self._uplinks if u.interface == uplink.interface), None)
         health = self._health.get(uplink.interface, LinkHealth())
         return known != uplink or probe_due(health, self._discovery.monotonic())
@@ -412,6 +420,10 @@ class UplinkPool:
         reached = await asyncio.to_thread(
             self._discovery.reaches, uplink.address, host, port, uplink.interface
         )
+        if not reached and self._newcomer_unnamed(uplink):
+            self._left_out[uplink.interface] = uplink
+            return
+        self._left_out.pop(uplink.interface, None)
         self._reached[uplink.interface] = reached
         health = self._health.get(uplink.interface, LinkHealth())
         if reached:
@@ -420,6 +432,11 @@ class UplinkPool:
             self._health[uplink.interface] = probe_passed(health)
         else:
             self.failed(uplink, ConnectionError(f"no connection to {host}:{port}"))
+
+    def _newcomer_unnamed(self, uplink: Uplink) -> bool:
+        """An interface no rule names, not yet an uplink: it joins only if its probe passes."""
+        joined = any(known.interface == uplink.interface for known in self._uplinks)
+        return not joined and rule_for(uplink.interface, self._rules) is None
 
     def _forget(self, names: set[str], *, quietly: bool) -> None:
         for name in names:

@@ -92,8 +92,9 @@ def plan_uplinks(
     facts: Sequence[InterfaceFacts], rules: Sequence[UplinkConfig], route_address: str | None
 ) -> list[Uplink]:
     """The uplinks to use. Without rules: one, the kernel's route (today's behaviour). With rules:
-    every candidate interface (a rule, else unmetered and carrying all); the route when none is,
-    and alone when it is loopback (the upstream lives on this box: no other link leads there)."""
+    every candidate interface (a rule, else unmetered and carrying all; the pool keeps one no rule
+    names only when its probe passes); the route when none is, and alone when it is loopback
+    (the upstream lives on this box: no other link leads there)."""
     route = interface_of(route_address, facts)
     if rules and not (route is not None and route.loopback):
         planned = [

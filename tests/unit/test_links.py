@@ -358,3 +358,41 @@ async def test_a_link_that_probes_fine_but_fails_again_backs_off_longer(
     assert eth in pool.usable(UploadClass.RECORDING)
     warned = [r for r in caplog.records if r.levelno == logging.WARNING and "dropped" in r.message]
     assert len(warned) == 2, warned  # the first failure in a row, and the one after a part went
+
+
+async def test_an_interface_no_rule_names_joins_only_when_its_probe_passes() -> None:
+    """Finding 5: with rules, the box's own guest AP (or docker0, wg0) is no uplink: an
+    interface no rule names joins after a probe that passes, and one whose first probe fails is
+    left out (not listed as dropped, no metric), and not probed again until its address changes."""
+    guest_ap = InterfaceFacts("wlan1", ("10.42.0.1",), up=True)
+    venue = Venue(ETH, guest_ap, WWAN)
+    venue.unreachable.add("10.42.0.1")
+    registry = CollectorRegistry()
+    pool = UplinkPool(
+        [WWAN_RULE],
+        store(),
+        UPSTREAM,
+        metrics=UplinkMetrics(registry),
+        discovery=venue.discovery(),
+    )
+    await pool.refresh()
+    assert [u.interface for u in pool.uplinks] == ["eth0", "wwan0"]  # eth0's probe passed
+    assert [row["interface"] for row in pool.describe()] == ["eth0", "wwan0"]
+    assert sample(registry, "edged_uplink_up", "wlan1") is None
+    venue.probes.clear()
+    venue.monotonic += BACKOFF_CAP_SECONDS
+    await pool.refresh()
+    assert venue.probes == []
+    venue.facts = [ETH, InterfaceFacts("wlan1", ("10.42.0.7",), up=True), WWAN]
+    venue.unreachable.clear()  # a new address, and a route: it is an uplink now
+    await pool.refresh()
+    assert [u.interface for u in pool.uplinks] == ["eth0", "wlan1", "wwan0"]
+    venue.unreachable.add("10.64.3.2")  # a named one that fails is listed as dropped
+    venue.facts = [ETH, WWAN, InterfaceFacts("wwan1", ("10.64.9.9",), up=True)]
+    venue.unreachable.add("10.64.9.9")
+    venue.monotonic += BACKOFF_CAP_SECONDS
+    pool.failed(pool.uplinks[2], TimeoutError("timed out"))
+    venue.monotonic += BACKOFF_CAP_SECONDS
+    await pool.refresh()
+    assert [row["interface"] for row in pool.describe()] == ["eth0", "wwan0", "wwan1"]
+    assert not any(row["usable"] for row in pool.describe()[1:])
