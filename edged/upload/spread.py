@@ -78,6 +78,36 @@ def expected_free(started: float, size: int, rate: float, now: float) -> float:
     return expected if expected >= now else now + (now - expected)
 
 
+class LinkShare:
+    """The time the parts in flight by one uplink share, to measure the link and not one
+    connection: a part's share is the integral of dt / n(t) while it is sent, n(t) the link's
+    parts in flight then. Its bytes over its share is the link's rate (connections of one link
+    get even shares), and the shares of a link's parts add up to the time it was busy. Times in
+    seconds on the caller's clock."""
+
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._at = 0.0
+        self._total = 0.0  # the share one part sent all along would have had by `_at`
+
+    def _advance(self, now: float) -> None:
+        if self._in_flight:
+            self._total += (now - self._at) / self._in_flight
+        self._at = now
+
+    def start(self, now: float) -> float:
+        """A part starts at `now`: the mark to give `end`."""
+        self._advance(now)
+        self._in_flight += 1
+        return self._total
+
+    def end(self, mark: float, now: float) -> float:
+        """The part started at `mark` ends at `now`: its share of the link's time."""
+        self._advance(now)
+        self._in_flight -= 1
+        return self._total - mark
+
+
 def spread_part_size(file_size: int, configured: int, rates: Sequence[float]) -> int:
     """The part size for a file sent by senders of these `rates` (one per sender).
 

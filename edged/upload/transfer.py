@@ -35,7 +35,7 @@ from edged.upload.source import (
     read_as_sent,
     read_span,
 )
-from edged.upload.spread import senders_per_uplink, spread_part_size
+from edged.upload.spread import LinkShare, senders_per_uplink, spread_part_size
 from edged.upload.state import FileState, UploadEvent
 from edged.upload.uplinks import Uplink
 from edged.upload.verify import etags_of_bytes, existing_object, verification_problems
@@ -213,13 +213,15 @@ class FileTransfer:
             [span.size for span in spans if span.number not in done],
             should_yield=should_yield,
         )
+        shares = {lane.link: LinkShare() for lane in lanes}  # each uplink's time, shared
         try:
             async with asyncio.TaskGroup() as group:
                 reader = group.create_task(
                     self._read_parts(record, spans, done, digest, dealer, should_yield)
                 )
                 for lane in lanes:
-                    group.create_task(self._send_parts(record, upload_id, dealer, lane))
+                    sender = self._send_parts(record, upload_id, dealer, lane, shares[lane.link])
+                    group.create_task(sender)
         except ExceptionGroup as failures:
             raise most_telling(failures) from None
         if reader.result() or dealer.yielded:
@@ -304,25 +306,29 @@ class FileTransfer:
         return stopped
 
     async def _send_parts(
-        self, record: FileRecord, upload_id: str, dealer: PartDealer, lane: Lane
+        self, record: FileRecord, upload_id: str, dealer: PartDealer, lane: Lane, share: LinkShare
     ) -> None:
         """One sender: the parts the dealer gives it, by its uplink, until none is left for it.
-        A part its uplink fails goes back to the others; the file fails with the last uplink."""
+        A part its uplink fails goes back to the others; the file fails with the last uplink.
+        The sender's rate is its own; the pool gets the link's (`share`: its senders' time)."""
         while (part := await dealer.take(lane)) is not None:
             await self._throttle(part[0].size)
             started = time.monotonic()
+            mark = share.start(started)
             try:
                 await self._send_part(record, upload_id, lane.store, part)
             except UpstreamUnreachable as error:
+                share.end(mark, time.monotonic())
                 others = await dealer.lost(lane, part)
                 self._uplink_failed(record, lane, error, others)
                 if not others:
                     raise
                 continue
-            seconds = time.monotonic() - started
-            await dealer.done(lane, seconds)
+            ended = time.monotonic()
+            shared = share.end(mark, ended)
+            await dealer.done(lane, ended - started)
             if self._pool is not None and lane.uplink is not None:
-                self._pool.sent(lane.uplink, part[0].size, seconds)
+                self._pool.sent(lane.uplink, part[0].size, shared)
 
     def _uplink_failed(
         self, record: FileRecord, lane: Lane, error: UpstreamUnreachable, others: bool

@@ -1,13 +1,15 @@
-"""A file's small requests and whole PUT go by its fastest usable uplink; one that cannot reach
-the upstream is dropped (pool.failed) and the next one carries them (#20). The pool is the real
-UplinkPool, with the interfaces it finds given (its Discovery seam) and each uplink's store a real
-S3Store: the one of `up0` leads to a closed port, the one of `up1` to moto."""
+"""A file's small requests and whole PUT go by its uplinks; one that cannot reach the upstream is
+dropped (pool.failed) and the next one carries them; what each uplink sends is charged to it, as
+the link's rate and not one connection's (#20). The pool is the real UplinkPool, with the
+interfaces it finds given (its Discovery seam) and each uplink's store a real S3Store: a dead
+one leads to a closed port, the others to moto."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -36,8 +38,24 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def two_uplinks(moto: MotoProcess) -> UplinkPool:
-    dead = S3Store(
+class ChargedPool(UplinkPool):
+    """The real pool, noting each sent() it is told: (interface, bytes, seconds)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.charged: list[tuple[str, int, float]] = []
+
+    def sent(self, uplink: Uplink, nbytes: int, seconds: float) -> None:
+        self.charged.append((uplink.interface, nbytes, seconds))
+        super().sent(uplink, nbytes, seconds)
+
+
+def pool_of(
+    moto: MotoProcess, names: Sequence[str], rules: Sequence[UplinkConfig], dead: str = ""
+) -> ChargedPool:
+    """A pool of interfaces `names` (127.0.0.10, .11, ...), each by a store to moto but `dead`'s."""
+    live = make_store(moto)
+    gone = S3Store(
         endpoint=f"127.0.0.1:{closed_port()}",
         secure=False,
         region="us-east-1",
@@ -45,47 +63,45 @@ def two_uplinks(moto: MotoProcess) -> UplinkPool:
         access_key=ACCESS_KEY,
         secret_key=SECRET_KEY,
     )
-    live = make_store(moto)
-
-    def store_by(uplink: Uplink) -> S3Store:
-        return dead if uplink.interface == "up0" else live
-
     facts = [
-        InterfaceFacts("up0", ("127.0.0.10",), up=True),
-        InterfaceFacts("up1", ("127.0.0.11",), up=True),
+        InterfaceFacts(name, (f"127.0.0.{10 + index}",), up=True)
+        for index, name in enumerate(names)
     ]
-    return UplinkPool(
-        [UplinkConfig(match="up*")],
+    return ChargedPool(
+        rules,
         live,
         ("127.0.0.1", moto.port),
-        store_factory=store_by,
+        store_factory=lambda uplink: gone if uplink.interface == dead else live,
         discovery=Discovery(
             facts=lambda: facts,
             route=lambda host, port: "127.0.0.10",
-            reaches=lambda source, host, port, interface: True,  # both looked fine
+            reaches=lambda source, host, port, interface: True,  # all looked fine
         ),
     )
 
 
-async def test_a_whole_put_goes_by_the_next_uplink_when_the_first_is_dead(
-    tmp_path: Path, moto: MotoProcess
-) -> None:
-    pool = two_uplinks(moto)
-    await pool.refresh()
-    assert [uplink.interface for uplink in pool.usable(UploadClass.CLIP)] == ["up0", "up1"]
-    path = tmp_path / "clip.mp4"
-    sha256 = await asyncio.to_thread(write_random, path, MiB)
+def two_uplinks(moto: MotoProcess) -> ChargedPool:
+    return pool_of(moto, ["up0", "up1"], [UplinkConfig(match="up*")], dead="up0")
+
+
+async def upload(
+    tmp_path: Path, pool: UplinkPool, moto: MotoProcess, kind: str, size: int
+) -> tuple[float, int]:
+    """A file of `size` sent, completed and verified through `pool` (5 MiB parts, two senders):
+    the seconds its sending took, and its parts."""
+    path = tmp_path / f"{kind}.mp4"
+    sha256 = await asyncio.to_thread(write_random, path, size)
     journal = await asyncio.to_thread(Journal, tmp_path / "journal.sqlite3")
     try:
         file_id = await asyncio.to_thread(
             lambda: journal.enqueue(
                 path=str(path),
-                key="gala/clip.mp4",
-                size=MiB,
+                key=f"gala/{path.name}",
+                size=size,
                 mtime_ns=path.stat().st_mtime_ns,
                 sha256=sha256,
                 priority=1,
-                kind="clip",
+                kind=kind,
                 metadata={},
                 now=time.time(),
             )
@@ -101,10 +117,36 @@ async def test_a_whole_put_goes_by_the_next_uplink_when_the_first_is_dead(
             pool=pool,
         )
         record = await asyncio.to_thread(journal.require, file_id)
+        started = time.monotonic()
         assert await transfer.send(record) is FileState.COMPLETING
+        seconds = time.monotonic() - started
         assert await transfer.complete(record) is FileState.VERIFYING
         await transfer.verify(record)
         assert (await asyncio.to_thread(journal.require, file_id)).state is FileState.DONE
+        return seconds, len(await asyncio.to_thread(journal.parts, file_id))
     finally:
         await asyncio.to_thread(journal.close)
+
+
+async def test_a_whole_put_goes_by_the_next_uplink_when_the_first_is_dead(
+    tmp_path: Path, moto: MotoProcess
+) -> None:
+    pool = two_uplinks(moto)
+    await pool.refresh()
+    assert [uplink.interface for uplink in pool.usable(UploadClass.CLIP)] == ["up0", "up1"]
+    await upload(tmp_path, pool, moto, "clip", MiB)
     assert [uplink.interface for uplink in pool.usable(UploadClass.CLIP)] == ["up1"]
+
+
+async def test_the_pool_is_told_the_links_rate_not_one_connections(
+    tmp_path: Path, moto: MotoProcess
+) -> None:
+    """Two senders on one uplink: the seconds charged for its parts are their shares of the
+    link's time, which add up to no more than the sending took (each part's own time, as
+    before, added up to nearly twice that: the pool saw half the link's rate)."""
+    pool = pool_of(moto, ["up0"], [UplinkConfig(match="up0")])
+    await pool.refresh()
+    seconds, parts = await upload(tmp_path, pool, moto, "recording", 30 * MiB)
+    charged = [each for each in pool.charged if each[1] > 0]
+    assert len(charged) == parts == 6
+    assert sum(each[2] for each in charged) <= seconds

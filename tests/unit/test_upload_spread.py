@@ -197,3 +197,15 @@ def test_the_dealer_module_does_not_import_the_s3_adapter() -> None:
     code = "import sys, edged.upload.dealer; print('edged.upload.s3' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_links_parts_in_flight_share_its_time() -> None:
+    """Two parts at once get half the link each: bytes over share is the link's rate."""
+    link = spread.LinkShare()
+    first, second = link.start(0.0), link.start(0.0)
+    assert link.end(first, 10.0) == 5.0  # 10 MB in 10 s by a connection: 2 MB/s by the link
+    assert link.end(second, 10.0) == 5.0
+    staggered = link.start(20.0)  # alone from 20 to 22, shared to 24, ...
+    later = link.start(22.0)
+    assert link.end(staggered, 24.0) == 3.0
+    assert link.end(later, 26.0) == 3.0  # ... then alone: 6 s busy, 6 s of shares
