@@ -175,6 +175,9 @@ async def test_watch_reports_count_views_and_retention_and_a_failing_clip_sinks(
         "flagged": False,
     }
     assert rows["other"]["flagged"] is True  # 0 of 2 under the floor of 0.5: sinks
+    async with client.get("/") as response:
+        landing = await response.text()
+    assert 0 < landing.index('"/watch/teaser"') < landing.index('"/watch/other"')  # sunk, not gone
     assert (stats["min_retention_10s"], stats["min_views"]) == (0.5, 2)
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         async with client.get("/api/v1/clips/stats", headers=headers) as response:
