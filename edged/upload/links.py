@@ -230,6 +230,9 @@ class UplinkPool:
         self._spent_dirty = False
         self._saved_rows: list[dict[str, Any]] = []
         self._save_failing = False  # the last save failed: the next failure is logged quietly
+        # The fewest classes carried since keep_current last told the uploader: a class dropped
+        # and back between two looks is a change it must hear of (it may sleep till it does).
+        self._carried_low: frozenset[UploadClass] = frozenset()
         self._random = random.SystemRandom()
 
     @property
@@ -272,6 +275,7 @@ class UplinkPool:
             self._health[name] = restored(self._health[name])
         if self._metrics is not None:
             self._metrics.bytes.labels(name).inc(max(nbytes, 0))
+        self._carried_low &= self.carried_classes()  # its budget may be spent
         self._publish()
 
     def failed(self, uplink: Uplink, error: Exception) -> None:
@@ -283,6 +287,7 @@ class UplinkPool:
         )
         log = logger.warning if not before.failures else logger.debug  # the first in a row
         log("uplink %s dropped (%s); probed again in %.0f s", name, error, self._wait(name))
+        self._carried_low &= self.carried_classes()
         self._publish()
 
     def throughput(self, uplink: Uplink) -> float:
@@ -319,11 +324,11 @@ class UplinkPool:
     ) -> None:
         """Refresh every `interval`; tell the uploader when the classes carried change, and set
         its cap when the schedule's changes (a supervised task: runs until cancelled)."""
-        carried, cap = self.carried_classes(), None
+        self._carried_low, cap = self.carried_classes(), None
         while True:
             await self.refresh()
-            if self.carried_classes() != carried:
-                carried = self.carried_classes()
+            if self.carried_classes() != self._carried_low:
+                self._carried_low = self.carried_classes()
                 classes_changed()
             if schedule.windows and (now := schedule.at(self._discovery.local_now())) != cap:
                 cap = now

@@ -396,3 +396,30 @@ async def test_an_interface_no_rule_names_joins_only_when_its_probe_passes() -> 
     await pool.refresh()
     assert [row["interface"] for row in pool.describe()] == ["eth0", "wwan0", "wwan1"]
     assert not any(row["usable"] for row in pool.describe()[1:])
+
+
+async def test_a_link_dropped_and_back_between_two_looks_wakes_the_uploader() -> None:
+    """Finding 2: a transfer drops eth0 (the uploader then sees no recording carried and may
+    sleep a day), and the next look finds it back: the classes changed for the uploader though
+    the two looks saw the same."""
+    venue = Venue(ETH, WWAN)
+    pool = UplinkPool([WWAN_RULE], store(), UPSTREAM, discovery=venue.discovery())
+    await pool.refresh()
+    schedule = CapSchedule(uplinks.cap_schedule({"00:00-00:00": 1000}))
+    caps: list[int] = []
+    changes: list[frozenset[UploadClass]] = []
+    task = asyncio.create_task(
+        pool.keep_current(
+            schedule, caps.append, lambda: changes.append(pool.carried_classes()), 0.01
+        )
+    )
+    try:
+        await eventually(lambda: caps, 10, "the first look")  # its cap is set after it
+        eth = pool.uplinks[0]
+        pool.failed(eth, TimeoutError("part stalled"))  # both before the next look
+        venue.monotonic += BACKOFF_CAP_SECONDS
+        await eventually(lambda: changes, 10, "the uploader told")
+        assert changes == [frozenset(UploadClass)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
