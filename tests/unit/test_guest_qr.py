@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from edged.config import CampaignConfig, GuestConfig
 from edged.web.app import create_app
 from edged.web.context import WebServices
-from edged.web.guest_qr import CAPTIVE_PROBES, count_visit, poster_html, wifi_join
+from edged.web.guest_qr import CAPTIVE_PROBES, count_visit, poster_html, print_qr, wifi_join
 from tests.web_context import web_context
 
 POPUP = CampaignConfig(name="popup-1", source="poster", campaign="summer-tour", promo="SUMMER10")
@@ -128,3 +129,11 @@ async def test_captive_portal_probes_lead_to_the_event_page(tmp_path: Path) -> N
             response = await http.get(path, allow_redirects=False)
             assert response.status == 302, path
             assert response.headers["Location"] == LANDING, path
+
+
+def test_the_terminal_shows_the_link_and_the_typed_form(capsys: pytest.CaptureFixture[str]) -> None:
+    print_qr(LANDING, "http://box.local:8080/")
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"Scan to watch: {LANDING}  (or type http://box.local:8080/)"
+    print_qr(LANDING)
+    assert capsys.readouterr().out.splitlines()[0] == f"Scan to watch: {LANDING}"
