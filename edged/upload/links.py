@@ -216,9 +216,11 @@ class UplinkPool:
         self._budget_file = budget_file
         self._metrics = metrics
         self._discovery = discovery or Discovery()
-        # Until the first refresh: the kernel's route, carrying everything (as before uplinks).
+        # Until the first refresh: the kernel's route, carrying everything (as before uplinks);
+        # with rules, nothing (_live).
         self._uplinks: list[Uplink] = plan_uplinks((), (), None)
         self._loaded = False
+        self._looked = False  # the first refresh is done
         self._facts: dict[str, InterfaceFacts] = {}
         self._health: dict[str, LinkHealth] = {}
         self._reached: dict[str, bool] = {}
@@ -313,6 +315,7 @@ class UplinkPool:
         gone = {uplink.interface for uplink in self._uplinks} - {u.interface for u in planned}
         self._forget(gone, quietly=first)  # the first look replaces the kernel's route
         self._uplinks = planned
+        self._looked = True
         self._publish()
 
     async def keep_current(
@@ -394,6 +397,8 @@ class UplinkPool:
         return local_day(self._discovery.local_now())
 
     def _live(self) -> list[Uplink]:
+        if self._rules and not self._looked:
+            return []  # the kernel's route may be a metered link: nothing goes before a look
         today = self._today()
         return [
             uplink

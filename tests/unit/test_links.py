@@ -246,10 +246,32 @@ def test_the_route_and_the_reach_of_loopback() -> None:
 
 async def test_before_its_first_look_the_pool_carries_everything_as_before() -> None:
     default = store()
-    pool = UplinkPool([WWAN_RULE], default, UPSTREAM, discovery=Venue(WWAN).discovery())
+    pool = UplinkPool((), default, UPSTREAM, discovery=Venue(WWAN).discovery())
     assert pool.carried_classes() == frozenset(UploadClass)
     (uplink,) = pool.usable(UploadClass.RECORDING)
     assert pool.store_for(uplink) is default
+
+
+async def test_with_rules_nothing_goes_before_the_pools_first_look() -> None:
+    """Finding 8: with rules, the kernel's route may be the metered link: before the first look
+    no class is carried (the uploader takes nothing), and the first look tells the uploader."""
+    venue = Venue(WWAN, ETH)  # the kernel's route is the metered link
+    pool = UplinkPool([WWAN_RULE], store(), UPSTREAM, discovery=venue.discovery())
+    assert pool.carried_classes() == frozenset()
+    assert pool.usable(UploadClass.RECORDING) == []
+    changes: list[frozenset[UploadClass]] = []
+    task = asyncio.create_task(
+        pool.keep_current(
+            CapSchedule(), lambda cap: None, lambda: changes.append(pool.carried_classes()), 0.01
+        )
+    )
+    try:
+        await eventually(lambda: changes, 10, "the uploader told of the first look")
+        assert changes[0] == frozenset(UploadClass)
+        assert [u.interface for u in pool.usable(UploadClass.RECORDING)] == ["eth0"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_the_pool_keeps_the_classes_and_the_cap_current() -> None:
@@ -266,8 +288,8 @@ async def test_the_pool_keeps_the_classes_and_the_cap_current() -> None:
     try:
         await eventually(lambda: caps == [250_000], 10, "the day's cap")
         venue.facts = [WWAN]  # the wired link is unplugged: no recording goes
-        await eventually(lambda: changes, 10, "the classes changed")
-        assert changes == [uplinks.METERED_CLASSES]
+        await eventually(lambda: len(changes) == 2, 10, "the classes changed")
+        assert changes == [frozenset(UploadClass), uplinks.METERED_CLASSES]  # the first look too
         venue.now = venue.now.replace(hour=23)
         await eventually(lambda: caps == [250_000, 1000], 10, "the night's cap")
     finally:
