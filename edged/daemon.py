@@ -39,7 +39,9 @@ from edged.discovery import (
 )
 from edged.errors import ConfigError
 from edged.guest.address import (
+    WILDCARDS,
     default_route_address,
+    follow_link,
     interface_addresses,
     lan_host,
     landing_url,
@@ -438,6 +440,19 @@ class Daemon:
         identity.typed_url = typed_url(identity.advertised_name, port)
         if sys.stdout.isatty():
             print_qr(identity.landing_url, identity.typed_url)
+        if (
+            self.supervisor is not None
+            and not config.guest.public_url
+            and config.http.host in WILDCARDS
+        ):
+            self.supervisor.spawn(
+                "guest-link",
+                lambda: follow_link(
+                    partial(self._landing_url, config, port),
+                    lambda: identity.landing_url,
+                    partial(self._link_changed, identity),
+                ),
+            )
         logger.info(
             "edged %s ready: %s (node %s, event %s)", __version__, url, self.node, config.node.event
         )
@@ -480,6 +495,11 @@ class Daemon:
             config.http.host, interface_addresses(), default_route_address(), config.mdns.interfaces
         )
         return landing_url(config.guest.public_url, host, port)
+
+    @staticmethod
+    def _link_changed(identity: Identity, url: str) -> None:
+        logger.info("guests' link (QR code, poster): %s -> %s", identity.landing_url, url)
+        identity.landing_url = url
 
     def _properties(self, config: Config) -> dict[str, str]:
         # The TXT "node" (Prometheus file_sd's label), the metrics labels and the upstream keys

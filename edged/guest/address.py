@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -15,6 +16,9 @@ LOOPBACK = "127.0.0.1"
 # A documentation address (RFC 5737): a UDP socket "connected" to it learns the source address of
 # the default route; connect() on UDP sends nothing.
 ROUTE_PROBE = ("192.0.2.1", 9)
+# How often the daemon looks at the LAN address again: an interface up after edged started (a
+# Pi's Wi-Fi access point), a new DHCP lease.
+LINK_CHECK_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -93,3 +97,18 @@ def default_route_address() -> str | None:
         except OSError:
             return None
         return str(probe.getsockname()[0])
+
+
+async def follow_link(
+    link: Callable[[], str],
+    current: Callable[[], str],
+    changed: Callable[[str], None],
+    interval: float = LINK_CHECK_SECONDS,
+) -> None:
+    """Every `interval` s, the guests' link again (`link` runs in a thread: psutil, a socket);
+    `changed(new)` when it is not `current()`."""
+    while True:
+        await asyncio.sleep(interval)
+        new = await asyncio.to_thread(link)
+        if new != current():
+            changed(new)

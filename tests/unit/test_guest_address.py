@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edged.guest.address import (
     InterfaceAddress,
     default_route_address,
+    follow_link,
     http_url,
     interface_addresses,
     lan_host,
@@ -98,3 +101,23 @@ def test_the_adapters_give_facts_of_the_right_shape() -> None:
     assert all(entry.address.count(".") == 3 for entry in facts)
     route = default_route_address()
     assert route is None or route.count(".") == 3
+
+
+async def test_a_new_lan_address_is_followed() -> None:
+    """A box up before its Wi-Fi: loopback first, then the access point's address."""
+    looks = iter(["http://127.0.0.1:8080/", "http://10.42.0.1:8080/"])
+    current = ["http://127.0.0.1:8080/"]
+    seen = asyncio.Event()
+
+    def changed(url: str) -> None:
+        current[0] = url
+        seen.set()
+
+    follower = asyncio.create_task(
+        follow_link(lambda: next(looks, current[0]), lambda: current[0], changed, interval=0.01)
+    )
+    try:
+        await asyncio.wait_for(seen.wait(), timeout=10)
+    finally:
+        follower.cancel()
+    assert current == ["http://10.42.0.1:8080/"]
