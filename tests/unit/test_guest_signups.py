@@ -17,6 +17,7 @@ from edged.guest.signups import (
     Refused,
     Signup,
     csv_cell,
+    export_csv,
     normalize_email,
     parse_signup,
     same_origin,
@@ -182,3 +183,12 @@ def test_prune_removes_old_signups(tmp_path: Path) -> None:
     book.sign_up(signup("new@x.org", "n" * 20), event="e", consent="c", now=100.0)
     assert book.prune(before=50.0) == 1
     assert [g.email for g in book.guests()] == ["new@x.org"]
+
+
+def test_the_csv_export_has_a_header_and_no_formula_cells(tmp_path: Path) -> None:
+    book = GuestBook(tmp_path)
+    book.sign_up(Signup("a@x.org", "=cmd|' /C calc'!A0", "", KEY), event="e", consent="c", now=0.0)
+    lines = export_csv(GuestBook.read(tmp_path)).splitlines()
+    assert lines[0] == "id,event,email,name,campaign,consent,created_at,synced"
+    assert ",e,a@x.org,'=cmd|' /C calc'!A0,,c," in lines[1]
+    assert GuestBook.read(tmp_path / "nothing-yet") == []
