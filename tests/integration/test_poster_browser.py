@@ -67,6 +67,9 @@ def test_the_posters_codes_decode_to_a_link_that_opens_and_to_the_wifi(tmp_path:
         f"{links[0]}?campaign=popup-1&utm_source=poster&utm_campaign=summer-tour"
     ], outcome
     assert tagged["opened"][campaign_links[0]]["status"] == 200, outcome
+    # The event page counted each opening by its campaign: the tagged link once, the plain twice
+    # (/qr and /qr?paper=a5).
+    assert outcome["visits"] == {"none": 2.0, "popup-1": 1.0}, outcome
     # Printed, each poster is one page of its paper (A4 595x842 pt, A5 420x595 pt).
     assert plain["printed"] == {"pages": 1, "size": [595, 842]}, outcome
     assert posters["/qr?paper=a5"]["printed"] == {"pages": 1, "size": [420, 595]}, outcome
