@@ -161,3 +161,25 @@ def test_200_signups_sigkill_restart_none_lost_none_twice(
     # Verified upstream, a batch's file (personal data) leaves the box.
     until(lambda: not os.listdir(guests_dir / "batches"), 30, "batch files removed")
     assert not any("@example.org" in line for line in daemon.lines)
+
+
+def test_signups_made_while_the_upstream_is_away_reach_it_when_it_is_back(
+    start_daemon: StartDaemon, moto: MotoProcess, tmp_path: Path
+) -> None:
+    moto.stop()
+    daemon = start_daemon(
+        {"mdns": {"enabled": False}, "upstream": upstream_settings(tmp_path, moto)}
+    )
+    emails = [f"offline{n}@example.org" for n in range(3)]
+    for n, email in enumerate(emails):
+        assert post(daemon.port, n, email, secrets.token_urlsafe(24)) == 200
+    assert daemon.data_dir is not None
+    batches = daemon.data_dir / "guests" / "batches"
+    until(lambda: os.listdir(batches), 30, "a batch cut while the upstream is away")
+    moto.start()
+    rows = until(
+        lambda: (found := guests_in_bucket(moto)) and len(found) == len(emails) and found,
+        90,
+        "the sign-ups in the bucket once it is back",
+    )
+    assert sorted(str(row["email"]) for row in rows) == emails
