@@ -50,8 +50,8 @@ def wifi_join(ssid: str, password: str) -> str:
     return f"WIFI:T:WPA;S:{quoted(ssid)};P:{quoted(password)};;"
 
 
-# Codes kept made: the poster's few links, asked again and again (a code takes ~3 ms, the first
-# ~30 ms; made in a worker thread, never on the loop).
+# Codes already made, kept: the poster's few links are asked for again and again (a code takes
+# ~3 ms, the first ~30 ms; made in a worker thread, never on the loop).
 QR_CACHE = 64
 
 
