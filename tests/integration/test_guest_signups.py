@@ -177,9 +177,10 @@ def test_signups_made_while_the_upstream_is_away_reach_it_when_it_is_back(
     batches = daemon.data_dir / "guests" / "batches"
     until(lambda: os.listdir(batches), 30, "a batch cut while the upstream is away")
     moto.start()
-    rows = until(
-        lambda: (found := guests_in_bucket(moto)) and len(found) == len(emails) and found,
-        90,
-        "the sign-ups in the bucket once it is back",
-    )
+
+    def all_there() -> list[dict[str, object]] | None:
+        found = guests_in_bucket(moto)
+        return found if len(found) == len(emails) else None
+
+    rows = until(all_there, 90, "the sign-ups in the bucket once it is back")
     assert sorted(str(row["email"]) for row in rows) == emails
