@@ -316,6 +316,7 @@ class UplinkPool:
         self._forget(gone, quietly=first)  # the first look replaces the kernel's route
         self._uplinks = planned
         self._looked = True
+        await self._make_stores()
         self._publish()
 
     async def keep_current(
@@ -442,6 +443,16 @@ class UplinkPool:
             self._health[uplink.interface] = probe_passed(health)
         else:
             self.failed(uplink, ConnectionError(f"no connection to {host}:{port}"))
+
+    async def _make_stores(self) -> None:
+        """A store for each bound uplink that has none, made in a thread (making one binds a
+        probe socket and loads certificates): store_for hands them out on the loop."""
+        factory = self._store_factory
+        missing = [u for u in self._uplinks if u.address and u not in self._stores]
+        if not self.bound or factory is None or not missing:
+            return
+        made = await asyncio.to_thread(lambda: {uplink: factory(uplink) for uplink in missing})
+        self._stores.update(made)
 
     def _newcomer_unnamed(self, uplink: Uplink) -> bool:
         """An interface no rule names, not yet an uplink: it joins only if its probe passes."""

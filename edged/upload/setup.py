@@ -31,9 +31,18 @@ def key_for(
     return naming_for(config, node).key(stream, moment, path.name)
 
 
-def build_store(config: Config, node: str, uplink: Uplink | None = None) -> S3Store | None:
+def read_secret(config: Config) -> str:
+    """The upstream's secret key, from its file (mode 0600)."""
+    path = Path(config.upstream.secret_key_file).expanduser()
+    return read_private_file(path, "upstream secret key file")
+
+
+def build_store(
+    config: Config, node: str, uplink: Uplink | None = None, secret: str | None = None
+) -> S3Store | None:
     """The S3 store, or None while [upstream] endpoint is empty (sync off); its connections
-    leave by `uplink` when one is given."""
+    leave by `uplink` when one is given; `secret`: the secret key already read (else its file
+    is read now)."""
     upstream = config.upstream
     if not upstream.endpoint:
         return None
@@ -42,9 +51,8 @@ def build_store(config: Config, node: str, uplink: Uplink | None = None) -> S3St
             "upstream.endpoint is set but upstream.access_key or upstream.secret_key_file is "
             "empty; set both (the secret file must be mode 0600)"
         )
-    secret = read_private_file(
-        Path(upstream.secret_key_file).expanduser(), "upstream secret key file"
-    )
+    if secret is None:
+        secret = read_secret(config)
     return S3Store(
         endpoint=upstream.endpoint,
         secure=upstream.secure,
@@ -67,12 +75,14 @@ def build_pool(
     store: S3Store | None,
     metrics: UplinkMetrics | None,
 ) -> UplinkPool:
-    """The uplinks of `[upload] uplinks`; without any, the kernel's route by `store` alone."""
+    """The uplinks of `[upload] uplinks`; without any, the kernel's route by `store` alone. The
+    secret key is read once, here: a file changed since fails no upload made by an uplink."""
     upstream = config.upstream
     address = upstream_address(upstream.endpoint, upstream.secure) if upstream.endpoint else None
+    secret = read_secret(config) if store is not None else ""
 
     def store_by(uplink: Uplink) -> S3Store:
-        bound = build_store(config, node, uplink)
+        bound = build_store(config, node, uplink, secret)
         if bound is None:
             raise RuntimeError("no upstream configured: there is no store to send by")
         return bound

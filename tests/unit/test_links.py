@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import stat
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -109,7 +110,7 @@ async def test_a_metered_link_alone_carries_no_recording(tmp_path: Path) -> None
     assert pool.usable(UploadClass.RECORDING) == [eth]
     assert pool.usable(UploadClass.CLIP) == [eth, wwan]
     assert pool.store_for(wwan) is pool.store_for(wwan)
-    assert made == [wwan]
+    assert made == [eth, wwan]  # made as the pool looked
     pool.store_for(eth)  # the default store's policy prefixes (the event changed) are followed
     default.set_policy_prefixes(["gala/box/", "older/box/"])
     assert pool.store_for(wwan).policy_prefixes == ["gala/box/", "older/box/"]
@@ -445,3 +446,24 @@ async def test_a_link_dropped_and_back_between_two_looks_wakes_the_uploader() ->
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_stores_of_the_uplinks_are_made_off_the_event_loop() -> None:
+    """Finding 12: making a store binds a probe socket and loads certificates: the pool makes
+    them in a thread when it looks, and store_for only hands them out."""
+    venue = Venue(ETH, WWAN)
+    threads: list[int] = []
+
+    def factory(uplink: Uplink) -> S3Store:
+        threads.append(threading.get_ident())
+        return store(uplink.interface)
+
+    pool = UplinkPool(
+        [WWAN_RULE], store(), UPSTREAM, store_factory=factory, discovery=venue.discovery()
+    )
+    await pool.refresh()
+    eth, wwan = pool.uplinks
+    assert pool.store_for(wwan) is pool.store_for(wwan)
+    pool.store_for(eth)
+    assert len(threads) == 2
+    assert threading.get_ident() not in threads
