@@ -13,7 +13,9 @@ Prints one JSON line: {"error": str, "page_bytes": bytes of / before images,
 after the clip was added, "reloaded": whether the page was loaded again meanwhile,
 "script_ran": whether a clip title's <script> ran, "foreign": requests to any other host,
 "overflow": whether the page is wider than the viewport at 320 px, "tallest": the tallest
-tile's height in px, "above_fold": tiles whose top is within the first screen}.
+tile's height in px, "above_fold": tiles whose top is within the first screen, "next": the
+watch page of the --hostile clip (default opening.mp4) once it plays: its bar's "title" and the
+"href" of its next clip}.
 """
 
 from __future__ import annotations
@@ -101,8 +103,20 @@ def look(
     result["overflow"] = page.evaluate(
         "() => document.documentElement.scrollWidth > document.documentElement.clientWidth"
     )
+    result["next"] = next_clip(page, base, options.get("hostile", "opening.mp4"))
     result["foreign"] = foreign
     return result
+
+
+def next_clip(page: Page, base: str, clip: str) -> dict[str, object]:
+    """The watch page of `clip`: once it plays, its bar's title and next clip."""
+    page.goto(f"{base}/watch/{clip}")
+    bar = page.locator("#n")
+    try:
+        bar.wait_for(state="visible", timeout=20000)
+    except Error as error:
+        return {"error": str(error)}
+    return {"href": bar.get_attribute("href"), "title": page.locator("#t").text_content()}
 
 
 def picture(page: Page, base: str, token: str, options: dict[str, str]) -> None:

@@ -18,6 +18,7 @@ from edged.guest.page import PAGE_BUDGET
 from edged.web.app import create_app
 from edged.web.context import WebServices
 from edged.web.event_page import LOGO_API, TILES_PATH
+from edged.web.live import player_html
 from tests.clips import make_clip
 from tests.unit.test_event_page import png
 from tests.web_context import TOKEN, web_context
@@ -145,3 +146,24 @@ async def test_a_clip_added_shows_in_the_next_tiles(
     after = await (await client.get(TILES_PATH)).json()
     assert after["version"] != before
     assert [t["name"] for t in after["tiles"]] == ["summer_teaser.mp4", "encore.mp4"]
+
+
+async def test_the_players_have_a_way_back_and_the_clips_title(
+    client: TestClient[Any, Any],
+) -> None:
+    title = {"title": "<b>Opening</b> night"}
+    response = await client.patch("/api/v1/assets/summer_teaser.mp4", json=title, headers=AUTH)
+    assert response.status == 200, await response.text()
+    page = await (await client.get("/watch/summer_teaser.mp4")).text()
+    assert "<title>&lt;b&gt;Opening&lt;/b&gt; night</title>" in page
+    assert '<a href=/ aria-label="All videos">' in page
+    assert "<b id=t>&lt;b&gt;Opening&lt;/b&gt; night</b>" in page
+    assert "<a id=n hidden>" in page  # the next clip, filled in after the first frame
+    # the video element and its script come first; the bar after them
+    assert page.index("<video") < page.index("<nav") and len(page.encode()) < 3072
+
+
+def test_the_live_page_has_a_way_back_and_the_streams_name() -> None:
+    page = player_html("cam<1>")
+    assert '<a href=/ aria-label="All videos">&#8249;</a><b>cam&lt;1&gt;</b><i>LIVE</i>' in page
+    assert page.index("<video") < page.index("<nav") and len(page.encode()) < 5120

@@ -60,3 +60,5 @@ def test_the_landing_page_on_a_phone(tmp_path: Path) -> None:
     assert outcome["overflow"] is False, outcome  # readable at 320 px: no sideways scrolling
     assert outcome["tallest"] < 300 and outcome["above_fold"] == 3, outcome
     assert shot.read_bytes().startswith(b"\x89PNG")
+    # its player: the title from its facts and the next clip, after the first frame
+    assert outcome["next"] == {"href": "/watch/teaser.mp4", "title": "Opening night"}, outcome
