@@ -149,3 +149,14 @@ async def test_retention_prunes_signups_older_than_retention_days(
     assert await desk.prune(time.time()) == 0
     assert await desk.prune(time.time() + 366 * 24 * 3600) == 1  # [guest] retention_days = 365
     assert await desk.guests() == []
+
+
+async def test_a_refused_deletion_logs_no_address(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    wrong = {"Authorization": "Bearer " + "w" * 43}
+    assert (await client.delete("/api/v1/guests/ada@example.org", headers=wrong)).status == 403
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("edged")]
+    assert len(lines) == 1
+    assert "ada" not in lines[0]
