@@ -16,7 +16,7 @@ from edged.cache.store import AssetStore
 from edged.config import GuestConfig
 from edged.guest.page import PAGE_BUDGET
 from edged.web.app import create_app
-from edged.web.context import WebServices
+from edged.web.context import METRICS, WebServices
 from edged.web.event_page import LOGO_API, TILES_PATH
 from edged.web.live import player_html
 from tests.clips import make_clip
@@ -167,3 +167,19 @@ def test_the_live_page_has_a_way_back_and_the_streams_name() -> None:
     page = player_html("cam<1>")
     assert '<a href=/ aria-label="All videos">&#8249;</a><b>cam&lt;1&gt;</b><i>LIVE</i>' in page
     assert page.index("<video") < page.index("<nav") and len(page.encode()) < 5120
+
+
+async def test_each_view_of_the_page_is_counted_once_and_its_refreshes_never(
+    client: TestClient[Any, Any],
+) -> None:
+    assert client.app is not None
+    registry = client.app[METRICS].registry
+
+    def visits() -> float:
+        return registry.get_sample_value("edged_guest_visits_total", {"campaign": "none"}) or 0.0
+
+    await (await client.get("/")).text()
+    await (await client.get("/")).text()
+    for _ in range(3):
+        await (await client.get(TILES_PATH)).json()
+    assert visits() == 2
