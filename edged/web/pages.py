@@ -99,7 +99,8 @@ async def landing(request: web.Request) -> web.Response:
         accent=request.app[GUEST].accent,
         logo=logo_url(request),
     )
-    count_visit(request)
+    if request.method == "GET":  # a HEAD (a link checker, a probe) is no guest's visit
+        count_visit(request)
     response = web.Response(text=page, content_type="text/html")
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -182,4 +182,5 @@ async def test_each_view_of_the_page_is_counted_once_and_its_refreshes_never(
     await (await client.get("/")).text()
     for _ in range(3):
         await (await client.get(TILES_PATH)).json()
+    assert (await client.head("/")).status == 200
     assert visits() == 2
