@@ -55,6 +55,7 @@ class PartDealer:
         capacity: int = 1,
         clock: Callable[[], float] = time.monotonic,
         should_yield: Callable[[], bool] = lambda: False,
+        may_send: Callable[[Lane], bool] = lambda lane: True,
     ) -> None:
         self.lanes = list(lanes)
         self._unread = deque(sizes)  # the sizes of the parts to send not read yet, in order
@@ -68,7 +69,9 @@ class PartDealer:
         self._dropped: set[str] = set()
         self._changed = asyncio.Condition()
         self._should_yield = should_yield
+        self._may_send = may_send  # whether a lane's uplink may still carry the file
         self.yielded = False  # asked to yield: no part is dealt any more
+        self.retired: list[str] = []  # uplinks that stopped because they may carry it no more
 
     def live_links(self) -> set[str]:
         return {lane.link for lane in self.lanes} - self._dropped
@@ -94,13 +97,16 @@ class PartDealer:
             self._changed.notify_all()
 
     async def take(self, lane: Lane) -> Part | None:
-        """The next part for `lane`, or None when its uplink was dropped, every part is
+        """The next part for `lane`, or None when its uplink was dropped or may carry the file
+        no more (its budget spent: with no other uplink left the upload yields), every part is
         acknowledged (while parts are in flight elsewhere it waits: one may come back) or the
         upload yields."""
         async with self._changed:
             while True:
                 if self._asks_again() and self._should_yield():
                     self._yield()
+                if self._pending and lane.link not in self._dropped and not self._may_send(lane):
+                    self._retire(lane.link)
                 if lane.link in self._dropped or self.yielded:
                     return None
                 if not self._pending and not self._reading and self._in_flight == 0:
@@ -138,6 +144,15 @@ class PartDealer:
         """Whether the next part is asked about again before it is dealt: a part boundary (an
         acknowledgement) passed since the reader asked, as it read it."""
         return bool(self._pending) and not self.yielded and self._pending[0][1] < self._acknowledged
+
+    def _retire(self, link: str) -> None:
+        """`link` may carry the file no more: its senders stop, the others go on; with none
+        left the upload yields (the parts in flight finish, the rest waits for a link)."""
+        self._dropped.add(link)
+        self.retired.append(link)
+        if not self.live_links():
+            self._yield()
+        self._changed.notify_all()
 
     def _yield(self) -> None:
         self.yielded = True

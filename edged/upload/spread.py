@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edged.upload.policy import MIN_PART_SIZE, plan_parts
+from edged.upload.uplinks import Uplink
 
 MiB = 1024 * 1024
 # A file this many parts long per sender (or longer) goes in the configured part size: what its
@@ -31,6 +32,13 @@ class Sender:
 
     free_at: float
     rate: float
+
+
+def request_order(uplinks: Sequence[Uplink], rates: Sequence[float]) -> list[Uplink]:
+    """The uplinks a file's small requests and whole PUT try, in order (`rates` theirs): the
+    unmetered first, then the fastest (the parts of a multipart upload go by all of them)."""
+    ranked = sorted(zip(uplinks, rates, strict=True), key=lambda each: (each[0].metered, -each[1]))
+    return [uplink for uplink, _ in ranked]
 
 
 def senders_per_uplink(parallel_parts: int, uplinks: int) -> int:

@@ -35,7 +35,7 @@ from edged.upload.source import (
     read_as_sent,
     read_span,
 )
-from edged.upload.spread import LinkShare, senders_per_uplink, spread_part_size
+from edged.upload.spread import LinkShare, request_order, senders_per_uplink, spread_part_size
 from edged.upload.state import FileState, UploadEvent
 from edged.upload.uplinks import Uplink
 from edged.upload.verify import etags_of_bytes, existing_object, verification_problems
@@ -114,15 +114,19 @@ class FileTransfer:
     def _multipart(self, record: FileRecord) -> bool:
         return bool(plan_parts(record.size, self._part_size_of(record)))
 
+    def _usable(self, pool: Uplinks, record: FileRecord) -> list[Uplink]:
+        uplinks = pool.usable(class_of(record.kind))
+        if not uplinks:
+            raise UpstreamUnreachable(f"no uplink may carry a {record.kind} now; it waits")
+        return uplinks
+
     def _lanes(self, record: FileRecord) -> list[Lane]:
         """The senders of a file: `parallel_parts` shared over the uplinks that may carry it,
-        the fastest first, each seeded with its uplink's measured throughput."""
+        the fastest first, each seeded with its share of its uplink's measured throughput."""
         if self._pool is None:
             return [Lane(None, self._store) for _ in range(self._parallel_parts)]
         pool = self._pool
-        uplinks = sorted(pool.usable(class_of(record.kind)), key=pool.throughput, reverse=True)
-        if not uplinks:
-            raise UpstreamUnreachable(f"no uplink may carry a {record.kind} now; it waits")
+        uplinks = sorted(self._usable(pool, record), key=pool.throughput, reverse=True)
         each = senders_per_uplink(self._parallel_parts, len(uplinks))
         return [
             Lane(uplink, pool.store_for(uplink), rate=pool.throughput(uplink) / each)
@@ -130,22 +134,37 @@ class FileTransfer:
             for _ in range(each)
         ]
 
-    async def _by_uplink(self, record: FileRecord, call: Callable[[S3Store], T]) -> T:
-        """`call` (a small request, or a whole PUT) in a thread, by the file's fastest usable
-        uplink; one that cannot reach the upstream is dropped and the next one tried."""
+    def _may_send(self, record: FileRecord) -> Callable[[Lane], bool]:
+        """Whether a sender's uplink may still carry the file (its budget not spent since)."""
+        pool, cls = self._pool, class_of(record.kind)
+        return lambda lane: pool is None or lane.uplink is None or lane.uplink in pool.usable(cls)
+
+    async def _by_uplink(
+        self, record: FileRecord, call: Callable[[S3Store], T], nbytes: int = 0
+    ) -> T:
+        """`call` (a small request, or a whole PUT of `nbytes`) in a thread, by the file's first
+        usable uplink, the unmetered first, then the fastest; charged to it (pool.sent). One
+        that cannot reach the upstream is dropped and the next one tried."""
+        pool = self._pool
+        if pool is None:
+            return await asyncio.to_thread(call, self._store)
         tried: set[str] = set()
         while True:
-            lane = self._lanes(record)[0]
+            usable = self._usable(pool, record)
+            uplink = request_order(usable, [pool.throughput(each) for each in usable])[0]
+            started = time.monotonic()
             try:
-                return await asyncio.to_thread(call, lane.store)
+                result = await asyncio.to_thread(call, pool.store_for(uplink))
             except UpstreamUnreachable as error:
-                pool = self._pool
-                if pool is None or lane.uplink is None or not pool.bound or lane.link in tried:
+                if not pool.bound or uplink.interface in tried:
                     raise
-                tried.add(lane.link)
-                pool.failed(lane.uplink, error)
+                tried.add(uplink.interface)
+                pool.failed(uplink, error)
                 if not pool.usable(class_of(record.kind)):
                     raise
+                continue
+            pool.sent(uplink, nbytes, time.monotonic() - started)
+            return result
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -181,6 +200,7 @@ class FileTransfer:
         etag = await self._by_uplink(
             record,
             lambda store: store.put(record.key, data, record.sha256, content_type(record.key)),
+            len(data),
         )
         self._metrics.bytes.inc(len(data))
         await asyncio.to_thread(
@@ -212,6 +232,7 @@ class FileTransfer:
             lanes,
             [span.size for span in spans if span.number not in done],
             should_yield=should_yield,
+            may_send=self._may_send(record),
         )
         shares = {lane.link: LinkShare() for lane in lanes}  # each uplink's time, shared
         try:
@@ -224,6 +245,13 @@ class FileTransfer:
                     group.create_task(sender)
         except ExceptionGroup as failures:
             raise most_telling(failures) from None
+        if dealer.retired:
+            logger.info(
+                "upload %d: uplink %s may not carry it now (dropped, or its budget spent); %s",
+                record.id,
+                ", ".join(dealer.retired),
+                "the others sent the rest" if not dealer.yielded else "the rest waits",
+            )
         if reader.result() or dealer.yielded:
             return FileState.UPLOADING
         if digest.sha256.hexdigest() != record.sha256:

@@ -150,3 +150,38 @@ async def test_the_pool_is_told_the_links_rate_not_one_connections(
     charged = [each for each in pool.charged if each[1] > 0]
     assert len(charged) == parts == 6
     assert sum(each[2] for each in charged) <= seconds
+
+
+def sent_today(pool: UplinkPool) -> dict[str, int]:
+    return {row["interface"]: row["sent_today_bytes"] for row in pool.describe()}
+
+
+async def test_a_whole_put_goes_by_the_unmetered_link_and_is_charged_to_it(
+    tmp_path: Path, moto: MotoProcess
+) -> None:
+    """The metered link measured faster: a small clip still goes by the unmetered one, and its
+    bytes count against that link (they were charged to none: no budget, bytes or rate)."""
+    rules = [UplinkConfig(match="up0", metered=True), UplinkConfig(match="up1")]
+    pool = pool_of(moto, ["up0", "up1"], rules)
+    await pool.refresh()
+    up0, up1 = pool.usable(UploadClass.CLIP)
+    pool.sent(up0, 40 * MiB, 1.0)  # the metered link: 40 MiB/s
+    pool.sent(up1, 10 * MiB, 1.0)
+    await upload(tmp_path, pool, moto, "clip", MiB)
+    assert sent_today(pool) == {"up0": 40 * MiB, "up1": 11 * MiB}
+
+
+async def test_an_uplink_whose_budget_is_spent_mid_file_sends_no_more_of_it(
+    tmp_path: Path, moto: MotoProcess
+) -> None:
+    """up0 may send a byte a day: its first part spends it; the file's other parts go by up1
+    (up0 kept sending its share before, the budget long spent)."""
+    rules = [UplinkConfig(match="up0", daily_budget=1), UplinkConfig(match="up1")]
+    pool = pool_of(moto, ["up0", "up1"], rules)
+    await pool.refresh()
+    assert [uplink.interface for uplink in pool.usable(UploadClass.RECORDING)] == ["up0", "up1"]
+    _, parts = await upload(tmp_path, pool, moto, "recording", 30 * MiB)
+    assert parts == 6
+    spent = sent_today(pool)
+    assert spent["up0"] <= 5 * MiB  # one part at most
+    assert spent["up0"] + spent["up1"] == 30 * MiB

@@ -20,6 +20,7 @@ from edged.upload.spread import (
     Sender,
     expected_free,
     makespan,
+    request_order,
     senders_per_uplink,
     spread_part_size,
     takes_next,
@@ -209,3 +210,43 @@ def test_a_links_parts_in_flight_share_its_time() -> None:
     later = link.start(22.0)
     assert link.end(staggered, 24.0) == 3.0
     assert link.end(later, 26.0) == 3.0  # ... then alone: 6 s busy, 6 s of shares
+
+
+def test_small_requests_go_by_an_unmetered_link_then_the_fastest() -> None:
+    eth, wlan = lane("eth0").uplink, lane("wlan0").uplink
+    wwan = Uplink("wwan0", "10.0.1.2", metered=True, classes=ALL_CLASSES, daily_budget=0)
+    assert eth is not None and wlan is not None
+    assert request_order([wwan, eth, wlan], [9e6, 1e6, 2e6]) == [wlan, eth, wwan]
+    assert request_order([eth, wlan], [0.0, 0.0]) == [eth, wlan]  # not measured: as given
+
+
+async def test_a_sender_whose_uplink_may_carry_no_more_stops_and_the_others_go_on() -> None:
+    eth, wwan = lane("eth0"), lane("wwan0")
+    budget_left = {"eth0": True, "wwan0": True}
+    dealer = PartDealer([eth, wwan], [5 * MiB] * 3, may_send=lambda each: budget_left[each.link])
+    await dealer.put(part(1))
+    first = await dealer.take(wwan)
+    await dealer.put(part(2))
+    budget_left["wwan0"] = False  # spent by its first part
+    await dealer.done(wwan, 1.0)
+    assert await dealer.take(wwan) is None  # it stops
+    assert dealer.retired == ["wwan0"]
+    assert await dealer.take(eth) == part(2)  # the other takes the rest
+    await dealer.put(part(3))
+    await dealer.done(eth, 1.0)
+    assert await dealer.take(eth) == part(3)
+    assert first is not None and not dealer.yielded
+
+
+async def test_with_no_uplink_left_that_may_carry_it_the_upload_yields() -> None:
+    eth = lane("eth0")
+    budget_left = [True]
+    dealer = PartDealer([eth], [5 * MiB] * 3, may_send=lambda each: budget_left[0])
+    await dealer.put(part(1))
+    assert await dealer.take(eth) == part(1)
+    await dealer.put(part(2))
+    budget_left[0] = False
+    await dealer.done(eth, 1.0)
+    assert await dealer.take(eth) is None
+    assert dealer.yielded  # the rest waits for a link, the parts sent are kept
+    await dealer.put(part(3))  # the reader is not held
