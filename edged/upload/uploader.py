@@ -527,24 +527,27 @@ class Uploader:
         higher_rank = RANK[class_of(current.kind)]
         while True:
             self._requeued.clear()
-            try:
-                files, blocked = await asyncio.to_thread(self.journal.queue)
+            now, classes = time.time(), self._carried()
+            higher = frozenset(cls for cls in classes if RANK[cls] < higher_rank)
+            try:  # in a thread: the whole queue is read and sorted (a weekend's backlog)
+                first, due = await asyncio.to_thread(self._look_ahead, now, classes, higher)
             except JournalError:
                 return  # the worker meets it too, and says so
-            now, classes = time.time(), self._carried()
-            first = pick_next(
-                files,
-                now,
-                newest_first=self._settings.newest_first,
-                blocked=blocked,
-                classes=classes,
-            )
             if outranks(first, current):
                 self._yield_to = first
                 return
-            higher = frozenset(cls for cls in classes if RANK[cls] < higher_rank)
-            due = next_due(files, blocked=blocked, classes=higher)
             await self._sleep(DAY if due is None else max(due - now, 0.05), self._requeued)
+
+    def _look_ahead(
+        self, now: float, classes: frozenset[UploadClass], higher: frozenset[UploadClass]
+    ) -> tuple[FileRecord | None, float | None]:
+        """The file the queue would send now, and when the first file of a class in `higher`
+        is due (blocking: reads the journal)."""
+        files, blocked = self.journal.queue()
+        first = pick_next(
+            files, now, newest_first=self._settings.newest_first, blocked=blocked, classes=classes
+        )
+        return first, next_due(files, blocked=blocked, classes=higher)
 
     async def _retry_later(
         self, record: FileRecord, error: Exception, *, quiet: bool = False
