@@ -6,7 +6,8 @@ server namespace, rate-limited with tc tbf (4 and 8 Mbit/s by default); nothing 
 machine. edged runs as tests/uplink_driver.py in the client namespace (the daemon's config, uplink
 pool, journal and FileTransfer), sending two files one after the other: the first with links not
 measured yet, the second with the throughputs the first measured. Its time runs from enqueue to
-verified (hashing the file, completion, the final stat). minio sends the same size by the faster
+verified (sending, completion, the final stat; the file's sha256 is taken before, as the daemon
+takes it when a file is queued, and is not counted). minio sends the same size by the faster
 uplink (bound to its interface), with the same part size. Needs root.
 
 Usage: python bench/uplinks.py [--size-mib 32] [--rates 4 8]

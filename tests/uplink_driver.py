@@ -5,7 +5,9 @@ after the other, each through its whole state machine (sent, completed, verified
     ip netns exec NS python -m tests.uplink_driver CONFIG DATA_DIR KIND:PATH ...
 
 Prints one JSON line when the pool has looked at the uplinks ({"uplinks": [...usable...]}),
-then one a file: {"path", "kind", "state", "seconds", "part_size", "parts", "error"}.
+then one a file: {"path", "kind", "state", "seconds", "part_size", "parts", "error", "usable"}
+("seconds": from its enqueue, its sha256 taken before, to verified; "usable": the uplinks that
+may carry its class after it, those dropped meanwhile left out).
 
     ip netns exec NS python -m tests.uplink_driver CONFIG DATA_DIR --queue
 
@@ -50,7 +52,9 @@ def say(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
 
-async def upload(journal: Journal, transfer: FileTransfer, kind: str, path: Path) -> None:
+async def upload(
+    journal: Journal, transfer: FileTransfer, pool: UplinkPool, kind: str, path: Path
+) -> None:
     facts = await asyncio.to_thread(path.stat)
     file_id = journal.enqueue(
         path=str(path),
@@ -82,6 +86,7 @@ async def upload(journal: Journal, transfer: FileTransfer, kind: str, path: Path
         part_size=done.part_size,
         parts=len(journal.parts(file_id)),
         error=error,
+        usable=[uplink.interface for uplink in pool.usable(class_of(kind))],
     )
 
 
@@ -107,7 +112,7 @@ async def main(config_path: Path, data_dir: Path, files: list[str]) -> None:
     try:
         for item in files:
             kind, _, path = item.partition(":")
-            await upload(journal, transfer, kind, Path(path))
+            await upload(journal, transfer, pool, kind, Path(path))
     finally:
         journal.close()
 
