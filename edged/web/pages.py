@@ -21,8 +21,8 @@ routes = web.RouteTableDef()
 
 _STYLE = (
     "body{font:16px/1.35 system-ui,sans-serif;margin:0;background:#111;color:#eee}"
-    "header{padding:14px 12px 10px;border-bottom:3px solid var(--a)}"
-    "header img{display:block;max-height:56px;max-width:70%;margin-bottom:6px}"
+    "header{display:flex;align-items:center;gap:10px;padding:12px;border-bottom:3px solid var(--a)}"
+    "header img{display:block;max-height:48px;max-width:35%}header div{min-width:0}"
     "h1{font-size:1.5em;margin:0;overflow-wrap:anywhere}header small{color:#999}"
     "main{max-width:64em;margin:auto;padding:12px}"
     "#g{display:grid;grid-template-columns:repeat(auto-fill,minmax(136px,1fr));gap:12px}"
@@ -79,8 +79,8 @@ def landing_html(
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width,initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f'<body style="--a:{escape(accent)}"><header>{logo_tag}<h1>{escape(title)}</h1>'
-        f"<small>{escape(box)}</small></header><main>"
+        f'<body style="--a:{escape(accent)}"><header>{logo_tag}<div><h1>{escape(title)}</h1>'
+        f"<small>{escape(box)}</small></div></header><main>"
         f'<div id=g data-v="{version(tiles)}">{grid}</div>'
         f"<p class=empty id=m{' hidden' if tiles else ''}>{EMPTY}</p>"
         f"</main><script>{script}</script></body></html>"

@@ -3,15 +3,17 @@ what a guest sees there: the tiles, their marks, and a clip added meanwhile appe
 reload. Run inside a network namespace of the test's own (tests/integration/test_browser.py).
 
 Usage: python -m tests.browser.landing_in_chromium CONFIG DATA_DIR NEW_CLIP [--screenshot=PNG]
-    [--hostile=NAME]
+    [--hostile=NAME] [--logo=PNG]
   NEW_CLIP: a clip PUT through the API once the page is open (named encore.mp4, with a title).
+  --logo=PNG: PUT as the event's logo before the page is opened.
   --hostile=NAME: clip NAME gets HOSTILE_TITLE (a <script>) before the page is opened (and a
   plain title again before the screenshot, taken last).
 Before: DATA_DIR's cache holds the clips the test put there; the daemon's test pattern is live.
 Prints one JSON line: {"error": str, "page_bytes": bytes of / before images,
 "tiles": [{"title", "badges", "duration", "href"}] as first shown, "refreshed": the titles
 after the clip was added, "reloaded": whether the page was loaded again meanwhile,
-"script_ran": whether a clip title's <script> ran, "foreign": requests to any other host,
+"script_ran": whether a clip title's <script> ran, "logo_width": the logo's
+natural width as the page shows it (0: none or not decoded), "foreign": requests to any other host,
 "overflow": whether the page is wider than the viewport at 320 px, "tallest": the tallest
 tile's height in px, "above_fold": tiles whose top is within the first screen, "next": the
 watch page of the --hostile clip (default opening.mp4) once it plays: its bar's "title" and the
@@ -78,6 +80,9 @@ def look(
     result: dict[str, object] = {"error": "", "page_bytes": page_bytes(base)}
     foreign: list[str] = []
     page.on("request", lambda r: None if r.url.startswith(base) else foreign.append(r.url))
+    if "logo" in options:
+        logo = Path(options["logo"]).read_bytes()
+        api(base, token, "PUT", "/api/v1/guest/logo", logo, "image/png")
     if "hostile" in options:
         title = json.dumps({"title": HOSTILE_TITLE}).encode()
         api(base, token, "PATCH", f"/api/v1/assets/{options['hostile']}", title, JSON)
@@ -88,6 +93,9 @@ def look(
     result["tallest"] = max((t["height"] for t in tiles), default=0)
     result["above_fold"] = sum(1 for t in tiles if t["top"] < 844)
     result["script_ran"] = page.evaluate("() => window.edgedPwned === 1")
+    result["logo_width"] = page.evaluate(
+        "() => (document.querySelector('header img') || {}).naturalWidth || 0"
+    )
     api(base, token, "PUT", "/api/v1/assets/encore.mp4", clip.read_bytes(), "video/mp4")
     facts = json.dumps({"title": NEW_TITLE, "description": "The last song, from the front row"})
     api(base, token, "PATCH", "/api/v1/assets/encore.mp4", facts.encode(), JSON)

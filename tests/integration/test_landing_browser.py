@@ -18,6 +18,27 @@ from tests.support import loopback_config, run_edged
 pytestmark = pytest.mark.integration
 
 
+def sun_logo(path: Path, side: int = 64) -> Path:
+    """An orange sun on a transparent ground, as a PNG (PyAV's encoder)."""
+    import math
+
+    import av
+
+    middle, pixels = (side - 1) / 2, bytearray()
+    for y in range(side):
+        for x in range(side):
+            radius = math.hypot(x - middle, y - middle)
+            ray = (math.atan2(y - middle, x - middle) * 8 / math.pi) % 2 < 1
+            shown = radius < side * 0.28 or (side * 0.36 < radius < side * 0.47 and ray)
+            pixels += bytes((255, 90, 31, 255 if shown else 0))
+    frame = av.VideoFrame(side, side, "rgba")
+    frame.planes[0].update(bytes(pixels))
+    encoder: Any = av.CodecContext.create("png", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = side, side, "rgba"
+    path.write_bytes(b"".join(bytes(packet) for packet in encoder.encode(frame)))
+    return path
+
+
 @pytest.mark.timeout(150)
 def test_the_landing_page_on_a_phone(tmp_path: Path) -> None:
     from tests.clips import make_clip
@@ -46,12 +67,14 @@ def test_the_landing_page_on_a_phone(tmp_path: Path) -> None:
         str(encore),
         f"--screenshot={shot}",
         "--hostile=opening.mp4",
+        f"--logo={sun_logo(tmp_path / 'logo.png')}",
     )
     print(outcome)
     live, opening, teaser = outcome["tiles"]
     assert live["badges"] == ["LIVE"] and live["href"] == "/live/test-pattern", outcome
     assert opening["title"] == HOSTILE_TITLE and opening["duration"] == "0:04", outcome
     assert outcome["script_ran"] is False, outcome
+    assert outcome["logo_width"] == 64, outcome  # uploaded through the API, decoded
     assert (teaser["title"], teaser["duration"]) == ("teaser", "1:01"), outcome
     assert outcome["error"] == "" and NEW_TITLE in outcome["refreshed"], outcome
     assert outcome["reloaded"] is False, outcome
