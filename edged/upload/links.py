@@ -8,6 +8,7 @@ carrying every class through the default store: uploads go as they always went.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -235,6 +236,7 @@ class UplinkPool:
         # The fewest classes carried since keep_current last told the uploader: a class dropped
         # and back between two looks is a change it must hear of (it may sleep till it does).
         self._carried_low: frozenset[UploadClass] = frozenset()
+        self._look_soon = asyncio.Event()  # a link dropped: its backoff sets the next look
         self._random = random.SystemRandom()
 
     @property
@@ -290,10 +292,17 @@ class UplinkPool:
         log = logger.warning if not before.failures else logger.debug  # the first in a row
         log("uplink %s dropped (%s); probed again in %.0f s", name, error, self._wait(name))
         self._carried_low &= self.carried_classes()
+        self._look_soon.set()
         self._publish()
 
     def throughput(self, uplink: Uplink) -> float:
         return self._throughput.get(uplink.interface, 0.0)
+
+    def probe_uplink(self) -> Uplink | None:
+        """The uplink to probe the upstream by: a usable one, unmetered first; None when
+        unbound (the kernel's route speaks) or none is usable."""
+        live = sorted(self._live(), key=lambda uplink: uplink.metered) if self.bound else []
+        return live[0] if live else None
 
     async def refresh(self) -> None:
         """Find the interfaces again, probe new and dropped uplinks."""
@@ -339,7 +348,11 @@ class UplinkPool:
                 set_cap(cap)
             await self.save()
             retry_at = [health.retry_at for health in self._health.values() if health.dropped]
-            await asyncio.sleep(next_look(interval, retry_at, self._discovery.monotonic()))
+            wait = next_look(interval, retry_at, self._discovery.monotonic())
+            self._look_soon.clear()  # until a link is dropped: then the wait is counted again
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._look_soon.wait()
 
     async def save(self) -> None:
         """Write the budgets spent and the uplinks seen to the data dir (0600), if they changed

@@ -467,3 +467,21 @@ async def test_the_stores_of_the_uplinks_are_made_off_the_event_loop() -> None:
     pool.store_for(eth)
     assert len(threads) == 2
     assert threading.get_ident() not in threads
+
+
+async def test_a_link_dropped_during_a_long_wait_is_probed_when_its_backoff_ends() -> None:
+    """A transfer's failure wakes the pool's look, so the dropped link is probed when its backoff
+    ends, not at the next minute (found testing finding 1)."""
+    venue = Venue(ETH, WWAN)
+    pool = UplinkPool([WWAN_RULE], store(), UPSTREAM, discovery=venue.discovery())
+    caps: list[int] = []
+    schedule = CapSchedule(uplinks.cap_schedule({"00:00-00:00": 1000}))
+    task = asyncio.create_task(pool.keep_current(schedule, caps.append, lambda: None))
+    try:
+        await eventually(lambda: caps, 10, "the first look")  # then it waits a minute
+        pool.failed(pool.uplinks[0], TimeoutError("part stalled"))
+        venue.monotonic += BACKOFF_CAP_SECONDS
+        await eventually(lambda: venue.probes.count("192.168.1.20") == 2, 10, "eth0 probed")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
