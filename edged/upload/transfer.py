@@ -143,8 +143,8 @@ class FileTransfer:
         self, record: FileRecord, call: Callable[[S3Store], T], nbytes: int = 0
     ) -> T:
         """`call` (a small request, or a whole PUT of `nbytes`) in a thread, by the file's first
-        usable uplink, the unmetered first, then the fastest; charged to it (pool.sent). One
-        that cannot reach the upstream is dropped and the next one tried."""
+        usable uplink, the unmetered first, then the fastest; a PUT's bytes are charged to it
+        (pool.sent). One that cannot reach the upstream is dropped and the next one tried."""
         pool = self._pool
         if pool is None:
             return await asyncio.to_thread(call, self._store)
@@ -163,7 +163,8 @@ class FileTransfer:
                 if not pool.usable(class_of(record.kind)):
                     raise
                 continue
-            pool.sent(uplink, nbytes, time.monotonic() - started)
+            if nbytes:  # a small request proves no link (a half-working one passes it too)
+                pool.sent(uplink, nbytes, time.monotonic() - started)
             return result
 
     # -- sending -------------------------------------------------------------------------------

@@ -169,6 +169,12 @@ async def test_a_whole_put_goes_by_the_unmetered_link_and_is_charged_to_it(
     pool.sent(up1, 10 * MiB, 1.0)
     await upload(tmp_path, pool, moto, "clip", MiB)
     assert sent_today(pool) == {"up0": 40 * MiB, "up1": 11 * MiB}
+    # Only bytes carried tell the pool a link works: the small requests (stat, stat) do not.
+    assert [each[:2] for each in pool.charged] == [
+        ("up0", 40 * MiB),
+        ("up1", 10 * MiB),
+        ("up1", MiB),
+    ]
 
 
 async def test_an_uplink_whose_budget_is_spent_mid_file_sends_no_more_of_it(
