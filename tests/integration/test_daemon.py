@@ -140,7 +140,7 @@ def test_status_and_readiness(start_daemon: StartDaemon) -> None:
     assert document["uptime_seconds"] >= 0
     status, body = http(daemon.url + "/")
     assert status == 200
-    assert b"<h1>box</h1>" in body
+    assert b"<small>box</small>" in body  # the box as it answers (the title is the event)
     status, svg = http(daemon.url + "/qr.svg")
     assert status == 200 and svg.startswith(b"<?xml") and b"<svg" in svg
     assert f"<title>http://127.0.0.1:{daemon.port}/</title>".encode() in svg
