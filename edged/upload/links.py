@@ -299,9 +299,13 @@ class UplinkPool:
         return self._throughput.get(uplink.interface, 0.0)
 
     def probe_uplink(self) -> Uplink | None:
-        """The uplink to probe the upstream by: a usable one, unmetered first; None when
-        unbound (the kernel's route speaks) or none is usable."""
-        live = sorted(self._live(), key=lambda uplink: uplink.metered) if self.bound else []
+        """The uplink to probe the upstream by: a usable one, those on trial after a failure
+        last, then unmetered first; None when unbound (the kernel's route speaks) or none is."""
+
+        def order(uplink: Uplink) -> tuple[bool, bool]:
+            return self._health.get(uplink.interface, LinkHealth()).on_trial, uplink.metered
+
+        live = sorted(self._live(), key=order) if self.bound else []
         return live[0] if live else None
 
     async def refresh(self) -> None:

@@ -367,7 +367,7 @@ class Uploader:
         self._probe_now.clear()
         while True:
             try:
-                await asyncio.to_thread(self.store.probe)
+                await self._probe()
             except CredentialsRefused as error:
                 self._set_online(False, str(error))
                 await self._sleep(BACKOFF_CAP_SECONDS, self._probe_now)
@@ -385,6 +385,30 @@ class Uploader:
                 continue
             self._set_online(True, "")
             return
+
+    async def _probe(self) -> None:
+        """Probe the upstream by a usable uplink (the kernel's route may be the link that is
+        down while another carries); one that cannot reach it is dropped, the next probe goes
+        by another. Unbound: by the store, the kernel's route."""
+        pool = self.pool
+        uplink = pool.probe_uplink() if pool is not None else None
+        if pool is None or uplink is None:
+            await asyncio.to_thread(self.store.probe)
+            return
+        try:
+            await asyncio.to_thread(pool.store_for(uplink).probe)
+        except UpstreamUnreachable as error:
+            pool.failed(uplink, error)
+            raise
+
+    def _others_carry(self, record: FileRecord) -> bool:
+        """Whether uplinks still carry other classes when `record`'s has none left: the
+        uploader stays online for those (the pool looks again for this one)."""
+        pool = self.pool
+        if pool is None or not pool.bound:
+            return False
+        carried = pool.carried_classes()
+        return bool(carried) and class_of(record.kind) not in carried
 
     def _set_online(self, online: bool, reason: str) -> None:
         self._metrics.upstream_up.set(1 if online else 0)
@@ -482,7 +506,10 @@ class Uploader:
             logger.warning("upload %d: %s; starting the file over", record.id, error)
             await self._apply(record, UploadEvent.UPLOAD_LOST, detail=str(error))
         except UpstreamUnreachable as error:
-            self._set_online(False, str(error))
+            if not self._others_carry(record):
+                self._set_online(False, str(error))
+            else:
+                logger.info("upload %d waits for an uplink: %s", record.id, error)
         except ClockSkewed as error:
             self._set_online(False, str(error))  # the warning, once a minute
             await self._retry_later(record, error, quiet=True)
