@@ -26,6 +26,7 @@ from edged.cache.store import Asset
 from edged.cache.upstream import Download
 from edged.guest.clips import HIDDEN, MEMBERS, View, facts_document, guest_view
 from edged.guest.members import signed_up
+from edged.web.auth import has_token
 from edged.web.context import CLIPS, METRICS, PULL, ClipStore
 from edged.web.telemetry import FIRST_FRAME_BEACON, POSTER_AFTER_MS
 
@@ -319,11 +320,16 @@ async def watch(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/assets")
 async def list_assets(request: web.Request) -> web.Response:
+    """The clips on the box with their facts; without the token, a clip outside its window is
+    left out (a staged release's name and time are the crew's until it is out)."""
     store = _store(request)
     summary = await asyncio.to_thread(store.summary)
     now = time.time()
+    crew = has_token(request)
     for asset in summary["assets"]:
         asset["facts"] = facts_document(store.facts.get(asset["name"]), now)
+    if not crew:
+        summary["assets"] = [a for a in summary["assets"] if a["facts"]["guest"] != "hidden"]
     return web.json_response(summary)
 
 

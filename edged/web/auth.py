@@ -1,4 +1,5 @@
-"""The bearer-token guard on every state-changing API call."""
+"""The bearer-token guard on every state-changing API call, and on the crew's reads (guests'
+personal data, the clips' figures)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ API_PREFIX = "/api/"
 GUESTS_PREFIX = "/api/v1/guests/"
 # Calls guests' pages make without a token: they change no stored state (telemetry.py).
 GUEST_POSTS = frozenset({FIRST_FRAME_BEACON, WATCH_BEACON})
+# Reads only the crew may make: guests' personal data, the clips' figures.
+CREW_READS = ("/api/v1/guests", "/api/v1/clips/stats")
 
 
 def _refuse(status: int, message: str) -> web.Response:
@@ -35,22 +38,35 @@ def _raw(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+def _presented(request: web.Request) -> str:
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    return presented.strip() if scheme.lower() == "bearer" else ""
+
+
+def has_token(request: web.Request) -> bool:
+    """Whether the request carries the admin token (for reads that show the crew more)."""
+    presented = _presented(request)
+    return bool(presented) and hmac.compare_digest(_raw(presented), _raw(request.app[ADMIN_TOKEN]))
+
+
+def _guarded(request: web.Request) -> bool:
+    if not request.path.startswith(API_PREFIX):
+        return False
+    if request.method in SAFE_METHODS:
+        return request.path.startswith(CREW_READS)
+    return not (request.method == "POST" and request.path in GUEST_POSTS)
+
+
 @web.middleware
 async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
     """401 without a bearer token, 403 with a wrong one, on non-safe methods under /api/ (but
-    the guests' reports)."""
-    if (
-        request.method in SAFE_METHODS
-        or not request.path.startswith(API_PREFIX)
-        or (request.method == "POST" and request.path in GUEST_POSTS)
-    ):
+    the guests' reports) and on the crew's reads."""
+    if not _guarded(request):
         return await handler(request)
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
-        return _refuse(401, "this call changes state: send Authorization: Bearer <admin token>")
-    expected = request.app[ADMIN_TOKEN]
+    if not _presented(request):
+        return _refuse(401, "this call needs the crew: send Authorization: Bearer <admin token>")
     # aiohttp decodes header bytes that are not UTF-8 as surrogates; encode them back, not fail.
-    if not hmac.compare_digest(_raw(presented.strip()), _raw(expected)):
+    if not has_token(request):
         logger.warning(
             "refused %s %s from %s: wrong token",
             request.method,

@@ -11,7 +11,6 @@ takes a few bytes, and accepts only a known kind and a bounded time.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import math
@@ -24,7 +23,7 @@ from edged.guest.clips import ClipCounts, failing, retention_share
 from edged.guest.telemetry import MAX_BODY as MAX_REPORT
 from edged.guest.telemetry import parse_watch_report
 from edged.metrics import PLAYER_KINDS
-from edged.web.context import ADMIN_TOKEN, CLIPS, GUEST, METRICS
+from edged.web.context import CLIPS, GUEST, METRICS
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -105,26 +104,11 @@ async def watch_report(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _require_token(request: web.Request) -> None:
-    """401 without the admin token (the middleware checks only writes; the stats are the
-    crew's)."""
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    given = presented.strip().encode("utf-8", "surrogateescape")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given, request.app[ADMIN_TOKEN].encode()
-    ):
-        raise web.HTTPUnauthorized(
-            text='{"error": "send Authorization: Bearer <admin token>"}',
-            content_type="application/json",
-            headers={"WWW-Authenticate": 'Bearer realm="edged"'},
-        )
-
-
 @routes.get("/api/v1/clips/stats")
 async def clip_stats(request: web.Request) -> web.Response:
     """Views and 10-second retention of each clip on the box since the start; `flagged` when it
-    sinks (under [guest] min_retention_10s after min_views views), never deleted."""
-    _require_token(request)
+    sinks (under [guest] min_retention_10s after min_views views), never deleted. The crew's
+    (the token: edged/web/auth.py CREW_READS)."""
     store = request.app.get(CLIPS)
     if store is None:
         raise web.HTTPServiceUnavailable(text="the clip cache is not running\n")

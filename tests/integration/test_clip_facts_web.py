@@ -85,6 +85,9 @@ async def test_a_clip_outside_its_window_is_404_to_guests_and_listed_for_the_cre
     facts = await listed(client, "teaser")
     assert facts["publish_at"] == later and facts["title"] == "<b>T</b>"
     assert facts["guest"] == "hidden"
+    async with client.get("/api/v1/assets") as response:  # a guest: the staged clip is not there
+        names = [asset["name"] for asset in (await response.json())["assets"]]
+    assert "teaser" not in names and "other" in names
     # The window opens: set to the past by the crew, the clip is there at once.
     status, answer = await patch(client, "teaser", {"publish_at": "2020-01-01T00:00:00Z"})
     assert status == 200 and answer["facts"]["guest"] == "show", answer
@@ -179,9 +182,9 @@ async def test_watch_reports_count_views_and_retention_and_a_failing_clip_sinks(
         landing = await response.text()
     assert 0 < landing.index('"/watch/teaser"') < landing.index('"/watch/other"')  # sunk, not gone
     assert (stats["min_retention_10s"], stats["min_views"]) == (0.5, 2)
-    for headers in ({}, {"Authorization": "Bearer wrong"}):
+    for headers, status in (({}, 401), ({"Authorization": "Bearer wrong"}, 403)):
         async with client.get("/api/v1/clips/stats", headers=headers) as response:
-            assert response.status == 401  # the crew's figures
+            assert response.status == status  # the crew's figures
 
 
 async def test_a_report_for_a_clip_not_on_the_box_makes_no_label(
