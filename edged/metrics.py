@@ -7,7 +7,7 @@ types and labels follow DESIGN.md (prefix `edged_`, base units, counters end in 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -414,6 +414,19 @@ class GuestMetrics:
             ["campaign"],
             registry=registry,
         )
+        self.clip_views = Counter(
+            "edged_guest_clip_views",
+            "Watch-page views that started playing, by the campaign the page reported (a "
+            "configured name, or none).",
+            ["campaign"],
+            registry=registry,
+        )
+
+    def campaigns(self, labels: Iterable[str]) -> None:
+        """Each campaign's visits and clip views at 0 from the start (rate() sees the first)."""
+        for name in labels:
+            self.visits.labels(name)
+            self.clip_views.labels(name)
 
 
 class Metrics:

@@ -47,6 +47,13 @@ def label(name: str) -> str:
     return name or UNTAGGED
 
 
+def report_label(name: str, campaigns: Iterable[CampaignConfig]) -> str:
+    """The metrics label of the campaign a guest's page reports: its name when configured, else
+    none (a report never makes a new label)."""
+    campaign = find(name, campaigns)
+    return campaign.name if campaign is not None else UNTAGGED
+
+
 def labels(campaigns: Iterable[CampaignConfig]) -> list[str]:
     """Every label a campaign counter may carry: the untagged one, then each configured name."""
     return [UNTAGGED, *(campaign.name for campaign in campaigns if campaign.name != UNTAGGED)]

@@ -3,6 +3,8 @@ counts. No I/O. One random id per page view, no cookie; the box keeps counters o
 
 A view reports `start` (it plays), `first-frame`, `watched` at 3, 10 and 30 s of playing, `end`
 (the seconds it played, when the guest leaves) and `unmute`; each at most once per page view.
+A report may name the campaign that brought the guest (the page's link or the landing page's
+`?campaign=`, kept in the tab's sessionStorage): a string, counted only if configured.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class WatchReport:
     clip: str
     report: str  # one of REPORTS
     seconds: float  # the mark for "watched", what was played for "end", else 0
+    campaign: str = ""  # as the page said it ("" = none); a configured name only when counted
 
     @property
     def label(self) -> str:
@@ -60,7 +63,12 @@ def parse_watch_report(body: bytes) -> WatchReport:
         raise ValueError("clip is the clip's name")
     if kind not in REPORTS:
         raise ValueError(f"report is one of {', '.join(REPORTS)}")
-    return WatchReport(view_id, clip, kind, _seconds(kind, report.get("seconds")))
+    campaign = report.get("campaign", "")
+    if campaign is None:  # what a page without a campaign may send
+        campaign = ""
+    if not isinstance(campaign, str):
+        raise ValueError("campaign is a campaign's name")
+    return WatchReport(view_id, clip, kind, _seconds(kind, report.get("seconds")), campaign)
 
 
 def _seconds(kind: str, value: object) -> float:

@@ -102,8 +102,7 @@ def count_visit(request: web.Request) -> str:
 
 async def count_campaigns(app: web.Application) -> None:
     """Every configured campaign's counter at 0 from the start (rate() sees the first visit)."""
-    for name in labels(app[GUEST].campaigns):
-        app[METRICS].guest.visits.labels(name)
+    app[METRICS].guest.campaigns(labels(app[GUEST].campaigns))
 
 
 @routes.get("/qr.svg")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from html import escape
 
 from aiohttp import web
@@ -69,9 +70,12 @@ def landing_html(
     *,
     accent: str = "#e4003a",
     logo: str = "",
+    campaign: str = "",
 ) -> str:
     """The landing page: the event's title (and logo), the box's name small, a grid of tiles
-    that refreshes itself. `tiles` are those `shown` chose (they fit the page's budget)."""
+    that refreshes itself. `tiles` are those `shown` chose (they fit the page's budget). A
+    `campaign` (a configured name) is kept in the tab's sessionStorage for the watch pages'
+    reports (static/watch.js)."""
     grid = "".join(tile_html(tile) for tile in tiles)
     logo_tag = f'<img src="{escape(logo)}" alt="">' if logo else ""
     script = _REFRESH.replace("$tiles", TILES_PATH).replace("$ms", str(REFRESH_MS))
@@ -83,8 +87,15 @@ def landing_html(
         f"<small>{escape(box)}</small></div></header><main>"
         f'<div id=g data-v="{version(tiles)}">{grid}</div>'
         f"<p class=empty id=m{' hidden' if tiles else ''}>{EMPTY}</p>"
-        f"</main><script>{script}</script></body></html>"
+        f"</main><script>{script}{_keep(campaign)}</script></body></html>"
     )
+
+
+def _keep(campaign: str) -> str:
+    if not campaign:
+        return ""
+    value = json.dumps(campaign).replace("<", "\\u003c")
+    return f"try{{sessionStorage.setItem('campaign',{value})}}catch(x){{}}"
 
 
 @routes.get("/")
@@ -92,15 +103,16 @@ async def landing(request: web.Request) -> web.Response:
     identity = request.app[IDENTITY]
     # The name a guest typed or scanned (after an mDNS rename, not the configured node).
     box = identity.advertised_name or identity.node
+    # A HEAD (a link checker, a probe) is no guest's visit.
+    campaign = count_visit(request) if request.method == "GET" else ""
     page = landing_html(
         page_title(request),
         box,
         shown(guest_tiles(request)),
         accent=request.app[GUEST].accent,
         logo=logo_url(request),
+        campaign=campaign,
     )
-    if request.method == "GET":  # a HEAD (a link checker, a probe) is no guest's visit
-        count_visit(request)
     response = web.Response(text=page, content_type="text/html")
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -1,6 +1,7 @@
 """What guests' players report about themselves: the first frame as the phone saw it, and
 each watch-page view of a clip (start, first frame, 3/10/30 s watched, end, unmute), counted
-per clip on the box; the clips' stats for the crew; the watch page's deferred script.
+per clip on the box (a view's start also per campaign); the clips' stats for the crew; the
+watch page's deferred script.
 
 The live and watch pages measure navigation start to their first presented frame and send it
 here with `navigator.sendBeacon`; the histogram shows the ops team what guests see. Guests hold
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from edged.guest.campaigns import report_label
 from edged.guest.clips import ClipCounts, failing, retention_share
 from edged.guest.telemetry import MAX_BODY as MAX_REPORT
 from edged.guest.telemetry import parse_watch_report
@@ -97,6 +99,8 @@ async def watch_report(request: web.Request) -> web.Response:
     clips.reports.labels(report.label).inc()
     if report.is_view:
         clips.view(report.clip)
+        campaign = report_label(report.campaign, request.app[GUEST].campaigns)
+        request.app[METRICS].guest.clip_views.labels(campaign).inc()
     elif report.is_retained:
         clips.retained(report.clip)
     elif report.report == "end":

@@ -112,6 +112,14 @@ def test_the_page_says_live_and_how_long() -> None:
     assert landing_html("Gala", "box", []).count("<p class=empty id=m>") == 1
 
 
+def test_a_tagged_page_keeps_its_campaign_for_the_watch_pages() -> None:
+    """The landing page of a campaign's link hands its name to the tab's sessionStorage, where
+    the watch page's reports find it (static/watch.js); an untagged page keeps nothing."""
+    tagged = landing_html("Gala", "box", [], campaign="popup-1")
+    assert "sessionStorage.setItem('campaign',\"popup-1\")" in tagged
+    assert "sessionStorage" not in landing_html("Gala", "box", [])
+
+
 @given(
     st.lists(
         st.tuples(st.text(min_size=0, max_size=120), st.text(max_size=1000), st.floats(0, 1e5)),
@@ -123,7 +131,9 @@ def test_a_page_of_any_clips_stays_within_its_budget(
 ) -> None:
     facts = [Clip(f"clip-{i}.mp4", ClipFacts(t, d), s) for i, (t, d, s) in enumerate(clips)]
     tiles = shown(tiles_of(facts))
-    page = landing_html("T" * 80, "b" * 63, tiles, logo="/guest/logo?v=0123456789abcdef")
+    page = landing_html(
+        "T" * 80, "b" * 63, tiles, logo="/guest/logo?v=0123456789abcdef", campaign="c" * 63
+    )
     assert len(page.encode()) <= PAGE_BUDGET
     assert tiles == tiles_of(facts)[: len(tiles)]  # the first ones, in order
     assert tiles_document("T", tiles)["version"] == tiles_document("T", list(tiles))["version"]

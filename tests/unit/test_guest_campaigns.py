@@ -15,6 +15,7 @@ from edged.guest.campaigns import (
     find,
     label,
     labels,
+    report_label,
     tagged_link,
     utm_campaign,
 )
@@ -86,3 +87,24 @@ def test_the_visit_counter_is_in_the_catalog(tmp_path: Path) -> None:
     metrics = Metrics(version="0", node="n", event="e", data_dir=tmp_path)
     metrics.guest.visits.labels("popup-1").inc()
     assert b'edged_guest_visits_total{campaign="popup-1"} 1.0' in metrics.exposition()
+
+
+def test_a_reported_campaign_is_configured_or_none() -> None:
+    assert report_label("popup-1", CAMPAIGNS) == "popup-1"
+    assert report_label("", CAMPAIGNS) == UNTAGGED
+    assert report_label("Popup-1", CAMPAIGNS) == UNTAGGED  # never a new label
+    assert report_label("none", ()) == UNTAGGED
+
+
+@given(st.text())
+def test_a_reported_campaign_is_always_a_known_label(name: str) -> None:
+    assert report_label(name, CAMPAIGNS) in labels(CAMPAIGNS)
+
+
+def test_every_campaign_starts_at_zero_visits_and_views(tmp_path: Path) -> None:
+    metrics = Metrics(version="0", node="n", event="e", data_dir=tmp_path)
+    metrics.guest.campaigns(labels(CAMPAIGNS))
+    text = metrics.exposition()
+    for name in labels(CAMPAIGNS):
+        assert f'edged_guest_visits_total{{campaign="{name}"}} 0.0'.encode() in text
+        assert f'edged_guest_clip_views_total{{campaign="{name}"}} 0.0'.encode() in text

@@ -16,6 +16,14 @@ def body(**fields: object) -> bytes:
     return json.dumps({"id": ID, "clip": "teaser", **fields}).encode()
 
 
+def test_a_report_may_name_its_campaign() -> None:
+    """Any string is taken here (the web layer counts configured names only); none is ""."""
+    assert parse_watch_report(body(report="start", campaign="popup-1")).campaign == "popup-1"
+    assert parse_watch_report(body(report="start", campaign="nope")).campaign == "nope"
+    assert parse_watch_report(body(report="start", campaign=None)).campaign == ""
+    assert parse_watch_report(body(report="start")).campaign == ""
+
+
 def test_reports_of_a_view_and_what_they_count() -> None:
     start = parse_watch_report(body(report="start"))
     assert start == WatchReport(ID, "teaser", "start", 0.0)
@@ -51,6 +59,8 @@ def test_every_label_a_report_can_have_is_in_the_catalog() -> None:
         (body(report="end", seconds=1e9), "seconds is 0 to"),
         (b'{"id": "0123456789abcdef", "clip": "a", "report": "end", "seconds": NaN}', "number"),
         (body(report="start", pad="x" * MAX_BODY), "at most"),
+        (body(report="start", campaign=5), "campaign is"),
+        (body(report="start", campaign=["popup-1"]), "campaign is"),
     ],
 )
 def test_anything_else_is_refused_with_a_short_reason(raw: bytes, reason: str) -> None:

@@ -7,11 +7,18 @@
   const clip = decodeURIComponent(v.getAttribute('src').split('/').pop());
   const hex = (b) => b.toString(16).padStart(2, '0');
   const id = Array.from(crypto.getRandomValues(new Uint8Array(8)), hex).join('');
+  // The campaign that brought the guest: this link's own (a QR straight to this page), else the
+  // landing page's, kept in the tab's sessionStorage (no cookie). The box counts configured names.
+  let campaign = new URLSearchParams(location.search).get('campaign');
+  try {
+    if (campaign) sessionStorage.setItem('campaign', campaign);
+    else campaign = sessionStorage.getItem('campaign');
+  } catch (e) { /* storage refused: the link's own only */ }
   const sent = new Set();
   const send = (report, seconds = 0, once = report) => {
     if (sent.has(once)) return;
     sent.add(once);
-    const body = JSON.stringify({ id, clip, report, seconds });
+    const body = JSON.stringify({ id, clip, report, seconds, campaign: campaign || undefined });
     navigator.sendBeacon('/api/v1/player/watch', new Blob([body], { type: 'application/json' }));
   };
   // Seconds played: the steps of currentTime while playing (a seek is not watching).
