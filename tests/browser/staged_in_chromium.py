@@ -7,8 +7,11 @@ Usage: python -m tests.browser.staged_in_chromium CONFIG DATA_DIR CLIP
   /api/v1/assets/CLIP: first opening an hour ahead (staged), then opened (in the past).
 Prints one JSON line: {"staged": {"tile": links to its watch page on the landing page,
 "bytes", "watch", "poster": statuses}, "opened": the same once opened, "views",
-"retained_10s", "ends": the counters /metrics shows after playing, "played": the clip's time
-then, "error": str}.
+"retained_10s", "ends", "unmutes": the counters /metrics shows after playing (opened from the
+landing page of campaign "flyer", sound on by its button), "played": the clip's time then,
+"campaign_views": edged_guest_clip_views_total by campaign once the clip is opened again by a
+link of campaign "radio", "error": str}.
+  The config names the campaigns "flyer" and "radio"; CLIP has sound.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from pathlib import Path
 
 from playwright.sync_api import Error, Page, sync_playwright
 
-from tests.browser.page_in_chromium import CHROMIUM, FIRST_FRAME, FLAGS, PLAIN_CANDIDATES, READY
+from tests.browser.page_in_chromium import (
+    CHROMIUM,
+    FIRST_FRAME,
+    FLAGS,
+    PLAIN_CANDIDATES,
+    READY,
+    SOUND_BUTTON,
+)
 
 DEADLINE = 40.0  # seconds for the 10-second report to show: the clip plays in real time
 
@@ -81,14 +91,25 @@ def run(page: Page, base: str, clip: str, token: str) -> dict[str, object]:
     patched.append(window(base, clip, token, now - timedelta(hours=1)))  # the window opens
     result["patched"] = patched
     result["opened"] = what_a_guest_gets(page, base, clip)
-    page.goto(f"{base}/watch/{clip}")
+    page.goto(f"{base}/?campaign=flyer")  # a campaign's landing page, then its tile
+    page.locator(f'a[href="/watch/{clip}"]').click()
+    page.wait_for_url(f"{base}/watch/{clip}")
     page.evaluate(FIRST_FRAME)
     labels = f'clip="{clip}"'
     result["views"] = counted(base, "edged_clip_views_total", labels, 1)
+    page.get_by_role("button", name=SOUND_BUTTON).click()  # a real tap
+    result["unmutes"] = counted(base, "edged_clip_reports_total", 'report="unmute"', 1)
     result["retained_10s"] = counted(base, "edged_clip_retained_10s_total", labels, 1)
     result["played"] = page.evaluate("() => document.querySelector('video').currentTime")
     page.goto("about:blank")  # pagehide: the view's end report
     result["ends"] = counted(base, "edged_clip_reports_total", 'report="end"', 1)
+    page.goto(f"{base}/watch/{clip}?campaign=radio")  # a QR straight to the clip
+    views = {
+        name: counted(base, "edged_guest_clip_views_total", f'campaign="{name}"', 1)
+        for name in ("flyer", "radio")
+    }
+    views["none"] = counter(base, "edged_guest_clip_views_total", 'campaign="none"')
+    result["campaign_views"] = views
     return result
 
 

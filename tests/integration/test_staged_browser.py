@@ -1,6 +1,7 @@
 """#16 parts 4 and 5 in Chromium as a phone (390x844): a staged clip is not on the landing page
 and its bytes, watch page and poster answer 404 until its window opens (set through PATCH);
-then the watch page's beacons are counted (a view, 10 s retained, the end of the view)."""
+then the watch page's beacons are counted (a view, unmute, 10 s retained, the end of the view),
+and its views by the campaign of the landing page it came from or of its own link."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def test_a_staged_clip_is_invisible_before_its_window_and_its_views_are_counted(
 ) -> None:
     from tests.clips import make_clip
 
-    clip = make_clip(tmp_path / "premiere.mp4", seconds=12, size="320x240")
+    clip = make_clip(tmp_path / "premiere.mp4", seconds=12, size="320x240", audio=True)
     data_dir = tmp_path / "data"
     added = run_edged("cache", "--data-dir", str(data_dir), "add", str(clip), "--pin")
     assert added.returncode == 0, added.stderr
@@ -30,6 +31,7 @@ def test_a_staged_clip_is_invisible_before_its_window_and_its_views_are_counted(
         "http": {"host": "10.77.0.1"},
         "mdns": {"enabled": False},
         "media": {"test_pattern": "off"},
+        "guest": {"campaigns": [{"name": "flyer"}, {"name": "radio"}]},
     }
     config.write_text(loopback_config("box", tables))
     outcome = run_in_namespace(
@@ -48,3 +50,6 @@ def test_a_staged_clip_is_invisible_before_its_window_and_its_views_are_counted(
     assert outcome["retained_10s"] == 1, outcome
     assert float(outcome["played"]) >= 10, outcome  # type: ignore[arg-type]
     assert outcome["ends"] == 1, outcome
+    assert outcome["unmutes"] == 1, outcome
+    # Counted by campaign: from the tagged landing page's tile, then from a tagged watch link.
+    assert outcome["campaign_views"] == {"flyer": 1, "radio": 1, "none": 0}, outcome
