@@ -41,7 +41,9 @@ def test_readiness_needs_every_subsystem_up_and_no_failing_task() -> None:
 def test_app_state_holds_typed_keys_only(tmp_path: Path) -> None:
     app = create_app(web_context(tmp_path, device_report=dict, stream_status=list))
     assert all(isinstance(key, web.AppKey) for key in app)
-    assert len(app) == 7  # the five every app has, and the two reports given
+    # the seven every app has (identity, readiness, metrics, token, reloader, the guest settings
+    # and the event logo), and the two reports given
+    assert len(app) == 9
 
 
 @pytest.fixture
