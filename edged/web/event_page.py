@@ -176,7 +176,7 @@ async def logo(request: web.Request) -> web.Response:
 
 @routes.put(LOGO_API)
 async def put_logo(request: web.Request) -> web.Response:
-    """PUT the PNG or JPEG bytes (token): the event page shows it above its title."""
+    """PUT the PNG or JPEG bytes (token): the event page shows it beside its title."""
     holder = request.app[LOGO]
     if holder.directory is None:
         raise web.HTTPServiceUnavailable(text="no data dir to keep a logo in\n")
