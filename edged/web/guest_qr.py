@@ -14,6 +14,7 @@ from aiohttp import web
 
 from edged.config import GuestConfig
 from edged.guest.campaigns import PARAMETER, campaign_of, find, label, labels, tagged_link
+from edged.guest.page import display_title
 from edged.web.context import GUEST, IDENTITY, METRICS
 
 routes = web.RouteTableDef()
@@ -169,7 +170,7 @@ async def poster(request: web.Request) -> web.Response:
     html = await asyncio.to_thread(
         partial(
             poster_html,
-            title=guest.title or identity.event,
+            title=display_title(guest.title, identity.event),
             link=guest_link(request),
             typed=identity.typed_url,
             guest=guest,

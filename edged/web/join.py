@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -15,6 +16,7 @@ from edged.guest.campaigns import campaign_of
 from edged.guest.clips import SHOW, guest_view
 from edged.guest.desk import GuestDesk
 from edged.guest.members import MEMBER_SECRET, give_cookie
+from edged.guest.page import display_title
 from edged.guest.signups import (
     HONEYPOT,
     MAX_EMAIL,
@@ -115,7 +117,7 @@ def _html(text: str, status: int = 200) -> web.Response:
 
 
 def _title(desk: GuestDesk) -> str:
-    return desk.config.title or desk.event
+    return display_title(desk.config.title, desk.event)
 
 
 @routes.get("/join")
@@ -159,7 +161,9 @@ async def join(request: web.Request) -> web.Response:
         return _refuse(400, "send the form as application/x-www-form-urlencoded")
     guest, _ = await desk.sign_up(signup)
     clip = exclusive_clip(request.app.get(CLIPS), time.time())
-    response = _html(welcome_html(_title(desk), desk.config.accent, guest, clip))
+    # Greeted by the name given now: a known email's stored name is not shown to whoever typed it.
+    shown = dataclasses.replace(guest, name=signup.name)
+    response = _html(welcome_html(_title(desk), desk.config.accent, shown, clip))
     give_cookie(response, request.app[MEMBER_SECRET], guest.signup_id)
     return response
 
@@ -178,8 +182,11 @@ def _crew(request: web.Request) -> GuestDesk:
 async def list_guests(request: web.Request) -> web.Response:
     guests = await _crew(request).guests()
     if request.query.get("format") == "csv":
-        return web.Response(text=export_csv(guests), content_type="text/csv")
-    return web.json_response({"guests": [guest.as_json() for guest in guests]})
+        response = web.Response(text=export_csv(guests), content_type="text/csv")
+    else:
+        response = web.json_response({"guests": [guest.as_json() for guest in guests]})
+    response.headers["Cache-Control"] = "no-store"  # guests' personal data: kept by no cache
+    return response
 
 
 @routes.delete("/api/v1/guests/{email}")

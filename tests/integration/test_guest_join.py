@@ -89,6 +89,19 @@ async def test_a_stored_script_in_a_name_is_shown_escaped(client: TestClient[Any
     assert SCRIPT in await exported.text()  # data, not a page: a CSV cell is never run
     listed = await client.get("/api/v1/guests", headers=CREW)
     assert listed.content_type == "application/json"
+    assert listed.headers["Cache-Control"] == exported.headers["Cache-Control"] == "no-store"
+
+
+async def test_a_known_email_typed_again_does_not_show_the_stored_name(
+    client: TestClient[Any, Any],
+) -> None:
+    """Anyone may type a guest's address; the page greets with the name given now, never the
+    one stored for it (review of #16)."""
+    ada = {**(await form_of(client)), "email": "ada@example.org", "consent": "yes"}
+    assert "Ada Lovelace" in await (await post(client, **ada, name="Ada Lovelace")).text()
+    stranger = {**(await form_of(client)), "email": "ada@example.org", "consent": "yes"}
+    page = await (await post(client, **stranger)).text()
+    assert "Lovelace" not in page
 
 
 @pytest.mark.parametrize(
