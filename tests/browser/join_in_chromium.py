@@ -13,7 +13,6 @@ clip's time once it played on (or 0), "after": status of the clip's bytes with t
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -21,7 +20,13 @@ from pathlib import Path
 
 from playwright.sync_api import Error, Page, sync_playwright
 
-from tests.browser.page_in_chromium import CHROMIUM, FIRST_FRAME, FLAGS, PHONE_AUTOPLAY, READY
+from tests.browser.page_in_chromium import (
+    CHROMIUM,
+    FIRST_FRAME,
+    FLAGS,
+    PHONE_AUTOPLAY,
+    running_edged,
+)
 
 PLAYS_ON = """() => new Promise((resolve) => {
   const video = document.querySelector('video');
@@ -71,21 +76,8 @@ def main() -> None:
     config, data_dir, clip = sys.argv[1:4]
     options = dict(a[2:].split("=", 1) for a in sys.argv[4:] if "=" in a)
     flags = [PHONE_AUTOPLAY if f.startswith("--autoplay-policy=") else f for f in FLAGS]
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "edged", "run", "--config", config, "--data-dir", data_dir],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     result: dict[str, object] = {"error": ""}
-    try:
-        assert daemon.stderr is not None
-        for line in daemon.stderr:
-            match = READY.search(line)
-            if match:
-                base = f"http://{match.group('host')}"
-                break
-        else:
-            raise SystemExit("edged did not start")
+    with running_edged(config, data_dir) as base:
         token = (Path(data_dir) / "admin.token").read_text().strip()
         crew = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         patched = status(f"{base}/api/v1/assets/{clip}", crew, "PATCH", b'{"exclusive": true}')
@@ -100,9 +92,6 @@ def main() -> None:
                 result["error"] = str(error)
                 result["page"] = page.content()[:300]  # what showed instead
             browser.close()
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=20)
     print(json.dumps(result))
 
 

@@ -23,7 +23,6 @@ watch page of the --hostile clip (default opening.mp4) once it plays: its bar's 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 import urllib.request
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from playwright.sync_api import Error, Page, sync_playwright
 
-from tests.browser.page_in_chromium import CHROMIUM, FLAGS, READY
+from tests.browser.page_in_chromium import CHROMIUM, FLAGS, running_edged
 
 NEW_TITLE = "Encore: the finale"
 JSON = "application/json"
@@ -139,20 +138,7 @@ def picture(page: Page, base: str, token: str, options: dict[str, str]) -> None:
 def main() -> None:
     config, data_dir, clip = sys.argv[1:4]
     options = dict(a[2:].split("=", 1) for a in sys.argv[4:] if "=" in a)
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "edged", "run", "--config", config, "--data-dir", data_dir],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert daemon.stderr is not None
-        for line in daemon.stderr:
-            match = READY.search(line)
-            if match:
-                base = f"http://{match.group('host')}"
-                break
-        else:
-            raise SystemExit("edged did not start")
+    with running_edged(config, data_dir) as base:
         token = (Path(data_dir) / "admin.token").read_text().strip()
         wait_for_live(base)
         with sync_playwright() as playwright:
@@ -160,9 +146,6 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 390, "height": 844})
             result = look(page, base, token, Path(clip), options)
             browser.close()
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=20)
     print(json.dumps(result), flush=True)
 
 

@@ -24,12 +24,14 @@ element's position, ready state, buffered ranges and error then (why a run stopp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 
 from playwright.sync_api import Error, Page, Route, sync_playwright
 
@@ -213,12 +215,10 @@ def watch(page: Page, base: str, path: str, options: dict[str, str]) -> dict[str
     return result
 
 
-def main() -> None:
-    config, data_dir, path = sys.argv[1:4]
-    flags = FLAGS if "--phone" in sys.argv[4:] else [*FLAGS, PLAIN_CANDIDATES]
-    options = dict(a[2:].split("=", 1) for a in sys.argv[4:] if "=" in a)
-    if "sound" in options:
-        flags = [PHONE_AUTOPLAY if f.startswith("--autoplay-policy=") else f for f in flags]
+@contextlib.contextmanager
+def running_edged(config: str, data_dir: str) -> Iterator[str]:
+    """edged run on `config` and `data_dir`: its base URL once it says it is ready; stopped on
+    the way out (SystemExit if it ends before it is ready)."""
     daemon = subprocess.Popen(
         [sys.executable, "-m", "edged", "run", "--config", config, "--data-dir", data_dir],
         stderr=subprocess.PIPE,
@@ -227,20 +227,26 @@ def main() -> None:
     try:
         assert daemon.stderr is not None
         for line in daemon.stderr:
-            match = READY.search(line)
-            if match:
-                base = f"http://{match.group('host')}"
-                break
-        else:
-            raise SystemExit("edged did not start")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            result = watch(page, base, path, options)
-            browser.close()
+            if match := READY.search(line):
+                yield f"http://{match.group('host')}"
+                return
+        raise SystemExit("edged did not start")
     finally:
         daemon.terminate()
         daemon.wait(timeout=20)
+
+
+def main() -> None:
+    config, data_dir, path = sys.argv[1:4]
+    flags = FLAGS if "--phone" in sys.argv[4:] else [*FLAGS, PLAIN_CANDIDATES]
+    options = dict(a[2:].split("=", 1) for a in sys.argv[4:] if "=" in a)
+    if "sound" in options:
+        flags = [PHONE_AUTOPLAY if f.startswith("--autoplay-policy=") else f for f in flags]
+    with running_edged(config, data_dir) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        result = watch(page, base, path, options)
+        browser.close()
     print(json.dumps(result), flush=True)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import time
 import urllib.error
@@ -33,8 +32,8 @@ from tests.browser.page_in_chromium import (
     FIRST_FRAME,
     FLAGS,
     PLAIN_CANDIDATES,
-    READY,
     SOUND_BUTTON,
+    running_edged,
 )
 
 DEADLINE = 40.0  # seconds for the 10-second report to show: the clip plays in real time
@@ -115,20 +114,7 @@ def run(page: Page, base: str, clip: str, token: str) -> dict[str, object]:
 
 def main() -> None:
     config, data_dir, clip = sys.argv[1:4]
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "edged", "run", "--config", config, "--data-dir", data_dir],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert daemon.stderr is not None
-        for line in daemon.stderr:
-            match = READY.search(line)
-            if match:
-                base = f"http://{match.group('host')}"
-                break
-        else:
-            raise SystemExit("edged did not start")
+    with running_edged(config, data_dir) as base:
         token = (Path(data_dir) / "admin.token").read_text().strip()
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
@@ -140,9 +126,6 @@ def main() -> None:
             except Error as error:
                 result = {"error": str(error)}
             browser.close()
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=20)
     print(json.dumps(result), flush=True)
 
 
