@@ -21,6 +21,7 @@ from edged.upload.policy import (
 )
 from edged.upload.report import upload_report
 from edged.upload.state import UploadEvent
+from tests.unit.test_journal import add
 
 
 @dataclass(frozen=True)
@@ -180,27 +181,12 @@ def test_the_next_file_is_the_first_of_the_order_that_may_go(
 def test_the_report_shows_each_pending_files_class_and_position(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     try:
-
-        def add(key: str, kind: str, now: float, after_id: int | None = None) -> int:
-            return journal.enqueue(
-                path=f"/spool/{key}",
-                key=key,
-                size=10,
-                mtime_ns=1,
-                sha256="ab",
-                priority=0,
-                kind=kind,
-                metadata={},
-                now=now,
-                after_id=after_id,
-            )
-
-        old = add("old.mp4", "recording", 1)
-        sidecar = add("old.json", "sidecar", 2, after_id=old)
-        new = add("new.mp4", "recording", 3)
-        clip = add("clip.mp4", "clip", 4)
-        guest = add("signups.csv", "guest", 5)
-        gone = add("gone.mp4", "recording", 0)
+        old = add(journal, "old.mp4", kind="recording", now=1)
+        sidecar = add(journal, "old.json", kind="sidecar", now=2, after_id=old)
+        new = add(journal, "new.mp4", kind="recording", now=3)
+        clip = add(journal, "clip.mp4", kind="clip", now=4)
+        guest = add(journal, "signups.csv", kind="guest", now=5)
+        gone = add(journal, "gone.mp4", kind="recording", now=0)
         journal.apply(gone, UploadEvent.START)
         journal.apply(gone, UploadEvent.FATAL_ERROR, detail="x")
         rows = upload_report(journal)["files"]
