@@ -26,10 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import tomli_w  # noqa: E402
 
 from tests.integration.upload_support import write_random  # noqa: E402
-from tests.netns import Uplinks, unavailable  # noqa: E402
+from tests.netns import Uplinks, driver_config, unavailable  # noqa: E402
 from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoProcess  # noqa: E402
 
 MiB = 1024 * 1024
@@ -49,35 +48,12 @@ print(time.perf_counter() - start)
 """
 
 
-def config_for(work: Path, s3: MotoProcess, links: int) -> Path:
-    secret = work / "secret"
-    secret.write_text(SECRET_KEY, encoding="utf-8")
-    secret.chmod(0o600)
-    config = {
-        "upstream": {
-            "endpoint": s3.endpoint,
-            "secure": False,
-            "bucket": "edged",
-            "access_key": ACCESS_KEY,
-            "secret_key_file": str(secret),
-        },
-        "upload": {
-            "part_size": f"{PART_MIB}MiB",
-            "parallel_parts": 2,
-            "uplinks": [{"match": f"uplink{index}"} for index in range(links)],
-        },
-    }
-    path = work / "edged.toml"
-    path.write_text(tomli_w.dumps(config), encoding="utf-8")
-    return path
-
-
 def edged_runs(net: Uplinks, s3: MotoProcess, work: Path, files: list[Path]) -> list[dict]:
     command = net.command(
         sys.executable,
         "-m",
         "tests.uplink_driver",
-        str(config_for(work, s3, len(net.links))),
+        str(driver_config(work, s3, metered=(False,) * len(net.links), part_mib=PART_MIB)),
         str(work / "data"),
         *(f"recording:{path}" for path in files),
     )

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import tomli_w
+
 from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoProcess
 
 SERVER_ADDRESS = "10.77.0.1"
@@ -183,3 +185,32 @@ class Uplinks:
         )
         _run("ip", "netns", "exec", self.server, sys.executable, "-c", make_bucket, server.endpoint)
         return server
+
+
+def driver_config(
+    work: Path, s3: MotoProcess, *, metered: Sequence[bool] = (False, False), part_mib: int = 16
+) -> Path:
+    """The config of tests/uplink_driver.py: the upstream in the server namespace, and one
+    `[[upload.uplinks]]` per link (the first `metered` as asked)."""
+    secret = work / "secret"
+    secret.write_text(SECRET_KEY, encoding="utf-8")
+    secret.chmod(0o600)
+    config = {
+        "upstream": {
+            "endpoint": s3.endpoint,
+            "secure": False,
+            "bucket": "edged",
+            "access_key": ACCESS_KEY,
+            "secret_key_file": str(secret),
+        },
+        "upload": {
+            "part_size": f"{part_mib}MiB",
+            "parallel_parts": 2,
+            "uplinks": [
+                {"match": f"uplink{index}", "metered": each} for index, each in enumerate(metered)
+            ],
+        },
+    }
+    path = work / "driver.toml"
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    return path

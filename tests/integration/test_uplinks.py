@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 
 from tests.integration.upload_support import write_random
-from tests.netns import REPO, Uplinks, unavailable
-from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoProcess
+from tests.netns import REPO, Uplinks, driver_config, unavailable
+from tests.s3server import MotoProcess
 from tests.support import until
 
 pytestmark = [
@@ -82,35 +81,6 @@ def test_a_store_bound_to_an_uplink_leaves_by_it(
         grew = [net.tx_bytes(each) - was for each, was in zip(net.links, before, strict=True)]
         assert grew[link.index] > size
         assert sum(grew) - grew[link.index] < size // 100  # the other link: a stray ARP at most
-
-
-def driver_config(
-    tmp_path: Path, s3: MotoProcess, *, metered: Sequence[bool] = (False, False), part_mib: int = 16
-) -> Path:
-    """The config of tests/uplink_driver.py: the upstream in the server namespace, and one
-    `[[upload.uplinks]]` per link (the first `metered` as asked)."""
-    secret = tmp_path / "secret"
-    secret.write_text(SECRET_KEY, encoding="utf-8")
-    secret.chmod(0o600)
-    config = {
-        "upstream": {
-            "endpoint": s3.endpoint,
-            "secure": False,
-            "bucket": "edged",
-            "access_key": ACCESS_KEY,
-            "secret_key_file": str(secret),
-        },
-        "upload": {
-            "part_size": f"{part_mib}MiB",
-            "parallel_parts": 2,
-            "uplinks": [
-                {"match": f"uplink{index}", "metered": each} for index, each in enumerate(metered)
-            ],
-        },
-    }
-    path = tmp_path / "driver.toml"
-    path.write_text(tomli_w.dumps(config), encoding="utf-8")
-    return path
 
 
 class Driver:
