@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edged.fileio import write_atomically
+from edged.sqlite import immediate_transaction
 
 MAX_EMAIL = 254
 MAX_NAME = 100
@@ -259,14 +260,8 @@ class GuestBook:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with immediate_transaction(self._db, self._lock) as db:
+            yield db
 
     def _query(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.errors import EdgedError
+from edged.sqlite import immediate_transaction
 from edged.upload.classes import UploadClass
 from edged.upload.policy import EVERY_CLASS, next_due, pick_next
 from edged.upload.state import PENDING, FileState, UploadEvent, next_state
@@ -146,19 +147,11 @@ class Journal:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    # SQLite rolls back by itself on some errors (a full disk among them).
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as error:
-                raise JournalError(f"upload journal {self.path}: {error}") from error
+        try:
+            with immediate_transaction(self._db, self._lock) as db:
+                yield db
+        except sqlite3.Error as error:
+            raise JournalError(f"upload journal {self.path}: {error}") from error
 
     def _query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
