@@ -175,6 +175,8 @@ class UploadConfig:
 
 
 _CAMPAIGN_TAG = r"^[A-Za-z0-9_.-]{0,64}$"
+_IPV4 = r"((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)"
+_IP_ADDRESS = rf"^{_IPV4}$|^[0-9A-Fa-f:]*:[0-9A-Fa-f:]*({_IPV4})?$"  # IPv4 or IPv6, no port
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,8 @@ class GuestConfig:
     retention_days: int = setting(365, minimum=1, maximum=3650)  # signups kept on the box
     min_retention_10s: float = setting(0.0, minimum=0.0, maximum=1.0)  # 0 = no clip sinks
     min_views: int = setting(20, minimum=1, maximum=1_000_000)
+    # Proxies in front of /join (their addresses): from them, a client is X-Forwarded-For's.
+    trusted_proxies: tuple[str, ...] = setting((), pattern=_IP_ADDRESS)
 
 
 @dataclass(frozen=True)
