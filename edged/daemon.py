@@ -215,7 +215,7 @@ class Daemon:
         )
         http = await stack.enter_async_context(self._http(services, guests))
         await stack.enter_async_context(self._mdns(data_dir, http.port, identity))
-        self._announce(http.port, identity)
+        await self._announce(http.port, identity)
         freeze_startup_heap()
 
     @asynccontextmanager
@@ -432,11 +432,12 @@ class Daemon:
         finally:
             await advertiser.stop()
 
-    def _announce(self, port: int, identity: Identity) -> None:
+    async def _announce(self, port: int, identity: Identity) -> None:
         """The landing URL (and its QR code on a terminal), the log line, systemd's READY."""
         config = self.config
         url = f"http://{config.http.host}:{port}/"
-        identity.landing_url = self._landing_url(config, port)
+        # psutil and a UDP socket: in a thread, as follow_link looks again.
+        identity.landing_url = await asyncio.to_thread(self._landing_url, config, port)
         identity.typed_url = typed_url(identity.advertised_name, port)
         if sys.stdout.isatty():
             print_qr(identity.landing_url, identity.typed_url)
