@@ -50,7 +50,15 @@ def test_the_title_is_the_configured_one_else_the_event_never_the_box() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "shown_as"),
-    [(0, ""), (-1, ""), (float("nan"), ""), (0.4, "0:01"), (7, "0:07"), (245, "4:05")],
+    [
+        (0, ""),
+        (-1, ""),
+        (float("nan"), ""),
+        (0.4, "0:01"),
+        (7, "0:07"),
+        (61, "1:01"),
+        (245, "4:05"),
+    ],
 )
 def test_a_duration_reads_as_on_a_phone(seconds: float, shown_as: str) -> None:
     assert clock(seconds) == shown_as
