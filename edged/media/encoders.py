@@ -94,9 +94,10 @@ def encoder_options(name: str, settings: EncoderSettings) -> dict[str, str]:
 
 
 class Encoder:
-    """One opened encoder. `encode` returns finished packets; a GOP starts every gop_seconds."""
+    """One opened encoder. `encode` returns finished packets; a GOP starts every gop_seconds.
+    `threads`: encoder threads (None: one per core; a clip job in the background asks for 1)."""
 
-    def __init__(self, name: str, settings: EncoderSettings) -> None:
+    def __init__(self, name: str, settings: EncoderSettings, threads: int | None = None) -> None:
         self.name = name
         self.settings = settings
         context = cast(VideoCodecContext, av.CodecContext.create(name, "w"))
@@ -110,7 +111,7 @@ class Encoder:
         context.max_b_frames = 0
         # One encoder thread per core: FFmpeg's automatic count oversubscribes a small board
         # (measured on 2 cores: 8.3 -> 6.7 ms per 1080p frame).
-        context.thread_count = os.cpu_count() or 1
+        context.thread_count = threads or os.cpu_count() or 1
         if name != "h264_v4l2m2m":  # it cannot make global headers; see _parameter_sets
             context.flags |= Flags.global_header
         context.options = encoder_options(name, settings)
