@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from edged.cache.ranges import valid_name
 from edged.errors import EdgedError
@@ -46,10 +47,12 @@ class ManifestEntry:
 
 @dataclass(frozen=True)
 class Rejected:
-    """An entry skipped for what it says; the others replicate."""
+    """An entry skipped for what it says; the others replicate. `name` is the clip's when
+    the entry named one (its facts then stay as they were, edged.cache.facts); else ""."""
 
     index: int
     reason: str
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,8 @@ def parse_manifest(data: bytes, assets_prefix: str) -> Manifest:
     seen: set[str] = set()
     for index, item in enumerate(entries):
         entry = _entry(item, assets_prefix)
-        if isinstance(entry, str):
-            rejected.append(Rejected(index, entry))
+        if isinstance(entry, tuple):
+            rejected.append(Rejected(index, entry[1], entry[0]))
         elif entry.name in seen:
             rejected.append(Rejected(index, f"{entry.name} is listed twice; the first counts"))
         else:
@@ -90,36 +93,48 @@ def parse_manifest(data: bytes, assets_prefix: str) -> Manifest:
     return Manifest(tuple(parsed), tuple(rejected))
 
 
-def _entry(item: object, assets_prefix: str) -> ManifestEntry | str:
-    """The entry, or why it is skipped."""
+def _entry(item: object, assets_prefix: str) -> ManifestEntry | tuple[str, str]:
+    """The entry, or (its name or "", why it is skipped)."""
     if isinstance(item, str):
         item = {"name": item}
     if not isinstance(item, dict):
-        return "not an object or a name"
+        return "", "not an object or a name"
     name = item.get("name")
     if not isinstance(name, str) or not valid_name(name):
         shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
-        return f"name {shown} is not an asset name (letters, digits, '.', '_', '-'; max 128)"
+        return "", f"name {shown} is not an asset name (letters, digits, '.', '_', '-'; max 128)"
+    reason = _refusal(item, name, assets_prefix)
+    if reason:
+        return name, f"{name}: {reason}"
+    sha256 = item.get("sha256") or ""
+    return ManifestEntry(
+        name=name,
+        key=item.get("key") or f"{assets_prefix.rstrip('/')}/{name}",
+        pin=item.get("pin", True),
+        sha256=sha256.lower(),
+        size=item.get("size"),
+        facts=tuple((field, item[field]) for field in FACT_FIELDS if field in item),
+    )
+
+
+def _refusal(item: dict[str, Any], name: str, assets_prefix: str) -> str:
+    """Why the entry of clip `name` is skipped ("" when it is not)."""
     key = item.get("key") or f"{assets_prefix.rstrip('/')}/{name}"
     if not isinstance(key, str) or key.startswith("/"):
-        return f"{name}: key must be an object key"
-    pin = item.get("pin", True)
-    if not isinstance(pin, bool):
-        return f"{name}: pin must be true or false"
+        return "key must be an object key"
+    if not isinstance(item.get("pin", True), bool):
+        return "pin must be true or false"
     sha256 = item.get("sha256") or ""
     if not isinstance(sha256, str) or (sha256 and not _SHA256.match(sha256.lower())):
-        return f"{name}: sha256 must be 64 hex digits"
+        return "sha256 must be 64 hex digits"
     size = item.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        return f"{name}: size must be a whole number of bytes"
-    facts = {field: item[field] for field in FACT_FIELDS if field in item}
+        return "size must be a whole number of bytes"
     try:
-        facts_from_fields(name, facts)
+        facts_from_fields(name, {field: item[field] for field in FACT_FIELDS if field in item})
     except ValueError as error:
-        return f"{name}: {error}"
-    return ManifestEntry(
-        name=name, key=key, pin=pin, sha256=sha256.lower(), size=size, facts=tuple(facts.items())
-    )
+        return str(error)
+    return ""
 
 
 # -- the plan against the cap ------------------------------------------------------------------

@@ -216,7 +216,8 @@ class Replicator:
         manifest = parse_manifest(self._s3.read(self._manifest_key), self._assets_prefix)
         self._manifest, self._manifest_etag = manifest, facts.etag
         self._store.facts.from_manifest(
-            {entry.name: dict(entry.facts) for entry in manifest.entries}
+            {entry.name: dict(entry.facts) for entry in manifest.entries},
+            {rejected.name: rejected.reason for rejected in manifest.rejected if rejected.name},
         )
         listed = {_identity(entry) for entry in manifest.entries}
         self._failures = {k: v for k, v in self._failures.items() if k in listed}
@@ -334,7 +335,7 @@ class Replicator:
             "fetched": list(report.fetched),
             "not_replicated": not_here,
             "skipped": [
-                {"index": rejected.index, "reason": rejected.reason}
+                {"index": rejected.index, "name": rejected.name, "reason": rejected.reason}
                 for rejected in self._manifest.rejected
             ],
             "last_error": self.last_error,

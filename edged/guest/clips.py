@@ -33,6 +33,9 @@ class ClipFacts:
     exclusive: bool = False
     publish_at: float | None = None  # epoch seconds; None = published from the start
     unpublish_at: float | None = None  # epoch seconds; None = never withdrawn
+    # Held back from guests whatever the window says: its facts could not be trusted (the
+    # manifest and the crew disagree, or its manifest entry was rejected). Fails closed.
+    withheld: bool = False
 
 
 def title_from_name(name: str) -> str:
@@ -48,8 +51,10 @@ def default_facts(name: str) -> ClipFacts:
 
 
 def guest_view(facts: ClipFacts, now: float, signed_up: bool) -> View:
-    """ "hidden" before `publish_at` and from `unpublish_at` on; "members" for an exclusive clip
-    and a guest who has not signed up; otherwise "show"."""
+    """ "hidden" when withheld, before `publish_at` and from `unpublish_at` on; "members" for an
+    exclusive clip and a guest who has not signed up; otherwise "show"."""
+    if facts.withheld:
+        return HIDDEN
     if facts.publish_at is not None and now < facts.publish_at:
         return HIDDEN
     if facts.unpublish_at is not None and now >= facts.unpublish_at:
@@ -177,13 +182,15 @@ def order_clips(
 
 
 def facts_document(facts: ClipFacts, now: float) -> dict[str, object]:
-    """The facts as the crew's API shows them: times in RFC 3339 (UTC), and what a guest who
-    has not signed up gets now (`guest`: show, hidden, members)."""
+    """The facts as the crew's API shows them: times in RFC 3339 (UTC), whether they are
+    withheld (the log says why), and what a guest who has not signed up gets now (`guest`:
+    show, hidden, members)."""
     return {
         "title": facts.title,
         "description": facts.description,
         "exclusive": facts.exclusive,
         "publish_at": format_time(facts.publish_at),
         "unpublish_at": format_time(facts.unpublish_at),
+        "withheld": facts.withheld,
         "guest": guest_view(facts, now, signed_up=False),
     }

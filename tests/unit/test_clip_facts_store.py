@@ -4,15 +4,18 @@ file (0600, atomic, read again at start)."""
 from __future__ import annotations
 
 import json
+import logging
 import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from edged.cache.facts import FACTS, FactsStore, effective
+from edged.cache.facts import FACTS, FactsStore, effective, manifest_layer
 from edged.cache.manifest import parse_manifest
 from edged.cache.store import AssetStore
-from edged.guest.clips import ClipFacts
+from edged.guest.clips import ClipFacts, facts_from_fields, guest_view
 
 T = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -70,11 +73,96 @@ def test_a_refused_patch_changes_nothing(tmp_path: Path) -> None:
     assert FactsStore(tmp_path).get("a") == ClipFacts("a", publish_at=T)
 
 
-def test_when_the_layers_disagree_the_crews_fields_alone_count() -> None:
-    manifest = {"unpublish_at": "2027-01-15T09:00:00Z", "title": "M"}
-    patched = {"publish_at": "2027-01-15T10:00:00Z"}
-    assert effective("a", manifest, patched) == ClipFacts("a", publish_at=T + 7200)
-    assert effective("a", None, {"exclusive": 1}) == ClipFacts("a")  # a hand-edited file
+def test_when_the_layers_disagree_the_clip_is_withheld_not_public() -> None:
+    """Review of #16, finding 3: the manifest says exclusive from 12-02, the crew set only an
+    earlier unpublish_at; the crew's layer alone made the finale public until then."""
+    manifest = {"exclusive": True, "publish_at": "2027-01-15T10:00:00Z", "title": "Finale"}
+    patched = {"unpublish_at": "2027-01-15T09:00:00Z"}
+    facts, problem = effective("finale.mp4", manifest, patched)
+    assert facts == ClipFacts("Finale", exclusive=True, withheld=True)
+    assert problem == "unpublish_at must be after publish_at"
+    for now in (T - 1, T, T + 3600, T + 7200, T + 10**6):
+        assert guest_view(facts, now, signed_up=True) == "hidden"
+    facts, problem = effective("a", None, {"exclusive": 1})  # a hand-edited file
+    assert facts == ClipFacts("a", withheld=True) and "exclusive" in problem
+
+
+FIELD_VALUES = {
+    "title": st.sampled_from(["T", "", None, 3, "x" * 200]),
+    "description": st.sampled_from(["d", 3]),
+    "exclusive": st.sampled_from([True, False, "yes"]),
+    "publish_at": st.sampled_from([None, "2027-01-15T08:00:00Z", "2027-01-15T10:00:00Z", "x"]),
+    "unpublish_at": st.sampled_from([None, "2027-01-15T09:00:00Z", "2027-01-15T07:00:00Z"]),
+}
+LAYER = st.fixed_dictionaries({}, optional=FIELD_VALUES) | st.none()
+
+
+@given(manifest=LAYER, patched=LAYER)
+def test_the_layers_give_their_merge_or_a_withheld_clip_never_the_defaults(
+    manifest: dict[str, object] | None, patched: dict[str, object] | None
+) -> None:
+    facts, problem = effective("clip", manifest, patched)
+    merged: ClipFacts | str
+    try:
+        merged = facts_from_fields("clip", {**(manifest or {}), **(patched or {})})
+    except ValueError as error:
+        merged = str(error)
+    if isinstance(merged, str):
+        assert facts.withheld and problem == merged
+        assert all(guest_view(facts, T + s, signed_up=True) == "hidden" for s in (-9e6, 0, 9e6))
+    else:
+        assert (facts, problem) == (merged, "")
+
+
+def test_a_rejected_entry_keeps_the_clips_previous_manifest_fields() -> None:
+    previous: dict[str, dict[str, object]] = {
+        "finale": {"exclusive": True},
+        "plain": {"title": "P"},
+    }
+    listed: dict[str, dict[str, object]] = {"plain": {}, "new": {"title": "N"}}
+    rejected = {"finale": "finale: unpublish_at: ...", "typo": "typo: pin must be true or false"}
+    assert manifest_layer(previous, listed, rejected) == {
+        "finale": {"exclusive": True},
+        "new": {"title": "N"},
+    }
+
+
+def test_a_rejected_entry_keeps_its_facts_or_withholds_the_clip_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FactsStore(tmp_path)
+    store.from_manifest({"finale": {"exclusive": True}, "plain": {}})
+    reasons = {"finale": "finale: unpublish_at: bad", "plain": "plain: pin must be true or false"}
+    with caplog.at_level(logging.WARNING, logger="edged.cache.facts"):
+        store.from_manifest({}, reasons)
+        store.from_manifest({}, reasons)  # the same manifest read again: no second warning
+    assert store.get("finale") == ClipFacts("finale", exclusive=True)  # as before, not public
+    assert store.get("plain") == ClipFacts("plain", withheld=True)  # it had none: withheld
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2, warnings
+    assert "finale keeps its facts" in warnings[0] and "withheld" in warnings[1]
+    again = FactsStore(tmp_path)  # across a restart too (offline)
+    assert again.get("plain") == ClipFacts("plain", withheld=True)
+    assert again.get("finale") == ClipFacts("finale", exclusive=True)
+    # A crew PATCH does not release a clip whose entry is rejected; a corrected manifest does.
+    assert store.patch("plain", {"title": "Plain"}) == ClipFacts("Plain", withheld=True)
+    store.from_manifest({"finale": {"exclusive": True}, "plain": {}})
+    assert store.get("plain") == ClipFacts("Plain")
+
+
+def test_rejected_entries_carry_the_name_they_gave() -> None:
+    manifest = parse_manifest(
+        b'[{"name": "a", "unpublish_at": "2027-13-01"}, {"name": "../x"}, 7,'
+        b' {"name": "b", "pin": "yes"}, "c", "c"]',
+        "assets",
+    )
+    assert [(r.index, r.name) for r in manifest.rejected] == [
+        (0, "a"),
+        (1, ""),
+        (2, ""),
+        (3, "b"),
+        (5, ""),  # listed twice: the first entry counts, its facts are not in doubt
+    ]
 
 
 def test_the_facts_survive_a_restart_in_a_private_file(tmp_path: Path) -> None:

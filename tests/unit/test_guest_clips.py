@@ -11,6 +11,7 @@ from edged.guest.clips import (
     ClipFacts,
     apply_fields,
     default_facts,
+    facts_document,
     facts_from_fields,
     failing,
     format_time,
@@ -139,3 +140,17 @@ def test_order_keeps_every_clip_once_and_failing_ones_last(
     assert sorted(ordered) == sorted(names)
     sunk = [failing(counts.get(name, ClipCounts()), floor, min_views) for name in ordered]
     assert sunk == sorted(sunk)  # no failing clip above one that holds
+
+
+@given(
+    publish=st.none() | st.floats(0, 2e9),
+    exclusive=st.booleans(),
+    now=st.floats(0, 4e9),
+    signed_up=st.booleans(),
+)
+def test_a_withheld_clip_is_hidden_whatever_its_window(
+    publish: float | None, exclusive: bool, now: float, signed_up: bool
+) -> None:
+    facts = ClipFacts("t", exclusive=exclusive, publish_at=publish, withheld=True)
+    assert guest_view(facts, now, signed_up) == "hidden"
+    assert facts_document(facts, now)["withheld"] is True
