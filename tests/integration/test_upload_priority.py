@@ -40,12 +40,15 @@ from tests.support import eventually_in_thread, run_edged
 pytestmark = pytest.mark.integration
 __all__ = ["moto", "s3", "uploaders"]  # fixtures
 
-PART = 5 * MiB
-RECORDING_PARTS = 8
+PART = 5 * MiB  # S3's smallest
+# A part a second: the first is journaled at once (the bucket starts full), the clip queued then
+# stops the recording after its second, and two are left to resume with.
+RECORDING_PARTS = 4
+RETRY_RECORDING_PARTS = 6  # the clip's retry time (2.5 s) falls well inside the recording
 
 
 async def slow_uploader(uploaders: UploaderFactory) -> Uploader:
-    """Parts of 5 MiB at 5 MiB/s with one sender: the recording takes about 7 s, a part a second,
+    """Parts of 5 MiB at 5 MiB/s with one sender: the recording takes about 3 s, a part a second,
     time enough to queue a clip between two of its parts once the first is journaled."""
     return await uploaders(part_size=PART, parallel_parts=1, bandwidth_limit=5 * MiB)
 
@@ -66,10 +69,12 @@ def index_of(events: list[EventRecord], file_id: int, kind: str) -> int:
     )
 
 
-async def recording_in_flight(uploader: Uploader, tmp_path: Path) -> tuple[int, str]:
-    """A recording of RECORDING_PARTS parts queued and started: its first part journaled."""
+async def recording_in_flight(
+    uploader: Uploader, tmp_path: Path, parts: int = RECORDING_PARTS
+) -> tuple[int, str]:
+    """A recording of `parts` parts queued and started: its first part journaled."""
     path = tmp_path / "rec.mp4"
-    sha256 = await asyncio.to_thread(write_random, path, RECORDING_PARTS * PART)
+    sha256 = await asyncio.to_thread(write_random, path, parts * PART)
     await uploader.start()
     recording = await uploader.enqueue(path, "gala/rec.mp4", kind="recording")
     await eventually_in_thread(
@@ -287,7 +292,8 @@ async def test_a_clip_whose_retry_time_comes_during_a_recording_goes_first(
         return clip
 
     clip = await asyncio.to_thread(clip_backing_off)
-    recording, _ = await recording_in_flight(uploader, tmp_path)
+    # Due 2.5 s on, at the boundary after the recording's third part, with three more to go.
+    recording, _ = await recording_in_flight(uploader, tmp_path, RETRY_RECORDING_PARTS)
     await finish(uploader, clip)
     waiting = await asyncio.to_thread(uploader.journal.require, recording)
     assert waiting.state is FileState.UPLOADING
@@ -295,4 +301,4 @@ async def test_a_clip_whose_retry_time_comes_during_a_recording_goes_first(
     events = await history(uploader)
     assert index_of(events, recording, "part_done") < index_of(events, clip, "verified")
     assert index_of(events, clip, "verified") < index_of(events, recording, "parts_sent")
-    assert await asyncio.to_thread(moto.total_part_puts, "rec.mp4") == RECORDING_PARTS
+    assert await asyncio.to_thread(moto.total_part_puts, "rec.mp4") == RETRY_RECORDING_PARTS
