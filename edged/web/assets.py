@@ -24,7 +24,7 @@ from edged.cache.prepare import PrepareError
 from edged.cache.ranges import ByteRange, RangeNotSatisfiable, parse_range, valid_name
 from edged.cache.store import Asset
 from edged.cache.upstream import Download
-from edged.guest.clips import HIDDEN, MEMBERS, View, facts_document, guest_view
+from edged.guest.clips import HIDDEN, MEMBERS, ClipFacts, View, facts_document, guest_view
 from edged.guest.members import signed_up
 from edged.web.auth import has_token
 from edged.web.context import CLIPS, METRICS, PULL, ClipStore
@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 CACHE_CONTROL = "public, max-age=300"
+# A clip only some guests may have, or only for a while: no shared cache (a proxy in front of
+# [guest] public_url) keeps it, and a browser asks again each time.
+PRIVATE = "private, no-cache"
 _WATCH = Template((Path(__file__).parent / "templates" / "watch.html").read_text(encoding="utf-8"))
 
 
@@ -58,6 +61,17 @@ def _gate(request: web.Request, store: ClipStore, name: str) -> View:
     if view == HIDDEN:
         raise web.HTTPNotFound(text="no such clip\n")
     return view
+
+
+def caching(facts: ClipFacts) -> dict[str, str]:
+    """The cache headers of a clip's bytes and poster: public for a plain clip; private and
+    revalidated for one with a window (withheld too: it may be staged), and varying by the
+    member cookie for an exclusive one (a member's copy is never a guest's)."""
+    if facts.exclusive:
+        return {"Cache-Control": PRIVATE, "Vary": "Cookie"}
+    if facts.publish_at is not None or facts.unpublish_at is not None or facts.withheld:
+        return {"Cache-Control": PRIVATE}
+    return {"Cache-Control": CACHE_CONTROL}
 
 
 def _etag(facts: os.stat_result) -> str:
@@ -189,7 +203,7 @@ def http_date(mtime: float) -> str:
 
 
 def _from_memory(
-    request: web.Request, path: Path, asset: Asset, hot: bytes
+    request: web.Request, path: Path, asset: Asset, hot: bytes, cache: dict[str, str]
 ) -> web.StreamResponse | None:
     """A pinned clip's response whose first bytes come from RAM, when the request starts in them.
 
@@ -213,18 +227,21 @@ def _from_memory(
         "ETag": f'"{_etag(facts)}"',
         "Last-Modified": http_date(facts.st_mtime),
         "Accept-Ranges": "bytes",
-        "Cache-Control": CACHE_CONTROL,
+        **cache,
     }
     if not whole:
         headers["Content-Range"] = f"bytes {wanted.start}-{wanted.end}/{asset.size}"
     return _HeadThenFile(path, hot, wanted, 200 if whole else 206, headers)
 
 
-async def _serve_growing(request: web.Request, download: Download) -> web.StreamResponse:
+async def _serve_growing(
+    request: web.Request, download: Download, cache: dict[str, str]
+) -> web.StreamResponse:
     """Stream a clip while its pull-through download is still writing it."""
-    response = web.StreamResponse(
-        headers={"Content-Type": "video/mp4", "Cache-Control": "no-cache"}
-    )
+    headers = {"Content-Type": "video/mp4", **cache}
+    if headers["Cache-Control"] == CACHE_CONTROL:
+        headers["Cache-Control"] = "no-cache"  # not all of it is here yet
+    response = web.StreamResponse(headers=headers)
     response.content_length = download.size
     await response.prepare(request)
     if request.method == "HEAD":
@@ -256,6 +273,7 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
     name = _name(request)
     if _gate(request, store, name) == MEMBERS:
         raise web.HTTPForbidden(text="this clip is for guests who signed up: /join\n")
+    cache = caching(store.facts.get(name))
     asset = store.get(name)
     pulled = False
     if asset is None:
@@ -267,7 +285,7 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
         _count(request, "pull_through", started)
         pulled = True
         if await download.streamable():
-            return await _serve_growing(request, download)
+            return await _serve_growing(request, download, cache)
         # Metadata at the end: no frame before the last byte, so serve the prepared clip.
         await download.ready.wait()
         asset = store.get(name)
@@ -277,16 +295,14 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
     path = store.path(name)
     hot = store.hot(name)
     if hot is not None:
-        fast = _from_memory(request, path, asset, hot)
+        fast = _from_memory(request, path, asset, hot, cache)
         if fast is not None:
             if not pulled:
                 _count(request, "hit_memory", started)
             return fast
     if not pulled:
         _count(request, "hit", started)
-    return await _file_response(
-        request, path, {"Cache-Control": CACHE_CONTROL, "Content-Type": "video/mp4"}
-    )
+    return await _file_response(request, path, {**cache, "Content-Type": "video/mp4"})
 
 
 @routes.get("/posters/{name}.jpg")
@@ -295,9 +311,8 @@ async def poster(request: web.Request) -> web.StreamResponse:
     name = _name(request)
     _gate(request, store, name)  # a locked tile shows its poster
     path = store.poster_path(name)
-    return await _file_response(
-        request, path, {"Cache-Control": CACHE_CONTROL, "Content-Type": "image/jpeg"}
-    )
+    cache = caching(store.facts.get(name))
+    return await _file_response(request, path, {**cache, "Content-Type": "image/jpeg"})
 
 
 @routes.get("/watch/{name}")

@@ -4,6 +4,7 @@ watch page's beacons, the clips' stats and the deferred script."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -226,3 +227,41 @@ async def test_a_clip_title_is_plain_text_wherever_shown(client: TestClient[Any,
         assert title not in page and description not in page, path
     async with client.get("/") as response:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in await response.text()
+
+
+async def cache_headers(
+    client: TestClient[Any, Any], name: str, **cookies: str
+) -> set[tuple[str, str]]:
+    """The (Cache-Control, Vary) of the clip's bytes (whole, a range, HEAD) and its poster."""
+    found = set()
+    for method, path, headers in [
+        ("GET", f"/assets/{name}", {}),
+        ("GET", f"/assets/{name}", {"Range": "bytes=0-99"}),
+        ("HEAD", f"/assets/{name}", {}),
+        ("GET", f"/posters/{name}.jpg", {}),
+    ]:
+        async with client.request(method, path, headers=headers, cookies=cookies) as response:
+            assert response.status in (200, 206), (path, response.status)
+            found.add((response.headers["Cache-Control"], response.headers.get("Vary", "")))
+    return found
+
+
+async def test_only_a_plain_clip_may_be_kept_by_shared_caches(
+    tmp_path: Path, store: AssetStore, client: TestClient[Any, Any]
+) -> None:
+    """Review of #16, finding 4: an exclusive clip's bytes were `public, max-age=300` with no
+    Vary: a proxy in front of public_url handed a member's copy to guests for 5 minutes, and a
+    browser kept a clip past its unpublish_at. Pinned (bytes from RAM) and unpinned alike."""
+    clip = await asyncio.to_thread(make_clip, tmp_path / "pinned.mp4", seconds=1.0)
+    await asyncio.to_thread(store.add, clip, "pinned", pin=True, origin="t")
+    assert store.hot("pinned") is not None
+    member = {COOKIE: sign(SECRET, "guest-1")}
+    window = {"unpublish_at": format_time(time.time() + 3600)}
+    for name in ("teaser", "pinned"):
+        assert await cache_headers(client, name) == {("public, max-age=300", "")}
+    for name in ("other", "pinned"):
+        assert (await patch(client, name, window))[0] == 200
+        assert await cache_headers(client, name) == {("private, no-cache", "")}
+    for name in ("teaser", "pinned"):
+        assert (await patch(client, name, {"exclusive": True}))[0] == 200
+        assert await cache_headers(client, name, **member) == {("private, no-cache", "Cookie")}
