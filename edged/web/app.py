@@ -125,7 +125,6 @@ def create_app(services: WebServices) -> web.Application:
         join.routes,
     ):
         app.router.add_routes(table)
-    app.on_startup.append(guest_qr.count_campaigns)
     event_page.install(app)
     return app
 

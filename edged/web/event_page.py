@@ -1,5 +1,6 @@
 """The event page's moving parts: the guests' tiles JSON (the landing page fetches it every
-10 s) and the event's logo (uploaded with the admin token, served to guests from memory)."""
+10 s), its views counted per campaign, and the event's logo (uploaded with the admin token,
+served to guests from memory)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 from aiohttp import web
 
 from edged.fileio import write_atomically
-from edged.guest.clips import ClipCounts, ClipFacts
+from edged.guest.campaigns import campaign_of, label, labels
+from edged.guest.clips import ClipCounts
 from edged.guest.members import signed_up
 from edged.guest.page import (
     LOGO_MAX_BYTES,
@@ -25,7 +27,7 @@ from edged.guest.page import (
     shown,
     tiles_document,
 )
-from edged.web.context import CLIPS, DATA_DIR, GUEST, IDENTITY, LIVE, METRICS, ClipStore
+from edged.web.context import CLIPS, DATA_DIR, GUEST, IDENTITY, LIVE, METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -101,22 +103,19 @@ LOGO = web.AppKey("guest_logo", LogoHolder)
 
 
 def install(app: web.Application) -> None:
-    """The routes, and the logo read from the data dir as the app starts."""
+    """The routes; as the app starts, the campaigns' counters set and the logo read from the
+    data dir."""
     holder = app[LOGO] = LogoHolder(app.get(DATA_DIR))
 
     async def load(_: web.Application) -> None:
         await asyncio.to_thread(holder.load)
 
+    app.on_startup.append(count_campaigns)
     app.on_startup.append(load)
     app.router.add_routes(routes)
 
 
 # -- the tiles ---------------------------------------------------------------------------------
-
-
-def clip_facts(store: ClipStore, name: str) -> ClipFacts:
-    """What a clip is to guests: its title, description, exclusivity and window."""
-    return store.facts.get(name)
 
 
 def clip_counts(request: web.Request) -> dict[str, ClipCounts]:
@@ -133,7 +132,7 @@ def guest_tiles(request: web.Request) -> list[Tile]:
     live, store, guest = request.app.get(LIVE), request.app.get(CLIPS), request.app[GUEST]
     streams = live.stream_names() if live is not None else []
     clips = (
-        [Clip(a.name, clip_facts(store, a.name), a.duration) for a in store.assets()]
+        [Clip(a.name, store.facts.get(a.name), a.duration) for a in store.assets()]
         if store is not None
         else []
     )
@@ -158,6 +157,22 @@ async def tiles(request: web.Request) -> web.Response:
     """The landing page's refresh: the title and the tiles (no token, nothing about anyone)."""
     document = tiles_document(page_title(request), shown(guest_tiles(request)))
     return web.json_response(document, headers={"Cache-Control": "no-cache"})
+
+
+# -- the visits --------------------------------------------------------------------------------
+
+
+def count_visit(request: web.Request) -> str:
+    """Count one view of the event page under its campaign (a configured name or none); the
+    campaign's name, "" for none. The landing handler calls it once per page view."""
+    name = campaign_of(request.query, request.app[GUEST].campaigns)
+    request.app[METRICS].guest.visits.labels(label(name)).inc()
+    return name
+
+
+async def count_campaigns(app: web.Application) -> None:
+    """Every configured campaign's counter at 0 from the start (rate() sees the first visit)."""
+    app[METRICS].guest.campaigns(labels(app[GUEST].campaigns))
 
 
 # -- the logo ----------------------------------------------------------------------------------

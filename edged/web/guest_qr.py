@@ -1,6 +1,6 @@
 """Getting there: the guests' link as a QR code (`/qr.svg`, the terminal), the printable poster
-(`/qr`, A4 or A5, with a Wi-Fi join code), links tagged per campaign, page views counted per
-campaign, and (`[guest] captive_portal`) the answers that make phones pop the event page up."""
+(`/qr`, A4 or A5, with a Wi-Fi join code), links tagged per campaign, and (`[guest]
+captive_portal`) the answers that make phones pop the event page up."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import segno
 from aiohttp import web
 
 from edged.config import GuestConfig
-from edged.guest.campaigns import PARAMETER, campaign_of, find, label, labels, tagged_link
+from edged.guest.campaigns import PARAMETER, find, tagged_link
 from edged.guest.page import display_title
-from edged.web.context import GUEST, IDENTITY, METRICS
+from edged.web.context import GUEST, IDENTITY
+from edged.web.shell import html_page
 
 routes = web.RouteTableDef()
 
@@ -93,19 +94,6 @@ def guest_link(request: web.Request) -> str:
     return tagged_link(url, campaign)
 
 
-def count_visit(request: web.Request) -> str:
-    """Count one view of the event page under its campaign (a configured name or none); the
-    campaign's name, "" for none. The landing handler calls it once per page view."""
-    name = campaign_of(request.query, request.app[GUEST].campaigns)
-    request.app[METRICS].guest.visits.labels(label(name)).inc()
-    return name
-
-
-async def count_campaigns(app: web.Application) -> None:
-    """Every configured campaign's counter at 0 from the start (rate() sees the first visit)."""
-    app[METRICS].guest.campaigns(labels(app[GUEST].campaigns))
-
-
 @routes.get("/qr.svg")
 async def qr(request: web.Request) -> web.Response:
     svg = await asyncio.to_thread(qr_svg, guest_link(request))
@@ -150,14 +138,11 @@ def poster_html(*, title: str, link: str, typed: str, guest: GuestConfig, paper:
             f"{inline_qr(wifi_join(guest.wifi_ssid, guest.wifi_password))}"
             f"<p>Network: <b>{escape(guest.wifi_ssid)}</b>{password}</p></section>"
         )
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{poster_style(paper, guest.accent)}</style>"
-        f"</head><body><main><h1>{escape(title)}</h1><p>Scan to watch</p>"
-        f"{inline_qr(link)}<p class=link>{escape(link)}</p>{typed_line}{wifi}"
-        "</main></body></html>"
+    body = (
+        f"<main><h1>{escape(title)}</h1><p>Scan to watch</p>"
+        f"{inline_qr(link)}<p class=link>{escape(link)}</p>{typed_line}{wifi}</main>"
     )
+    return html_page(title, poster_style(paper, guest.accent), body)
 
 
 @routes.get("/qr")

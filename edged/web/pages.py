@@ -12,11 +12,12 @@ from edged.web.context import GUEST, IDENTITY
 from edged.web.event_page import (
     REFRESH_MS,
     TILES_PATH,
+    count_visit,
     guest_tiles,
     logo_url,
     page_title,
 )
-from edged.web.guest_qr import count_visit
+from edged.web.shell import html_page
 
 routes = web.RouteTableDef()
 
@@ -79,16 +80,14 @@ def landing_html(
     grid = "".join(tile_html(tile) for tile in tiles)
     logo_tag = f'<img src="{escape(logo)}" alt="">' if logo else ""
     script = _REFRESH.replace("$tiles", TILES_PATH).replace("$ms", str(REFRESH_MS))
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f'<body style="--a:{escape(accent)}"><header>{logo_tag}<div><h1>{escape(title)}</h1>'
+    body = (
+        f"<header>{logo_tag}<div><h1>{escape(title)}</h1>"
         f"<small>{escape(box)}</small></div></header><main>"
         f'<div id=g data-v="{version(tiles)}">{grid}</div>'
         f"<p class=empty id=m{' hidden' if tiles else ''}>{EMPTY}</p>"
-        f"</main><script>{script}{_keep(campaign)}</script></body></html>"
+        f"</main><script>{script}{_keep(campaign)}</script>"
     )
+    return html_page(title, _STYLE, body, body_style=f"--a:{accent}")
 
 
 def _keep(campaign: str) -> str:

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from edged.config import CampaignConfig, GuestConfig
 from edged.web.app import create_app
 from edged.web.context import WebServices
-from edged.web.guest_qr import CAPTIVE_PROBES, count_visit, poster_html, print_qr, wifi_join
+from edged.web.event_page import count_visit
+from edged.web.guest_qr import CAPTIVE_PROBES, poster_html, print_qr, wifi_join
 from tests.web_context import web_context
 
 POPUP = CampaignConfig(name="popup-1", source="poster", campaign="summer-tour", promo="SUMMER10")
