@@ -26,6 +26,7 @@ pytestmark = [
 ]
 MiB = 1024 * 1024
 RATES_MBIT = (16, 32)  # short tests; bench/uplinks.py uses 4 and 8
+DOWN_FILE = 12 * MiB  # three parts: the fast link is set down in its first, the rest by the slow
 
 PUT_BY = """
 import os, sys
@@ -183,9 +184,10 @@ def test_a_link_set_down_mid_file_leaves_it_to_the_other(
     net, s3 = links
     slow, fast = net.links
     source = tmp_path / "link-down.mp4"
-    write_random(source, 24 * MiB)
+    write_random(source, DOWN_FILE)
     before = [net.tx_bytes(link) for link in net.links]
-    driver = Driver(net, driver_config(tmp_path, s3), tmp_path / "data", f"recording:{source}")
+    config = driver_config(tmp_path, s3, part_mib=5)  # a multipart upload: 5, 5 and 2 MiB
+    driver = Driver(net, config, tmp_path / "data", f"recording:{source}")
     try:
         assert driver.next()["uplinks"]["recording"] == ["uplink0", "uplink1"]
         until(lambda: net.tx_bytes(fast) - before[fast.index] > 3 * MiB, 30, "the fast link sends")
@@ -197,8 +199,8 @@ def test_a_link_set_down_mid_file_leaves_it_to_the_other(
     assert result["state"] == "done", result["error"]  # completed and verified
     assert result["usable"] == ["uplink0"]  # the link set down was dropped, not waited for
     sent = carried(net, before)
-    assert down_at[fast.index] < 24 * MiB  # it went down mid-file
-    assert sent[slow.index] > 24 * MiB - down_at[fast.index]  # the rest by the other
+    assert down_at[fast.index] < DOWN_FILE  # it went down mid-file
+    assert sent[slow.index] > DOWN_FILE - down_at[fast.index]  # the rest by the other
 
 
 def test_a_metered_link_carries_a_clip_but_not_a_recording(
