@@ -155,6 +155,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="keep FILE current as a Prometheus file_sd target list until stopped",
     )
+    verify = commands.add_parser(
+        "verify", help="check a clip's C2PA manifest or a recording against its signed sidecar"
+    )
+    verify.add_argument("file", type=Path, help="a clip, a recording, or a recording's sidecar")
+    verify.add_argument(
+        "--trust-anchors", type=Path, metavar="PEM", help="CA certificates to trust (PEM)"
+    )
     return parser
 
 
@@ -404,6 +411,25 @@ def _peers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """Exit 0 when the file matches what was signed, 1 on any mismatch or a missing signature."""
+    from edged.provenance.verify import anchors_problem, verify_file
+
+    anchors = None
+    if args.trust_anchors is not None:
+        try:
+            anchors = args.trust_anchors.read_bytes()
+        except OSError as error:
+            print(f"edged: verify: {args.trust_anchors}: {error.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+        if problem := anchors_problem(anchors):
+            print(f"edged: verify: {args.trust_anchors}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    verdict = verify_file(args.file, anchors)
+    print("\n".join(verdict.lines))
+    return EXIT_OK if verdict.ok else EXIT_FAILURE
+
+
 def _stdout_reader_gone() -> bool:
     """True when stdout is a pipe or socket whose reader has gone (`edged uploads | head`)."""
     try:
@@ -428,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "doctor": _doctor,
         "cache": _cache,
         "guests": _guests,
+        "verify": _verify,
     }
     try:
         code = handlers[args.command](args)

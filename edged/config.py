@@ -213,6 +213,16 @@ class GuestConfig:
 
 
 @dataclass(frozen=True)
+class ProvenanceConfig:
+    """The box's signing identity for clips (C2PA) and segment sidecars; both files or neither.
+
+    Neither: a key and a certificate made on first start in the data dir (reported untrusted)."""
+
+    cert_file: str = ""  # PEM: the signing certificate first, then its chain (not the root)
+    key_file: str = ""  # PEM (PKCS#8): Ed25519 or ECDSA P-256, mode 0600
+
+
+@dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -226,6 +236,7 @@ class Config:
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
     guest: GuestConfig = field(default_factory=GuestConfig)
+    provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
 
 
 def parse_size(value: object, key: str) -> int:

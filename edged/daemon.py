@@ -53,6 +53,8 @@ from edged.media.streams import MediaManager
 from edged.metrics import Metrics
 from edged.notify import SystemdNotifier
 from edged.paths import OUTBOX, load_or_create_token, prepare_data_dir, resolve_data_dir
+from edged.provenance import SigningIdentity, load_identity
+from edged.provenance.sidecar import signed
 from edged.supervise import Supervisor
 from edged.upload.naming import ObjectNaming
 from edged.upload.setup import build_uploader, naming_for
@@ -121,6 +123,7 @@ class Daemon:
         self._uploader: Uploader | None = None
         self.devices: DeviceManager | None = None
         self.media: MediaManager | None = None
+        self.provenance: SigningIdentity | None = None  # the box's key: sidecars, clips
         self.supervisor: Supervisor | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -170,6 +173,7 @@ class Daemon:
         """Each subsystem entered in order through `stack`, which leaves them in reverse."""
         config = self.config
         data_dir, token = await stack.enter_async_context(self._data_dir())
+        self.provenance = await self._load_provenance(data_dir)
         metrics = Metrics(
             version=__version__, node=self.node, event=config.node.event, data_dir=data_dir
         )
@@ -217,6 +221,15 @@ class Daemon:
         await stack.enter_async_context(self._mdns(data_dir, http.port, identity))
         await self._announce(http.port, identity)
         freeze_startup_heap()
+
+    async def _load_provenance(self, data_dir: Path) -> SigningIdentity:
+        """The box's signing identity, loaded once (made on first start when none is configured)."""
+        provenance = await asyncio.to_thread(
+            load_identity, self.config.provenance, data_dir, self.node
+        )
+        trust = "self-made, untrusted" if provenance.self_made else "configured"
+        logger.info("signing as %s (%s): %s", provenance.subject, trust, provenance.cert_path)
+        return provenance
 
     @asynccontextmanager
     async def _data_dir(self) -> AsyncIterator[tuple[Path, str]]:
@@ -336,6 +349,7 @@ class Daemon:
     ) -> AsyncIterator[MediaManager]:
         """The streams: capture, encoders, live outputs and the recorder."""
         config = self.config
+        sign = partial(signed, identity=self.provenance) if self.provenance else None
         self._readiness.starting("media")
         media = MediaManager(
             config.media,
@@ -343,7 +357,7 @@ class Daemon:
             board,
             metrics.streams,
             data_dir,
-            lambda: SegmentIdentity(node=self.node, event=self.naming.event),
+            lambda: SegmentIdentity(node=self.node, event=self.naming.event, sign_sidecar=sign),
             self._segment_ready,
             uploader.journal,  # the ledger: which recordings are uploaded, which queued
             gop_cache=config.live.gop_cache,

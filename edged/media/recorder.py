@@ -59,6 +59,7 @@ AUDIO_PACKETS_PER_SECOND = 50  # AAC frames at 48 kHz: 46.9 a second
 # The muxer holds a track's packets back until every track has some, for at most this long (in
 # microseconds; FFmpeg's default is 10 s): a sound card gone quiet must not hold the video back.
 MAX_INTERLEAVE_DELTA = "1000000"
+SidecarSigner = Callable[[dict[str, Any]], dict[str, Any]]  # a sidecar in, the same signed out
 
 
 # -- names -------------------------------------------------------------------------------------
@@ -159,6 +160,8 @@ class SegmentIdentity:
     device: str = ""
     encoder: str = ""
     audio_device: str | None = None
+    # The box's signature on each sidecar (edged.provenance.sidecar.signed, with its key).
+    sign_sidecar: SidecarSigner | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -186,11 +189,13 @@ class Segment:
         return Path(self.path).with_suffix(".json")
 
 
-def write_sidecar(segment: Segment) -> None:
+def write_sidecar(segment: Segment, sign: SidecarSigner | None = None) -> None:
     document = asdict(segment)
     document["file"] = Path(segment.path).name
     document["start"] = datetime.fromtimestamp(segment.start, UTC).isoformat()
     document["end"] = datetime.fromtimestamp(segment.end, UTC).isoformat()
+    if sign is not None:
+        document = sign(document)
     write_atomically(segment.sidecar, json.dumps(document, indent=2, sort_keys=True).encode())
 
 
@@ -234,7 +239,7 @@ def recover(spool: Path, identity: SegmentIdentity) -> list[Segment]:
             boot=name.boot if name is not None else 0,
             audio_device=(identity.audio_device or "unknown") if sound else None,
         )
-        write_sidecar(segment)
+        write_sidecar(segment, identity.sign_sidecar)
         logger.info(
             "recovered %s after a crash: %d fragments, %d of %d bytes kept",
             final,
@@ -560,7 +565,7 @@ class Recorder:
             clock_synchronized=self._segment_synchronized,
             audio_device=identity.audio_device if self._audio_out is not None else None,
         )
-        write_sidecar(segment)
+        write_sidecar(segment, identity.sign_sidecar)
         self._container = self._file = self._audio_out = None
         logger.info("recorded %s: %d frames, %d bytes", final.name, segment.frames, segment.size)
         started = time.perf_counter()

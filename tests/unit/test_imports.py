@@ -61,6 +61,8 @@ FORBIDDEN = {
     "edged.media": ("edged.upload", *TOP),
     "edged.cache": ("edged.upload", *TOP),
     "edged.upload": ("edged.devices", "edged.media", "edged.cache", *TOP),
+    # The box's signing identity: the daemon hands it to the recorder and the clip jobs.
+    "edged.provenance": ("edged.devices", "edged.media", "edged.cache", "edged.upload", *TOP),
 }
 EXCEPT = {"edged.errors": ("edged.errors",)}
 
