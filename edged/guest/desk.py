@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from edged.config import GuestConfig
 from edged.guest.campaigns import label, labels
 from edged.guest.members import load_or_create_secret
-from edged.guest.signups import Batch, ClientLimiter, Guest, GuestBook, Signup
+from edged.guest.signups import Batch, Guest, GuestBook, Signup
 from edged.supervise import Supervisor
 from edged.upload.naming import ObjectNaming
 from edged.upload.uploader import Uploader
@@ -55,7 +55,6 @@ class GuestDesk:
         self.config = config
         self.book = GuestBook(data_dir / GUESTS_DIR)
         self.secret = load_or_create_secret(data_dir)
-        self.limiter = ClientLimiter()
         self._event = event
         self._signups = signups
         self._uploader = uploader
@@ -67,8 +66,13 @@ class GuestDesk:
     async def close(self) -> None:
         await asyncio.to_thread(self.book.close)
 
+    @property
+    def syncing(self) -> bool:
+        """Whether sign-ups go upstream (an upstream is configured)."""
+        return self._uploader is not None and self._uploader.configured
+
     def start(self, supervisor: Supervisor) -> None:
-        if self._uploader is not None and self._uploader.configured:
+        if self.syncing:
             supervisor.spawn("guest-sync", self._sync)
         supervisor.spawn("guest-retention", self._prune_daily)
 
@@ -90,10 +94,16 @@ class GuestDesk:
     async def guests(self) -> list[Guest]:
         return await asyncio.to_thread(self.book.guests)
 
+    def is_member(self, signup_id: str) -> bool:
+        """Whether a signed cookie's signup id is still in the book (memory: on the loop)."""
+        return self.book.is_member(signup_id)
+
     async def delete(self, email: str) -> int:
-        event = self._event()
+        """Remove a guest (their cookie opens nothing more); a deletion note goes upstream only
+        for a guest already sent."""
+        syncing = self.syncing
         removed = await asyncio.to_thread(
-            lambda: self.book.delete(email, event=event, now=time.time())
+            lambda: self.book.delete(email, now=time.time(), syncing=syncing)
         )
         if removed:
             self._wake.set()

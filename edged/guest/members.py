@@ -1,9 +1,10 @@
 """Who signed up: a cookie signed with a secret only this box holds.
 
 The cookie's value is `<signup id>.<HMAC-SHA256(secret, signup id) in hex>`. The secret is made
-once, on first start, in the data dir (mode 0600); the daemon puts it under `MEMBER_SECRET`.
-Pages and the asset route ask `signed_up(request)`; without the secret (a test app, the guest
-desk not running) nobody is signed up.
+once, on first start, in the data dir (mode 0600); the daemon puts it under `MEMBER_SECRET`, and
+under `MEMBER_CHECK` the desk's check that a signup id is still in the book (a deleted guest's
+cookie opens nothing). Pages and the asset route ask `signed_up(request)`; without the secret (a
+test app, the guest desk not running) nobody is signed up.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -26,6 +28,8 @@ COOKIE_MAX_AGE = 400 * 24 * 3600
 MAX_SIGNUP_ID = 64
 
 MEMBER_SECRET = web.AppKey("member_secret", bytes)
+# Whether a signup id is still in the book; it must answer from memory (it runs on the loop).
+MEMBER_CHECK: web.AppKey[Callable[[str], bool]] = web.AppKey("member_check")
 
 
 def _read_secret(path: Path) -> bytes:
@@ -80,10 +84,16 @@ def verified_id(secret: bytes, value: str) -> str | None:
 
 
 def signed_up(request: web.BaseRequest) -> bool:
-    """True when the request carries a member cookie this box signed."""
-    secret = request.app.get(MEMBER_SECRET) if isinstance(request, web.Request) else None
-    value = request.cookies.get(COOKIE)
-    return secret is not None and value is not None and verified_id(secret, value) is not None
+    """True when the request carries a member cookie this box signed, for a signup still in the
+    book (when the app holds a MEMBER_CHECK: the daemon's always does)."""
+    if not isinstance(request, web.Request):
+        return False
+    secret, value = request.app.get(MEMBER_SECRET), request.cookies.get(COOKIE)
+    signup_id = None if secret is None or value is None else verified_id(secret, value)
+    if signup_id is None:
+        return False
+    still_in_book = request.app.get(MEMBER_CHECK)
+    return still_in_book is None or still_in_book(signup_id)
 
 
 def give_cookie(response: web.StreamResponse, secret: bytes, signup_id: str) -> None:

@@ -1,12 +1,18 @@
 """Guests' sign-ups, kept on the box: what a form may hold, and the SQLite book that holds it.
 
 One row per normalized email per event; a form carries a random key so a double submit or a
-retried request finds its first row instead of making a second. Rows leave the box in batches:
-a batch file is written (atomically) and its rows marked with its name in one transaction, so a
-crash before the commit leaves an orphan file (removed at open) and unmarked rows (batched again),
-and a crash after it leaves a batch to queue: never a row lost, never one in two batches.
+retried request finds its first row instead of making a second (the key with another email is
+refused: that form was used). Rows leave the box in batches: a batch file is written
+(atomically) and its rows marked with its name in one transaction, so a crash before the commit
+leaves an orphan file (removed at open) and unmarked rows (batched again), and a crash after it
+leaves a batch to queue: never a row lost, never one in two batches.
 
-Every method blocks (SQLite, files): callers on the event loop go through a thread.
+A deleted guest leaves no trace on the box (secure_delete, the WAL truncated); a deletion note
+goes upstream only for a guest whose row was in a batch, and is dropped once its own batch is
+verified.
+
+Every method blocks (SQLite, files), except `is_member`: callers on the event loop go through a
+thread.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import re
 import secrets
 import sqlite3
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,6 +82,13 @@ CREATE TABLE IF NOT EXISTS batches (
 
 class Refused(ValueError):
     """A form the box will not take; the message is short, safe to show, and holds no data."""
+
+
+class FormReused(Refused):
+    """A form's key already signed up another email (the back button, a second guest)."""
+
+    def __init__(self) -> None:
+        super().__init__("this form was already used; reload the page")
 
 
 @dataclass(frozen=True)
@@ -156,37 +168,6 @@ def parse_signup(fields: Mapping[str, str], campaign: str) -> Signup:
     return Signup(email=email, name=name, campaign=campaign, request_key=request_key)
 
 
-def same_origin(host: str, origin: str | None, fetch_site: str | None) -> bool:
-    """Whether a POST comes from the box's own page: Sec-Fetch-Site when the browser sends it,
-    else Origin against Host; a client that sends neither is no browser (nothing to forge)."""
-    if fetch_site is not None:
-        return fetch_site in ("same-origin", "none")
-    if origin is None:
-        return True
-    _, _, authority = origin.partition("://")
-    return bool(host) and authority.lower() == host.lower()
-
-
-class ClientLimiter:
-    """A token bucket per client address: `burst` sign-ups at once, then one per `interval`
-    seconds. It remembers `max_clients` addresses; the least recent is forgotten first."""
-
-    def __init__(self, burst: int = 5, interval: float = 10.0, max_clients: int = 4096) -> None:
-        self._burst = burst
-        self._interval = interval
-        self._max_clients = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def allow(self, client: str, now: float) -> bool:
-        level, updated = self._buckets.pop(client, (float(self._burst), now))
-        level = min(float(self._burst), level + (now - updated) / self._interval)
-        allowed = level >= 1.0
-        self._buckets[client] = (level - 1.0 if allowed else level, now)
-        while len(self._buckets) > self._max_clients:
-            self._buckets.popitem(last=False)
-        return allowed
-
-
 def csv_cell(text: str) -> str:
     """A cell a spreadsheet shows as text, never runs as a formula."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
@@ -238,7 +219,10 @@ class GuestBook:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")  # a deleted guest's bytes are overwritten
         self._db.executescript(SCHEMA)
+        # Whose cookies still open the exclusive clips: a deleted guest's no more.
+        self._members = {row[0] for row in self._query("SELECT signup_id FROM signups")}
         self._forget_orphans()
 
     @staticmethod
@@ -267,15 +251,25 @@ class GuestBook:
         with self._lock:
             return self._db.execute(sql, parameters).fetchall()
 
+    def is_member(self, signup_id: str) -> bool:
+        """Whether a signup id is still in the book (memory only: safe on the event loop)."""
+        return signup_id in self._members
+
     def sign_up(
         self, signup: Signup, *, event: str, consent: str, now: float
     ) -> tuple[Guest, bool]:
-        """(the guest's row, whether it is new): a known request key or email gives its row."""
+        """(the guest's row, whether it is new): a known request key with its email, or a known
+        email, gives its row; FormReused when the key signed up another email."""
         with self._transaction() as db:
             row = db.execute(
-                "SELECT * FROM signups WHERE request_key = ? OR (event = ? AND email = ?)",
-                (signup.request_key, event, signup.email),
+                "SELECT * FROM signups WHERE request_key = ?", (signup.request_key,)
             ).fetchone()
+            if row is not None and row["email"] != signup.email:
+                raise FormReused
+            if row is None:
+                row = db.execute(
+                    "SELECT * FROM signups WHERE event = ? AND email = ?", (event, signup.email)
+                ).fetchone()
             if row is not None:
                 return _guest(row), False
             db.execute(
@@ -295,6 +289,7 @@ class GuestBook:
             row = db.execute(
                 "SELECT * FROM signups WHERE request_key = ?", (signup.request_key,)
             ).fetchone()
+            self._members.add(row["signup_id"])
             return _guest(row), True
 
     def guests(self) -> list[Guest]:
@@ -303,25 +298,50 @@ class GuestBook:
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM signups")[0][0])
 
-    def delete(self, email: str, *, event: str, now: float) -> int:
-        """Remove every sign-up of `email` and note a deletion to send upstream; rows removed."""
+    def delete(self, email: str, *, now: float, syncing: bool) -> int:
+        """Remove every sign-up of `email`; rows removed. A deletion note (per event) is kept to
+        send upstream only when `syncing` and a removed row was in a batch (otherwise the address
+        never left the box). The WAL is then truncated: the address leaves the files at once."""
         with self._transaction() as db:
-            removed = db.execute("DELETE FROM signups WHERE email = ?", (email,)).rowcount
-            if removed:
-                db.execute(
+            rows = db.execute(
+                "SELECT signup_id, event, batch FROM signups WHERE email = ?", (email,)
+            ).fetchall()
+            db.execute("DELETE FROM signups WHERE email = ?", (email,))
+            sent = sorted({row["event"] for row in rows if row["batch"] is not None})
+            if syncing:
+                db.executemany(
                     "INSERT INTO deletions (event, email, deleted_at) VALUES (?, ?, ?)",
-                    (event, email, now),
+                    [(event, email, now) for event in sent],
                 )
-            return int(removed)
+            self._members.difference_update(row["signup_id"] for row in rows)
+        self._truncate_wal()
+        return len(rows)
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint the WAL into the database and empty it (busy while a reader holds an older
+        snapshot: then at the next delete or prune)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def prune(self, before: float) -> int:
-        """Sign-ups made before `before` (and sent deletion notes) removed; sign-ups removed."""
+        """Sign-ups made before `before` removed, and deletion notes sent before then or about an
+        event no batch ever left for (kept by earlier versions for guests never sent); sign-ups
+        removed."""
         with self._transaction() as db:
-            removed = db.execute("DELETE FROM signups WHERE created_at < ?", (before,)).rowcount
+            gone = db.execute(
+                "SELECT signup_id FROM signups WHERE created_at < ?", (before,)
+            ).fetchall()
+            db.execute("DELETE FROM signups WHERE created_at < ?", (before,))
             db.execute(
                 "DELETE FROM deletions WHERE deleted_at < ? AND batch IS NOT NULL", (before,)
             )
-            return int(removed)
+            db.execute(
+                "DELETE FROM deletions WHERE batch IS NULL"
+                " AND event NOT IN (SELECT event FROM batches)"
+            )
+            self._members.difference_update(row[0] for row in gone)
+        self._truncate_wal()
+        return len(gone)
 
     def cut_batch(self, now: float, limit: int = BATCH_ROWS) -> Batch | None:
         """Write the oldest rows not yet sent into a new batch file and mark them with it, in one
@@ -383,10 +403,14 @@ class GuestBook:
             db.execute("UPDATE batches SET queued = 1 WHERE name = ?", (name,))
 
     def mark_removed(self, name: str) -> None:
-        """The batch is verified upstream: its file (personal data) leaves the box."""
+        """The batch is verified upstream: its file and its deletion notes (personal data) leave
+        the box."""
         self.batch_path(name).unlink(missing_ok=True)
         with self._transaction() as db:
             db.execute("UPDATE batches SET removed = 1 WHERE name = ?", (name,))
+            notes = db.execute("DELETE FROM deletions WHERE batch = ?", (name,)).rowcount
+        if notes:
+            self._truncate_wal()
 
     def _forget_orphans(self) -> None:
         """Batch files no committed batch names: a crash came between the file and the commit."""

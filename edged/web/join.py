@@ -15,25 +15,28 @@ from aiohttp import web
 from edged.guest.campaigns import campaign_of
 from edged.guest.clips import SHOW, guest_view
 from edged.guest.desk import GuestDesk
-from edged.guest.members import MEMBER_SECRET, give_cookie
+from edged.guest.members import MEMBER_CHECK, MEMBER_SECRET, give_cookie
 from edged.guest.page import display_title
 from edged.guest.signups import (
     HONEYPOT,
     MAX_EMAIL,
     MAX_NAME,
+    FormReused,
     Guest,
     Refused,
     export_csv,
     normalize_email,
     parse_signup,
-    same_origin,
 )
 from edged.web.context import CLIPS, ClipStore
+from edged.web.join_guard import ClientLimiter, client_address, proxy_addresses, same_origin
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 GUEST_DESK = web.AppKey("guest_desk", GuestDesk)
+SIGNUP_LIMITER = web.AppKey("signup_limiter", ClientLimiter)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", frozenset[str])
 MAX_FORM = 8192
 
 _STYLE = (
@@ -144,7 +147,9 @@ async def join(request: web.Request) -> web.Response:
     headers = request.headers
     if not same_origin(request.host, headers.get("Origin"), headers.get("Sec-Fetch-Site")):
         return _refuse(403, "sign up from this box's own page")
-    if not desk.limiter.allow(request.remote or "", time.monotonic()):
+    forwarded = headers.getall("X-Forwarded-For", [])
+    client = client_address(request.remote, forwarded, request.app[TRUSTED_PROXIES])
+    if not request.app[SIGNUP_LIMITER].allow(client, time.monotonic()):
         response = _refuse(429, "too many sign-ups from this phone; try again in a minute")
         response.headers["Retry-After"] = "60"
         return response
@@ -159,7 +164,10 @@ async def join(request: web.Request) -> web.Response:
         return _refuse(400, str(error))
     except ValueError:  # a body aiohttp cannot read as a form
         return _refuse(400, "send the form as application/x-www-form-urlencoded")
-    guest, _ = await desk.sign_up(signup)
+    try:
+        guest, _ = await desk.sign_up(signup)
+    except FormReused as error:  # its key signed up another email: never drop this one silently
+        return _refuse(409, str(error))
     clip = exclusive_clip(request.app.get(CLIPS), time.time())
     # Greeted by the name given now: a known email's stored name is not shown to whoever typed it.
     shown = dataclasses.replace(guest, name=signup.name)
@@ -207,6 +215,10 @@ async def delete_guest(request: web.Request) -> web.Response:
 
 
 def install(app: web.Application, desk: GuestDesk) -> None:
-    """Put the desk and its cookie secret where the routes (and `signed_up`) find them."""
+    """Put the desk, its cookie secret and check, and the sign-up limit where the routes (and
+    `signed_up`) find them."""
     app[GUEST_DESK] = desk
+    app[MEMBER_CHECK] = desk.is_member
+    app[SIGNUP_LIMITER] = ClientLimiter()
+    app[TRUSTED_PROXIES] = proxy_addresses(desk.config.trusted_proxies)
     app[MEMBER_SECRET] = desk.secret

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,21 +15,26 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
+from edged.cache.store import AssetStore
 from edged.config import CampaignConfig, GuestConfig
 from edged.guest.desk import GuestDesk
 from edged.guest.members import COOKIE
 from edged.web import join
 from edged.web.app import create_app
+from tests.clips import make_clip
 from tests.web_context import TOKEN, web_context
 
 CREW = {"Authorization": f"Bearer {TOKEN}"}
 SCRIPT = "<script>alert(1)</script>"
 
 
-def build(tmp_path: Path) -> tuple[web.Application, GuestDesk]:
+def build(
+    tmp_path: Path, *proxies: str, clips: AssetStore | None = None
+) -> tuple[web.Application, GuestDesk]:
     """The app as the daemon builds it, with a desk (blocking: SQLite, the metrics)."""
-    services = web_context(tmp_path)
-    config = GuestConfig(campaigns=(CampaignConfig(name="spring", source="poster"),))
+    services = web_context(tmp_path, clips=clips)
+    spring = CampaignConfig(name="spring", source="poster")
+    config = GuestConfig(campaigns=(spring,), trusted_proxies=proxies)
     desk = GuestDesk(tmp_path, config, event=lambda: "gala", signups=services.metrics.guest.signups)
     app = create_app(services)
     join.install(app, desk)
@@ -140,6 +146,98 @@ async def test_one_phone_is_rate_limited(client: TestClient[Any, Any]) -> None:
         fields = {**(await form_of(client)), "email": f"g{n}@y.org", "consent": "yes"}
         statuses.append((await post(client, **fields)).status)
     assert statuses == [200] * 5 + [429] * 2
+
+
+async def signups_forwarded_for(client: TestClient[Any, Any], *hops: str) -> list[int]:
+    """One sign-up per hop, each sent from 127.0.0.1 with `X-Forwarded-For: <hop>`."""
+    statuses = []
+    for hop in hops:
+        fields = {**(await form_of(client)), "email": f"{secrets.token_hex(4)}@y.org"}
+        headers = {"Origin": f"http://{client.host}:{client.port}", "X-Forwarded-For": hop}
+        response = await client.post("/join", data={**fields, "consent": "yes"}, headers=headers)
+        statuses.append(response.status)
+    return statuses
+
+
+async def test_behind_a_trusted_proxy_each_guest_has_a_bucket_of_their_own(
+    tmp_path: Path,
+) -> None:
+    """[guest] trusted_proxies: the venue's phones behind one proxy do not share its 5 sign-ups
+    (review of #16, finding 8); one phone behind it is still limited."""
+    app, desk = await asyncio.to_thread(build, tmp_path, "127.0.0.1")
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        crowd = [f"192.168.7.{n}" for n in range(1, 9)]
+        assert await signups_forwarded_for(client, *crowd) == [200] * 8
+        one = ["10.9.9.9, 192.168.8.1"] * 6  # what a phone writes itself is not believed
+        assert await signups_forwarded_for(client, *one) == [200] * 5 + [429]
+    await desk.close()
+
+
+async def test_x_forwarded_for_from_an_untrusted_address_is_ignored(
+    client: TestClient[Any, Any],
+) -> None:
+    crowd = [f"192.168.7.{n}" for n in range(1, 8)]
+    assert await signups_forwarded_for(client, *crowd) == [200] * 5 + [429] * 2
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("ada@exmaple.org", "ada@example.org"),  # the back button, a typo corrected
+        ("ada@example.org", "bob@example.org"),  # two friends on one phone
+    ],
+)
+async def test_a_used_form_with_another_email_is_409_and_loses_nothing(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture, first: str, second: str
+) -> None:
+    """Review of #16, finding 6: the first row was answered "You're in" for the second address,
+    which was never stored. Now a 409 says to reload; the reloaded form signs it up."""
+    hidden = await form_of(client)
+    assert (await post(client, **hidden, email=first, consent="yes")).status == 200
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    again = await post(client, **hidden, email=second, consent="yes")
+    assert again.status == 409
+    assert await again.text() == "this form was already used; reload the page"
+    assert COOKIE not in again.cookies
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("edged")]
+    assert len(lines) == 1
+    assert "@" not in lines[0]
+    reloaded = await post(client, **(await form_of(client)), email=second, consent="yes")
+    assert reloaded.status == 200
+    listed = (await (await client.get("/api/v1/guests", headers=CREW)).json())["guests"]
+    assert [guest["email"] for guest in listed] == [first, second]
+
+
+def exclusive_store(tmp_path: Path) -> AssetStore:
+    """An asset store holding one clip (blocking: PyAV)."""
+    store = AssetStore(tmp_path / "cache", max_bytes=50 << 20)
+    store.add(make_clip(tmp_path / "finale.mp4", seconds=1.0), "finale", pin=False, origin="t")
+    return store
+
+
+async def test_a_deleted_guests_cookie_no_longer_opens_the_exclusive_clips(
+    tmp_path: Path,
+) -> None:
+    """The cookie's signature alone was checked: a guest deleted at their request still held
+    the exclusive clips for 400 days."""
+    store = await asyncio.to_thread(exclusive_store, tmp_path)
+    app, desk = await asyncio.to_thread(build, tmp_path, clips=store)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        patched = await client.patch(
+            "/api/v1/assets/finale", json={"exclusive": True}, headers=CREW
+        )
+        assert patched.status == 200
+        assert (await client.get("/assets/finale")).status == 403
+        fields = {**(await form_of(client)), "email": "ada@example.org", "consent": "yes"}
+        joined = await post(client, **fields)
+        assert joined.status == 200
+        member = {COOKIE: joined.cookies[COOKIE].value}
+        assert (await client.get("/assets/finale", cookies=member)).status == 200
+        deleted = await client.delete("/api/v1/guests/ada@example.org", headers=CREW)
+        assert deleted.status == 204
+        assert (await client.get("/assets/finale", cookies=member)).status == 403
+    await desk.close()
 
 
 async def test_the_crew_api_needs_the_token_and_deletes(client: TestClient[Any, Any]) -> None:

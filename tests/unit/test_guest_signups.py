@@ -1,4 +1,4 @@
-"""Sign-ups: what a form may hold, the per-client limit, and the book's batches (crash-safe)."""
+"""Sign-ups: what a form may hold, and the book's batches (crash-safe)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from edged.guest.signups import (
     MAX_EMAIL,
-    ClientLimiter,
+    FormReused,
     GuestBook,
     Refused,
     Signup,
@@ -20,7 +20,6 @@ from edged.guest.signups import (
     export_csv,
     normalize_email,
     parse_signup,
-    same_origin,
 )
 
 KEY = "k" * 24
@@ -65,32 +64,6 @@ def test_a_normalized_email_is_stable_and_bounded(text: str) -> None:
     assert email.count("@") == 1
 
 
-@pytest.mark.parametrize(
-    ("host", "origin", "site", "ok"),
-    [
-        ("box:8080", "http://box:8080", None, True),
-        ("box:8080", "http://evil.example", None, False),
-        ("box:8080", None, "same-origin", True),
-        ("box:8080", "http://box:8080", "cross-site", False),
-        ("box:8080", None, "same-site", False),
-        ("box:8080", None, None, True),
-        ("box:8080", "null", None, False),
-    ],
-)
-def test_same_origin(host: str, origin: str | None, site: str | None, ok: bool) -> None:
-    assert same_origin(host, origin, site) is ok
-
-
-def test_the_limiter_allows_a_burst_then_one_per_interval() -> None:
-    limiter = ClientLimiter(burst=3, interval=10.0, max_clients=2)
-    assert [limiter.allow("a", 0.0) for _ in range(4)] == [True, True, True, False]
-    assert limiter.allow("b", 0.0)  # another phone is not held back
-    assert not limiter.allow("a", 5.0)
-    assert limiter.allow("a", 15.0)
-    limiter.allow("c", 15.0)  # "b" is forgotten (two clients at most)
-    assert [limiter.allow("b", 15.0) for _ in range(4)] == [True, True, True, False]
-
-
 def test_csv_cells_never_run_as_formulas() -> None:
     assert csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
     assert csv_cell("Ada") == "Ada"
@@ -108,14 +81,27 @@ def test_the_book_is_private_and_keeps_one_row_per_email_per_event(tmp_path: Pat
     assert new
     again, new = book.sign_up(signup("a@x.org", "r" * 20), event="e", consent="c", now=2.0)
     assert (again, new) == (first, False)
-    retried, new = book.sign_up(signup("b@x.org"), event="e", consent="c", now=3.0)
-    assert (retried, new) == (first, False)  # the same form's key: its first row
+    retried, new = book.sign_up(signup("a@x.org"), event="e", consent="c", now=3.0)
+    assert (retried, new) == (first, False)  # the same form again: its first row
     _, new = book.sign_up(signup("a@x.org", "s" * 20), event="other", consent="c", now=4.0)
     assert new
     assert book.count() == 2
     journal_mode = book._query("PRAGMA journal_mode")[0][0]
     assert journal_mode == "wal"
     book.close()
+
+
+def test_a_forms_key_with_another_email_is_refused_and_stores_nothing(tmp_path: Path) -> None:
+    """The back button's form with a corrected address, or a friend's on the same phone: the
+    first row is not handed back for it (the address would be lost); review of #16, finding 6."""
+    book = GuestBook(tmp_path)
+    book.sign_up(signup("ada@exmaple.org"), event="e", consent="c", now=1.0)
+    with pytest.raises(FormReused, match="already used; reload the page") as refused:
+        book.sign_up(signup("ada@example.org"), event="e", consent="c", now=2.0)
+    assert "@" not in str(refused.value)
+    assert [g.email for g in book.guests()] == ["ada@exmaple.org"]
+    _, new = book.sign_up(signup("ada@example.org", "r" * 20), event="e", consent="c", now=3.0)
+    assert new  # a reloaded form
 
 
 def test_batches_carry_each_row_once_and_deletions(tmp_path: Path) -> None:
@@ -128,7 +114,7 @@ def test_batches_carry_each_row_once_and_deletions(tmp_path: Path) -> None:
     second = book.cut_batch(now=11.0)
     assert second is not None
     assert book.cut_batch(now=12.0) is None
-    assert book.delete("g0@x.org", event="e", now=13.0) == 1
+    assert book.delete("g0@x.org", now=13.0, syncing=True) == 1
     third = book.cut_batch(now=14.0)
     assert third is not None
     lines = [
@@ -145,6 +131,83 @@ def test_batches_carry_each_row_once_and_deletions(tmp_path: Path) -> None:
     book.mark_removed(batch.name)
     assert not batch.path.exists()
     assert [b.name for b in book.unqueued()] == [second.name, third.name]
+    assert deletions(book) == [("e", "g0@x.org")]
+    book.mark_removed(third.name)  # the note verified upstream: it leaves the box
+    assert deletions(book) == []
+    assert not traces(tmp_path, b"g0@x.org")
+
+
+def deletions(book: GuestBook) -> list[tuple[str, str]]:
+    return [(r["event"], r["email"]) for r in book._query("SELECT * FROM deletions")]
+
+
+def traces(directory: Path, data: bytes) -> list[str]:
+    """The files under `directory` (the database, its -wal and -shm, batches) holding `data`."""
+    return [p.name for p in sorted(directory.rglob("*")) if p.is_file() and data in p.read_bytes()]
+
+
+def test_a_guest_never_sent_is_deleted_without_a_trace(tmp_path: Path) -> None:
+    """Review of #16, finding 2: no deletion note (the address would go upstream for the first
+    time, or stay on the box for ever), and the freed bytes overwritten in the files."""
+    book = GuestBook(tmp_path)
+    book.sign_up(Signup("ada@x.org", "Ada Lovelace", "", KEY), event="e", consent="c", now=1.0)
+    book.sign_up(signup("bob@x.org", "b" * 20), event="e", consent="c", now=2.0)
+    assert traces(tmp_path, b"ada@x.org")
+    assert book.delete("ada@x.org", now=3.0, syncing=True) == 1
+    assert deletions(book) == []
+    assert traces(tmp_path, b"ada@x.org") == traces(tmp_path, b"Ada Lovelace") == []
+    batch = book.cut_batch(now=4.0)
+    assert batch is not None
+    assert b"ada@x.org" not in batch.path.read_bytes()
+
+
+def test_a_sent_guest_deleted_without_a_sync_leaves_no_note(tmp_path: Path) -> None:
+    book = GuestBook(tmp_path)
+    book.sign_up(signup("ada@x.org"), event="e", consent="c", now=1.0)
+    assert book.cut_batch(now=2.0) is not None
+    assert book.delete("ada@x.org", now=3.0, syncing=False) == 1
+    assert deletions(book) == []
+    assert book.cut_batch(now=4.0) is None
+
+
+def test_a_sent_guest_of_two_events_gets_a_note_for_each(tmp_path: Path) -> None:
+    book = GuestBook(tmp_path)
+    book.sign_up(signup("ada@x.org"), event="e1", consent="c", now=1.0)
+    book.sign_up(signup("ada@x.org", "r" * 20), event="e2", consent="c", now=1.0)
+    while book.cut_batch(now=2.0) is not None:
+        pass
+    assert book.delete("ada@x.org", now=3.0, syncing=True) == 2
+    assert sorted(deletions(book)) == [("e1", "ada@x.org"), ("e2", "ada@x.org")]
+
+
+def test_prune_drops_notes_about_guests_never_sent(tmp_path: Path) -> None:
+    """Earlier versions noted every deletion: on a box that never sent a batch of that event,
+    the note only kept the address; it goes at the next prune."""
+    book = GuestBook(tmp_path)
+    for event in ("offline", "sent"):
+        book._db.execute(
+            "INSERT INTO deletions (event, email, deleted_at) VALUES (?, 'x@x.org', 1.0)", (event,)
+        )
+    book.sign_up(signup("y@x.org"), event="sent", consent="c", now=1.0)
+    assert book.cut_batch(now=2.0) is not None
+    book.prune(before=0.0)
+    assert deletions(book) == [("sent", "x@x.org")]  # may be about a guest sent: still to go
+
+
+def test_a_signup_is_a_member_until_deleted_or_pruned(tmp_path: Path) -> None:
+    book = GuestBook(tmp_path)
+    ada, _ = book.sign_up(signup("ada@x.org"), event="e", consent="c", now=1.0)
+    bob, _ = book.sign_up(signup("bob@x.org", "b" * 20), event="e", consent="c", now=5.0)
+    assert book.is_member(ada.signup_id)
+    assert book.is_member(bob.signup_id)
+    assert not book.is_member("nobody")
+    book.close()
+    book = GuestBook(tmp_path)  # read back at open
+    assert book.is_member(ada.signup_id)
+    book.delete("ada@x.org", now=2.0, syncing=False)
+    assert not book.is_member(ada.signup_id)
+    book.prune(before=10.0)
+    assert not book.is_member(bob.signup_id)
 
 
 def test_a_crash_between_the_file_and_the_commit_loses_and_repeats_nothing(
