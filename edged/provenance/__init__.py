@@ -7,12 +7,14 @@ who sign: the recorder (its sidecars, `sidecar.signed`) and the clip jobs (`sign
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from edged.provenance.claim import ClipClaim
+from edged.provenance.claim import ClipClaim, claim_from_sidecar
 from edged.provenance.identity import SigningIdentity, load_identity
 
-__all__ = ["ClipClaim", "SigningIdentity", "load_identity", "sign_clip"]
+__all__ = ["ClipClaim", "ClipSigner", "SigningIdentity", "load_identity", "sign_clip"]
 
 
 def sign_clip(source: Path, dest: Path, claim: ClipClaim, identity: SigningIdentity) -> None:
@@ -24,3 +26,16 @@ def sign_clip(source: Path, dest: Path, claim: ClipClaim, identity: SigningIdent
     from edged.provenance.clip import sign_clip as sign  # loaded on first use
 
     sign(source, dest, claim, identity)
+
+
+class ClipSigner:
+    """`sign_clip` with the box's identity bound, shaped for the clip jobs' seam: (source, dest,
+    the clip's sidecar facts, node and event); the claim is read from the sidecar facts."""
+
+    def __init__(self, identity: SigningIdentity) -> None:
+        self.identity = identity
+
+    def __call__(
+        self, source: Path, dest: Path, sidecar: Mapping[str, Any], _node: Mapping[str, str]
+    ) -> None:
+        sign_clip(source, dest, claim_from_sidecar(sidecar), self.identity)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -89,3 +89,22 @@ def capture_assertion(claim: ClipClaim) -> dict[str, Any]:
         "end": utc_text(claim.end),
         "sources": [{"name": name, "sha256": sha256} for name, sha256 in claim.sources],
     }
+
+
+def claim_from_sidecar(sidecar: Mapping[str, Any]) -> ClipClaim:
+    """The claim for a clip described by the clip jobs' sidecar facts: event, node, stream,
+    device, start and end (RFC 3339), sources ({file, sha256}), variant, title."""
+    return ClipClaim(
+        event=str(sidecar.get("event", "")),
+        node=str(sidecar.get("node", "")),
+        stream=str(sidecar.get("stream", "")),
+        device=str(sidecar.get("device") or "unknown"),
+        start=datetime.fromisoformat(str(sidecar["start"])),
+        end=datetime.fromisoformat(str(sidecar["end"])),
+        sources=[
+            (str(source.get("file", source.get("name", ""))), str(source["sha256"]))
+            for source in sidecar.get("sources", [])
+        ],
+        vertical=sidecar.get("variant") == "vertical",
+        title=str(sidecar.get("title") or ""),
+    )

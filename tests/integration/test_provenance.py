@@ -15,7 +15,7 @@ import pytest
 
 from edged.config import ProvenanceConfig
 from edged.errors import MediaError
-from edged.provenance import ClipClaim, SigningIdentity, load_identity, sign_clip
+from edged.provenance import ClipClaim, ClipSigner, SigningIdentity, load_identity, sign_clip
 from edged.provenance.identity import CERT_FILE, KEY_FILE, PROVENANCE_DIR
 from tests.certs import write_crew_identity
 from tests.clips import make_clip
@@ -129,6 +129,26 @@ def test_a_clip_that_cannot_be_signed_leaves_nothing(
     with pytest.raises(MediaError, match=r"cannot sign clip clip\.mp4"):
         sign_clip(source, tmp_path / "clip.mp4", claim(), identity)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "not-a-video.mp4"]
+
+
+def test_the_clip_jobs_seam_signs_from_the_sidecar_facts(
+    tmp_path: Path, identity: SigningIdentity
+) -> None:
+    source = make_clip(tmp_path / "cut.mp4", seconds=1.0, size="160x120")
+    facts = {
+        "variant": "original",
+        "stream": "cam0",
+        "node": "box1",
+        "event": "gala",
+        "start": "2026-11-30T12:00:00.000Z",
+        "end": "2026-11-30T12:00:01.000Z",
+        "sources": [{"file": "seg.mp4", "sha256": "cd" * 32}],
+    }
+    ClipSigner(identity)(source, tmp_path / "clip.mp4", facts, {"node": "box1"})
+    code, out = verify(tmp_path / "clip.mp4")
+    assert code == 0, out
+    assert f"ingredient seg.mp4 (sha256:{'cd' * 32})" in out
+    assert "captured 2026-11-30T12:00:00+00:00 to 2026-11-30T12:00:01+00:00" in out
 
 
 def test_an_unsigned_file_fails(tmp_path: Path) -> None:

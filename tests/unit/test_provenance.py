@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from edged.config import ProvenanceConfig
 from edged.errors import ConfigError, StartupError
 from edged.provenance import ClipClaim, SigningIdentity, load_identity
-from edged.provenance.claim import CAPTURE_LABEL, manifest_definition
+from edged.provenance.claim import CAPTURE_LABEL, claim_from_sidecar, manifest_definition
 from edged.provenance.clip import clip_check_from
 from edged.provenance.identity import CERT_FILE, KEY_FILE, PROVENANCE_DIR
 from edged.provenance.sidecar import canonical_bytes, check_signature, signed
@@ -87,6 +87,28 @@ def test_a_claim_is_frozen_and_hashable_with_sources_given_as_a_list() -> None:
     assert first == second
     assert hash(first) == hash(second)
     assert first.sources == (("a.mp4", "aa" * 32), ("b.mp4", "bb" * 32))
+
+
+def test_a_claim_from_the_clip_jobs_sidecar_facts() -> None:
+    facts = {
+        "job": 7,
+        "variant": "vertical",
+        "title": "The toast",
+        "stream": "cam0",
+        "node": "box1",
+        "event": "gala",
+        "device": "HDMI capture",
+        "start": "2026-11-30T12:00:00.000Z",
+        "end": "2026-11-30T12:00:20.000Z",
+        "sources": [
+            {"file": "a.mp4", "start": "x", "end": "y", "sha256": "aa" * 32},
+            {"file": "b.mp4", "start": "x", "end": "y", "sha256": "bb" * 32},
+        ],
+    }
+    assert claim_from_sidecar(facts) == claim(vertical=True)
+    assert claim_from_sidecar({**facts, "variant": "original", "device": None}) == claim(
+        device="unknown"
+    )
 
 
 SIDECAR = {
