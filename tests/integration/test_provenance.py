@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import stat
 import struct
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from edged.provenance.identity import CERT_FILE, KEY_FILE, PROVENANCE_DIR
 from tests.certs import write_crew_identity
 from tests.clips import make_clip
 from tests.conftest import StartDaemon
+from tests.integration.test_recording import whole_fragments
 from tests.integration.upload_support import BUCKET, minio_client, moto, upstream_settings
 from tests.s3server import MotoProcess
 from tests.support import run_edged, until
@@ -210,6 +212,31 @@ def test_a_recording_verifies_against_its_signed_sidecar_and_fails_when_changed(
     code, out = verify(copy / segment.name)
     assert code == 1
     assert "problem: the signature does not match the sidecar" in out
+
+
+def test_a_recording_recovered_after_a_crash_is_signed_too(start_daemon: StartDaemon) -> None:
+    settings: dict[str, dict[str, object]] = {
+        "mdns": {"enabled": False},
+        "media": {
+            "pattern_size": "320x240",
+            "segment_seconds": 60.0,
+            "gop_seconds": 0.5,
+            "record_test_pattern": True,
+        },
+    }
+    daemon = start_daemon(settings)
+    assert daemon.data_dir is not None
+    spool = daemon.data_dir / "spool" / "test-pattern"
+    until(lambda: whole_fragments(spool) >= 2, what="two fragments on disk")
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait(timeout=10)
+
+    again = start_daemon(settings)
+    final = Path(again.seen_or_wait(re.compile(r"recovered (\S+) after a crash"))[1])
+    assert again.stop(timeout=30) == 0
+    code, out = verify(final)
+    assert code == 0, out
+    assert json.loads(final.with_suffix(".json").read_text())["recovered"] is True
 
 
 def download(server: MotoProcess, key: str, destination: Path) -> Path:
