@@ -30,6 +30,7 @@ from edged.guest.signups import (
 )
 from edged.web.context import CLIPS, ClipStore
 from edged.web.join_guard import ClientLimiter, client_address, proxy_addresses, same_origin
+from edged.web.shell import html_page
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -53,12 +54,7 @@ _STYLE = (
 
 
 def page(title: str, accent: str, body: str) -> str:
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{escape(title)}</title><style>:root{{--accent:{escape(accent)}}}{_STYLE}"
-        f"</style></head><body><main>{body}</main></body></html>"
-    )
+    return html_page(title, f":root{{--accent:{escape(accent)}}}{_STYLE}", f"<main>{body}</main>")
 
 
 def join_html(event_title: str, accent: str, consent: str, campaign: str, key: str) -> str:
