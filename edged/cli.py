@@ -132,6 +132,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--csv", action="store_true", help="CSV with a header row")
 
+    clips = commands.add_parser(
+        "clips",
+        parents=[command_options],
+        help="clips cut from the recordings by the running daemon: make, list, show",
+    )
+    clip_commands = clips.add_subparsers(dest="clips_command", required=True)
+    clip_url = argparse.ArgumentParser(add_help=False)
+    clip_url.add_argument(
+        "--url", help="the daemon's base URL (default: this box's, from the config and data dir)"
+    )
+    make = clip_commands.add_parser(
+        "make", parents=[verb_options, clip_url], help="queue a clip job (token from the data dir)"
+    )
+    make.add_argument("--stream", required=True, help="the stream (edged's /api/v1/streams)")
+    make.add_argument("--from", dest="start", metavar="TIME", help="start, RFC 3339 UTC")
+    make.add_argument("--to", dest="end", metavar="TIME", help="end, RFC 3339 UTC")
+    make.add_argument("--last", type=float, metavar="SECONDS", help="the last SECONDS instead")
+    make.add_argument("--vertical", action="store_true", help="also a vertical 9:16 variant")
+    make.add_argument("--no-original", action="store_true", help="only the vertical variant")
+    make.add_argument("--mode", choices=("fill", "crop"), help="vertical: fill or crop")
+    make.add_argument("--x-offset", type=int, metavar="PIXELS", help="crop: from the left")
+    make.add_argument("--title", default="")
+    make.add_argument("--publish-at", metavar="TIME", help="shown to guests from TIME")
+    make.add_argument("--wait", action="store_true", help="follow the job to its end")
+    clip_list = clip_commands.add_parser(
+        "list", parents=[verb_options, clip_url], help="the newest jobs"
+    )
+    clip_list.add_argument("--json", action="store_true")
+    clip_show = clip_commands.add_parser(
+        "show", parents=[verb_options, clip_url], help="one job, with a progress bar"
+    )
+    clip_show.add_argument("job", type=int)
+    clip_show.add_argument("--json", action="store_true")
+    clip_show.add_argument("--no-wait", action="store_true", help="do not follow it to its end")
+
     doctor = commands.add_parser(
         "doctor",
         parents=[command_options],
@@ -340,6 +375,51 @@ def _cache_locked(args: argparse.Namespace, config: Config, data_dir: Path) -> i
     return EXIT_OK
 
 
+def clip_body(args: argparse.Namespace) -> dict[str, object]:
+    """The POST /api/v1/clips body `edged clips make` sends (the daemon checks every field)."""
+    body: dict[str, object] = {"stream": args.stream, "title": args.title}
+    if args.last is not None:
+        body["last_seconds"] = args.last
+    else:
+        body["start"], body["end"] = args.start, args.end
+    variants = [] if args.no_original else ["original"]
+    body["variants"] = [*variants, "vertical"] if args.vertical or args.no_original else variants
+    for key, value in (
+        ("mode", args.mode),
+        ("x_offset", args.x_offset),
+        ("publish_at", args.publish_at),
+    ):
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def _clips(args: argparse.Namespace) -> int:
+    from edged.clips import client
+
+    if args.clips_command == "make" and args.last is None and not (args.start and args.end):
+        print("edged: clips make: give --from and --to, or --last SECONDS", file=sys.stderr)
+        return EXIT_USAGE
+    config = _load(args.config)
+    data_dir = resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
+    url = getattr(args, "url", None) or client.daemon_url(
+        config.http.host, config.http.port, data_dir
+    )
+    api = client.ClipClient(url, client.admin_token(config.http.admin_token_file, data_dir))
+    terminal = sys.stdout.isatty()
+    try:
+        if args.clips_command == "make":
+            return client.make(api, clip_body(args), sys.stdout, wait=args.wait, terminal=terminal)
+        if args.clips_command == "list":
+            return client.list_jobs(api, sys.stdout, as_json=args.json)
+        return client.show(
+            api, args.job, sys.stdout, as_json=args.json, wait=not args.no_wait, terminal=terminal
+        )
+    except client.DaemonUnreachable as error:
+        print(f"edged: {error}", file=sys.stderr)
+        return EXIT_STARTUP
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from edged import doctor
 
@@ -454,6 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "doctor": _doctor,
         "cache": _cache,
         "guests": _guests,
+        "clips": _clips,
         "verify": _verify,
     }
     try:

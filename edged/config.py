@@ -121,6 +121,14 @@ class LiveConfig:
 
 
 @dataclass(frozen=True)
+class ClipsConfig:
+    """Clips cut from the recordings (`POST /api/v1/clips`, `edged clips make`)."""
+
+    max_seconds: float = setting(180.0, minimum=1.0, maximum=3600.0)
+    vertical_mode: str = setting("fill", choices=("fill", "crop"))  # when a job names none
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     data_dir: str = ""
     min_free_bytes: int = setting(2 * GiB, size=True, minimum=0)
@@ -231,6 +239,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)

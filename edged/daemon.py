@@ -23,6 +23,9 @@ from edged import __version__
 from edged import config as config_module
 from edged.cache.store import AssetStore
 from edged.cache.upstream import PullThrough, Replicator
+from edged.clips.jobs import ClipJobs, ClipOutlets, ClipSettings, FinishedClip
+from edged.clips.jobstate import Load
+from edged.clips.plan import format_utc
 from edged.clock import ClockWatch
 from edged.config import Config
 from edged.datalock import DataDirLock
@@ -53,7 +56,7 @@ from edged.media.streams import MediaManager
 from edged.metrics import Metrics
 from edged.notify import SystemdNotifier
 from edged.paths import OUTBOX, load_or_create_token, prepare_data_dir, resolve_data_dir
-from edged.provenance import SigningIdentity, load_identity
+from edged.provenance import ClipSigner, SigningIdentity, load_identity
 from edged.provenance.sidecar import signed
 from edged.supervise import Supervisor
 from edged.upload.naming import ObjectNaming
@@ -197,6 +200,9 @@ class Daemon:
         whep = await stack.enter_async_context(
             aclosing(LazyWhep(config.live.max_viewers, config.live.ice_addresses, metrics.live))
         )
+        clip_jobs = await stack.enter_async_context(
+            self._clip_jobs(data_dir, metrics, board, media, clips.store, supervisor)
+        )
 
         services = WebServices(
             identity,
@@ -213,6 +219,7 @@ class Daemon:
             uploads=JournalUploads(uploader, lambda: self.naming, data_dir),
             guest=config.guest,
             data_dir=data_dir,
+            clip_jobs=clip_jobs,
         )
         guests = await stack.enter_async_context(
             self._guests(data_dir, metrics, uploader, supervisor, identity)
@@ -372,6 +379,44 @@ class Daemon:
             await media.stop()
 
     @asynccontextmanager
+    async def _clip_jobs(
+        self,
+        data_dir: Path,
+        metrics: Metrics,
+        board: Board,
+        media: MediaManager,
+        store: AssetStore,
+        supervisor: Supervisor,
+    ) -> AsyncIterator[ClipJobs]:
+        """The clip job queue: cuts from the spool, finished clips to the cache and upstream;
+        retention keeps the segments its jobs need."""
+        config = self.config
+        self._readiness.starting("clips")
+        settings = ClipSettings(
+            max_seconds=config.clips.max_seconds,
+            gop_seconds=config.media.gop_seconds,
+            segment_seconds=config.media.segment_seconds,
+            encoders=tuple(board.profile.encoders),
+            vertical_mode=config.clips.vertical_mode,
+        )
+        outlets = ClipOutlets(
+            shelf=store,
+            publish=self._clip_ready,
+            sign=ClipSigner(self.provenance) if self.provenance is not None else None,
+            identity=lambda: {"node": self.node, "event": self.naming.event},
+        )
+        jobs = ClipJobs(data_dir, settings, metrics.clip_jobs, outlets, partial(live_load, media))
+        await jobs.open()
+        try:
+            media.retention.keep = jobs.needed_paths
+            supervisor.spawn("clip-jobs", jobs.run)
+            self._readiness.started("clips")
+            yield jobs
+        finally:
+            await supervisor.cancel("clip-jobs")
+            await jobs.close()
+
+    @asynccontextmanager
     async def _guests(
         self,
         data_dir: Path,
@@ -492,6 +537,20 @@ class Daemon:
             after_id=video_id,
         )
 
+    async def _clip_ready(self, clip: FinishedClip) -> None:
+        """A finished clip goes to the upload queue under `<prefix>/<event>/<node>/clips/`, its
+        sidecar JSON right after it; with sync off it stays on the box."""
+        if self._uploader is None or not self._uploader.configured:
+            return
+        key = f"{self.naming.node_prefix()}clips/{clip.path.name}"
+        metadata = {"publish_at": format_utc(clip.publish_at)} if clip.publish_at else {}
+        clip_id = await self._uploader.enqueue(
+            clip.path, key, kind="clip", metadata=metadata, sha256=clip.sha256
+        )
+        await self._uploader.enqueue(
+            clip.sidecar, key.removesuffix(".mp4") + ".json", kind="sidecar", after_id=clip_id
+        )
+
     def _reload_on_signal(self) -> None:
         task = asyncio.get_running_loop().create_task(self._reload_logged(), name="reload")
         self._background.add(task)
@@ -559,6 +618,12 @@ class Daemon:
             "config reloaded: applied %s; on restart %s", applied or "nothing", pending or "nothing"
         )
         return {"reloaded": True, "applied": applied, "restart_required": pending}
+
+
+def live_load(media: MediaManager) -> Load:
+    """What clip jobs pause for: the thermal level, and frames the streams dropped at encode."""
+    drops = sum(entry.pipeline.counts.dropped_encode for entry in media.streams.values())
+    return Load(media.thermal.policy.level, drops)
 
 
 def freeze_startup_heap() -> None:

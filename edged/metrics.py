@@ -398,6 +398,29 @@ class ClipMetrics:
         return dict(self._counts)
 
 
+JOB_SECONDS_BUCKETS = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+class ClipJobMetrics:
+    """The clip job queue: jobs by state, and how long a finished job took."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.jobs = Gauge(
+            "edged_clip_jobs",
+            "Clip jobs in the journal, by state (queued, running, paused, done, failed).",
+            ["state"],
+            registry=registry,
+        )
+        for state in ("queued", "running", "paused", "done", "failed"):
+            self.jobs.labels(state)
+        self.seconds = Histogram(
+            "edged_clip_job_seconds",
+            "Seconds from a clip job's start to done, pauses for the live streams included.",
+            buckets=JOB_SECONDS_BUCKETS,
+            registry=registry,
+        )
+
+
 class GuestMetrics:
     """Guests' visits (and what else guests do), by configured campaign (guest/campaigns.py)."""
 
@@ -490,6 +513,7 @@ class Metrics:
         self.cache = CacheMetrics(self.registry)
         self.guest = GuestMetrics(self.registry)
         self.clips = ClipMetrics(self.registry)
+        self.clip_jobs = ClipJobMetrics(self.registry)
 
     def set_identity(self, *, version: str, node: str, event: str) -> None:
         """Set the labels of edged_build_info (an event id can change on reload)."""

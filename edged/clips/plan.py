@@ -56,6 +56,7 @@ class Recorded:
     start: float
     end: float
     sha256: str = ""
+    device: str = ""  # the camera (or capture card) that recorded it
 
 
 def format_utc(moment: float) -> str:

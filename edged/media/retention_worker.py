@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -114,6 +114,8 @@ class RetentionWorker:
         self._metrics = metrics
         self._streams = streams
         self._free_bytes = free_bytes  # blocking: asked in the worker thread
+        # Recordings a queued or running clip job cuts from: never deleted (asked on the loop).
+        self.keep: Callable[[], Collection[str]] = frozenset
 
     async def run(self) -> None:
         while True:
@@ -130,8 +132,9 @@ class RetentionWorker:
         deletions in a thread."""
         facts = await asyncio.to_thread(self.gather)
         self._metrics.spool_bytes.set(facts.spool_bytes)
+        kept = self.keep()
         decision = plan(
-            facts.files,
+            [file for file in facts.files if file.path not in kept],
             facts.free_bytes,
             self._storage.min_free_bytes,
             delete_unuploaded=self._storage.delete_unuploaded,

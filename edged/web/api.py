@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 
 from aiohttp import web
 
+from edged.clips.jobstate import BadRequest, parse_request
+from edged.clips.plan import ClipRefused
 from edged.clock import clock_synchronized
 from edged.errors import ConfigError
 from edged.web.context import (
+    CLIP_JOBS,
     DEVICE_REPORT,
     IDENTITY,
     READINESS,
@@ -20,6 +24,7 @@ from edged.web.context import (
 )
 
 routes = web.RouteTableDef()
+logger = logging.getLogger(__name__)
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s/:'\"]+/)*([^\s/:'\"]+)")
 
@@ -83,3 +88,56 @@ async def reload(request: web.Request) -> web.Response:
     except ConfigError as error:
         return web.json_response({"error": without_directories(str(error))}, status=400)
     return web.json_response(result)
+
+
+# -- clips and their jobs -----------------------------------------------------------------------
+
+
+def _no_clip_jobs() -> web.Response:
+    return web.json_response({"error": "clip jobs are not running on this box"}, status=503)
+
+
+@routes.post("/api/v1/clips")
+async def make_clip(request: web.Request) -> web.Response:
+    """Queue a clip job: stream, start and end (RFC 3339) or last_seconds, title, variants
+    (original, vertical), mode (fill, crop), x_offset, publish_at. 202 with the job; 400 for a
+    malformed field, 422 for a range that cannot be cut (with what is recorded)."""
+    queue = request.app.get(CLIP_JOBS)
+    if queue is None:
+        return _no_clip_jobs()
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "the body must be a JSON object"}, status=400)
+    try:
+        clip = parse_request(body, time.time(), queue.default_mode)
+        job = await queue.submit(clip)
+    except BadRequest as error:
+        logger.info("clip request refused: %s", error)
+        return web.json_response({"error": str(error)}, status=400)
+    except ClipRefused as refused:
+        logger.info("clip request refused: %s", refused.reason)
+        available = [span.as_json() for span in refused.available]
+        return web.json_response({"error": refused.reason, "available": available}, status=422)
+    headers = {"Location": f"/api/v1/jobs/{job['id']}"}
+    return web.json_response({"job": job}, status=202, headers=headers)
+
+
+@routes.get("/api/v1/jobs")
+async def clip_jobs(request: web.Request) -> web.Response:
+    """The newest clip jobs first, with state, progress and ETA."""
+    queue = request.app.get(CLIP_JOBS)
+    if queue is None:
+        return _no_clip_jobs()
+    return web.json_response({"jobs": await queue.jobs()})
+
+
+@routes.get(r"/api/v1/jobs/{job:\d{1,12}}")
+async def clip_job(request: web.Request) -> web.Response:
+    queue = request.app.get(CLIP_JOBS)
+    if queue is None:
+        return _no_clip_jobs()
+    job = await queue.job(int(request.match_info["job"]))
+    if job is None:
+        return web.json_response({"error": "no such clip job"}, status=404)
+    return web.json_response(job)

@@ -19,8 +19,9 @@ API_PREFIX = "/api/"
 GUESTS_PREFIX = "/api/v1/guests/"
 # Calls guests' pages make without a token: they change no stored state (telemetry.py).
 GUEST_POSTS = frozenset({FIRST_FRAME_BEACON, WATCH_BEACON})
-# Reads only the crew may make: guests' personal data, the clips' figures.
-CREW_READS = ("/api/v1/guests", "/api/v1/clips/stats")
+# Reads only the crew may make: guests' personal data, the clips' figures, the clip jobs (their
+# titles and release times: a staged clip's stay the crew's).
+CREW_READS = ("/api/v1/guests", "/api/v1/clips/stats", "/api/v1/jobs")
 
 
 def _refuse(status: int, message: str) -> web.Response:

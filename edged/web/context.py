@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from edged.cache.facts import FactsStore
     from edged.cache.store import Asset
     from edged.cache.upstream import Download
+    from edged.clips.jobstate import ClipRequest
     from edged.upload.state import FileState
 
 T = TypeVar("T")
@@ -187,6 +188,34 @@ class UploadQueue(Protocol):
         ...
 
 
+class ClipJobQueue(Protocol):
+    """The clip job queue as the clips and jobs routes use it (ClipJobs is one)."""
+
+    @property
+    def default_mode(self) -> str:
+        """The vertical variant's mode when a request names none ([clips] vertical_mode)."""
+        ...
+
+    async def submit(self, request: ClipRequest) -> dict[str, Any]:
+        """The queued job, JSON-ready; ClipRefused when its range cannot be cut."""
+        ...
+
+    async def jobs(self, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    async def job(self, job_id: int) -> dict[str, Any] | None: ...
+
+
+class RestreamControl(Protocol):
+    """The restream destinations as the restream routes use them (Restreamer is one); every
+    answer shows URLs masked, never a stream key."""
+
+    def status(self) -> list[dict[str, Any]]: ...
+
+    def set_enabled(self, name: str, enabled: bool) -> dict[str, Any] | None:
+        """Switch a destination on or off; its status after, None when there is no such one."""
+        ...
+
+
 IDENTITY = web.AppKey("identity", Identity)
 READINESS = web.AppKey("readiness", Readiness)
 METRICS = web.AppKey("metrics", Metrics)
@@ -201,6 +230,7 @@ PULL: web.AppKey[PullSource] = web.AppKey("pull_through")
 UPLOADS: web.AppKey[UploadQueue] = web.AppKey("uploads")
 GUEST = web.AppKey("guest", GuestConfig)  # [guest]: what the guest pages show
 DATA_DIR = web.AppKey("data_dir", Path)  # where guest files (the logo) are kept
+CLIP_JOBS: web.AppKey[ClipJobQueue] = web.AppKey("clip_jobs")
 
 
 @dataclass
@@ -221,6 +251,7 @@ class WebServices:
     uploads: UploadQueue | None = None
     guest: GuestConfig = field(default_factory=GuestConfig)
     data_dir: Path | None = None
+    clip_jobs: ClipJobQueue | None = None
 
     def install(self, app: web.Application) -> None:
         app[IDENTITY] = self.identity
@@ -237,6 +268,7 @@ class WebServices:
         _offer(app, UPLOADS, self.uploads)
         app[GUEST] = self.guest
         _offer(app, DATA_DIR, self.data_dir)
+        _offer(app, CLIP_JOBS, self.clip_jobs)
 
 
 def _offer(app: web.Application, key: web.AppKey[T], value: T | None) -> None:

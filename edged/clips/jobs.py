@@ -1,0 +1,490 @@
+"""Clip jobs: a queue that survives restarts, run one at a time in the worker process, paused
+while the live streams need the box, each finished clip handed to the clip cache and the upload
+queue with its sidecar.
+
+`submit` refuses what cannot be cut (ClipRefused: an HTTP 422) before anything is queued; a job
+whose range reaches into the segment being recorded waits for it to close. `run()` is the
+supervised loop: it takes the oldest job whose segments are ready, cuts each variant, and
+between its steps asks the pause gate. Blocking work (the journal, the spool, the cache, the
+sidecar) goes to threads; the cut itself to the worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from edged.clips.jobstate import (
+    ClipRequest,
+    JobEvent,
+    JobState,
+    Load,
+    PauseGate,
+    eta_seconds,
+    job_progress,
+)
+from edged.clips.journal import Job, JobJournal, Source
+from edged.clips.plan import (
+    ClipRefused,
+    Recorded,
+    Span,
+    available,
+    check_range,
+    check_recorded,
+    format_utc,
+    segments_for,
+)
+from edged.clips.process import CutFailed, CutRun
+from edged.clips.spool import open_segment, recorded_segments
+from edged.clips.worker import CutSpec
+from edged.errors import EdgedError
+from edged.fileio import file_sha256, write_atomically
+from edged.metrics import ClipJobMetrics
+
+logger = logging.getLogger(__name__)
+
+CLIPS_DIR = "clips"  # in the data dir: the journal and the finished clips (out/)
+GATE_SECONDS = 0.5  # how often a running job asks the pause gate
+IDLE_SECONDS = 2.0  # how often an idle queue looks again (segments close, the gate opens)
+PROGRESS_SAVE_SECONDS = 2.0
+FUTURE_SLACK_SECONDS = 1.0
+
+
+class FactPatcher(Protocol):
+    def patch(self, name: str, fields: Mapping[str, Any]) -> Any: ...
+
+
+class ClipShelf(Protocol):
+    """The clip cache as clips use it (AssetStore is one); blocking: called in threads."""
+
+    def add(self, source: Path, name: str, *, pin: bool, origin: str) -> Any: ...
+
+    @property
+    def facts(self) -> FactPatcher: ...
+
+
+@dataclass(frozen=True)
+class FinishedClip:
+    """A clip ready to go upstream: its file, its sidecar, its name and its release."""
+
+    name: str
+    path: Path
+    sidecar: Path
+    sha256: str
+    publish_at: float | None
+
+
+# The provenance seam: sign_clip(source, dest, claim, identity) writes a signed copy (blocking).
+Sign = Callable[[Path, Path, Mapping[str, Any], Mapping[str, str]], Any]
+
+
+@dataclass
+class ClipOutlets:
+    """Where finished clips go; None: that outlet is not running."""
+
+    shelf: ClipShelf | None = None
+    publish: Callable[[FinishedClip], Awaitable[Any]] | None = None
+    sign: Sign | None = None
+    identity: Callable[[], Mapping[str, str]] = dict  # node, event
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    max_seconds: float = 180.0
+    gop_seconds: float = 1.0
+    segment_seconds: float = 60.0
+    encoders: tuple[str, ...] = ()
+    vertical_mode: str = "fill"
+
+
+@dataclass
+class LiveJob:
+    """What only the running job knows: its progress now, its running time, why it waits."""
+
+    progress: float = 0.0
+    running_seconds: float = 0.0
+    paused: str | None = None
+    saved_at: float = field(default_factory=time.monotonic)
+
+
+def clip_name(job: Job, variant: str) -> str:
+    """`clip<id>-<stream>-<UTC start>-<variant>`: an asset name and an object key's file."""
+    stamp = datetime.fromtimestamp(job.start, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"clip{job.id}-{job.stream}-{stamp}-{variant}"[:120]
+
+
+def describe(job: Job, live: LiveJob | None, now: float) -> dict[str, Any]:
+    """A job as the API shows it (times RFC 3339 UTC)."""
+    progress = live.progress if live is not None else job.progress
+    running = live.running_seconds if live is not None else job.running_seconds
+    active = job.state in (JobState.RUNNING, JobState.PAUSED)
+    eta = eta_seconds(progress, running) if active else None
+    return {
+        "id": job.id,
+        "stream": job.stream,
+        "start": format_utc(job.start),
+        "end": format_utc(job.end),
+        "title": job.title,
+        "variants": list(job.variants),
+        "mode": job.mode,
+        "x_offset": job.x_offset,
+        "publish_at": format_utc(job.publish_at) if job.publish_at is not None else None,
+        "state": job.state.value,
+        "reason": (live.paused if live is not None and live.paused else job.reason) or None,
+        "progress": round(progress, 4),
+        "eta_seconds": round(eta, 1) if eta is not None else None,
+        "created": format_utc(job.created),
+        "clips": list(job.outputs),
+        "segments": [Path(path).name for path, *_ in job.sources],
+    }
+
+
+class ClipJobs:
+    """The clip job queue of one data dir."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: ClipSettings,
+        metrics: ClipJobMetrics,
+        outlets: ClipOutlets,
+        load: Callable[[], Load],
+    ) -> None:
+        self.root = data_dir / CLIPS_DIR
+        self.out = self.root / "out"
+        self._spool = data_dir / "spool"
+        self._settings = settings
+        self._metrics = metrics
+        self._outlets = outlets
+        self._load = load
+        self._gate = PauseGate()
+        self._journal: JobJournal | None = None
+        self._wake = asyncio.Event()
+        self._live: dict[int, LiveJob] = {}
+        self._needed: frozenset[str] = frozenset()  # read by retention from its thread
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the journal and put back in the queue what a stop interrupted."""
+        self._journal = await asyncio.to_thread(self._open)
+        await self._refresh()
+
+    def _open(self) -> JobJournal:
+        self.out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stray in self.out.glob(".*.part"):  # a cut a crash interrupted: never a clip
+            stray.unlink(missing_ok=True)
+        journal = JobJournal(self.root / "jobs.sqlite")
+        for job in journal.restart_interrupted(time.time()):
+            logger.info("clip job %d: queued again (edged stopped while it ran)", job.id)
+        return journal
+
+    async def close(self) -> None:
+        if self._journal is not None:
+            await asyncio.to_thread(self._journal.close)
+            self._journal = None
+
+    @property
+    def journal(self) -> JobJournal:
+        if self._journal is None:
+            raise RuntimeError("clip jobs are not open")
+        return self._journal
+
+    @property
+    def default_mode(self) -> str:
+        return self._settings.vertical_mode
+
+    def needed_paths(self) -> frozenset[str]:
+        """The segments queued and running jobs cut from: retention keeps them."""
+        return self._needed
+
+    async def _refresh(self) -> None:
+        """The gauges and the segments retention keeps, from the journal."""
+        counts, pending = await asyncio.to_thread(
+            lambda: (self.journal.counts(), self.journal.pending())
+        )
+        for state, count in counts.items():
+            self._metrics.jobs.labels(state.value).set(count)
+        self._needed = frozenset(path for job in pending for path, *_ in job.sources)
+
+    # -- what the API asks ---------------------------------------------------------------------
+
+    async def submit(self, request: ClipRequest) -> dict[str, Any]:
+        """Queue a job; ClipRefused (with what is recorded) when its range cannot be cut."""
+        now = time.time()
+        check_range(request.start, request.end, self._settings.max_seconds)
+        if request.end > now + FUTURE_SLACK_SECONDS:
+            raise ClipRefused(f"the end ({format_utc(request.end)}) is in the future")
+        segments, recording = await asyncio.to_thread(self._recorded, request.stream, now)
+        spans = [Span(seg.start, seg.end) for seg in segments]
+        check_recorded(request.start, request.end, available([*spans, *recording]))
+        sources = _sources(segments_for(segments, request.start, request.end))
+        job = await asyncio.to_thread(self.journal.add, request, sources, now)
+        logger.info(
+            "clip job %d queued: %s %s to %s, %s",
+            job.id,
+            job.stream,
+            format_utc(job.start),
+            format_utc(job.end),
+            "+".join(job.variants),
+        )
+        await self._refresh()
+        self._wake.set()
+        return describe(job, None, now)
+
+    def _recorded(self, stream: str, now: float) -> tuple[list[Recorded], list[Span]]:
+        open_span = open_segment(self._spool, stream, now)
+        return recorded_segments(self._spool, stream), [open_span] if open_span else []
+
+    async def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
+        found = await asyncio.to_thread(self.journal.recent, limit)
+        now = time.time()
+        return [describe(job, self._live.get(job.id), now) for job in found]
+
+    async def job(self, job_id: int) -> dict[str, Any] | None:
+        found = await asyncio.to_thread(self.journal.get, job_id)
+        return describe(found, self._live.get(job_id), time.time()) if found else None
+
+    # -- the queue -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The supervised loop: the next ready job, cut; else wait for a wake or a while."""
+        while True:
+            self._wake.clear()
+            ready = await self._next_ready()
+            if ready is None:
+                try:
+                    async with asyncio.timeout(IDLE_SECONDS):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                continue
+            await self._run_job(*ready)
+
+    async def _next_ready(self) -> tuple[Job, tuple[Recorded, ...]] | None:
+        """The oldest queued job whose segments are all closed, while the gate is open; a job
+        whose range will never be recorded fails here."""
+        if self._gate.reason(self._load(), time.monotonic()) is not None:
+            return None
+        for job in await asyncio.to_thread(self.journal.pending):
+            segments, recording = await asyncio.to_thread(self._recorded, job.stream, time.time())
+            chosen = segments_for(segments, job.start, job.end)
+            try:
+                check_recorded(job.start, job.end, available(Span(s.start, s.end) for s in chosen))
+            except ClipRefused as refused:
+                if self._may_still_close(job, recording):
+                    continue
+                await self._fail(job, refused.reason)
+                continue
+            return job, chosen
+        return None
+
+    def _may_still_close(self, job: Job, recording: list[Span]) -> bool:
+        """Whether the segment being recorded may still cover the job's range once it closes."""
+        wait = self._settings.segment_seconds + 2 * self._settings.gop_seconds + 10
+        return bool(recording) and time.time() < job.end + wait
+
+    async def _run_job(self, job: Job, segments: tuple[Recorded, ...]) -> None:
+        live = self._live[job.id] = LiveJob(progress=0.0)
+        await asyncio.to_thread(self.journal.set_sources, job.id, _sources(segments))
+        job = await asyncio.to_thread(self.journal.apply, job.id, JobEvent.START, time.time())
+        await self._refresh()
+        logger.info("clip job %d running: %s", job.id, "+".join(job.variants))
+        try:
+            for index, variant in enumerate(job.variants):
+                name = clip_name(job, variant)
+                if name in job.outputs:
+                    continue  # finished before a restart
+                result = await self._cut(job, variant, segments, live, index)
+                result["device"] = segments[0].device if segments else ""
+                await self._deliver(job, variant, result)
+                job = await asyncio.to_thread(self.journal.add_output, job.id, name)
+        except CutFailed as failed:
+            await self._fail(job, str(failed), live)
+            return
+        except (OSError, ValueError, EdgedError) as error:  # cache, signing, a full disk
+            await asyncio.to_thread(self._discard, job)
+            await self._fail(job, _short(error), live)
+            return
+        finally:
+            self._live.pop(job.id, None)
+        await self._finish(job, live)
+
+    async def _finish(self, job: Job, live: LiveJob) -> None:
+        done = await asyncio.to_thread(
+            lambda: self.journal.apply(
+                job.id, JobEvent.FINISH, time.time(), running_seconds=live.running_seconds
+            )
+        )
+        if done.started is not None and done.finished is not None:
+            self._metrics.seconds.observe(done.finished - done.started)
+        logger.info("clip job %d done: %s", job.id, ", ".join(done.outputs))
+        await self._refresh()
+
+    async def _fail(self, job: Job, reason: str, live: LiveJob | None = None) -> None:
+        running = live.running_seconds if live is not None else None
+        await asyncio.to_thread(
+            lambda: self.journal.apply(
+                job.id, JobEvent.FAIL, time.time(), reason=reason, running_seconds=running
+            )
+        )
+        logger.warning("clip job %d failed: %s", job.id, reason)
+        await self._refresh()
+
+    # -- one variant ---------------------------------------------------------------------------
+
+    async def _cut(
+        self, job: Job, variant: str, segments: tuple[Recorded, ...], live: LiveJob, index: int
+    ) -> dict[str, Any]:
+        target = self.out / f"{clip_name(job, variant)}.mp4"
+        spec = CutSpec(
+            variant,
+            tuple((seg.path, seg.start) for seg in segments),
+            job.start,
+            job.end,
+            str(target),
+            mode=job.mode,
+            x_offset=job.x_offset,
+            encoders=self._settings.encoders,
+        )
+
+        def progress(fraction: float) -> None:
+            live.progress = job_progress(index, len(job.variants), fraction)
+
+        run = CutRun(spec, progress)
+        task = asyncio.ensure_future(run.run())
+        try:
+            await self._watch(job, run, task, live)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        return task.result()
+
+    async def _watch(self, job: Job, run: CutRun, task: asyncio.Future[Any], live: LiveJob) -> None:
+        """Until the cut ends: pause and resume it by the gate, count its running time, save
+        its progress now and then."""
+        last = time.monotonic()
+        while not task.done():
+            await asyncio.wait({task}, timeout=GATE_SECONDS)
+            now = time.monotonic()
+            if not run.paused:
+                live.running_seconds += now - last
+            last = now
+            reason = self._gate.reason(self._load(), now)
+            if reason is not None and not run.paused and not task.done():
+                run.pause()
+                await self._note_pause(job, JobEvent.PAUSE, reason, live)
+            elif reason is None and run.paused:
+                run.resume()
+                await self._note_pause(job, JobEvent.RESUME, "", live)
+            if now - live.saved_at >= PROGRESS_SAVE_SECONDS:
+                live.saved_at = now
+                await asyncio.to_thread(
+                    self.journal.note_progress, job.id, live.progress, live.running_seconds
+                )
+
+    async def _note_pause(self, job: Job, event: JobEvent, reason: str, live: LiveJob) -> None:
+        live.paused = reason or None
+        await asyncio.to_thread(
+            lambda: self.journal.apply(
+                job.id, event, time.time(), reason=reason, running_seconds=live.running_seconds
+            )
+        )
+        if event is JobEvent.PAUSE:
+            logger.info("clip job %d paused: %s", job.id, reason)
+        else:
+            logger.info("clip job %d resumed", job.id)
+        await self._refresh()
+
+    async def _deliver(self, job: Job, variant: str, result: Mapping[str, Any]) -> None:
+        """The finished clip: its sidecar, signed if provenance is wired, into the cache (its
+        facts first: never shown before its publish_at) and the upload queue."""
+        finished = await asyncio.to_thread(self._shelve, job, variant, result)
+        if self._outlets.publish is not None:
+            await self._outlets.publish(finished)
+
+    def _discard(self, job: Job) -> None:
+        """The files of the variants not finished (a sidecar the disk had no room for)."""
+        for variant in job.variants:
+            name = clip_name(job, variant)
+            if name not in job.outputs:
+                for path in (self.out / f"{name}.mp4", self.out / f"{name}.json"):
+                    path.unlink(missing_ok=True)
+
+    def _shelve(self, job: Job, variant: str, result: Mapping[str, Any]) -> FinishedClip:
+        name = clip_name(job, variant)
+        path = self.out / f"{name}.mp4"
+        identity = dict(self._outlets.identity())
+        sidecar = clip_sidecar(job, variant, result, identity)
+        if self._outlets.sign is not None:
+            signed = path.with_name(f".{path.name}.signed.part")
+            self._outlets.sign(path, signed, sidecar, identity)
+            os.replace(signed, path)
+        sha256 = file_sha256(path)
+        document = {**sidecar, "file": path.name, "sha256": sha256, "size": path.stat().st_size}
+        write_atomically(path.with_suffix(".json"), json.dumps(document, indent=2).encode())
+        shelf = self._outlets.shelf
+        if shelf is not None:
+            fields: dict[str, Any] = {"publish_at": document["publish_at"]}
+            if job.title:
+                fields["title"] = job.title
+            shelf.facts.patch(name, fields)
+            shelf.add(path, name, pin=False, origin="clip")
+        return FinishedClip(name, path, path.with_suffix(".json"), sha256, job.publish_at)
+
+
+def clip_sidecar(
+    job: Job, variant: str, result: Mapping[str, Any], identity: Mapping[str, str]
+) -> dict[str, Any]:
+    """What a clip's sidecar JSON says of it (beside its sha256 and size)."""
+    return {
+        "job": job.id,
+        "variant": variant,
+        "mode": job.mode if variant == "vertical" else None,
+        "title": job.title,
+        "publish_at": format_utc(job.publish_at) if job.publish_at is not None else None,
+        "stream": job.stream,
+        "device": result.get("device", ""),
+        "node": identity.get("node", ""),
+        "event": identity.get("event", ""),
+        "requested": {"start": format_utc(job.start), "end": format_utc(job.end)},
+        "start": format_utc(float(result["start"])),
+        "end": format_utc(float(result["end"])),
+        "precision": (
+            "starts at the keyframe at or before the requested start (at most one GOP early)"
+            if variant == "original"
+            else "frame-accurate"
+        ),
+        "encoder": result["encoder"],
+        "width": result["width"],
+        "height": result["height"],
+        "frames": result["frames"],
+        "sources": [
+            {
+                "file": Path(path).name,
+                "start": format_utc(start),
+                "end": format_utc(end),
+                "sha256": h,
+            }
+            for path, start, end, h in job.sources
+        ],
+    }
+
+
+def _sources(segments: tuple[Recorded, ...] | list[Recorded]) -> list[Source]:
+    return [(seg.path, seg.start, seg.end, seg.sha256) for seg in segments]
+
+
+def _short(error: BaseException) -> str:
+    """A reason for the crew: the message without directories."""
+    text = str(error) if not isinstance(error, OSError) or not error.strerror else error.strerror
+    return " ".join(word.rsplit("/", 1)[-1] if "/" in word else word for word in text.split())[:300]
