@@ -5,6 +5,10 @@ A view reports `start` (it plays), `first-frame`, `watched` at 3, 10 and 30 s of
 (the seconds it played, when the guest leaves) and `unmute`; each at most once per page view.
 A report may name the campaign that brought the guest (the page's link or the landing page's
 `?campaign=`, kept in the tab's sessionStorage): a string, counted only if configured.
+
+The page's "at most once" is a promise of the page only: the box counts each (view id, report)
+once itself (`SeenReports`), and takes reports from one address at a bounded rate
+(`ReportLimiter`), so a script cannot make a clip sink.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 
 MAX_BODY = 512
@@ -21,6 +26,10 @@ RETAINED_MARK = 10  # the mark that counts a view as retained (edged_clip_retain
 REPORTS = ("start", "first-frame", "watched", "end", "unmute")
 _ID = re.compile(r"^[0-9a-f]{8,32}$")
 _SHAPE = '{"id": hex, "clip": name, "report": ..., "seconds": ...}'
+SEEN_REPORTS = 16384  # (view id, report) pairs remembered: ~2,000 views of 7 reports
+REPORT_BURST = 30  # reports one address may send at once ...
+REPORT_INTERVAL = 1.0  # ... then one per this many seconds (a view sends 7 over 30 s and more)
+REPORT_CLIENTS = 4096  # addresses remembered by the limiter
 
 
 @dataclass(frozen=True)
@@ -81,3 +90,47 @@ def _seconds(kind: str, value: object) -> float:
     if not 0 <= value <= MAX_SECONDS:
         raise ValueError(f"seconds is 0 to {MAX_SECONDS:g}")
     return float(value)
+
+
+class SeenReports:
+    """The (view id, report) pairs counted lately, the least recently seen forgotten first past
+    `capacity` (by then its view has long ended): a report is counted the first time only."""
+
+    def __init__(self, capacity: int = SEEN_REPORTS) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def first(self, report: WatchReport) -> bool:
+        """Whether this is the first time `report` of its view came (it is remembered now)."""
+        key = f"{report.view_id}/{report.label}"
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
+        return True
+
+
+class ReportLimiter:
+    """A token bucket per client address: `burst` reports at once, then one per `interval`
+    seconds; `max_clients` addresses remembered, the least recent forgotten first. Time is
+    passed in. (The idea of the sign-up form's limiter, with a report's rates.)"""
+
+    def __init__(
+        self,
+        burst: int = REPORT_BURST,
+        interval: float = REPORT_INTERVAL,
+        max_clients: int = REPORT_CLIENTS,
+    ) -> None:
+        self._burst, self._interval, self._max_clients = float(burst), interval, max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, client: str, now: float) -> bool:
+        level, updated = self._buckets.pop(client, (self._burst, now))
+        level = min(self._burst, level + max(now - updated, 0.0) / self._interval)
+        allowed = level >= 1.0
+        self._buckets[client] = (level - 1.0 if allowed else level, now)
+        while len(self._buckets) > self._max_clients:
+            self._buckets.popitem(last=False)
+        return allowed

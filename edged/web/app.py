@@ -126,6 +126,7 @@ def create_app(services: WebServices) -> web.Application:
     ):
         app.router.add_routes(table)
     event_page.install(app)
+    telemetry.install(app)
     return app
 
 

@@ -6,7 +6,8 @@ watch page's deferred script.
 The live and watch pages measure navigation start to their first presented frame and send it
 here with `navigator.sendBeacon`; the histogram shows the ops team what guests see. Guests hold
 no token, so this one POST under /api/ is open (auth.GUEST_POSTS): it changes no stored state,
-takes a few bytes, and accepts only a known kind and a bounded time.
+takes a few bytes, and accepts only a known kind and a bounded time. A watch report is counted
+once per view and report, at a bounded rate per address (WatchGuard).
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
 from edged.guest.campaigns import report_label
-from edged.guest.clips import ClipCounts, failing, retention_share
+from edged.guest.clips import HIDDEN, ClipCounts, failing, guest_view, retention_share
 from edged.guest.telemetry import MAX_BODY as MAX_REPORT
-from edged.guest.telemetry import parse_watch_report
+from edged.guest.telemetry import ReportLimiter, SeenReports, parse_watch_report
 from edged.metrics import PLAYER_KINDS
 from edged.web.context import CLIPS, GUEST, METRICS
 
@@ -81,20 +83,51 @@ async def first_frame(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@dataclass
+class WatchGuard:
+    """What the box keeps to count watch reports honestly: each (view id, report) once, and a
+    bounded rate per address."""
+
+    seen: SeenReports = field(default_factory=SeenReports)
+    limiter: ReportLimiter = field(default_factory=ReportLimiter)
+
+
+WATCH_GUARD = web.AppKey("watch_guard", WatchGuard)
+
+
+def install(app: web.Application) -> None:
+    """The state the watch reports keep (the routes are `routes`)."""
+    app[WATCH_GUARD] = WatchGuard()
+
+
+def _shown(request: web.Request, clip: str) -> bool:
+    """Whether guests may have clip `clip` now: on the box and not hidden (staged, withdrawn,
+    withheld). Reports of any other clip get the same answer, so none tells a staged name."""
+    store = request.app.get(CLIPS)
+    if store is None or store.get(clip) is None:
+        return False
+    return guest_view(store.facts.get(clip), time.time(), signed_up=True) != HIDDEN
+
+
 @routes.post(WATCH_BEACON)
 async def watch_report(request: web.Request) -> web.Response:
-    """One report of a watch-page view; counted only for a clip on the box (the label is never
-    a free string from the request)."""
+    """One report of a watch-page view; counted once per view, only for a clip guests may have
+    now (the label is never a free string from the request). 204 whether counted or not."""
+    guard = request.app[WATCH_GUARD]
+    if not guard.limiter.allow(request.remote or "", time.monotonic()):
+        logger.debug("watch report refused: too many from one address")
+        return web.json_response({"error": "too many reports; slow down"}, status=429)
     body = await request.content.read(MAX_REPORT + 1)
     try:
         report = parse_watch_report(body)
     except ValueError as error:
         logger.info("watch report refused: %s", error)
         return web.json_response({"error": str(error)}, status=400)
-    store = request.app.get(CLIPS)
-    if store is None or store.get(report.clip) is None:
-        logger.info("watch report refused: no clip %.40r on this box", report.clip)
-        return web.json_response({"error": "no such clip on this box"}, status=404)
+    if not _shown(request, report.clip):
+        logger.info("watch report not counted: no clip %.40r shown to guests", report.clip)
+        return web.Response(status=204)
+    if not guard.seen.first(report):
+        return web.Response(status=204)  # the page sent it before, or someone replays it
     clips = request.app[METRICS].clips
     clips.reports.labels(report.label).inc()
     if report.is_view:

@@ -5,6 +5,7 @@ watch page's beacons, the clips' stats and the deferred script."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import time
@@ -19,6 +20,7 @@ from edged.cache.store import AssetStore
 from edged.config import GuestConfig
 from edged.guest.clips import format_time
 from edged.guest.members import COOKIE, MEMBER_SECRET, sign
+from edged.guest.telemetry import REPORT_BURST
 from edged.web.app import create_app
 from edged.web.context import METRICS
 from edged.web.telemetry import WATCH_BEACON, WATCH_SCRIPT
@@ -160,8 +162,8 @@ async def test_watch_reports_count_views_and_retention_and_a_failing_clip_sinks(
         assert await report(client, view("teaser", kind, seconds)) == 204
     for kind, played in [("start", 0.0), ("unmute", 0.0), ("end", 4.5)]:
         assert await report(client, view("teaser", kind, played, "fedcba9876543210")) == 204
-    for _ in range(2):
-        assert await report(client, view("other", "start")) == 204
+    for view_id in ("00000000000000a1", "00000000000000a2"):  # two views
+        assert await report(client, view("other", "start", view_id=view_id)) == 204
     clip = "edged_clip_views_total"
     assert sample(client, clip, {"clip": "teaser"}) == 2
     assert sample(client, "edged_clip_retained_10s_total", {"clip": "teaser"}) == 1
@@ -192,13 +194,67 @@ async def test_a_report_for_a_clip_not_on_the_box_makes_no_label(
     client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="edged.web.telemetry"):
-        assert await report(client, view("x" * 200, "start")) == 404
+        assert await report(client, view("x" * 200, "start")) == 204  # not counted
         assert await report(client, view("teaser", "watched", 11)) == 400
         assert await report(client, {"id": "nothex!", "clip": "teaser", "report": "start"}) == 400
     assert len([r for r in caplog.records if r.name == "edged.web.telemetry"]) == 3
     text = client.app[METRICS].exposition().decode()
     assert "x" * 200 not in text
     assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) is None
+
+
+async def answer(client: TestClient[Any, Any], body: object) -> tuple[int, bytes]:
+    async with client.post(WATCH_BEACON, data=json.dumps(body).encode()) as response:
+        return response.status, await response.read()
+
+
+async def test_a_staged_clips_reports_are_answered_as_an_unknown_clips(
+    client: TestClient[Any, Any],
+) -> None:
+    """Review of #16, finding 5: 404 for a clip not on the box and 204 for a staged one told
+    anyone on the LAN the name of a staged release. Both now get 204, and neither counts."""
+    await patch(client, "teaser", {"publish_at": format_time(time.time() + 3600)})
+    staged = await answer(client, view("teaser", "start"))
+    unknown = await answer(client, view("nothere", "start"))
+    assert staged == unknown == (204, b"")
+    assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) is None
+    assert sample(client, "edged_clip_reports_total", {"report": "start"}) == 0  # pre-set
+
+
+def post_reports(port: int, body: object, times: int) -> list[int]:
+    """POST the same report `times` over one connection (blocking: run it in a thread, so the
+    loop only answers); the statuses."""
+    data = json.dumps(body).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    statuses = []
+    try:
+        for _ in range(times):
+            connection.request("POST", WATCH_BEACON, body=data)
+            with connection.getresponse() as response:
+                response.read()
+                statuses.append(response.status)
+    finally:
+        connection.close()
+    return statuses
+
+
+async def test_the_same_report_of_a_view_counts_once(client: TestClient[Any, Any]) -> None:
+    """Review of #16, finding 5: 500 identical POSTs made a clip sink (each one counted)."""
+    port = client.server.port
+    assert port is not None
+    statuses = await asyncio.to_thread(post_reports, port, view("teaser", "start"), 500)
+    assert statuses[:REPORT_BURST] == [204] * REPORT_BURST and set(statuses) == {204, 429}
+    assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) == 1
+    assert sample(client, "edged_clip_reports_total", {"report": "start"}) == 1
+
+
+async def test_an_address_sending_too_many_reports_gets_429(client: TestClient[Any, Any]) -> None:
+    views = [f"{n:016x}" for n in range(REPORT_BURST + 1)]
+    statuses = [await report(client, view("teaser", "start", view_id=v)) for v in views]
+    assert statuses == [204] * REPORT_BURST + [429]
+    status, body = await answer(client, view("teaser", "start", view_id="ab" * 8))
+    assert status == 429 and b"too many reports" in body and b"/" not in body
+    assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) == REPORT_BURST
 
 
 async def test_the_watch_page_loads_its_reports_deferred_from_the_box(
