@@ -276,6 +276,9 @@ class ClipJobs:
             return None
         for job in await asyncio.to_thread(self.journal.pending):
             segments, recording = await asyncio.to_thread(self._recorded, job.stream, time.time())
+            if gone := _missing(job, segments):
+                await self._fail(job, f"source segment {gone} was deleted before the cut")
+                continue
             chosen = segments_for(segments, job.start, job.end)
             try:
                 check_recorded(job.start, job.end, available(Span(s.start, s.end) for s in chosen))
@@ -478,6 +481,12 @@ def clip_sidecar(
             for path, start, end, h in job.sources
         ],
     }
+
+
+def _missing(job: Job, segments: list[Recorded]) -> str | None:
+    """The name of a segment the job was queued with that is gone from the spool."""
+    present = {seg.path for seg in segments}
+    return next((Path(path).name for path, *_ in job.sources if path not in present), None)
 
 
 def _sources(segments: tuple[Recorded, ...] | list[Recorded]) -> list[Source]:

@@ -1,0 +1,190 @@
+"""The clip job queue in this process, on segments a real daemon recorded, under the
+slow-callback guard (nothing it does holds the event loop 0.05 s): a job pauses its worker
+(SIGSTOP) while the box runs hot and finishes once it cools, into a real clip cache; retention
+keeps the segments a queued job needs; a segment deleted anyway fails the job with the reason.
+
+The thermal reading is the seam: a box cannot be made hot here, so the test sets the level the
+governor would report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from prometheus_client import CollectorRegistry
+
+from edged.cache.store import AssetStore
+from edged.clips.jobs import ClipJobs, ClipOutlets, ClipSettings, FinishedClip
+from edged.clips.jobstate import ClipRequest, Load
+from edged.config import StorageConfig
+from edged.fileio import file_sha256
+from edged.media.retention_worker import RetentionWorker
+from edged.metrics import ClipJobMetrics, StreamMetrics
+from edged.supervise import Supervisor
+from tests.integration.test_clip_cut import GOP, moment, recorded
+from tests.support import eventually, eventually_in_thread
+
+__all__ = ["recorded"]  # fixture
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Box:
+    """The thermal level the governor would report, and frames dropped at encode."""
+
+    thermal_level: int = 0
+    drops: int = 0
+
+    def load(self) -> Load:
+        return Load(self.thermal_level, self.drops)
+
+
+@dataclass
+class Queue:
+    jobs: ClipJobs
+    box: Box
+    store: AssetStore
+    published: list[FinishedClip]
+    spool: Path
+
+
+@pytest.fixture
+async def queue(recorded: list[dict[str, Any]], tmp_path: Path) -> AsyncIterator[Queue]:
+    spool = tmp_path / "data" / "spool" / "test-pattern"
+    spool.mkdir(parents=True)
+    for sidecar in recorded:
+        shutil.copy(sidecar["path"], spool)
+        (spool / Path(sidecar["path"]).with_suffix(".json").name).write_text(json.dumps(sidecar))
+    box, published = Box(), []
+    store = AssetStore(tmp_path / "data" / "cache", 1 << 30)
+
+    async def publish(clip: FinishedClip) -> None:
+        published.append(clip)
+
+    settings = ClipSettings(max_seconds=30, gop_seconds=GOP, segment_seconds=2.0)
+    outlets = ClipOutlets(shelf=store, publish=publish, identity=lambda: {"node": "box"})
+    jobs = ClipJobs(
+        tmp_path / "data", settings, ClipJobMetrics(CollectorRegistry()), outlets, box.load
+    )
+    await jobs.open()
+    supervisor = Supervisor(None)
+    supervisor.spawn("clip-jobs", jobs.run)
+    try:
+        yield Queue(jobs, box, store, published, spool.parent)
+    finally:
+        await supervisor.stop()
+        await jobs.close()
+
+
+def workers() -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process().children()
+        if "edged.clips.worker" in " ".join(child.cmdline())
+    ]
+
+
+async def state(queue: Queue, job: int) -> dict[str, Any]:
+    found = await queue.jobs.job(job)
+    assert found is not None
+    return found
+
+
+async def job_until(
+    queue: Queue, job: int, condition: Callable[[dict[str, Any]], bool], limit: float = 60.0
+) -> dict[str, Any]:
+    """The job once `condition` holds for it; fails after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while not condition(found := await state(queue, job)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"clip job {job}: not so within {limit} s: {found}")
+        await asyncio.sleep(0.05)
+    return found
+
+
+async def test_a_job_pauses_while_the_box_runs_hot_and_finishes_when_it_cools(
+    queue: Queue, recorded: list[dict[str, Any]]
+) -> None:
+    start, end = moment(recorded[0], "start") + 0.1, moment(recorded[2], "end") - 0.1
+    job = await queue.jobs.submit(ClipRequest("test-pattern", start, end, variants=("vertical",)))
+
+    def under_way(found: dict[str, Any]) -> bool:
+        assert found["state"] != "done", "the cut ended before the box ran hot"
+        return found["state"] == "running" and found["progress"] > 0
+
+    await job_until(queue, job["id"], under_way)
+    queue.box.thermal_level = 1
+    paused = await job_until(queue, job["id"], lambda found: found["state"] == "paused")
+    assert paused["reason"] == "the box runs hot (thermal level 1)"
+    (worker,) = workers()
+    await eventually_in_thread(lambda: worker.status() == psutil.STATUS_STOPPED, 10, "SIGSTOP")
+
+    queue.box.thermal_level = 0
+    done = await job_until(queue, job["id"], lambda found: found["state"] in ("done", "failed"))
+    assert done["state"] == "done", done
+    (name,) = done["clips"]
+    asset = queue.store.get(name)
+    assert asset is not None
+    assert (asset.width, asset.height) == (240, 426)
+    (clip,) = queue.published
+    assert clip.name == name
+    assert json.loads(clip.sidecar.read_text())["sha256"] == clip.sha256 == file_sha256(clip.path)
+
+
+async def test_retention_keeps_a_queued_jobs_segments_and_a_deleted_one_fails_the_job(
+    queue: Queue, recorded: list[dict[str, Any]]
+) -> None:
+    queue.box.thermal_level = 2  # the queue waits
+    start, end = moment(recorded[0], "start") + 0.5, moment(recorded[1], "start") + 1.0
+    job = await queue.jobs.submit(ClipRequest("test-pattern", start, end))
+    needed = sorted(queue.jobs.needed_paths())
+    assert [Path(path).name for path in needed] == [
+        Path(recorded[0]["path"]).name,
+        Path(recorded[1]["path"]).name,
+    ]
+
+    class Ledger:
+        def is_done(self, path: str) -> bool:
+            return True  # uploaded: retention may delete any of them
+
+        def knows(self, path: str) -> bool:
+            return True
+
+    class Streams:
+        recording = True
+
+        def set_recording(self, recording: bool) -> None:
+            self.recording = recording
+
+    retention = RetentionWorker(
+        queue.spool,
+        StorageConfig(min_free_bytes=1 << 50),  # far short of space: every recording may go
+        Ledger(),
+        StreamMetrics(CollectorRegistry()),
+        Streams(),
+        free_bytes=lambda: 0,
+    )
+    retention.keep = queue.jobs.needed_paths
+    recordings = await asyncio.to_thread(lambda: list((queue.spool / "test-pattern").glob("*.mp4")))
+    others = sorted(str(path) for path in recordings if str(path) not in needed)
+    assert others
+    decision = await retention.apply()
+    assert sorted(victim.path for victim in decision.delete) == others
+    assert await asyncio.to_thread(lambda: all(Path(path).exists() for path in needed))
+
+    await asyncio.to_thread(Path(needed[1]).unlink)  # deleted anyway (by hand)
+    queue.box.thermal_level = 0
+    latest = await job_until(queue, job["id"], lambda found: found["state"] != "queued")
+    assert latest["state"] == "failed"
+    assert latest["reason"] == f"source segment {Path(needed[1]).name} was deleted before the cut"
+    assert queue.store.assets() == []
+    await eventually(lambda: not queue.jobs.needed_paths(), 10, "the failed job's segments let go")
