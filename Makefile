@@ -4,9 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests use: promtool (prometheus), systemd-analyze (systemd), umockdev and
 # its GObject introspection data, what PyGObject needs to build, and zbarimg (zbar-tools) to
-# read the poster's QR codes from Chromium's pictures.
+# read the poster's QR codes from Chromium's pictures; nginx with its RTMP module is the
+# platform the restream tests publish to.
 TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-dev \
-	libcairo2-dev pkg-config chromium iproute2 util-linux faketime zbar-tools
+	libcairo2-dev pkg-config chromium iproute2 util-linux faketime zbar-tools \
+	libnginx-mod-rtmp nginx
 
 .PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode bench-live \
 	bench-first-frame bench-hls-crowd bench-audio bench-uplinks clean

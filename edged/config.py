@@ -230,6 +230,23 @@ class ProvenanceConfig:
     key_file: str = ""  # PEM (PKCS#8): Ed25519 or ECDSA P-256, mode 0600
 
 
+_RESTREAM_URL = r"^rtmps?://[A-Za-z0-9.:\[\]-]+/[^\s?#]+$"  # scheme://host[:port]/app[/...]
+
+
+@dataclass(frozen=True)
+class RestreamConfig:
+    """One `[[restream]]` table: a stream pushed as it is encoded to an RTMP(S) destination."""
+
+    stream: str = setting("", pattern=_STREAM_NAME)  # required: "test-pattern", "cam-usb-1"
+    url: str = setting("", pattern=_RESTREAM_URL)  # required: rtmp(s)://host[:port]/app
+    key_file: str = ""  # the stream key, appended to url as its last part; mode 0600
+    name: str = setting("", pattern=f"^$|{_NAME_PATTERN}")  # "" = from the host and stream
+    enabled: bool = True
+    retry_min_seconds: float = setting(1.0, minimum=0.05, maximum=60.0)
+    retry_max_seconds: float = setting(30.0, minimum=0.05, maximum=3600.0)
+    timeout_seconds: float = setting(10.0, minimum=0.5, maximum=120.0)  # connect and each write
+
+
 @dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -246,6 +263,10 @@ class Config:
     upload: UploadConfig = field(default_factory=UploadConfig)
     guest: GuestConfig = field(default_factory=GuestConfig)
     provenance: ProvenanceConfig = field(default_factory=ProvenanceConfig)
+    restream: tuple[RestreamConfig, ...] = ()  # [[restream]]: built by _build_restreams
+
+
+LISTS = frozenset({"restream"})  # top-level arrays of tables ([[restream]]), not sections
 
 
 def parse_size(value: object, key: str) -> int:
@@ -388,7 +409,62 @@ def _check_schedule(meta: Mapping[str, Any], value: object, key: str) -> dict[st
 
 def _section_types() -> dict[str, type[Any]]:
     hints = typing.get_type_hints(Config)
-    return {spec.name: hints[spec.name] for spec in dataclasses.fields(Config)}
+    return {
+        spec.name: hints[spec.name] for spec in dataclasses.fields(Config) if spec.name not in LISTS
+    }
+
+
+def restream_host(url: str) -> str:
+    """The host of a restream URL (without port or brackets)."""
+    authority = url.partition("://")[2].partition("/")[0]
+    if authority.startswith("["):
+        return authority[1:].partition("]")[0]
+    return authority.rpartition(":")[0] if authority.count(":") == 1 else authority
+
+
+def restream_name(url: str, stream: str) -> str:
+    """A destination's default name: its platform (the host's second-level label: youtube,
+    twitch) and the stream, as a name config accepts; never anything of the key."""
+    host = restream_host(url)
+    labels = host.split(".")
+    numeric = all(label.isdigit() for label in labels) or ":" in host
+    platform = host if numeric or len(labels) < 2 else labels[-2]
+    return node_label(f"{platform}-{stream}")
+
+
+def _build_restreams(value: object) -> tuple[RestreamConfig, ...]:
+    """`[[restream]]` tables, each checked like a section; `stream` and `url` required, names
+    unique (a default name taken gets -2, -3)."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(
+            f"restream = {value!r}: must be a list of tables ([[restream]] with stream = "
+            '"test-pattern" and url = "rtmp://host/app")'
+        )
+    destinations: list[RestreamConfig] = []
+    for index, item in enumerate(value):
+        key = f"restream[{index}]"
+        for required in ("stream", "url"):
+            if not item.get(required):
+                raise ConfigError(f"{key}: no {required}; [[restream]] needs stream and url")
+        entry = _build_section(key, RestreamConfig, item)
+        if entry.retry_min_seconds > entry.retry_max_seconds:
+            raise ConfigError(
+                f"{key}.retry_min_seconds = {entry.retry_min_seconds:g}: must be at most "
+                f"retry_max_seconds ({entry.retry_max_seconds:g})"
+            )
+        taken = {other.name for other in destinations}
+        if entry.name in taken:
+            raise ConfigError(f"{key}: name {entry.name!r} is taken by another destination")
+        if not entry.name:
+            base = restream_name(entry.url, entry.stream)
+            name = next(
+                candidate
+                for candidate in (base, *(f"{base[:59]}-{n}" for n in range(2, 1000)))
+                if candidate not in taken
+            )
+            entry = dataclasses.replace(entry, name=name)
+        destinations.append(entry)
+    return tuple(destinations)
 
 
 def _build_section(section: str, cls: type[Any], values: object) -> Any:
@@ -409,11 +485,11 @@ def from_mapping(data: Mapping[str, object]) -> Config:
     """Validate a parsed TOML document into a Config; raise ConfigError naming the key."""
     sections = _section_types()
     for name in data:
-        if name not in sections:
-            allowed = ", ".join(f"[{section}]" for section in sections)
+        if name not in sections and name not in LISTS:
+            allowed = ", ".join([*(f"[{section}]" for section in sections), "[[restream]]"])
             raise ConfigError(f"[{name}]: unknown section; allowed: {allowed}")
     built = {name: _build_section(name, cls, data.get(name, {})) for name, cls in sections.items()}
-    return Config(**built)
+    return Config(**built, restream=_build_restreams(data.get("restream", [])))
 
 
 def load(path: Path) -> Config:
@@ -456,15 +532,19 @@ def with_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
     return config
 
 
-def to_mapping(config: Config) -> dict[str, dict[str, Any]]:
-    """The config as plain TOML-ready tables (sizes in bytes)."""
-    return {
-        section.name: {
+def to_mapping(config: Config) -> dict[str, Any]:
+    """The config as plain TOML-ready tables (sizes in bytes); `[[restream]]` as a list of
+    tables, left out when empty (as a file without any)."""
+    mapping: dict[str, Any] = {
+        name: {
             key: list(value) if isinstance(value, tuple) else value
-            for key, value in dataclasses.asdict(getattr(config, section.name)).items()
+            for key, value in dataclasses.asdict(getattr(config, name)).items()
         }
-        for section in dataclasses.fields(config)
+        for name in _section_types()
     }
+    if config.restream:
+        mapping["restream"] = [dataclasses.asdict(entry) for entry in config.restream]
+    return mapping
 
 
 def value_of(config: Config, key: str) -> object:
@@ -476,12 +556,14 @@ def value_of(config: Config, key: str) -> object:
 def changed_keys(old: Config, new: Config) -> list[str]:
     """The `section.key` names whose values differ between two configs."""
     before, after = to_mapping(old), to_mapping(new)
-    return [
+    changed = [
         f"{section}.{key}"
         for section, values in after.items()
+        if section not in LISTS
         for key, value in values.items()
         if before[section][key] != value
     ]
+    return changed + [name for name in sorted(LISTS) if getattr(old, name) != getattr(new, name)]
 
 
 MAX_LABEL = 63  # a DNS label, and a node name (_NAME_PATTERN)

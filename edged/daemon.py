@@ -58,12 +58,14 @@ from edged.notify import SystemdNotifier
 from edged.paths import OUTBOX, load_or_create_token, prepare_data_dir, resolve_data_dir
 from edged.provenance import ClipSigner, SigningIdentity, load_identity
 from edged.provenance.sidecar import signed
+from edged.restream.restreamer import Restreamer, Running, read_keys
+from edged.restream.session import Geometry
 from edged.supervise import Supervisor
 from edged.upload.naming import ObjectNaming
 from edged.upload.setup import build_uploader, naming_for
 from edged.upload.uploader import Uploader
 from edged.web import join
-from edged.web.adapters import JournalUploads, LazyWhep, MediaLiveView
+from edged.web.adapters import JournalUploads, LazyWhep, MediaLiveView, with_restream
 from edged.web.app import HttpServer, create_app
 from edged.web.context import Identity, Readiness, WebServices
 from edged.web.guest_qr import print_qr
@@ -197,6 +199,7 @@ class Daemon:
         media = await stack.enter_async_context(
             self._media(data_dir, metrics, board, devices, uploader, supervisor)
         )
+        restreamer = await stack.enter_async_context(self._restream(metrics, media, supervisor))
         whep = await stack.enter_async_context(
             aclosing(LazyWhep(config.live.max_viewers, config.live.ice_addresses, metrics.live))
         )
@@ -211,7 +214,8 @@ class Daemon:
             token,
             self,
             device_report=lambda: report_json(board, devices.devices.values()),
-            stream_status=media.status,
+            stream_status=partial(with_restream, media.status, restreamer.by_stream),
+            restream=restreamer,
             replication=clips.replication,
             live=MediaLiveView(media, whep),
             clips=clips.store,
@@ -343,6 +347,23 @@ class Daemon:
             yield ClipCache(store, pull, replicator.status)
         finally:
             await replicator.stop()
+
+    @asynccontextmanager
+    async def _restream(
+        self, metrics: Metrics, media: MediaManager, supervisor: Supervisor
+    ) -> AsyncIterator[Restreamer]:
+        """The [[restream]] destinations: each stream's packets pushed to RTMP(S) as they are;
+        a key file that cannot be read (or is readable by others) stops the start."""
+        configs = self.config.restream
+        keys = await asyncio.to_thread(read_keys, configs)
+        restreamer = Restreamer(
+            configs, keys, metrics.restream, metrics.streams, partial(running_streams, media)
+        )
+        await restreamer.start(supervisor)
+        try:
+            yield restreamer
+        finally:
+            await restreamer.stop()
 
     @asynccontextmanager
     async def _media(
@@ -624,6 +645,18 @@ def live_load(media: MediaManager) -> Load:
     """What clip jobs pause for: the thermal level, and frames the streams dropped at encode."""
     drops = sum(entry.pipeline.counts.dropped_encode for entry in media.streams.values())
     return Load(media.thermal.policy.level, drops)
+
+
+def running_streams(media: MediaManager) -> dict[str, Running]:
+    """The running streams as the restreamer taps them: pipeline and picture size."""
+    return {
+        name: Running(
+            entry.pipeline,
+            Geometry(entry.settings.width, entry.settings.height, entry.settings.fps),
+        )
+        for name, entry in media.streams.items()
+        if not entry.waiting
+    }
 
 
 def freeze_startup_heap() -> None:

@@ -348,6 +348,44 @@ class UplinkMetrics:
                 continue
 
 
+class RestreamMetrics:
+    """Each restream destination, by stream and destination (its configured or derived name,
+    never the URL or the key)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "edged_restream_up",
+            "1 while the destination is publishing, else 0.",
+            ["stream", "destination"],
+            registry=registry,
+        )
+        self.enabled = Gauge(
+            "edged_restream_enabled",
+            "1 while the destination is switched on (config, API or CLI), else 0.",
+            ["stream", "destination"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "edged_restream_bytes",
+            "Media bytes published to the destination.",
+            ["stream", "destination"],
+            registry=registry,
+        )
+        self.reconnects = Counter(
+            "edged_restream_reconnects",
+            "Failed attempts or sessions after which the destination connects again.",
+            ["stream", "destination"],
+            registry=registry,
+        )
+
+    def destination(self, stream: str, destination: str, *, enabled: bool) -> None:
+        """Every series of a destination from the start (rate() and the alert see it)."""
+        self.up.labels(stream, destination).set(0)
+        self.enabled.labels(stream, destination).set(1 if enabled else 0)
+        self.bytes.labels(stream, destination)
+        self.reconnects.labels(stream, destination)
+
+
 class ClipMetrics:
     """Guests' watch-page reports (web/telemetry.py), per clip on the box: views (a play
     start) and 10-second retention, reports by kind, seconds watched at the end. The counts per
@@ -506,6 +544,7 @@ class Metrics:
             ["task"],
             registry=self.registry,
         )
+        self.restream = RestreamMetrics(self.registry)
         self.upload = UploadMetrics(self.registry)
         self.devices = DeviceMetrics(self.registry)
         self.streams = StreamMetrics(self.registry)

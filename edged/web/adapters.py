@@ -161,6 +161,14 @@ class MediaLiveView:
         return sessions is not None and await sessions.delete(stream, session)
 
 
+def with_restream(
+    status: Callable[[], list[dict[str, Any]]],
+    destinations: Callable[[str], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """The streams' status, each with its restream destinations (state and last error)."""
+    return [{**entry, "restream": destinations(entry["stream"])} for entry in status()]
+
+
 class JournalUploads:
     """`UploadQueue` over the uploader; object keys follow DESIGN.md's layout under the naming
     in force (`naming` is asked at each call: a reload may change the event)."""

@@ -20,6 +20,7 @@ from edged.web.context import (
     READINESS,
     RELOADER,
     REPLICATION,
+    RESTREAM,
     STREAM_STATUS,
 )
 
@@ -78,6 +79,30 @@ async def streams(request: web.Request) -> web.Response:
     if status is None:
         return web.json_response({"error": "the media subsystem is not running"}, status=503)
     return web.json_response({"streams": status()})
+
+
+@routes.get("/api/v1/restream")
+async def restream(request: web.Request) -> web.Response:
+    """Every restream destination: stream, masked URL, on or off, state with its last error,
+    reconnects, bytes and frames (offered, sent, dropped, queued)."""
+    control = request.app.get(RESTREAM)
+    if control is None:
+        return web.json_response({"error": "restreaming is not running"}, status=503)
+    return web.json_response({"destinations": control.status()})
+
+
+@routes.post(r"/api/v1/restream/{name:[A-Za-z0-9][A-Za-z0-9_-]{0,62}}/{switch:enable|disable}")
+async def switch_restream(request: web.Request) -> web.Response:
+    """Switch a destination on or off (the token guards it); its status after. Until the next
+    start: the config says what a start begins with."""
+    control = request.app.get(RESTREAM)
+    if control is None:
+        return web.json_response({"error": "restreaming is not running"}, status=503)
+    name = request.match_info["name"]
+    status = control.set_enabled(name, request.match_info["switch"] == "enable")
+    if status is None:
+        return web.json_response({"error": f"no restream destination {name!r}"}, status=404)
+    return web.json_response({"destination": status})
 
 
 @routes.post("/api/v1/reload")

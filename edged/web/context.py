@@ -228,6 +228,7 @@ LIVE: web.AppKey[LiveView] = web.AppKey("live")
 CLIPS: web.AppKey[ClipStore] = web.AppKey("clips")
 PULL: web.AppKey[PullSource] = web.AppKey("pull_through")
 UPLOADS: web.AppKey[UploadQueue] = web.AppKey("uploads")
+RESTREAM: web.AppKey[RestreamControl] = web.AppKey("restream")
 GUEST = web.AppKey("guest", GuestConfig)  # [guest]: what the guest pages show
 DATA_DIR = web.AppKey("data_dir", Path)  # where guest files (the logo) are kept
 CLIP_JOBS: web.AppKey[ClipJobQueue] = web.AppKey("clip_jobs")
@@ -249,6 +250,7 @@ class WebServices:
     clips: ClipStore | None = None
     pull: PullSource | None = None
     uploads: UploadQueue | None = None
+    restream: RestreamControl | None = None
     guest: GuestConfig = field(default_factory=GuestConfig)
     data_dir: Path | None = None
     clip_jobs: ClipJobQueue | None = None
@@ -266,6 +268,7 @@ class WebServices:
         _offer(app, CLIPS, self.clips)
         _offer(app, PULL, self.pull)
         _offer(app, UPLOADS, self.uploads)
+        _offer(app, RESTREAM, self.restream)
         app[GUEST] = self.guest
         _offer(app, DATA_DIR, self.data_dir)
         _offer(app, CLIP_JOBS, self.clip_jobs)

@@ -1,0 +1,328 @@
+"""One restream destination: its feed, its sending thread (connect, publish, reconnect with
+backoff for ever while enabled) and its state with the last error.
+
+The thread is the only user of PyAV here; the event loop only offers packets to the feed and
+reads the state, under a lock held for a few assignments. `run()` is the supervised task: it
+starts the thread and waits for its end, so that an unexpected exception in the thread is the
+task's (logged, counted, restarted by the daemon's Supervisor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av
+
+from edged.config import RestreamConfig
+from edged.media.live import HeaderStep, header_step
+from edged.media.packets import EncodedPacket
+from edged.metrics import RestreamMetrics
+from edged.restream.feed import Feed
+from edged.restream.policy import (
+    STABLE_SECONDS,
+    RestreamState,
+    Stage,
+    failure_reason,
+    mask_url,
+    parse_address,
+    publish_url,
+)
+from edged.restream.session import FlvSession, Geometry
+from edged.supervise import RestartPolicy
+
+logger = logging.getLogger(__name__)
+
+TAKE_SECONDS = 0.5  # how often a waiting thread looks at its stop and switch
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    state: RestreamState
+    reason: str
+    since: float  # wall clock of the last change of state
+    retry_at: float | None  # wall clock of the next attempt (retrying)
+
+
+class Destination:
+    """`start_thread()` / `stop_thread()` (blocking join) or `run()` as a supervised task;
+    `set_enabled()` and `snapshot()` from the loop."""
+
+    def __init__(
+        self,
+        config: RestreamConfig,
+        key: str,
+        metrics: RestreamMetrics,
+        on_drop: Callable[[int], None],
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.stream = config.stream
+        self.masked_url = mask_url(config.url)
+        self._url = publish_url(config.url, key)  # the key inside: stays in this object
+        self._address = parse_address(config.url)
+        self._metrics = metrics
+        self._labels = (config.stream, config.name)
+        self.feed = Feed(on_drop)
+        self.feed.accepting = config.enabled
+        self.enabled = config.enabled
+        self.geometry: Geometry | None = None  # set while the stream runs
+        self.reconnects = 0
+        self.bytes_sent = 0
+        self._policy = RestartPolicy(
+            minimum=config.retry_min_seconds,
+            maximum=config.retry_max_seconds,
+            stable=STABLE_SECONDS,
+        )
+        self._lock = threading.Lock()
+        self._state = RestreamState.WAITING if config.enabled else RestreamState.DISABLED
+        self._reason = "" if config.enabled else "switched off in the config"
+        self._since = time.time()
+        self._retry_at: float | None = None
+        self._last_failure = ""  # the reason last logged as a warning
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        metrics.destination(*self._labels, enabled=config.enabled)
+
+    # -- the event loop's side ------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return Snapshot(self._state, self._reason, self._since, self._retry_at)
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Switch on or off (at once: an off destination closes its session)."""
+        if enabled == self.enabled:
+            return
+        logger.info("restream %s (%s): switched %s", self.name, self.masked_url, _on(enabled))
+        self.enabled = enabled
+        self.feed.accepting = enabled
+        self._metrics.enabled.labels(*self._labels).set(1 if enabled else 0)
+        if enabled:
+            self._policy.streak = 0  # switched on again: try at once
+        self._wake.set()
+        self.feed.wake()
+
+    def status(self) -> dict[str, Any]:
+        snapshot = self.snapshot()
+        counts = self.feed.counts
+        return {
+            "name": self.name,
+            "stream": self.stream,
+            "url": self.masked_url,
+            "enabled": self.enabled,
+            "state": snapshot.state.value,
+            "reason": snapshot.reason,
+            "since": snapshot.since,
+            "retry_at": snapshot.retry_at,
+            "reconnects": self.reconnects,
+            "bytes": self.bytes_sent,
+            "frames": {
+                "offered": counts.offered,
+                "sent": counts.sent,
+                "dropped": counts.dropped,
+                "queued": counts.queued,
+            },
+            "audio_packets_dropped": counts.audio_dropped,
+        }
+
+    async def run(self) -> None:
+        """The supervised task: the sending thread, until cancelled (then it is stopped)."""
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        self._stop.clear()
+        self.start_thread(lambda error: loop.call_soon_threadsafe(_settle, ended, error))
+        try:
+            await ended
+        finally:
+            await asyncio.to_thread(self.stop_thread)
+
+    # -- the sending thread ----------------------------------------------------------------------
+
+    def start_thread(self, done: Callable[[BaseException | None], object]) -> None:
+        def main() -> None:
+            try:
+                self._send_loop()
+            except BaseException as error:
+                done(error)
+                raise
+            done(None)
+
+        self._thread = threading.Thread(target=main, name=f"restream-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop_thread(self) -> None:
+        """Stop the thread and wait for it (blocking: at most one write's timeout)."""
+        self._stop.set()
+        self._wake.set()
+        self.feed.wake()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.config.timeout_seconds + 5)
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            if not self.enabled:
+                self._idle(RestreamState.DISABLED, "switched off")
+                continue
+            first = self._ready_to_start()
+            if first is None:
+                continue
+            audio_config = self._audio_to_declare()
+            if audio_config is None:
+                continue
+            self._attempt(first, audio_config)
+
+    def _idle(self, state: RestreamState, reason: str) -> None:
+        self.feed.restart()
+        self._set_state(state, reason)
+        self._wake.wait(TAKE_SECONDS)
+        self._wake.clear()
+
+    def _ready_to_start(self) -> EncodedPacket | None:
+        """The keyframe a session starts at, once the stream runs and gives one."""
+        if self.geometry is None:
+            self._idle(RestreamState.WAITING, f"stream {self.stream} is not running")
+            return None
+        first = self.feed.peek_keyframe()
+        if first is None:
+            if self.snapshot().state is not RestreamState.RETRYING:
+                self._set_state(RestreamState.WAITING, "waiting for a keyframe")
+            self._wake.wait(0.05)
+            return None
+        return first
+
+    def _audio_to_declare(self) -> bytes | None:
+        """The AAC config the session declares (b"" for none); None: wait for it a little."""
+        waited_since = time.monotonic()
+        while not self._stop.is_set() and self.enabled:
+            step = header_step(
+                expects_audio=self.feed.expects_audio,
+                audio_config=bool(self.feed.audio_config),
+                held_seconds=time.monotonic() - waited_since,
+            )
+            if step is HeaderStep.VIDEO_AND_AUDIO:
+                return self.feed.audio_config
+            if step is HeaderStep.VIDEO:
+                return b""
+            self._wake.wait(0.05)
+        return None
+
+    def _attempt(self, first: EncodedPacket, audio_config: bytes) -> None:
+        """One session: connect, publish until it fails or is stopped, then back off."""
+        assert self.geometry is not None  # noqa: S101 - checked by _ready_to_start
+        self._set_state(RestreamState.CONNECTING, "connecting")
+        self._policy.started(time.monotonic())
+        stage = Stage.RESOLVE
+        session = FlvSession(
+            self._url, self.geometry, first, audio_config, self.config.timeout_seconds
+        )
+        try:
+            socket.getaddrinfo(self._address.host, self._address.port, type=socket.SOCK_STREAM)
+            stage = Stage.CONNECT
+            session.open()
+            stage = Stage.SEND
+            self.feed.live = True
+            self._set_state(RestreamState.LIVE, "publishing" + (" with sound" * session.has_audio))
+            self._publish(session)
+        except (av.FFmpegError, OSError) as error:
+            code = error.errno if isinstance(error.errno, int) else None
+            self._failed(failure_reason(stage, code, self._address, self.config.timeout_seconds))
+        finally:
+            self.feed.live = False
+            session.close()
+            self.feed.restart()
+            if self._snapshot_state() is RestreamState.LIVE:
+                self._set_state(RestreamState.WAITING, "session ended")
+
+    def _publish(self, session: FlvSession) -> None:
+        """Send what the feed gives until stopped or switched off; raises on a failed write."""
+        while not self._stop.is_set() and self.enabled:
+            item = self.feed.take(TAKE_SECONDS)
+            if item is None:
+                continue
+            try:
+                size = session.write(item)
+            except BaseException:
+                if not item.audio:
+                    self.feed.lost()
+                raise
+            if not item.audio:
+                self.feed.sent()
+            if size:
+                self.bytes_sent += size
+                self._metrics.bytes.labels(*self._labels).inc(size)
+
+    def _failed(self, reason: str) -> None:
+        wait = self._policy.failed(time.monotonic(), reason)
+        self.reconnects += 1
+        self._metrics.reconnects.labels(*self._labels).inc()
+        with self._lock:
+            self._retry_at = time.time() + wait
+        self._set_state(RestreamState.RETRYING, reason)
+        if self._wake.wait(wait):
+            self._wake.clear()
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def _snapshot_state(self) -> RestreamState:
+        with self._lock:
+            return self._state
+
+    def _set_state(self, state: RestreamState, reason: str) -> None:
+        with self._lock:
+            before = self._state
+            self._state, self._reason = state, reason
+            if state is not before:
+                self._since = time.time()
+            if state is not RestreamState.RETRYING:
+                self._retry_at = None
+        level = log_level(before, state, new_failure=reason != self._last_failure)
+        if state is RestreamState.RETRYING:
+            self._last_failure = reason
+        elif state is RestreamState.LIVE:
+            self._last_failure = ""
+        if level is not None:
+            logger.log(
+                level,
+                "restream %s (%s): %s -> %s (%s)",
+                self.name,
+                self.masked_url,
+                before,
+                state,
+                reason,
+            )
+        self._metrics.up.labels(*self._labels).set(1 if state is RestreamState.LIVE else 0)
+
+
+def log_level(before: RestreamState, state: RestreamState, *, new_failure: bool) -> int | None:
+    """How a change of state is logged (None: not at all). Retrying for ever would repeat the
+    same failure every 30 s: a failure is a warning when its reason is new or a session was
+    lost, the attempts in between are at debug."""
+    if state is RestreamState.RETRYING:
+        return logging.WARNING if new_failure or before is RestreamState.LIVE else logging.DEBUG
+    if state is before:
+        return None
+    if state is RestreamState.CONNECTING:
+        return logging.DEBUG
+    return logging.INFO
+
+
+def _on(enabled: bool) -> str:
+    return "on" if enabled else "off"
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

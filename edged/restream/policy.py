@@ -1,0 +1,161 @@
+"""Restream decisions without I/O: masked URLs, the muxer's target, reasons for failures, which
+packets a destination's queue takes, and timestamps rebased to a session's first keyframe.
+
+Nothing here ever returns the stream key: every text meant for a log, a metric or an answer is
+made from the masked URL or from an errno, never from an exception's text (FFmpeg's carry the
+URL, key included).
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+MASK = "****"
+# A session that ran this long before failing starts the next retry again at the minimum.
+STABLE_SECONDS = 60.0
+# FFmpeg's AVERROR_EOF ('EOF ' as a tag), as PyAV's av.error.EOFError carries it in errno.
+AVERROR_EOF = 0x20464F45
+
+
+class RestreamState(enum.StrEnum):
+    DISABLED = "disabled"  # switched off (config, API or CLI)
+    WAITING = "waiting"  # for its stream to run and give a keyframe
+    CONNECTING = "connecting"
+    LIVE = "live"  # publishing: packets go out
+    RETRYING = "retrying"  # the last attempt failed; the next after a backoff
+
+
+@dataclass(frozen=True)
+class Address:
+    """The parts of an RTMP(S) URL: scheme, host, port, app (its first path segment)."""
+
+    scheme: str
+    host: str
+    port: int
+    app: str
+
+    @property
+    def hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443}
+
+
+def parse_address(url: str) -> Address:
+    """The address of a URL config accepted (rtmp(s)://host[:port]/app...)."""
+    scheme, _, rest = url.partition("://")
+    authority, _, path = rest.partition("/")
+    authority = authority.rpartition("@")[2]  # never a user:password
+    port = DEFAULT_PORTS.get(scheme, 1935)
+    if authority.startswith("["):
+        host, _, tail = authority[1:].partition("]")
+        if tail.startswith(":") and tail[1:].isdigit():
+            port = int(tail[1:])
+    elif authority.count(":") == 1:
+        host, _, number = authority.partition(":")
+        port = int(number) if number.isdigit() else port
+    else:
+        host = authority
+    app = path.split("?")[0].split("/")[0]
+    return Address(scheme, host, port, app)
+
+
+def mask_url(url: str) -> str:
+    """The URL as logs, metrics and answers show it: scheme://host[:port]/app/****; the key,
+    anything after the app, a query and a user:password are never shown."""
+    address = parse_address(url)
+    authority = url.partition("://")[2].partition("/")[0].rpartition("@")[2]
+    app = f"/{address.app}" if address.app else ""
+    return f"{address.scheme}://{authority}{app}/{MASK}"
+
+
+def publish_url(url: str, key: str) -> str:
+    """The URL FFmpeg publishes to: the configured one, the key as its last part."""
+    return f"{url.rstrip('/')}/{key}" if key else url
+
+
+def tee_escape(text: str) -> str:
+    """`text` as one slave of FFmpeg's tee muxer reads it (av_get_token: backslash escapes)."""
+    return "".join("\\" + char if char in "\\'|" else char for char in text)
+
+
+def tee_target(url: str, timeout: float, interleave_microseconds: int) -> str:
+    """The tee muxer's one slave: FLV to `url`, each socket operation bounded by `timeout`.
+
+    PyAV opens a muxer's output without options or an interrupt callback, so a dead server
+    would hold the sending thread for ever; the tee muxer opens its slave with the slave's
+    options, where FFmpeg's `rw_timeout` bounds the connection and every write."""
+    options = (
+        f"f=flv:onfail=abort:rw_timeout={round(timeout * 1_000_000)}"
+        f":max_interleave_delta={interleave_microseconds}"
+    )
+    return f"[{options}]{tee_escape(url)}"
+
+
+class Stage(enum.Enum):
+    RESOLVE = "resolve"  # looking the host up
+    CONNECT = "connect"  # connecting and publishing
+    SEND = "send"  # publishing went through; a write failed
+
+
+def failure_reason(stage: Stage, code: int | None, address: Address, timeout: float) -> str:
+    """A short reason for the status, from where it failed and the errno; never the key."""
+    where = address.hostport
+    if stage is Stage.RESOLVE:
+        return f"cannot resolve host {address.host}: check the URL"
+    if code == errno.ECONNREFUSED:
+        return f"connection refused by {where}: no RTMP server listens there (check the URL)"
+    if code == errno.ETIMEDOUT:
+        return f"no answer from {where} within {timeout:g} s"
+    if stage is Stage.CONNECT:
+        if code in (errno.EIO, AVERROR_EOF, errno.ECONNRESET, errno.EPIPE):
+            return (
+                f"{where} refused to publish: check the application ({address.app or 'none'}) "
+                "and the stream key"
+            )
+        return f"cannot publish to {where}: {_strerror(code)}"
+    if code in (AVERROR_EOF, errno.ECONNRESET, errno.EPIPE, errno.EIO):
+        return f"connection to {where} lost (closed by the server)"
+    return f"connection to {where} lost: {_strerror(code)}"
+
+
+def _strerror(code: int | None) -> str:
+    """An errno's text (never an exception's, which carries the URL)."""
+    if code is None:
+        return "unknown error"
+    return os.strerror(code).lower() if code in errno.errorcode else f"FFmpeg error {code}"
+
+
+class Admission(enum.Enum):
+    TAKE = "take"  # queue it
+    DROP = "drop"  # drop it (waiting for a keyframe)
+    RESTART = "restart"  # drop everything queued, queue it (a keyframe: a fresh start)
+    FLUSH = "flush"  # drop everything queued and it; wait for the next keyframe
+
+
+def admit(*, keyframe: bool, waiting: bool, queued: int, limit: int, live: bool) -> Admission:
+    """What a destination's queue does with a video frame.
+
+    While not publishing it keeps the newest GOP only (a reconnect starts from the latest
+    keyframe, not from stale pictures); while publishing it takes every frame until `limit`
+    are queued (a slow platform), then drops them all and resumes at the next keyframe."""
+    if keyframe:
+        return Admission.TAKE if live and queued < limit else Admission.RESTART
+    if waiting:
+        return Admission.DROP
+    if queued >= limit:
+        return Admission.FLUSH
+    return Admission.TAKE
+
+
+def rebased(timestamp: int, time_base: Fraction, origin_seconds: Fraction) -> int | None:
+    """A timestamp on a session's clock (0 at its first keyframe), in `time_base`; None for a
+    time before it (sound captured before the session's first picture)."""
+    shifted = timestamp - round(origin_seconds / time_base)
+    return shifted if shifted >= 0 else None

@@ -1,0 +1,118 @@
+"""One publishing session: FLV over RTMP(S) through PyAV, the encoder's packets as they are.
+Blocking (connects, writes to the network): only a destination's sending thread uses it.
+
+The H.264 keyframes carry their SPS/PPS in front; the FLV muxer (through FFmpeg's automatic
+extract_extradata) makes the AVC sequence header from the first one, so a player (and a
+platform) decodes from the start. The AAC track is declared by an AAC encoder of the stream's
+rate and layout, which gives the muxer the same AudioSpecificConfig; it encodes nothing.
+Timestamps start at 0 at the session's first keyframe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+
+from edged.media.encoders import TIME_BASE, as_audio_packet, as_av_packet
+from edged.media.live import aac_lc_config
+from edged.media.packets import EncodedPacket
+from edged.restream.feed import Item
+from edged.restream.policy import rebased, tee_target
+
+# The muxer holds a track back at most this long waiting for the other (a sound that stops
+# must not hold the pictures).
+INTERLEAVE_MICROSECONDS = 300_000
+
+
+@dataclass(frozen=True)
+class Geometry:
+    width: int
+    height: int
+    fps: int
+
+
+class FlvSession:
+    """`open()` connects and publishes (raises av.FFmpegError or OSError), `write()` sends one
+    item and says how many bytes, `close()` ends it (idempotent, never raises)."""
+
+    def __init__(
+        self,
+        url: str,
+        geometry: Geometry,
+        first: EncodedPacket,
+        audio_config: bytes,
+        timeout: float,
+    ) -> None:
+        self._url = url  # with the key: never logged, never in an exception's text we show
+        self._geometry = geometry
+        self._origin = Fraction(first.dts) * TIME_BASE
+        self._audio_config = audio_config
+        self._timeout = timeout
+        self._container: Any = None
+        self._video: Any = None
+        self._audio: Any = None
+        self._last_audio: int | None = None
+
+    @property
+    def has_audio(self) -> bool:
+        return self._audio is not None
+
+    def open(self) -> None:
+        target = tee_target(self._url, self._timeout, INTERLEAVE_MICROSECONDS)
+        container: Any = av.open(
+            target,
+            "w",
+            format="tee",
+            options={"max_interleave_delta": str(INTERLEAVE_MICROSECONDS)},
+        )
+        self._container = container
+        width, height, fps = (
+            self._geometry.width,
+            self._geometry.height,
+            self._geometry.fps,
+        )
+        self._video = container.add_mux_stream("h264", rate=fps, width=width, height=height)
+        self._video.time_base = TIME_BASE
+        sound = aac_lc_config(self._audio_config) if self._audio_config else None
+        if sound is not None:
+            rate, channels = sound
+            layout = "stereo" if channels == 2 else "mono"
+            self._audio = container.add_stream("aac", rate=rate, layout=layout)
+            self._audio.time_base = Fraction(1, rate)
+        container.start_encoding()  # connects, publishes, writes the FLV header
+
+    def write(self, item: Item) -> int:
+        """Send one packet (0 bytes: not sent, as sound before the first picture)."""
+        if item.audio:
+            return self._write_audio(item.packet)
+        packet = item.packet
+        pts = rebased(packet.pts, TIME_BASE, self._origin)
+        dts = rebased(packet.dts, TIME_BASE, self._origin)
+        if pts is None or dts is None:
+            return 0
+        out = as_av_packet(packet, item.extradata, self._video)
+        out.pts, out.dts = pts, dts
+        self._container.mux(out)
+        return out.size
+
+    def _write_audio(self, packet: EncodedPacket) -> int:
+        if self._audio is None:
+            return 0
+        pts = rebased(packet.pts, packet.time_base, self._origin)
+        if pts is None or (self._last_audio is not None and pts <= self._last_audio):
+            return 0
+        self._last_audio = pts
+        out = as_audio_packet(packet, self._audio)
+        out.pts = out.dts = pts
+        self._container.mux(out)
+        return out.size
+
+    def close(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            with contextlib.suppress(av.FFmpegError, OSError, ValueError):
+                container.close()

@@ -1,0 +1,232 @@
+"""Restreaming with a real RTMP server (nginx + libnginx-mod-rtmp on loopback): the daemon pushes
+the test pattern and its sound as encoded; a PyAV client pulls them from nginx and decodes them;
+with nginx gone the recording and the live view go on (exact frame accounting), the destination
+retries and publishes again once nginx is back; a refused port and a refused key each give a
+clear reason; the stream key never shows in the log, the API or the metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+import tomli_w
+
+from tests.integration.test_daemon import http
+from tests.integration.test_recording import FINAL
+from tests.integration.test_recording_audio import SINE
+from tests.rtmp_server import Nginx, PublishCheck, pull, rtmp_module, running_nginx
+from tests.support import DaemonProcess, loopback_config, until, write_config
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(rtmp_module() is None, reason="libnginx-mod-rtmp is not installed"),
+]
+
+KEY = "sk-live-5f3a9c1e77d2"  # a stream key: must never leave edged
+STREAM = "test-pattern"
+FPS = 15
+PLAYLIST = f"/live/{STREAM}/index.m3u8"
+MEDIA = {
+    "pattern_size": "320x240",
+    "pattern_fps": FPS,
+    "gop_seconds": 1.0,
+    "segment_seconds": 2.0,
+    "record_test_pattern": True,
+    "audio_stand_in": SINE,
+}
+FAST = {"retry_min_seconds": 0.2, "retry_max_seconds": 1.0, "timeout_seconds": 3.0}
+
+StartRestreaming = Callable[[Sequence[Mapping[str, Any]]], DaemonProcess]
+
+
+def key_file(tmp_path: Path, key: str, name: str = "stream.key") -> Path:
+    path = tmp_path / name
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def start_restreaming(tmp_path: Path) -> Iterator[StartRestreaming]:
+    """A daemon with the test pattern and its sound, recording, and `[[restream]]` tables."""
+    started: list[DaemonProcess] = []
+
+    def start(destinations: Sequence[Mapping[str, Any]]) -> DaemonProcess:
+        name = f"box{len(started)}"
+        text = loopback_config(name, {"mdns": {"enabled": False}, "media": MEDIA})
+        text += tomli_w.dumps({"restream": [{**FAST, **entry} for entry in destinations]})
+        config = write_config(tmp_path / f"{name}.toml", text)
+        data_dir = tmp_path / f"{name}-data"
+        daemon = DaemonProcess(
+            ["--config", str(config), "--data-dir", str(data_dir)],
+            data_dir=data_dir,
+            config_file=config,
+        )
+        started.append(daemon)
+        daemon.wait_ready()
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.kill()
+
+
+def destinations(daemon: DaemonProcess) -> dict[str, dict[str, Any]]:
+    status, body = http(daemon.url + "/api/v1/restream")
+    assert status == 200, body
+    return {entry["name"]: entry for entry in json.loads(body)["destinations"]}
+
+
+def state_of(daemon: DaemonProcess, name: str, state: str) -> dict[str, Any] | None:
+    entry = destinations(daemon)[name]
+    return entry if entry["state"] == state else None
+
+
+def newest_segment(daemon: DaemonProcess) -> int:
+    status, body = http(daemon.url + PLAYLIST)
+    numbers = re.findall(r"^segment-(\d+)\.m4s$", body.decode(), re.M) if status == 200 else []
+    return max((int(number) for number in numbers), default=-1)
+
+
+def recorded(daemon: DaemonProcess) -> int:
+    return sum(1 for line in daemon.lines if re.search(r"recorded \S+\.mp4: \d+ frames", line))
+
+
+def decoded_frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+@pytest.mark.timeout(90)
+def test_push_pull_outage_and_reconnect(
+    start_restreaming: StartRestreaming, tmp_path: Path
+) -> None:
+    server = Nginx(tmp_path / "nginx")
+    server.start()
+    try:
+        daemon = start_restreaming(
+            [{"stream": STREAM, "url": server.url(), "key_file": str(key_file(tmp_path, KEY))}]
+        )
+        (name,) = destinations(daemon)
+        assert name == "127-0-0-1-test-pattern"
+        until(lambda: state_of(daemon, name, "live"), 20, "publishing")
+        first = pull(server.url(KEY), frames=2 * FPS, audio_seconds=1.0)
+        assert first.video_extradata > 0  # the AVC sequence header reached the player
+        assert first.size == (320, 240) and first.audio_streams == 1
+
+        server.stop()  # the platform is gone: the session is lost, then retries are refused
+        refused = f"connection refused by 127.0.0.1:{server.port}"
+        down = until(
+            lambda: (
+                (entry := state_of(daemon, name, "retrying"))
+                and entry["reason"].startswith(refused)
+                and entry
+            ),
+            20,
+            "retrying",
+        )
+        lost = f"connection to 127.0.0.1:{server.port} lost (closed by the server)"
+        daemon.seen_or_wait(re.compile(re.escape(lost)), 5)
+        _, body = http(daemon.url + "/api/v1/streams")
+        (stream,) = json.loads(body)["streams"]
+        assert stream["restream"][0]["state"] == "retrying"
+        assert stream["restream"][0]["reason"] == down["reason"]
+        # The live view and the recording go on without it.
+        segment, segments = newest_segment(daemon), recorded(daemon)
+        daemon.wait_for(re.compile(r"recorded \S+\.mp4: \d+ frames"), 20)
+        until(lambda: newest_segment(daemon) >= segment + 2, 20, "live segments while down")
+        assert recorded(daemon) > segments
+
+        server.start()  # back: publishing again, and a player decodes it
+        again = until(lambda: state_of(daemon, name, "live"), 20, "publishing again")
+        assert again["reconnects"] >= 1
+        second = pull(server.url(KEY), frames=2 * FPS, audio_seconds=1.0)
+        assert second.video_extradata > 0 and second.audio_streams == 1
+
+        last = destinations(daemon)[name]
+        _, metrics = http(daemon.url + "/metrics")
+        assert daemon.stop() == 0
+    finally:
+        server.stop()
+
+    frames = last["frames"]
+    assert frames["sent"] > 0 and frames["dropped"] > 0  # dropped: what nginx missed
+    assert frames["offered"] == frames["sent"] + frames["dropped"] + frames["queued"]
+    exposition = metrics.decode()
+    labels = f'destination="{name}",stream="{STREAM}"'
+    assert f"edged_restream_up{{{labels}}} 1.0" in exposition
+    assert f"edged_restream_enabled{{{labels}}} 1.0" in exposition
+    assert re.search(rf"edged_restream_reconnects_total{{{labels}}} [1-9]", exposition)
+    assert re.search(rf"edged_restream_bytes_total{{{labels}}} [1-9]", exposition)
+    assert re.search(
+        rf'edged_frames_dropped_total{{stage="restream",stream="{STREAM}"}} [1-9]', exposition
+    )
+    # The stream lost nothing to the outage: every frame encoded was recorded.
+    final = next(match for line in daemon.lines if (match := FINAL.search(line)))
+    counts = {key: int(value) for key, value in final.groupdict().items() if key != "stream"}
+    assert counts["captured"] == counts["encoded"] + counts["encode"]
+    assert counts["output"] == 0
+    assert daemon.data_dir is not None
+    spool = sorted((daemon.data_dir / "spool" / STREAM).glob("*.mp4"))
+    assert sum(decoded_frames(path) for path in spool) == counts["encoded"]
+    # The key never left edged: not in its log, its API answers or its metrics.
+    text = "\n".join(daemon.lines)
+    assert KEY not in text and KEY not in exposition
+    assert "rtmp://127.0.0.1:" in text and "/live/****" in text
+
+
+@pytest.mark.timeout(60)
+def test_a_refused_port_and_a_refused_key_say_why(
+    start_restreaming: StartRestreaming, tmp_path: Path
+) -> None:
+    with (
+        PublishCheck(good_key="the-right-key") as check,
+        running_nginx(tmp_path / "nginx", on_publish=check.url) as server,
+    ):
+        nobody = Nginx(tmp_path / "nobody")  # its port: nothing listens there
+        daemon = start_restreaming(
+            [
+                {
+                    "name": "wrong-key",
+                    "stream": STREAM,
+                    "url": server.url(),
+                    "key_file": str(key_file(tmp_path, KEY)),
+                },
+                {"name": "no-server", "stream": STREAM, "url": nobody.url()},
+            ]
+        )
+        refused = until(lambda: state_of(daemon, "wrong-key", "retrying"), 20, "key refused")
+        assert refused["reason"] == (
+            f"127.0.0.1:{server.port} refused to publish: check the application (live) and "
+            "the stream key"
+        )
+        assert refused["url"] == f"rtmp://127.0.0.1:{server.port}/live/****"
+        assert KEY in check.names  # nginx asked, and was told no
+        nowhere = until(lambda: state_of(daemon, "no-server", "retrying"), 20, "no server")
+        assert nowhere["reason"] == (
+            f"connection refused by 127.0.0.1:{nobody.port}: no RTMP server listens there "
+            "(check the URL)"
+        )
+        # Switching off takes the token, and stops the retries.
+        assert daemon.data_dir is not None
+        token = (daemon.data_dir / "admin.token").read_text().strip()
+        off = daemon.url + "/api/v1/restream/wrong-key/disable"
+        assert http(off, method="POST")[0] == 401
+        status, body = http(off, method="POST", token=token)
+        assert status == 200 and json.loads(body)["destination"]["enabled"] is False
+        until(lambda: state_of(daemon, "wrong-key", "disabled"), 10, "switched off")
+        on = daemon.url + "/api/v1/restream/nothing/enable"
+        status, body = http(on, method="POST", token=token)
+        assert status == 404 and json.loads(body) == {"error": "no restream destination 'nothing'"}
+        answers = [http(daemon.url + path)[1] for path in ("/api/v1/restream", "/api/v1/streams")]
+        assert daemon.stop() == 0
+    assert all(KEY.encode() not in answer for answer in answers)
+    assert KEY not in "\n".join(daemon.lines)
+    # One warning per reason, not one per retry.
+    warnings = [line for line in daemon.lines if "wrong-key" in line and "-> retrying" in line]
+    assert len(warnings) == 1

@@ -1,0 +1,296 @@
+"""Restream decisions without I/O: URL masking, the tee target, reasons, the queue's drops to the
+next keyframe (exact counts), rebased timestamps, the retry backoff, logging, and the config."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import tomllib
+from fractions import Fraction
+
+import pytest
+import tomli_w
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edged import config
+from edged.config import Config, ConfigError, RestreamConfig
+from edged.media.packets import EncodedPacket
+from edged.restream.destination import log_level
+from edged.restream.feed import Feed
+from edged.restream.policy import (
+    AVERROR_EOF,
+    Admission,
+    RestreamState,
+    Stage,
+    admit,
+    failure_reason,
+    mask_url,
+    parse_address,
+    publish_url,
+    rebased,
+    tee_escape,
+    tee_target,
+)
+from edged.supervise import RestartPolicy
+
+# -- masking: the key never shows ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("rtmp://a.rtmp.youtube.com/live2", "rtmp://a.rtmp.youtube.com/live2/****"),
+        ("rtmp://a.rtmp.youtube.com/live2/abcd-efgh", "rtmp://a.rtmp.youtube.com/live2/****"),
+        (
+            "rtmps://live-api-s.facebook.com:443/rtmp/FB-1?s_bl=1",
+            "rtmps://live-api-s.facebook.com:443/rtmp/****",
+        ),
+        ("rtmp://user:pass@host:1936/app/inst/key", "rtmp://host:1936/app/****"),
+        ("rtmp://[::1]:1935/live/key", "rtmp://[::1]:1935/live/****"),
+    ],
+)
+def test_urls_are_masked_after_the_app(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=6))
+def test_a_key_appended_never_shows_in_the_masked_url(key: str) -> None:
+    assert key not in mask_url(publish_url("rtmp://x.example/app", key))
+
+
+def test_addresses() -> None:
+    assert parse_address("rtmp://127.0.0.1:19350/live").hostport == "127.0.0.1:19350"
+    assert parse_address("rtmps://x.example/app/k").port == 443
+    assert parse_address("rtmp://x.example/app/k").port == 1935
+    assert parse_address("rtmp://[::1]:99/a").hostport == "[::1]:99"
+    assert publish_url("rtmp://h/app/", "k") == "rtmp://h/app/k"
+    assert publish_url("rtmp://h/app/inst", "") == "rtmp://h/app/inst"
+
+
+def test_the_tee_target_bounds_every_socket_operation_and_escapes_the_url() -> None:
+    target = tee_target("rtmp://h/app/a|b'c\\d", 2.5, 300_000)
+    assert target.startswith("[f=flv:onfail=abort:rw_timeout=2500000:max_interleave_delta=300000]")
+    assert target.endswith("rtmp://h/app/a\\|b\\'c\\\\d")
+    assert tee_escape("plain:key=1") == "plain:key=1"
+
+
+# -- reasons --------------------------------------------------------------------------------------
+
+ADDRESS = parse_address("rtmp://127.0.0.1:1935/live")
+
+
+@pytest.mark.parametrize(
+    ("stage", "code", "reason"),
+    [
+        (Stage.RESOLVE, None, "cannot resolve host 127.0.0.1: check the URL"),
+        (
+            Stage.CONNECT,
+            errno.ECONNREFUSED,
+            "connection refused by 127.0.0.1:1935: no RTMP server listens there (check the URL)",
+        ),
+        (Stage.CONNECT, errno.ETIMEDOUT, "no answer from 127.0.0.1:1935 within 3 s"),
+        (
+            Stage.CONNECT,
+            errno.EIO,
+            "127.0.0.1:1935 refused to publish: check the application (live) and the stream key",
+        ),
+        (Stage.SEND, AVERROR_EOF, "connection to 127.0.0.1:1935 lost (closed by the server)"),
+        (Stage.SEND, errno.EPIPE, "connection to 127.0.0.1:1935 lost (closed by the server)"),
+        (
+            Stage.SEND,
+            errno.ENETUNREACH,
+            "connection to 127.0.0.1:1935 lost: network is unreachable",
+        ),
+        (Stage.CONNECT, -12345678, "cannot publish to 127.0.0.1:1935: FFmpeg error -12345678"),
+    ],
+)
+def test_failures_have_a_clear_reason(stage: Stage, code: int | None, reason: str) -> None:
+    assert failure_reason(stage, code, ADDRESS, 3.0) == reason
+
+
+# -- the queue: drops to the next keyframe ---------------------------------------------------------
+
+
+def test_admission_while_publishing() -> None:
+    assert admit(keyframe=False, waiting=False, queued=3, limit=10, live=True) is Admission.TAKE
+    assert admit(keyframe=True, waiting=True, queued=0, limit=10, live=True) is Admission.TAKE
+    assert admit(keyframe=False, waiting=True, queued=0, limit=10, live=True) is Admission.DROP
+    # A slow platform: full, so everything goes and the next keyframe starts again.
+    assert admit(keyframe=False, waiting=False, queued=10, limit=10, live=True) is Admission.FLUSH
+    assert admit(keyframe=True, waiting=False, queued=10, limit=10, live=True) is Admission.RESTART
+
+
+def test_admission_while_not_publishing_keeps_the_newest_gop() -> None:
+    assert admit(keyframe=True, waiting=False, queued=4, limit=10, live=False) is Admission.RESTART
+    assert admit(keyframe=False, waiting=False, queued=4, limit=10, live=False) is Admission.TAKE
+    assert admit(keyframe=False, waiting=True, queued=0, limit=10, live=False) is Admission.DROP
+
+
+def packet(sequence: int, keyframe: bool, *, audio: bool = False) -> EncodedPacket:
+    base = Fraction(1, 48000) if audio else Fraction(1, 90000)
+    return EncodedPacket(b"x", sequence, sequence, 1, base, keyframe, sequence, 0.0)
+
+
+def test_a_full_feed_drops_to_the_next_keyframe() -> None:
+    drops: list[int] = []
+    feed = Feed(drops.append, limit=3)
+    feed.live = True
+    feed.offer_video(packet(0, False), b"")  # before any keyframe: dropped
+    for sequence in range(1, 4):
+        feed.offer_video(packet(sequence, sequence == 1), b"")
+    feed.offer_video(packet(4, False), b"")  # full: all four go, waiting for a keyframe
+    feed.offer_video(packet(5, False), b"")
+    feed.offer_audio(packet(0, True, audio=True), b"\x11\x90")  # waiting: sound dropped too
+    feed.offer_video(packet(6, True), b"")
+    counts = feed.counts
+    assert (counts.offered, counts.sent, counts.dropped, counts.queued) == (7, 0, 6, 1)
+    assert sum(drops) == 6 and counts.audio_dropped == 1
+    item = feed.take(0)
+    assert item is not None and item.packet.sequence == 6
+    feed.sent()
+    assert feed.counts.sent == 1 and feed.counts.queued == 0
+
+
+def test_a_switched_off_feed_takes_and_counts_nothing() -> None:
+    feed = Feed(lambda frames: None)
+    feed.accepting = False
+    feed.offer_video(packet(0, True), b"")
+    assert feed.counts.offered == 0 and feed.take(0) is None
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["key", "frame", "audio", "take", "sent", "lost", "restart"])),
+        max_size=200,
+    ),
+    st.booleans(),
+)
+def test_every_frame_is_counted_once(steps: list[tuple[str]], live: bool) -> None:
+    """offered == sent + dropped + queued, whatever the loop and the thread do."""
+    dropped: list[int] = []
+    feed = Feed(dropped.append, limit=5, audio_limit=4)
+    feed.live = live
+    taken: list[bool] = []  # video items taken and not yet settled
+    for index, (step,) in enumerate(steps):
+        if step in ("key", "frame"):
+            feed.offer_video(packet(index, step == "key"), b"")
+        elif step == "audio":
+            feed.offer_audio(packet(index, True, audio=True), b"")
+        elif step == "take" and (item := feed.take(0)) is not None and not item.audio:
+            taken.append(True)
+        elif step in ("sent", "lost") and taken:
+            taken.pop()
+            feed.sent() if step == "sent" else feed.lost()
+        elif step == "restart":
+            feed.restart()
+        counts = feed.counts
+        assert counts.offered == counts.sent + counts.dropped + counts.queued
+        assert sum(dropped) == counts.dropped
+
+
+# -- timestamps, backoff, logging ------------------------------------------------------------------
+
+
+def test_timestamps_start_at_the_sessions_first_keyframe() -> None:
+    origin = Fraction(90_000 * 10, 90_000)  # 10 s
+    assert rebased(90_000 * 10, Fraction(1, 90_000), origin) == 0
+    assert rebased(90_000 * 11, Fraction(1, 90_000), origin) == 90_000
+    assert rebased(48_000 * 10 + 480, Fraction(1, 48_000), origin) == 480
+    assert rebased(48_000 * 9, Fraction(1, 48_000), origin) is None  # sound from before
+
+
+def test_retries_back_off_from_1_s_doubling_to_30_s_and_start_over_after_a_long_session() -> None:
+    policy = RestartPolicy(minimum=1.0, maximum=30.0, stable=60.0)
+    waits = []
+    now = 1000.0
+    for _ in range(7):
+        policy.started(now)
+        now += 0.1  # refused at once
+        waits.append(policy.failed(now, "refused"))
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    policy.started(now)
+    assert policy.failed(now + 600, "lost") == 1.0  # published ten minutes first
+
+
+def test_a_failure_is_a_warning_once_per_reason() -> None:
+    live, retrying = RestreamState.LIVE, RestreamState.RETRYING
+    connecting = RestreamState.CONNECTING
+    assert log_level(connecting, retrying, new_failure=True) == logging.WARNING
+    assert log_level(connecting, retrying, new_failure=False) == logging.DEBUG
+    assert log_level(live, retrying, new_failure=False) == logging.WARNING  # a session lost
+    assert log_level(retrying, connecting, new_failure=False) == logging.DEBUG
+    assert log_level(connecting, live, new_failure=False) == logging.INFO
+    assert log_level(live, live, new_failure=False) is None
+
+
+# -- config ---------------------------------------------------------------------------------------
+
+DOCUMENT = """
+[[restream]]
+stream = "test-pattern"
+url = "rtmp://a.rtmp.youtube.com/live2"
+key_file = "/etc/edged/youtube.key"
+
+[[restream]]
+stream = "test-pattern"
+url = "rtmp://a.rtmp.youtube.com/live2"
+enabled = false
+
+[[restream]]
+name = "twitch"
+stream = "cam-1"
+url = "rtmps://live.twitch.tv:443/app"
+retry_min_seconds = 0.5
+"""
+
+
+def test_restream_tables_are_read_and_named() -> None:
+    loaded = config.from_mapping(tomllib.loads(DOCUMENT))
+    assert [entry.name for entry in loaded.restream] == [
+        "youtube-test-pattern",
+        "youtube-test-pattern-2",
+        "twitch",
+    ]
+    assert loaded.restream[1].enabled is False
+    assert loaded.restream[2].retry_min_seconds == 0.5
+    assert Config().restream == ()
+    assert "restream" not in config.to_mapping(Config())  # as a file without any
+
+
+def test_restream_survives_show_and_load_and_changes_as_one_key() -> None:
+    loaded = config.from_mapping(tomllib.loads(DOCUMENT))
+    shown = tomli_w.dumps(config.to_mapping(loaded))
+    assert config.from_mapping(tomllib.loads(shown)) == loaded
+    assert config.changed_keys(Config(), loaded) == ["restream"]
+
+
+@pytest.mark.parametrize(
+    ("tables", "message"),
+    [
+        ([{"url": "rtmp://h/app"}], "restream[0]: no stream; [[restream]] needs stream and url"),
+        ([{"stream": "s"}], "restream[0]: no url"),
+        ([{"stream": "s", "url": "http://h/app"}], "restream[0].url = 'http://h/app': not allowed"),
+        ([{"stream": "s", "url": "rtmp://h"}], "restream[0].url = 'rtmp://h': not allowed"),
+        ([{"stream": "s", "url": "rtmp://h/a", "color": 1}], "restream[0].color: unknown key"),
+        (
+            [{"stream": "s", "url": "rtmp://h/a", "retry_min_seconds": 5, "retry_max_seconds": 2}],
+            "restream[0].retry_min_seconds = 5: must be at most retry_max_seconds (2)",
+        ),
+        (
+            [{"name": "x", "stream": "s", "url": "rtmp://h/a"}] * 2,
+            "restream[1]: name 'x' is taken by another destination",
+        ),
+        ({"stream": "s"}, "must be a list of tables"),
+    ],
+)
+def test_bad_restream_tables_are_refused_naming_the_key(tables: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=None) as refused:
+        config.from_mapping({"restream": tables})
+    assert message in str(refused.value)
+
+
+def test_a_restream_config_is_frozen() -> None:
+    entry = RestreamConfig(stream="s", url="rtmp://h/a")
+    with pytest.raises(AttributeError):
+        entry.enabled = False  # type: ignore[misc]
