@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import re
+import secrets
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ SECRET_KEY = "edgedtestsecret1234"
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/")
 REPO = Path(__file__).resolve().parents[1]
 TALLY_COMMAND = "total_part_puts"
+RESET_COMMAND = "reset"
 
 StartResponse = Callable[..., Any]
 
@@ -214,6 +216,24 @@ class S3Server:
         with self._lock:
             return sum(n for (path, _), n in self.part_puts.items() if path.endswith(path_suffix))
 
+    def reset(self) -> None:
+        """As new, on the same port: serving, every fault hook off, every tally at zero, no PUT
+        held (moto's buckets and objects: its /moto-api/reset)."""
+        with self._gate:
+            self.part_put_allowance = None
+        self.release_held()
+        with self._lock:
+            self.head_etag = None
+            self.max_skew_seconds = None
+            self.clock_offset_seconds = 0.0
+            self.skew_refusals = 0
+            self.sts_policies = []
+            self.part_puts = Counter()
+            self.gets = []
+            self.heads = []
+            self.requests = 0
+        self.start()
+
 
 class MotoProcess:
     """An S3Server in a child python, whose threads take their own GIL, not this process's: the
@@ -228,6 +248,7 @@ class MotoProcess:
         self.host = host  # the address it listens on
         self._wrapper = tuple(wrapper)  # a command the child runs under (`ip netns exec NS`)
         self._process: subprocess.Popen[str] | None = None
+        self._child_port = 0  # where the child serves (a test may point `port` elsewhere)
         self._lock = threading.Lock()
 
     @property
@@ -250,7 +271,7 @@ class MotoProcess:
         if not port.isdigit():
             self.close()
             raise RuntimeError(f"the moto child did not say its port: {port!r}")
-        self.port = int(port)
+        self.port = self._child_port = int(port)
 
     def stop(self) -> None:
         """Stop serving; start() serves the same objects again on the same port."""
@@ -301,6 +322,26 @@ class MotoProcess:
     def heads(self) -> list[str]:
         return [str(path) for path in self._ask("get heads")]
 
+    def reset(self) -> None:
+        """The child as new for the next test (S3Server.reset; its objects: forget_moto_state),
+        answers a test that timed out left unread skipped, `port` the child's again; a child
+        that ended started again."""
+        if self._process is None or self._process.poll() is not None:
+            self.close()
+            self.start()
+            return
+        self.port = self._child_port
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
+        token = secrets.token_hex(8)
+        with self._lock:
+            process.stdin.write(f"{RESET_COMMAND} {token}\n")
+            process.stdin.flush()
+            while (line := process.stdout.readline()) and json.loads(line) != token:
+                pass
+        if not line:
+            raise RuntimeError("the moto child ended before it was reset")
+
     def close(self) -> None:
         """End the child and its objects."""
         process, self._process = self._process, None
@@ -342,6 +383,9 @@ def answer(server: S3Server, line: str) -> Any:
     command, _, argument = line.strip().partition(" ")
     if command == TALLY_COMMAND:
         return server.total_part_puts(argument)
+    if command == RESET_COMMAND:
+        server.reset()
+        return argument  # the token MotoProcess.reset reads up to
     if command == "stop":
         server.stop()
     elif command == "start":

@@ -83,7 +83,7 @@ def object_sha256(server: S3Endpoint, key: str) -> str:
         response.release_conn()
 
 
-def forget_moto_state(server: S3Server) -> None:
+def forget_moto_state(server: S3Endpoint) -> None:
     """moto keeps its buckets in this process, across servers: each test starts from none."""
     response = urllib3.request("POST", f"http://{server.endpoint}/moto-api/reset", timeout=10)
     if response.status != 200:
@@ -112,9 +112,19 @@ def s3() -> Iterator[S3Server]:
     yield from serve_with_bucket(S3Server())
 
 
+def reset_with_bucket(server: MotoProcess) -> MotoProcess:
+    """The session's moto child as a new one: serving, no hook set, no tally, only the bucket."""
+    server.reset()
+    forget_moto_state(server)
+    minio_client(server).make_bucket(BUCKET)
+    return server
+
+
 @pytest.fixture
-def moto() -> Iterator[MotoProcess]:
-    yield from serve_with_bucket(MotoProcess())
+def moto(moto_child: MotoProcess) -> MotoProcess:
+    """moto's server in a child process: the session's one (tests/integration/conftest.py),
+    reset for this test."""
+    return reset_with_bucket(moto_child)
 
 
 @pytest.fixture
@@ -123,11 +133,13 @@ def s3_compat(tmp_path: Path) -> Iterator[RcloneS3Server]:
 
 
 @pytest.fixture(params=S3_SERVERS)
-def any_s3(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S3Endpoint]:
-    """moto's server (in a child process), then rclone's: the same test against both multipart
-    ETag formats."""
+def any_s3(
+    request: pytest.FixtureRequest, tmp_path: Path, moto_child: MotoProcess
+) -> Iterator[S3Endpoint]:
+    """moto's server (the session's child, reset), then rclone's: the same test against both
+    multipart ETag formats."""
     if request.param == "moto":
-        yield from serve_with_bucket(MotoProcess())
+        yield reset_with_bucket(moto_child)
     else:
         yield from serve_with_bucket(RcloneS3Server(tmp_path / "rclone-s3"))
 
