@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from edged.s3bucket import SHA256_HEADER, ObjectFacts
+from edged.upload import uploader as uploader_module
 from edged.upload.journal import JournalError
 from edged.upload.policy import multipart_etag
 from edged.upload.state import FileState
@@ -49,6 +50,7 @@ from tests.support import eventually, eventually_in_thread
 
 pytestmark = pytest.mark.integration
 __all__ = ["any_s3", "any_uploaders", "moto", "uploaders"]  # fixtures
+SHORT_PROBE_SECONDS = PROBE_MIN_SECONDS / 4
 
 
 def expected_etag(path: Path, part_size: int) -> str:
@@ -113,9 +115,15 @@ async def test_small_file_goes_in_one_put_and_sidecar_follows(
 
 
 async def test_outage_waits_without_busy_loop_then_completes(
-    tmp_path: Path, any_s3: S3Endpoint, any_uploaders: UploaderFactory
+    tmp_path: Path,
+    any_s3: S3Endpoint,
+    any_uploaders: UploaderFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """moto comes back knowing the upload; rclone comes back without it (the file starts over)."""
+    """moto comes back knowing the upload; rclone comes back without it (the file starts over).
+    The probe schedule starts at a quarter of PROBE_MIN_SECONDS (0.25, 0.5, 1, 2 s): the same
+    doubling, the waits and the wait for the server to come back each a quarter as long."""
+    monkeypatch.setattr(uploader_module, "PROBE_MIN_SECONDS", SHORT_PROBE_SECONDS)
     source = tmp_path / "long.mp4"
     sha = await asyncio.to_thread(write_random, source, 30 * MiB)
     uploader = await any_uploaders(parallel_parts=1, bandwidth_limit=10 * MiB)
@@ -151,7 +159,7 @@ async def test_outage_waits_without_busy_loop_then_completes(
     assert [made for made, _ in offline] == list(range(before, before + 3))[-len(offline) :]
     assert len(offline) >= 2, waits
     seconds = [wait for _, wait in offline]
-    assert seconds[0] >= PROBE_MIN_SECONDS
+    assert seconds[0] >= SHORT_PROBE_SECONDS
     assert seconds[1:] == [min(2 * wait, PROBE_MAX_SECONDS) for wait in seconds[:-1]], waits
     assert (await asyncio.to_thread(uploader.journal.require, file_id)).state is FileState.UPLOADING
     await asyncio.to_thread(any_s3.start)  # same port, same objects
@@ -167,7 +175,8 @@ async def test_no_such_upload_restarts_the_file(
     tmp_path: Path, any_s3: S3Endpoint, any_uploaders: UploaderFactory
 ) -> None:
     source = tmp_path / "lost.mp4"
-    sha = await asyncio.to_thread(write_random, source, 25 * MiB)
+    # Three parts of 5 MiB at 5 MiB/s: the upload is aborted after the first, two to go.
+    sha = await asyncio.to_thread(write_random, source, 15 * MiB)
     key = "gala/box/cam/day/lost.mp4"
     uploader = await any_uploaders(parallel_parts=1, bandwidth_limit=5 * MiB)
     await uploader.start()
