@@ -7,8 +7,8 @@ A report may name the campaign that brought the guest (the page's link or the la
 `?campaign=`, kept in the tab's sessionStorage): a string, counted only if configured.
 
 The page's "at most once" is a promise of the page only: the box counts each (view id, report)
-once itself (`SeenReports`), and takes reports from one address at a bounded rate
-(`ReportLimiter`), so a script cannot make a clip sink.
+once itself (`SeenReports`), and takes reports from one client at a bounded rate (the web
+layer's limiter, at REPORT_BURST and REPORT_INTERVAL), so a script cannot make a clip sink.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ REPORTS = ("start", "first-frame", "watched", "end", "unmute")
 _ID = re.compile(r"^[0-9a-f]{8,32}$")
 _SHAPE = '{"id": hex, "clip": name, "report": ..., "seconds": ...}'
 SEEN_REPORTS = 16384  # (view id, report) pairs remembered: ~2,000 views of 7 reports
-REPORT_BURST = 30  # reports one address may send at once ...
+REPORT_BURST = 30  # reports one client may send at once ...
 REPORT_INTERVAL = 1.0  # ... then one per this many seconds (a view sends 7 over 30 s and more)
-REPORT_CLIENTS = 4096  # addresses remembered by the limiter
+REPORT_CLIENTS = 4096  # clients remembered by the limiter
 
 
 @dataclass(frozen=True)
@@ -110,27 +110,3 @@ class SeenReports:
         if len(self._seen) > self._capacity:
             self._seen.popitem(last=False)
         return True
-
-
-class ReportLimiter:
-    """A token bucket per client address: `burst` reports at once, then one per `interval`
-    seconds; `max_clients` addresses remembered, the least recent forgotten first. Time is
-    passed in. (The idea of the sign-up form's limiter, with a report's rates.)"""
-
-    def __init__(
-        self,
-        burst: int = REPORT_BURST,
-        interval: float = REPORT_INTERVAL,
-        max_clients: int = REPORT_CLIENTS,
-    ) -> None:
-        self._burst, self._interval, self._max_clients = float(burst), interval, max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def allow(self, client: str, now: float) -> bool:
-        level, updated = self._buckets.pop(client, (self._burst, now))
-        level = min(self._burst, level + max(now - updated, 0.0) / self._interval)
-        allowed = level >= 1.0
-        self._buckets[client] = (level - 1.0 if allowed else level, now)
-        while len(self._buckets) > self._max_clients:
-            self._buckets.popitem(last=False)
-        return allowed

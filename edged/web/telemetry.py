@@ -7,7 +7,7 @@ The live and watch pages measure navigation start to their first presented frame
 here with `navigator.sendBeacon`; the histogram shows the ops team what guests see. Guests hold
 no token, so this one POST under /api/ is open (auth.GUEST_POSTS): it changes no stored state,
 takes a few bytes, and accepts only a known kind and a bounded time. A watch report is counted
-once per view and report, at a bounded rate per address (WatchGuard).
+once per view and report, at a bounded rate per client (WatchGuard).
 """
 
 from __future__ import annotations
@@ -25,9 +25,16 @@ from aiohttp import web
 from edged.guest.campaigns import report_label
 from edged.guest.clips import HIDDEN, ClipCounts, failing, guest_view, retention_share
 from edged.guest.telemetry import MAX_BODY as MAX_REPORT
-from edged.guest.telemetry import ReportLimiter, SeenReports, parse_watch_report
+from edged.guest.telemetry import (
+    REPORT_BURST,
+    REPORT_CLIENTS,
+    REPORT_INTERVAL,
+    SeenReports,
+    parse_watch_report,
+)
 from edged.metrics import PLAYER_KINDS
 from edged.web.context import CLIPS, GUEST, METRICS
+from edged.web.join_guard import ClientLimiter, client_address, proxy_addresses
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -86,10 +93,13 @@ async def first_frame(request: web.Request) -> web.Response:
 @dataclass
 class WatchGuard:
     """What the box keeps to count watch reports honestly: each (view id, report) once, and a
-    bounded rate per address."""
+    bounded rate per client (behind a trusted proxy, X-Forwarded-For's: join_guard)."""
 
+    proxies: frozenset[str] = frozenset()
     seen: SeenReports = field(default_factory=SeenReports)
-    limiter: ReportLimiter = field(default_factory=ReportLimiter)
+    limiter: ClientLimiter = field(
+        default_factory=lambda: ClientLimiter(REPORT_BURST, REPORT_INTERVAL, REPORT_CLIENTS)
+    )
 
 
 WATCH_GUARD = web.AppKey("watch_guard", WatchGuard)
@@ -97,7 +107,7 @@ WATCH_GUARD = web.AppKey("watch_guard", WatchGuard)
 
 def install(app: web.Application) -> None:
     """The state the watch reports keep (the routes are `routes`)."""
-    app[WATCH_GUARD] = WatchGuard()
+    app[WATCH_GUARD] = WatchGuard(proxy_addresses(app[GUEST].trusted_proxies))
 
 
 def _shown(request: web.Request, clip: str) -> bool:
@@ -114,8 +124,10 @@ async def watch_report(request: web.Request) -> web.Response:
     """One report of a watch-page view; counted once per view, only for a clip guests may have
     now (the label is never a free string from the request). 204 whether counted or not."""
     guard = request.app[WATCH_GUARD]
-    if not guard.limiter.allow(request.remote or "", time.monotonic()):
-        logger.debug("watch report refused: too many from one address")
+    forwarded = request.headers.getall("X-Forwarded-For", [])
+    client = client_address(request.remote, forwarded, guard.proxies)
+    if not guard.limiter.allow(client, time.monotonic()):
+        logger.debug("watch report refused: too many from one client")
         return web.json_response({"error": "too many reports; slow down"}, status=429)
     body = await request.content.read(MAX_REPORT + 1)
     try:

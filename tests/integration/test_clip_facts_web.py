@@ -257,6 +257,34 @@ async def test_an_address_sending_too_many_reports_gets_429(client: TestClient[A
     assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) == REPORT_BURST
 
 
+async def test_behind_a_trusted_proxy_each_phone_has_its_own_report_limit(
+    tmp_path: Path, store: AssetStore
+) -> None:
+    """As /join's limit (finding 8): from [guest] trusted_proxies, the client is
+    X-Forwarded-For's; from anyone else the header is the client's own word, not trusted."""
+    guest = GuestConfig(trusted_proxies=("127.0.0.1",))
+    app = create_app(web_context(tmp_path, clips=store, guest=guest))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as proxied:
+
+        async def from_phone(phone: str, view_id: str) -> int:
+            body = json.dumps(view("teaser", "start", view_id=view_id)).encode()
+            headers = {"X-Forwarded-For": phone}
+            async with proxied.post(WATCH_BEACON, data=body, headers=headers) as response:
+                return response.status
+
+        first = [await from_phone("10.0.0.2", f"{n:016x}") for n in range(REPORT_BURST + 1)]
+        assert first == [204] * REPORT_BURST + [429]
+        assert await from_phone("10.0.0.3", "ab" * 8) == 204  # the next phone behind it
+    direct_app = create_app(web_context(tmp_path, clips=store))
+    async with TestClient(TestServer(direct_app, host="127.0.0.1")) as direct:
+        for n in range(REPORT_BURST):
+            assert await report(direct, view("teaser", "start", view_id=f"{n:016x}")) == 204
+        body = json.dumps(view("teaser", "start", view_id="cd" * 8)).encode()
+        headers = {"X-Forwarded-For": "10.0.0.9"}
+        async with direct.post(WATCH_BEACON, data=body, headers=headers) as response:
+            assert response.status == 429  # a header from a phone opens no new bucket
+
+
 async def test_the_watch_page_loads_its_reports_deferred_from_the_box(
     client: TestClient[Any, Any],
 ) -> None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from edged.guest.telemetry import (
     MAX_BODY,
-    ReportLimiter,
     SeenReports,
     WatchReport,
     parse_watch_report,
@@ -86,28 +83,3 @@ def test_each_report_of_a_view_counts_once_and_the_memory_is_bounded() -> None:
     assert seen.first(WatchReport("fedcba98", "a", "start", 0.0))  # another view
     assert not seen.first(start)  # seen lately: kept; `three` was the least recent
     assert seen.first(three)
-
-
-@given(
-    gaps=st.lists(st.floats(0, 5), min_size=1, max_size=80),
-    burst=st.integers(1, 10),
-    interval=st.floats(0.1, 10),
-)
-def test_an_address_gets_its_burst_then_one_report_per_interval(
-    gaps: list[float], burst: int, interval: float
-) -> None:
-    limiter, now, allowed = ReportLimiter(burst, interval), 0.0, 0
-    for gap in gaps:
-        now += gap
-        allowed += limiter.allow("10.0.0.2", now)
-    assert allowed <= burst + now / interval
-    assert ReportLimiter(burst, interval).allow("10.0.0.2", now)  # a fresh bucket is full
-
-
-def test_the_limiter_refuses_after_the_burst_per_address_and_refills() -> None:
-    limiter = ReportLimiter(burst=3, interval=2.0, max_clients=2)
-    assert [limiter.allow("a", 0.0) for _ in range(4)] == [True, True, True, False]
-    assert limiter.allow("b", 0.0)  # another address has its own
-    assert not limiter.allow("a", 1.0) and limiter.allow("a", 3.0)
-    limiter.allow("c", 3.0)  # three addresses over a memory of two: "b" is forgotten
-    assert [limiter.allow("b", 3.0) for _ in range(4)] == [True, True, True, False]
