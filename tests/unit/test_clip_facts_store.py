@@ -179,3 +179,21 @@ def test_the_facts_survive_a_restart_in_a_private_file(tmp_path: Path) -> None:
 def test_an_unreadable_file_starts_without_facts(tmp_path: Path, text: str) -> None:
     (tmp_path / FACTS).write_text(text)
     assert FactsStore(tmp_path).get("a") == ClipFacts("a")
+
+
+def test_a_manifest_that_moves_the_window_past_the_crews_withholds_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FactsStore(tmp_path)
+    store.from_manifest({"finale": {"exclusive": True}})
+    store.patch("finale", {"unpublish_at": "2027-01-15T09:00:00Z"})
+    moved = {"finale": {"exclusive": True, "publish_at": "2027-01-15T10:00:00Z"}}
+    with caplog.at_level(logging.WARNING, logger="edged.cache.facts"):
+        store.from_manifest(moved)
+        store.from_manifest(moved)
+        store.patch("other", {"title": "O"})  # published again: no second warning
+    assert store.get("finale") == ClipFacts("finale", exclusive=True, withheld=True)
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert "finale withheld from guests: unpublish_at must be after publish_at" in warning
+    store.patch("finale", {"unpublish_at": None})  # the crew follows the manifest
+    assert store.get("finale") == ClipFacts("finale", exclusive=True, publish_at=T + 7200)
