@@ -16,28 +16,52 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from edged.media.webrtc import restrict_ice_addresses
-from tests.conftest import StartDaemon
 from tests.integration.test_daemon import http
-from tests.support import DaemonProcess
+from tests.support import DaemonProcess, loopback_config, write_config
 
 pytestmark = pytest.mark.integration
 
-LIVE = {
+WEBRTC_BYTES = re.compile(
+    rb'^edged_live_bytes_total\{protocol="webrtc",stream="test-pattern"\} (\S+)$', re.M
+)
+LIVE: dict[str, dict[str, object]] = {
     "mdns": {"enabled": False},
     "media": {"pattern_size": "320x240", "pattern_fps": 15, "gop_seconds": 1.0},
     "live": {"ice_addresses": ["127.0.0.1"], "max_viewers": 3},
 }
 
 
+@pytest.fixture(scope="module")
+def shared_live_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """One live daemon for the module (a start and its first HLS segments cost ~3.5 s a test):
+    its tests read it and close every session they open, each checking 0 viewers after; it
+    exits cleanly at the end."""
+    directory = tmp_path_factory.mktemp("live")
+    config = write_config(directory / "box.toml", loopback_config("box", LIVE))
+    data_dir = directory / "box-data"
+    daemon = DaemonProcess(
+        ["--config", str(config), "--data-dir", str(data_dir)],
+        data_dir=data_dir,
+        config_file=config,
+    )
+    try:
+        daemon.wait_ready()
+        deadline = time.monotonic() + 20
+        while http(daemon.url + "/live/test-pattern/index.m3u8")[0] != 200:
+            assert time.monotonic() < deadline, "no HLS segment in 20 s"
+            time.sleep(0.2)
+        yield daemon
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
 @pytest.fixture
-def live_daemon(start_daemon: StartDaemon) -> Iterator[DaemonProcess]:
-    daemon = start_daemon(LIVE)
-    deadline = time.monotonic() + 20
-    while http(daemon.url + "/live/test-pattern/index.m3u8")[0] != 200:
-        assert time.monotonic() < deadline, "no HLS segment in 20 s"
-        time.sleep(0.2)
-    yield daemon
-    assert daemon.stop() == 0
+def live_daemon(shared_live_daemon: DaemonProcess) -> Iterator[DaemonProcess]:
+    """The module's daemon, running when the test starts and still running after it."""
+    assert shared_live_daemon.process.poll() is None, "\n".join(shared_live_daemon.lines)
+    yield shared_live_daemon
+    assert shared_live_daemon.process.poll() is None, "\n".join(shared_live_daemon.lines)
 
 
 def test_hls_playlist_and_five_seconds_of_video(live_daemon: DaemonProcess) -> None:
@@ -160,16 +184,21 @@ async def whep_session(base: str) -> tuple[RTCPeerConnection, str, int]:
     return peer, base + location, frames
 
 
+def webrtc_bytes(daemon: DaemonProcess) -> float:
+    _, metrics = http(daemon.url + "/metrics")
+    found = WEBRTC_BYTES.search(metrics)
+    return float(found.group(1)) if found else 0.0
+
+
 async def test_whep_viewer_receives_and_decodes_video(live_daemon: DaemonProcess) -> None:
+    sent_before = webrtc_bytes(live_daemon)  # the module's daemon: other tests' sessions too
     peer, session, frames = await whep_session(live_daemon.url)
     assert frames == 10
     _, body = http(live_daemon.url + "/api/v1/streams")
     assert json.loads(body)["streams"][0]["viewers"] == 1
     _, metrics = http(live_daemon.url + "/metrics")
     assert b'edged_live_viewers{protocol="webrtc",stream="test-pattern"} 1.0' in metrics
-    assert re.search(
-        rb'edged_live_bytes_total\{protocol="webrtc",stream="test-pattern"\} [1-9]', metrics
-    )
+    assert webrtc_bytes(live_daemon) > sent_before
     async with aiohttp.ClientSession() as client, client.delete(session) as response:
         assert response.status == 200
     await peer.close()
