@@ -167,6 +167,24 @@ def _parser() -> argparse.ArgumentParser:
     clip_show.add_argument("--json", action="store_true")
     clip_show.add_argument("--no-wait", action="store_true", help="do not follow it to its end")
 
+    restream = commands.add_parser(
+        "restream",
+        parents=[command_options],
+        help="the running daemon's restream destinations: list, on, off",
+    )
+    restream_commands = restream.add_subparsers(dest="restream_command", required=True)
+    for verb, text in (
+        ("list", "each destination: stream, on or off, state and its last error"),
+        ("on", "switch a destination on (until the next start; the token from the data dir)"),
+        ("off", "switch a destination off (until the next start)"),
+    ):
+        verb_parser = restream_commands.add_parser(
+            verb, parents=[verb_options, clip_url], help=text
+        )
+        if verb != "list":
+            verb_parser.add_argument("name", help="the destination's name (edged restream list)")
+        verb_parser.add_argument("--json", action="store_true")
+
     doctor = commands.add_parser(
         "doctor",
         parents=[command_options],
@@ -420,6 +438,27 @@ def _clips(args: argparse.Namespace) -> int:
         return EXIT_STARTUP
 
 
+def _restream(args: argparse.Namespace) -> int:
+    from edged.clips import client
+    from edged.restream.client import run
+
+    config = _load(args.config)
+    data_dir = resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
+    url = args.url or client.daemon_url(config.http.host, config.http.port, data_dir)
+    api = client.ClipClient(url, client.admin_token(config.http.admin_token_file, data_dir))
+
+    def call(method: str, path: str) -> tuple[int, dict[str, object]]:
+        answer = api.call(method, path)
+        return answer.status, answer.body
+
+    name = getattr(args, "name", None)
+    try:
+        return run(call, args.restream_command, name, sys.stdout, sys.stderr, as_json=args.json)
+    except client.DaemonUnreachable as error:
+        print(f"edged: {error}", file=sys.stderr)
+        return EXIT_STARTUP
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from edged import doctor
 
@@ -535,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cache": _cache,
         "guests": _guests,
         "clips": _clips,
+        "restream": _restream,
         "verify": _verify,
     }
     try:

@@ -199,7 +199,9 @@ class Daemon:
         media = await stack.enter_async_context(
             self._media(data_dir, metrics, board, devices, uploader, supervisor)
         )
-        restreamer = await stack.enter_async_context(self._restream(metrics, media, supervisor))
+        restreamer = await stack.enter_async_context(
+            self._restream(data_dir, metrics, media, supervisor)
+        )
         whep = await stack.enter_async_context(
             aclosing(LazyWhep(config.live.max_viewers, config.live.ice_addresses, metrics.live))
         )
@@ -350,14 +352,19 @@ class Daemon:
 
     @asynccontextmanager
     async def _restream(
-        self, metrics: Metrics, media: MediaManager, supervisor: Supervisor
+        self, data_dir: Path, metrics: Metrics, media: MediaManager, supervisor: Supervisor
     ) -> AsyncIterator[Restreamer]:
         """The [[restream]] destinations: each stream's packets pushed to RTMP(S) as they are;
         a key file that cannot be read (or is readable by others) stops the start."""
         configs = self.config.restream
         keys = await asyncio.to_thread(read_keys, configs)
         restreamer = Restreamer(
-            configs, keys, metrics.restream, metrics.streams, partial(running_streams, media)
+            configs,
+            keys,
+            metrics.restream,
+            metrics.streams,
+            partial(running_streams, media),
+            data_dir,
         )
         await restreamer.start(supervisor)
         try:

@@ -4,6 +4,7 @@ to do. Blocking: a command, not part of the daemon."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import time
@@ -15,7 +16,7 @@ from typing import Any
 import psutil
 
 from edged.clock import clock_synchronized
-from edged.config import Config, node_name
+from edged.config import Config, RestreamConfig, node_name
 from edged.datalock import LOCK_NAME
 from edged.devices import capture_cards, detect_board, sound
 from edged.devices.classify import STREAMABLE, DeviceKind
@@ -27,12 +28,15 @@ from edged.discovery import (
     dns_label,
     read_advertised,
 )
-from edged.errors import EdgedError
+from edged.errors import EdgedError, StartupError
 from edged.media.audio import AudioSpec, ensure_alsa_config
 from edged.media.encoders import EncoderSettings, ProbeResult, candidates, probe
 from edged.media.listen import Heard, listen_all
 from edged.media.stream_plan import PlanConfig, wanted_streams
 from edged.media.thermal import read_pi_throttled, read_temperatures
+from edged.paths import read_private_file
+from edged.restream.policy import Stage, failure_reason, mask_url, parse_address
+from edged.restream.record import read_record
 from edged.s3bucket import UpstreamError
 from edged.upload.setup import build_pool, build_store
 
@@ -448,6 +452,97 @@ def _mdns(config: Config, data_dir: Path) -> Check:
     )
 
 
+RESTREAM_ADVICE = "check the URL and the stream key (key_file); edged retries on its own"
+
+
+def restream_check(
+    destination: RestreamConfig,
+    *,
+    key_problem: str | None,
+    row: Mapping[str, Any] | None,
+    reach: str | None,
+) -> Check:
+    """A destination's line: its key file, then the running daemon's state of it (`row`; None:
+    no daemon runs here) or, without a daemon, whether its server answers (`reach`: None, or why
+    not). URLs masked: never the key."""
+    name, masked = f"restream {destination.name}", mask_url(destination.url)
+    if key_problem is not None:
+        return Check(name, FAIL, key_problem, "make the key file mode 0600, or fix key_file")
+    if row is None:
+        if not destination.enabled:
+            return Check(name, OK, f"{masked}: switched off in the config")
+        if reach is not None:
+            return Check(name, WARN, f"{masked}: {reach}", RESTREAM_ADVICE)
+        where = parse_address(destination.url).hostport
+        return Check(name, OK, f"{masked}: {where} answers (edged not running: not published)")
+    state, reason, reconnects = row.get("state"), row.get("reason", ""), row.get("reconnects", 0)
+    if state == "live":
+        since = time.strftime("%H:%M:%S UTC", time.gmtime(float(row.get("since") or 0)))
+        return Check(
+            name,
+            OK,
+            f"{masked}: publishing {destination.stream} since {since} ({reconnects} reconnects)",
+        )
+    if state == "disabled":
+        return Check(name, OK, f"{masked}: switched off", f"edged restream on {destination.name}")
+    if state == "retrying":
+        return Check(
+            name, WARN, f"{masked}: {reason} ({reconnects} attempts failed)", RESTREAM_ADVICE
+        )
+    return Check(name, WARN, f"{masked}: {state}: {reason}", "")
+
+
+def _key_problem(destination: RestreamConfig) -> str | None:
+    if not destination.key_file:
+        return None
+    try:
+        read_private_file(Path(destination.key_file).expanduser(), "key file")
+    except StartupError as error:
+        return str(error)
+    return None
+
+
+def _reach(destination: RestreamConfig, timeout: float = 3.0) -> str | None:
+    """None when the destination's server takes a TCP connection, else why not."""
+    address = parse_address(destination.url)
+    try:
+        socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+    except OSError:
+        return failure_reason(Stage.RESOLVE, None, address, timeout)
+    try:
+        socket.create_connection((address.host, address.port), timeout).close()
+    except TimeoutError:
+        return failure_reason(Stage.CONNECT, errno.ETIMEDOUT, address, timeout)
+    except OSError as error:
+        return failure_reason(Stage.CONNECT, error.errno, address, timeout)
+    return None
+
+
+def _restream_rows(data_dir: Path) -> dict[str, dict[str, Any]] | None:
+    """The running daemon's record of its destinations; None when no daemon runs here."""
+    try:
+        record = read_record(data_dir)
+        holder = (data_dir / LOCK_NAME).read_text(encoding="ascii").strip() if record else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    if record is None or holder != str(record[0]) or not _alive(record[0]):
+        return None
+    return record[1]
+
+
+def run_restream_checks(config: Config, data_dir: Path) -> list[Check]:
+    """The restream lines alone (run_checks has them among the others)."""
+    rows = _restream_rows(data_dir)
+    checks = []
+    for destination in config.restream:
+        row = rows.get(destination.name) if rows is not None else None
+        reach = _reach(destination) if rows is None and destination.enabled else None
+        checks.append(
+            restream_check(destination, key_problem=_key_problem(destination), row=row, reach=reach)
+        )
+    return checks
+
+
 def clock_check(now: float, kernel_synced: bool | None, timesyncd_synced: bool) -> Check:
     """The clock line from the time and what the kernel (adjtimex) and timesyncd say."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
@@ -491,6 +586,7 @@ def run_checks(config: Config, data_dir: Path) -> list[Check]:
     checks += _temperature(board)
     checks += _upstream(config)
     checks += _uplinks(config, data_dir)
+    checks += run_restream_checks(config, data_dir)
     checks.append(_mdns(config, data_dir))
     checks.append(_clock())
     return checks

@@ -33,6 +33,7 @@ from edged.restream.policy import (
     mask_url,
     parse_address,
     publish_url,
+    unreachable,
 )
 from edged.restream.session import FlvSession, Geometry
 from edged.supervise import RestartPolicy
@@ -40,6 +41,7 @@ from edged.supervise import RestartPolicy
 logger = logging.getLogger(__name__)
 
 TAKE_SECONDS = 0.5  # how often a waiting thread looks at its stop and switch
+WATCH_SECONDS = 1.0  # how often a server that cannot be reached is tried during a backoff
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Destination:
         key: str,
         metrics: RestreamMetrics,
         on_drop: Callable[[int], None],
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -74,6 +77,7 @@ class Destination:
         self.enabled = config.enabled
         self.geometry: Geometry | None = None  # set while the stream runs
         self.reconnects = 0
+        self.last_error = ""  # the last failure's reason, kept after a reconnect
         self.bytes_sent = 0
         self._policy = RestartPolicy(
             minimum=config.retry_min_seconds,
@@ -86,6 +90,7 @@ class Destination:
         self._since = time.time()
         self._retry_at: float | None = None
         self._last_failure = ""  # the reason last logged as a warning
+        self._on_change = on_change  # called in the thread after a change of state or reason
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -123,6 +128,7 @@ class Destination:
             "since": snapshot.since,
             "retry_at": snapshot.retry_at,
             "reconnects": self.reconnects,
+            "last_error": self.last_error,
             "bytes": self.bytes_sent,
             "frames": {
                 "offered": counts.offered,
@@ -216,11 +222,12 @@ class Destination:
         return None
 
     def _attempt(self, first: EncodedPacket, audio_config: bytes) -> None:
-        """One session: connect, publish until it fails or is stopped, then back off."""
+        """One session: connect, publish until it fails or is stopped; then back off."""
         assert self.geometry is not None  # noqa: S101 - checked by _ready_to_start
-        self._set_state(RestreamState.CONNECTING, "connecting")
+        if self._snapshot_state() is not RestreamState.RETRYING:  # a retry keeps its reason
+            self._set_state(RestreamState.CONNECTING, "connecting")
         self._policy.started(time.monotonic())
-        stage = Stage.RESOLVE
+        stage, code = Stage.RESOLVE, None
         session = FlvSession(
             self._url, self.geometry, first, audio_config, self.config.timeout_seconds
         )
@@ -232,15 +239,17 @@ class Destination:
             self.feed.live = True
             self._set_state(RestreamState.LIVE, "publishing" + (" with sound" * session.has_audio))
             self._publish(session)
+            return
         except (av.FFmpegError, OSError) as error:
             code = error.errno if isinstance(error.errno, int) else None
-            self._failed(failure_reason(stage, code, self._address, self.config.timeout_seconds))
         finally:
             self.feed.live = False
             session.close()
             self.feed.restart()
             if self._snapshot_state() is RestreamState.LIVE:
                 self._set_state(RestreamState.WAITING, "session ended")
+        reason = failure_reason(stage, code, self._address, self.config.timeout_seconds)
+        self._back_off(reason, watch=unreachable(stage, code))
 
     def _publish(self, session: FlvSession) -> None:
         """Send what the feed gives until stopped or switched off; raises on a failed write."""
@@ -260,15 +269,36 @@ class Destination:
                 self.bytes_sent += size
                 self._metrics.bytes.labels(*self._labels).inc(size)
 
-    def _failed(self, reason: str) -> None:
+    def _back_off(self, reason: str, *, watch: bool) -> None:
+        """Wait before the next attempt (1 s doubling to 30 s). While the server cannot be
+        reached (`watch`), a TCP connection is tried each second and the wait ends when one
+        goes through: a platform back after a long outage is published to within seconds,
+        while one that refuses the publish is tried again only at the backoff's pace."""
         wait = self._policy.failed(time.monotonic(), reason)
         self.reconnects += 1
         self._metrics.reconnects.labels(*self._labels).inc()
         with self._lock:
             self._retry_at = time.time() + wait
+        self.last_error = reason
         self._set_state(RestreamState.RETRYING, reason)
-        if self._wake.wait(wait):
-            self._wake.clear()
+        until = time.monotonic() + wait
+        while (left := until - time.monotonic()) > 0:
+            if self._wake.wait(min(left, WATCH_SECONDS)):
+                self._wake.clear()
+                return
+            if watch and self._answers():
+                return
+
+    def _answers(self) -> bool:
+        """Whether the server takes a TCP connection now (blocking, at most a second)."""
+        try:
+            address = (self._address.host, self._address.port)
+            socket.create_connection(
+                address, min(WATCH_SECONDS, self.config.timeout_seconds)
+            ).close()
+        except OSError:
+            return False
+        return True
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -278,7 +308,7 @@ class Destination:
 
     def _set_state(self, state: RestreamState, reason: str) -> None:
         with self._lock:
-            before = self._state
+            before, said = self._state, self._reason
             self._state, self._reason = state, reason
             if state is not before:
                 self._since = time.time()
@@ -300,6 +330,8 @@ class Destination:
                 reason,
             )
         self._metrics.up.labels(*self._labels).set(1 if state is RestreamState.LIVE else 0)
+        if state is not before or reason != said:
+            self._on_change()
 
 
 def log_level(before: RestreamState, state: RestreamState, *, new_failure: bool) -> int | None:

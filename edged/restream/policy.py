@@ -125,6 +125,17 @@ def failure_reason(stage: Stage, code: int | None, address: Address, timeout: fl
     return f"connection to {where} lost: {_strerror(code)}"
 
 
+UNREACHABLE = frozenset(
+    {errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN}
+)
+
+
+def unreachable(stage: Stage, code: int | None) -> bool:
+    """Whether a failure means the server could not be reached (not that it refused the
+    publish or dropped a session): its return can be watched for with a TCP connection."""
+    return stage is Stage.RESOLVE or (stage is Stage.CONNECT and code in UNREACHABLE)
+
+
 def _strerror(code: int | None) -> str:
     """An errno's text (never an exception's, which carries the URL)."""
     if code is None:

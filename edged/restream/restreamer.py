@@ -22,6 +22,7 @@ from edged.media.packets import EncodedPacket
 from edged.metrics import RestreamMetrics, StreamMetrics
 from edged.paths import read_private_file
 from edged.restream.destination import Destination
+from edged.restream.record import StateRecord
 from edged.restream.session import Geometry
 from edged.supervise import Supervisor
 
@@ -99,12 +100,17 @@ class Restreamer:
         metrics: RestreamMetrics,
         stream_metrics: StreamMetrics,
         running: Callable[[], Mapping[str, Running]],
+        data_dir: Path | None = None,
     ) -> None:
         self._running = running
+        self._record = StateRecord(data_dir, self.status) if data_dir is not None else None
+        save = self._record.save if self._record is not None else lambda: None
         self.destinations: dict[str, Destination] = {}
         for config, key in zip(configs, keys, strict=True):
             dropped = stream_metrics.dropped.labels(config.stream, STAGE)
-            self.destinations[config.name] = Destination(config, key, metrics, dropped.inc)
+            self.destinations[config.name] = Destination(
+                config, key, metrics, dropped.inc, on_change=save
+            )
         self._by_stream: dict[str, list[Destination]] = {}
         for destination in self.destinations.values():
             self._by_stream.setdefault(destination.stream, []).append(destination)
@@ -136,6 +142,8 @@ class Restreamer:
         for pipeline, tap in self._taps.values():
             pipeline.remove_output(tap)
         self._taps.clear()
+        if self._record is not None:  # doctor: no daemon, no state
+            await asyncio.to_thread(self._record.forget)
 
     async def follow(self) -> None:
         """The supervised task that keeps a tap on each running stream's current pipeline."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ import av
 import pytest
 import tomli_w
 
+from edged import config as config_module
+from edged import doctor
 from tests.integration.test_daemon import http
 from tests.integration.test_recording import FINAL
 from tests.integration.test_recording_audio import SINE
 from tests.rtmp_server import Nginx, PublishCheck, pull, rtmp_module, running_nginx
-from tests.support import DaemonProcess, loopback_config, until, write_config
+from tests.support import DaemonProcess, loopback_config, run_edged, until, write_config
 
 pytestmark = [
     pytest.mark.integration,
@@ -97,6 +100,12 @@ def recorded(daemon: DaemonProcess) -> int:
     return sum(1 for line in daemon.lines if re.search(r"recorded \S+\.mp4: \d+ frames", line))
 
 
+def edged_restream(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    assert daemon.config_file is not None and daemon.data_dir is not None
+    common = ("--config", str(daemon.config_file), "--data-dir", str(daemon.data_dir))
+    return run_edged("restream", args[0], *common, "--url", daemon.url, *args[1:])
+
+
 def decoded_frames(path: Path) -> int:
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
@@ -144,7 +153,7 @@ def test_push_pull_outage_and_reconnect(
 
         server.start()  # back: publishing again, and a player decodes it
         again = until(lambda: state_of(daemon, name, "live"), 20, "publishing again")
-        assert again["reconnects"] >= 1
+        assert again["reconnects"] >= 1 and again["last_error"] == down["reason"]
         second = pull(server.url(KEY), frames=2 * FPS, audio_seconds=1.0)
         assert second.video_extradata > 0 and second.audio_streams == 1
 
@@ -212,19 +221,35 @@ def test_a_refused_port_and_a_refused_key_say_why(
             f"connection refused by 127.0.0.1:{nobody.port}: no RTMP server listens there "
             "(check the URL)"
         )
-        # Switching off takes the token, and stops the retries.
-        assert daemon.data_dir is not None
-        token = (daemon.data_dir / "admin.token").read_text().strip()
+        # Switching off takes the token (the CLI reads it from the data dir) and ends the retries.
         off = daemon.url + "/api/v1/restream/wrong-key/disable"
         assert http(off, method="POST")[0] == 401
-        status, body = http(off, method="POST", token=token)
-        assert status == 200 and json.loads(body)["destination"]["enabled"] is False
+        listed = edged_restream(daemon, "list")
+        assert listed.returncode == 0
+        line = next(row for row in listed.stdout.splitlines() if row.startswith("wrong-key"))
+        assert " on  retrying " in line and "/live/****" in line and "refused to publish" in line
+        switched = edged_restream(daemon, "off", "wrong-key")
+        assert switched.returncode == 0 and " off " in switched.stdout
         until(lambda: state_of(daemon, "wrong-key", "disabled"), 10, "switched off")
-        on = daemon.url + "/api/v1/restream/nothing/enable"
-        status, body = http(on, method="POST", token=token)
-        assert status == 404 and json.loads(body) == {"error": "no restream destination 'nothing'"}
+        unknown = edged_restream(daemon, "on", "nothing")
+        assert unknown.returncode == 1
+        assert "no restream destination 'nothing'" in unknown.stderr
+        # edged doctor reads the running daemon's record: one line per destination.
+        assert daemon.config_file is not None and daemon.data_dir is not None
+        config = config_module.load(daemon.config_file)
+        lines = {check.name: check for check in doctor.run_restream_checks(config, daemon.data_dir)}
+        assert lines["restream wrong-key"].status == doctor.OK
+        assert lines["restream wrong-key"].detail.endswith("/live/****: switched off")
+        assert lines["restream no-server"].status == doctor.WARN
+        assert "connection refused by" in lines["restream no-server"].detail
         answers = [http(daemon.url + path)[1] for path in ("/api/v1/restream", "/api/v1/streams")]
+        answers += [listed.stdout.encode(), switched.stdout.encode()]
         assert daemon.stop() == 0
+        # Without the daemon, doctor tries the server itself (a TCP connection, no publish).
+        lines = {check.name: check for check in doctor.run_restream_checks(config, daemon.data_dir)}
+        assert lines["restream wrong-key"].status == doctor.OK
+        assert "answers (edged not running: not published)" in lines["restream wrong-key"].detail
+        assert lines["restream no-server"].status == doctor.WARN
     assert all(KEY.encode() not in answer for answer in answers)
     assert KEY not in "\n".join(daemon.lines)
     # One warning per reason, not one per retry.

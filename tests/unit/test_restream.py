@@ -31,6 +31,7 @@ from edged.restream.policy import (
     rebased,
     tee_escape,
     tee_target,
+    unreachable,
 )
 from edged.supervise import RestartPolicy
 
@@ -107,6 +108,14 @@ ADDRESS = parse_address("rtmp://127.0.0.1:1935/live")
 )
 def test_failures_have_a_clear_reason(stage: Stage, code: int | None, reason: str) -> None:
     assert failure_reason(stage, code, ADDRESS, 3.0) == reason
+
+
+def test_only_a_server_that_cannot_be_reached_is_watched_for() -> None:
+    assert unreachable(Stage.RESOLVE, None)
+    assert unreachable(Stage.CONNECT, errno.ECONNREFUSED)
+    assert unreachable(Stage.CONNECT, errno.ETIMEDOUT)
+    assert not unreachable(Stage.CONNECT, errno.EIO)  # it refused the publish: back off
+    assert not unreachable(Stage.SEND, errno.ECONNREFUSED)
 
 
 # -- the queue: drops to the next keyframe ---------------------------------------------------------
