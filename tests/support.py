@@ -12,7 +12,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -230,3 +232,43 @@ class DaemonProcess:
             if pipe is not None and not pipe.closed:
                 with contextlib.suppress(BrokenPipeError):
                     pipe.close()
+
+
+@contextlib.contextmanager
+def shared_daemon(
+    directory: Path, settings: Mapping[str, Mapping[str, object]], stream: str
+) -> Iterator[DaemonProcess]:
+    """`edged run` on loopback (as conftest's start_daemon) for a module's tests, once `stream`
+    serves HLS; stopped at the end with exit code 0 asserted, killed if anything failed."""
+    config = write_config(directory / "box.toml", loopback_config("box", settings))
+    data_dir = directory / "box-data"
+    daemon = DaemonProcess(
+        ["--config", str(config), "--data-dir", str(data_dir)],
+        data_dir=data_dir,
+        config_file=config,
+    )
+    try:
+        daemon.wait_ready()
+        until(lambda: http_status(f"{daemon.url}/live/{stream}/index.m3u8") == 200, 20, "HLS")
+        yield daemon
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def still_running(daemon: DaemonProcess) -> Iterator[DaemonProcess]:
+    """A module's shared daemon for one test: running before it and still running after."""
+    assert daemon.process.poll() is None, "\n".join(daemon.lines)
+    yield daemon
+    assert daemon.process.poll() is None, "\n".join(daemon.lines)
+
+
+def http_status(url: str) -> int:
+    """The status of a GET of `url` (0: no answer)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback test URL
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0

@@ -17,7 +17,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from edged.media.webrtc import restrict_ice_addresses
 from tests.integration.test_daemon import http
-from tests.support import DaemonProcess, loopback_config, write_config
+from tests.support import DaemonProcess, shared_daemon, still_running
 
 pytestmark = pytest.mark.integration
 
@@ -34,34 +34,14 @@ LIVE: dict[str, dict[str, object]] = {
 @pytest.fixture(scope="module")
 def shared_live_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     """One live daemon for the module (a start and its first HLS segments cost ~3.5 s a test):
-    its tests read it and close every session they open, each checking 0 viewers after; it
-    exits cleanly at the end."""
-    directory = tmp_path_factory.mktemp("live")
-    config = write_config(directory / "box.toml", loopback_config("box", LIVE))
-    data_dir = directory / "box-data"
-    daemon = DaemonProcess(
-        ["--config", str(config), "--data-dir", str(data_dir)],
-        data_dir=data_dir,
-        config_file=config,
-    )
-    try:
-        daemon.wait_ready()
-        deadline = time.monotonic() + 20
-        while http(daemon.url + "/live/test-pattern/index.m3u8")[0] != 200:
-            assert time.monotonic() < deadline, "no HLS segment in 20 s"
-            time.sleep(0.2)
+    its tests read it and close every session they open, each checking 0 viewers after."""
+    with shared_daemon(tmp_path_factory.mktemp("live"), LIVE, "test-pattern") as daemon:
         yield daemon
-        assert daemon.stop() == 0
-    finally:
-        daemon.kill()
 
 
 @pytest.fixture
 def live_daemon(shared_live_daemon: DaemonProcess) -> Iterator[DaemonProcess]:
-    """The module's daemon, running when the test starts and still running after it."""
-    assert shared_live_daemon.process.poll() is None, "\n".join(shared_live_daemon.lines)
-    yield shared_live_daemon
-    assert shared_live_daemon.process.poll() is None, "\n".join(shared_live_daemon.lines)
+    yield from still_running(shared_live_daemon)
 
 
 def test_hls_playlist_and_five_seconds_of_video(live_daemon: DaemonProcess) -> None:

@@ -29,7 +29,7 @@ from edged.media.packets import EncodedPacket
 from edged.media.webrtc import restrict_ice_addresses
 from tests.conftest import StartDaemon
 from tests.integration.test_daemon import http
-from tests.support import DaemonProcess, until
+from tests.support import DaemonProcess, shared_daemon, still_running, until
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ STREAM = "test-pattern"
 LEVEL = re.compile(rb'^edged_audio_level_dbfs\{stream="test-pattern"\} (\S+)$', re.MULTILINE)
 
 
-def settings(stand_in: str) -> dict[str, object]:
+def settings(stand_in: str) -> dict[str, dict[str, object]]:
     return {
         "mdns": {"enabled": False},
         "media": {
@@ -52,12 +52,17 @@ def settings(stand_in: str) -> dict[str, object]:
     }
 
 
+@pytest.fixture(scope="module")
+def shared_sine_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """One daemon with the sine for the module's three tests that listen to it (a start costs
+    ~3.5 s): each closes its session (the first checks 0 viewers after)."""
+    with shared_daemon(tmp_path_factory.mktemp("sine"), settings(SINE), STREAM) as daemon:
+        yield daemon
+
+
 @pytest.fixture
-def sine_daemon(start_daemon: StartDaemon) -> Iterator[DaemonProcess]:
-    daemon = start_daemon(settings(SINE))
-    until(lambda: http(daemon.url + f"/live/{STREAM}/index.m3u8")[0] == 200, what="HLS")
-    yield daemon
-    assert daemon.stop() == 0
+def sine_daemon(shared_sine_daemon: DaemonProcess) -> Iterator[DaemonProcess]:
+    yield from still_running(shared_sine_daemon)
 
 
 def level(daemon: DaemonProcess) -> float | None:
