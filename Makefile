@@ -11,7 +11,7 @@ TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-
 	libnginx-mod-rtmp nginx
 
 .PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode bench-live \
-	bench-first-frame bench-hls-crowd bench-audio bench-uplinks clean
+	bench-first-frame bench-hls-crowd bench-audio bench-uplinks bench-clips clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ bench-audio: $(VENV)/.test-installed
 # Two veth uplinks in network namespaces (tc tbf, 4 and 8 Mbit/s): needs root.
 bench-uplinks: $(VENV)/.test-installed
 	$(BIN)/python bench/uplinks.py
+
+# A 30 s 1080p30 cut to vertical fill beside the ffmpeg CLI, an original by copy, and the frames
+# a live 720p30 stream drops while a daemon's job runs.
+bench-clips: $(VENV)/.test-installed
+	scripts/install-debs ffmpeg
+	$(BIN)/python bench/clips.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

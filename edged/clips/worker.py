@@ -1,12 +1,12 @@
 """The clip worker: `python -m edged.clips.worker` cuts one clip and exits.
 
-A process of its own, so the cut runs at the lowest CPU priority (nice 19 is per process on
-Linux) with one thread for decoding, filtering and encoding, and can be paused (SIGSTOP) and
-resumed (SIGCONT) as a whole. It dies with the daemon (PR_SET_PDEATHSIG): a daemon killed
-mid-job leaves no orphan writing. The job's spec comes as JSON on stdin; progress, then the result
-or the reason it failed, go to stdout as JSON lines. The clip is written under a hidden temporary
-name beside its target and renamed to it only when whole and synced: nothing half-written is ever
-under the target's name.
+A process of its own, so the cut runs at the lowest CPU priority (nice 19 and SCHED_IDLE are per
+process on Linux) with one thread for decoding, filtering and encoding, and can be paused
+(SIGSTOP) and resumed (SIGCONT) as a whole. It dies with the daemon (PR_SET_PDEATHSIG): a daemon
+killed mid-job leaves no orphan writing. The job's spec comes as JSON on stdin; progress, then the
+result or the reason it failed, go to stdout as JSON lines. The clip is written under a hidden
+temporary name beside its target and renamed to it only when whole and synced: nothing
+half-written is ever under the target's name.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+import psutil
 
 PR_SET_PDEATHSIG = 1
 PROGRESS_INTERVAL = 0.25  # seconds between progress lines
@@ -57,8 +59,13 @@ def part_name(target: Path, pid: int) -> Path:
 
 
 def lower_priority() -> None:
-    """Nice 19, and die with the parent (Linux; elsewhere the nice alone)."""
+    """Nice 19 and SCHED_IDLE (the CPU only when nothing else wants it), idle I/O priority, and
+    die with the parent (Linux; elsewhere the nice alone)."""
     os.nice(NICE - os.nice(0))
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    with contextlib.suppress(OSError, AttributeError):
+        psutil.Process().ionice(psutil.IOPRIO_CLASS_IDLE)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file size limit is an error, not a kill
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)

@@ -1,7 +1,8 @@
 """The clip job queue in this process, on segments a real daemon recorded, under the
 slow-callback guard (nothing it does holds the event loop 0.05 s): a job pauses its worker
 (SIGSTOP) while the box runs hot and finishes once it cools, into a real clip cache; retention
-keeps the segments a queued job needs; a segment deleted anyway fails the job with the reason.
+keeps the segments a queued job needs; a segment deleted anyway fails the job with the reason; a
+full disk fails it and leaves nothing.
 
 The thermal reading is the seam: a box cannot be made hot here, so the test sets the level the
 governor would report."""
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
@@ -188,3 +190,27 @@ async def test_retention_keeps_a_queued_jobs_segments_and_a_deleted_one_fails_th
     assert latest["reason"] == f"source segment {Path(needed[1]).name} was deleted before the cut"
     assert queue.store.assets() == []
     await eventually(lambda: not queue.jobs.needed_paths(), 10, "the failed job's segments let go")
+
+
+async def test_a_full_disk_fails_the_job_and_leaves_nothing_visible(
+    queue: Queue, recorded: list[dict[str, Any]]
+) -> None:
+    """A file size limit stands in for the full disk: the worker, started under it, cannot write
+    past 256 KiB (EFBIG); the limit is this process's only until the worker has started."""
+    queue.box.thermal_level = 1  # held until the limit is set
+    start, end = moment(recorded[0], "start"), moment(recorded[2], "start")
+    job = await queue.jobs.submit(ClipRequest("test-pattern", start, end))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
+    try:
+        queue.box.thermal_level = 0
+        await job_until(queue, job["id"], lambda found: found["state"] != "queued")
+        await eventually(lambda: bool(workers()) or not queue.jobs.needed_paths(), 10, "a worker")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    failed = await job_until(queue, job["id"], lambda found: found["state"] in ("done", "failed"))
+    assert failed["state"] == "failed"
+    assert failed["reason"] == "the disk is full: the clip could not be written"
+    assert await asyncio.to_thread(lambda: list(queue.jobs.out.iterdir())) == []
+    assert queue.store.assets() == []
+    assert queue.published == []

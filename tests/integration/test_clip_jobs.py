@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import StartDaemon
 from tests.integration.test_clip_cut import FPS, GOP, SETTINGS, decoded, frames_shown, moment
+from tests.integration.test_daemon import http
 from tests.integration.upload_support import BUCKET, minio_client, moto, upstream_settings
 from tests.s3server import MotoProcess
 from tests.support import DaemonProcess, run_edged, until
@@ -84,6 +85,10 @@ def test_clips_are_refused_cut_cached_and_uploaded(
         daemon.wait_for(RECORDED, timeout=30)
     first, second, third = sidecars(daemon)[:3]
 
+    assert http(daemon.url + "/api/v1/jobs")[0] == 401  # a crew read: titles, release times
+    assert http(daemon.url + "/api/v1/clips", method="POST")[0] == 401
+    status, malformed = call(daemon, "POST", "/api/v1/clips", ["not", "an", "object"])
+    assert (status, malformed) == (400, {"error": "the body must be a JSON object"})
     status, refused = call(
         daemon,
         "POST",
@@ -120,7 +125,8 @@ def test_clips_are_refused_cut_cached_and_uploaded(
         "clips", "make", "--url", daemon.url, "--config", str(daemon.config_file),
         "--data-dir", str(daemon.data_dir), "--stream", "test-pattern",
         "--from", utc(moment(second, "start") + 0.3), "--to", utc(moment(third, "start") + 0.5),
-        "--vertical", "--no-original", "--mode", "crop", "--wait", timeout=90,
+        "--vertical", "--no-original", "--mode", "crop", "--publish-at", "2099-01-01T00:00:00Z",
+        "--wait", timeout=90,
     )  # fmt: skip
     assert crop.returncode == 0, crop.stderr
     assert re.search(r"job 2 \[#+\] +100% +done", crop.stdout), crop.stdout
@@ -132,6 +138,23 @@ def test_clips_are_refused_cut_cached_and_uploaded(
     listed = {asset["name"]: asset for asset in assets["assets"]}
     assert {original, fill, crop_name} <= set(listed)
     assert listed[original]["facts"]["title"] == "Opening"
+    assert listed[crop_name]["facts"]["publish_at"] == "2099-01-01T00:00:00Z"
+    _, guests = http(daemon.url + "/api/v1/assets")  # a guest's list: the staged clip is not in it
+    assert {asset["name"] for asset in json.loads(guests)["assets"]} == {original, fill}
+
+    listing = run_edged(
+        "clips", "list", "--url", str(daemon.url), "--data-dir", str(daemon.data_dir)
+    )
+    assert [line.split()[:2] for line in listing.stdout.splitlines()] == [
+        ["2", "done"],
+        ["1", "done"],
+    ]
+    shown = run_edged("clips", "show", "1", "--url", daemon.url, "--data-dir", str(daemon.data_dir))
+    assert shown.stdout.splitlines() == [
+        "job 1 [##############################] 100%  done",
+        f"clip {original}",
+        f"clip {fill}",
+    ]
 
     frames, sound, width, height, _ = decoded(asset_bytes(daemon, original, tmp_path / "o.mp4"))
     assert (width, height) == (320, 240)
@@ -140,7 +163,9 @@ def test_clips_are_refused_cut_cached_and_uploaded(
     frames, sound, width, height, _ = decoded(asset_bytes(daemon, fill, tmp_path / "f.mp4"))
     assert (width, height, frames) == (240, 426, frames_shown([first, second], start, end))
     assert abs(sound - frames / FPS) <= 0.05
-    assert decoded(asset_bytes(daemon, crop_name, tmp_path / "c.mp4"))[2:4] == (240, 426)
+    assert http(f"{daemon.url}/assets/{crop_name}")[0] == 404  # staged: not before publish_at
+    assert daemon.data_dir is not None
+    assert decoded(daemon.data_dir / "clips" / "out" / f"{crop_name}.mp4")[2:4] == (240, 426)
 
     client = minio_client(moto)
 
