@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -127,15 +128,19 @@ class Timeline:
 # -- original: packets copied -------------------------------------------------------------------
 
 
-def keyframe_times(source: Source) -> list[float]:
-    """Wall-clock times of a segment's keyframes."""
+def keyframe_times(source: Source, until: float = math.inf) -> list[float]:
+    """Wall-clock times of a segment's keyframes, read no further than `until`."""
     with open_source(source) as container:
         video = container.streams.video[0]
         origin = _origin(container)
         times = []
         for packet in container.demux(video):
             moment = _seconds(packet.pts, packet.time_base)
-            if packet.is_keyframe and moment is not None:
+            if moment is None:
+                continue
+            if source.start + moment - origin > until:
+                break
+            if packet.is_keyframe:
                 times.append(source.start + moment - origin)
         return times
 
@@ -216,7 +221,8 @@ def cut_original(
     progress: Progress = lambda fraction: None,
 ) -> CutResult:
     """Copy the packets from the keyframe at or before `start` to the last frame before `end`."""
-    begin = keyframe_at_or_before(keyframe_times(sources[0]), start)
+    first = keyframe_times(sources[0], until=max(start, sources[0].start + 0.001))
+    begin = keyframe_at_or_before(first, start)
     span = max(end - begin, 1e-6)
     with av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out:
         copier: _Copier | None = None
