@@ -10,7 +10,7 @@ TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-
 	libcairo2-dev pkg-config chromium iproute2 util-linux faketime zbar-tools \
 	libnginx-mod-rtmp nginx
 
-.PHONY: run test debs lint typecheck pytest bench-idle bench-upload bench-encode bench-live \
+.PHONY: run test debs lint typecheck pytest bench-restream bench-idle bench-upload bench-encode bench-live \
 	bench-first-frame bench-hls-crowd bench-audio bench-uplinks bench-clips clean
 
 $(BIN)/edged: pyproject.toml
@@ -69,6 +69,11 @@ bench-audio: $(VENV)/.test-installed
 # Two veth uplinks in network namespaces (tc tbf, 4 and 8 Mbit/s): needs root.
 bench-uplinks: $(VENV)/.test-installed
 	$(BIN)/python bench/uplinks.py
+
+# CPU per restream destination against none in the same run, and seconds from the RTMP
+# server's return to frames flowing again (nginx with its RTMP module on loopback).
+bench-restream: $(VENV)/.test-installed
+	$(BIN)/python bench/restream.py
 
 # A 30 s 1080p30 cut to vertical fill beside the ffmpeg CLI, an original by copy, and the frames
 # a live 720p30 stream drops while a daemon's job runs.

@@ -41,6 +41,7 @@ from edged.supervise import RestartPolicy
 logger = logging.getLogger(__name__)
 
 TAKE_SECONDS = 0.5  # how often a waiting thread looks at its stop and switch
+JOIN_SECONDS = 3.0  # a stop waits this long for the thread (a shutdown has a bound)
 WATCH_SECONDS = 1.0  # how often a server that cannot be reached is tried during a backoff
 
 
@@ -156,9 +157,9 @@ class Destination:
         def main() -> None:
             try:
                 self._send_loop()
-            except BaseException as error:
+            except BaseException as error:  # the supervised task raises it: logged, restarted
                 done(error)
-                raise
+                return
             done(None)
 
         self._thread = threading.Thread(target=main, name=f"restream-{self.name}", daemon=True)
@@ -171,7 +172,12 @@ class Destination:
         self.feed.wake()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
-            thread.join(self.config.timeout_seconds + 5)
+            thread.join(JOIN_SECONDS)
+            if thread.is_alive():  # in a connect or write, bounded by timeout_seconds
+                logger.warning(
+                    "restream %s: its thread is still in a network call; left to end alone",
+                    self.name,
+                )
 
     def _send_loop(self) -> None:
         while not self._stop.is_set():

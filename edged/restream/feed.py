@@ -21,6 +21,7 @@ class Item:
     packet: EncodedPacket
     extradata: bytes  # SPS/PPS (video) or the AudioSpecificConfig (audio)
     audio: bool = False
+    source: int = 0  # which of the stream's pipelines (a restart starts a new clock)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Feed:
         self.accepting = True  # False while the destination is switched off
         self.expects_audio = False  # the stream has sound (its AAC is offered)
         self.audio_config = b""  # the stream's AudioSpecificConfig, once seen
+        self.source = 0  # counts the pipelines the feed was given (each restart of the stream)
 
     # -- the event loop's side ----------------------------------------------------------------
 
@@ -78,7 +80,7 @@ class Feed:
                 dropped += 1
                 self._dropped += 1
             else:
-                self._items.append(Item(packet, extradata))
+                self._items.append(Item(packet, extradata, source=self.source))
                 self._video += 1
                 self._waiting = False
                 self._ready.notify()
@@ -94,8 +96,18 @@ class Feed:
             if self._waiting or len(self._items) - self._video >= self._audio_limit:
                 self._audio_dropped += 1
                 return
-            self._items.append(Item(packet, extradata, audio=True))
+            self._items.append(Item(packet, extradata, audio=True, source=self.source))
             self._ready.notify()
+
+    def new_source(self) -> None:
+        """The stream restarted (a new pipeline, its clock from 0 again): what is queued is
+        dropped and the next item is the new pipeline's first keyframe (the loop's side)."""
+        with self._ready:
+            self.source += 1
+            dropped = self._clear()
+            self._waiting = True
+        if dropped:
+            self._on_drop(dropped)
 
     def _clear(self) -> int:
         """Drop every queued item (lock held); the video frames dropped."""

@@ -170,3 +170,9 @@ def rebased(timestamp: int, time_base: Fraction, origin_seconds: Fraction) -> in
     time before it (sound captured before the session's first picture)."""
     shifted = timestamp - round(origin_seconds / time_base)
     return shifted if shifted >= 0 else None
+
+
+def continued_origin(keyframe_seconds: Fraction, session_end: Fraction) -> Fraction:
+    """The origin that puts a restarted stream's first keyframe (`keyframe_seconds` on its new
+    clock) where the session's pictures ended: the platform sees one continuous stream."""
+    return keyframe_seconds - session_end

@@ -170,6 +170,7 @@ class Restreamer:
     def _tap(self, stream: str, current: Running, destinations: Sequence[Destination]) -> None:
         tap = Tap(stream, destinations)
         for destination in destinations:
+            destination.feed.new_source()
             destination.feed.expects_audio = current.pipeline.has_sound
             destination.geometry = current.geometry
         current.pipeline.add_output(tap)

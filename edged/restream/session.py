@@ -21,7 +21,7 @@ from edged.media.encoders import TIME_BASE, as_audio_packet, as_av_packet
 from edged.media.live import aac_lc_config
 from edged.media.packets import EncodedPacket
 from edged.restream.feed import Item
-from edged.restream.policy import rebased, tee_target
+from edged.restream.policy import continued_origin, rebased, tee_target
 
 # The muxer holds a track back at most this long waiting for the other (a sound that stops
 # must not hold the pictures).
@@ -56,6 +56,8 @@ class FlvSession:
         self._video: Any = None
         self._audio: Any = None
         self._last_audio: int | None = None
+        self._source: int | None = None  # the pipeline the packets come from
+        self._video_end = Fraction(0)  # where the last picture sent ends, on the session's clock
 
     @property
     def has_audio(self) -> bool:
@@ -88,8 +90,12 @@ class FlvSession:
     def write(self, item: Item) -> int:
         """Send one packet (0 bytes: not sent, as sound before the first picture)."""
         if item.audio:
-            return self._write_audio(item.packet)
+            return self._write_audio(item)
         packet = item.packet
+        if item.source != self._source:
+            if self._source is not None:  # a restarted stream: its clock goes on from here
+                self._origin = continued_origin(packet.dts * TIME_BASE, self._video_end)
+            self._source = item.source
         pts = rebased(packet.pts, TIME_BASE, self._origin)
         dts = rebased(packet.dts, TIME_BASE, self._origin)
         if pts is None or dts is None:
@@ -97,11 +103,13 @@ class FlvSession:
         out = as_av_packet(packet, item.extradata, self._video)
         out.pts, out.dts = pts, dts
         self._container.mux(out)
+        self._video_end = max(self._video_end, (pts + packet.duration) * TIME_BASE)
         return out.size
 
-    def _write_audio(self, packet: EncodedPacket) -> int:
-        if self._audio is None:
-            return 0
+    def _write_audio(self, item: Item) -> int:
+        if self._audio is None or item.source != self._source:
+            return 0  # no sound track, or sound of a pipeline whose pictures are not here
+        packet = item.packet
         pts = rebased(packet.pts, packet.time_base, self._origin)
         if pts is None or (self._last_audio is not None and pts <= self._last_audio):
             return 0

@@ -255,3 +255,17 @@ def test_a_refused_port_and_a_refused_key_say_why(
     # One warning per reason, not one per retry.
     warnings = [line for line in daemon.lines if "wrong-key" in line and "-> retrying" in line]
     assert len(warnings) == 1
+
+
+def test_a_key_file_others_can_read_stops_the_start(tmp_path: Path) -> None:
+    key = key_file(tmp_path, KEY)
+    key.chmod(0o644)
+    text = loopback_config("box", {"mdns": {"enabled": False}})
+    text += tomli_w.dumps(
+        {"restream": [{"stream": STREAM, "url": "rtmp://127.0.0.1:9/live", "key_file": str(key)}]}
+    )
+    config = write_config(tmp_path / "box.toml", text)
+    result = run_edged("run", "--config", str(config), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 3
+    assert f"restream 127-0-0-1-test-pattern key file {key} is readable by others" in result.stderr
+    assert KEY not in result.stderr + result.stdout

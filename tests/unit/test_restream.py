@@ -24,6 +24,7 @@ from edged.restream.policy import (
     RestreamState,
     Stage,
     admit,
+    continued_origin,
     failure_reason,
     mask_url,
     parse_address,
@@ -159,6 +160,28 @@ def test_a_full_feed_drops_to_the_next_keyframe() -> None:
     assert item is not None and item.packet.sequence == 6
     feed.sent()
     assert feed.counts.sent == 1 and feed.counts.queued == 0
+
+
+def test_a_restarted_stream_starts_a_new_source_at_its_first_keyframe() -> None:
+    drops: list[int] = []
+    feed = Feed(drops.append)
+    feed.live = True
+    feed.offer_video(packet(0, True), b"")
+    feed.offer_video(packet(1, False), b"")
+    feed.new_source()  # the stream restarted: its queued packets go, its clock starts again
+    feed.offer_audio(packet(0, True, audio=True), b"")
+    feed.offer_video(packet(0, False), b"")
+    feed.offer_video(packet(1, True), b"")
+    item = feed.take(0)
+    assert item is not None and item.packet.keyframe and item.source == 1
+    assert sum(drops) == 3 and feed.counts.dropped == 3
+
+
+def test_a_restarted_streams_clock_goes_on_where_the_session_was() -> None:
+    # The session sent 12.5 s; the new pipeline's first keyframe is at 0.2 s on its clock.
+    origin = continued_origin(Fraction(1, 5), Fraction(25, 2))
+    assert rebased(18_000, Fraction(1, 90_000), origin) == 12.5 * 90_000
+    assert rebased(9_600, Fraction(1, 48_000), origin) == 12.5 * 48_000
 
 
 def test_a_switched_off_feed_takes_and_counts_nothing() -> None:
