@@ -6,13 +6,19 @@ A view reports `start` (it plays), `first-frame`, `watched` at 3, 10 and 30 s of
 A report may name the campaign that brought the guest (the page's link or the landing page's
 `?campaign=`, kept in the tab's sessionStorage): a string, counted only if configured.
 
-The page's "at most once" is a promise of the page only: the box counts each (view id, report)
-once itself (`SeenReports`), and takes reports from one client at a bounded rate (the web
-layer's limiter, at REPORT_BURST and REPORT_INTERVAL), so a script cannot make a clip sink.
+The page's "at most once" is a promise of the page only. The box issues each view: the watch
+page carries a view token (`issue_view`: a random id, the time, and an HMAC with a key of this
+daemon), and a report counts only with a fresh token for its own clip (`verified_view`). Then
+each (token, report) counts once (`SeenReports`), each client (an IPv6 one by its /64) counts
+each report of a clip at most once per VIEW_WINDOW (`ClientReports`), and the web layer takes
+reports from one client at a bounded rate (REPORT_BURST, REPORT_INTERVAL). A script with
+fresh ids counts nothing; one loading the page again and again counts one view per window.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -24,8 +30,11 @@ MAX_SECONDS = 24 * 3600.0  # what a view may say it watched
 MARKS = (3, 10, 30)  # seconds of playing that a view reports once each
 RETAINED_MARK = 10  # the mark that counts a view as retained (edged_clip_retained_10s_total)
 REPORTS = ("start", "first-frame", "watched", "end", "unmute")
-_ID = re.compile(r"^[0-9a-f]{8,32}$")
-_SHAPE = '{"id": hex, "clip": name, "report": ..., "seconds": ...}'
+_ID = re.compile(r"^[0-9a-f]{16}\.[0-9a-f]{1,12}\.[0-9a-f]{32}$")  # a view token
+_SHAPE = '{"id": token, "clip": name, "report": ..., "seconds": ...}'
+VIEW_SECONDS = 3600  # a view token is good this long after its page was served
+VIEW_WINDOW = 600.0  # one client counts each report of a clip once in this long
+SEEN_CLIENTS = 16384  # (client, clip, report) entries remembered for the window
 SEEN_REPORTS = 16384  # (view id, report) pairs remembered: ~2,000 views of 7 reports
 REPORT_BURST = 30  # reports one client may send at once ...
 REPORT_INTERVAL = 1.0  # ... then one per this many seconds (a view sends 7 over 30 s and more)
@@ -67,7 +76,7 @@ def parse_watch_report(body: bytes) -> WatchReport:
         raise ValueError(f"send a JSON object: {_SHAPE}")
     view_id, clip, kind = report.get("id"), report.get("clip"), report.get("report")
     if not isinstance(view_id, str) or not _ID.match(view_id):
-        raise ValueError("id is 8 to 32 lowercase hex digits")
+        raise ValueError("id is the view token of the watch page")
     if not isinstance(clip, str) or not clip:
         raise ValueError("clip is the clip's name")
     if kind not in REPORTS:
@@ -109,4 +118,48 @@ class SeenReports:
         self._seen[key] = None
         if len(self._seen) > self._capacity:
             self._seen.popitem(last=False)
+        return True
+
+
+def _view_mac(key: bytes, nonce: str, clip: str, issued: int) -> str:
+    message = f"{nonce}|{issued:x}|{clip}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+
+def issue_view(key: bytes, clip: str, issued: int, nonce: str) -> str:
+    """The view token a watch page of `clip` carries: `nonce.issued.mac` (nonce: 16 hex digits,
+    issued: the daemon's monotonic seconds, in hex)."""
+    return f"{nonce}.{issued:x}.{_view_mac(key, nonce, clip, issued)}"
+
+
+def verified_view(key: bytes, token: str, clip: str, now: int) -> bool:
+    """Whether `token` is one this daemon issued for a page of `clip`, at most VIEW_SECONDS ago."""
+    if not _ID.match(token):
+        return False
+    nonce, issued_hex, mac = token.split(".")
+    issued = int(issued_hex, 16)
+    if not 0 <= now - issued <= VIEW_SECONDS:
+        return False
+    return hmac.compare_digest(mac, _view_mac(key, nonce, clip, issued))
+
+
+class ClientReports:
+    """Each (client, clip, report) counted at most once per `window` seconds: a client loading
+    the page over and over counts one view. The least recent entry goes first past `capacity`."""
+
+    def __init__(self, window: float = VIEW_WINDOW, capacity: int = SEEN_CLIENTS) -> None:
+        self._window = window
+        self._capacity = capacity
+        self._counted: OrderedDict[str, float] = OrderedDict()
+
+    def first(self, client: str, report: WatchReport, now: float) -> bool:
+        """Whether `report` counts for `client` now (then it is remembered from `now`)."""
+        key = f"{client}/{report.clip}/{report.label}"
+        counted = self._counted.get(key)
+        if counted is not None and now - counted < self._window:
+            return False
+        self._counted.pop(key, None)
+        self._counted[key] = now
+        while len(self._counted) > self._capacity:
+            self._counted.popitem(last=False)
         return True

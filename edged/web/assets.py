@@ -28,7 +28,7 @@ from edged.guest.clips import HIDDEN, MEMBERS, ClipFacts, View, facts_document, 
 from edged.guest.members import signed_up
 from edged.web.auth import has_token
 from edged.web.context import CLIPS, METRICS, PULL, ClipStore
-from edged.web.telemetry import FIRST_FRAME_BEACON, POSTER_AFTER_MS
+from edged.web.telemetry import FIRST_FRAME_BEACON, POSTER_AFTER_MS, WATCH_GUARD
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -37,7 +37,16 @@ CACHE_CONTROL = "public, max-age=300"
 # A clip only some guests may have, or only for a while: no shared cache (a proxy in front of
 # [guest] public_url) keeps it, and a browser asks again each time.
 PRIVATE = "private, no-cache"
-_WATCH = Template((Path(__file__).parent / "templates" / "watch.html").read_text(encoding="utf-8"))
+
+
+def page_template(text: str) -> Template:
+    """A page template without its script's comment lines (a line that starts with `//`): they
+    are for whoever reads the file, and every byte before the first frame counts on a phone."""
+    lines = text.splitlines(keepends=True)
+    return Template("".join(line for line in lines if not line.lstrip().startswith("//")))
+
+
+_WATCH = page_template((Path(__file__).parent / "templates" / "watch.html").read_text("utf-8"))
 
 
 def _store(request: web.Request) -> ClipStore:
@@ -329,6 +338,7 @@ async def watch(request: web.Request) -> web.Response:
         poster=f"/posters/{escape(name)}.jpg",
         beacon=FIRST_FRAME_BEACON,
         poster_after=POSTER_AFTER_MS,
+        view=request.app[WATCH_GUARD].issue(name),
     )
     return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 

@@ -29,7 +29,13 @@ from edged.guest.signups import (
     parse_signup,
 )
 from edged.web.context import CLIPS, ClipStore
-from edged.web.join_guard import ClientLimiter, client_address, proxy_addresses, same_origin
+from edged.web.join_guard import (
+    ClientLimiter,
+    client_address,
+    client_key,
+    proxy_addresses,
+    same_origin,
+)
 from edged.web.shell import html_page
 
 logger = logging.getLogger(__name__)
@@ -144,7 +150,7 @@ async def join(request: web.Request) -> web.Response:
     if not same_origin(request.host, headers.get("Origin"), headers.get("Sec-Fetch-Site")):
         return _refuse(403, "sign up from this box's own page")
     forwarded = headers.getall("X-Forwarded-For", [])
-    client = client_address(request.remote, forwarded, request.app[TRUSTED_PROXIES])
+    client = client_key(client_address(request.remote, forwarded, request.app[TRUSTED_PROXIES]))
     if not request.app[SIGNUP_LIMITER].allow(client, time.monotonic()):
         response = _refuse(429, "too many sign-ups from this phone; try again in a minute")
         response.headers["Retry-After"] = "60"

@@ -36,12 +36,25 @@ def proxy_addresses(configured: Iterable[str]) -> frozenset[str]:
     return frozenset(a for a in map(normalized_address, configured) if a is not None)
 
 
+def client_key(address: str) -> str:
+    """What a client's limits count against: an IPv4 address, or an IPv6 address's /64 (a phone
+    may take any number of addresses in its /64: SLAAC, privacy addresses)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return address
+
+
 def client_address(
     remote: str | None, forwarded_for: Sequence[str], proxies: frozenset[str]
 ) -> str:
     """The client a request counts against: the connection's address, unless it is a trusted
     proxy's; then X-Forwarded-For's last hop that is no trusted proxy (the hops to its left are
-    the client's own word). No such hop, or one that is no address: the proxy's own."""
+    the client's own word). No such hop, or one that is no address: the proxy's own. Limits
+    count against its `client_key`."""
     peer = remote or ""
     if normalized_address(peer) not in proxies:
         return peer

@@ -6,8 +6,9 @@ watch page's deferred script.
 The live and watch pages measure navigation start to their first presented frame and send it
 here with `navigator.sendBeacon`; the histogram shows the ops team what guests see. Guests hold
 no token, so this one POST under /api/ is open (auth.GUEST_POSTS): it changes no stored state,
-takes a few bytes, and accepts only a known kind and a bounded time. A watch report is counted
-once per view and report, at a bounded rate per client (WatchGuard).
+takes a few bytes, and accepts only a known kind and a bounded time. A watch report counts only
+with the view token its page carried, once per view and report, once per client, clip and report
+in a window, at a bounded rate per client (WatchGuard).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +31,16 @@ from edged.guest.telemetry import (
     REPORT_BURST,
     REPORT_CLIENTS,
     REPORT_INTERVAL,
+    ClientReports,
     SeenReports,
+    WatchReport,
+    issue_view,
     parse_watch_report,
+    verified_view,
 )
 from edged.metrics import PLAYER_KINDS
 from edged.web.context import CLIPS, GUEST, METRICS
-from edged.web.join_guard import ClientLimiter, client_address, proxy_addresses
+from edged.web.join_guard import ClientLimiter, client_address, client_key, proxy_addresses
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -92,14 +98,30 @@ async def first_frame(request: web.Request) -> web.Response:
 
 @dataclass
 class WatchGuard:
-    """What the box keeps to count watch reports honestly: each (view id, report) once, and a
-    bounded rate per client (behind a trusted proxy, X-Forwarded-For's: join_guard)."""
+    """What the box keeps to count watch reports honestly: the key of its view tokens (made at
+    each start: nothing on disk; a page open across a restart stops counting), each (token,
+    report) once, each (client, clip, report) once a window, and a bounded rate per client
+    (behind a trusted proxy, X-Forwarded-For's: join_guard)."""
 
     proxies: frozenset[str] = frozenset()
+    key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     seen: SeenReports = field(default_factory=SeenReports)
+    recent: ClientReports = field(default_factory=ClientReports)
     limiter: ClientLimiter = field(
         default_factory=lambda: ClientLimiter(REPORT_BURST, REPORT_INTERVAL, REPORT_CLIENTS)
     )
+
+    def issue(self, clip: str) -> str:
+        """A view token for one watch page of `clip` (monotonic time: a clock set at the event
+        does not void the pages open)."""
+        return issue_view(self.key, clip, int(time.monotonic()), secrets.token_hex(8))
+
+    def counts(self, client: str, report: WatchReport) -> bool:
+        """Whether `report` from `client` counts: a fresh token of its clip, its first time."""
+        now = time.monotonic()
+        if not verified_view(self.key, report.view_id, report.clip, int(now)):
+            return False
+        return self.seen.first(report) and self.recent.first(client, report, now)
 
 
 WATCH_GUARD = web.AppKey("watch_guard", WatchGuard)
@@ -121,11 +143,11 @@ def _shown(request: web.Request, clip: str) -> bool:
 
 @routes.post(WATCH_BEACON)
 async def watch_report(request: web.Request) -> web.Response:
-    """One report of a watch-page view; counted once per view, only for a clip guests may have
-    now (the label is never a free string from the request). 204 whether counted or not."""
+    """One report of a watch-page view; counted once (WatchGuard.counts), only for a clip guests
+    may have now (the label is never a free string from the request). 204 counted or not."""
     guard = request.app[WATCH_GUARD]
     forwarded = request.headers.getall("X-Forwarded-For", [])
-    client = client_address(request.remote, forwarded, guard.proxies)
+    client = client_key(client_address(request.remote, forwarded, guard.proxies))
     if not guard.limiter.allow(client, time.monotonic()):
         logger.debug("watch report refused: too many from one client")
         return web.json_response({"error": "too many reports; slow down"}, status=429)
@@ -136,10 +158,10 @@ async def watch_report(request: web.Request) -> web.Response:
         logger.info("watch report refused: %s", error)
         return web.json_response({"error": str(error)}, status=400)
     if not _shown(request, report.clip):
-        logger.info("watch report not counted: no clip %.40r shown to guests", report.clip)
+        logger.debug("watch report not counted: no clip %.40r shown to guests", report.clip)
         return web.Response(status=204)
-    if not guard.seen.first(report):
-        return web.Response(status=204)  # the page sent it before, or someone replays it
+    if not guard.counts(client, report):
+        return web.Response(status=204)  # no token of the box's, sent before, or counted lately
     clips = request.app[METRICS].clips
     clips.reports.labels(report.label).inc()
     if report.is_view:

@@ -17,13 +17,16 @@ from edged.cache.store import AssetStore
 from edged.config import CampaignConfig, GuestConfig
 from edged.web.app import create_app
 from edged.web.context import METRICS
-from edged.web.telemetry import WATCH_BEACON
+from edged.web.telemetry import WATCH_BEACON, WATCH_GUARD
 from tests.clips import make_clip
 from tests.web_context import web_context
 
 pytestmark = pytest.mark.integration
 
-GUEST = GuestConfig(campaigns=(CampaignConfig(name="flyer", source="poster"),))
+# From loopback, X-Forwarded-For names the phone: each report below is another phone's view.
+GUEST = GuestConfig(
+    campaigns=(CampaignConfig(name="flyer", source="poster"),), trusted_proxies=("127.0.0.1",)
+)
 VIEWS = "edged_guest_clip_views_total"
 
 
@@ -46,9 +49,12 @@ def views(client: TestClient[Any, Any], campaign: str) -> float | None:
 
 
 async def report(client: TestClient[Any, Any], kind: str, **fields: object) -> int:
-    body = {"id": "0123456789abcdef", "clip": "teaser", "report": kind, "seconds": 0, **fields}
-    async with client.post(WATCH_BEACON, data=json.dumps(body).encode()) as response:
-        return response.status
+    """One report of a new view (a token as its watch page carries) from a new phone."""
+    token = client.app[WATCH_GUARD].issue("teaser")
+    body = {"id": token, "clip": "teaser", "report": kind, "seconds": 0, **fields}
+    phone = {"X-Forwarded-For": f"10.0.{int(token[:2], 16)}.{int(token[2:4], 16)}"}
+    async with client.post(WATCH_BEACON, data=json.dumps(body).encode(), headers=phone) as r:
+        return r.status
 
 
 async def test_a_tagged_landing_then_a_tagged_view_is_counted(

@@ -8,6 +8,7 @@ import asyncio
 import http.client
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from edged.guest.members import COOKIE, MEMBER_SECRET, sign
 from edged.guest.telemetry import REPORT_BURST
 from edged.web.app import create_app
 from edged.web.context import METRICS
-from edged.web.telemetry import WATCH_BEACON, WATCH_SCRIPT
+from edged.web.telemetry import WATCH_BEACON, WATCH_GUARD, WATCH_SCRIPT
 from tests.clips import make_clip
 from tests.web_context import TOKEN, web_context
 
@@ -31,7 +32,8 @@ pytestmark = pytest.mark.integration
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SECRET = b"s" * 32
-GUEST = GuestConfig(min_retention_10s=0.5, min_views=2)
+# From loopback, X-Forwarded-For names the phone (a trusted proxy): each test phone its own client.
+GUEST = GuestConfig(min_retention_10s=0.5, min_views=2, trusted_proxies=("127.0.0.1",))
 
 
 @pytest.fixture
@@ -146,24 +148,42 @@ def sample(client: TestClient[Any, Any], name: str, labels: dict[str, str]) -> f
     return client.app[METRICS].registry.get_sample_value(name, labels)
 
 
-async def report(client: TestClient[Any, Any], body: object) -> int:
-    async with client.post(WATCH_BEACON, data=json.dumps(body).encode()) as response:
+async def report(client: TestClient[Any, Any], body: object, phone: str = "") -> int:
+    headers = {"X-Forwarded-For": phone} if phone else {}
+    data = json.dumps(body).encode()
+    async with client.post(WATCH_BEACON, data=data, headers=headers) as response:
         return response.status
 
 
-def view(clip: str, kind: str, seconds: float = 0, view_id: str = "0123456789abcdef") -> object:
+def token(client: TestClient[Any, Any], clip: str) -> str:
+    """A view token as the watch page of `clip` carries it."""
+    return client.app[WATCH_GUARD].issue(clip)
+
+
+async def page_token(client: TestClient[Any, Any], clip: str, phone: str = "") -> str:
+    """The view token of one load of the watch page of `clip`."""
+    headers = {"X-Forwarded-For": phone} if phone else {}
+    async with client.get(f"/watch/{clip}", headers=headers) as response:
+        assert response.status == 200
+        found = re.search(r" data-v=([0-9a-f.]+)>", await response.text())
+    assert found is not None
+    return found.group(1)
+
+
+def view(clip: str, kind: str, seconds: float = 0, view_id: str = "") -> object:
     return {"id": view_id, "clip": clip, "report": kind, "seconds": seconds}
 
 
 async def test_watch_reports_count_views_and_retention_and_a_failing_clip_sinks(
     client: TestClient[Any, Any],
 ) -> None:
+    first, second = await page_token(client, "teaser"), await page_token(client, "teaser")
     for kind, seconds in [("start", 0), ("first-frame", 0), ("watched", 3), ("watched", 10)]:
-        assert await report(client, view("teaser", kind, seconds)) == 204
+        assert await report(client, view("teaser", kind, seconds, first), "10.0.0.2") == 204
     for kind, played in [("start", 0.0), ("unmute", 0.0), ("end", 4.5)]:
-        assert await report(client, view("teaser", kind, played, "fedcba9876543210")) == 204
-    for view_id in ("00000000000000a1", "00000000000000a2"):  # two views
-        assert await report(client, view("other", "start", view_id=view_id)) == 204
+        assert await report(client, view("teaser", kind, played, second), "10.0.0.3") == 204
+    for phone in ("10.0.0.2", "10.0.0.3"):  # two views
+        assert await report(client, view("other", "start", 0, token(client, "other")), phone) == 204
     clip = "edged_clip_views_total"
     assert sample(client, clip, {"clip": "teaser"}) == 2
     assert sample(client, "edged_clip_retained_10s_total", {"clip": "teaser"}) == 1
@@ -194,10 +214,11 @@ async def test_a_report_for_a_clip_not_on_the_box_makes_no_label(
     client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="edged.web.telemetry"):
-        assert await report(client, view("x" * 200, "start")) == 204  # not counted
-        assert await report(client, view("teaser", "watched", 11)) == 400
+        assert await report(client, view("x" * 200, "start", 0, token(client, "teaser"))) == 204
+        assert await report(client, view("teaser", "watched", 11, token(client, "teaser"))) == 400
         assert await report(client, {"id": "nothex!", "clip": "teaser", "report": "start"}) == 400
-    assert len([r for r in caplog.records if r.name == "edged.web.telemetry"]) == 3
+    # one line per refused report; one not counted is not logged at INFO (review 16b, 9)
+    assert len([r for r in caplog.records if r.name == "edged.web.telemetry"]) == 2
     text = client.app[METRICS].exposition().decode()
     assert "x" * 200 not in text
     assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) is None
@@ -214,8 +235,8 @@ async def test_a_staged_clips_reports_are_answered_as_an_unknown_clips(
     """Review of #16, finding 5: 404 for a clip not on the box and 204 for a staged one told
     anyone on the LAN the name of a staged release. Both now get 204, and neither counts."""
     await patch(client, "teaser", {"publish_at": format_time(time.time() + 3600)})
-    staged = await answer(client, view("teaser", "start"))
-    unknown = await answer(client, view("nothere", "start"))
+    staged = await answer(client, view("teaser", "start", 0, token(client, "teaser")))
+    unknown = await answer(client, view("nothere", "start", 0, token(client, "nothere")))
     assert staged == unknown == (204, b"")
     assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) is None
     assert sample(client, "edged_clip_reports_total", {"report": "start"}) == 0  # pre-set
@@ -242,19 +263,48 @@ async def test_the_same_report_of_a_view_counts_once(client: TestClient[Any, Any
     """Review of #16, finding 5: 500 identical POSTs made a clip sink (each one counted)."""
     port = client.server.port
     assert port is not None
-    statuses = await asyncio.to_thread(post_reports, port, view("teaser", "start"), 500)
+    body = view("teaser", "start", 0, token(client, "teaser"))
+    statuses = await asyncio.to_thread(post_reports, port, body, 500)
     assert statuses[:REPORT_BURST] == [204] * REPORT_BURST and set(statuses) == {204, 429}
     assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) == 1
     assert sample(client, "edged_clip_reports_total", {"report": "start"}) == 1
 
 
+async def test_reports_with_ids_the_box_did_not_issue_count_nothing(
+    client: TestClient[Any, Any],
+) -> None:
+    """Review 16b, finding 1: the view id was the client's choice; a fresh one per POST made 30
+    views in a burst, and a clip sank. Now only the box's view tokens count."""
+    made_up = [f"{n:016x}.{n:x}.{'0' * 32}" for n in range(REPORT_BURST - 2)]
+    statuses = [await report(client, view("teaser", "start", 0, v)) for v in made_up]
+    assert statuses == [204] * len(made_up)
+    other_clips = token(client, "other")  # a real token, for another clip
+    assert await report(client, view("teaser", "start", 0, other_clips)) == 204
+    assert await report(client, view("teaser", "start", 0, "0123456789abcdef")) == 400
+    assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) is None
+
+
+async def test_page_loads_from_one_client_count_one_view(client: TestClient[Any, Any]) -> None:
+    """Review 16b, finding 1: page loads from one address, each with its own token, count one
+    view (and one retained view); from one IPv6 /64 too (each load from another address)."""
+    loads = REPORT_BURST // 2  # two reports a load: all within the client's burst
+    for phone in ("10.0.0.2", "2001:db8::1"):
+        for n in range(loads):
+            address = phone if "." in phone else f"2001:db8::{n + 1:x}"  # SLAAC: any in the /64
+            page = await page_token(client, "teaser", address)
+            assert await report(client, view("teaser", "start", 0, page), address) == 204
+            assert await report(client, view("teaser", "watched", 10, page), address) == 204
+    assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) == 2
+    assert sample(client, "edged_clip_retained_10s_total", {"clip": "teaser"}) == 2
+
+
 async def test_an_address_sending_too_many_reports_gets_429(client: TestClient[Any, Any]) -> None:
-    views = [f"{n:016x}" for n in range(REPORT_BURST + 1)]
-    statuses = [await report(client, view("teaser", "start", view_id=v)) for v in views]
+    tokens = [token(client, "teaser") for _ in range(REPORT_BURST + 1)]
+    statuses = [await report(client, view("teaser", "start", 0, v)) for v in tokens]
     assert statuses == [204] * REPORT_BURST + [429]
-    status, body = await answer(client, view("teaser", "start", view_id="ab" * 8))
+    status, body = await answer(client, view("teaser", "start", 0, token(client, "teaser")))
     assert status == 429 and b"too many reports" in body and b"/" not in body
-    assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) == REPORT_BURST
+    assert sample(client, "edged_clip_views_total", {"clip": "teaser"}) == 1  # one client
 
 
 async def test_behind_a_trusted_proxy_each_phone_has_its_own_report_limit(
@@ -266,23 +316,25 @@ async def test_behind_a_trusted_proxy_each_phone_has_its_own_report_limit(
     app = create_app(web_context(tmp_path, clips=store, guest=guest))
     async with TestClient(TestServer(app, host="127.0.0.1")) as proxied:
 
-        async def from_phone(phone: str, view_id: str) -> int:
-            body = json.dumps(view("teaser", "start", view_id=view_id)).encode()
-            headers = {"X-Forwarded-For": phone}
-            async with proxied.post(WATCH_BEACON, data=body, headers=headers) as response:
-                return response.status
+        async def from_phone(phone: str) -> int:
+            return await report(
+                proxied, view("teaser", "start", 0, token(proxied, "teaser")), phone
+            )
 
-        first = [await from_phone("10.0.0.2", f"{n:016x}") for n in range(REPORT_BURST + 1)]
+        first = [await from_phone("10.0.0.2") for _ in range(REPORT_BURST + 1)]
         assert first == [204] * REPORT_BURST + [429]
-        assert await from_phone("10.0.0.3", "ab" * 8) == 204  # the next phone behind it
+        assert await from_phone("10.0.0.3") == 204  # the next phone behind it
+        assert await from_phone("2001:db8::1") == 204
+        assert await from_phone("2001:db8::2") == 204  # the same /64: the same bucket
+        for n in range(3, REPORT_BURST + 1):
+            await from_phone(f"2001:db8::{n:x}")
+        assert await from_phone("2001:db8::ffff") == 429
     direct_app = create_app(web_context(tmp_path, clips=store))
     async with TestClient(TestServer(direct_app, host="127.0.0.1")) as direct:
-        for n in range(REPORT_BURST):
-            assert await report(direct, view("teaser", "start", view_id=f"{n:016x}")) == 204
-        body = json.dumps(view("teaser", "start", view_id="cd" * 8)).encode()
-        headers = {"X-Forwarded-For": "10.0.0.9"}
-        async with direct.post(WATCH_BEACON, data=body, headers=headers) as response:
-            assert response.status == 429  # a header from a phone opens no new bucket
+        for _ in range(REPORT_BURST):
+            assert await report(direct, view("teaser", "start", 0, token(direct, "teaser"))) == 204
+        later = view("teaser", "start", 0, token(direct, "teaser"))
+        assert await report(direct, later, "10.0.0.9") == 429  # a phone's header: no new bucket
 
 
 async def test_the_watch_page_loads_its_reports_deferred_from_the_box(

@@ -4,10 +4,13 @@ trusted proxy: X-Forwarded-For's), and the per-client limit."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edged.web.join_guard import (
     ClientLimiter,
     client_address,
+    client_key,
     normalized_address,
     proxy_addresses,
     same_origin,
@@ -38,6 +41,32 @@ def test_the_limiter_allows_a_burst_then_one_per_interval() -> None:
     assert limiter.allow("a", 15.0)
     limiter.allow("c", 15.0)  # "b" is forgotten (two clients at most)
     assert [limiter.allow("b", 15.0) for _ in range(4)] == [True, True, True, False]
+
+
+@given(
+    gaps=st.lists(st.floats(0, 5), min_size=1, max_size=80),
+    burst=st.integers(1, 10),
+    interval=st.floats(0.1, 10),
+)
+def test_a_client_gets_its_burst_then_one_per_interval(
+    gaps: list[float], burst: int, interval: float
+) -> None:
+    """Never more than the burst plus the refill (2e03fd7's property, lost in ae22b44)."""
+    limiter, now, allowed = ClientLimiter(burst, interval), 0.0, 0
+    for gap in gaps:
+        now += gap
+        allowed += limiter.allow("10.0.0.2", now)
+    assert allowed <= burst + now / interval
+    assert ClientLimiter(burst, interval).allow("10.0.0.2", now)  # a fresh bucket is full
+
+
+def test_an_ipv6_client_counts_by_its_64() -> None:
+    """Review 16b, finding 7: a phone may use any address in its /64 (SLAAC, privacy)."""
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9")
+    assert client_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("10.0.0.2") == "10.0.0.2"
+    assert client_key("") == ""  # no peer address (a Unix socket): one client
 
 
 def test_addresses_have_one_spelling() -> None:

@@ -8,13 +8,19 @@ import pytest
 
 from edged.guest.telemetry import (
     MAX_BODY,
+    VIEW_SECONDS,
+    VIEW_WINDOW,
+    ClientReports,
     SeenReports,
     WatchReport,
+    issue_view,
     parse_watch_report,
+    verified_view,
 )
 from edged.metrics import CLIP_REPORTS
 
-ID = "0123456789abcdef"
+KEY = b"k" * 32
+ID = issue_view(KEY, "teaser", 100, "0123456789abcdef")
 
 
 def body(**fields: object) -> bytes:
@@ -53,8 +59,9 @@ def test_every_label_a_report_can_have_is_in_the_catalog() -> None:
     [
         (b"", "send JSON"),
         (b"[]", "JSON object"),
-        (json.dumps({"clip": "a", "report": "start"}).encode(), "id is 8 to 32"),
-        (json.dumps({"id": "ABCDEF12", "clip": "a", "report": "start"}).encode(), "id is"),
+        (json.dumps({"clip": "a", "report": "start"}).encode(), "id is the view token"),
+        (json.dumps({"id": "0123456789abcdef", "clip": "a", "report": "start"}).encode(), "id is"),
+        (json.dumps({"id": ID.upper(), "clip": "a", "report": "start"}).encode(), "id is"),
         (json.dumps({"id": ID, "report": "start"}).encode(), "clip is"),
         (body(report="pause"), "report is one of"),
         (body(report="watched", seconds=11), "watched is reported at 3, 10, 30"),
@@ -62,7 +69,7 @@ def test_every_label_a_report_can_have_is_in_the_catalog() -> None:
         (body(report="end", seconds=True), "seconds is a number"),
         (body(report="end", seconds=-1), "seconds is 0 to"),
         (body(report="end", seconds=1e9), "seconds is 0 to"),
-        (b'{"id": "0123456789abcdef", "clip": "a", "report": "end", "seconds": NaN}', "number"),
+        (body(report="end").replace(b'"end"', b'"end", "seconds": NaN'), "number"),
         (body(report="start", pad="x" * MAX_BODY), "at most"),
         (body(report="start", campaign=5), "campaign is"),
         (body(report="start", campaign=["popup-1"]), "campaign is"),
@@ -83,3 +90,30 @@ def test_each_report_of_a_view_counts_once_and_the_memory_is_bounded() -> None:
     assert seen.first(WatchReport("fedcba98", "a", "start", 0.0))  # another view
     assert not seen.first(start)  # seen lately: kept; `three` was the least recent
     assert seen.first(three)
+
+
+def test_a_view_token_counts_for_its_own_clip_while_fresh() -> None:
+    """Review 16b, finding 1: the box issues each view; an id a client makes up counts nothing."""
+    token = issue_view(KEY, "teaser", 1000, "00112233445566ff")
+    assert verified_view(KEY, token, "teaser", 1000)
+    assert verified_view(KEY, token, "teaser", 1000 + VIEW_SECONDS)
+    assert not verified_view(KEY, token, "teaser", 1001 + VIEW_SECONDS)  # too old
+    assert not verified_view(KEY, token, "teaser", 999)  # from the future
+    assert not verified_view(KEY, token, "other", 1000)  # another clip's page
+    assert not verified_view(b"x" * 32, token, "teaser", 1000)  # another daemon's key
+    nonce, issued, mac = token.split(".")
+    assert not verified_view(KEY, f"{nonce}.{int(issued, 16) + 1:x}.{mac}", "teaser", 1001)
+    assert not verified_view(KEY, f"{'0' * 16}.{issued}.{mac}", "teaser", 1000)
+    assert not verified_view(KEY, "0123456789abcdef", "teaser", 1000)
+
+
+def test_a_client_counts_each_report_of_a_clip_once_a_window() -> None:
+    recent = ClientReports(window=VIEW_WINDOW, capacity=2)
+    start = WatchReport(ID, "a", "start", 0.0)
+    other_view = WatchReport("f" * 16, "a", "start", 0.0)
+    assert recent.first("10.0.0.2", start, 0.0)
+    assert not recent.first("10.0.0.2", other_view, 1.0)  # a new page from the same client
+    assert recent.first("10.0.0.3", other_view, 1.0)  # another client
+    assert recent.first("10.0.0.2", WatchReport(ID, "a", "watched", 10.0), 2.0)  # capacity: 2
+    assert recent.first("10.0.0.3", other_view, VIEW_WINDOW + 1.0)  # the window is over
+    assert recent.first("10.0.0.2", start, 3.0)  # forgotten (the least recent past capacity)

@@ -1,12 +1,12 @@
-// The watch page's reports (#16): one random id per page view, no cookie; each report at most
-// once, by sendBeacon to the box: start, first-frame, watched at 3/10/30 s of playing, end
-// (seconds played, when the guest leaves), unmute. Loaded with defer: never before the picture.
+// The watch page's reports (#16): the view token the box put in the page (a random id per page
+// view, no cookie); each report at most once, by sendBeacon to the box: start, first-frame,
+// watched at 3/10/30 s of playing, end (seconds played, when the guest leaves), unmute. Loaded
+// with defer: never before the picture.
 (() => {
   const v = document.getElementById('v');
-  if (!v || !navigator.sendBeacon || !window.crypto) return;
+  if (!v || !navigator.sendBeacon || !v.dataset.v) return;
   const clip = decodeURIComponent(v.getAttribute('src').split('/').pop());
-  const hex = (b) => b.toString(16).padStart(2, '0');
-  const id = Array.from(crypto.getRandomValues(new Uint8Array(8)), hex).join('');
+  const id = v.dataset.v;
   // The campaign that brought the guest: this link's own (a QR straight to this page), else the
   // landing page's, kept in the tab's sessionStorage (no cookie). The box counts configured names.
   let campaign = new URLSearchParams(location.search).get('campaign');
