@@ -245,6 +245,10 @@ class RestreamConfig:
     retry_min_seconds: float = setting(1.0, minimum=0.05, maximum=60.0)
     retry_max_seconds: float = setting(30.0, minimum=0.05, maximum=3600.0)
     timeout_seconds: float = setting(10.0, minimum=0.5, maximum=120.0)  # connect and each write
+    # rtmps: the server's certificate is checked against these CAs ("" = the system's bundle);
+    # tls_verify = false only for a server of your own without a certificate anyone issued.
+    tls_verify: bool = True
+    ca_file: str = setting("", pattern=r"^[A-Za-z0-9_./-]*$")
 
 
 @dataclass(frozen=True)

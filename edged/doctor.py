@@ -35,7 +35,14 @@ from edged.media.listen import Heard, listen_all
 from edged.media.stream_plan import PlanConfig, wanted_streams
 from edged.media.thermal import read_pi_throttled, read_temperatures
 from edged.paths import read_private_file
-from edged.restream.policy import Stage, failure_reason, mask_url, parse_address
+from edged.restream.policy import (
+    Stage,
+    certificate_reason,
+    failure_reason,
+    mask_url,
+    parse_address,
+)
+from edged.restream.probe import certificate_problem, system_ca_file
 from edged.restream.record import read_record
 from edged.s3bucket import UpstreamError
 from edged.upload.setup import build_pool, build_store
@@ -515,6 +522,11 @@ def _reach(destination: RestreamConfig, timeout: float = 3.0) -> str | None:
         return failure_reason(Stage.CONNECT, errno.ETIMEDOUT, address, timeout)
     except OSError as error:
         return failure_reason(Stage.CONNECT, error.errno, address, timeout)
+    if address.scheme == "rtmps" and destination.tls_verify:
+        ca_file = destination.ca_file or system_ca_file()
+        problem = certificate_problem(address, ca_file, timeout)
+        if problem is not None:
+            return certificate_reason(address, problem)
     return None
 
 

@@ -26,16 +26,20 @@ from edged.media.packets import EncodedPacket
 from edged.metrics import RestreamMetrics
 from edged.restream.feed import Feed
 from edged.restream.policy import (
+    REFUSALS,
     STABLE_SECONDS,
     RestreamState,
     Stage,
+    certificate_reason,
     failure_reason,
     mask_url,
     parse_address,
     publish_url,
+    tee_target,
     unreachable,
 )
-from edged.restream.session import FlvSession, Geometry
+from edged.restream.probe import answers, certificate_problem, system_ca_file
+from edged.restream.session import INTERLEAVE_MICROSECONDS, FlvSession, Geometry
 from edged.supervise import RestartPolicy
 
 logger = logging.getLogger(__name__)
@@ -69,8 +73,17 @@ class Destination:
         self.name = config.name
         self.stream = config.stream
         self.masked_url = mask_url(config.url)
-        self._url = publish_url(config.url, key)  # the key inside: stays in this object
         self._address = parse_address(config.url)
+        tls = config.url.startswith("rtmps://") and config.tls_verify
+        # rtmps: the CAs the server's certificate is checked against; None: not checked.
+        self._ca_file = (config.ca_file or system_ca_file()) if tls else None
+        self._target = tee_target(  # the key inside: stays in this object
+            publish_url(config.url, key),
+            config.timeout_seconds,
+            INTERLEAVE_MICROSECONDS,
+            tls_verify=config.tls_verify,
+            ca_file=self._ca_file or "",
+        )
         self._metrics = metrics
         self._labels = (config.stream, config.name)
         self.feed = Feed(on_drop)
@@ -234,9 +247,7 @@ class Destination:
             self._set_state(RestreamState.CONNECTING, "connecting")
         self._policy.started(time.monotonic())
         stage, code = Stage.RESOLVE, None
-        session = FlvSession(
-            self._url, self.geometry, first, audio_config, self.config.timeout_seconds
-        )
+        session = FlvSession(self._target, self.geometry, first, audio_config)
         try:
             socket.getaddrinfo(self._address.host, self._address.port, type=socket.SOCK_STREAM)
             stage = Stage.CONNECT
@@ -254,8 +265,7 @@ class Destination:
             self.feed.restart()
             if self._snapshot_state() is RestreamState.LIVE:
                 self._set_state(RestreamState.WAITING, "session ended")
-        reason = failure_reason(stage, code, self._address, self.config.timeout_seconds)
-        self._back_off(reason, watch=unreachable(stage, code))
+        self._back_off(self._why(stage, code), watch=unreachable(stage, code))
 
     def _publish(self, session: FlvSession) -> None:
         """Send what the feed gives until stopped or switched off; raises on a failed write."""
@@ -297,14 +307,18 @@ class Destination:
 
     def _answers(self) -> bool:
         """Whether the server takes a TCP connection now (blocking, at most a second)."""
-        try:
-            address = (self._address.host, self._address.port)
-            socket.create_connection(
-                address, min(WATCH_SECONDS, self.config.timeout_seconds)
-            ).close()
-        except OSError:
-            return False
-        return True
+        return answers(self._address, min(WATCH_SECONDS, self.config.timeout_seconds))
+
+    def _why(self, stage: Stage, code: int | None) -> str:
+        """Why an attempt failed. FFmpeg says only "I/O error" for an rtmps server whose
+        certificate it does not trust, as for a refused publish: a TLS handshake tells them
+        apart (blocking: a connection, at most timeout_seconds)."""
+        timeout = self.config.timeout_seconds
+        if self._ca_file is not None and stage is Stage.CONNECT and code in REFUSALS:
+            problem = certificate_problem(self._address, self._ca_file, timeout)
+            if problem is not None:
+                return certificate_reason(self._address, problem)
+        return failure_reason(stage, code, self._address, timeout)
 
     # -- state ----------------------------------------------------------------------------------
 

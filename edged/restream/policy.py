@@ -85,17 +85,28 @@ def tee_escape(text: str) -> str:
     return "".join("\\" + char if char in "\\'|" else char for char in text)
 
 
-def tee_target(url: str, timeout: float, interleave_microseconds: int) -> str:
+def tee_target(
+    url: str, timeout: float, interleave_microseconds: int, *, tls_verify: bool, ca_file: str
+) -> str:
     """The tee muxer's one slave: FLV to `url`, each socket operation bounded by `timeout`.
 
     PyAV opens a muxer's output without options or an interrupt callback, so a dead server
     would hold the sending thread for ever; the tee muxer opens its slave with the slave's
-    options, where FFmpeg's `rw_timeout` bounds the connection and every write."""
+    options, where FFmpeg's `rw_timeout` bounds the connection and every write. For rtmps the
+    server's certificate is checked (FFmpeg does not by default: the key would go to anyone in
+    the path) against `ca_file` (a path config allows: no character the options would parse)."""
     options = (
         f"f=flv:onfail=abort:rw_timeout={round(timeout * 1_000_000)}"
         f":max_interleave_delta={interleave_microseconds}"
     )
+    if url.startswith("rtmps://") and tls_verify:
+        options += ":tls_verify=1" + (f":ca_file={ca_file}" if ca_file else "")
     return f"[{options}]{tee_escape(url)}"
+
+
+# What FFmpeg raises when a server that took the connection ends it before the publish went
+# through (nginx-rtmp's on_publish refusing a key; an rtmps certificate not trusted).
+REFUSALS = frozenset({errno.EIO, AVERROR_EOF, errno.ECONNRESET, errno.EPIPE})
 
 
 class Stage(enum.Enum):
@@ -114,7 +125,7 @@ def failure_reason(stage: Stage, code: int | None, address: Address, timeout: fl
     if code == errno.ETIMEDOUT:
         return f"no answer from {where} within {timeout:g} s"
     if stage is Stage.CONNECT:
-        if code in (errno.EIO, AVERROR_EOF, errno.ECONNRESET, errno.EPIPE):
+        if code in REFUSALS:
             return (
                 f"{where} refused to publish: check the application ({address.app or 'none'}) "
                 "and the stream key"
@@ -134,6 +145,14 @@ def unreachable(stage: Stage, code: int | None) -> bool:
     """Whether a failure means the server could not be reached (not that it refused the
     publish or dropped a session): its return can be watched for with a TCP connection."""
     return stage is Stage.RESOLVE or (stage is Stage.CONNECT and code in UNREACHABLE)
+
+
+def certificate_reason(address: Address, problem: str) -> str:
+    """Why an rtmps server was not published to: its certificate is not trusted."""
+    return (
+        f"the TLS certificate of {address.hostport} is not trusted ({problem}): check the URL, "
+        "or set ca_file (tls_verify = false only for a server of your own)"
+    )
 
 
 def _strerror(code: int | None) -> str:

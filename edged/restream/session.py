@@ -21,7 +21,7 @@ from edged.media.encoders import TIME_BASE, as_audio_packet, as_av_packet
 from edged.media.live import aac_lc_config
 from edged.media.packets import EncodedPacket
 from edged.restream.feed import Item
-from edged.restream.policy import continued_origin, rebased, tee_target
+from edged.restream.policy import continued_origin, rebased
 
 # The muxer holds a track back at most this long waiting for the other (a sound that stops
 # must not hold the pictures).
@@ -36,22 +36,17 @@ class Geometry:
 
 
 class FlvSession:
-    """`open()` connects and publishes (raises av.FFmpegError or OSError), `write()` sends one
-    item and says how many bytes, `close()` ends it (idempotent, never raises)."""
+    """FLV to the tee muxer's `target` (policy.tee_target). `open()` connects and publishes
+    (raises av.FFmpegError or OSError), `write()` sends one item and says how many bytes,
+    `close()` ends it (idempotent, never raises)."""
 
     def __init__(
-        self,
-        url: str,
-        geometry: Geometry,
-        first: EncodedPacket,
-        audio_config: bytes,
-        timeout: float,
+        self, target: str, geometry: Geometry, first: EncodedPacket, audio_config: bytes
     ) -> None:
-        self._url = url  # with the key: never logged, never in an exception's text we show
+        self._target = target  # policy.tee_target: the key inside, never logged or shown
         self._geometry = geometry
         self._origin = Fraction(first.dts) * TIME_BASE
         self._audio_config = audio_config
-        self._timeout = timeout
         self._container: Any = None
         self._video: Any = None
         self._audio: Any = None
@@ -64,9 +59,8 @@ class FlvSession:
         return self._audio is not None
 
     def open(self) -> None:
-        target = tee_target(self._url, self._timeout, INTERLEAVE_MICROSECONDS)
         container: Any = av.open(
-            target,
+            self._target,
             "w",
             format="tee",
             options={"max_interleave_delta": str(INTERLEAVE_MICROSECONDS)},

@@ -22,7 +22,14 @@ from edged import doctor
 from tests.integration.test_daemon import http
 from tests.integration.test_recording import FINAL
 from tests.integration.test_recording_audio import SINE
-from tests.rtmp_server import Nginx, PublishCheck, pull, rtmp_module, running_nginx
+from tests.rtmp_server import (
+    Nginx,
+    PublishCheck,
+    TlsFront,
+    pull,
+    rtmp_module,
+    running_nginx,
+)
 from tests.support import DaemonProcess, loopback_config, run_edged, until, write_config
 
 pytestmark = [
@@ -269,3 +276,39 @@ def test_a_key_file_others_can_read_stops_the_start(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert f"restream 127-0-0-1-test-pattern key file {key} is readable by others" in result.stderr
     assert KEY not in result.stderr + result.stdout
+
+
+@pytest.mark.timeout(60)
+def test_rtmps_publishes_to_a_trusted_certificate_only(
+    start_restreaming: StartRestreaming, tmp_path: Path
+) -> None:
+    with running_nginx(tmp_path / "nginx") as server, TlsFront(tmp_path, server.port) as front:
+        common = {"stream": STREAM, "url": front.url()}
+        daemon = start_restreaming(
+            [
+                {
+                    **common,
+                    "name": "trusted",
+                    "key_file": str(key_file(tmp_path, KEY)),
+                    "ca_file": str(front.cert_file),
+                },
+                # The system's CAs never issued the front's certificate: no publish, no key sent.
+                {**common, "name": "untrusted", "key_file": str(key_file(tmp_path, "k2", "k2"))},
+            ]
+        )
+        until(lambda: state_of(daemon, "trusted", "live"), 20, "publishing over TLS")
+        pulled = pull(server.url(KEY), frames=FPS, audio_seconds=0.5)
+        assert pulled.video_extradata > 0 and pulled.audio_streams == 1
+        refused = until(lambda: state_of(daemon, "untrusted", "retrying"), 20, "not trusted")
+        assert refused["reason"].startswith(
+            f"the TLS certificate of 127.0.0.1:{front.port} is not trusted ("
+        )
+        assert daemon.stop() == 0
+        # edged doctor, without the daemon, checks the certificate the same way.
+        assert daemon.config_file is not None and daemon.data_dir is not None
+        config = config_module.load(daemon.config_file)
+        lines = {check.name: check for check in doctor.run_restream_checks(config, daemon.data_dir)}
+        assert lines["restream trusted"].status == doctor.OK
+        assert lines["restream untrusted"].status == doctor.WARN
+        assert "is not trusted" in lines["restream untrusted"].detail
+    assert KEY not in "\n".join(daemon.lines)

@@ -24,6 +24,7 @@ from edged.restream.policy import (
     RestreamState,
     Stage,
     admit,
+    certificate_reason,
     continued_origin,
     failure_reason,
     mask_url,
@@ -71,10 +72,20 @@ def test_addresses() -> None:
 
 
 def test_the_tee_target_bounds_every_socket_operation_and_escapes_the_url() -> None:
-    target = tee_target("rtmp://h/app/a|b'c\\d", 2.5, 300_000)
+    target = tee_target("rtmp://h/app/a|b'c\\d", 2.5, 300_000, tls_verify=True, ca_file="/c")
     assert target.startswith("[f=flv:onfail=abort:rw_timeout=2500000:max_interleave_delta=300000]")
     assert target.endswith("rtmp://h/app/a\\|b\\'c\\\\d")
     assert tee_escape("plain:key=1") == "plain:key=1"
+
+
+def test_an_rtmps_servers_certificate_is_checked_unless_told_not_to() -> None:
+    checked = tee_target("rtmps://h/app/k", 1, 1, tls_verify=True, ca_file="/etc/ca.pem")
+    assert ":tls_verify=1:ca_file=/etc/ca.pem]rtmps://" in checked
+    assert ":tls_verify=1]" in tee_target("rtmps://h/app/k", 1, 1, tls_verify=True, ca_file="")
+    assert "tls_verify" not in tee_target("rtmps://h/a/k", 1, 1, tls_verify=False, ca_file="/c")
+    assert "tls_verify" not in tee_target("rtmp://h/a/k", 1, 1, tls_verify=True, ca_file="/c")
+    reason = certificate_reason(parse_address("rtmps://h:444/app"), "self-signed certificate")
+    assert reason.startswith("the TLS certificate of h:444 is not trusted (self-signed")
 
 
 # -- reasons --------------------------------------------------------------------------------------
