@@ -29,7 +29,7 @@ def test_get_reads_a_copy_of_a_tally() -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["get _lock", 'set {"access_key": "other"}', "reset", "get access_key"]
+    "line", ["get _lock", 'set {"access_key": "other"}', "reboot", "get access_key"]
 )
 def test_anything_else_is_refused(line: str) -> None:
     server = S3Server()
