@@ -4,10 +4,11 @@ The source is 40 s of 1080p30 (lavfi testsrc2, libx264 with a GOP a second, and 
 tone) in 10 s segments written as the recorder writes them (fragmented MP4, a fragment per GOP)
 with their sidecars. A 30 s range across four segments is cut:
 
-1. `vertical` fill by edged's worker process (`python -m edged.clips.worker`: nice 19, one
-   thread), and by Debian's `ffmpeg` running the same filter graph (plan.ffmpeg_graph) with the
-   same libx264 settings (encoders.encoder_options, the same bitrate, a keyframe a second), one
-   thread, at nice 19 too: wall time and CPU seconds, and their ratio (target <= 1.1x);
+1. `vertical` fill by edged's worker process (`python -m edged.clips.worker`: SCHED_IDLE,
+   nice 19, one thread), and by Debian's `ffmpeg` running the same filter graph
+   (plan.ffmpeg_graph) with the same libx264 settings (encoders.encoder_options, the same
+   bitrate, a keyframe a second), one thread, scheduled the same way: wall time and CPU seconds,
+   the best of two runs each, taken alternately, and their ratio (target <= 1.1x);
 2. `original` by copy, through the worker (what a job costs) and in this process (target < 1 s);
 3. the same vertical fill as a job of a running daemon (POST /api/v1/clips) whose live 720p30 test
    pattern runs meanwhile: edged_frames_dropped_total of the live stream before and after the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import resource
 import shutil
@@ -53,6 +55,7 @@ SEGMENTS = 4
 STREAM = "bench-1080p"
 T0 = 1_796_000_000.0  # the first segment's wall-clock start
 BASELINE_SECONDS = 30.0
+ROUNDS = 2
 DROPPED = re.compile(r'edged_frames_dropped_total\{stage="(\w+)",stream="test-pattern"\} (\S+)')
 
 
@@ -120,19 +123,25 @@ def timed(command: list[str], stdin: str | None = None) -> Run:
     return Run(wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
 
 
+def best(one: Run, other: Run) -> Run:
+    return Run(min(one.wall, other.wall), min(one.cpu, other.cpu))
+
+
 def worker(spec: CutSpec) -> Run:
     return timed([sys.executable, "-m", "edged.clips.worker"], spec.to_json())
 
 
 def ffmpeg_fill(sources: list[Source], start: float, seconds: float, target: Path) -> Run:
-    """The same graph and encoder settings through the ffmpeg CLI, one thread, nice 19."""
+    """The same graph and encoder settings through the ffmpeg CLI, one thread, scheduled as the
+    worker is (SCHED_IDLE, nice 19, idle I/O)."""
     geometry = vertical_geometry(1920, 1080, "fill")
     settings = EncoderSettings(geometry.width, geometry.height, FPS, 0, 1.0)
     options = encoder_options("libx264", settings)
     listing = target.with_suffix(".txt")
     listing.write_text("".join(f"file '{source.path}'\n" for source in sources))
     command = [
-        "nice", "-n", str(NICE), "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+        "chrt", "--idle", "0", "ionice", "-c", "3", "nice", "-n", str(NICE),
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
         "-threads", "1", "-ss", f"{start - sources[0].start:.3f}", "-f", "concat", "-safe", "0",
         "-i", str(listing), "-t", f"{seconds:.3f}", "-filter_threads", "1",
         "-filter_complex_threads", "1",
@@ -231,8 +240,10 @@ def main() -> None:
             str(work / "edged-fill.mp4"),
             mode="fill",
         )
-        ours = worker(fill)
-        theirs = ffmpeg_fill(sources, start, args.seconds, work / "ffmpeg-fill.mp4")
+        ours, theirs = Run(math.inf, math.inf), Run(math.inf, math.inf)
+        for _ in range(ROUNDS):  # alternately, the best of each: the machine's load varies
+            ours = best(ours, worker(fill))
+            theirs = best(theirs, ffmpeg_fill(sources, start, args.seconds, work / "ff.mp4"))
         print(f"{'vertical fill 1080x1920':26} {'wall s':>8} {'CPU s':>8}")
         print(f"{'  edged worker':26} {ours.wall:8.2f} {ours.cpu:8.2f}")
         print(f"{'  ffmpeg CLI':26} {theirs.wall:8.2f} {theirs.cpu:8.2f}")

@@ -294,9 +294,21 @@ def open_encoder(encoders: Sequence[str], settings: EncoderSettings) -> Encoder:
     raise CutError(f"no H.264 encoder works for {settings.width}x{settings.height}: {failures}")
 
 
-def _frames(container: Any) -> Iterator[Any]:
+AUDIO_WARM_UP = 0.1  # seconds of sound decoded before the start: AAC frames overlap their last
+
+
+def _frames(container: Any, source: Source, decode_from: float) -> Iterator[Any]:
+    """The decoded frames of a segment, from the keyframe at `decode_from` (a wall-clock time;
+    the packets before it are not decoded: a late start in a long segment costs nothing)."""
     streams = [container.streams.video[0], *container.streams.audio[:1]]
+    origin = _origin(container)
     for packet in container.demux(streams):
+        moment = _seconds(packet.pts, packet.time_base)
+        if moment is not None and packet.stream.type == "video":
+            if source.start + moment - origin < decode_from - 1e-6:
+                continue
+        elif moment is not None and source.start + moment - origin < decode_from - AUDIO_WARM_UP:
+            continue
         yield from packet.decode()
 
 
@@ -378,14 +390,14 @@ def _encode_source(
     encoding: _Encoding,
     source: Source,
     container: Any,
-    window: tuple[float, float],
+    window: tuple[float, float, float],
     progress: Callable[[float], None],
 ) -> None:
-    start, end = window
+    decode_from, start, end = window
     origin = _origin(container)
     video_line, audio_line = encoding.video_line, encoding.audio_line
     step = round(1 / (encoding.fps * TIME_BASE))
-    for frame in _frames(container):
+    for frame in _frames(container, source, decode_from):
         if frame.time is None:
             continue
         moment = source.start + frame.time - origin
@@ -416,6 +428,8 @@ def cut_vertical(
     """Decode from the keyframe before `start`, keep the frames shown in [start, end), reshape
     them to 9:16 and encode."""
     span = max(end - start, 1e-6)
+    first = keyframe_times(sources[0], until=max(start, sources[0].start + 0.001))
+    decode_from = keyframe_at_or_before(first, start)
     with av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out:
         encoding: _Encoding | None = None
         for source in sources:
@@ -428,7 +442,7 @@ def cut_vertical(
                     encoding,
                     source,
                     container,
-                    (start, end),
+                    (decode_from, start, end),
                     lambda t: progress(min(1.0, (t - start) / span)),
                 )
         if encoding is not None:

@@ -256,7 +256,10 @@ class ClipJobs:
     # -- the queue -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The supervised loop: the next ready job, cut; else wait for a wake or a while."""
+        """The supervised loop: the next ready job, cut; else wait for a wake or a while. A job
+        an unexpected error left running (the loop restarted) is queued again first."""
+        for job in await asyncio.to_thread(self.journal.restart_interrupted, time.time()):
+            logger.info("clip job %d: queued again", job.id)
         while True:
             self._wake.clear()
             ready = await self._next_ready()
@@ -275,6 +278,8 @@ class ClipJobs:
         if self._gate.reason(self._load(), time.monotonic()) is not None:
             return None
         for job in await asyncio.to_thread(self.journal.pending):
+            if job.state is not JobState.QUEUED:
+                continue
             segments, recording = await asyncio.to_thread(self._recorded, job.stream, time.time())
             if gone := _missing(job, segments):
                 await self._fail(job, f"source segment {gone} was deleted before the cut")

@@ -45,6 +45,7 @@ class Box:
 
     thermal_level: int = 0
     drops: int = 0
+    publish_failures: int = 0  # the upload queue raises this many times (an unexpected error)
 
     def load(self) -> Load:
         return Load(self.thermal_level, self.drops)
@@ -70,6 +71,9 @@ async def queue(recorded: list[dict[str, Any]], tmp_path: Path) -> AsyncIterator
     store = AssetStore(tmp_path / "data" / "cache", 1 << 30)
 
     async def publish(clip: FinishedClip) -> None:
+        if box.publish_failures:
+            box.publish_failures -= 1
+            raise RuntimeError("the upload queue broke")
         published.append(clip)
 
     settings = ClipSettings(max_seconds=30, gop_seconds=GOP, segment_seconds=2.0)
@@ -214,3 +218,16 @@ async def test_a_full_disk_fails_the_job_and_leaves_nothing_visible(
     assert await asyncio.to_thread(lambda: list(queue.jobs.out.iterdir())) == []
     assert queue.store.assets() == []
     assert queue.published == []
+
+
+async def test_a_job_an_unexpected_error_left_running_is_cut_again(
+    queue: Queue, recorded: list[dict[str, Any]]
+) -> None:
+    """The supervised loop restarts after an error nobody expected; the job it was running is
+    queued again and finishes (it stayed 'running' forever before)."""
+    queue.box.publish_failures = 1
+    start, end = moment(recorded[0], "start") + 0.5, moment(recorded[1], "start") + 0.5
+    job = await queue.jobs.submit(ClipRequest("test-pattern", start, end))
+    done = await job_until(queue, job["id"], lambda found: found["state"] in ("done", "failed"))
+    assert done["state"] == "done", done
+    assert [clip.name for clip in queue.published] == done["clips"]
