@@ -214,6 +214,7 @@ def test_a_refused_port_and_a_refused_key_say_why(
                     "key_file": str(key_file(tmp_path, KEY)),
                 },
                 {"name": "no-server", "stream": STREAM, "url": nobody.url()},
+                {"name": "no-host", "stream": STREAM, "url": "rtmp://no-such-host.invalid/app"},
             ]
         )
         refused = until(lambda: state_of(daemon, "wrong-key", "retrying"), 20, "key refused")
@@ -228,6 +229,8 @@ def test_a_refused_port_and_a_refused_key_say_why(
             f"connection refused by 127.0.0.1:{nobody.port}: no RTMP server listens there "
             "(check the URL)"
         )
+        unknown_host = until(lambda: state_of(daemon, "no-host", "retrying"), 20, "no host")
+        assert unknown_host["reason"] == "cannot resolve host no-such-host.invalid: check the URL"
         # Switching off takes the token (the CLI reads it from the data dir) and ends the retries.
         off = daemon.url + "/api/v1/restream/wrong-key/disable"
         assert http(off, method="POST")[0] == 401
