@@ -330,7 +330,13 @@ class Daemon:
             self._readiness.started("cache")
             yield ClipCache(store)
             return
-        pull = PullThrough(store, uploader.store, config.cache.assets_prefix, supervisor)
+        pull = PullThrough(
+            store,
+            uploader.store,
+            config.cache.assets_prefix,
+            supervisor,
+            listed_only=bool(config.cache.manifest),  # then only what the manifest lists
+        )
         if not config.cache.manifest:
             self._readiness.started("cache")
             yield ClipCache(store, pull)

@@ -5,16 +5,21 @@ Two layers of fields per clip: the manifest's (replaced whole each time the mani
 and the crew's (`PATCH /api/v1/assets/<name>`), the crew's over the manifest's; a clip with
 neither has `default_facts`. Doubt fails closed: a clip whose layers disagree, or whose manifest
 entry was rejected and that had no facts from it before, is withheld from guests (one warning).
-Both layers are kept, so a box that starts without its upstream still holds back a staged clip.
+A clip the manifest stops listing (removed, or an entry whose name cannot be read) keeps its
+last manifest fields while its file is on the box. An unreadable file is set aside as
+`facts.json.bad`, and every clip on the box then is withheld until a manifest read lists it or
+the crew PATCHes it. Both layers are kept, so a box that starts without its upstream still holds
+back a staged clip.
 Reads never block (an immutable snapshot); writes block (fsync): call them in a thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -26,6 +31,8 @@ from edged.guest.clips import ClipFacts, default_facts, facts_from_fields
 logger = logging.getLogger(__name__)
 
 FACTS = "facts.json"
+SET_ASIDE = "facts.json.bad"  # an unreadable facts file, kept for the crew
+LOST = "its facts were lost (facts.json unreadable)"
 Fields = Mapping[str, Any]  # a clip's given fields, as JSON holds them (times in RFC 3339)
 _SHOWN = ("title", "description", "exclusive")  # what a withheld clip still shows the crew
 
@@ -54,17 +61,21 @@ def withheld(name: str, patched: Fields | None, rejected: str) -> tuple[ClipFact
 
 
 def manifest_layer(
-    previous: Mapping[str, Fields], listed: Mapping[str, Fields], rejected: Mapping[str, str]
+    previous: Mapping[str, Fields],
+    listed: Mapping[str, Fields],
+    rejected: Mapping[str, str],
+    on_box: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """The manifest's layer after a read: the fields of each listed clip (none: no entry); a
     clip whose entry was rejected keeps the fields it had (its name then stays in `rejected`;
-    without fields it is withheld)."""
+    without fields it is withheld); so does a clip on the box the manifest no longer lists (its
+    entry removed, or rejected with no name to read): a staged clip never turns public."""
     layer = {
         name: dict(fields) for name, fields in listed.items() if fields and name not in rejected
     }
-    for name in rejected:
-        if previous.get(name):
-            layer[name] = dict(previous[name])
+    for name, fields in previous.items():
+        if fields and (name in rejected or (name not in listed and name in on_box)):
+            layer[name] = dict(fields)
     return layer
 
 
@@ -78,27 +89,55 @@ class FactsStore:
         self._patched: dict[str, dict[str, Any]] = {}
         self._rejected: dict[str, str] = {}  # name -> why its manifest entry was rejected
         self._problems: dict[str, str] = {}  # name -> why it is withheld (warned once)
+        self._departed: set[str] = set()  # kept manifest fields of clips it no longer lists
+        self._lost: set[str] = set()  # clips on the box when the file was lost: withheld
+        self._unreadable = False  # the file could not be read at start (set_aside)
         self._facts: Mapping[str, ClipFacts] = MappingProxyType({})
         self._load()
 
     def _load(self) -> None:
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
-            manifest, patched = document.get("manifest", {}), document.get("patched", {})
-            rejected = document.get("rejected", {})
+            self._manifest = _layer(document, "manifest")
+            self._patched = _layer(document, "patched")
+            self._rejected = {name: str(why) for name, why in _table(document, "rejected").items()}
+            self._departed = set(_names(document, "departed")) & set(self._manifest)
+            self._lost = set(_names(document, "lost"))
         except FileNotFoundError:
             return
-        except (OSError, ValueError, AttributeError) as error:
-            logger.error("clip facts %s unreadable (%s): starting without", self.path, error)
+        except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeError are ValueErrors
+            self._manifest, self._patched, self._rejected = {}, {}, {}
+            self._departed, self._lost = set(), set()
+            self._set_aside(error)
             return
-        self._manifest = _layer(manifest)
-        self._patched = _layer(patched)
-        if isinstance(rejected, dict):
-            self._rejected = {str(name): str(why) for name, why in rejected.items()}
         self._publish()
 
+    def _set_aside(self, error: Exception) -> None:
+        """An unreadable file: kept as SET_ASIDE; the clips on the box are withheld (lost_on)."""
+        with contextlib.suppress(OSError):  # then it is overwritten at the next save
+            self.path.replace(self.path.with_name(SET_ASIDE))
+        self._unreadable = True
+        logger.error(
+            "clip facts %s unreadable (%s): set aside as %s; the clips on the box are withheld "
+            "until the manifest lists them or the crew sets their facts (PATCH)",
+            self.path.name,
+            error,
+            SET_ASIDE,
+        )
+
+    def lost_on(self, names: Iterable[str]) -> None:
+        """The clips on the box at start (blocking): when the file was unreadable, each is
+        withheld until a manifest read lists it or the crew PATCHes it (kept across restarts)."""
+        if not self._unreadable:
+            return
+        with self._writer:
+            self._unreadable = False
+            self._lost = set(names)
+            self._publish()
+            self._save()
+
     def _publish(self) -> None:
-        names = set(self._manifest) | set(self._patched) | set(self._rejected)
+        names = set(self._manifest) | set(self._patched) | set(self._rejected) | self._lost
         resolved = {name: self._resolve(name) for name in names}
         problems = {name: problem for name, (_, problem) in resolved.items() if problem}
         for name, problem in sorted(problems.items()):
@@ -114,6 +153,8 @@ class FactsStore:
         self._facts = MappingProxyType({name: facts for name, (facts, _) in resolved.items()})
 
     def _resolve(self, name: str) -> tuple[ClipFacts, str]:
+        if name in self._lost:
+            return withheld(name, None, "")[0], LOST
         if name in self._rejected and name not in self._manifest:
             return withheld(name, self._patched.get(name), self._rejected[name])
         return effective(name, self._manifest.get(name), self._patched.get(name))
@@ -123,6 +164,8 @@ class FactsStore:
             "manifest": self._manifest,
             "patched": self._patched,
             "rejected": self._rejected,
+            "departed": sorted(self._departed),
+            "lost": sorted(self._lost),
         }
         write_atomically(self.path, json.dumps(document, indent=1).encode(), mode=0o600)
 
@@ -143,6 +186,7 @@ class FactsStore:
             patched = {**self._patched.get(name, {}), **fields}
             facts_from_fields(name, {**self._manifest.get(name, {}), **patched})
             self._patched[name] = patched
+            self._lost.discard(name)
             self._publish()
             self._save()
             return self.get(name)
@@ -154,16 +198,47 @@ class FactsStore:
                 self._publish()
                 self._save()
 
+    def gone(self, names: Iterable[str]) -> None:
+        """Clips that left the box (evicted, removed): the manifest fields kept only because
+        they were on the box go, and so does their lost mark (blocking)."""
+        names = set(names)
+        with self._writer:
+            departed, lost = self._departed & names, self._lost & names
+            if not departed and not lost:
+                return
+            for name in departed:
+                self._manifest.pop(name, None)
+            self._departed -= departed
+            self._lost -= lost
+            self._publish()
+            self._save()
+
     def from_manifest(
-        self, listed: Mapping[str, Fields], rejected: Mapping[str, str] | None = None
+        self,
+        listed: Mapping[str, Fields],
+        rejected: Mapping[str, str] | None = None,
+        on_box: Collection[str] = (),
     ) -> None:
         """The manifest's fields per clip, as it now says (entries without any field: none);
-        `rejected`: the clips whose entry was refused, and why (manifest_layer)."""
+        `rejected`: the clips whose entry was refused, and why; `on_box`: the clips here, whose
+        fields stay when the manifest no longer lists them (manifest_layer)."""
         rejected = dict(rejected or {})
         with self._writer:
-            wanted = manifest_layer(self._manifest, listed, rejected)
-            if wanted == self._manifest and rejected == self._rejected:
+            wanted = manifest_layer(self._manifest, listed, rejected, on_box)
+            departed = {name for name in wanted if name not in listed and name not in rejected}
+            lost = self._lost - set(listed)
+            if (wanted, rejected, departed, lost) == (
+                self._manifest,
+                self._rejected,
+                self._departed,
+                self._lost,
+            ):
                 return
+            for name in sorted(departed - self._departed):
+                logger.info(
+                    "clip %s keeps its facts while on the box: the manifest no longer lists it",
+                    name,
+                )
             for name in sorted(set(rejected) - set(self._rejected)):
                 if name in wanted:
                     logger.warning(
@@ -172,11 +247,30 @@ class FactsStore:
                         rejected[name],
                     )
             self._manifest, self._rejected = wanted, rejected
+            self._departed, self._lost = departed, lost
             self._publish()
             self._save()
 
 
-def _layer(value: object) -> dict[str, dict[str, Any]]:
+def _table(document: object, key: str) -> dict[str, Any]:
+    """`document[key]`, a JSON object (none: empty); ValueError when it is anything else."""
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    value = document.get(key, {})
     if not isinstance(value, dict):
-        return {}
-    return {str(name): dict(fields) for name, fields in value.items() if isinstance(fields, dict)}
+        raise ValueError(f"{key} is not an object")
+    return value
+
+
+def _layer(document: object, key: str) -> dict[str, dict[str, Any]]:
+    layer = _table(document, key)
+    if not all(isinstance(fields, dict) for fields in layer.values()):
+        raise ValueError(f"{key} holds a clip whose fields are not an object")
+    return {str(name): dict(fields) for name, fields in layer.items()}
+
+
+def _names(document: object, key: str) -> list[str]:
+    value = document.get(key, []) if isinstance(document, dict) else None
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValueError(f"{key} is not a list of names")
+    return value

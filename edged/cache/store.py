@@ -113,6 +113,7 @@ class AssetStore:
         self._wanted: dict[str, int] = {}  # manifest clip -> its rank (0 = highest priority)
         self.facts = FactsStore(root)  # titles, exclusive, release windows (edged.guest.clips)
         self._load()
+        self.facts.lost_on(self._current())  # an unreadable facts file: these are withheld
 
     # -- index ---------------------------------------------------------------------------------
 
@@ -244,6 +245,10 @@ class AssetStore:
         )
         return asset
 
+    def listed(self, name: str) -> bool:
+        """Whether the manifest's last read lists clip `name` (never before the first read)."""
+        return name in self._wanted
+
     def want(self, names: Sequence[str]) -> None:
         """The manifest's clips in priority order: evicted only after every other unpinned clip,
         the lowest priority first."""
@@ -270,6 +275,7 @@ class AssetStore:
             self.path(name).unlink(missing_ok=True)
             self.poster_path(name).unlink(missing_ok=True)
             self._save()
+            self.facts.gone([name])
         return True
 
     def evict(self, spare: str = "") -> list[str]:
@@ -300,6 +306,7 @@ class AssetStore:
                 asset.size,
             )
         self._save()
+        self.facts.gone(asset.name for asset in evicted)
         return [asset.name for asset in evicted]
 
     def summary(self) -> dict[str, Any]:

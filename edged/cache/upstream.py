@@ -99,6 +99,19 @@ class Stopping(EdgedError):
     """The replicator is stopping: the pass in its thread ends at the next entry."""
 
 
+NAMED = ("fetched", "not_replicated", "skipped")  # the status lists that name clips
+
+
+def counted_status(status: dict[str, Any]) -> dict[str, Any]:
+    """The replication status for a client without the token: each list that names clips as
+    its length, and whether the last pass had trouble (its text names clips too). A staged
+    clip's name is the crew's (review 16b, finding 2)."""
+    counted = {key: len(value) if key in NAMED else value for key, value in status.items()}
+    if status.get("last_error"):
+        counted["last_error"] = "trouble: send the admin token for the clips it names"
+    return counted
+
+
 def _identity(entry: ManifestEntry) -> tuple[str, str, str]:
     """What a failure or a learned size belongs to: the same name, object and checksum."""
     return (entry.name, entry.key, entry.sha256)
@@ -218,6 +231,7 @@ class Replicator:
         self._store.facts.from_manifest(
             {entry.name: dict(entry.facts) for entry in manifest.entries},
             {rejected.name: rejected.reason for rejected in manifest.rejected if rejected.name},
+            on_box={asset.name for asset in self._store.assets()},
         )
         listed = {_identity(entry) for entry in manifest.entries}
         self._failures = {k: v for k, v in self._failures.items() if k in listed}
@@ -445,7 +459,9 @@ class MissCache:
 class PullThrough:
     """A request for a clip that is upstream but not here streams while it is stored; every
     concurrent request for it shares the one lookup and the one download, and a name upstream
-    does not have is answered from memory for a few seconds."""
+    does not have is answered from memory for a few seconds. With `listed_only` (a manifest is
+    configured), only a clip the manifest's last read lists: one uploaded ahead of its release,
+    to be listed then, is not anyone's who guesses its name."""
 
     def __init__(
         self,
@@ -455,7 +471,9 @@ class PullThrough:
         supervisor: Supervisor | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        listed_only: bool = False,
     ) -> None:
+        self._listed_only = listed_only
         self._store = store
         self._s3 = s3
         self._prefix = assets_prefix.rstrip("/")
@@ -488,6 +506,8 @@ class PullThrough:
             lookup.exception()  # retrieved: every waiter has it already
 
     async def open(self, name: str) -> Download | None:
+        if self._listed_only and not self._store.listed(name):
+            return None
         if name in self._downloads:
             return self._downloads[name]
         if self._misses.missing(name, self._clock()):

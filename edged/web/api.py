@@ -9,10 +9,12 @@ import time
 
 from aiohttp import web
 
+from edged.cache.upstream import counted_status
 from edged.clips.jobstate import BadRequest, parse_request
 from edged.clips.plan import ClipRefused
 from edged.clock import clock_synchronized
 from edged.errors import ConfigError
+from edged.web.auth import has_token
 from edged.web.context import (
     CLIP_JOBS,
     DEVICE_REPORT,
@@ -41,9 +43,13 @@ async def status(request: web.Request) -> web.Response:
 
     `node` is the configured identity (metrics labels, object keys); `advertised_name` is what the
     box answers to on the LAN as `<name>.local` (null with mDNS off), renamed on a conflict.
+    Without the admin token, `replication` only counts clips (upstream.counted_status).
     """
     identity, readiness = request.app[IDENTITY], request.app[READINESS]
     replication = request.app.get(REPLICATION)
+    report = replication() if replication is not None else None
+    if report is not None and not has_token(request):
+        report = counted_status(report)
     synchronized = await asyncio.to_thread(clock_synchronized)
     return web.json_response(
         {
@@ -58,7 +64,7 @@ async def status(request: web.Request) -> web.Response:
             "started_at": identity.started_at,
             "uptime_seconds": round(time.monotonic() - identity.started_monotonic, 3),
             "subsystems": readiness.subsystems,
-            "replication": replication() if replication is not None else None,
+            "replication": report,
         }
     )
 

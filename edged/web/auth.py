@@ -20,8 +20,9 @@ GUESTS_PREFIX = "/api/v1/guests/"
 # Calls guests' pages make without a token: they change no stored state (telemetry.py).
 GUEST_POSTS = frozenset({FIRST_FRAME_BEACON, WATCH_BEACON})
 # Reads only the crew may make: guests' personal data, the clips' figures, the clip jobs (their
-# titles and release times: a staged clip's stay the crew's).
-CREW_READS = ("/api/v1/guests", "/api/v1/clips/stats", "/api/v1/jobs")
+# titles and release times: a staged clip's stay the crew's), the upload queue (its object keys
+# and paths name clips and guest batches). /api/v1/status shows guests counts only (api.py).
+CREW_READS = ("/api/v1/guests", "/api/v1/clips/stats", "/api/v1/jobs", "/api/v1/uploads")
 
 
 def _refuse(status: int, message: str) -> web.Response:

@@ -182,6 +182,43 @@ def upload_faststart_clip(server: S3Endpoint, directory: Path) -> bytes:
     return data
 
 
+async def test_pull_through_with_a_manifest_fetches_only_the_clips_it_lists(
+    tmp_path: Path, moto: MotoProcess
+) -> None:
+    """Review 16b, finding 3: a clip uploaded to the bucket ahead of its release, to be listed
+    then, was anyone's who guessed its name."""
+    await asyncio.to_thread(upload_clip, moto, tmp_path / "finale.mp4", 1)
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    pull = PullThrough(store, make_store(moto), "assets", listed_only=True)
+    assert await pull.open("finale.mp4") is None  # before any manifest read: nothing
+    store.want(["other.mp4"])
+    assert await pull.open("finale.mp4") is None
+    asked = await asyncio.to_thread(lambda: moto.heads.count("/edged/assets/finale.mp4"))
+    assert asked == 0  # not even asked
+    store.want(["other.mp4", "finale.mp4"])  # listed at its release
+    download = await pull.open("finale.mp4")
+    assert download is not None
+    while not download.done:
+        await download.progress.wait()
+        download.progress.clear()
+    assert store.get("finale.mp4") is not None
+
+
+def test_a_lost_facts_file_withholds_the_clips_on_the_box(tmp_path: Path) -> None:
+    """Review 16b, finding 3, through the store: the clips on the box when facts.json could not
+    be read are withheld (across a restart) until listed or PATCHed; one removed is forgotten."""
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    for name in ("finale.mp4", "teaser.mp4"):
+        store.add(make_clip(tmp_path / name, seconds=1), name, pin=False, origin="t")
+    store.facts.patch("finale.mp4", {"exclusive": True})
+    (tmp_path / "cache" / "facts.json").write_text('{"patched": {"finale.mp4": "exclusive"}}')
+    again = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    assert again.facts.get("finale.mp4").withheld and again.facts.get("teaser.mp4").withheld
+    assert AssetStore(tmp_path / "cache", max_bytes=10**9).facts.get("teaser.mp4").withheld
+    again.remove("teaser.mp4")
+    assert not again.facts.get("teaser.mp4").withheld  # gone from the box: nothing to hold
+
+
 async def test_pull_through_shares_one_download(tmp_path: Path, moto: MotoProcess) -> None:
     await asyncio.to_thread(upload_clip, moto, tmp_path / "walkin.mp4", 3)
     store = AssetStore(tmp_path / "cache", max_bytes=10**9)

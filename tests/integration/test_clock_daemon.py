@@ -34,7 +34,11 @@ def faked_clock(**settings: str) -> dict[str, str]:
 
 
 def get(daemon: DaemonProcess, path: str) -> bytes:
-    with urllib.request.urlopen(daemon.url + path, timeout=10) as response:  # noqa: S310
+    """GET `path` as the crew (the upload queue is the crew's)."""
+    assert daemon.data_dir is not None
+    token = (daemon.data_dir / "admin.token").read_text().strip()
+    call = urllib.request.Request(daemon.url + path, headers={"Authorization": f"Bearer {token}"})  # noqa: S310 - loopback
+    with urllib.request.urlopen(call, timeout=10) as response:  # noqa: S310
         return bytes(response.read())
 
 

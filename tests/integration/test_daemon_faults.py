@@ -56,7 +56,9 @@ def test_sync_off_queues_nothing_and_the_test_pattern_is_not_recorded(
     _, metrics = http(daemon.url + "/metrics")
     assert b'edged_recording_active{stream="test-pattern"} 0.0' in metrics
     assert b"edged_upstream_configured 0.0" in metrics
-    _, body = http(daemon.url + "/api/v1/uploads")
+    assert daemon.data_dir is not None
+    crew = (daemon.data_dir / "admin.token").read_text().strip()
+    _, body = http(daemon.url + "/api/v1/uploads", token=crew)
     report = json.loads(body)
     assert report["files"] == [] and report["upstream"]["configured"] is False
 
@@ -86,10 +88,11 @@ def test_sync_off_records_cameras_and_keeps_the_footage(start_daemon: StartDaemo
     daemon = start_daemon({**QUIET, "media": {"record_test_pattern": True, "segment_seconds": 1.0}})
     daemon.wait_for(re.compile(r"recorded \S+"), timeout=30)
     daemon.wait_for(re.compile(r"recorded \S+"), timeout=30)
-    _, body = http(daemon.url + "/api/v1/uploads")
+    assert daemon.data_dir is not None
+    crew = (daemon.data_dir / "admin.token").read_text().strip()
+    _, body = http(daemon.url + "/api/v1/uploads", token=crew)
     assert json.loads(body)["files"] == []
     assert daemon.stop() == 0
-    assert daemon.data_dir is not None
     assert len(list((daemon.data_dir / "spool" / "test-pattern").glob("*.mp4"))) >= 2
 
 

@@ -32,9 +32,11 @@ def quiet_daemon(data_dir: Path, port: int) -> Daemon:
     return Daemon(Launch(config, data_dir=str(data_dir)), environ={})
 
 
-def get_json(url: str) -> tuple[int, Any]:
+def get_json(url: str, token: str = "") -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+        call = urllib.request.Request(url, headers=headers)  # noqa: S310 (loopback)
+        with urllib.request.urlopen(call, timeout=10) as response:  # noqa: S310 (loopback)
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
@@ -74,7 +76,8 @@ async def test_a_daemon_serves_its_routes_and_stops_in_reverse(tmp_path: Path) -
         assert status == 200
         assert list(body["subsystems"]) == ["http", "uploads", "devices", "cache", "media"]
         assert all(body["subsystems"].values())
-        status, body = await asyncio.to_thread(get_json, base + "/api/v1/uploads")
+        crew = (data_dir / "admin.token").read_text().strip()
+        status, body = await asyncio.to_thread(get_json, base + "/api/v1/uploads", crew)
         assert status == 200 and body["upstream"] == {"configured": False, "up": False}
         assert (await asyncio.to_thread(get_json, base + "/api/v1/streams"))[0] == 200
         assert (await asyncio.to_thread(get_json, base + "/api/v1/devices"))[0] == 200

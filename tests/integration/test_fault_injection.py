@@ -87,7 +87,8 @@ class Run:
         return path
 
     def uploads(self) -> dict[str, Any]:
-        status, body = request(self.daemon, "/api/v1/uploads")
+        crew = {"Authorization": f"Bearer {self.token}"}
+        status, body = request(self.daemon, "/api/v1/uploads", headers=crew)
         assert status == 200
         return dict(json.loads(body))
 

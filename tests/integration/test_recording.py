@@ -122,7 +122,9 @@ def test_sigkill_mid_segment_keeps_the_footage(start_daemon: StartDaemon) -> Non
     assert fragments >= written  # every fragment on disk before the kill is kept
     sidecar = json.loads(final.with_suffix(".json").read_text())
     assert sidecar["recovered"] is True and sidecar["frames"] == frames
-    _, body = http(again.url + "/api/v1/uploads")
+    assert again.data_dir is not None
+    crew = (again.data_dir / "admin.token").read_text().strip()
+    _, body = http(again.url + "/api/v1/uploads", token=crew)
     assert json.loads(body)["files"] == []  # sync is off: the footage stays here, unqueued
     assert again.stop() == 0
 

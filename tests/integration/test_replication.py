@@ -274,8 +274,12 @@ def test_the_status_api_says_which_clips_are_not_here_and_why(
         }
     )
 
-    def replication() -> dict[str, object]:
-        with urllib.request.urlopen(daemon.url + "/api/v1/status", timeout=5) as answer:  # noqa: S310
+    assert daemon.data_dir is not None
+    crew = {"Authorization": f"Bearer {(daemon.data_dir / 'admin.token').read_text().strip()}"}
+
+    def replication(headers: dict[str, str] = crew) -> dict[str, object]:
+        call = urllib.request.Request(daemon.url + "/api/v1/status", headers=headers)  # noqa: S310
+        with urllib.request.urlopen(call, timeout=5) as answer:  # noqa: S310
             return dict(json.loads(answer.read())["replication"])
 
     deadline = time.monotonic() + 20
@@ -285,4 +289,10 @@ def test_the_status_api_says_which_clips_are_not_here_and_why(
     not_here = {entry["name"]: entry for entry in status["not_replicated"]}  # type: ignore[attr-defined]
     assert not_here["missing.mp4"]["reason"].endswith(NOT_IN_BUCKET)
     assert len(status["skipped"]) == 1  # type: ignore[arg-type]
+    # Without the token: counts, no clip's name (review 16b, finding 2).
+    counted = replication({})
+    assert counted["not_replicated"] == len(not_here) and counted["skipped"] == 1
+    assert (
+        "missing.mp4" not in json.dumps(counted) and counted["clips_here"] == status["clips_here"]
+    )
     assert daemon.stop() == 0

@@ -53,9 +53,15 @@ def test_the_api_and_edged_uploads_show_the_loopback_uplink(
     daemon = start_daemon({"mdns": {"enabled": False}, "upstream": upstream_settings(tmp_path, s3)})
     assert daemon.data_dir is not None
     url = daemon.url + "/api/v1/uploads"
+    assert daemon.data_dir is not None
+    crew = (daemon.data_dir / "admin.token").read_text().strip()
 
     def lo_seen() -> list[dict[str, object]]:
-        return [row for row in json.loads(http(url)[1])["uplinks"] if row["interface"] == "lo"]
+        return [
+            row
+            for row in json.loads(http(url, token=crew)[1])["uplinks"]
+            if row["interface"] == "lo"
+        ]
 
     (row,) = until(lo_seen, 30, "the API names lo")
     assert row["address"] == "127.0.0.1"
@@ -102,6 +108,8 @@ def test_a_metered_uplink_alone_carries_the_clip_and_keeps_the_recording(
     write_random(outbox / "clip.mp4", 1024 * 1024)
     write_random(outbox / "later.mp4", 1024 * 1024)
     url = daemon.url + "/api/v1/uploads"
+    assert daemon.data_dir is not None
+    crew = (daemon.data_dir / "admin.token").read_text().strip()
     cap = "upload bandwidth cap set to 67108864 bytes/s"
     until(lambda: any(cap in line for line in daemon.lines), 30, "the cap set by the schedule")
     queued = {}
@@ -111,7 +119,7 @@ def test_a_metered_uplink_alone_carries_the_clip_and_keeps_the_recording(
         queued[kind] = body["id"]
 
     def state_of(kind: str) -> str:
-        report = json.loads(http(url)[1])
+        report = json.loads(http(url, token=crew)[1])
         return next(row["state"] for row in report["files"] if row["id"] == queued[kind])
 
     until(lambda: state_of("clip") == "done", 60, "the clip done")
@@ -121,6 +129,6 @@ def test_a_metered_uplink_alone_carries_the_clip_and_keeps_the_recording(
     queued["later"] = body["id"]
     until(lambda: state_of("later") == "done", 60, "the later clip done")
     assert state_of("recording") == "queued"
-    (row,) = json.loads(http(url)[1])["uplinks"]
+    (row,) = json.loads(http(url, token=crew)[1])["uplinks"]
     assert (row["interface"], row["metered"], row["route"]) == ("lo", True, True)
     assert daemon.stop() == 0

@@ -75,7 +75,7 @@ def test_uploads_api_end_to_end(tmp_path: Path, s3: S3Server, start_daemon: Star
     file_id = body["id"]
     deadline = time.monotonic() + 60
     while True:
-        status, raw = http(url)
+        status, raw = http(url, token=token)
         report = json.loads(raw)
         row = next(row for row in report["files"] if row["id"] == file_id)
         if row["state"] == "done" or time.monotonic() > deadline:
@@ -157,7 +157,7 @@ def test_uploads_api_queues_only_footage_folders(
     assert post_json(url + "/99999999999999999999/retry", {}, token)[0] == 404
     assert post_json(url + "/9223372036854775808/retry", {}, token)[0] == 404
     assert post_json(url + "/" + "9" * 5000 + "/retry", {}, token)[0] == 404
-    _, raw = http(url)
+    _, raw = http(url, token=token)
     keys = [row["key"] for row in json.loads(raw)["files"]]
     assert len(keys) == 1 and keys[0].endswith(
         "/cam-1.a_b/" + keys[0].rsplit("/", 2)[1] + "/ok.mp4"

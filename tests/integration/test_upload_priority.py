@@ -233,7 +233,7 @@ def test_the_api_and_the_cli_show_each_files_class_and_position(
         queued[name] = body["id"]
     status, body = post_json(url, {"path": "outbox/day.mp4", "kind": "movie"}, token)
     assert status == 400 and "guest" in str(body["error"])
-    _, raw = http(url)
+    _, raw = http(url, token=token)
     shown = [(row["class"], row["position"], row["key"]) for row in json.loads(raw)["files"]]
     assert [(cls, position) for cls, position, _ in shown] == [
         ("guest", 1),

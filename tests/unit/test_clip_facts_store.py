@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edged.cache.facts import FACTS, FactsStore, effective, manifest_layer
+from edged.cache.facts import FACTS, SET_ASIDE, FactsStore, effective, manifest_layer
 from edged.cache.manifest import parse_manifest
 from edged.cache.store import AssetStore
 from edged.guest.clips import ClipFacts, facts_from_fields, guest_view
@@ -175,10 +175,86 @@ def test_the_facts_survive_a_restart_in_a_private_file(tmp_path: Path) -> None:
     assert again.facts.get("a") == ClipFacts("Hello", unpublish_at=T)
 
 
-@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"manifest": 3, "patched": {"a": 1}}'])
-def test_an_unreadable_file_starts_without_facts(tmp_path: Path, text: str) -> None:
-    (tmp_path / FACTS).write_text(text)
-    assert FactsStore(tmp_path).get("a") == ClipFacts("a")
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'{"manifest": 3}',
+        b'{"patched": {"a": 1}}',
+        b'{"rejected": []}',
+        b'{"lost": "a"}',
+        b"\xff\xfe",
+    ],
+)
+def test_an_unreadable_file_withholds_the_clips_on_the_box_until_facts_are_set(
+    tmp_path: Path, text: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review 16b, finding 3: an unreadable file started without facts, and every clip staged
+    by PATCH turned public for good (the next save overwrote the evidence)."""
+    (tmp_path / FACTS).write_bytes(text)
+    with caplog.at_level(logging.ERROR, logger="edged.cache.facts"):
+        store = FactsStore(tmp_path)
+    assert (tmp_path / SET_ASIDE).read_bytes() == text  # kept for the crew
+    [error] = [r.getMessage() for r in caplog.records]
+    assert "unreadable" in error and SET_ASIDE in error and str(tmp_path) not in error
+    store.lost_on(["a", "b", "c"])
+    assert all(store.get(name).withheld for name in "abc")
+    assert FactsStore(tmp_path).get("a").withheld  # across a restart too
+    store.from_manifest({"a": {"title": "A"}, "b": {}})  # a manifest read lists a and b
+    assert store.get("a") == ClipFacts("A") and store.get("b") == ClipFacts("b")
+    assert store.get("c").withheld
+    store.patch("c", {})  # the crew vouches for c
+    assert store.get("c") == ClipFacts("c")
+    assert FactsStore(tmp_path).get("c") == ClipFacts("c")
+
+
+def test_a_readable_file_withholds_nothing_on_the_box(tmp_path: Path) -> None:
+    FactsStore(tmp_path).patch("a", {"title": "A"})
+    store = FactsStore(tmp_path)
+    store.lost_on(["a", "b"])
+    assert store.get("b") == ClipFacts("b") and store.get("a") == ClipFacts("A")
+    assert not (tmp_path / SET_ASIDE).exists()
+
+
+def test_a_clip_the_manifest_stops_listing_keeps_its_facts_while_on_the_box(
+    tmp_path: Path,
+) -> None:
+    """Review 16b, finding 3: an entry removed (to postpone the finale), or one whose name has
+    a typo (rejected with no name), made the clip on the box a plain public clip."""
+    store = FactsStore(tmp_path)
+    staged = {"exclusive": True, "publish_at": "2027-01-15T08:00:00Z"}
+    store.from_manifest({"finale.mp4": staged, "gone.mp4": {"title": "G"}}, on_box={"finale.mp4"})
+    typo = parse_manifest(
+        json.dumps([{"name": "finale.mp4 ", **staged}, "other.mp4"]).encode(), "assets"
+    )
+    assert [r.name for r in typo.rejected] == [""]  # no name to keep its facts by
+    listed = {entry.name: dict(entry.facts) for entry in typo.entries}
+    store.from_manifest(listed, {}, on_box={"finale.mp4", "gone.mp4"})
+    expected = facts_from_fields("finale.mp4", staged)
+    assert expected.exclusive and expected.publish_at == T
+    assert store.get("finale.mp4") == expected
+    assert store.get("gone.mp4") == ClipFacts("G")  # still on the box: as it was
+    assert FactsStore(tmp_path).get("finale.mp4") == expected  # across a restart
+    store.from_manifest({}, {}, on_box={"finale.mp4"})  # removed: the same
+    assert store.get("finale.mp4") == expected
+    assert store.get("gone.mp4") == facts_from_fields("gone.mp4", {})  # no longer on the box: gone
+    store.gone(["finale.mp4"])  # evicted: its kept facts go with it
+    assert store.get("finale.mp4") == facts_from_fields("finale.mp4", {})
+    assert FactsStore(tmp_path).get("finale.mp4") == facts_from_fields("finale.mp4", {})
+
+
+def test_a_listed_clip_evicted_keeps_its_manifest_facts(tmp_path: Path) -> None:
+    store = FactsStore(tmp_path)
+    store.from_manifest({"a": {"exclusive": True}}, on_box={"a"})
+    store.gone(["a"])  # listed still: it may come back (pull-through, the next pass)
+    assert store.get("a") == ClipFacts("a", exclusive=True)
+
+
+def test_manifest_layer_keeps_unlisted_clips_on_the_box_only() -> None:
+    previous: dict[str, dict[str, object]] = {"here": {"exclusive": True}, "away": {"title": "A"}}
+    assert manifest_layer(previous, {}, {}, on_box={"here"}) == {"here": {"exclusive": True}}
+    assert manifest_layer(previous, {"here": {}}, {}, on_box={"here"}) == {}  # listed plain
 
 
 def test_a_manifest_that_moves_the_window_past_the_crews_withholds_with_one_warning(

@@ -41,9 +41,9 @@ def test_readiness_needs_every_subsystem_up_and_no_failing_task() -> None:
 def test_app_state_holds_typed_keys_only(tmp_path: Path) -> None:
     app = create_app(web_context(tmp_path, device_report=dict, stream_status=list))
     assert all(isinstance(key, web.AppKey) for key in app)
-    # the seven every app has (identity, readiness, metrics, token, reloader, the guest settings
-    # and the event logo), and the two reports given
-    assert len(app) == 9
+    # the eight every app has (identity, readiness, metrics, token, reloader, the guest settings,
+    # the event logo and the watch reports' guard), and the two reports given
+    assert len(app) == 10
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ async def uploads(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
 async def test_the_upload_queue_lists_refuses_with_sync_off_and_retries_nothing_unknown(
     uploads: TestClient[Any, Any], tmp_path: Path
 ) -> None:
-    listed = await (await uploads.get("/api/v1/uploads")).json()
+    listed = await (await uploads.get("/api/v1/uploads", headers=AUTH)).json()
     assert listed["upstream"] == {"configured": False, "up": False}
     (tmp_path / OUTBOX).mkdir()
     (tmp_path / OUTBOX / "reel.mp4").write_bytes(b"x")
