@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from edged.config import GuestConfig
 from edged.guest.campaigns import label, labels
 from edged.guest.members import load_or_create_secret
-from edged.guest.signups import Batch, Guest, GuestBook, Signup
+from edged.guest.signups import Batch, Guest, GuestBook, Removed, Signup
 from edged.supervise import Supervisor
 from edged.upload.naming import ObjectNaming
 from edged.upload.uploader import Uploader
@@ -98,14 +98,16 @@ class GuestDesk:
         """Whether a signed cookie's signup id is still in the book (memory: on the loop)."""
         return self.book.is_member(signup_id)
 
-    async def delete(self, email: str) -> int:
+    async def delete(self, email: str) -> Removed:
         """Remove a guest (their cookie opens nothing more); a deletion note goes upstream only
-        for a guest already sent."""
-        syncing = self.syncing
-        removed = await asyncio.to_thread(
-            lambda: self.book.delete(email, now=time.time(), syncing=syncing)
-        )
-        if removed:
+        for a guest already handed to the uploader, and waits while no upstream is configured."""
+        removed = await asyncio.to_thread(lambda: self.book.delete(email, now=time.time()))
+        if removed.notes and not self.syncing:
+            logger.warning(
+                "a guest deletion note waits for an upstream: the guest was sent before, and no "
+                "upstream is configured now; configure it to send the note"
+            )
+        if removed.rows:
             self._wake.set()
         return removed
 

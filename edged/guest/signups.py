@@ -7,9 +7,12 @@ refused: that form was used). Rows leave the box in batches: a batch file is wri
 leaves an orphan file (removed at open) and unmarked rows (batched again), and a crash after it
 leaves a batch to queue: never a row lost, never one in two batches.
 
-A deleted guest leaves no trace on the box (secure_delete, the WAL truncated); a deletion note
-goes upstream only for a guest whose row was in a batch, and is dropped once its own batch is
-verified.
+A deleted guest leaves no trace in the database files (secure_delete, the WAL truncated). A row
+in a batch not yet handed to the uploader is cut from that batch file (rewritten atomically, in
+the same transaction): its address never leaves. A deletion note goes upstream only for a guest
+whose row was handed to the uploader (its batch may still go up once, before the note), waits
+for an upstream when none is configured, and is dropped once its own batch is verified. In a
+batch, lines go in time order: a guest who signs up again after a deletion stays signed up.
 
 Every method blocks (SQLite, files), except `is_member`: callers on the event loop go through a
 thread.
@@ -123,6 +126,15 @@ class Guest:
             "created_at": rfc3339(self.created_at),
             "synced": self.batch is not None,
         }
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What deleting a guest did: rows removed, and deletion notes kept for the upstream (rows
+    already handed to the uploader)."""
+
+    rows: int
+    notes: int
 
 
 @dataclass(frozen=True)
@@ -289,8 +301,8 @@ class GuestBook:
             row = db.execute(
                 "SELECT * FROM signups WHERE request_key = ?", (signup.request_key,)
             ).fetchone()
-            self._members.add(row["signup_id"])
-            return _guest(row), True
+        self._members.add(row["signup_id"])  # after COMMIT: a failed one adds no member
+        return _guest(row), True
 
     def guests(self) -> list[Guest]:
         return [_guest(row) for row in self._query("SELECT * FROM signups ORDER BY id")]
@@ -298,24 +310,41 @@ class GuestBook:
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM signups")[0][0])
 
-    def delete(self, email: str, *, now: float, syncing: bool) -> int:
-        """Remove every sign-up of `email`; rows removed. A deletion note (per event) is kept to
-        send upstream only when `syncing` and a removed row was in a batch (otherwise the address
-        never left the box). The WAL is then truncated: the address leaves the files at once."""
+    def delete(self, email: str, *, now: float) -> Removed:
+        """Remove every sign-up of `email`. A row in a batch not yet queued is cut from that
+        batch's file; for a row already queued (or sent) a deletion note is kept, per event, to
+        go upstream (it waits for one). The WAL is then truncated."""
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT signup_id, event, batch FROM signups WHERE email = ?", (email,)
+                "SELECT signups.signup_id, signups.event, signups.batch, batches.queued"
+                " FROM signups LEFT JOIN batches ON batches.name = signups.batch"
+                " WHERE signups.email = ?",
+                (email,),
             ).fetchall()
             db.execute("DELETE FROM signups WHERE email = ?", (email,))
-            sent = sorted({row["event"] for row in rows if row["batch"] is not None})
-            if syncing:
-                db.executemany(
-                    "INSERT INTO deletions (event, email, deleted_at) VALUES (?, ?, ?)",
-                    [(event, email, now) for event in sent],
-                )
-            self._members.difference_update(row["signup_id"] for row in rows)
+            for batch in sorted({row["batch"] for row in rows if row["queued"] == 0}):
+                self._cut_from_batch(db, batch, email)
+            sent = sorted({row["event"] for row in rows if row["queued"] == 1})
+            db.executemany(
+                "INSERT INTO deletions (event, email, deleted_at) VALUES (?, ?, ?)",
+                [(event, email, now) for event in sent],
+            )
+        self._members.difference_update(row["signup_id"] for row in rows)  # after COMMIT
         self._truncate_wal()
-        return len(rows)
+        return Removed(len(rows), len(sent))
+
+    def _cut_from_batch(self, db: sqlite3.Connection, batch: str, email: str) -> None:
+        """Batch `batch` (not queued) without the sign-up line of `email`: its file rewritten
+        (atomically), its row count set; a batch left empty goes (file and row)."""
+        path = self.batch_path(batch)
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        kept = [line for line in lines if not _signup_of(line, email)]
+        if kept:
+            write_atomically(path, ("\n".join(kept) + "\n").encode(), FILE_MODE)
+            db.execute("UPDATE batches SET rows = ? WHERE name = ?", (len(kept), batch))
+        else:
+            db.execute("DELETE FROM batches WHERE name = ?", (batch,))
+            path.unlink(missing_ok=True)
 
     def _truncate_wal(self) -> None:
         """Checkpoint the WAL into the database and empty it (busy while a reader holds an older
@@ -339,7 +368,7 @@ class GuestBook:
                 "DELETE FROM deletions WHERE batch IS NULL"
                 " AND event NOT IN (SELECT event FROM batches)"
             )
-            self._members.difference_update(row[0] for row in gone)
+        self._members.difference_update(row[0] for row in gone)  # after COMMIT
         self._truncate_wal()
         return len(gone)
 
@@ -364,8 +393,7 @@ class GuestBook:
             ).fetchall()
             stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S")
             name = f"guests-{stamp}-{secrets.token_hex(4)}"
-            lines = [json.dumps({"type": "signup", **_guest(r).as_json()}) for r in signups]
-            lines += [json.dumps(_deletion(r)) for r in deletions]
+            lines = batch_lines(signups, deletions)
             path = self.batch_dir / f"{name}.jsonl"
             write_atomically(path, ("\n".join(lines) + "\n").encode(), FILE_MODE)
             db.executemany(
@@ -427,3 +455,24 @@ def _deletion(row: sqlite3.Row) -> dict[str, object]:
         "email": row["email"],
         "deleted_at": rfc3339(row["deleted_at"]),
     }
+
+
+def _signup_of(line: str, email: str) -> bool:
+    """Whether a batch line is the sign-up of `email`."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return (
+        isinstance(record, dict) and record.get("type") == "signup" and record.get("email") == email
+    )
+
+
+def batch_lines(signups: list[sqlite3.Row], deletions: list[sqlite3.Row]) -> list[str]:
+    """A batch's lines in time order, a deletion before a sign-up of the same moment: a guest
+    deleted and then signed up again ends signed up wherever the lines are applied in order."""
+    timed = [
+        (r["created_at"], 1, json.dumps({"type": "signup", **_guest(r).as_json()})) for r in signups
+    ]
+    timed += [(r["deleted_at"], 0, json.dumps(_deletion(r))) for r in deletions]
+    return [line for _, _, line in sorted(timed, key=lambda item: (item[0], item[1]))]

@@ -199,6 +199,12 @@ async def list_guests(request: web.Request) -> web.Response:
     return response
 
 
+WAITING_NOTE = (
+    "removed from the box; this guest was sent upstream before, and no upstream is configured "
+    "now: the deletion note waits and goes once one is"
+)
+
+
 @routes.delete("/api/v1/guests/{email}")
 async def delete_guest(request: web.Request) -> web.Response:
     desk = _crew(request)
@@ -211,8 +217,10 @@ async def delete_guest(request: web.Request) -> web.Response:
     except Exception:  # not to last_resort, whose line would hold the path: the address
         logger.exception("guest deletion failed")
         return web.json_response({"error": "internal error; see the edged log"}, status=500)
-    if not removed:
+    if not removed.rows:
         return web.json_response({"error": "no such guest"}, status=404)
+    if removed.notes and not desk.syncing:  # never claim what is not done
+        return web.json_response({"deleted": removed.rows, "upstream": WAITING_NOTE})
     return web.Response(status=204)
 
 

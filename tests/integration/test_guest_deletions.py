@@ -91,7 +91,7 @@ async def test_a_guest_deleted_before_being_sent_leaves_no_trace_here_or_upstrea
     supervisor = Supervisor(None)
     try:
         await desk.sign_up(ADA)  # the sync not started yet: Ada's row is in no batch
-        assert await desk.delete(ADA.email) == 1
+        assert (await desk.delete(ADA.email)).rows == 1
         assert await asyncio.to_thread(deletion_notes, desk) == 0
         assert await asyncio.to_thread(traces, tmp_path, b"ada@example.org", b"Lovelace") == []
         desk.start(supervisor)
@@ -120,7 +120,7 @@ async def test_a_sent_guests_deletion_note_goes_upstream_then_leaves_the_box(
             60,
             "Ada's sign-up in the bucket, its batch file gone",
         )
-        assert await desk.delete(ADA.email) == 1
+        assert (await desk.delete(ADA.email)).rows == 1
         await eventually_in_thread(
             lambda: any(row["type"] == "deletion" for row in bucket_rows(moto)),
             60,

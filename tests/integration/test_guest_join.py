@@ -250,6 +250,27 @@ async def test_the_crew_api_needs_the_token_and_deletes(client: TestClient[Any, 
     assert (await (await client.get("/api/v1/guests", headers=CREW)).json())["guests"] == []
 
 
+async def test_deleting_a_guest_sent_before_with_no_upstream_now_says_the_note_waits(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review 16b, finding 4b: the answer was 204 and nothing told the crew that the erasure
+    never reached the upstream (removed from the config since Ada's batch went up)."""
+    fields = {**(await form_of(client)), "email": "ada@y.org", "consent": "yes"}
+    assert (await post(client, **fields)).status == 200
+    assert client.app is not None
+    book = client.app[join.GUEST_DESK].book
+    batch = await asyncio.to_thread(book.cut_batch, time.time())
+    assert batch is not None
+    await asyncio.to_thread(book.mark_queued, batch.name)  # sent while an upstream was set
+    with caplog.at_level(logging.INFO, logger="edged"):
+        response = await client.delete("/api/v1/guests/ada@y.org", headers=CREW)
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["deleted"] == 1 and "note waits" in answer["upstream"]
+    [line] = [r.getMessage() for r in caplog.records if r.name.startswith("edged")]
+    assert "waits for an upstream" in line and "ada" not in line
+
+
 async def test_retention_prunes_signups_older_than_retention_days(
     client: TestClient[Any, Any],
 ) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -15,6 +17,7 @@ from edged.guest.signups import (
     FormReused,
     GuestBook,
     Refused,
+    Removed,
     Signup,
     csv_cell,
     export_csv,
@@ -114,7 +117,8 @@ def test_batches_carry_each_row_once_and_deletions(tmp_path: Path) -> None:
     second = book.cut_batch(now=11.0)
     assert second is not None
     assert book.cut_batch(now=12.0) is None
-    assert book.delete("g0@x.org", now=13.0, syncing=True) == 1
+    book.mark_queued(batch.name)  # handed to the uploader: g0 may go up, so a note follows
+    assert book.delete("g0@x.org", now=13.0) == Removed(1, 1)
     third = book.cut_batch(now=14.0)
     assert third is not None
     lines = [
@@ -126,8 +130,7 @@ def test_batches_carry_each_row_once_and_deletions(tmp_path: Path) -> None:
         ("signup", "g2@x.org"),
         ("deletion", "g0@x.org"),
     ]
-    assert [b.name for b in book.unqueued()] == [batch.name, second.name, third.name]
-    book.mark_queued(batch.name)
+    assert [b.name for b in book.unqueued()] == [second.name, third.name]
     book.mark_removed(batch.name)
     assert not batch.path.exists()
     assert [b.name for b in book.unqueued()] == [second.name, third.name]
@@ -153,7 +156,7 @@ def test_a_guest_never_sent_is_deleted_without_a_trace(tmp_path: Path) -> None:
     book.sign_up(Signup("ada@x.org", "Ada Lovelace", "", KEY), event="e", consent="c", now=1.0)
     book.sign_up(signup("bob@x.org", "b" * 20), event="e", consent="c", now=2.0)
     assert traces(tmp_path, b"ada@x.org")
-    assert book.delete("ada@x.org", now=3.0, syncing=True) == 1
+    assert book.delete("ada@x.org", now=3.0) == Removed(1, 0)
     assert deletions(book) == []
     assert traces(tmp_path, b"ada@x.org") == traces(tmp_path, b"Ada Lovelace") == []
     batch = book.cut_batch(now=4.0)
@@ -161,22 +164,66 @@ def test_a_guest_never_sent_is_deleted_without_a_trace(tmp_path: Path) -> None:
     assert b"ada@x.org" not in batch.path.read_bytes()
 
 
-def test_a_sent_guest_deleted_without_a_sync_leaves_no_note(tmp_path: Path) -> None:
+def test_a_guest_in_a_batch_not_yet_queued_is_cut_from_its_file(tmp_path: Path) -> None:
+    """Review 16b, finding 4a: the batch file kept the address for the whole outage, and it
+    reached the bucket for the first time after the guest asked to be deleted."""
+    book = GuestBook(tmp_path)
+    book.sign_up(Signup("ada@x.org", "Ada Lovelace", "", KEY), event="e", consent="c", now=1.0)
+    book.sign_up(signup("bob@x.org", "b" * 20), event="e", consent="c", now=2.0)
+    batch = book.cut_batch(now=3.0)
+    assert batch is not None and b"ada@x.org" in batch.path.read_bytes()
+    assert book.delete("ada@x.org", now=4.0) == Removed(1, 0)  # never left: no note
+    assert traces(tmp_path, b"ada@x.org") == traces(tmp_path, b"Ada Lovelace") == []
+    [line] = batch.path.read_text().splitlines()
+    assert json.loads(line)["email"] == "bob@x.org"
+    assert [(b.name, b.rows) for b in book.unqueued()] == [(batch.name, 1)]
+    assert stat.S_IMODE(batch.path.stat().st_mode) == 0o600
+    assert book.delete("bob@x.org", now=5.0) == Removed(1, 0)  # the batch left empty: gone
+    assert book.unqueued() == [] and not batch.path.exists()
+    assert book.cut_batch(now=6.0) is None
+
+
+def test_a_sent_guest_deleted_without_a_sync_keeps_a_note_for_later(tmp_path: Path) -> None:
+    """Review 16b, finding 4b: with no upstream configured the box kept no note, and the
+    address stayed in the bucket with no deletion record."""
     book = GuestBook(tmp_path)
     book.sign_up(signup("ada@x.org"), event="e", consent="c", now=1.0)
-    assert book.cut_batch(now=2.0) is not None
-    assert book.delete("ada@x.org", now=3.0, syncing=False) == 1
-    assert deletions(book) == []
-    assert book.cut_batch(now=4.0) is None
+    batch = book.cut_batch(now=2.0)
+    assert batch is not None
+    book.mark_queued(batch.name)
+    assert book.delete("ada@x.org", now=3.0) == Removed(1, 1)
+    assert deletions(book) == [("e", "ada@x.org")]
+    later = book.cut_batch(now=4.0)  # once an upstream exists, the note goes
+    assert later is not None and '"deletion"' in later.path.read_text()
+
+
+def test_a_guest_deleted_then_signed_up_again_ends_signed_up(tmp_path: Path) -> None:
+    """Review 16b, finding 5: a batch held the new sign-up, then the older deletion."""
+    book = GuestBook(tmp_path)
+    book.sign_up(signup("ada@x.org"), event="e", consent="c", now=1.0)
+    first = book.cut_batch(now=2.0)
+    assert first is not None
+    book.mark_queued(first.name)
+    book.sign_up(signup("bob@x.org", "b" * 20), event="e", consent="c", now=2.5)
+    book.delete("ada@x.org", now=3.0)
+    book.sign_up(signup("ada@x.org", "r" * 20), event="e", consent="c", now=4.0)
+    batch = book.cut_batch(now=5.0)
+    assert batch is not None
+    lines = [json.loads(line) for line in batch.path.read_text().splitlines()]
+    assert [(r["type"], r["email"]) for r in lines] == [
+        ("signup", "bob@x.org"),
+        ("deletion", "ada@x.org"),
+        ("signup", "ada@x.org"),
+    ]
 
 
 def test_a_sent_guest_of_two_events_gets_a_note_for_each(tmp_path: Path) -> None:
     book = GuestBook(tmp_path)
     book.sign_up(signup("ada@x.org"), event="e1", consent="c", now=1.0)
     book.sign_up(signup("ada@x.org", "r" * 20), event="e2", consent="c", now=1.0)
-    while book.cut_batch(now=2.0) is not None:
-        pass
-    assert book.delete("ada@x.org", now=3.0, syncing=True) == 2
+    while (batch := book.cut_batch(now=2.0)) is not None:
+        book.mark_queued(batch.name)
+    assert book.delete("ada@x.org", now=3.0) == Removed(2, 2)
     assert sorted(deletions(book)) == [("e1", "ada@x.org"), ("e2", "ada@x.org")]
 
 
@@ -204,7 +251,7 @@ def test_a_signup_is_a_member_until_deleted_or_pruned(tmp_path: Path) -> None:
     book.close()
     book = GuestBook(tmp_path)  # read back at open
     assert book.is_member(ada.signup_id)
-    book.delete("ada@x.org", now=2.0, syncing=False)
+    book.delete("ada@x.org", now=2.0)
     assert not book.is_member(ada.signup_id)
     book.prune(before=10.0)
     assert not book.is_member(bob.signup_id)
@@ -255,3 +302,41 @@ def test_the_csv_export_has_a_header_and_no_formula_cells(tmp_path: Path) -> Non
     assert lines[0] == "id,event,email,name,campaign,consent,created_at,synced"
     assert ",e,a@x.org,'=cmd|' /C calc'!A0,,c," in lines[1]
     assert GuestBook.read(tmp_path / "nothing-yet") == []
+
+
+class FailingCommit:
+    """A connection whose COMMIT fails (a full disk, an I/O error under synchronous=FULL)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *parameters: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._db.execute(sql, *parameters)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_the_members_follow_the_book_when_a_commit_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 16b, finding 6: the member set changed before COMMIT; a failed one left a phantom
+    member, or a guest still in the book whose cookie opened nothing."""
+    book = GuestBook(tmp_path)
+    ada, _ = book.sign_up(signup("ada@x.org"), event="e", consent="c", now=1.0)
+
+    def in_book() -> set[str]:
+        return {row[0] for row in book._query("SELECT signup_id FROM signups")}
+
+    monkeypatch.setattr(book, "_db", FailingCommit(book._db))
+    with pytest.raises(sqlite3.OperationalError):
+        book.sign_up(signup("bob@x.org", "b" * 20), event="e", consent="c", now=2.0)
+    with pytest.raises(sqlite3.OperationalError):
+        book.delete("ada@x.org", now=3.0)
+    with pytest.raises(sqlite3.OperationalError):
+        book.prune(before=10.0)
+    monkeypatch.undo()
+    assert book._members == in_book() == {ada.signup_id}
+    assert book.is_member(ada.signup_id)
