@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import ipaddress
 import re
 import tomllib
 import typing
@@ -216,8 +217,19 @@ class GuestConfig:
     retention_days: int = setting(365, minimum=1, maximum=3650)  # signups kept on the box
     min_retention_10s: float = setting(0.0, minimum=0.0, maximum=1.0)  # 0 = no clip sinks
     min_views: int = setting(20, minimum=1, maximum=1_000_000)
-    # Proxies in front of /join (their addresses): from them, a client is X-Forwarded-For's.
+    # Proxies in front of /join and the watch reports (their addresses): from them, a client is
+    # X-Forwarded-For's last hop; the proxy must set or append that header.
     trusted_proxies: tuple[str, ...] = setting((), pattern=_IP_ADDRESS)
+
+    def __post_init__(self) -> None:
+        for proxy in self.trusted_proxies:  # the pattern lets through ":" and ":::::"
+            try:
+                ipaddress.ip_address(proxy)
+            except ValueError:
+                raise ConfigError(
+                    f"guest.trusted_proxies = {proxy!r}: not an IP address; give each proxy's "
+                    'address ("10.0.0.1", "fd00::1"), no port or network'
+                ) from None
 
 
 @dataclass(frozen=True)

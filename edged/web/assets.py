@@ -353,8 +353,9 @@ async def list_assets(request: web.Request) -> web.Response:
     crew = has_token(request)
     for asset in summary["assets"]:
         asset["facts"] = facts_document(store.facts.get(asset["name"]), now)
-    if not crew:
+    if not crew:  # nor in the total: a staged clip's size would tell it is there
         summary["assets"] = [a for a in summary["assets"] if a["facts"]["guest"] != "hidden"]
+        summary["bytes"] = sum(int(a["size"]) for a in summary["assets"])
     return web.json_response(summary)
 
 

@@ -91,8 +91,13 @@ async def test_a_clip_outside_its_window_is_404_to_guests_and_listed_for_the_cre
     assert facts["publish_at"] == later and facts["title"] == "<b>T</b>"
     assert facts["guest"] == "hidden"
     async with client.get("/api/v1/assets") as response:  # a guest: the staged clip is not there
-        names = [asset["name"] for asset in (await response.json())["assets"]]
+        shown = await response.json()
+    names = [asset["name"] for asset in shown["assets"]]
     assert "teaser" not in names and "other" in names
+    # nor in the total (review 16b, 9): the sum of what is listed
+    assert shown["bytes"] == sum(asset["size"] for asset in shown["assets"])
+    async with client.get("/api/v1/assets", headers=AUTH) as response:
+        assert (await response.json())["bytes"] > shown["bytes"]  # the crew's: every clip
     # The window opens: set to the past by the crew, the clip is there at once.
     status, answer = await patch(client, "teaser", {"publish_at": "2020-01-01T00:00:00Z"})
     assert status == 200 and answer["facts"]["guest"] == "show", answer

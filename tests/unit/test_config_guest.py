@@ -56,8 +56,19 @@ def test_the_defaults_change_nothing() -> None:
         ({"public_url": "javascript:alert(1)"}, "public_url"),
         ({"title": "two\nlines"}, "title"),
         ({"min_retention_10s": 1.5}, "at most"),
+        # review 16b, finding 7: shaped like addresses, dropped without a word before
+        ({"trusted_proxies": [":"]}, r"trusted_proxies = ':': not an IP address"),
+        ({"trusted_proxies": ["10.0.0.1", ":::::"]}, "not an IP address"),
+        ({"trusted_proxies": ["10.0.0.0/8"]}, "trusted_proxies"),
     ],
 )
 def test_bad_guest_settings_are_refused_by_name(table: dict[str, object], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         config.from_mapping({"guest": table})
+
+
+def test_trusted_proxies_take_ipv4_and_ipv6_addresses() -> None:
+    proxies = ["10.0.0.1", "fd00::1", "::ffff:10.0.0.2"]
+    assert config.from_mapping({"guest": {"trusted_proxies": proxies}}).guest.trusted_proxies == (
+        tuple(proxies)
+    )
