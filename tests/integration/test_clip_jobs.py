@@ -166,6 +166,9 @@ def test_clips_are_refused_cut_cached_and_uploaded(
     assert http(f"{daemon.url}/assets/{crop_name}")[0] == 404  # staged: not before publish_at
     assert daemon.data_dir is not None
     assert decoded(daemon.data_dir / "clips" / "out" / f"{crop_name}.mp4")[2:4] == (240, 426)
+    verified = run_edged("verify", str(daemon.data_dir / "clips" / "out" / f"{fill}.mp4"))
+    assert verified.returncode == 0, verified.stdout  # signed through provenance's ClipSigner
+    assert "C2PA manifest valid" in verified.stdout
 
     client = minio_client(moto)
 
