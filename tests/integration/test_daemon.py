@@ -129,6 +129,7 @@ def test_status_and_readiness(start_daemon: StartDaemon) -> None:
             "uploads": True,
             "cache": True,
             "media": True,
+            "clips": True,
         },
         "failing_tasks": {},
     }

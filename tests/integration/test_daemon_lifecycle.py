@@ -74,7 +74,7 @@ async def test_a_daemon_serves_its_routes_and_stops_in_reverse(tmp_path: Path) -
         assert (await asyncio.to_thread(get_json, base + "/readyz"))[0] == 200
         status, body = await asyncio.to_thread(get_json, base + "/api/v1/status")
         assert status == 200
-        assert list(body["subsystems"]) == ["http", "uploads", "devices", "cache", "media"]
+        assert list(body["subsystems"]) == ["http", "uploads", "devices", "cache", "media", "clips"]
         assert all(body["subsystems"].values())
         crew = (data_dir / "admin.token").read_text().strip()
         status, body = await asyncio.to_thread(get_json, base + "/api/v1/uploads", crew)
