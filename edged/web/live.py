@@ -18,6 +18,15 @@ routes = web.RouteTableDef()
 
 STREAM = r"{stream:[a-z0-9][a-z0-9-]{0,62}}"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+# What a cache in front (configs/nginx/edged-edge.conf) may keep. A playlist changes with each
+# segment: kept a second, so a crowd's reloads reach the box about once a second. Segments and
+# the init segment never change under their URL while they are fresh (`immutable`), but a
+# stream that restarts (a camera replugged, a thermal step) begins again at segment-0 with a
+# new init.mp4 under the same URLs: so they are fresh only for the HLS window's span (6
+# segments of 1 s by default), not for a day.
+PLAYLIST_CACHE = "public, max-age=1"
+INIT_CACHE = "public, max-age=2, immutable"
+SEGMENT_CACHE = "public, max-age=6, immutable"
 
 
 def _stream(request: web.Request) -> tuple[LiveView, str]:
@@ -42,7 +51,7 @@ async def playlist(request: web.Request) -> web.Response:
             text="the stream has no segment yet\n", headers={"Retry-After": "1"}
         )
     response = web.Response(text=text, content_type=PLAYLIST_TYPE)
-    response.headers["Cache-Control"] = "no-cache"
+    response.headers["Cache-Control"] = PLAYLIST_CACHE
     _observe_first_byte(request, started)
     return response
 
@@ -62,7 +71,7 @@ async def init_segment(request: web.Request) -> web.Response:
     init = live.init_segment(stream)
     if not init:
         raise web.HTTPServiceUnavailable(text="no init segment yet\n")
-    return web.Response(body=init, content_type="video/mp4")
+    return web.Response(body=init, content_type="video/mp4", headers={"Cache-Control": INIT_CACHE})
 
 
 @routes.get(rf"/live/{STREAM}/{{name:segment-[^/]{{1,40}}\.m4s}}")
@@ -76,7 +85,7 @@ async def media_segment(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="segment no longer (or not yet) held\n")
     _count_hls_viewer(request, live, stream, len(segment))
     response = web.Response(body=segment, content_type="video/iso.segment")
-    response.headers["Cache-Control"] = "max-age=60"
+    response.headers["Cache-Control"] = SEGMENT_CACHE
     return response
 
 
