@@ -33,6 +33,22 @@ from edged.cache.manifest import (
     parse_manifest,
     plan_replication,
 )
+from edged.cache.peerlink import PeerError, PeerRefused, PeerSource
+from edged.cache.peers import (
+    NO_PEER,
+    PEER_ORIGIN,
+    REFUSED_SECONDS,
+    PeerListing,
+    PeerOffer,
+    freshest_manifest,
+    next_rate,
+    offer_identity,
+    offers_for,
+    order_sources,
+    part_clip,
+    part_name,
+)
+from edged.cache.peers import UPSTREAM as FROM_UPSTREAM
 from edged.cache.prepare import PrepareError
 from edged.cache.store import AssetStore
 from edged.errors import EdgedError
@@ -131,7 +147,19 @@ class Replicator:
         *,
         manifest_poll: float = MANIFEST_POLL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        peers: PeerSource | None = None,
+        peer_recheck: float = 10.0,
+        counted: Callable[[str], None] = lambda result: None,
     ) -> None:
+        self._peers = peers
+        self._peer_recheck = peer_recheck
+        self._counted = counted  # a clip fetched from a peer: edged_cache_requests_total{peer}
+        self._listings: list[PeerListing] = []  # what the peers held at this pass's start
+        self._upstream_up = True  # this pass reads the upstream (else only the peers)
+        self._rates: dict[str, float] = {}  # bytes/s by source (FROM_UPSTREAM or a peer node)
+        self._refused: dict[tuple[str, str, str], float] = {}  # a peer's bad bytes -> until
+        # What a peer asks for: the manifest followed (key, ETag, when read upstream), its bytes.
+        self._shared: tuple[dict[str, Any], bytes] | None = None
         self._store = store
         self._s3 = s3
         self._manifest_key = manifest_key
@@ -152,6 +180,10 @@ class Replicator:
         self._status: dict[str, Any] = {"manifest": manifest_key, "passes": 0}
         self.passes = 0
         self.last_error = ""
+
+    def shared_manifest(self) -> tuple[dict[str, Any], bytes] | None:
+        """The manifest this box follows, for its peers: (key, ETag, read_at), its bytes."""
+        return self._shared
 
     def status(self) -> dict[str, Any]:
         """The last pass for the API: clips here, fetched, and each clip not here with its
@@ -177,6 +209,8 @@ class Replicator:
         report = PassReport(rejected=len(manifest.rejected))
         wanted: list[Wanted] = []
         heads: dict[str, ObjectFacts] = {}
+        offered: dict[str, list[PeerOffer]] = {}
+        unfit: dict[str, tuple[str, str]] = {}
         for index, entry in enumerate(manifest.entries):
             local = self._store.get(entry.name)
             if local is not None and (not entry.sha256 or local.origin_sha256 == entry.sha256):
@@ -189,45 +223,104 @@ class Replicator:
             if failure is not None and not due(failure, now):
                 report.problem(failure.kind, index, entry.name)
                 continue
-            size = self._size(entry)
-            if size is None or failure is not None:
-                facts = self._head(entry, now)
-                if facts is None:
-                    report.problem(self._failures[_identity(entry)].kind, index, entry.name)
-                    continue
-                heads[entry.name] = facts
-                size = max(facts.size, size or 0)
+            offered[entry.name] = offers_for(entry, self._listings, self._refused, now)
+            size = self._wanted_size(entry, failure, now, heads, offered[entry.name])
+            if size is None:
+                failure = self._failures.get(_identity(entry))
+                report.problem(failure.kind if failure else NO_PEER, index, entry.name)
+                if failure is None:
+                    unfit[entry.name] = (NO_PEER, "asked again when a peer may have it")
+                continue
             wanted.append(Wanted(entry, size=size))
         listed = set(manifest.names)
         fixed = sum(a.size for a in self._store.assets() if a.pinned and a.name not in listed)
         plan = plan_replication(wanted, fixed, self._store.max_bytes)
         position = {entry.name: index for index, entry in enumerate(manifest.entries)}
-        unfit = {}
         for entry, kind, reason in plan.cannot_fit:
             report.problem(kind, position[entry.name], entry.name)
             unfit[entry.name] = (kind, reason)
         for entry in plan.fetch:
             self._checkpoint()
-            if self._fetch(entry, heads.get(entry.name)):
+            if self._fetch(entry, heads.get(entry.name), offered.get(entry.name, [])):
                 report.fetched.append(entry.name)
                 report.held += 1
             else:
-                failure = self._failures[_identity(entry)]
-                report.problem(failure.kind, position[entry.name], entry.name)
+                failure = self._failures.get(_identity(entry))
+                kind = failure.kind if failure else NO_PEER
+                report.problem(kind, position[entry.name], entry.name)
+                if failure is None:
+                    unfit[entry.name] = (kind, "no peer gave bytes that verify; tried again")
         self._finish(report, unfit)
         return report.fetched
 
+    def _wanted_size(
+        self,
+        entry: ManifestEntry,
+        failure: Failure | None,
+        now: float,
+        heads: dict[str, ObjectFacts],
+        offers: list[PeerOffer],
+    ) -> int | None:
+        """The bytes `entry` needs on the box, or None when it cannot be had this pass: not
+        upstream (the entry failed), or the upstream is out of reach and no peer has it."""
+        size = self._size(entry)
+        if not self._upstream_up:
+            return max([size or 0, *(offer.size for offer in offers)]) if offers else None
+        if size is None or failure is not None:
+            facts = self._head(entry, now)
+            if facts is None:
+                return None
+            heads[entry.name] = facts
+            size = max(facts.size, size or 0)
+        return size
+
     def _refresh(self) -> None:
-        """Read the manifest again when its ETag changed (a HEAD a pass, a GET on a change)."""
+        """Read the manifest again when its ETag changed (a HEAD a pass, a GET on a change);
+        with the upstream out of reach, the one the peers read last (or the one held)."""
         self._checkpoint(poll=False)
-        facts = self._s3.stat(self._manifest_key)
+        self._listings = self._peers.listings() if self._peers is not None else []
+        self._upstream_up = True
+        try:
+            facts = self._s3.stat(self._manifest_key)
+        except (UpstreamUnreachable, CredentialsRefused):
+            if not self._refresh_from_peers():
+                raise
+            return
         self._polled = self._clock()
         if facts is None:
             raise ManifestError(f"manifest {self._manifest_key} is not in the bucket")
         if facts.etag == self._manifest_etag:
             return
-        manifest = parse_manifest(self._s3.read(self._manifest_key), self._assets_prefix)
-        self._manifest, self._manifest_etag = manifest, facts.etag
+        self._adopt(self._s3.read(self._manifest_key), facts.etag, time.time())
+
+    def _refresh_from_peers(self) -> bool:
+        """With the upstream out of reach: follow the freshest manifest a peer read, or the
+        one held; False when no peer answers or there is no manifest at all."""
+        if not self._listings:
+            return False
+        chosen = freshest_manifest(self._listings, self._manifest_key)
+        if chosen is None and self._manifest_etag is None:
+            return False
+        self._upstream_up = False
+        if self._peers is not None and chosen is not None and chosen.etag != self._manifest_etag:
+            try:
+                raw = self._peers.manifest(chosen)
+            except PeerError as error:
+                raise UpstreamUnreachable(f"upstream out of reach; {error}") from error
+            self._adopt(raw, chosen.etag, chosen.read_at)
+            logger.info(
+                "upstream out of reach: manifest %s as peer %s read it (ETag %s)",
+                self._manifest_key,
+                chosen.node,
+                chosen.etag,
+            )
+        return True
+
+    def _adopt(self, raw: bytes, etag: str, read_at: float) -> None:
+        """A manifest document read (upstream, or a peer's copy) becomes the one followed."""
+        manifest = parse_manifest(raw, self._assets_prefix)
+        self._manifest, self._manifest_etag = manifest, etag
+        self._shared = ({"key": self._manifest_key, "etag": etag, "read_at": read_at}, raw)
         self._store.facts.from_manifest(
             {entry.name: dict(entry.facts) for entry in manifest.entries},
             {rejected.name: rejected.reason for rejected in manifest.rejected if rejected.name},
@@ -240,6 +333,10 @@ class Replicator:
         for stray in self._store.partial.glob("*.part"):  # of clips no longer listed
             if stray.name not in parts:
                 stray.unlink(missing_ok=True)
+        names = set(manifest.names)
+        for stray in self._store.partial.glob("*.peer"):
+            if part_clip(stray.name) not in names:
+                stray.unlink(missing_ok=True)
         for rejected in manifest.rejected:
             logger.debug("manifest entry %d skipped: %s", rejected.index, rejected.reason)
 
@@ -248,7 +345,7 @@ class Replicator:
         manifest changed (looked at every `manifest_poll` seconds)."""
         if self._stopping.is_set():
             raise Stopping("stopping")
-        if not poll or self._clock() - self._polled < self._manifest_poll:
+        if not poll or not self._upstream_up or self._clock() - self._polled < self._manifest_poll:
             return
         facts = self._s3.stat(self._manifest_key)
         self._polled = self._clock()
@@ -277,7 +374,61 @@ class Replicator:
         self._sizes[identity] = max(facts.size, self._sizes.get(identity, 0))
         return facts
 
-    def _fetch(self, entry: ManifestEntry, facts: ObjectFacts | None) -> bool:
+    def _fetch(
+        self, entry: ManifestEntry, facts: ObjectFacts | None, offers: list[PeerOffer]
+    ) -> bool:
+        """One clip from its sources in `order_sources`' order; False when none gave it."""
+        sources = order_sources(self._upstream_up, offers, self._rates)
+        for index, source in enumerate(sources):
+            if isinstance(source, PeerOffer):
+                if self._fetch_peer(entry, source):
+                    return True
+                continue
+            try:
+                if self._fetch_upstream(entry, facts):
+                    return True
+            except (UpstreamUnreachable, CredentialsRefused):
+                if not sources[index + 1 :]:
+                    raise
+                self._upstream_up = False  # the peers after it, then only peers this pass
+        return False
+
+    def _fetch_peer(self, entry: ManifestEntry, offer: PeerOffer) -> bool:
+        """Download (resuming), verify and store one clip from a peer; False when it did not
+        answer (the part stays to resume) or its bytes were refused (not asked for again for
+        a while). Never an entry's failure: the upstream's backoff is the upstream's."""
+        if self._peers is None:  # offers come from them
+            return False
+        part = self._store.partial / part_name(entry.name, offer.node)
+        resumed = part.stat().st_size if part.exists() else 0
+        started = self._clock()
+        try:
+            self._peers.download(offer, part, self._progress)
+            asset = self._store.add(
+                part,
+                entry.name,
+                pin=entry.pin,
+                origin=PEER_ORIGIN + offer.node,
+                origin_sha256=offer.origin_sha256,
+            )
+        except (PeerRefused, PrepareError) as error:
+            part.unlink(missing_ok=True)
+            self._refused[offer_identity(offer)] = self._clock() + REFUSED_SECONDS
+            logger.warning("%s", str(error).replace(str(part), entry.name))
+            return False
+        except PeerError as error:
+            logger.info("clip %s not from peer %s this time: %s", entry.name, offer.node, error)
+            return False
+        part.unlink(missing_ok=True)
+        rate = next_rate(self._rates.get(offer.node), offer.size - resumed, self._clock() - started)
+        if rate is not None:
+            self._rates[offer.node] = rate
+        self._failures.pop(_identity(entry), None)
+        self._counted("peer")
+        logger.info("clip %s from peer %s (%d bytes, verified)", entry.name, offer.node, asset.size)
+        return True
+
+    def _fetch_upstream(self, entry: ManifestEntry, facts: ObjectFacts | None) -> bool:
         """Download, verify, prepare and store one clip; False with the entry failed."""
         now = self._clock()
         identity = _identity(entry)
@@ -309,6 +460,9 @@ class Replicator:
             return False
         part.unlink(missing_ok=True)
         self._failures.pop(identity, None)
+        rate = next_rate(self._rates.get(FROM_UPSTREAM), facts.size, self._clock() - now)
+        if rate is not None:
+            self._rates[FROM_UPSTREAM] = rate
         # The prepared clip may be larger than the upload: plan with the larger next time.
         self._sizes[identity] = max(facts.size, asset.size)
         return True
@@ -386,8 +540,11 @@ class Replicator:
                 level = logging.DEBUG if self.last_error == waiting else logging.WARNING
                 logger.log(level, "clip replication waits: %s", self.last_error)
                 waiting = self.last_error
+            interval = self._interval
+            if self._peers is not None and self.last_error:  # a peer may have it soon
+                interval = min(interval, self._peer_recheck)
             try:
-                async with asyncio.timeout(self._interval):
+                async with asyncio.timeout(interval):
                     await self._wakeup.wait()
             except TimeoutError:
                 pass

@@ -1,0 +1,153 @@
+"""Peer replication, the I/O: asking the boxes of this event what they hold, and downloading a
+clip from one of them (Range resume, sha256 verified). Blocking: the replicator's pass thread
+calls it. The decisions are in `edged.cache.peers`.
+
+Every call carries the peers' secret (`[peers] secret_file`, else the admin token): a peer's
+listing names the manifest's pinned set, staged and exclusive clips included, which a guest
+must never see (review 16b).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from edged.cache.peers import PeerListing, PeerManifest, PeerOffer, parse_listing
+from edged.errors import EdgedError
+from edged.fileio import file_sha256
+
+logger = logging.getLogger(__name__)
+
+INDEX_PATH = "/api/v1/peer/index"
+MANIFEST_PATH = "/api/v1/peer/manifest"
+ASSET_PATH = "/api/v1/peer/assets/"
+CHUNK = 256 * 1024
+MAX_LISTING = 8 * 1024 * 1024  # bytes of a listing or manifest read from a peer
+
+
+class PeerError(EdgedError):
+    """A peer did not answer as expected (gone, refused the secret, broke off)."""
+
+
+class PeerRefused(EdgedError):
+    """A peer's bytes do not match the sha256 it gave: refused, never stored."""
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    """A box of this event found on the LAN: where its HTTP server answers."""
+
+    node: str
+    address: str
+    port: int
+
+
+class PeerSource:
+    """The peers known now (set from the loop by the browser) and the HTTP to them."""
+
+    def __init__(self, secret: str, timeout: float = 5.0) -> None:
+        self._secret = secret
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._peers: tuple[PeerAddress, ...] = ()
+
+    def set_peers(self, peers: Iterable[PeerAddress]) -> None:
+        with self._lock:
+            self._peers = tuple(peers)
+
+    def peers(self) -> tuple[PeerAddress, ...]:
+        with self._lock:
+            return self._peers
+
+    def _connect(self, address: str, port: int) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(address, port, timeout=self._timeout)
+
+    def _headers(self, **more: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._secret}", **more}
+
+    def _get(self, address: str, port: int, path: str) -> tuple[bytes, str]:
+        """A small body and its ETag; PeerError otherwise."""
+        connection = self._connect(address, port)
+        try:
+            connection.request("GET", path, headers=self._headers())
+            response = connection.getresponse()
+            body = response.read(MAX_LISTING + 1)
+            if response.status != 200:
+                raise PeerError(f"{address}:{port}{path} answered HTTP {response.status}")
+            if len(body) > MAX_LISTING:
+                raise PeerError(f"{address}:{port}{path} answered more than {MAX_LISTING} bytes")
+            return body, response.getheader("ETag", "").strip('"')
+        except (OSError, http.client.HTTPException) as error:
+            raise PeerError(f"{address}:{port}{path}: {error}") from error
+        finally:
+            connection.close()
+
+    def listings(self) -> list[PeerListing]:
+        """What each known peer holds; a peer that does not answer is left out (debug line)."""
+        found = []
+        for peer in self.peers():
+            try:
+                body, _ = self._get(peer.address, peer.port, INDEX_PATH)
+                listing = parse_listing(json.loads(body), peer.address, peer.port)
+            except (PeerError, ValueError) as error:
+                logger.debug("peer %s left out of this pass: %s", peer.node, error)
+                continue
+            if listing is not None:
+                found.append(listing)
+        return found
+
+    def manifest(self, manifest: PeerManifest) -> bytes:
+        """The manifest document the peer follows, as it read it upstream."""
+        body, etag = self._get(manifest.address, manifest.port, MANIFEST_PATH)
+        if etag != manifest.etag:
+            raise PeerError(f"peer {manifest.node}'s manifest changed meanwhile ({etag})")
+        return body
+
+    def download(self, offer: PeerOffer, part: Path, progress: Callable[[int], None]) -> None:
+        """The offer's bytes into `part`, resuming what it holds, then verified by sha256."""
+        have = part.stat().st_size if part.exists() else 0
+        if have > offer.size:
+            part.unlink()
+            have = 0
+        if have < offer.size:
+            self._receive(offer, part, have, progress)
+        actual = file_sha256(part)
+        if actual != offer.sha256:
+            part.unlink(missing_ok=True)
+            raise PeerRefused(
+                f"{offer.name} from peer {offer.node}: sha256 {actual} != {offer.sha256}; refused"
+            )
+
+    def _receive(
+        self, offer: PeerOffer, part: Path, have: int, progress: Callable[[int], None]
+    ) -> None:
+        connection = self._connect(offer.address, offer.port)
+        path = ASSET_PATH + quote(offer.name)
+        try:
+            headers = self._headers(Range=f"bytes={have}-") if have else self._headers()
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            if response.status == 200:
+                have = 0  # the whole file: start over
+            elif response.status != 206:
+                raise PeerError(f"peer {offer.node}: {offer.name} answered HTTP {response.status}")
+            with part.open("r+b" if have else "wb") as handle:
+                handle.seek(have)
+                while have < offer.size and (chunk := response.read(CHUNK)):
+                    wanted = chunk[: offer.size - have]
+                    handle.write(wanted)
+                    have += len(wanted)
+                    progress(have)
+                handle.truncate()
+        except (OSError, http.client.HTTPException) as error:
+            raise PeerError(f"peer {offer.node}: {offer.name}: {error}") from error
+        finally:
+            connection.close()
+        if have < offer.size:
+            raise PeerError(f"peer {offer.node}: {offer.name} broke off at {have} bytes")

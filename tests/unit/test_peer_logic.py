@@ -1,0 +1,125 @@
+"""Peer replication's decisions (edged.cache.peers): pure, fast."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edged.cache.manifest import ManifestEntry
+from edged.cache.peers import (
+    UPSTREAM,
+    PeerListing,
+    PeerManifest,
+    PeerOffer,
+    freshest_manifest,
+    listing_document,
+    next_rate,
+    offer_identity,
+    offers_for,
+    order_sources,
+    parse_listing,
+    part_clip,
+    part_name,
+)
+
+SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
+
+
+def offer(node: str, name: str = "teaser.mp4", origin: str = SHA_B) -> PeerOffer:
+    return PeerOffer(node, "127.0.0.1", 8080, name, 1000, SHA_A, origin)
+
+
+def test_a_listing_round_trips_and_bad_entries_are_left_out_one_by_one() -> None:
+    asset = SimpleNamespace(name="teaser.mp4", size=1000, sha256=SHA_A, origin_sha256=SHA_B)
+    manifest = {"key": "manifest.json", "etag": "e1", "read_at": 5.0}
+    document = listing_document("box-a", "gala", [asset], manifest)
+    document["assets"] += [
+        {"name": "../etc/passwd", "size": 10, "sha256": SHA_A},
+        {"name": "empty.mp4", "size": 0, "sha256": SHA_A},
+        {"name": "bool.mp4", "size": True, "sha256": SHA_A},
+        {"name": "short.mp4", "size": 10, "sha256": "abc"},
+        {"name": "origin.mp4", "size": 10, "sha256": SHA_A, "origin_sha256": 7},
+        "not an object",
+    ]
+    listing = parse_listing(document, "127.0.0.1", 8080)
+    assert listing is not None
+    assert listing.node == "box-a"
+    assert list(listing.offers) == ["teaser.mp4"]
+    assert listing.offers["teaser.mp4"] == PeerOffer(
+        "box-a", "127.0.0.1", 8080, "teaser.mp4", 1000, SHA_A, SHA_B
+    )
+    assert listing.manifest == PeerManifest("box-a", "127.0.0.1", 8080, "manifest.json", "e1", 5.0)
+
+
+def test_a_document_that_is_no_listing_is_none() -> None:
+    assert parse_listing([], "127.0.0.1", 1) is None
+    assert parse_listing({"node": "../x"}, "127.0.0.1", 1) is None
+    listing = parse_listing({"node": "b", "assets": "x", "manifest": {"key": 1}}, "127.0.0.1", 1)
+    assert listing == PeerListing("b", {}, None)
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(), st.lists))
+def test_any_json_value_parses_or_is_none(document: object) -> None:
+    parse_listing({"node": "n", "assets": document, "manifest": document}, "127.0.0.1", 1)
+    parse_listing(document, "127.0.0.1", 1)
+
+
+def test_the_freshest_manifest_of_the_same_key_is_followed() -> None:
+    old = PeerManifest("a", "127.0.0.1", 1, "manifest.json", "e1", 10.0)
+    new = PeerManifest("b", "127.0.0.1", 2, "manifest.json", "e2", 20.0)
+    other = PeerManifest("c", "127.0.0.1", 3, "other.json", "e3", 30.0)
+    listings = [PeerListing(m.node, {}, m) for m in (old, new, other)] + [PeerListing("d")]
+    assert freshest_manifest(listings, "manifest.json") == new
+    assert freshest_manifest(listings, "none.json") is None
+
+
+def test_offers_match_the_manifest_checksum_and_skip_refused_ones() -> None:
+    entry = ManifestEntry("teaser.mp4", "assets/teaser.mp4", True, SHA_B)
+    good, stale, refused = offer("a"), offer("b", origin=SHA_C), offer("c")
+    listings = [PeerListing(o.node, {o.name: o}) for o in (good, stale, refused)]
+    listings.append(PeerListing("d", {"other.mp4": offer("d", "other.mp4")}))
+    refusals = {offer_identity(refused): 100.0}
+    assert offers_for(entry, listings, refusals, now=50.0) == [good]
+    assert offers_for(entry, listings, refusals, now=100.0) == [good, refused]
+    unchecked = ManifestEntry("teaser.mp4", "assets/teaser.mp4", True, "")
+    assert offers_for(unchecked, listings, refusals, now=50.0) == [good, stale]
+
+
+def test_upstream_out_of_reach_takes_peers_fastest_known_first() -> None:
+    a, b, c = offer("a"), offer("b"), offer("c")
+    assert order_sources(False, [c, b, a], {}) == [a, b, c]
+    assert order_sources(False, [a, b, c], {"c": 10.0, "b": 20.0}) == [b, c, a]
+    assert order_sources(False, [], {UPSTREAM: 5.0}) == []
+
+
+def test_upstream_is_measured_first_then_faster_or_unmeasured_peers_go_before_it() -> None:
+    fast, slow, new = offer("fast"), offer("slow"), offer("new")
+    assert order_sources(True, [slow, fast], {}) == [UPSTREAM, fast, slow]
+    rates = {UPSTREAM: 100.0, "fast": 1000.0, "slow": 10.0}
+    assert order_sources(True, [slow, new, fast], rates) == [fast, new, UPSTREAM, slow]
+    assert order_sources(True, [], rates) == [UPSTREAM]
+
+
+@given(
+    st.booleans(),
+    st.lists(st.sampled_from("abcdef"), unique=True),
+    st.dictionaries(st.sampled_from([*"abcdef", UPSTREAM]), st.floats(0.1, 1e9)),
+)
+def test_every_source_is_tried_once(up: bool, nodes: list[str], rates: dict[str, float]) -> None:
+    offers = [offer(node) for node in nodes]
+    ordered = order_sources(up, offers, rates)
+    assert sorted(map(str, ordered)) == sorted(map(str, offers + ([UPSTREAM] if up else [])))
+
+
+def test_rates_average_and_ignore_what_cannot_be_measured() -> None:
+    assert next_rate(None, 1000, 2.0) == 500.0
+    assert next_rate(500.0, 1000, 1.0) == 750.0
+    assert next_rate(500.0, 0, 1.0) == 500.0
+    assert next_rate(None, 1000, 0.0) is None
+
+
+def test_a_peer_part_names_its_clip_and_peer() -> None:
+    assert part_name("gala.teaser.mp4", "box-a") == "gala.teaser.mp4.box-a.peer"
+    assert part_clip(part_name("gala.teaser.mp4", "box-a")) == "gala.teaser.mp4"
