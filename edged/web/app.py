@@ -17,6 +17,7 @@ from edged.errors import StartupError
 from edged.web import (
     api,
     assets,
+    crew,
     event_page,
     guest_qr,
     join,
@@ -127,6 +128,7 @@ def create_app(services: WebServices) -> web.Application:
         app.router.add_routes(table)
     event_page.install(app)
     telemetry.install(app)
+    crew.install(app)
     return app
 
 

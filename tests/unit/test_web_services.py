@@ -41,9 +41,9 @@ def test_readiness_needs_every_subsystem_up_and_no_failing_task() -> None:
 def test_app_state_holds_typed_keys_only(tmp_path: Path) -> None:
     app = create_app(web_context(tmp_path, device_report=dict, stream_status=list))
     assert all(isinstance(key, web.AppKey) for key in app)
-    # the eight every app has (identity, readiness, metrics, token, reloader, the guest settings,
-    # the event logo and the watch reports' guard), and the two reports given
-    assert len(app) == 10
+    # the nine every app has (identity, readiness, metrics, token, reloader, the guest settings,
+    # the event logo, the watch reports' guard and the crew screen's door), and the two reports
+    assert len(app) == 11
 
 
 @pytest.fixture

@@ -1,0 +1,82 @@
+"""The crew's session on `/crew`: a cookie signed with a secret of its own.
+
+The value is `<expires>.<nonce>.<HMAC-SHA256(secret, "crew" NUL expires "." nonce) in hex>`. The
+secret is not the guests' (edged/guest/members.py): another file in the data dir (mode 0600),
+and the MAC carries the purpose, so no guest cookie ever opens the crew screen. Signing and
+checking take the time as an argument; only `load_or_create_secret` touches the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from edged.errors import StartupError
+
+COOKIE = "edged_crew"
+SECRET_FILE = "crew.secret"  # noqa: S105 - a file name, not a secret
+SECRET_BYTES = 32
+PURPOSE = b"crew\x00"
+# A shift: the crew logs in again the next day.
+SESSION_SECONDS = 12 * 3600
+_MAX_VALUE = 200
+
+
+def _mac(secret: bytes, payload: str) -> str:
+    return hmac.new(secret, PURPOSE + payload.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def sign(secret: bytes, now: float, nonce: str | None = None) -> str:
+    """A fresh session cookie's value, valid for SESSION_SECONDS from `now`."""
+    payload = f"{int(now) + SESSION_SECONDS}.{nonce or secrets.token_urlsafe(12)}"
+    return f"{payload}.{_mac(secret, payload)}"
+
+
+def valid(secret: bytes, value: str | None, now: float) -> bool:
+    """Whether `value` is a session cookie this box signed for the crew and not yet expired."""
+    if not value or len(value) > _MAX_VALUE or not value.isascii():
+        return False
+    payload, _, mac = value.rpartition(".")
+    expires, _, nonce = payload.partition(".")
+    if not expires.isdigit() or not nonce or not hmac.compare_digest(mac, _mac(secret, payload)):
+        return False
+    return now < int(expires)
+
+
+def token_matches(presented: str, token: str) -> bool:
+    """The admin token, compared in constant time (bytes: any text a form may carry)."""
+    raw = presented.strip().encode("utf-8", "surrogateescape")
+    return bool(raw) and hmac.compare_digest(raw, token.encode("utf-8", "surrogateescape"))
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError) as error:
+        raise StartupError(
+            f"crew cookie secret {path} is unreadable; delete it to make a new one "
+            "(the crew then logs in again)"
+        ) from error
+    if len(secret) < 16:
+        raise StartupError(f"crew cookie secret {path} is too short; delete it")
+    return secret
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """This box's crew cookie secret: read, or made once (0600) on first start (blocking)."""
+    path = data_dir / SECRET_FILE
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret(path)
+    except OSError as error:
+        raise StartupError(f"cannot create {path}: {error.strerror}") from error
+    secret = secrets.token_bytes(SECRET_BYTES)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(secret.hex() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return secret
