@@ -10,6 +10,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -63,7 +64,7 @@ def log_in(daemon: DaemonProcess, presented: str, **headers: str) -> tuple[int, 
     return status, cookie["edged_crew"].value if "edged_crew" in cookie else "", header
 
 
-def state(daemon: DaemonProcess, cookie: str) -> tuple[int, dict[str, object]]:
+def state(daemon: DaemonProcess, cookie: str) -> tuple[int, dict[str, Any]]:
     status, _, body = request(daemon, "GET", "/crew/state", headers={"Cookie": cookie})
     return status, json.loads(body)
 
@@ -88,8 +89,8 @@ def test_the_right_token_gives_a_strict_httponly_cookie_that_opens_the_state(
     assert {"HttpOnly", "SameSite=Strict", "Path=/crew"} <= {p.strip() for p in header.split(";")}
     status, shown = state(daemon, f"edged_crew={value}")
     assert status == 200
-    assert [c["stream"] for c in shown["cameras"]] == ["test-pattern"]  # type: ignore[index]
-    titles = [w["title"] for w in shown["warnings"]]  # type: ignore[attr-defined]
+    assert [c["stream"] for c in shown["cameras"]] == ["test-pattern"]
+    titles = [w["title"] for w in shown["warnings"]]
     assert "Footage is not being uploaded" in titles  # no upstream configured here
     status, message, page = request(
         daemon, "GET", "/crew", headers={"Cookie": f"edged_crew={value}"}
