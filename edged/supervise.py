@@ -51,7 +51,7 @@ class RestartPolicy:
         self.streak += 1
         self.restarts += 1
         self.last_error = error
-        return min(self.minimum * 2 ** (self.streak - 1), self.maximum)
+        return backoff_seconds(self.minimum, self.maximum, self.streak)
 
     def ran_well(self, now: float) -> bool:
         """Whether the current run has lasted long enough to forget the streak."""
@@ -60,6 +60,16 @@ class RestartPolicy:
     @property
     def failing(self) -> bool:
         return self.streak >= self.failing_after
+
+
+MAX_DOUBLINGS = 60  # 2**60 times any positive minimum is past any maximum: the cap holds
+
+
+def backoff_seconds(minimum: float, maximum: float, streak: int) -> float:
+    """The wait after the `streak`-th failure in a row: `minimum` doubling to `maximum`. The
+    exponent is capped, so a streak of any length (a restream retries for ever) never
+    overflows a float."""
+    return min(minimum * 2 ** min(max(streak - 1, 0), MAX_DOUBLINGS), maximum)
 
 
 def describe(error: BaseException) -> str:

@@ -136,14 +136,16 @@ def failure_reason(stage: Stage, code: int | None, address: Address, timeout: fl
     return f"connection to {where} lost: {_strerror(code)}"
 
 
-UNREACHABLE = frozenset(
-    {errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN}
-)
+# Failures where no TCP connection was made. Not ETIMEDOUT: a hung server (overloaded, stopped)
+# still completes TCP handshakes into its listen backlog, so a TCP connection going through
+# says nothing about its return; a timed-out attempt waits the whole backoff.
+UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN})
 
 
 def unreachable(stage: Stage, code: int | None) -> bool:
     """Whether a failure means the server could not be reached (not that it refused the
-    publish or dropped a session): its return can be watched for with a TCP connection."""
+    publish, dropped a session or hung): its return can be watched for with a TCP
+    connection."""
     return stage is Stage.RESOLVE or (stage is Stage.CONNECT and code in UNREACHABLE)
 
 

@@ -35,7 +35,7 @@ from edged.restream.policy import (
     tee_target,
     unreachable,
 )
-from edged.supervise import RestartPolicy
+from edged.supervise import RestartPolicy, backoff_seconds
 
 # -- masking: the key never shows ---------------------------------------------------------------
 
@@ -125,7 +125,8 @@ def test_failures_have_a_clear_reason(stage: Stage, code: int | None, reason: st
 def test_only_a_server_that_cannot_be_reached_is_watched_for() -> None:
     assert unreachable(Stage.RESOLVE, None)
     assert unreachable(Stage.CONNECT, errno.ECONNREFUSED)
-    assert unreachable(Stage.CONNECT, errno.ETIMEDOUT)
+    # a hung server accepts TCP: its timeout is not watched for, the backoff is waited (#18 r2)
+    assert not unreachable(Stage.CONNECT, errno.ETIMEDOUT)
     assert not unreachable(Stage.CONNECT, errno.EIO)  # it refused the publish: back off
     assert not unreachable(Stage.SEND, errno.ECONNREFUSED)
 
@@ -254,6 +255,31 @@ def test_retries_back_off_from_1_s_doubling_to_30_s_and_start_over_after_a_long_
     assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
     policy.started(now)
     assert policy.failed(now + 600, "lost") == 1.0  # published ten minutes first
+
+
+def test_the_backoff_holds_30_s_for_ever_without_overflow() -> None:
+    # review 18 finding 3: the 1,025th failure in a row raised OverflowError
+    policy = RestartPolicy(minimum=1.0, maximum=30.0, stable=60.0)
+    now = 1000.0
+    for _ in range(5000):
+        policy.started(now)
+        now += 0.1
+        wait = policy.failed(now, "refused")
+    assert wait == 30.0
+    assert policy.streak == 5000
+
+
+@given(
+    st.floats(min_value=0.001, max_value=100.0),
+    st.floats(min_value=0.001, max_value=3600.0),
+    st.integers(min_value=0, max_value=10_000_000),
+)
+def test_backoff_seconds_stays_between_its_bounds(
+    minimum: float, maximum: float, streak: int
+) -> None:
+    wait = backoff_seconds(minimum, maximum, streak)
+    assert wait <= maximum
+    assert wait >= min(minimum, maximum)
 
 
 def test_a_failure_is_a_warning_once_per_reason() -> None:
