@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -376,3 +377,76 @@ async def keep_file_sd(path: Path, stop: asyncio.Event, interfaces: tuple[str, .
         waiter.cancel()
         await browser.async_cancel()
         await azc.async_close()
+
+
+def peers_of_event(peers: Iterable[Peer], event: str, own_instance: str) -> list[Peer]:
+    """The boxes replicating with this one: the same event, reachable, not itself."""
+    return sorted(
+        (
+            peer
+            for peer in peers
+            if peer.event == event
+            and peer.instance.lower() != own_instance.lower()
+            and peer.addresses
+            and peer.port
+        ),
+        key=lambda peer: peer.instance,
+    )
+
+
+class PeerBrowser:
+    """Browses `_edged._tcp` until cancelled and hands every change of the boxes of this event
+    to `on_change` (on the loop). `event` and `own_instance` are asked at each change: a reload
+    may change the event, a conflict the name this box advertises."""
+
+    def __init__(
+        self,
+        event: Callable[[], str],
+        own_instance: Callable[[], str],
+        on_change: Callable[[list[Peer]], None],
+        interfaces: tuple[str, ...] = (),
+    ) -> None:
+        self._event = event
+        self._own_instance = own_instance
+        self._on_change = on_change
+        self._interfaces = interfaces
+        self._found: dict[str, Peer] = {}
+
+    async def run(self) -> None:
+        azc = _zeroconf(self._interfaces)
+        changes: asyncio.Queue[tuple[str, ServiceStateChange]] = asyncio.Queue(maxsize=1024)
+
+        def on_change(
+            zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+        ) -> None:
+            with contextlib.suppress(asyncio.QueueFull):  # a storm: the next browse catches up
+                changes.put_nowait((name, state_change))
+
+        browser = AsyncServiceBrowser(
+            azc.zeroconf, [EDGED_SERVICE], handlers=[on_change], question_type=MULTICAST_ANSWERS
+        )
+        try:
+            while True:
+                name, state_change = await changes.get()
+                await self._note(azc, name, state_change)
+                self._on_change(peers_of_event(self._found.values(), *self._filters()))
+        finally:
+            await browser.async_cancel()
+            await azc.async_close()
+
+    def _filters(self) -> tuple[str, str]:
+        return self._event(), self._own_instance()
+
+    async def _note(self, azc: AsyncZeroconf, name: str, state_change: ServiceStateChange) -> None:
+        if state_change is ServiceStateChange.Removed:
+            if self._found.pop(name, None) is not None:
+                logger.info("peers: %s left", instance_label(name, EDGED_SERVICE))
+            return
+        info = AsyncServiceInfo(EDGED_SERVICE, name)
+        if await info.async_request(azc.zeroconf, 2000, MULTICAST_ANSWERS) and info.port:
+            peer = peer_from_info(info)
+            if self._found.get(name) != peer:
+                logger.debug(
+                    "peers: %s (event %s) at %s:%d", name, peer.event, peer.addresses, peer.port
+                )
+            self._found[name] = peer

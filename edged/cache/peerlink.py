@@ -52,7 +52,7 @@ class PeerSource:
     """The peers known now (set from the loop by the browser) and the HTTP to them."""
 
     def __init__(self, secret: str, timeout: float = 5.0) -> None:
-        self._secret = secret
+        self.secret = secret
         self._timeout = timeout
         self._lock = threading.Lock()
         self._peers: tuple[PeerAddress, ...] = ()
@@ -69,7 +69,7 @@ class PeerSource:
         return http.client.HTTPConnection(address, port, timeout=self._timeout)
 
     def _headers(self, **more: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._secret}", **more}
+        return {"Authorization": f"Bearer {self.secret}", **more}
 
     def _get(self, address: str, port: int, path: str) -> tuple[bytes, str]:
         """A small body and its ETag; PeerError otherwise."""

@@ -1,0 +1,208 @@
+"""Peer replication at the venue (#19): real peer endpoints (aiohttp on loopback, real asset
+stores with real clips) and, at the end, three real daemons finding each other over mDNS on
+loopback with the upstream (moto) out of reach for two of them."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from edged.cache.peerlink import INDEX_PATH, PeerAddress, PeerSource
+from edged.cache.peers import NO_PEER, REFUSED_SECONDS
+from edged.cache.store import AssetStore
+from edged.cache.upstream import Replicator
+from edged.fileio import file_sha256
+from edged.upload.s3 import S3Store
+from edged.web import peer_api
+from tests.clips import make_clip
+
+pytestmark = pytest.mark.integration
+
+SECRET = "the-event-peer-secret-0123456789"
+MANIFEST_KEY = "manifest.json"
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: the upstream out of reach."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unreachable_upstream() -> S3Store:
+    return S3Store(
+        endpoint=f"127.0.0.1:{closed_port()}",
+        secure=False,
+        region="us-east-1",
+        bucket="edged",
+        access_key="edged",
+        secret_key="not-used-nothing-answers",  # noqa: S106 - nothing listens
+    )
+
+
+def manifest_document(clips: dict[str, bytes]) -> bytes:
+    entries = [
+        {"name": name, "pin": True, "sha256": hashlib.sha256(data).hexdigest()}
+        for name, data in clips.items()
+    ]
+    return json.dumps({"assets": entries}).encode()
+
+
+def holding(root: Path, clips: dict[str, Path]) -> AssetStore:
+    """A peer's store holding `clips`, as its replicator would have stored them."""
+    store = AssetStore(root, max_bytes=10**9)
+    for name, source in clips.items():
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        store.add(source, name, pin=True, origin="upstream", origin_sha256=digest)
+    return store
+
+
+@asynccontextmanager
+async def peer_server(node: str, store: AssetStore, manifest: bytes) -> AsyncIterator[TestServer]:
+    """A peer's endpoint, as the daemon installs it, on a loopback port."""
+    app = web.Application()
+    shared = ({"key": MANIFEST_KEY, "etag": "etag-1", "read_at": 100.0}, manifest)
+    peer_api.install(
+        app,
+        peer_api.PeerShelf(
+            secret=SECRET,
+            node=lambda: node,
+            event=lambda: "gala",
+            assets=store.assets,
+            path=store.path,
+            manifest=lambda: shared,
+        ),
+    )
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def corrupt(path: Path) -> bytes:
+    """Flip one byte in the middle of `path` (same size); the original bytes."""
+    original = path.read_bytes()
+    middle = len(original) // 2
+    path.write_bytes(original[:middle] + bytes([original[middle] ^ 0xFF]) + original[middle + 1 :])
+    return original
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> dict[str, Path]:
+    made = tmp_path / "made"
+    made.mkdir()
+    return {name: make_clip(made / name, seconds=1) for name in ("teaser.mp4", "finale.mp4")}
+
+
+async def test_a_peer_serving_a_corrupt_file_is_refused_and_the_clip_comes_from_another(
+    tmp_path: Path, clips: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest = manifest_document({name: path.read_bytes() for name, path in clips.items()})
+    bad_store = await asyncio.to_thread(holding, tmp_path / "bad", clips)
+    good_store = await asyncio.to_thread(holding, tmp_path / "good", clips)
+    await asyncio.to_thread(corrupt, bad_store.path("teaser.mp4"))
+    here = await asyncio.to_thread(AssetStore, tmp_path / "here", max_bytes=10**9)
+    upstream = await asyncio.to_thread(unreachable_upstream)
+    source = PeerSource(SECRET)
+    counted: list[str] = []
+    replicator = Replicator(
+        here, upstream, MANIFEST_KEY, "assets", peers=source, counted=counted.append
+    )
+    caplog.set_level(logging.INFO, logger="edged.cache.upstream")
+    async with (
+        peer_server("a-bad", bad_store, manifest) as bad,
+        peer_server("b-good", good_store, manifest) as good,
+    ):
+        # "a-bad" sorts first among peers not measured yet: it is asked first.
+        source.set_peers(
+            [
+                PeerAddress("a-bad", "127.0.0.1", bad.port),
+                PeerAddress("b-good", "127.0.0.1", good.port),
+            ]
+        )
+        fetched = await asyncio.to_thread(replicator.sync)
+    assert fetched == ["teaser.mp4", "finale.mp4"]  # the manifest's order
+    teaser, finale = here.get("teaser.mp4"), here.get("finale.mp4")
+    assert teaser is not None and finale is not None
+    # finale too from b-good: measured now, it goes before a peer not measured yet
+    assert teaser.source == "peer:b-good" and finale.source == "peer:b-good"
+    for name, made in clips.items():
+        asset = here.get(name)
+        assert asset is not None and asset.pinned
+        assert asset.origin_sha256 == await asyncio.to_thread(file_sha256, made)
+        assert asset.sha256 == await asyncio.to_thread(file_sha256, here.path(name))
+    assert counted == ["peer", "peer"]
+    refusals = [r.getMessage() for r in caplog.records if r.getMessage().endswith("refused")]
+    assert len(refusals) == 1 and "teaser.mp4 from peer a-bad" in refusals[0]
+    assert not list(here.partial.iterdir())
+
+
+async def test_a_clip_only_a_corrupt_peer_has_waits_and_is_retried(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    only = {"teaser.mp4": clips["teaser.mp4"]}
+    manifest = manifest_document({"teaser.mp4": only["teaser.mp4"].read_bytes()})
+    bad_store = await asyncio.to_thread(holding, tmp_path / "bad", only)
+    original = await asyncio.to_thread(corrupt, bad_store.path("teaser.mp4"))
+    here = await asyncio.to_thread(AssetStore, tmp_path / "here", max_bytes=10**9)
+    upstream = await asyncio.to_thread(unreachable_upstream)
+    source = PeerSource(SECRET)
+    now = 1000.0
+    replicator = Replicator(here, upstream, MANIFEST_KEY, "assets", peers=source, clock=lambda: now)
+    async with peer_server("a-bad", bad_store, manifest) as bad:
+        source.set_peers([PeerAddress("a-bad", "127.0.0.1", bad.port)])
+        assert await asyncio.to_thread(replicator.sync) == []
+        assert here.get("teaser.mp4") is None and not list(here.partial.iterdir())
+        waiting = {item["name"]: item for item in replicator.status()["not_replicated"]}
+        assert waiting["teaser.mp4"]["kind"] == NO_PEER
+        # The same bad bytes are not asked for again within the refusal's window ...
+        assert await asyncio.to_thread(replicator.sync) == []
+        # ... the peer mends its copy, and the window passes: the clip arrives.
+        await asyncio.to_thread(bad_store.path("teaser.mp4").write_bytes, original)
+        now += REFUSED_SECONDS + 1
+        assert await asyncio.to_thread(replicator.sync) == ["teaser.mp4"]
+    asset = here.get("teaser.mp4")
+    assert asset is not None and asset.source == "peer:a-bad"
+
+
+async def test_the_peer_endpoint_needs_the_event_secret(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """The listing names staged clips: a guest (no secret, or the wrong one) gets nothing."""
+    store = await asyncio.to_thread(holding, tmp_path / "peer", clips)
+    async with (
+        peer_server("box", store, b"{}") as server,
+        aiohttp.ClientSession(str(server.make_url("/"))) as client,
+    ):
+        for path in (INDEX_PATH, "/api/v1/peer/manifest", "/api/v1/peer/assets/teaser.mp4"):
+            async with client.get(path) as response:
+                assert response.status == 401, path
+                assert "teaser" not in await response.text()
+            wrong = {"Authorization": "Bearer guess"}
+            async with client.get(path, headers=wrong) as response:
+                assert response.status == 403, path
+        secret = {"Authorization": f"Bearer {SECRET}"}
+        async with client.get(INDEX_PATH, headers=secret) as response:
+            listed = {item["name"] for item in (await response.json())["assets"]}
+        assert listed == {"teaser.mp4", "finale.mp4"}
+        ranged = {**secret, "Range": "bytes=10-19"}
+        async with client.get("/api/v1/peer/assets/teaser.mp4", headers=ranged) as response:
+            assert response.status == 206
+            assert await response.read() == store.path("teaser.mp4").read_bytes()[10:20]
+        async with client.get("/api/v1/peer/assets/..%2Fx.mp4", headers=secret) as response:
+            assert response.status == 404
+        async with client.get("/api/v1/peer/assets/absent.mp4", headers=secret) as response:
+            assert response.status == 404
