@@ -47,7 +47,7 @@ _SCRIPT = (
     "i.src=c.poster+'?t='+t;i.alt='';l.style.width=(c.level*100)+'%';b.append(l);"
     "s.append(e('b','',c.stream),e('span','fps'+(c.ok?'':' fail'),c.ok?c.fps:c.state),"
     "e('div','m',[c.size,c.drops+' dropped',c.recording?'recording':'not recording']"
-    ".filter(Boolean).join(' \\u00b7 ')),e('div','m','sound: '+c.audio),b);"
+    ".filter(Boolean).join(' \\u00b7 ')),e('div','m','sound: '+c.audio));if(c.meter)s.append(b);"
     "d.append(i,s);d.dataset.stream=c.stream;return d};"
     "const lines=(id,rows)=>{const l=$(id);l.replaceChildren();for(const r of rows)"
     "l.append(e('dt','',r.label),e('dd',r.status.toLowerCase(),r.value))};"

@@ -120,6 +120,7 @@ def camera_tile(camera: CameraFacts) -> dict[str, Any]:
         if camera.audio_dbfs is None
         else round(min(1.0, max(0.0, (camera.audio_dbfs + 60) / 60)), 2),
         "recording": camera.recording,
+        "meter": camera.audio_device is not None,  # a level to show: the stream has sound
     }
 
 

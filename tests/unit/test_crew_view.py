@@ -67,6 +67,7 @@ def test_a_camera_tile_shows_fps_drops_sound_and_its_thumbnail() -> None:
     assert tile["poster"] == "/live/cam-usb-1/poster.jpg"
     assert (tile["drops"], tile["size"], tile["recording"]) == (3, "1280x720", True)
     assert tile["audio"] == "-18 dBFS" and tile["level"] == pytest.approx(0.69)
+    assert tile["meter"] is True and camera_tile(PATTERN)["meter"] is False
 
 
 def test_a_camera_tile_down_says_why_and_without_figures_dashes() -> None:
