@@ -67,6 +67,9 @@ def setting(
 class NodeConfig:
     name: str = setting("", pattern=f"^$|{_NAME_PATTERN}")
     event: str = setting("default", pattern=_NAME_PATTERN)
+    # Cameras and capture cards this box should stream; 0: not said. Fewer streaming (the test
+    # pattern shown instead) raises EdgedCamerasMissing.
+    expected_cameras: int = setting(0, minimum=0, maximum=64)
 
 
 @dataclass(frozen=True)

@@ -405,6 +405,11 @@ class Daemon:
             audio=config.audio,
         )
         await media.start(manager, supervisor)
+        metrics.box.set_facts(
+            min_free_bytes=config.storage.min_free_bytes,
+            expected_cameras=config.node.expected_cameras,
+            present=lambda: sum(entry.device is not None for entry in media.streams.values()),
+        )
         try:
             self.media = media
             self._readiness.started("media")

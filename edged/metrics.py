@@ -7,7 +7,7 @@ types and labels follow DESIGN.md (prefix `edged_`, base units, counters end in 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -169,6 +169,13 @@ class StreamMetrics:
         )
         self.temperature = Gauge(
             "edged_temperature_celsius", "Temperature by sensor.", ["sensor"], registry=registry
+        )
+        self.temperature_limit = Gauge(
+            "edged_board_temperature_limit_celsius",
+            "The board profile's thermal limits, by kind: soft (streams step down while above) "
+            "and hard (every step at once).",
+            ["kind"],
+            registry=registry,
         )
         self.throttle = Gauge(
             "edged_throttle_level",
@@ -490,6 +497,38 @@ class GuestMetrics:
             self.clip_views.labels(name)
 
 
+class BoxMetrics:
+    """What the fleet's alerts compare a box with: its disk floor and the cameras it should
+    stream (the board's temperature limits are StreamMetrics', set by the thermal governor)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.min_free_bytes = Gauge(
+            "edged_disk_min_free_bytes",
+            "[storage] min_free_bytes: under it, retention deletes uploaded recordings, then "
+            "stops recording.",
+            registry=registry,
+        )
+        self.cameras_expected = Gauge(
+            "edged_cameras_expected",
+            "[node] expected_cameras: cameras and capture cards the box should stream (0: not "
+            "said).",
+            registry=registry,
+        )
+        self.cameras_present = Gauge(
+            "edged_cameras_present",
+            "Cameras and capture cards the box streams now, running or restarting (the test "
+            "pattern not counted).",
+            registry=registry,
+        )
+
+    def set_facts(
+        self, *, min_free_bytes: int, expected_cameras: int, present: Callable[[], int]
+    ) -> None:
+        self.min_free_bytes.set(min_free_bytes)
+        self.cameras_expected.set(expected_cameras)
+        self.cameras_present.set_function(lambda: float(present()))
+
+
 class Metrics:
     """Every metric edged exports, grouped by the subsystem that feeds it."""
 
@@ -553,6 +592,7 @@ class Metrics:
         self.guest = GuestMetrics(self.registry)
         self.clips = ClipMetrics(self.registry)
         self.clip_jobs = ClipJobMetrics(self.registry)
+        self.box = BoxMetrics(self.registry)
 
     def set_identity(self, *, version: str, node: str, event: str) -> None:
         """Set the labels of edged_build_info (an event id can change on reload)."""

@@ -149,6 +149,8 @@ class ThermalGovernor:
     ) -> None:
         self.policy = policy
         self._metrics = metrics
+        metrics.temperature_limit.labels("soft").set(policy.soft_limit)
+        metrics.temperature_limit.labels("hard").set(policy.hard_limit)
         self._streams = streams
         self._read = read
 
