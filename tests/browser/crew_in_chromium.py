@@ -4,11 +4,11 @@ crew screen draw itself and update without a reload.
 Run inside a network namespace of the test's own (tests/integration/test_crew_browser.py).
 Usage: python -m tests.browser.crew_in_chromium CONFIG DATA_DIR [--screenshot=PNG]
 Prints one JSON line: {"login": the login page's heading, "camera": the first tile's stream,
-fps text, thumbnail width (naturalWidth, 0 until loaded), sound line and level bar's width, "warnings": the warnings' titles,
-"lines": the box's lines (label: value), "updated": whether the screen redrew from a newer state,
-"reloaded": whether the page was loaded again meanwhile, "page_bytes": the screen's HTML size,
-"foreign": requests to any other host, "overflow": whether the page scrolls sideways,
-"error": str}.
+fps text, thumbnail width (naturalWidth, 0 until loaded), sound line and level bar's width,
+"warnings": the warnings' titles, "lines": the box's lines (label: value), "updated": whether
+the screen redrew from a newer state, "reloaded": whether the page was loaded again meanwhile,
+"page_bytes": the screen's HTML size, "foreign": requests to any other host, "overflow": whether
+the page scrolls sideways, "error": str}.
 """
 
 from __future__ import annotations

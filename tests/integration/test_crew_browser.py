@@ -1,7 +1,7 @@
 """Headless Chromium logs in to /crew at a phone's viewport (390x844): the camera's tile with its
-fps, a live thumbnail and its sound's level, the doctor's warning that no upstream is configured in plain words,
-the screen redrawn from a newer state without a reload, within its budget, nothing fetched from
-another host (EDGED_SCREENSHOTS=docs makes the README's picture)."""
+fps, a live thumbnail and its sound's level, the doctor's warning that no upstream is configured
+in plain words, the screen redrawn from a newer state without a reload, within its budget,
+nothing fetched from another host (EDGED_SCREENSHOTS=docs makes the README's picture)."""
 
 from __future__ import annotations
 
