@@ -18,6 +18,7 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tomli_w
 
@@ -28,6 +29,9 @@ from edged.datalock import DataDirBusy, holding
 from edged.errors import ConfigError, EdgedError, StartupError
 from edged.paths import prepare_data_dir, resolve_data_dir
 from edged.upload.policy import KINDS
+
+if TYPE_CHECKING:
+    from cryptography.x509 import Certificate
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -209,11 +213,21 @@ def _parser() -> argparse.ArgumentParser:
         help="keep FILE current as a Prometheus file_sd target list until stopped",
     )
     verify = commands.add_parser(
-        "verify", help="check a clip's C2PA manifest or a recording against its signed sidecar"
+        "verify",
+        parents=[command_options],
+        help="check a clip's C2PA manifest or a recording against its signed sidecar",
     )
     verify.add_argument("file", type=Path, help="a clip, a recording, or a recording's sidecar")
     verify.add_argument(
-        "--trust-anchors", type=Path, metavar="PEM", help="CA certificates to trust (PEM)"
+        "--trust-anchors",
+        type=Path,
+        metavar="PEM",
+        help="CA certificates to trust (PEM); without it the signer must be this box's key",
+    )
+    verify.add_argument(
+        "--any-signer",
+        action="store_true",
+        help="accept any signer: check the content only, report the signer as unchecked",
     )
     return parser
 
@@ -531,22 +545,49 @@ def _peers(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    """Exit 0 when the file matches what was signed, 1 on any mismatch or a missing signature."""
-    from edged.provenance.verify import anchors_problem, verify_file
+    """Exit 0 when the file matches what was signed and its signer is accepted (a given trust
+    anchor's, or this box's own key), 1 on any mismatch, a missing signature or another signer."""
+    from edged.provenance.verify import Trust, verify_file
 
-    anchors = None
-    if args.trust_anchors is not None:
-        try:
-            anchors = args.trust_anchors.read_bytes()
-        except OSError as error:
-            print(f"edged: verify: {args.trust_anchors}: {error.strerror}", file=sys.stderr)
-            return EXIT_USAGE
-        if problem := anchors_problem(anchors):
-            print(f"edged: verify: {args.trust_anchors}: {problem}", file=sys.stderr)
-            return EXIT_USAGE
-    verdict = verify_file(args.file, anchors)
+    anchors = _certificates(args.trust_anchors) if args.trust_anchors is not None else ()
+    if anchors is None:
+        return EXIT_USAGE
+    box: tuple[Certificate, ...] | None = () if anchors else _box_certificates(args)
+    if box is None:
+        return EXIT_USAGE
+    trust = Trust(anchors=anchors, box=box, any_signer=args.any_signer)
+    verdict = verify_file(args.file, trust)
     print("\n".join(verdict.lines))
     return EXIT_OK if verdict.ok else EXIT_FAILURE
+
+
+def _certificates(path: Path) -> tuple[Certificate, ...] | None:
+    """The PEM certificates in `path`, or None after a line on stderr saying why not."""
+    from cryptography import x509
+
+    try:
+        return tuple(x509.load_pem_x509_certificates(path.read_bytes()))
+    except OSError as error:
+        print(f"edged: verify: {path}: {error.strerror}", file=sys.stderr)
+    except ValueError:
+        print(f"edged: verify: {path}: holds no PEM certificate", file=sys.stderr)
+    return None
+
+
+def _box_certificates(args: argparse.Namespace) -> tuple[Certificate, ...] | None:
+    """This box's signing chain ([provenance] cert_file, else the data dir's own), () when it
+    has none, None when it is there but unreadable."""
+    from edged.provenance.identity import CERT_FILE, PROVENANCE_DIR
+
+    config = _load(args.config)
+    if config.provenance.cert_file:
+        path = Path(config.provenance.cert_file).expanduser()
+    else:
+        data_dir = resolve_data_dir(args.data_dir, config.storage.data_dir, os.environ)
+        path = data_dir / PROVENANCE_DIR / CERT_FILE
+    if not path.exists():
+        return ()
+    return _certificates(path)
 
 
 def _stdout_reader_gone() -> bool:

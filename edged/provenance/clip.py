@@ -21,6 +21,7 @@ from edged.provenance.identity import SigningIdentity
 # A failure code that says who vouches for the signer, not that the file changed: reported as
 # "untrusted", never a mismatch. Everything else in c2pa's failure list is one.
 UNTRUSTED = "signingCredential.untrusted"
+VALID_STATES = ("Valid", "Trusted")  # a reader that gave no state does not count as valid
 _ALGORITHMS = {"Ed25519": c2pa.C2paSigningAlg.ED25519, "ES256": c2pa.C2paSigningAlg.ES256}
 
 
@@ -56,7 +57,9 @@ class ClipCheck:
     """What a clip's manifest says and whether it holds."""
 
     found: bool
-    trusted: bool = False
+    trusted: bool = False  # c2pa's state is Trusted: the signer chains to a given anchor
+    state: str = ""  # c2pa's validation state: Invalid, Valid or Trusted
+    serial: str = ""  # the signing certificate's serial number (decimal)
     signer: str = ""
     generator: str = ""
     failures: tuple[str, ...] = ()  # c2pa's failure codes with their explanation
@@ -66,7 +69,7 @@ class ClipCheck:
 
     @property
     def valid(self) -> bool:
-        return self.found and not self.failures
+        return self.found and not self.failures and self.state in VALID_STATES
 
 
 def check_clip(path: Path, trust_anchors: str | None = None) -> ClipCheck:
@@ -118,6 +121,8 @@ def clip_check_from(
     return ClipCheck(
         found=True,
         trusted=state == "Trusted",
+        state=state or "",
+        serial=str(info.get("cert_serial_number", "")),
         signer=signer,
         generator=generator,
         failures=failures,

@@ -20,10 +20,10 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
 from edged.fileio import file_sha256
 from edged.provenance.identity import (
-    SELF_MADE_ORGANIZATION,
     SigningIdentity,
     signing_key,
     verify_signature,
@@ -59,8 +59,8 @@ class SidecarCheck:
     problems: tuple[str, ...]
     signer: str = ""
     issuer: str = ""
-    trusted: bool = False
-    self_made: bool = False
+    trusted: bool = False  # its chain ends at one of the given anchors
+    leaf: x509.Certificate | None = field(default=None, compare=False)  # the signing certificate
     document: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -93,7 +93,7 @@ def check_signature(
         signer=signer,
         issuer=chain[0].issuer.rfc4514_string(),
         trusted=_chains_to(chain, anchors),
-        self_made=_self_made(chain[0]),
+        leaf=chain[0],
     )
 
 
@@ -126,9 +126,13 @@ def segment_problems(document: dict[str, Any], video: Path) -> tuple[str, ...]:
     return tuple(problems)
 
 
-def _self_made(certificate: x509.Certificate) -> bool:
-    names = certificate.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
-    return any(name.value == SELF_MADE_ORGANIZATION for name in names)
+def same_key(certificate: x509.Certificate, other: x509.Certificate) -> bool:
+    """True when both certificates carry the same public key (the key, not any name, decides)."""
+    mine, theirs = certificate.public_key(), other.public_key()
+    return bool(mine.public_bytes(*_SPKI) == theirs.public_bytes(*_SPKI))
+
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _chains_to(chain: list[x509.Certificate], anchors: tuple[x509.Certificate, ...]) -> bool:

@@ -166,7 +166,10 @@ def test_clips_are_refused_cut_cached_and_uploaded(
     assert http(f"{daemon.url}/assets/{crop_name}")[0] == 404  # staged: not before publish_at
     assert daemon.data_dir is not None
     assert decoded(daemon.data_dir / "clips" / "out" / f"{crop_name}.mp4")[2:4] == (240, 426)
-    verified = run_edged("verify", str(daemon.data_dir / "clips" / "out" / f"{fill}.mp4"))
+    verified = run_edged(
+        "verify", str(daemon.data_dir / "clips" / "out" / f"{fill}.mp4"),
+        "--data-dir", str(daemon.data_dir),
+    )  # fmt: skip
     assert verified.returncode == 0, verified.stdout  # signed through provenance's ClipSigner
     assert "C2PA manifest valid" in verified.stdout
 

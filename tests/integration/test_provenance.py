@@ -16,8 +16,10 @@ import pytest
 
 from edged.config import ProvenanceConfig
 from edged.errors import MediaError
+from edged.fileio import file_sha256
 from edged.provenance import ClipClaim, ClipSigner, SigningIdentity, load_identity, sign_clip
 from edged.provenance.identity import CERT_FILE, KEY_FILE, PROVENANCE_DIR
+from edged.provenance.sidecar import signed
 from tests.certs import write_crew_identity
 from tests.clips import make_clip
 from tests.conftest import StartDaemon
@@ -55,8 +57,12 @@ def flipped(path: Path, destination: Path) -> Path:
     return destination
 
 
-def verify(path: Path, *extra: str) -> tuple[int, str]:
-    result = run_edged("verify", str(path), *extra)
+NOWHERE = Path("/nonexistent/edged-data")  # a data dir with no box certificate to pin to
+
+
+def verify(path: Path, *extra: str, box: Path = NOWHERE) -> tuple[int, str]:
+    """`edged verify` as run on the box whose data dir is `box` (its certificate pinned)."""
+    result = run_edged("verify", str(path), "--data-dir", str(box), *extra)
     assert result.stderr == ""
     return result.returncode, result.stdout
 
@@ -92,10 +98,11 @@ def signed_clip(tmp_path: Path, identity: SigningIdentity) -> Path:
 def test_a_signed_clip_verifies_and_one_flipped_byte_fails(
     tmp_path: Path, signed_clip: Path
 ) -> None:
-    code, out = verify(signed_clip)
+    box = tmp_path / "data"
+    code, out = verify(signed_clip, box=box)
     assert code == 0, out
     assert out.startswith("clip.mp4: C2PA manifest valid\n")
-    assert "signed by CN=edged box1, O=edged self-made (untrusted) (untrusted: the box's" in out
+    assert "signed by CN=edged box1, O=edged self-made (untrusted) (this box's own key)" in out
     assert "claim generator edged/" in out
     assert "node box1, event gala" in out
     assert "stream cam0, device HDMI capture" in out
@@ -103,7 +110,7 @@ def test_a_signed_clip_verifies_and_one_flipped_byte_fails(
     assert "org.edged.capture" in out
     assert "c2pa.actions" in out
 
-    code, out = verify(flipped(signed_clip, tmp_path / "tampered.mp4"))
+    code, out = verify(flipped(signed_clip, tmp_path / "tampered.mp4"), box=box)
     assert code == 1
     assert out.startswith("tampered.mp4: C2PA manifest MISMATCH\n")
     assert "problem: assertion.bmffHash.mismatch" in out
@@ -118,9 +125,65 @@ def test_a_clip_signed_with_the_crews_certificate_is_trusted_with_its_ca(tmp_pat
     code, out = verify(tmp_path / "clip.mp4", "--trust-anchors", str(anchor))
     assert code == 0, out
     assert "signed by CN=Crew box signer (trusted: its chain ends at a given trust anchor)" in out
-    code, out = verify(tmp_path / "clip.mp4")
+    code, out = verify(tmp_path / "clip.mp4")  # no anchor and no box certificate to pin to
+    assert code == 1, out
+    assert "problem: signer not verified: give --trust-anchors PEM" in out
+    code, out = verify(tmp_path / "clip.mp4", "--any-signer")
     assert code == 0, out
-    assert "(untrusted: no given trust anchor vouches for it)" in out
+    assert "(not checked (--any-signer): an unknown key)" in out
+
+
+def test_a_clip_signed_by_another_self_made_key_is_refused(
+    tmp_path: Path, identity: SigningIdentity
+) -> None:
+    """A forger's own self-made identity: the same names as the box's, another key."""
+    (tmp_path / "forger").mkdir(mode=0o700)
+    forger = load_identity(ProvenanceConfig(), tmp_path / "forger", "box1")
+    assert forger.subject == identity.subject
+    source = make_clip(tmp_path / "cut.mp4", seconds=1.0, size="160x120")
+    forged = tmp_path / "forged.mp4"
+    sign_clip(source, forged, claim(), forger)
+    box = tmp_path / "data"
+    code, out = verify(forged, box=box)
+    assert code == 1, out
+    assert out.startswith("forged.mp4: C2PA manifest MISMATCH\n")
+    assert "problem: signed by an unknown key" in out
+    box_crt = box / PROVENANCE_DIR / CERT_FILE
+    code, out = verify(forged, "--trust-anchors", str(box_crt))
+    assert code == 1, out
+    assert "problem: signed by an unknown key" in out
+    code, out = verify(forged, "--any-signer", box=box)
+    assert code == 0, out  # intact, whoever signed it, and said so
+    assert "(not checked (--any-signer): an unknown key)" in out
+
+
+def test_a_sidecar_signed_by_another_self_made_key_is_refused(
+    tmp_path: Path, identity: SigningIdentity
+) -> None:
+    (tmp_path / "forger").mkdir(mode=0o700)
+    forger = load_identity(ProvenanceConfig(), tmp_path / "forger", "box1")
+    segment = make_clip(tmp_path / "seg.mp4", seconds=0.5, size="160x120")
+    document = {
+        "file": "seg.mp4",
+        "sha256": file_sha256(segment),
+        "size": segment.stat().st_size,
+        "start": "2026-11-30T12:00:00+00:00",
+        "end": "2026-11-30T12:00:01+00:00",
+        "device": "a different camera",
+        "node": "box1",
+        "event": "gala",
+        "stream": "cam0",
+    }
+    box = tmp_path / "data"
+    sidecar = segment.with_suffix(".json")
+    sidecar.write_text(json.dumps(signed(document, identity)))
+    assert verify(segment, box=box)[0] == 0
+    sidecar.write_text(json.dumps(signed(document, forger)))
+    for extra in ((), ("--trust-anchors", str(box / PROVENANCE_DIR / CERT_FILE))):
+        code, out = verify(segment, *extra, box=box)
+        assert code == 1, out
+        assert "MISMATCH" in out
+        assert "problem: signed by an unknown key" in out
 
 
 def test_a_clip_that_cannot_be_signed_leaves_nothing(
@@ -147,7 +210,7 @@ def test_the_clip_jobs_seam_signs_from_the_sidecar_facts(
         "sources": [{"file": "seg.mp4", "sha256": "cd" * 32}],
     }
     ClipSigner(identity)(source, tmp_path / "clip.mp4", facts, {"node": "box1"})
-    code, out = verify(tmp_path / "clip.mp4")
+    code, out = verify(tmp_path / "clip.mp4", box=tmp_path / "data")
     assert code == 0, out
     assert f"ingredient seg.mp4 (sha256:{'cd' * 32})" in out
     assert "captured 2026-11-30T12:00:00+00:00 to 2026-11-30T12:00:01+00:00" in out
@@ -190,17 +253,18 @@ def test_a_recording_verifies_against_its_signed_sidecar_and_fails_when_changed(
     sidecar = segment.with_suffix(".json")
     assert json.loads(sidecar.read_text())["signature"]["algorithm"] == "Ed25519"
 
-    code, out = verify(segment)
+    box = segment.parents[2]
+    code, out = verify(segment, box=box)
     assert code == 0, out
     assert out.startswith(f"{segment.name}: matches its signed sidecar {sidecar.name}\n")
-    assert "signed by O=edged self-made (untrusted),CN=edged box1" in out
+    assert "signed by O=edged self-made (untrusted),CN=edged box1 (this box's own key)" in out
     assert "node box1, event gala" in out
-    assert verify(sidecar)[0] == 0  # the sidecar named instead of the recording
+    assert verify(sidecar, box=box)[0] == 0  # the sidecar named instead of the recording
 
     copy = tmp_path / "copy"
     copy.mkdir()
     shutil.copy(sidecar, copy / sidecar.name)
-    code, out = verify(flipped(segment, copy / segment.name))
+    code, out = verify(flipped(segment, copy / segment.name), box=box)
     assert code == 1
     assert "MISMATCH" in out
     assert "problem: the recording's sha256 is not the sidecar's" in out
@@ -209,7 +273,7 @@ def test_a_recording_verifies_against_its_signed_sidecar_and_fails_when_changed(
     document = json.loads(sidecar.read_text())
     document["start"] = "2020-01-01T00:00:00+00:00"
     (copy / sidecar.name).write_text(json.dumps(document))
-    code, out = verify(copy / segment.name)
+    code, out = verify(copy / segment.name, box=box)
     assert code == 1
     assert "problem: the signature does not match the sidecar" in out
 
@@ -234,7 +298,7 @@ def test_a_recording_recovered_after_a_crash_is_signed_too(start_daemon: StartDa
     again = start_daemon(settings)
     final = Path(again.seen_or_wait(re.compile(r"recovered (\S+) after a crash"))[1])
     assert again.stop(timeout=30) == 0
-    code, out = verify(final)
+    code, out = verify(final, box=final.parents[2])
     assert code == 0, out
     assert json.loads(final.with_suffix(".json").read_text())["recovered"] is True
 
@@ -270,7 +334,7 @@ def test_upstream_copies_verify_and_fail_when_a_byte_flips(
     down.mkdir()
     download(moto, sidecar_key, down / segment.with_suffix(".json").name)
     download(moto, sidecar_key.removesuffix(".json") + ".mp4", down / segment.name)
-    assert verify(down / segment.name)[0] == 0
+    assert verify(down / segment.name, box=segment.parents[2])[0] == 0
 
     daemon_dir = segment.parents[2]
     config = daemon_dir.parent / "box.toml"
@@ -281,7 +345,7 @@ def test_upstream_copies_verify_and_fail_when_a_byte_flips(
     assert pushed.returncode == 0, pushed.stderr
     (clip_key,) = [k for k in keys(moto) if k.endswith("/clip.mp4")]
     downloaded = download(moto, clip_key, down / "clip.mp4")
-    assert verify(downloaded)[0] == 0
-    code, out = verify(flipped(downloaded, down / "clip-flipped.mp4"))
+    assert verify(downloaded, box=tmp_path / "data")[0] == 0
+    code, out = verify(flipped(downloaded, down / "clip-flipped.mp4"), box=tmp_path / "data")
     assert code == 1
     assert "C2PA manifest MISMATCH" in out

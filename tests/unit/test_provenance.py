@@ -22,7 +22,8 @@ from edged.provenance import ClipClaim, SigningIdentity, load_identity
 from edged.provenance.claim import CAPTURE_LABEL, claim_from_sidecar, manifest_definition
 from edged.provenance.clip import clip_check_from
 from edged.provenance.identity import CERT_FILE, KEY_FILE, PROVENANCE_DIR
-from edged.provenance.sidecar import canonical_bytes, check_signature, signed
+from edged.provenance.sidecar import canonical_bytes, check_signature, same_key, signed
+from edged.provenance.verify import NOT_VERIFIED, UNKNOWN_KEY, Trust, signer_problem, trust_text
 from tests.certs import write_crew_identity
 
 START = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
@@ -146,7 +147,8 @@ def test_a_signed_sidecar_checks_and_names_the_box(identity: SigningIdentity) ->
     check = check_signature(json.loads(json.dumps(document, indent=2)))
     assert check.valid, check.problems
     assert check.signer == "O=edged self-made (untrusted),CN=edged box1"
-    assert (check.self_made, check.trusted) == (True, False)
+    assert check.trusted is False
+    assert check.leaf == identity.chain[0]
 
 
 @pytest.mark.parametrize(
@@ -214,7 +216,7 @@ def test_a_configured_ecdsa_identity_is_used_and_checked(tmp_path: Path) -> None
         signed(SIDECAR, configured),
         anchors=tuple(x509.load_pem_x509_certificates(anchor.read_bytes())),
     )
-    assert (check.valid, check.trusted, check.self_made) == (True, True, False)
+    assert (check.valid, check.trusted) == (True, True)
     assert check.signer == "CN=Crew box signer"
     other = ec.generate_private_key(ec.SECP256R1())
     key_file.write_bytes(
@@ -263,3 +265,35 @@ def test_c2pa_untrusted_alone_is_valid_any_other_failure_is_a_mismatch() -> None
     assert not check.valid
     assert check.failures == ("assertion.bmffHash.mismatch: hash mismatch",)
     assert clip_check_from(MANIFEST, "Trusted", {}).trusted
+
+
+def test_a_reader_without_a_validation_state_is_not_valid() -> None:
+    assert not clip_check_from(MANIFEST, None, {}).valid
+    assert not clip_check_from(MANIFEST, "Invalid", {}).valid
+
+
+def test_a_second_self_made_identity_with_the_same_names_is_an_unknown_key(
+    identity: SigningIdentity, tmp_path: Path
+) -> None:
+    forger = load_identity(ProvenanceConfig(), tmp_path, "box1")
+    assert forger.subject == identity.subject  # the same names: only the key tells them apart
+    check = check_signature(signed(SIDECAR, forger))
+    assert check.valid and check.leaf is not None  # intact: the signature matches its own key
+    box = Trust(box=identity.chain)
+    assert not same_key(check.leaf, identity.chain[0])
+    assert signer_problem(check.trusted, False, box) == UNKNOWN_KEY
+    anchored = check_signature(signed(SIDECAR, forger), anchors=(identity.chain[-1],))
+    assert anchored.trusted is False
+    assert signer_problem(False, False, Trust(anchors=(identity.chain[-1],))) == UNKNOWN_KEY
+
+
+def test_who_is_accepted_as_signer(identity: SigningIdentity) -> None:
+    box = Trust(box=identity.chain)
+    anchors = Trust(anchors=identity.chain[-1:])
+    assert signer_problem(False, True, box) is None  # this box's own key
+    assert signer_problem(True, False, anchors) is None  # under a given anchor
+    assert signer_problem(True, False, box) == UNKNOWN_KEY  # the box's CA, not its key
+    assert signer_problem(False, False, anchors) == UNKNOWN_KEY
+    assert signer_problem(False, False, Trust()) == NOT_VERIFIED  # nothing to pin to
+    assert signer_problem(False, False, Trust(any_signer=True)) is None
+    assert trust_text(False, False, Trust(any_signer=True)).startswith("not checked")
