@@ -36,15 +36,17 @@ _STYLE = (
     "#ok{color:#2bb24c;margin:0}"
 )
 
-# Every REFRESH_MS (and when the page is shown again) the state JSON, drawn anew; a 401 (the
-# session ended) shows the login form.
+# Every REFRESH_MS (and when the page is shown again) the state JSON, drawn anew (a camera's
+# thumbnail element kept: the last picture stays until the next has loaded); a 401 (the session
+# ended) shows the login form.
 _SCRIPT = (
     "(()=>{const $=i=>document.getElementById(i),e=(t,c,x)=>{const n=document.createElement(t);"
     "if(c)n.className=c;if(x!=null)n.textContent=x;return n};"
     "const warn=w=>{const d=e('div','w '+w.level);d.append(e('b','',w.title),e('p','',w.detail));"
     "if(w.advice)d.append(e('p','a','\\u2192 '+w.advice));return d};"
-    "const cam=(c,t)=>{const d=e('div','cam'),i=e('img'),s=e('div'),b=e('div','bar'),l=e('i');"
-    "i.src=c.poster+'?t='+t;i.alt='';l.style.width=(c.level*100)+'%';b.append(l);"
+    "const im={},cam=(c,t)=>{const d=e('div','cam'),s=e('div'),b=e('div','bar'),l=e('i');"
+    "const i=im[c.stream]||(im[c.stream]=e('img')),u=c.poster+'?t='+t;"
+    "if(i.getAttribute('src')!==u)i.src=u;i.alt='';l.style.width=(c.level*100)+'%';b.append(l);"
     "s.append(e('b','',c.stream),e('span','fps'+(c.ok?'':' fail'),c.ok?c.fps:c.state),"
     "e('div','m',[c.size,c.drops+' dropped',c.recording?'recording':'not recording']"
     ".filter(Boolean).join(' \\u00b7 ')),e('div','m','sound: '+c.audio));if(c.meter)s.append(b);"

@@ -116,7 +116,9 @@ def test_no_cookie_a_forged_one_or_a_guests_opens_nothing(daemon: DaemonProcess)
     status, _, body = request(
         daemon, "GET", "/crew/state", headers={"Authorization": f"Bearer {token(daemon)}"}
     )
-    assert status == 200 and json.loads(body)["node"] == "box"
+    shown = json.loads(body)
+    assert shown["node"] == "box"
+    assert {"label": "Sign-ups", "value": "1", "status": "OK"} in shown["lines"]
 
 
 def test_cross_origin_posts_are_refused(daemon: DaemonProcess) -> None:
