@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from edged.config import GuestConfig, StorageConfig
+from edged.config import GuestConfig
 from edged.errors import EdgedError
 from edged.metrics import Metrics
 
@@ -232,7 +232,6 @@ RESTREAM: web.AppKey[RestreamControl] = web.AppKey("restream")
 GUEST = web.AppKey("guest", GuestConfig)  # [guest]: what the guest pages show
 DATA_DIR = web.AppKey("data_dir", Path)  # where guest files (the logo) are kept
 CLIP_JOBS: web.AppKey[ClipJobQueue] = web.AppKey("clip_jobs")
-STORAGE = web.AppKey("storage", StorageConfig)  # [storage]: the crew screen's disk floor
 
 
 @dataclass
@@ -255,7 +254,6 @@ class WebServices:
     guest: GuestConfig = field(default_factory=GuestConfig)
     data_dir: Path | None = None
     clip_jobs: ClipJobQueue | None = None
-    storage: StorageConfig | None = None
 
     def install(self, app: web.Application) -> None:
         app[IDENTITY] = self.identity
@@ -274,7 +272,6 @@ class WebServices:
         app[GUEST] = self.guest
         _offer(app, DATA_DIR, self.data_dir)
         _offer(app, CLIP_JOBS, self.clip_jobs)
-        _offer(app, STORAGE, self.storage)
 
 
 def _offer(app: web.Application, key: web.AppKey[T], value: T | None) -> None:

@@ -17,7 +17,6 @@ from aiohttp import web
 from prometheus_client.metrics import MetricWrapperBase
 
 from edged.clock import clock_synchronized
-from edged.config import StorageConfig
 from edged.devices.classify import STREAMABLE
 from edged.media.thermal import read_pi_throttled
 from edged.metrics import Metrics
@@ -30,7 +29,6 @@ from edged.web.context import (
     IDENTITY,
     METRICS,
     RESTREAM,
-    STORAGE,
     STREAM_STATUS,
     UPLOADS,
 )
@@ -283,7 +281,7 @@ async def gather(app: web.Application) -> BoxFacts:
         event=identity.event,
         cameras=cameras(status_of() if status_of is not None else [], metrics),
         spool_bytes=int(_one(streams.spool_bytes, "edged_spool_bytes")),
-        min_free_bytes=app.get(STORAGE, StorageConfig()).min_free_bytes,
+        min_free_bytes=int(_one(metrics.box.min_free_bytes, "edged_disk_min_free_bytes")),
         temperatures=temperatures,
         restream=tuple(restream.status()) if restream is not None else (),
         signups=await _signups(app),

@@ -1,6 +1,7 @@
 """/crew on a real daemon: the login form's token (wrong: 403 and one log line without it;
-right: a session cookie), the cookie opening /crew/state and nothing else's cookie doing so,
-cross-origin POSTs refused, logout, the login limit per client."""
+right: a session cookie), the cookie opening /crew/state (the disk judged by the configured
+floor) and nothing else's cookie doing so, cross-origin POSTs refused, logout, the login limit
+per client."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    with shared_daemon(tmp_path_factory.mktemp("crew"), {}, "test-pattern") as daemon:
+    # a disk floor no disk reaches: the screen judges the disk by the configured one
+    settings = {"storage": {"min_free_bytes": 2**60}}
+    with shared_daemon(tmp_path_factory.mktemp("crew"), settings, "test-pattern") as daemon:
         yield daemon
 
 
@@ -92,6 +95,9 @@ def test_the_right_token_gives_a_strict_httponly_cookie_that_opens_the_state(
     assert [c["stream"] for c in shown["cameras"]] == ["test-pattern"]
     titles = [w["title"] for w in shown["warnings"]]
     assert "Footage is not being uploaded" in titles  # no upstream configured here
+    assert "Disk space is low" in titles
+    disk = next(line for line in shown["lines"] if line["label"] == "Disk")
+    assert disk["status"] == "FAIL", disk
     status, message, page = request(
         daemon, "GET", "/crew", headers={"Cookie": f"edged_crew={value}"}
     )
