@@ -148,6 +148,18 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class PeersConfig:
+    """Boxes of one event on the LAN (mDNS) give each other the manifest's clips."""
+
+    enabled: bool = True  # needs [mdns] enabled and [cache] manifest
+    # The event's peer secret (mode 0600), the same on every box of the event; "" = the admin
+    # token (then the boxes share one: [http] admin_token_file). A peer's listing names staged
+    # and exclusive clips, so guests never get it.
+    secret_file: str = ""
+    recheck_seconds: float = setting(10.0, minimum=1.0, maximum=3600.0)  # while clips are missing
+
+
+@dataclass(frozen=True)
 class UpstreamConfig:
     endpoint: str = setting("", pattern=r"^$|^[^/:\s]+(:\d{1,5})?$")
     secure: bool = True
@@ -278,6 +290,7 @@ class Config:
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    peers: PeersConfig = field(default_factory=PeersConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
     guest: GuestConfig = field(default_factory=GuestConfig)
@@ -451,6 +464,32 @@ def restream_name(url: str, stream: str) -> str:
     return node_label(f"{platform}-{stream}")
 
 
+def _masked_restream_url(url: object) -> str:
+    """A restream URL as a config error shows it: up to its app, the rest masked (a key)."""
+    if not isinstance(url, str):
+        return "****"
+    scheme, _, rest = url.partition("://")
+    authority, _, path = rest.partition("/")
+    app = re.split(r"[/?#\s]", path, maxsplit=1)[0]
+    return f"{scheme}://{authority.rpartition('@')[2]}/{app}/****"
+
+
+def restream_url_problem(url: object, key_file: object) -> str | None:
+    """Why a restream URL is refused before it is checked like any setting, whose error
+    would show it whole: one that does not match, or one with more than the app and no
+    key_file (the stream key pasted into the URL, as platforms show it)."""
+    if not isinstance(url, str) or not re.match(_RESTREAM_URL, url):
+        return "not an RTMP URL; must be rtmp://host[:port]/app or rtmps://... (no spaces)"
+    path = url.partition("://")[2].partition("/")[2].rstrip("/")
+    if "/" in path and not key_file:
+        return (
+            "has more than the application after the host (a stream key?): keep url = "
+            f"{_masked_restream_url(url).removesuffix('/****')!r} and put the key in a "
+            "key_file (mode 0600)"
+        )
+    return None
+
+
 def _build_restreams(value: object) -> tuple[RestreamConfig, ...]:
     """`[[restream]]` tables, each checked like a section; `stream` and `url` required, names
     unique (a default name taken gets -2, -3)."""
@@ -465,6 +504,9 @@ def _build_restreams(value: object) -> tuple[RestreamConfig, ...]:
         for required in ("stream", "url"):
             if not item.get(required):
                 raise ConfigError(f"{key}: no {required}; [[restream]] needs stream and url")
+        problem = restream_url_problem(item["url"], item.get("key_file", ""))
+        if problem is not None:
+            raise ConfigError(f"{key}.url = {_masked_restream_url(item['url'])!r}: {problem}")
         entry = _build_section(key, RestreamConfig, item)
         if entry.retry_min_seconds > entry.retry_max_seconds:
             raise ConfigError(

@@ -10,6 +10,8 @@ task's (logged, counted, restarted by the daemon's Supervisor).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import socket
 import threading
@@ -18,16 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import av
-
 from edged.config import RestreamConfig
 from edged.media.live import HeaderStep, header_step
-from edged.media.packets import EncodedPacket
 from edged.metrics import RestreamMetrics
+from edged.restream.child import SenderGone, SenderProcess
 from edged.restream.feed import Feed
 from edged.restream.policy import (
     REFUSALS,
     STABLE_SECONDS,
+    Failure,
     RestreamState,
     Stage,
     certificate_reason,
@@ -35,11 +36,14 @@ from edged.restream.policy import (
     mask_url,
     parse_address,
     publish_url,
+    session_over,
+    setup_reason,
     tee_target,
     unreachable,
 )
 from edged.restream.probe import answers, certificate_problem, system_ca_file
-from edged.restream.session import INTERLEAVE_MICROSECONDS, FlvSession, Geometry
+from edged.restream.session import INTERLEAVE_MICROSECONDS, Geometry
+from edged.restream.wire import Report, Spec, Step
 from edged.supervise import RestartPolicy
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,23 @@ logger = logging.getLogger(__name__)
 TAKE_SECONDS = 0.5  # how often a waiting thread looks at its stop and switch
 JOIN_SECONDS = 3.0  # a stop waits this long for the thread (a shutdown has a bound)
 WATCH_SECONDS = 1.0  # how often a server that cannot be reached is tried during a backoff
+# A sender neither published nor failed this long after timeout_seconds (its start, a
+# connect FFmpeg's timeouts did not bound): it is killed and the attempt timed out.
+CONNECT_GRACE_SECONDS = 10.0
+
+
+class SenderFailed(Exception):
+    """A session failed: where, and why."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.stage.value)
+        self.failure = failure
+
+
+def failure_of(found: Report) -> Failure:
+    """A failure as the sender reported it."""
+    stages = {"connect": Stage.CONNECT, "send": Stage.SEND, "setup": Stage.SETUP}
+    return Failure(stages.get(found.stage, Stage.SEND), found.code, found.problem)
 
 
 @dataclass(frozen=True)
@@ -108,6 +129,7 @@ class Destination:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sender: SenderProcess | None = None  # the session's process (a stop kills it)
         metrics.destination(*self._labels, enabled=config.enabled)
 
     # -- the event loop's side ------------------------------------------------------------------
@@ -179,16 +201,20 @@ class Destination:
         self._thread.start()
 
     def stop_thread(self) -> None:
-        """Stop the thread and wait for it (blocking: at most one write's timeout)."""
+        """Stop the thread and wait for it (blocking, briefly: its sender is killed)."""
         self._stop.set()
         self._wake.set()
         self.feed.wake()
+        with self._lock:
+            sender = self._sender
+        if sender is not None:
+            sender.kill()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(JOIN_SECONDS)
-            if thread.is_alive():  # in a connect or write, bounded by timeout_seconds
+            if thread.is_alive():  # never seen: its sender was killed
                 logger.warning(
-                    "restream %s: its thread is still in a network call; left to end alone",
+                    "restream %s: its thread has not ended; left to end alone",
                     self.name,
                 )
 
@@ -197,13 +223,12 @@ class Destination:
             if not self.enabled:
                 self._idle(RestreamState.DISABLED, "switched off")
                 continue
-            first = self._ready_to_start()
-            if first is None:
+            if not self._ready_to_start():
                 continue
             audio_config = self._audio_to_declare()
             if audio_config is None:
                 continue
-            self._attempt(first, audio_config)
+            self._attempt(audio_config)
 
     def _idle(self, state: RestreamState, reason: str) -> None:
         self.feed.restart()
@@ -211,18 +236,17 @@ class Destination:
         self._wake.wait(TAKE_SECONDS)
         self._wake.clear()
 
-    def _ready_to_start(self) -> EncodedPacket | None:
-        """The keyframe a session starts at, once the stream runs and gives one."""
+    def _ready_to_start(self) -> bool:
+        """Whether a session may start: the stream runs and its feed has a keyframe."""
         if self.geometry is None:
             self._idle(RestreamState.WAITING, f"stream {self.stream} is not running")
-            return None
-        first = self.feed.peek_keyframe()
-        if first is None:
+            return False
+        if self.feed.peek_keyframe() is None:
             if self.snapshot().state is not RestreamState.RETRYING:
                 self._set_state(RestreamState.WAITING, "waiting for a keyframe")
             self._wake.wait(0.05)
-            return None
-        return first
+            return False
+        return True
 
     def _audio_to_declare(self) -> bytes | None:
         """The AAC config the session declares (b"" for none); None: wait for it a little."""
@@ -240,50 +264,129 @@ class Destination:
             self._wake.wait(0.05)
         return None
 
-    def _attempt(self, first: EncodedPacket, audio_config: bytes) -> None:
-        """One session: connect, publish until it fails or is stopped; then back off."""
-        assert self.geometry is not None  # noqa: S101 - checked by _ready_to_start
+    def _attempt(self, audio_config: bytes) -> None:
+        """One session in a sender process: connect, publish until it fails or ends; after a
+        failure, back off."""
         if self._snapshot_state() is not RestreamState.RETRYING:  # a retry keeps its reason
             self._set_state(RestreamState.CONNECTING, "connecting")
         self._policy.started(time.monotonic())
-        stage, code = Stage.RESOLVE, None
-        session = FlvSession(self._target, self.geometry, first, audio_config)
+        failure = Failure(Stage.RESOLVE)
+        sender = SenderProcess(self.name, self._count_bytes)
+        ended = "session ended"
         try:
             socket.getaddrinfo(self._address.host, self._address.port, type=socket.SOCK_STREAM)
-            stage = Stage.CONNECT
-            session.open()
-            stage = Stage.SEND
+            failure = Failure(Stage.CONNECT)
+            if not self._adopt(sender):
+                return
+            sender.start(self._spec(audio_config))
+            has_audio = self._connected(sender)
+            if has_audio is None:  # stopped or switched off while connecting
+                return
+            failure = Failure(Stage.SEND)
             self.feed.live = True
-            self._set_state(RestreamState.LIVE, "publishing" + (" with sound" * session.has_audio))
-            self._publish(session)
+            self._set_state(RestreamState.LIVE, "publishing" + (" with sound" * has_audio))
+            ended = self._publish(sender)
             return
-        except (av.FFmpegError, OSError) as error:
-            code = error.errno if isinstance(error.errno, int) else None
+        except OSError as error:  # the resolve
+            failure = Failure(
+                failure.stage, error.errno if failure.stage is Stage.CONNECT else None
+            )
+        except SenderFailed as error:
+            failure = error.failure
+        except SenderGone:  # starting it failed, or it died without a word
+            failure = Failure(failure.stage)
         finally:
             self.feed.live = False
-            session.close()
+            self._end(sender)
             self.feed.restart()
             if self._snapshot_state() is RestreamState.LIVE:
-                self._set_state(RestreamState.WAITING, "session ended")
-        self._back_off(self._why(stage, code), watch=unreachable(stage, code))
+                self._set_state(RestreamState.WAITING, ended)
+        if self._stop.is_set():  # the stop killed its sender: not a failure
+            return
+        self._back_off(self._why(failure), watch=unreachable(failure.stage, failure.code))
 
-    def _publish(self, session: FlvSession) -> None:
-        """Send what the feed gives until stopped or switched off; raises on a failed write."""
+    def _spec(self, audio_config: bytes) -> Spec:
+        geometry = self.geometry or Geometry(0, 0, 0)
+        return Spec(self._target, geometry.width, geometry.height, geometry.fps, audio_config)
+
+    def _adopt(self, sender: SenderProcess | None) -> bool:
+        """Make `sender` the one a stop kills; False when the thread is stopping already."""
+        with self._lock:
+            self._sender = sender
+        return not self._stop.is_set()
+
+    def _end(self, sender: SenderProcess) -> None:
+        """End a session's process: in order (the FLV closed) unless it failed or hangs."""
+        sender.finish()
+        sender.reap(JOIN_SECONDS)
+        self._adopt(None)
+
+    def _connected(self, sender: SenderProcess) -> bool | None:
+        """Whether the session has sound once the sender published; None when stopped or
+        switched off first. SenderFailed with its reason; a sender that neither publishes
+        nor fails by the deadline (FFmpeg's own timeouts did not hold) is killed."""
+        deadline = time.monotonic() + self.config.timeout_seconds + CONNECT_GRACE_SECONDS
         while not self._stop.is_set() and self.enabled:
+            found = sender.next_report(TAKE_SECONDS)
+            if found is not None and found.step == Step.LIVE:
+                return found.audio
+            if found is not None and found.step == Step.FAILED:
+                raise SenderFailed(failure_of(found))
+            if time.monotonic() > deadline:
+                sender.kill()
+                raise SenderFailed(Failure(Stage.CONNECT, errno.ETIMEDOUT))
+        sender.kill()
+        return None
+
+    def _publish(self, sender: SenderProcess) -> str:
+        """Send what the feed gives until stopped, switched off or the stream stops (the
+        reason); SenderFailed when the sender fails."""
+        quiet_since = time.monotonic()
+        while not self._stop.is_set() and self.enabled:
+            over = session_over(
+                self.stream,
+                running=self.geometry is not None,
+                quiet_seconds=time.monotonic() - quiet_since,
+            )
+            if over is not None:
+                return over
+            said = self._said(sender)
+            if said is not None:
+                raise SenderFailed(said)
             item = self.feed.take(TAKE_SECONDS)
             if item is None:
                 continue
+            quiet_since = time.monotonic()
             try:
-                size = session.write(item)
-            except BaseException:
-                if not item.audio:
+                sender.send(item)
+            except SenderGone:
+                if item is not None and not item.audio:
                     self.feed.lost()
-                raise
+                raise SenderFailed(self._last_failure_of(sender)) from None
             if not item.audio:
                 self.feed.sent()
-            if size:
-                self.bytes_sent += size
-                self._metrics.bytes.labels(*self._labels).inc(size)
+        return "switched off"
+
+    @staticmethod
+    def _said(sender: SenderProcess) -> Failure | None:
+        """The failure a publishing sender reported, if it did (without waiting)."""
+        try:
+            found = sender.next_report(0)
+        except SenderGone:
+            return Failure(Stage.SEND)
+        return failure_of(found) if found is not None and found.step == Step.FAILED else None
+
+    def _last_failure_of(self, sender: SenderProcess) -> Failure:
+        sender.reap(JOIN_SECONDS)
+        with contextlib.suppress(SenderGone):
+            found = sender.next_report(0)
+            if found is not None and found.step == Step.FAILED:
+                return failure_of(found)
+        return Failure(Stage.SEND)
+
+    def _count_bytes(self, size: int) -> None:
+        self.bytes_sent += size
+        self._metrics.bytes.labels(*self._labels).inc(size)
 
     def _back_off(self, reason: str, *, watch: bool) -> None:
         """Wait before the next attempt (1 s doubling to 30 s). While the server cannot be
@@ -309,11 +412,14 @@ class Destination:
         """Whether the server takes a TCP connection now (blocking, at most a second)."""
         return answers(self._address, min(WATCH_SECONDS, self.config.timeout_seconds))
 
-    def _why(self, stage: Stage, code: int | None) -> str:
+    def _why(self, failure: Failure) -> str:
         """Why an attempt failed. FFmpeg says only "I/O error" for an rtmps server whose
         certificate it does not trust, as for a refused publish: a TLS handshake tells them
         apart (blocking: a connection, at most timeout_seconds)."""
         timeout = self.config.timeout_seconds
+        stage, code = failure.stage, failure.code
+        if stage is Stage.SETUP:
+            return setup_reason(failure.problem)
         if self._ca_file is not None and stage is Stage.CONNECT and code in REFUSALS:
             problem = certificate_problem(self._address, self._ca_file, timeout)
             if problem is not None:

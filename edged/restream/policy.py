@@ -110,9 +110,30 @@ REFUSALS = frozenset({errno.EIO, AVERROR_EOF, errno.ECONNRESET, errno.EPIPE})
 
 
 class Stage(enum.Enum):
+    SETUP = "setup"  # the sender could not make the muxer (this FFmpeg lacks it)
     RESOLVE = "resolve"  # looking the host up
     CONNECT = "connect"  # connecting and publishing
     SEND = "send"  # publishing went through; a write failed
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Where an attempt failed, its errno (FFmpeg's or the system's) and, at setup, what the
+    FFmpeg build lacks."""
+
+    stage: Stage
+    code: int | None = None
+    problem: str = ""
+
+
+def setup_reason(problem: str) -> str:
+    """Why a sender could not start a session: this FFmpeg build lacks a muxer."""
+    what = f"the {problem} muxer" if problem in ("tee", "flv") else "a muxer restreaming needs"
+    return f"cannot restream: this FFmpeg build has no {what} (install PyAV's own wheels)"
+
+
+# FFmpeg's AVERROR_PROTOCOL_NOT_FOUND as PyAV's errno: rtmps in a build without TLS.
+AVERROR_PROTOCOL_NOT_FOUND = 0x4F5250F8
 
 
 def failure_reason(stage: Stage, code: int | None, address: Address, timeout: float) -> str:
@@ -124,6 +145,11 @@ def failure_reason(stage: Stage, code: int | None, address: Address, timeout: fl
         return f"connection refused by {where}: no RTMP server listens there (check the URL)"
     if code == errno.ETIMEDOUT:
         return f"no answer from {where} within {timeout:g} s"
+    if code == AVERROR_PROTOCOL_NOT_FOUND:
+        return (
+            f"cannot restream: this FFmpeg build cannot speak {address.scheme} "
+            "(no TLS library for rtmps: install PyAV's own wheels)"
+        )
     if stage is Stage.CONNECT:
         if code in REFUSALS:
             return (
@@ -147,6 +173,20 @@ def unreachable(stage: Stage, code: int | None) -> bool:
     publish, dropped a session or hung): its return can be watched for with a TCP
     connection."""
     return stage is Stage.RESOLVE or (stage is Stage.CONNECT and code in UNREACHABLE)
+
+
+QUIET_SECONDS = 5.0  # a session whose feed gave nothing this long ends (not "live")
+
+
+def session_over(stream: str, *, running: bool, quiet_seconds: float) -> str | None:
+    """Why a publishing session ends though nothing failed (None: it goes on): its stream
+    stopped, or gave nothing for QUIET_SECONDS. A platform would end an idle broadcast by
+    itself; edged says so (not "live", so the alert fires) and starts again at a keyframe."""
+    if not running:
+        return f"stream {stream} is not running"
+    if quiet_seconds >= QUIET_SECONDS:
+        return f"stream {stream} gave nothing for {QUIET_SECONDS:g} s"
+    return None
 
 
 def certificate_reason(address: Address, problem: str) -> str:

@@ -1,11 +1,12 @@
 """One publishing session: FLV over RTMP(S) through PyAV, the encoder's packets as they are.
-Blocking (connects, writes to the network): only a destination's sending thread uses it.
+Blocking (connects, writes to the network), and PyAV holds the GIL while it connects: only a
+destination's sender process (edged.restream.sender) uses it.
 
 The H.264 keyframes carry their SPS/PPS in front; the FLV muxer (through FFmpeg's automatic
 extract_extradata) makes the AVC sequence header from the first one, so a player (and a
 platform) decodes from the start. The AAC track is declared by an AAC encoder of the stream's
 rate and layout, which gives the muxer the same AudioSpecificConfig; it encodes nothing.
-Timestamps start at 0 at the session's first keyframe.
+Timestamps start at 0 at the first picture written (a keyframe: the feed starts at one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import av
 
 from edged.media.encoders import TIME_BASE, as_audio_packet, as_av_packet
 from edged.media.live import aac_lc_config
-from edged.media.packets import EncodedPacket
 from edged.restream.feed import Item
 from edged.restream.policy import continued_origin, rebased
 
@@ -40,12 +40,10 @@ class FlvSession:
     (raises av.FFmpegError or OSError), `write()` sends one item and says how many bytes,
     `close()` ends it (idempotent, never raises)."""
 
-    def __init__(
-        self, target: str, geometry: Geometry, first: EncodedPacket, audio_config: bytes
-    ) -> None:
+    def __init__(self, target: str, geometry: Geometry, audio_config: bytes) -> None:
         self._target = target  # policy.tee_target: the key inside, never logged or shown
         self._geometry = geometry
-        self._origin = Fraction(first.dts) * TIME_BASE
+        self._origin = Fraction(0)  # set by the first picture written
         self._audio_config = audio_config
         self._container: Any = None
         self._video: Any = None
@@ -87,7 +85,9 @@ class FlvSession:
             return self._write_audio(item)
         packet = item.packet
         if item.source != self._source:
-            if self._source is not None:  # a restarted stream: its clock goes on from here
+            if self._source is None:  # the session's first picture: 0 on its clock
+                self._origin = packet.dts * TIME_BASE
+            else:  # a restarted stream: its clock goes on from here
                 self._origin = continued_origin(packet.dts * TIME_BASE, self._video_end)
             self._source = item.source
         pts = rebased(packet.pts, TIME_BASE, self._origin)

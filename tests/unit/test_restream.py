@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 import tomllib
 from fractions import Fraction
+from pathlib import Path
 
+import av
 import pytest
 import tomli_w
 from hypothesis import given
@@ -15,11 +18,15 @@ from hypothesis import strategies as st
 
 from edged import config
 from edged.config import Config, ConfigError, RestreamConfig
+from edged.media.encoders import Encoder, EncoderSettings
 from edged.media.packets import EncodedPacket
+from edged.restream.child import SenderProcess
 from edged.restream.destination import log_level
-from edged.restream.feed import Feed
+from edged.restream.feed import Feed, Item
 from edged.restream.policy import (
     AVERROR_EOF,
+    AVERROR_PROTOCOL_NOT_FOUND,
+    QUIET_SECONDS,
     Admission,
     RestreamState,
     Stage,
@@ -31,9 +38,23 @@ from edged.restream.policy import (
     parse_address,
     publish_url,
     rebased,
+    session_over,
+    setup_reason,
     tee_escape,
     tee_target,
     unreachable,
+)
+from edged.restream.sender import missing_format
+from edged.restream.session import INTERLEAVE_MICROSECONDS, FlvSession, Geometry
+from edged.restream.wire import (
+    Report,
+    Spec,
+    Step,
+    packet_frame,
+    read_packet,
+    read_report,
+    read_spec,
+    spec_frame,
 )
 from edged.supervise import RestartPolicy, backoff_seconds
 
@@ -339,8 +360,11 @@ def test_restream_survives_show_and_load_and_changes_as_one_key() -> None:
     [
         ([{"url": "rtmp://h/app"}], "restream[0]: no stream; [[restream]] needs stream and url"),
         ([{"stream": "s"}], "restream[0]: no url"),
-        ([{"stream": "s", "url": "http://h/app"}], "restream[0].url = 'http://h/app': not allowed"),
-        ([{"stream": "s", "url": "rtmp://h"}], "restream[0].url = 'rtmp://h': not allowed"),
+        (
+            [{"stream": "s", "url": "http://h/app"}],
+            "restream[0].url = 'http://h/app/****': not an RTMP URL",
+        ),
+        ([{"stream": "s", "url": "rtmp://h"}], "restream[0].url = 'rtmp://h//****': not an RTMP"),
         ([{"stream": "s", "url": "rtmp://h/a", "color": 1}], "restream[0].color: unknown key"),
         (
             [{"stream": "s", "url": "rtmp://h/a", "retry_min_seconds": 5, "retry_max_seconds": 2}],
@@ -359,7 +383,170 @@ def test_bad_restream_tables_are_refused_naming_the_key(tables: object, message:
     assert message in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl",
+        "rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl/",
+        "rtmp://a.rtmp.youtube.com/live2/abcd efgh",  # fails the pattern as well
+        "rtmp://a.rtmp.youtube.com/live2?abcd-efgh-ijkl",
+    ],
+)
+def test_a_key_in_the_url_is_refused_and_never_shown(url: str) -> None:
+    # review 18 finding 6: accepted, then printed whole by config show and by config errors
+    with pytest.raises(ConfigError) as refused:
+        config.from_mapping({"restream": [{"stream": "s", "url": url}]})
+    message = str(refused.value)
+    assert "abcd" not in message
+    assert message.startswith("restream[0].url = 'rtmp://a.rtmp.youtube.com/live2/****': ")
+    if "/live2/" in url and " " not in url:
+        assert "key_file" in message
+        assert "'rtmp://a.rtmp.youtube.com/live2'" in message
+
+
+def test_more_than_the_app_is_a_path_of_its_own_beside_a_key_file() -> None:
+    entry = {"stream": "s", "url": "rtmp://h/app/_definst_", "key_file": "/etc/edged/h.key"}
+    assert config.from_mapping({"restream": [entry]}).restream[0].url == "rtmp://h/app/_definst_"
+    assert config.from_mapping({"restream": [{"stream": "s", "url": "rtmp://h/app/"}]})
+
+
 def test_a_restream_config_is_frozen() -> None:
     entry = RestreamConfig(stream="s", url="rtmp://h/a")
     with pytest.raises(AttributeError):
         entry.enabled = False  # type: ignore[misc]
+
+
+# -- the sender process and what goes down its pipe (review 18, findings 1, 5, 8, 9, 12) ------
+
+
+def pictures(count: int) -> tuple[list[EncodedPacket], bytes]:
+    """`count` frames of a test picture by libx264 at 30 fps, GOP 1 s, and its SPS/PPS."""
+    encoder = Encoder("libx264", EncoderSettings(160, 120, 30, 200_000, gop_seconds=1.0))
+    packets: list[EncodedPacket] = []
+    with av.open("testsrc2=size=160x120:rate=30", format="lavfi") as source:
+        for index, frame in enumerate(source.decode(video=0)):
+            if index == count:
+                break
+            packets += encoder.encode(frame, index * 3000, 1_700_000_000.0 + index / 30)
+    return packets + encoder.flush(), encoder.extradata
+
+
+def file_target(path: Path) -> str:
+    return tee_target(str(path), 3.0, INTERLEAVE_MICROSECONDS, tls_verify=False, ca_file="")
+
+
+def flv_video(path: Path) -> list[tuple[int | None, bool]]:
+    with av.open(str(path)) as container:
+        return [
+            (packet.dts, packet.is_keyframe) for packet in container.demux(video=0) if packet.size
+        ]
+
+
+def test_packets_and_the_spec_cross_the_pipe_unchanged() -> None:
+    audio = EncodedPacket(b"\x01\x02", 1024, 1024, 1024, Fraction(1, 48000), True, 0, 0.0)
+    video = EncodedPacket(b"\x00\x00\x01\x65", 9000, 6000, 3000, Fraction(1, 90000), True, 0, 0.0)
+    for item in (Item(video, b"\x67\x68", source=3), Item(audio, b"\x12\x10", audio=True)):
+        frame = packet_frame(item)
+        back = read_packet(frame[4:])
+        assert (back.audio, back.source, back.extradata) == (
+            item.audio,
+            item.source,
+            item.extradata,
+        )
+        original = item.packet
+        assert (back.packet.data, back.packet.pts, back.packet.dts) == (
+            original.data,
+            original.pts,
+            original.dts,
+        )
+        assert (back.packet.duration, back.packet.time_base, back.packet.keyframe) == (
+            original.duration,
+            original.time_base,
+            original.keyframe,
+        )
+    spec = Spec("[f=flv]rtmp://h/app/key", 320, 240, 15, b"\x12\x10")
+    assert read_spec(spec_frame(spec)[4:]) == spec
+    assert read_report(b"not json\n") is None
+    assert read_report(b'{"step": "failed", "stage": "connect", "code": 110}') == Report(
+        "failed", stage="connect", code=110
+    )
+
+
+def test_a_session_starts_at_0_on_its_first_picture_written(tmp_path: Path) -> None:
+    # review 18 finding 9: the clock started at the keyframe peeked before connecting, and the
+    # first written was a later one (here: the second GOP's, 1 s in)
+    packets, extradata = pictures(45)
+    later = [packet for packet in packets if packet.dts >= 90_000]
+    assert later[0].keyframe
+    session = FlvSession(file_target(tmp_path / "out.flv"), Geometry(160, 120, 30), b"")
+    session.open()
+    try:
+        for packet in later:
+            session.write(Item(packet, extradata))
+    finally:
+        session.close()
+    video = flv_video(tmp_path / "out.flv")
+    assert video[0] == (0, True)
+    assert len(video) == len(later)
+
+
+def test_the_sender_process_publishes_what_comes_down_its_pipe(tmp_path: Path) -> None:
+    # review 18 finding 1: the session runs in its own process; the key never in its argv
+    packets, extradata = pictures(30)
+    target = file_target(tmp_path / "secret-key-in-target.flv")
+    counted: list[int] = []
+    sender = SenderProcess("unit", counted.append)
+    sender.start(Spec(target, 160, 120, 30, b""))
+    try:
+        live = None
+        deadline = time.monotonic() + 30
+        while live is None and time.monotonic() < deadline:
+            live = sender.next_report(0.5)
+        assert live is not None
+        assert live.step == Step.LIVE
+        assert not live.audio
+        process = sender._process
+        assert process is not None
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{process.pid}/environ").read_bytes()
+        assert b"secret-key" not in cmdline
+        assert b"secret-key" not in environ
+        for packet in packets:
+            sender.send(Item(packet, extradata))
+    finally:
+        sender.finish()
+        sender.reap(30)
+    assert process.returncode == 0
+    assert len(flv_video(tmp_path / "secret-key-in-target.flv")) == len(packets)
+    assert sum(counted) > 0  # bytes reported
+
+
+def test_a_sender_without_tee_says_so() -> None:
+    # review 18 finding 5: a build without the tee muxer left the thread dead, "connecting"
+    assert missing_format(frozenset({"flv", "tee", "mp4"})) == ""
+    assert missing_format(frozenset({"flv"})) == "tee"
+    assert missing_format(frozenset({"tee"})) == "flv"
+    assert setup_reason("tee") == (
+        "cannot restream: this FFmpeg build has no the tee muxer (install PyAV's own wheels)"
+    )
+    assert "cannot speak rtmps" in failure_reason(
+        Stage.CONNECT, AVERROR_PROTOCOL_NOT_FOUND, parse_address("rtmps://h/app"), 3.0
+    )
+
+
+def test_ffmpeg_logs_stay_off_so_the_key_never_reaches_the_journal() -> None:
+    # review 18 finding 12: FFmpeg's tee logs its slave's URL, key included, when logs are on
+    import edged.restream.sender
+    import edged.restream.session  # noqa: F401
+
+    assert av.logging.get_level() is None
+
+
+def test_a_session_ends_when_its_stream_stops_or_goes_quiet() -> None:
+    # review 18 finding 8: "live" (and up=1, no alert) while nothing was sent
+    assert session_over("cam", running=True, quiet_seconds=0.0) is None
+    assert session_over("cam", running=True, quiet_seconds=QUIET_SECONDS - 0.1) is None
+    assert session_over("cam", running=False, quiet_seconds=0.0) == "stream cam is not running"
+    assert session_over("cam", running=True, quiet_seconds=QUIET_SECONDS) == (
+        "stream cam gave nothing for 5 s"
+    )
