@@ -21,6 +21,7 @@ import psutil
 
 from edged import __version__
 from edged import config as config_module
+from edged.cache.peerlink import PeerAddress, PeerSource
 from edged.cache.store import AssetStore
 from edged.cache.upstream import PullThrough, Replicator
 from edged.clips.jobs import ClipJobs, ClipOutlets, ClipSettings, FinishedClip
@@ -35,6 +36,8 @@ from edged.devices.report import report_json
 from edged.discovery import (
     Advertised,
     Advertiser,
+    Peer,
+    PeerBrowser,
     advertised_addresses,
     forget_advertised,
     service_properties,
@@ -55,7 +58,13 @@ from edged.media.recorder import Segment, SegmentIdentity
 from edged.media.streams import MediaManager
 from edged.metrics import Metrics
 from edged.notify import SystemdNotifier
-from edged.paths import OUTBOX, load_or_create_token, prepare_data_dir, resolve_data_dir
+from edged.paths import (
+    OUTBOX,
+    load_or_create_token,
+    prepare_data_dir,
+    read_private_file,
+    resolve_data_dir,
+)
 from edged.provenance import ClipSigner, SigningIdentity, load_identity
 from edged.provenance.sidecar import signed
 from edged.restream.restreamer import Restreamer, Running, read_keys
@@ -64,7 +73,7 @@ from edged.supervise import Supervisor
 from edged.upload.naming import ObjectNaming
 from edged.upload.setup import build_uploader, naming_for
 from edged.upload.uploader import Uploader
-from edged.web import join
+from edged.web import join, peer_api
 from edged.web.adapters import JournalUploads, LazyWhep, MediaLiveView, with_restream
 from edged.web.app import HttpServer, create_app
 from edged.web.context import Identity, Readiness, WebServices
@@ -103,6 +112,16 @@ class ClipCache(NamedTuple):
     replication: Callable[[], dict[str, Any]] | None = None  # the replicator's last pass
 
 
+def _read_peer_secret(path: str) -> str:
+    return read_private_file(Path(path).expanduser(), "peer secret file")
+
+
+def _peers_changed(source: PeerSource, replicator: Replicator, peers: list[Peer]) -> None:
+    """The boxes of this event changed: the replicator asks the new set at once."""
+    source.set_peers(PeerAddress(peer.node, peer.addresses[0], peer.port) for peer in peers)
+    replicator.wake()
+
+
 def _count_assets(store: AssetStore, pinned: bool) -> float:
     return float(sum(1 for asset in store.assets() if asset.pinned == pinned))
 
@@ -131,6 +150,10 @@ class Daemon:
         self.provenance: SigningIdentity | None = None  # the box's key: sidecars, clips
         self.supervisor: Supervisor | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._admin_token = ""
+        # Peer replication ([peers]): the replicator's view of the peers, and what they may read.
+        self._peer_source: tuple[PeerSource, Replicator] | None = None
+        self._peer_shelf: peer_api.PeerShelf | None = None
 
     def request_stop(self, signal_name: str = "request") -> None:
         """Begin a graceful shutdown; a second call (a second Ctrl-C) exits at once."""
@@ -257,6 +280,7 @@ class Daemon:
         try:
             (data_dir / OUTBOX).mkdir(mode=0o700, exist_ok=True)  # files the crew drops to upload
             token, token_file = load_or_create_token(data_dir, config.http.admin_token_file)
+            self._admin_token = token
             logger.info("data dir %s; admin token in %s", data_dir, token_file)
             yield data_dir, token
         finally:
@@ -341,13 +365,19 @@ class Daemon:
             self._readiness.started("cache")
             yield ClipCache(store, pull)
             return
+        peers = await self._peer_source_for(config)
         replicator = Replicator(
             store,
             uploader.store,
             config.cache.manifest,
             config.cache.assets_prefix,
             config.cache.recheck_seconds,
+            peers=peers,
+            peer_recheck=config.peers.recheck_seconds,
+            counted=lambda result: metrics.cache.requests.labels(result).inc(),
         )
+        if peers is not None:
+            self._share_with_peers(peers, store, replicator)
         await replicator.start(supervisor)
         try:
             uploader.on_reconnect.append(replicator.wake)  # look again when the link is back
@@ -355,6 +385,29 @@ class Daemon:
             yield ClipCache(store, pull, replicator.status)
         finally:
             await replicator.stop()
+
+    def _share_with_peers(
+        self, peers: PeerSource, store: AssetStore, replicator: Replicator
+    ) -> None:
+        """What the peer browser feeds and the peer routes read (wired in `_mdns`, `_http`)."""
+        self._peer_source = (peers, replicator)
+        self._peer_shelf = peer_api.PeerShelf(
+            secret=peers.secret,
+            node=lambda: self.node,
+            event=lambda: self.naming.event,
+            assets=store.assets,
+            path=store.path,
+            manifest=replicator.shared_manifest,
+        )
+
+    async def _peer_source_for(self, config: Config) -> PeerSource | None:
+        """The peers' HTTP with the event's secret, when [peers] replication is on."""
+        if not (config.peers.enabled and config.mdns.enabled):
+            return None
+        secret = self._admin_token
+        if config.peers.secret_file:
+            secret = await asyncio.to_thread(_read_peer_secret, config.peers.secret_file)
+        return PeerSource(secret)
 
     @asynccontextmanager
     async def _restream(
@@ -487,6 +540,8 @@ class Daemon:
     async def _http(self, services: WebServices, guests: GuestDesk) -> AsyncIterator[HttpServer]:
         app = create_app(services)
         join.install(app, guests)
+        if self._peer_shelf is not None:
+            peer_api.install(app, self._peer_shelf)
         http = HttpServer(app, self.config.http.host, self.config.http.port)
         await http.start()
         try:
@@ -523,12 +578,27 @@ class Daemon:
             advertised = Advertised(advertiser.label, advertiser.requested_label, port, os.getpid())
             try:
                 await asyncio.to_thread(write_advertised, data_dir, advertised)
+                self._browse_peers(advertiser)
                 self._readiness.started("mdns")
                 yield
             finally:
+                if self.supervisor is not None:
+                    await self.supervisor.cancel("peers")
                 await asyncio.to_thread(forget_advertised, data_dir)
         finally:
             await advertiser.stop()
+
+    def _browse_peers(self, advertiser: Advertiser) -> None:
+        """The boxes of this event, browsed while the box advertises (peer replication)."""
+        if self._peer_source is None or self.supervisor is None:
+            return
+        browser = PeerBrowser(
+            lambda: self.naming.event,
+            lambda: advertiser.label,
+            partial(_peers_changed, *self._peer_source),
+            self.config.mdns.interfaces,
+        )
+        self.supervisor.spawn("peers", browser.run)
 
     async def _announce(self, port: int, identity: Identity) -> None:
         """The landing URL (and its QR code on a terminal), the log line, systemd's READY."""

@@ -259,11 +259,11 @@ class CacheMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "edged_cache_requests",
-            "Clip requests by result: hit_memory, hit, pull_through, miss.",
+            "Clip requests by result: hit_memory, hit, pull_through, miss, peer (from a peer box).",
             ["result"],
             registry=registry,
         )
-        for result in ("hit_memory", "hit", "pull_through", "miss"):
+        for result in ("hit_memory", "hit", "pull_through", "miss", "peer"):
             self.requests.labels(result)
         self.bytes = Gauge("edged_cache_bytes", "Bytes of clips in the cache.", registry=registry)
         self.assets = Gauge(

@@ -8,10 +8,15 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -26,8 +31,14 @@ from edged.fileio import file_sha256
 from edged.upload.s3 import S3Store
 from edged.web import peer_api
 from tests.clips import make_clip
+from tests.conftest import StartDaemon
+from tests.integration.test_replication import put_manifest, upload_clip
+from tests.integration.upload_support import moto, upstream_settings
+from tests.s3server import MotoProcess
+from tests.support import DaemonProcess, until
 
 pytestmark = pytest.mark.integration
+__all__ = ["moto"]
 
 SECRET = "the-event-peer-secret-0123456789"
 MANIFEST_KEY = "manifest.json"
@@ -92,6 +103,11 @@ async def peer_server(node: str, store: AssetStore, manifest: bytes) -> AsyncIte
         await server.close()
 
 
+def at(node: str, server: TestServer) -> PeerAddress:
+    assert server.port is not None
+    return PeerAddress(node, "127.0.0.1", server.port)
+
+
 def corrupt(path: Path) -> bytes:
     """Flip one byte in the middle of `path` (same size); the original bytes."""
     original = path.read_bytes()
@@ -129,8 +145,8 @@ async def test_a_peer_serving_a_corrupt_file_is_refused_and_the_clip_comes_from_
         # "a-bad" sorts first among peers not measured yet: it is asked first.
         source.set_peers(
             [
-                PeerAddress("a-bad", "127.0.0.1", bad.port),
-                PeerAddress("b-good", "127.0.0.1", good.port),
+                at("a-bad", bad),
+                at("b-good", good),
             ]
         )
         fetched = await asyncio.to_thread(replicator.sync)
@@ -163,7 +179,7 @@ async def test_a_clip_only_a_corrupt_peer_has_waits_and_is_retried(
     now = 1000.0
     replicator = Replicator(here, upstream, MANIFEST_KEY, "assets", peers=source, clock=lambda: now)
     async with peer_server("a-bad", bad_store, manifest) as bad:
-        source.set_peers([PeerAddress("a-bad", "127.0.0.1", bad.port)])
+        source.set_peers([at("a-bad", bad)])
         assert await asyncio.to_thread(replicator.sync) == []
         assert here.get("teaser.mp4") is None and not list(here.partial.iterdir())
         waiting = {item["name"]: item for item in replicator.status()["not_replicated"]}
@@ -206,3 +222,92 @@ async def test_the_peer_endpoint_needs_the_event_secret(
             assert response.status == 404
         async with client.get("/api/v1/peer/assets/absent.mp4", headers=secret) as response:
             assert response.status == 404
+
+
+def box_index(daemon: DaemonProcess) -> dict[str, dict[str, Any]]:
+    """The box's asset index, by name (read as the daemon wrote it, atomically)."""
+    assert daemon.data_dir is not None
+    try:
+        document = json.loads((daemon.data_dir / "cache" / "index.json").read_text())
+    except FileNotFoundError:
+        return {}
+    return {asset["name"]: asset for asset in document["assets"]}
+
+
+def holds_all(daemon: DaemonProcess, names: list[str]) -> bool:
+    return set(box_index(daemon)) == set(names)
+
+
+def peer_count(daemon: DaemonProcess) -> float:
+    with urllib.request.urlopen(daemon.url + "/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    found = re.search(r'^edged_cache_requests_total\{result="peer"\} (\S+)$', text, re.M)
+    assert found is not None
+    return float(found.group(1))
+
+
+def guest_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
+def test_three_boxes_end_with_the_pinned_set_with_the_upstream_down_for_two(
+    tmp_path: Path, moto: MotoProcess, start_daemon: StartDaemon
+) -> None:
+    made = tmp_path / "made"
+    made.mkdir()
+    names = ["teaser.mp4", "interview.mp4", "finale.mp4"]  # the manifest's priority order
+    clips = {name: upload_clip(moto, made / name, seconds=1) for name in names}
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in clips.items()}
+    entries: list[dict[str, object]] = [
+        {"name": name, "pin": True, "sha256": digests[name]} for name in names
+    ]
+    entries[2]["publish_at"] = "2099-01-01T00:00:00Z"  # staged: peers need it, guests must not
+    put_manifest(moto, entries)
+    secret = tmp_path / "peer.secret"
+    secret.write_text(SECRET + "\n")
+    secret.chmod(0o600)
+    upstream = upstream_settings(tmp_path, moto)
+    down = {**upstream, "endpoint": f"127.0.0.1:{closed_port()}"}
+
+    def settings(upstream: dict[str, object]) -> dict[str, dict[str, object]]:
+        return {
+            "node": {"event": "gala"},
+            "media": {"test_pattern": "off"},
+            "cache": {"manifest": MANIFEST_KEY},
+            "upstream": upstream,
+            "peers": {"secret_file": str(secret), "recheck_seconds": 1.0},
+        }
+
+    boxes = {
+        "box-a": start_daemon(settings(upstream), name="box-a"),
+        "box-b": start_daemon(settings(down), name="box-b"),
+        "box-c": start_daemon(settings(down), name="box-c"),
+    }
+    for node, daemon in boxes.items():
+        until(partial(holds_all, daemon, names), 45.0, f"{node}'s clips")
+    for node, daemon in boxes.items():
+        index = box_index(daemon)
+        assert daemon.data_dir is not None
+        for name in names:
+            asset = index[name]
+            stored = (daemon.data_dir / "cache" / "assets" / f"{name}.mp4").read_bytes()
+            assert hashlib.sha256(stored).hexdigest() == asset["sha256"], (node, name)
+            assert asset["origin_sha256"] == digests[name] and asset["pinned"], (node, name)
+            if node == "box-a":
+                assert asset["source"] == "upstream"
+            else:
+                assert asset["source"] in {f"peer:{other}" for other in boxes if other != node}
+        by_arrival = sorted(names, key=lambda name: index[name]["added"])
+        assert by_arrival == names, node
+    assert [peer_count(daemon) for daemon in boxes.values()] == [0, 3, 3]
+    guest = boxes["box-b"]
+    status, listing = guest_get(guest.url + "/api/v1/assets")
+    assert status == 200 and "teaser.mp4" in listing and "finale.mp4" not in listing
+    assert guest_get(guest.url + "/assets/finale.mp4")[0] == 404
+    assert guest_get(guest.url + INDEX_PATH)[0] == 401
+    for daemon in boxes.values():
+        assert daemon.stop() == 0
