@@ -160,18 +160,6 @@ class PeersConfig:
 
 
 @dataclass(frozen=True)
-class PeersConfig:
-    """Boxes of one event on the LAN (mDNS) give each other the manifest's clips."""
-
-    enabled: bool = True  # needs [mdns] enabled and [cache] manifest
-    # The event's peer secret (mode 0600), the same on every box of the event; "" = the admin
-    # token (then the boxes share one: [http] admin_token_file). A peer's listing names staged
-    # and exclusive clips, so guests never get it.
-    secret_file: str = ""
-    recheck_seconds: float = setting(10.0, minimum=1.0, maximum=3600.0)  # while clips are missing
-
-
-@dataclass(frozen=True)
 class UpstreamConfig:
     endpoint: str = setting("", pattern=r"^$|^[^/:\s]+(:\d{1,5})?$")
     secure: bool = True
@@ -302,7 +290,6 @@ class Config:
     clips: ClipsConfig = field(default_factory=ClipsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
-    peers: PeersConfig = field(default_factory=PeersConfig)
     peers: PeersConfig = field(default_factory=PeersConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
