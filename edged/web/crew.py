@@ -282,6 +282,7 @@ async def gather(app: web.Application) -> BoxFacts:
         cameras=cameras(status_of() if status_of is not None else [], metrics),
         spool_bytes=int(_one(streams.spool_bytes, "edged_spool_bytes")),
         min_free_bytes=int(_one(metrics.box.min_free_bytes, "edged_disk_min_free_bytes")),
+        cameras_expected=int(_one(metrics.box.cameras_expected, "edged_cameras_expected")),
         temperatures=temperatures,
         restream=tuple(restream.status()) if restream is not None else (),
         signups=await _signups(app),

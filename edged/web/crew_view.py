@@ -57,6 +57,7 @@ class BoxFacts:
     event: str = ""
     cameras: tuple[CameraFacts, ...] = ()
     camera_devices: int | None = None  # cameras and capture cards plugged in; None: unknown
+    cameras_expected: int = 0  # [node] expected_cameras (0: not said)
     disk_free: int | None = None
     disk_total: int = 0
     spool_bytes: int = 0
@@ -209,6 +210,17 @@ def _stream_checks(camera: CameraFacts) -> list[Check]:
     return checks
 
 
+def _expected(facts: BoxFacts) -> list[Check]:
+    """Fewer cameras streaming than [node] expected_cameras says (the fleet's alert too)."""
+    present = sum(1 for camera in facts.cameras if camera.source != "pattern")
+    if present >= facts.cameras_expected:
+        return []
+    detail = f"{present} of {facts.cameras_expected} expected cameras stream"
+    return [
+        Check("expected", WARN, detail, "check each camera's cable and power; plug it in again")
+    ]
+
+
 def _audio(camera: CameraFacts) -> Check:
     heard = None
     if camera.audio_device and camera.audio_dbfs is not None:
@@ -238,6 +250,7 @@ def doctor_findings(facts: BoxFacts) -> list[Check]:
     checks: list[Check] = []
     if facts.camera_devices == 0:
         checks += camera_checks([])
+    checks += _expected(facts)
     for camera in facts.cameras:
         checks += _stream_checks(camera)
         checks.append(_audio(camera))
@@ -260,6 +273,7 @@ def doctor_findings(facts: BoxFacts) -> list[Check]:
 # The doctor's line names, as a heading the crew reads at a glance.
 HEADINGS = {
     "cameras": "No camera plugged in",
+    "expected": "A camera is missing",
     "disk": "Disk space is low",
     "temperature": "Heat",
     "pi throttling": "The box slows itself down",

@@ -148,6 +148,15 @@ def test_no_camera_plugged_in_only_when_the_device_report_says_so() -> None:
     assert by_label(alone)["Recording"] == ("0 of 1 streams", OK)
 
 
+def test_fewer_cameras_than_expected() -> None:
+    expecting = BoxFacts(**{**vars(HEALTHY), "cameras": (WEBCAM, PATTERN), "cameras_expected": 2})
+    shown = warnings(doctor_findings(expecting))
+    assert [(w["title"], w["detail"]) for w in shown] == [
+        ("A camera is missing", "1 of 2 expected cameras stream")
+    ]
+    assert titles(BoxFacts(**{**vars(expecting), "cameras_expected": 1})) == []
+
+
 def test_a_cameras_own_troubles() -> None:
     down = CameraFacts("cam-usb-1", state="down", reason="device unplugged", source="v4l2")
     idle = CameraFacts("cam-usb-2", source="v4l2", recording=False)
