@@ -126,10 +126,11 @@ async def login(request: web.Request) -> web.Response:
     """The admin token in, a session cookie out (303 to the screen); 403 for a wrong one."""
     client = _client(request)
     if _cross_site(request):
-        logger.warning("crew login refused from %s: not from this box's page", client)
+        logger.info("crew login refused from %s: not from this box's page", client)
         return _refuse(403, "log in from this box's own page")
     if not request.app[CREW_DOOR].limiter.allow(client, time.monotonic()):
-        logger.warning("crew login refused from %s: too many tries", client)
+        # the tries that filled the bucket were logged; a flood past it is not, line by line
+        logger.debug("crew login refused from %s: too many tries", client)
         response = _refuse(429, "too many tries; wait a minute")
         response.headers["Retry-After"] = "60"
         return response
