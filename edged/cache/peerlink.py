@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from edged.cache.peers import PeerListing, PeerManifest, PeerOffer, parse_listing
-from edged.errors import EdgedError
+from edged.errors import EdgedError, StartupError
 from edged.fileio import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ MANIFEST_PATH = "/api/v1/peer/manifest"
 ASSET_PATH = "/api/v1/peer/assets/"
 CHUNK = 256 * 1024
 MAX_LISTING = 8 * 1024 * 1024  # bytes of a listing or manifest read from a peer
+MIN_SECRET = 16  # characters of the peers' secret, as of the admin token
 
 
 class PeerError(EdgedError):
@@ -52,6 +53,11 @@ class PeerSource:
     """The peers known now (set from the loop by the browser) and the HTTP to them."""
 
     def __init__(self, secret: str, timeout: float = 5.0) -> None:
+        if len(secret) < MIN_SECRET:
+            raise StartupError(
+                f"the peer secret is shorter than {MIN_SECRET} characters; write a longer one "
+                "in [peers] secret_file, the same on every box of the event"
+            )
         self.secret = secret
         self._timeout = timeout
         self._lock = threading.Lock()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edged.cache.manifest import ManifestEntry
+from edged.cache.peerlink import PeerSource
 from edged.cache.peers import (
     UPSTREAM,
     PeerListing,
@@ -23,6 +25,8 @@ from edged.cache.peers import (
     part_clip,
     part_name,
 )
+from edged.discovery import Peer, peers_of_event
+from edged.errors import StartupError
 
 SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
 
@@ -123,3 +127,17 @@ def test_rates_average_and_ignore_what_cannot_be_measured() -> None:
 def test_a_peer_part_names_its_clip_and_peer() -> None:
     assert part_name("gala.teaser.mp4", "box-a") == "gala.teaser.mp4.box-a.peer"
     assert part_clip(part_name("gala.teaser.mp4", "box-a")) == "gala.teaser.mp4"
+
+
+def test_the_peers_are_the_boxes_of_this_event_but_itself() -> None:
+    def box(instance: str, event: str, port: int = 8080) -> Peer:
+        return Peer(instance, instance, event, "1", ("127.0.0.1",), port, "/metrics")
+
+    found = [box("c", "gala"), box("Self", "gala"), box("a", "gala"), box("x", "other")]
+    found.append(box("noport", "gala", port=0))
+    assert [p.instance for p in peers_of_event(found, "gala", "self")] == ["a", "c"]
+
+
+def test_a_short_peer_secret_stops_the_start() -> None:
+    with pytest.raises(StartupError, match="shorter than 16"):
+        PeerSource("short")
