@@ -65,7 +65,7 @@ from edged.paths import (
     read_private_file,
     resolve_data_dir,
 )
-from edged.provenance import ClipSigner, SigningIdentity, load_identity
+from edged.provenance import SigningIdentity, load_identity
 from edged.provenance.sidecar import signed
 from edged.restream.restreamer import Restreamer, Running, read_keys
 from edged.restream.session import Geometry
@@ -494,7 +494,9 @@ class Daemon:
         outlets = ClipOutlets(
             shelf=store,
             publish=self._clip_ready,
-            sign=ClipSigner(self.provenance) if self.provenance is not None else None,
+            signer=(
+                (self.provenance.cert_path, self.provenance.key_path) if self.provenance else None
+            ),
             identity=lambda: {"node": self.node, "event": self.naming.event},
         )
         jobs = ClipJobs(data_dir, settings, metrics.clip_jobs, outlets, partial(live_load, media))

@@ -11,6 +11,7 @@ hardware quirks are handled) and libx264 as the last resort.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from edged.media.poster import frame_jpeg
 logger = logging.getLogger(__name__)
 
 PLAYABLE_PIXELS = ("yuv420p", "yuvj420p")
+C2PA_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")  # the uuid box of a C2PA manifest
 TRUNCATION_TOLERANCE = 0.9
 
 
@@ -187,6 +189,17 @@ def head_size(path: Path) -> int:
     return end
 
 
+def carries_manifest(path: Path) -> bool:
+    """True when `path` holds a top-level C2PA manifest box (a signed clip: kept as it is)."""
+    with path.open("rb") as handle:
+        for kind, offset, length in top_level_boxes(handle, path.stat().st_size):
+            if kind == b"uuid" and length >= 24:
+                handle.seek(offset + 8)
+                if handle.read(16) == C2PA_UUID:
+                    return True
+    return False
+
+
 def prepare(source: Path, target: Path, encoders: Sequence[str] = (LAST_RESORT,)) -> Prepared:
     """Validate `source` and write the fast-start version to `target`.
 
@@ -202,15 +215,19 @@ def prepare(source: Path, target: Path, encoders: Sequence[str] = (LAST_RESORT,)
         poster = frame_jpeg(first)
     playable = video_codec == "h264" and pixels in PLAYABLE_PIXELS and audio_codec in ("", "aac")
     encoder = ""
+    kept = playable and carries_manifest(source)
     try:
-        if playable:
+        if kept:  # a signed clip's manifest covers these very bytes: never rewritten
+            shutil.copyfile(source, target)
+        elif playable:
             _remux(source, target)
         else:
             encoder = _transcode(source, target, encoders)
     except av.FFmpegError as error:
         target.unlink(missing_ok=True)
         raise PrepareError(f"{source.name} could not be prepared: {error}") from error
-    split_first_fragment(target)
+    if not kept:
+        split_first_fragment(target)
     return Prepared(
         duration=round(duration, 3),
         video_codec="h264",

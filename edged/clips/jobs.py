@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,9 +43,9 @@ from edged.clips.plan import (
 )
 from edged.clips.process import CutFailed, CutRun
 from edged.clips.spool import open_segment, recorded_segments
-from edged.clips.worker import CutSpec
+from edged.clips.worker import CutSpec, FinishSpec
 from edged.errors import EdgedError
-from edged.fileio import file_sha256, write_atomically
+from edged.fileio import write_atomically
 from edged.metrics import ClipJobMetrics
 
 logger = logging.getLogger(__name__)
@@ -82,17 +81,14 @@ class FinishedClip:
     publish_at: float | None
 
 
-# The provenance seam: sign_clip(source, dest, claim, identity) writes a signed copy (blocking).
-Sign = Callable[[Path, Path, Mapping[str, Any], Mapping[str, str]], Any]
-
-
 @dataclass
 class ClipOutlets:
-    """Where finished clips go; None: that outlet is not running."""
+    """Where finished clips go; None: that outlet is not running. `signer`: the box's
+    certificate and key files, which the worker signs each finished clip with."""
 
     shelf: ClipShelf | None = None
     publish: Callable[[FinishedClip], Awaitable[Any]] | None = None
-    sign: Sign | None = None
+    signer: tuple[Path, Path] | None = None
     identity: Callable[[], Mapping[str, str]] = dict  # node, event
 
 
@@ -180,7 +176,7 @@ class ClipJobs:
 
     def _open(self) -> JobJournal:
         self.out.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for stray in self.out.glob(".*.part"):  # a cut a crash interrupted: never a clip
+        for stray in self.out.glob(".*"):  # a cut, a finish or a sidecar a crash interrupted
             stray.unlink(missing_ok=True)
         journal = JobJournal(self.root / "jobs.sqlite")
         for job in journal.restart_interrupted(time.time()):
@@ -313,7 +309,7 @@ class ClipJobs:
                     continue  # finished before a restart
                 result = await self._cut(job, variant, segments, live, index)
                 result["device"] = segments[0].device if segments else ""
-                await self._deliver(job, variant, result)
+                await self._deliver(job, variant, result, live)
                 job = await asyncio.to_thread(self.journal.add_output, job.id, name)
         except CutFailed as failed:
             await self._fail(job, str(failed), live)
@@ -352,13 +348,12 @@ class ClipJobs:
     async def _cut(
         self, job: Job, variant: str, segments: tuple[Recorded, ...], live: LiveJob, index: int
     ) -> dict[str, Any]:
-        target = self.out / f"{clip_name(job, variant)}.mp4"
         spec = CutSpec(
             variant,
             tuple((seg.path, seg.start) for seg in segments),
             job.start,
             job.end,
-            str(target),
+            str(self.out / f".{clip_name(job, variant)}.cut.mp4"),  # hidden until finished
             mode=job.mode,
             x_offset=job.x_offset,
             encoders=self._settings.encoders,
@@ -367,7 +362,10 @@ class ClipJobs:
         def progress(fraction: float) -> None:
             live.progress = job_progress(index, len(job.variants), fraction)
 
-        run = CutRun(spec, progress)
+        return await self._in_worker(job, CutRun(spec, progress), live)
+
+    async def _in_worker(self, job: Job, run: CutRun, live: LiveJob) -> dict[str, Any]:
+        """One step in the worker process, paused and resumed by the gate; its result."""
         task = asyncio.ensure_future(run.run())
         try:
             await self._watch(job, run, task, live)
@@ -413,32 +411,54 @@ class ClipJobs:
             logger.info("clip job %d resumed", job.id)
         await self._refresh()
 
-    async def _deliver(self, job: Job, variant: str, result: Mapping[str, Any]) -> None:
-        """The finished clip: its sidecar, signed if provenance is wired, into the cache (its
-        facts first: never shown before its publish_at) and the upload queue."""
-        finished = await asyncio.to_thread(self._shelve, job, variant, result)
+    async def _deliver(
+        self, job: Job, variant: str, result: Mapping[str, Any], live: LiveJob
+    ) -> None:
+        """The cut, finished in the worker (prepared for the cache, then signed last: the file
+        served, uploaded and described is the signed one), its sidecar beside it, then into the
+        cache (its facts first: never shown before its publish_at) and the upload queue."""
+        name = clip_name(job, variant)
+        path = self.out / f"{name}.mp4"
+        sidecar = clip_sidecar(job, variant, result, dict(self._outlets.identity()))
+        cert, key = self._outlets.signer or ("", "")
+        spec = FinishSpec(
+            str(self.out / f".{name}.cut.mp4"),
+            str(path),
+            sidecar,
+            encoders=self._settings.encoders,
+            cert_file=str(cert),
+            key_file=str(key),
+        )
+        made = await self._in_worker(job, CutRun(spec, lambda _: None), live)
+        await self._gate_open(job, live)  # the cache's copy runs in the daemon: not when busy
+        finished = await asyncio.to_thread(self._shelve, job, name, sidecar, made)
         if self._outlets.publish is not None:
             await self._outlets.publish(finished)
+
+    async def _gate_open(self, job: Job, live: LiveJob) -> None:
+        """Until the gate lets jobs run (noted as a pause while it does not)."""
+        while (reason := self._gate.reason(self._load(), time.monotonic())) is not None:
+            if live.paused is None:
+                await self._note_pause(job, JobEvent.PAUSE, reason, live)
+            await asyncio.sleep(GATE_SECONDS)
+        if live.paused is not None:
+            await self._note_pause(job, JobEvent.RESUME, "", live)
 
     def _discard(self, job: Job) -> None:
         """The files of the variants not finished (a sidecar the disk had no room for)."""
         for variant in job.variants:
             name = clip_name(job, variant)
             if name not in job.outputs:
-                for path in (self.out / f"{name}.mp4", self.out / f"{name}.json"):
+                hidden = self.out / f".{name}.cut.mp4"
+                for path in (self.out / f"{name}.mp4", self.out / f"{name}.json", hidden):
                     path.unlink(missing_ok=True)
 
-    def _shelve(self, job: Job, variant: str, result: Mapping[str, Any]) -> FinishedClip:
-        name = clip_name(job, variant)
+    def _shelve(
+        self, job: Job, name: str, sidecar: Mapping[str, Any], made: Mapping[str, Any]
+    ) -> FinishedClip:
         path = self.out / f"{name}.mp4"
-        identity = dict(self._outlets.identity())
-        sidecar = clip_sidecar(job, variant, result, identity)
-        if self._outlets.sign is not None:
-            signed = path.with_name(f".{path.name}.signed.part")
-            self._outlets.sign(path, signed, sidecar, identity)
-            os.replace(signed, path)
-        sha256 = file_sha256(path)
-        document = {**sidecar, "file": path.name, "sha256": sha256, "size": path.stat().st_size}
+        sha256 = str(made["sha256"])
+        document = {**sidecar, "file": path.name, "sha256": sha256, "size": int(made["size"])}
         write_atomically(path.with_suffix(".json"), json.dumps(document, indent=2).encode())
         shelf = self._outlets.shelf
         if shelf is not None:

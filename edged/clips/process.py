@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from edged.clips.worker import CutSpec
+from edged.clips.worker import CutSpec, FinishSpec
 from edged.errors import EdgedError
 
 logger = logging.getLogger(__name__)
@@ -31,9 +31,9 @@ class CutFailed(EdgedError):
 
 
 class CutRun:
-    """One worker process for one cut."""
+    """One worker process for one cut (or one clip's finish)."""
 
-    def __init__(self, spec: CutSpec, on_progress: Callable[[float], None]) -> None:
+    def __init__(self, spec: CutSpec | FinishSpec, on_progress: Callable[[float], None]) -> None:
         self.spec = spec
         self._on_progress = on_progress
         self._process: asyncio.subprocess.Process | None = None

@@ -1,4 +1,5 @@
-"""The clip worker: `python -m edged.clips.worker` cuts one clip and exits.
+"""The clip worker: `python -m edged.clips.worker` cuts one clip, or finishes one (prepares it
+for the cache and signs it), and exits.
 
 A process of its own, so the cut runs at the lowest CPU priority (nice 19 and SCHED_IDLE are per
 process on Linux) with one thread for decoding, filtering and encoding, and can be paused
@@ -51,6 +52,25 @@ class CutSpec:
         document["sources"] = tuple((str(p), float(s)) for p, s in document["sources"])
         document["encoders"] = tuple(document.get("encoders", ()))
         return cls(**document)
+
+
+@dataclass(frozen=True)
+class FinishSpec:
+    """The end of a job, at the same low priority as its cut: the cut made ready for phones (the
+    clip cache's fast start), then signed last, so the file the cache serves, the upload queue
+    sends and the sidecar describes is the signed one. `facts`: the clip's sidecar facts (its
+    claim); `cert_file`/`key_file`: the box's identity, empty for no signature."""
+
+    source: str  # the cut, removed once finished
+    target: str
+    facts: dict[str, Any]
+    encoders: tuple[str, ...] = ()
+    cert_file: str = ""
+    key_file: str = ""
+    step: str = "finish"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
 
 
 def part_name(target: Path, pid: int) -> Path:
@@ -132,12 +152,44 @@ def cut(spec: CutSpec, reporter: Reporter) -> dict[str, Any]:
     return asdict(result)
 
 
+def finish(spec: FinishSpec) -> dict[str, Any]:
+    """Prepare `spec.source` for the cache, sign it, and put it at its target (blocking): the
+    target's sha256 and size."""
+    from edged.cache.prepare import prepare
+    from edged.fileio import file_sha256
+    from edged.provenance import ClipSigner
+    from edged.provenance.identity import read_identity
+
+    target = Path(spec.target)
+    part = part_name(target, os.getpid())
+    prepared = part.with_name(f"{part.name}.prepared")
+    try:
+        prepare(Path(spec.source), prepared, spec.encoders or ("libx264",))
+        if spec.cert_file:
+            identity = read_identity(Path(spec.cert_file), Path(spec.key_file))
+            ClipSigner(identity)(prepared, part, spec.facts, {})
+        else:
+            os.replace(prepared, part)
+        _sync(part)
+        sha256, size = file_sha256(part), part.stat().st_size
+        os.replace(part, target)
+        _sync_directory(target.parent)
+        Path(spec.source).unlink(missing_ok=True)
+    finally:
+        part.unlink(missing_ok=True)
+        prepared.unlink(missing_ok=True)
+    return {"sha256": sha256, "size": size}
+
+
 def failure(error: BaseException) -> dict[str, str]:
     """The line a failed cut reports: a short reason without paths, and its kind."""
     from edged.clips.cut import CutError, no_space
+    from edged.errors import EdgedError
 
     if isinstance(error, CutError):
         return {"error": str(error), "kind": error.kind}
+    if isinstance(error, EdgedError):  # preparing or signing: messages name files, not paths
+        return {"error": str(error), "kind": "media"}
     if isinstance(error, OSError) and no_space(error):
         return {"error": "the disk is full: the clip could not be written", "kind": "space"}
     if isinstance(error, OSError) and error.strerror:
@@ -149,8 +201,14 @@ def main(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     lower_priority()
     reporter = Reporter(stdout)
     try:
-        spec = CutSpec.from_json(stdin.read())
-        reporter.line({"result": cut(spec, reporter)})
+        text = stdin.read()
+        document = json.loads(text)
+        if document.get("step") == "finish":
+            document["encoders"] = tuple(document.get("encoders", ()))
+            result = finish(FinishSpec(**document))
+        else:
+            result = cut(CutSpec.from_json(text), reporter)
+        reporter.line({"result": result})
     except Exception as error:  # every failure is reported to the daemon, in one line
         reporter.line(failure(error))
         return 1

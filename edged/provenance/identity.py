@@ -122,6 +122,11 @@ def load_identity(config: ProvenanceConfig, data_dir: Path, node: str) -> Signin
     return _read_identity(cert_path, key_path, self_made=True)
 
 
+def read_identity(cert_path: Path, key_path: Path) -> SigningIdentity:
+    """An identity already on disk (the clip worker loads the daemon's); blocking."""
+    return _read_identity(cert_path, key_path, self_made=False)
+
+
 def _read_identity(cert_path: Path, key_path: Path, *, self_made: bool) -> SigningIdentity:
     key_text = read_private_file(key_path, "provenance key file")
     try:

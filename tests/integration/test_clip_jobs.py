@@ -72,6 +72,7 @@ def finished(daemon: DaemonProcess, job: int, timeout: float = 60) -> dict[str, 
 
 
 def asset_bytes(daemon: DaemonProcess, name: str, target: Path) -> Path:
+    target.parent.mkdir(exist_ok=True)
     with urllib.request.urlopen(f"{daemon.url}/assets/{name}", timeout=10) as response:  # noqa: S310
         target.write_bytes(response.read())
     return target
@@ -166,11 +167,9 @@ def test_clips_are_refused_cut_cached_and_uploaded(
     assert http(f"{daemon.url}/assets/{crop_name}")[0] == 404  # staged: not before publish_at
     assert daemon.data_dir is not None
     assert decoded(daemon.data_dir / "clips" / "out" / f"{crop_name}.mp4")[2:4] == (240, 426)
-    verified = run_edged(
-        "verify", str(daemon.data_dir / "clips" / "out" / f"{fill}.mp4"),
-        "--data-dir", str(daemon.data_dir),
-    )  # fmt: skip
-    assert verified.returncode == 0, verified.stdout  # signed through provenance's ClipSigner
+    served = asset_bytes(daemon, fill, tmp_path / "served" / f"{fill}.mp4")
+    verified = run_edged("verify", str(served), "--data-dir", str(daemon.data_dir))
+    assert verified.returncode == 0, verified.stdout  # the copy phones get is the signed one
     assert "C2PA manifest valid" in verified.stdout
 
     client = minio_client(moto)
@@ -184,6 +183,13 @@ def test_clips_are_refused_cut_cached_and_uploaded(
     objects = until(uploaded, 60, "clips and sidecars in the bucket")
     sidecar = json.loads(objects[f"default/box/clips/{fill}.json"])
     assert sidecar["sha256"] == hashlib.sha256(objects[f"default/box/clips/{fill}.mp4"]).hexdigest()
+    assert sidecar["sha256"] == hashlib.sha256(served.read_bytes()).hexdigest()  # one file
+    (tmp_path / "bucket").mkdir()
+    for name in (original, fill):
+        upstream = tmp_path / "bucket" / f"{name}.mp4"
+        upstream.write_bytes(objects[f"default/box/clips/{name}.mp4"])
+        verified = run_edged("verify", str(upstream), "--data-dir", str(daemon.data_dir))
+        assert verified.returncode == 0, verified.stdout
     assert sidecar["variant"] == "vertical" and sidecar["precision"] == "frame-accurate"
     assert [s["file"] for s in sidecar["sources"]] == [
         Path(first["path"]).name,

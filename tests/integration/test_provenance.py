@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edged.cache.prepare import head_size, prepare
 from edged.config import ProvenanceConfig
 from edged.errors import MediaError
 from edged.fileio import file_sha256
@@ -114,6 +115,18 @@ def test_a_signed_clip_verifies_and_one_flipped_byte_fails(
     assert code == 1
     assert out.startswith("tampered.mp4: C2PA manifest MISMATCH\n")
     assert "problem: assertion.bmffHash.mismatch" in out
+
+
+def test_the_clip_cache_keeps_a_signed_clip_byte_for_byte(
+    tmp_path: Path, signed_clip: Path
+) -> None:
+    """The cache's fast start would remux the clip and drop its manifest: a signed clip is
+    already prepared (the clip worker prepares, then signs), so its bytes are kept."""
+    prepared = prepare(signed_clip, tmp_path / "cached.mp4")
+    assert (tmp_path / "cached.mp4").read_bytes() == signed_clip.read_bytes()
+    assert prepared.head_size == head_size(signed_clip)
+    code, out = verify(tmp_path / "cached.mp4", box=tmp_path / "data")
+    assert code == 0, out
 
 
 def test_a_clip_signed_with_the_crews_certificate_is_trusted_with_its_ca(tmp_path: Path) -> None:
