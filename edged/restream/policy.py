@@ -11,8 +11,10 @@ from __future__ import annotations
 import enum
 import errno
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 MASK = "****"
 # A session that ran this long before failing starts the next retry again at the minimum.
@@ -173,6 +175,16 @@ def unreachable(stage: Stage, code: int | None) -> bool:
     publish, dropped a session or hung): its return can be watched for with a TCP
     connection."""
     return stage is Stage.RESOLVE or (stage is Stage.CONNECT and code in UNREACHABLE)
+
+
+def public_stream(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A stream's entry in /api/v1/streams for a caller without the token: its destinations
+    (platforms, apps, last errors) only as counts of live and not live."""
+    rows = entry.get("restream")
+    if not isinstance(rows, list):
+        return dict(entry)
+    live = sum(1 for row in rows if row.get("state") == RestreamState.LIVE.value)
+    return {**entry, "restream": {"live": live, "not_live": len(rows) - live}}
 
 
 QUIET_SECONDS = 5.0  # a session whose feed gave nothing this long ends (not "live")

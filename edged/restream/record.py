@@ -28,9 +28,12 @@ class StateRecord:
         self._statuses = statuses
         self._lock = threading.Lock()
         self._failed = False
+        self._closed = False  # forgotten: a destination's late change writes nothing
 
     def save(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             document = {"pid": os.getpid(), "destinations": list(self._statuses())}
             try:
                 data = (json.dumps(document, indent=1) + "\n").encode()
@@ -41,7 +44,9 @@ class StateRecord:
                 self._failed = True
 
     def forget(self) -> None:
+        """Delete the record; no save writes it again (the daemon stops)."""
         with self._lock:
+            self._closed = True
             self.path.unlink(missing_ok=True)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edged.config import RestreamConfig
+from edged.errors import StartupError
 from edged.media.packets import EncodedPacket
 from edged.metrics import RestreamMetrics, StreamMetrics
 from edged.paths import read_private_file
@@ -80,13 +81,18 @@ class Tap:
 
 def read_keys(configs: Sequence[RestreamConfig]) -> list[str]:
     """Each destination's stream key from its key_file (mode 0600; "" without a file).
-    Blocking; StartupError naming the file when one is unreadable or readable by others."""
-    return [
-        read_private_file(Path(config.key_file).expanduser(), f"restream {config.name} key file")
-        if config.key_file
-        else ""
-        for config in configs
-    ]
+    Blocking; StartupError naming the file when one is unreadable, readable by others or
+    empty (edged would publish to the bare app without a word)."""
+    return [read_key(config) if config.key_file else "" for config in configs]
+
+
+def read_key(config: RestreamConfig) -> str:
+    path = Path(config.key_file).expanduser()
+    what = f"restream {config.name} key file"
+    key = read_private_file(path, what)
+    if not key:
+        raise StartupError(f"{what} {path} is empty: write the stream key in it")
+    return key
 
 
 class Restreamer:
@@ -136,9 +142,8 @@ class Restreamer:
 
     async def stop(self) -> None:
         supervisor, self._supervisor = self._supervisor, None
-        if supervisor is not None:
-            for name in self.task_names():
-                await supervisor.cancel(name)
+        if supervisor is not None:  # all at once: each stop waits for its sender to end
+            await asyncio.gather(*(supervisor.cancel(name) for name in self.task_names()))
         for pipeline, tap in self._taps.values():
             pipeline.remove_output(tap)
         self._taps.clear()

@@ -14,6 +14,7 @@ from edged.clips.jobstate import BadRequest, parse_request
 from edged.clips.plan import ClipRefused
 from edged.clock import clock_synchronized
 from edged.errors import ConfigError
+from edged.restream.policy import public_stream
 from edged.web.auth import has_token
 from edged.web.context import (
     CLIP_JOBS,
@@ -84,7 +85,8 @@ async def streams(request: web.Request) -> web.Response:
     status = request.app.get(STREAM_STATUS)
     if status is None:
         return web.json_response({"error": "the media subsystem is not running"}, status=503)
-    return web.json_response({"streams": status()})
+    entries = status() if has_token(request) else [public_stream(entry) for entry in status()]
+    return web.json_response({"streams": entries})
 
 
 @routes.get("/api/v1/restream")

@@ -22,7 +22,13 @@ GUEST_POSTS = frozenset({FIRST_FRAME_BEACON, WATCH_BEACON})
 # Reads only the crew may make: guests' personal data, the clips' figures, the clip jobs (their
 # titles and release times: a staged clip's stay the crew's), the upload queue (its object keys
 # and paths name clips and guest batches). /api/v1/status shows guests counts only (api.py).
-CREW_READS = ("/api/v1/guests", "/api/v1/clips/stats", "/api/v1/jobs", "/api/v1/uploads")
+CREW_READS = (
+    "/api/v1/guests",
+    "/api/v1/clips/stats",
+    "/api/v1/jobs",
+    "/api/v1/uploads",
+    "/api/v1/restream",  # the platforms' hosts and apps, their last errors (review 18, item 7)
+)
 
 
 def _refuse(status: int, message: str) -> web.Response:

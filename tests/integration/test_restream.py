@@ -86,8 +86,13 @@ def start_restreaming(tmp_path: Path) -> Iterator[StartRestreaming]:
         daemon.kill()
 
 
+def crew_token(daemon: DaemonProcess) -> str:
+    assert daemon.data_dir is not None
+    return (daemon.data_dir / "admin.token").read_text().strip()
+
+
 def destinations(daemon: DaemonProcess) -> dict[str, dict[str, Any]]:
-    status, body = http(daemon.url + "/api/v1/restream")
+    status, body = http(daemon.url + "/api/v1/restream", token=crew_token(daemon))
     assert status == 200, body
     return {entry["name"]: entry for entry in json.loads(body)["destinations"]}
 
@@ -148,10 +153,16 @@ def test_push_pull_outage_and_reconnect(
         )
         lost = f"connection to 127.0.0.1:{server.port} lost (closed by the server)"
         daemon.seen_or_wait(re.compile(re.escape(lost)), 5)
-        _, body = http(daemon.url + "/api/v1/streams")
+        _, body = http(daemon.url + "/api/v1/streams", token=crew_token(daemon))
         (stream,) = json.loads(body)["streams"]
         assert stream["restream"][0]["state"] == "retrying"
         assert stream["restream"][0]["reason"] == down["reason"]
+        # Without the token: no host, app or error of a platform, only counts (review 18, 7).
+        assert http(daemon.url + "/api/v1/restream")[0] == 401
+        _, body = http(daemon.url + "/api/v1/streams")
+        (stream,) = json.loads(body)["streams"]
+        assert stream["restream"] == {"live": 0, "not_live": 1}
+        assert b"127.0.0.1:" not in body
         # The live view and the recording go on without it.
         segment, segments = newest_segment(daemon), recorded(daemon)
         daemon.wait_for(re.compile(r"recorded \S+\.mp4: \d+ frames"), 20)
@@ -252,7 +263,11 @@ def test_a_refused_port_and_a_refused_key_say_why(
         assert lines["restream wrong-key"].detail.endswith("/live/****: switched off")
         assert lines["restream no-server"].status == doctor.WARN
         assert "connection refused by" in lines["restream no-server"].detail
-        answers = [http(daemon.url + path)[1] for path in ("/api/v1/restream", "/api/v1/streams")]
+        token = crew_token(daemon)
+        answers = [
+            http(daemon.url + path, token=token)[1]
+            for path in ("/api/v1/restream", "/api/v1/streams")
+        ]
         answers += [listed.stdout.encode(), switched.stdout.encode()]
         assert daemon.stop() == 0
         # Without the daemon, doctor tries the server itself (a TCP connection, no publish).

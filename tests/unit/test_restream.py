@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from edged import config
 from edged.config import Config, ConfigError, RestreamConfig
+from edged.errors import StartupError
 from edged.media.encoders import Encoder, EncoderSettings
 from edged.media.packets import EncodedPacket
 from edged.restream.child import SenderProcess
@@ -36,6 +37,7 @@ from edged.restream.policy import (
     failure_reason,
     mask_url,
     parse_address,
+    public_stream,
     publish_url,
     rebased,
     session_over,
@@ -44,6 +46,8 @@ from edged.restream.policy import (
     tee_target,
     unreachable,
 )
+from edged.restream.record import RECORD_FILE, StateRecord, read_record
+from edged.restream.restreamer import read_keys
 from edged.restream.sender import missing_format
 from edged.restream.session import INTERLEAVE_MICROSECONDS, FlvSession, Geometry
 from edged.restream.wire import (
@@ -550,3 +554,40 @@ def test_a_session_ends_when_its_stream_stops_or_goes_quiet() -> None:
     assert session_over("cam", running=True, quiet_seconds=QUIET_SECONDS) == (
         "stream cam gave nothing for 5 s"
     )
+
+
+def test_a_stream_without_the_token_shows_only_counts_of_its_destinations() -> None:
+    # review 18 finding 7: platforms, apps and last errors were readable by anyone
+    rows = [
+        {"name": "yt", "state": "live", "url": "rtmp://a.rtmp.youtube.com/live2/****"},
+        {"name": "tw", "state": "retrying", "reason": "refused to publish"},
+    ]
+    entry = {"stream": "cam", "state": "running", "restream": rows}
+    assert public_stream(entry) == {
+        "stream": "cam",
+        "state": "running",
+        "restream": {"live": 1, "not_live": 1},
+    }
+    assert public_stream({"stream": "cam"}) == {"stream": "cam"}
+
+
+def test_an_empty_key_file_stops_the_start(tmp_path: Path) -> None:
+    # review 18 finding 13: an empty key published to the bare app without a word
+    key = tmp_path / "empty.key"
+    key.write_text("\n")
+    key.chmod(0o600)
+    entry = RestreamConfig(stream="s", url="rtmp://h/app", name="h-s", key_file=str(key))
+    with pytest.raises(StartupError, match=f"restream h-s key file {key} is empty"):
+        read_keys([entry])
+    key.write_text("k-1\n")
+    assert read_keys([entry, RestreamConfig(stream="s", url="rtmp://h/app")]) == ["k-1", ""]
+
+
+def test_the_record_is_not_written_again_once_forgotten(tmp_path: Path) -> None:
+    # review 18 finding 10: a thread ending late rewrote restream.json after the stop deleted it
+    record = StateRecord(tmp_path, lambda: [{"name": "yt", "state": "live"}])
+    record.save()
+    assert read_record(tmp_path) is not None
+    record.forget()
+    record.save()
+    assert not (tmp_path / RECORD_FILE).exists()
