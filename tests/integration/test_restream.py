@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.rtmp_server import (
     pull,
     rtmp_module,
     running_nginx,
+    self_signed,
 )
 from tests.support import DaemonProcess, loopback_config, run_edged, until, write_config
 
@@ -84,6 +86,14 @@ def start_restreaming(tmp_path: Path) -> Iterator[StartRestreaming]:
     yield start
     for daemon in started:
         daemon.kill()
+
+
+def named_for(front: TlsFront, address: str) -> TlsFront:
+    """`front` with a certificate (its own CA) for `address` instead of 127.0.0.1."""
+    front.cert_file, key = self_signed(front.cert_file.parent, address)
+    front._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    front._context.load_cert_chain(front.cert_file, key)
+    return front
 
 
 def crew_token(daemon: DaemonProcess) -> str:
@@ -300,7 +310,13 @@ def test_a_key_file_others_can_read_stops_the_start(tmp_path: Path) -> None:
 def test_rtmps_publishes_to_a_trusted_certificate_only(
     start_restreaming: StartRestreaming, tmp_path: Path
 ) -> None:
-    with running_nginx(tmp_path / "nginx") as server, TlsFront(tmp_path, server.port) as front:
+    (tmp_path / "other").mkdir()
+    with (
+        PublishCheck(good_key=KEY) as check,
+        running_nginx(tmp_path / "nginx", on_publish=check.url) as server,
+        TlsFront(tmp_path, server.port) as front,
+        named_for(TlsFront(tmp_path / "other", server.port), "127.0.0.2") as other,
+    ):
         common = {"stream": STREAM, "url": front.url()}
         daemon = start_restreaming(
             [
@@ -312,6 +328,14 @@ def test_rtmps_publishes_to_a_trusted_certificate_only(
                 },
                 # The system's CAs never issued the front's certificate: no publish, no key sent.
                 {**common, "name": "untrusted", "key_file": str(key_file(tmp_path, "k2", "k2"))},
+                # A certificate from the CA trusted, for another address (review 18, item 11).
+                {
+                    "stream": STREAM,
+                    "url": other.url(),
+                    "name": "other-name",
+                    "key_file": str(key_file(tmp_path, "k3", "k3")),
+                    "ca_file": str(other.cert_file),
+                },
             ]
         )
         until(lambda: state_of(daemon, "trusted", "live"), 20, "publishing over TLS")
@@ -321,6 +345,13 @@ def test_rtmps_publishes_to_a_trusted_certificate_only(
         assert refused["reason"].startswith(
             f"the TLS certificate of 127.0.0.1:{front.port} is not trusted ("
         )
+        mismatch = until(lambda: state_of(daemon, "other-name", "retrying"), 20, "other name")
+        assert mismatch["reason"].startswith(
+            f"the TLS certificate of 127.0.0.1:{other.port} is not trusted (IP address mismatch"
+        )
+        assert KEY in check.names
+        assert "k2" not in check.names  # the key never went to a server not trusted
+        assert "k3" not in check.names
         assert daemon.stop() == 0
         # edged doctor, without the daemon, checks the certificate the same way.
         assert daemon.config_file is not None and daemon.data_dir is not None

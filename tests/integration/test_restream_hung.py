@@ -7,6 +7,7 @@ keep coming; each timed-out attempt waits its whole backoff (no TCP probe cuts i
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -146,8 +147,9 @@ def newest_segment(rig: Rig) -> int:
 
 @pytest.mark.timeout(90)
 async def test_a_hung_platform_never_stalls_the_daemon_and_is_retried_at_the_backoff(
-    rig: Rig,
+    rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     destination = rig.restreamer.destinations["hung"]
     await eventually(lambda: newest_segment(rig) >= 0, 30, "a first HLS segment")
     worst = [0.0]
@@ -170,3 +172,6 @@ async def test_a_hung_platform_never_stalls_the_daemon_and_is_retried_at_the_bac
     assert newest_segment(rig) >= first_segment + 2  # 1 s segments over two attempts
     # One connection per attempt: no TCP probe ended the backoff after a timeout.
     assert rig.hung.connections == 2
+    # The timed-out attempts' log lines, at every level, never carry the key (review 18, 12).
+    assert "hung-key" not in caplog.text
+    assert any("no answer from" in record.getMessage() for record in caplog.records)
