@@ -124,6 +124,10 @@ class PeerSource:
         if have < offer.size:
             self._receive(offer, part, have, progress)
         actual = file_sha256(part)
+        if actual != offer.sha256 and have:  # the part kept may be what is wrong: once afresh
+            part.unlink(missing_ok=True)
+            self._receive(offer, part, 0, progress)
+            actual = file_sha256(part)
         if actual != offer.sha256:
             part.unlink(missing_ok=True)
             raise PeerRefused(

@@ -22,9 +22,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.typedefs import Handler
 
-from edged.cache.peerlink import INDEX_PATH, PeerAddress, PeerSource
-from edged.cache.peers import NO_PEER, REFUSED_SECONDS
+from edged.cache.peerlink import ASSET_PATH, INDEX_PATH, PeerAddress, PeerSource
+from edged.cache.peers import NO_PEER, REFUSED_SECONDS, part_name
 from edged.cache.store import AssetStore
 from edged.cache.upstream import Replicator
 from edged.fileio import file_sha256
@@ -80,9 +81,19 @@ def holding(root: Path, clips: dict[str, Path]) -> AssetStore:
 
 
 @asynccontextmanager
-async def peer_server(node: str, store: AssetStore, manifest: bytes) -> AsyncIterator[TestServer]:
-    """A peer's endpoint, as the daemon installs it, on a loopback port."""
-    app = web.Application()
+async def peer_server(
+    node: str, store: AssetStore, manifest: bytes, ranges: list[str] | None = None
+) -> AsyncIterator[TestServer]:
+    """A peer's endpoint, as the daemon installs it, on a loopback port; `ranges` gets the
+    Range header ("" for none) of every request for a clip's bytes."""
+
+    @web.middleware
+    async def note_range(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if ranges is not None and request.path.startswith(ASSET_PATH):
+            ranges.append(request.headers.get("Range", ""))
+        return await handler(request)
+
+    app = web.Application(middlewares=[note_range])
     shared = ({"key": MANIFEST_KEY, "etag": "etag-1", "read_at": 100.0}, manifest)
     peer_api.install(
         app,
@@ -192,6 +203,35 @@ async def test_a_clip_only_a_corrupt_peer_has_waits_and_is_retried(
         assert await asyncio.to_thread(replicator.sync) == ["teaser.mp4"]
     asset = here.get("teaser.mp4")
     assert asset is not None and asset.source == "peer:a-bad"
+
+
+async def test_a_peer_download_resumes_by_range_and_a_bad_part_is_fetched_afresh(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    only = {"teaser.mp4": clips["teaser.mp4"]}
+    manifest = manifest_document({"teaser.mp4": only["teaser.mp4"].read_bytes()})
+    store = await asyncio.to_thread(holding, tmp_path / "peer", only)
+    stored = await asyncio.to_thread(store.path("teaser.mp4").read_bytes)
+    here = await asyncio.to_thread(AssetStore, tmp_path / "here", max_bytes=10**9)
+    upstream = await asyncio.to_thread(unreachable_upstream)
+    source = PeerSource(SECRET)
+    replicator = Replicator(here, upstream, MANIFEST_KEY, "assets", peers=source)
+    part = here.partial / part_name("teaser.mp4", "a-peer")
+    half = len(stored) // 2
+    ranges: list[str] = []
+    async with peer_server("a-peer", store, manifest, ranges) as server:
+        source.set_peers([at("a-peer", server)])
+        await asyncio.to_thread(part.write_bytes, stored[:half])  # a download broken off
+        assert await asyncio.to_thread(replicator.sync) == ["teaser.mp4"]
+        assert ranges == [f"bytes={half}-"]  # only the rest crossed the LAN
+        await asyncio.to_thread(here.remove, "teaser.mp4")
+        await asyncio.to_thread(part.write_bytes, bytes(half))  # a part that is wrong
+        ranges.clear()
+        assert await asyncio.to_thread(replicator.sync) == ["teaser.mp4"]
+        assert ranges == [f"bytes={half}-", ""]  # resumed, did not verify: once afresh
+    asset = here.get("teaser.mp4")
+    assert asset is not None and asset.source == "peer:a-peer"
+    assert not await asyncio.to_thread(lambda: list(here.partial.iterdir()))
 
 
 async def test_the_peer_endpoint_needs_the_event_secret(
