@@ -123,11 +123,11 @@ def add_exclusive_clip(box: DaemonProcess, tmp_path: Path) -> str:
     return token
 
 
-def member_cookie(box: DaemonProcess) -> str:
+def member_cookie(box: DaemonProcess, email: str = "ada@example.org") -> str:
     """Signed up on the box itself: the member cookie's value."""
     _, _, form = request(box.url + "/join")
     fields = dict(re.findall(r'type=hidden name=(\w+) value="([^"]*)"', form.decode()))
-    fields |= {"email": "ada@example.org", "consent": "yes"}
+    fields |= {"email": email, "consent": "yes"}
     body = urllib.parse.urlencode(fields).encode()
     status, headers, _ = request(
         box.url + "/join",
