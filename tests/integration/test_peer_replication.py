@@ -33,8 +33,8 @@ from edged.upload.s3 import S3Store
 from edged.web import peer_api
 from tests.clips import make_clip
 from tests.conftest import StartDaemon
-from tests.integration.test_replication import put_manifest, upload_clip
-from tests.integration.upload_support import moto, upstream_settings
+from tests.integration.test_replication import gets, put_manifest, upload_clip
+from tests.integration.upload_support import make_store, moto, upstream_settings
 from tests.s3server import MotoProcess
 from tests.support import DaemonProcess, until
 
@@ -232,6 +232,39 @@ async def test_a_peer_download_resumes_by_range_and_a_bad_part_is_fetched_afresh
     asset = here.get("teaser.mp4")
     assert asset is not None and asset.source == "peer:a-peer"
     assert not await asyncio.to_thread(lambda: list(here.partial.iterdir()))
+
+
+async def test_with_the_upstream_up_a_peer_not_measured_goes_before_it(
+    tmp_path: Path, clips: dict[str, Path], moto: MotoProcess
+) -> None:
+    """The upstream is measured with the first clip; the peer, not measured yet, gives the
+    second (a box on the venue LAN usually is faster); the upstream never sends it."""
+    for path in clips.values():
+        await asyncio.to_thread(upload_clip, moto, path, 1)  # made again, uploaded as is
+    datas = {name: await asyncio.to_thread(path.read_bytes) for name, path in clips.items()}
+    await asyncio.to_thread(
+        put_manifest,
+        moto,
+        [
+            {"name": n, "pin": True, "sha256": hashlib.sha256(d).hexdigest()}
+            for n, d in datas.items()
+        ],
+    )
+    store = await asyncio.to_thread(holding, tmp_path / "peer", clips)
+    here = await asyncio.to_thread(AssetStore, tmp_path / "here", max_bytes=10**9)
+    source = PeerSource(SECRET)
+    counted: list[str] = []
+    replicator = Replicator(
+        here, make_store(moto), MANIFEST_KEY, "assets", peers=source, counted=counted.append
+    )
+    async with peer_server("a-peer", store, b"{}") as server:
+        source.set_peers([at("a-peer", server)])
+        assert await asyncio.to_thread(replicator.sync) == ["teaser.mp4", "finale.mp4"]
+    teaser, finale = here.get("teaser.mp4"), here.get("finale.mp4")
+    assert teaser is not None and finale is not None
+    assert (teaser.source, finale.source) == ("upstream", "peer:a-peer")
+    assert counted == ["peer"]
+    assert [await asyncio.to_thread(gets, moto, name) for name in datas] == [1, 0]
 
 
 async def test_the_peer_endpoint_needs_the_event_secret(
