@@ -498,6 +498,7 @@ class Daemon:
                 (self.provenance.cert_path, self.provenance.key_path) if self.provenance else None
             ),
             identity=lambda: {"node": self.node, "event": self.naming.event},
+            uploaded=self._uploaded_clip,
         )
         jobs = ClipJobs(data_dir, settings, metrics.clip_jobs, outlets, partial(live_load, media))
         await jobs.open()
@@ -647,6 +648,12 @@ class Daemon:
             kind="sidecar",
             after_id=video_id,
         )
+
+    def _uploaded_clip(self, path: str) -> bool:
+        """Whether a finished clip's file went upstream and was verified (blocking); with no
+        upstream configured, True: the clip cache holds its copy."""
+        uploader = self._uploader
+        return uploader is None or not uploader.configured or uploader.journal.is_done(path)
 
     async def _clip_ready(self, clip: FinishedClip) -> None:
         """A finished clip goes to the upload queue under `<prefix>/<event>/<node>/clips/`, its

@@ -55,6 +55,7 @@ GATE_SECONDS = 0.5  # how often a running job asks the pause gate
 IDLE_SECONDS = 2.0  # how often an idle queue looks again (segments close, the gate opens)
 PROGRESS_SAVE_SECONDS = 2.0
 FUTURE_SLACK_SECONDS = 1.0
+TIDY_SECONDS = 30.0  # how often finished clips that are delivered leave clips/out
 
 
 class FactPatcher(Protocol):
@@ -65,6 +66,8 @@ class ClipShelf(Protocol):
     """The clip cache as clips use it (AssetStore is one); blocking: called in threads."""
 
     def add(self, source: Path, name: str, *, pin: bool, origin: str) -> Any: ...
+
+    def get(self, name: str) -> Any: ...
 
     @property
     def facts(self) -> FactPatcher: ...
@@ -90,6 +93,9 @@ class ClipOutlets:
     publish: Callable[[FinishedClip], Awaitable[Any]] | None = None
     signer: tuple[Path, Path] | None = None
     identity: Callable[[], Mapping[str, str]] = dict  # node, event
+    # Whether the upload queue has sent a file and verified it (blocking); None: nothing to wait
+    # for. A finished clip leaves clips/out once it is in the cache (if any) and uploaded.
+    uploaded: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class ClipSettings:
     segment_seconds: float = 60.0
     encoders: tuple[str, ...] = ()
     vertical_mode: str = "fill"
+    max_pending: int = 50  # jobs queued or running at once; more are refused
 
 
 @dataclass
@@ -217,6 +224,11 @@ class ClipJobs:
         """Queue a job; ClipRefused (with what is recorded) when its range cannot be cut."""
         now = time.time()
         check_range(request.start, request.end, self._settings.max_seconds)
+        waiting = len(await asyncio.to_thread(self.journal.pending))
+        if waiting >= self._settings.max_pending:
+            raise ClipRefused(
+                f"the clip queue is full ({waiting} jobs waiting): try again once some finish"
+            )
         if request.end > now + FUTURE_SLACK_SECONDS:
             raise ClipRefused(f"the end ({format_utc(request.end)}) is in the future")
         segments, recording = await asyncio.to_thread(self._recorded, request.stream, now)
@@ -256,10 +268,14 @@ class ClipJobs:
         an unexpected error left running (the loop restarted) is queued again first."""
         for job in await asyncio.to_thread(self.journal.restart_interrupted, time.time()):
             logger.info("clip job %d: queued again", job.id)
+        tidied = -TIDY_SECONDS
         while True:
             self._wake.clear()
             ready = await self._next_ready()
             if ready is None:
+                if time.monotonic() - tidied >= TIDY_SECONDS:
+                    tidied = time.monotonic()
+                    await asyncio.to_thread(self.tidy)
                 try:
                     async with asyncio.timeout(IDLE_SECONDS):
                         await self._wake.wait()
@@ -278,7 +294,11 @@ class ClipJobs:
                 continue
             segments, recording = await asyncio.to_thread(self._recorded, job.stream, time.time())
             if gone := _missing(job, segments):
-                await self._fail(job, f"source segment {gone} was deleted before the cut")
+                await self._fail(
+                    job,
+                    f"source segment {gone} was deleted before the cut (retention frees the disk "
+                    "when it is below its floor, even of segments queued jobs need)",
+                )
                 continue
             chosen = segments_for(segments, job.start, job.end)
             try:
@@ -443,6 +463,26 @@ class ClipJobs:
             await asyncio.sleep(GATE_SECONDS)
         if live.paused is not None:
             await self._note_pause(job, JobEvent.RESUME, "", live)
+
+    def tidy(self) -> list[str]:
+        """Delete the finished clips of clips/out that are delivered: in the cache and, with an
+        upstream, uploaded and verified with their sidecars (blocking); their names."""
+        shelf, uploaded = self._outlets.shelf, self._outlets.uploaded
+        if shelf is None and uploaded is None:
+            return []  # clips/out holds the only copy
+        removed = []
+        for sidecar in sorted(self.out.glob("*.json")):
+            video = sidecar.with_suffix(".mp4")
+            if shelf is not None and shelf.get(video.stem) is None:
+                continue
+            if uploaded is not None and not (uploaded(str(video)) and uploaded(str(sidecar))):
+                continue
+            video.unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
+            removed.append(video.stem)
+        if removed:
+            logger.info("clips/out: %d delivered clip(s) removed", len(removed))
+        return removed
 
     def _discard(self, job: Job) -> None:
         """The files of the variants not finished (a sidecar the disk had no room for)."""

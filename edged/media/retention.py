@@ -5,7 +5,7 @@ The plan is a pure function of the spool and the disk; a thin loop applies it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 
@@ -42,3 +42,26 @@ def plan(
         chosen.append(candidate)
         freed += candidate.size
     return RetentionPlan(tuple(chosen), freed < shortfall, freed)
+
+
+def plan_keeping(
+    files: Iterable[SpoolFile],
+    kept: Collection[str],
+    free_bytes: int,
+    min_free_bytes: int,
+    *,
+    delete_unuploaded: bool,
+) -> RetentionPlan:
+    """`plan`, sparing the recordings in `kept` (a clip job's sources) unless recording would
+    stop without them: then they go too, after every other, oldest first. A clip job never
+    stops recording."""
+    files = tuple(files)
+    others = [file for file in files if file.path not in kept]
+    first = plan(others, free_bytes, min_free_bytes, delete_unuploaded=delete_unuploaded)
+    if not first.stop_recording:
+        return first
+    spared = [file for file in files if file.path in kept]
+    more = plan(
+        spared, free_bytes + first.freed, min_free_bytes, delete_unuploaded=delete_unuploaded
+    )
+    return RetentionPlan(first.delete + more.delete, more.stop_recording, first.freed + more.freed)

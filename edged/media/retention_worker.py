@@ -17,7 +17,7 @@ from typing import Protocol
 
 from edged.config import StorageConfig
 from edged.media.recorder import Segment, segment_from_sidecar
-from edged.media.retention import RetentionPlan, SpoolFile, plan
+from edged.media.retention import RetentionPlan, SpoolFile, plan_keeping
 from edged.metrics import StreamMetrics
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,8 @@ class RetentionWorker:
         self._metrics = metrics
         self._streams = streams
         self._free_bytes = free_bytes  # blocking: asked in the worker thread
-        # Recordings a queued or running clip job cuts from: never deleted (asked on the loop).
+        # Recordings a queued or running clip job cuts from: deleted only when recording would
+        # stop otherwise (the job then fails saying so); asked on the loop.
         self.keep: Callable[[], Collection[str]] = frozenset
 
     async def run(self) -> None:
@@ -133,13 +134,20 @@ class RetentionWorker:
         facts = await asyncio.to_thread(self.gather)
         self._metrics.spool_bytes.set(facts.spool_bytes)
         kept = self.keep()
-        decision = plan(
-            [file for file in facts.files if file.path not in kept],
+        decision = plan_keeping(
+            facts.files,
+            kept,
             facts.free_bytes,
             self._storage.min_free_bytes,
             delete_unuploaded=self._storage.delete_unuploaded,
         )
         if decision.delete:
+            if taken := [file.path for file in decision.delete if file.path in kept]:
+                logger.warning(
+                    "retention: the disk is below its floor: deleting %d recording(s) queued clip "
+                    "jobs need; those jobs will fail",
+                    len(taken),
+                )
             await asyncio.to_thread(delete_recordings, decision.delete)
         self._switch(not decision.stop_recording)
         return decision

@@ -15,7 +15,7 @@ import resource
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from edged.cache.store import AssetStore
 from edged.clips.jobs import ClipJobs, ClipOutlets, ClipSettings, FinishedClip
 from edged.clips.jobstate import ClipRequest, Load
+from edged.clips.plan import ClipRefused
 from edged.config import StorageConfig
 from edged.fileio import file_sha256
 from edged.media.retention_worker import RetentionWorker
@@ -46,6 +47,10 @@ class Box:
     thermal_level: int = 0
     drops: int = 0
     publish_failures: int = 0  # the upload queue raises this many times (an unexpected error)
+    uploaded: set[str] = field(default_factory=set)  # files the upload queue sent and verified
+
+    def is_uploaded(self, path: str) -> bool:
+        return path in self.uploaded
 
     def load(self) -> Load:
         return Load(self.thermal_level, self.drops)
@@ -77,7 +82,9 @@ async def queue(recorded: list[dict[str, Any]], tmp_path: Path) -> AsyncIterator
         published.append(clip)
 
     settings = ClipSettings(max_seconds=30, gop_seconds=GOP, segment_seconds=2.0)
-    outlets = ClipOutlets(shelf=store, publish=publish, identity=lambda: {"node": "box"})
+    outlets = ClipOutlets(
+        shelf=store, publish=publish, identity=lambda: {"node": "box"}, uploaded=box.is_uploaded
+    )
     jobs = ClipJobs(
         tmp_path / "data", settings, ClipJobMetrics(CollectorRegistry()), outlets, box.load
     )
@@ -145,6 +152,34 @@ async def test_a_job_pauses_while_the_box_runs_hot_and_finishes_when_it_cools(
     assert clip.name == name
     assert json.loads(clip.sidecar.read_text())["sha256"] == clip.sha256 == file_sha256(clip.path)
 
+    assert await asyncio.to_thread(queue.jobs.tidy) == []  # in the cache, not yet uploaded
+    queue.box.uploaded |= {str(clip.path), str(clip.sidecar)}
+    assert await asyncio.to_thread(queue.jobs.tidy) == [name]  # delivered: clips/out lets go
+    assert await asyncio.to_thread(lambda: list(queue.jobs.out.iterdir())) == []
+    assert queue.store.get(name) is not None  # the cache's copy stays
+
+
+async def test_the_queue_is_bounded(tmp_path: Path, recorded: list[dict[str, Any]]) -> None:
+    spool = tmp_path / "data" / "spool" / "test-pattern"
+    spool.mkdir(parents=True)
+    for sidecar in recorded:
+        shutil.copy(sidecar["path"], spool)
+        (spool / Path(sidecar["path"]).with_suffix(".json").name).write_text(json.dumps(sidecar))
+    settings = ClipSettings(max_seconds=30, gop_seconds=GOP, segment_seconds=2.0, max_pending=2)
+    jobs = ClipJobs(
+        tmp_path / "data", settings, ClipJobMetrics(CollectorRegistry()), ClipOutlets(), Box().load
+    )
+    await jobs.open()  # not run: the jobs stay queued
+    try:
+        start, end = moment(recorded[0], "start") + 0.5, moment(recorded[1], "start") + 0.5
+        for _ in range(2):
+            await jobs.submit(ClipRequest("test-pattern", start, end))
+        with pytest.raises(ClipRefused, match=r"^the clip queue is full \(2 jobs waiting\)"):
+            await jobs.submit(ClipRequest("test-pattern", start, end))
+        assert len(await jobs.jobs()) == 2
+    finally:
+        await jobs.close()
+
 
 async def test_retention_keeps_a_queued_jobs_segments_and_a_deleted_one_fails_the_job(
     queue: Queue, recorded: list[dict[str, Any]]
@@ -171,27 +206,40 @@ async def test_retention_keeps_a_queued_jobs_segments_and_a_deleted_one_fails_th
         def set_recording(self, recording: bool) -> None:
             self.recording = recording
 
-    retention = RetentionWorker(
-        queue.spool,
-        StorageConfig(min_free_bytes=1 << 50),  # far short of space: every recording may go
-        Ledger(),
-        StreamMetrics(CollectorRegistry()),
-        Streams(),
-        free_bytes=lambda: 0,
-    )
-    retention.keep = queue.jobs.needed_paths
     recordings = await asyncio.to_thread(lambda: list((queue.spool / "test-pattern").glob("*.mp4")))
-    others = sorted(str(path) for path in recordings if str(path) not in needed)
+    sizes = {str(path): path.stat().st_size for path in recordings}
+    others = sorted(path for path in sizes if path not in needed)
     assert others
-    decision = await retention.apply()
-    assert sorted(victim.path for victim in decision.delete) == others
+
+    def retention(floor: int) -> RetentionWorker:
+        worker = RetentionWorker(
+            queue.spool,
+            StorageConfig(min_free_bytes=floor),
+            Ledger(),
+            StreamMetrics(CollectorRegistry()),
+            streams,
+            free_bytes=lambda: 0,
+        )
+        worker.keep = queue.jobs.needed_paths
+        return worker
+
+    streams = Streams()
+    decision = await retention(sum(sizes[path] for path in others)).apply()
+    assert sorted(victim.path for victim in decision.delete) == others  # the others suffice
+    assert not decision.stop_recording
     assert await asyncio.to_thread(lambda: all(Path(path).exists() for path in needed))
 
-    await asyncio.to_thread(Path(needed[1]).unlink)  # deleted anyway (by hand)
+    # Still below the floor with only the job's segments left: they go (oldest first) rather
+    # than recording stopping; the job fails saying why.
+    decision = await retention(sizes[needed[0]]).apply()
+    assert [victim.path for victim in decision.delete] == [needed[0]]
+    assert not decision.stop_recording and streams.recording
     queue.box.thermal_level = 0
     latest = await job_until(queue, job["id"], lambda found: found["state"] != "queued")
     assert latest["state"] == "failed"
-    assert latest["reason"] == f"source segment {Path(needed[1]).name} was deleted before the cut"
+    assert latest["reason"].startswith(
+        f"source segment {Path(needed[0]).name} was deleted before the cut (retention frees"
+    )
     assert queue.store.assets() == []
     await eventually(lambda: not queue.jobs.needed_paths(), 10, "the failed job's segments let go")
 

@@ -234,5 +234,7 @@ def test_a_job_killed_mid_cut_starts_again_and_finishes(
     (name,) = done["clips"]
     _, assets = call(again, "GET", "/api/v1/assets")
     assert [asset["name"] for asset in assets["assets"]] == [name]
-    assert sorted(path.name for path in out.iterdir()) == [f"{name}.json", f"{name}.mp4"]
-    assert decoded(out / f"{name}.mp4")[2:4] == (240, 426)
+    # Nothing hidden is left; the clip itself may already have left clips/out (in the cache,
+    # no upstream: delivered).
+    assert {path.name for path in out.iterdir()} <= {f"{name}.json", f"{name}.mp4"}
+    assert decoded(asset_bytes(again, name, tmp_path / "again.mp4"))[2:4] == (240, 426)
