@@ -507,6 +507,8 @@ class Replicator:
                 for rejected in self._manifest.rejected
             ],
             "last_error": self.last_error,
+            "upstream_reachable": self._upstream_up,
+            "peers": sorted(listing.node for listing in self._listings),  # that answered
         }
 
     # -- the task ------------------------------------------------------------------------------

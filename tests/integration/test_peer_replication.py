@@ -162,6 +162,8 @@ async def test_a_peer_serving_a_corrupt_file_is_refused_and_the_clip_comes_from_
         )
         fetched = await asyncio.to_thread(replicator.sync)
     assert fetched == ["teaser.mp4", "finale.mp4"]  # the manifest's order
+    status = replicator.status()
+    assert status["upstream_reachable"] is False and status["peers"] == ["a-bad", "b-good"]
     teaser, finale = here.get("teaser.mp4"), here.get("finale.mp4")
     assert teaser is not None and finale is not None
     # finale too from b-good: measured now, it goes before a peer not measured yet
