@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,21 @@ from edged.cache.store import Asset
 
 logger = logging.getLogger(__name__)
 
+WARN_SECONDS = 300.0  # a wrong secret is a warning this often, else debug (a box left misset)
+
+
+class Refusals:
+    """When a wrong secret was last a warning: one line per WARN_SECONDS, the rest at debug."""
+
+    def __init__(self) -> None:
+        self._next = float("-inf")
+
+    def level(self, now: float) -> int:
+        if now < self._next:
+            return logging.DEBUG
+        self._next = now + WARN_SECONDS
+        return logging.WARNING
+
 
 @dataclass(frozen=True)
 class PeerShelf:
@@ -33,6 +49,7 @@ class PeerShelf:
     assets: Callable[[], Sequence[Asset]]
     path: Callable[[str], Path]
     manifest: Callable[[], tuple[dict[str, Any], bytes] | None]  # (key, etag, read_at), bytes
+    refusals: Refusals = field(default_factory=Refusals)
 
 
 SHELF = web.AppKey("peer_shelf", PeerShelf)
@@ -46,7 +63,12 @@ def _allowed(request: web.Request, shelf: PeerShelf) -> web.Response | None:
         return web.json_response({"error": "peers only: send the event's peer secret"}, status=401)
     raw = presented.encode("utf-8", "surrogateescape")
     if not hmac.compare_digest(raw, shelf.secret.encode()):
-        logger.warning("refused %s from %s: wrong peer secret", request.path, request.remote)
+        logger.log(
+            shelf.refusals.level(time.monotonic()),
+            "refused %s from %s: wrong peer secret (check [peers] secret_file on both boxes)",
+            request.path,
+            request.remote,
+        )
         return web.json_response({"error": "wrong peer secret"}, status=403)
     return None
 

@@ -270,10 +270,11 @@ async def test_with_the_upstream_up_a_peer_not_measured_goes_before_it(
 
 
 async def test_the_peer_endpoint_needs_the_event_secret(
-    tmp_path: Path, clips: dict[str, Path]
+    tmp_path: Path, clips: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     """The listing names staged clips: a guest (no secret, or the wrong one) gets nothing."""
     store = await asyncio.to_thread(holding, tmp_path / "peer", clips)
+    caplog.set_level(logging.DEBUG, logger="edged.web.peer_api")
     async with (
         peer_server("box", store, b"{}") as server,
         aiohttp.ClientSession(str(server.make_url("/"))) as client,
@@ -285,6 +286,8 @@ async def test_the_peer_endpoint_needs_the_event_secret(
             wrong = {"Authorization": "Bearer guess"}
             async with client.get(path, headers=wrong) as response:
                 assert response.status == 403, path
+        warnings = [r for r in caplog.records if "wrong peer secret" in r.getMessage()]
+        assert [r.levelno for r in warnings] == [logging.WARNING] + [logging.DEBUG] * 2
         secret = {"Authorization": f"Bearer {SECRET}"}
         async with client.get(INDEX_PATH, headers=secret) as response:
             listed = {item["name"] for item in (await response.json())["assets"]}
