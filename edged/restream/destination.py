@@ -1,8 +1,11 @@
 """One restream destination: its feed, its sending thread (connect, publish, reconnect with
 backoff for ever while enabled) and its state with the last error.
 
-The thread is the only user of PyAV here; the event loop only offers packets to the feed and
-reads the state, under a lock held for a few assignments. `run()` is the supervised task: it
+Each session runs in a sender process (edged.restream.sender, through child.SenderProcess):
+PyAV holds the GIL while FFmpeg connects, so none of it runs in the daemon. The thread starts
+the sender, waits for it to publish (killing it past timeout_seconds + CONNECT_GRACE_SECONDS),
+then hands it the feed's packets; the event loop only offers packets to the feed and reads the
+state, under a lock held for a few assignments. `run()` is the supervised task: it
 starts the thread and waits for its end, so that an unexpected exception in the thread is the
 task's (logged, counted, restarted by the daemon's Supervisor).
 """
