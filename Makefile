@@ -11,7 +11,7 @@ TEST_DEBS := prometheus systemd umockdev gir1.2-umockdev-1.0 libgirepository1.0-
 	libnginx-mod-rtmp nginx
 
 .PHONY: run test debs lint typecheck pytest bench-restream bench-idle bench-upload bench-encode bench-live \
-	bench-first-frame bench-hls-crowd bench-audio bench-uplinks bench-clips clean
+	bench-first-frame bench-hls-crowd bench-edge-crowd bench-audio bench-uplinks bench-clips clean
 
 $(BIN)/edged: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench-first-frame: $(VENV)/.test-installed
 
 bench-hls-crowd: $(VENV)/.test-installed
 	$(BIN)/python bench/hls_crowd.py
+
+# 1,000 HLS players through nginx (configs/nginx/edged-edge.conf) in front of one edged.
+bench-edge-crowd: $(VENV)/.test-installed
+	scripts/install-debs nginx
+	$(BIN)/python bench/edge_crowd.py
 
 bench-audio: $(VENV)/.test-installed
 	scripts/install-debs ffmpeg

@@ -1,7 +1,7 @@
 """The shipped cache in front (configs/nginx/edged-edge.conf) run by Debian's nginx on loopback,
 with its own prefix: the file itself, only its box address, listen port and cache directory
-replaced. Its access log names, per request, the URI, the status, the cache's verdict and the upstream
-address when the request went on to the box."""
+replaced. Its access log names, per request (subrequests too: a playlist's background refresh),
+the URI, the status, the cache's verdict and the upstream address when it went on to the box."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ def main_conf(prefix: Path, *, connections: int) -> str:
         "http {\n"
         f"    {LOG_FORMAT}\n"
         f"    access_log {prefix / 'logs' / 'access.log'} edge;\n"
+        "    log_subrequest on;  # a playlist's background refresh reaches the box too\n"
         f"{paths}"
         f"    include {prefix / 'edged-edge.conf'};\n"
         "}\n"
