@@ -42,6 +42,8 @@ class Rig:
     streams: StreamSupervisor
     restreamer: Restreamer
     server: Nginx
+    registry: CollectorRegistry
+    hidden: set[str]  # streams the restreamer is told are not running
 
 
 @pytest.fixture
@@ -76,11 +78,13 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         timeout_seconds=3.0,
     )
 
+    hidden: set[str] = set()
+
     def running() -> dict[str, Running]:
         return {
             name: Running(entry.pipeline, Geometry(320, 240, 15))
             for name, entry in streams.streams.items()
-            if not entry.waiting
+            if not entry.waiting and name not in hidden
         }
 
     restreamer = Restreamer(
@@ -90,7 +94,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     await streams.start(None, boot=1)
     await restreamer.start(supervisor)
     try:
-        yield Rig(streams, restreamer, server)
+        yield Rig(streams, restreamer, server, registry, hidden)
     finally:
         await restreamer.stop()
         await supervisor.stop()
@@ -147,3 +151,24 @@ async def test_a_restarted_stream_goes_on_in_the_same_session(rig: Rig) -> None:
     assert all(b > a for a, b in zip(seen.times, seen.times[1:], strict=False))
     # The new pipeline's first picture follows the old one's last: one frame (1/15 s) later.
     assert seen.times[switch] - seen.times[switch - 1] < 0.2
+
+
+def up(rig: Rig) -> float | None:
+    return rig.registry.get_sample_value(
+        "edged_restream_up", {"stream": PATTERN_STREAM, "destination": "local"}
+    )
+
+
+@pytest.mark.timeout(60)
+async def test_a_stream_that_stops_ends_the_session_so_the_alert_can_fire(rig: Rig) -> None:
+    # review 18 finding 8: the state stayed "live" and up 1 with nothing sent
+    destination = rig.restreamer.destinations["local"]
+    await eventually(lambda: live(rig), 30, "publishing")
+    assert up(rig) == 1
+    rig.hidden.add(PATTERN_STREAM)  # the stream stops (unplugged, failed)
+    await eventually(lambda: destination.snapshot().state is RestreamState.WAITING, 10, "waiting")
+    assert destination.snapshot().reason == f"stream {PATTERN_STREAM} is not running"
+    assert up(rig) == 0
+    assert destination.reconnects == 0  # not a failure: no backoff
+    rig.hidden.clear()
+    await eventually(lambda: live(rig), 30, "publishing again")
