@@ -739,9 +739,14 @@ class Daemon:
 
 
 def live_load(media: MediaManager) -> Load:
-    """What clip jobs pause for: the thermal level, and frames the streams dropped at encode."""
-    drops = sum(entry.pipeline.counts.dropped_encode for entry in media.streams.values())
-    return Load(media.thermal.policy.level, drops)
+    """What clip jobs pause for: the thermal level, and frames the streams dropped at encode
+    and at their outputs (the recorder behind the disk, the live muxer)."""
+    counts = [entry.pipeline.counts for entry in media.streams.values()]
+    return Load(
+        media.thermal.policy.level,
+        sum(count.dropped_encode for count in counts),
+        sum(count.dropped_output for count in counts),
+    )
 
 
 def running_streams(media: MediaManager) -> dict[str, Running]:

@@ -58,37 +58,67 @@ def next_state(current: JobState, event: JobEvent) -> JobState:
 
 # -- pausing for the live streams ---------------------------------------------------------------
 
-QUIET_SECONDS = 10.0  # no frame dropped at encode for this long before a paused job resumes
+QUIET_SECONDS = 10.0  # no live frame dropped for this long before a paused job resumes
+QUIET_MAX_SECONDS = 320.0  # the wait doubles, up to this, while drops come back after resumes
 
 
 @dataclass(frozen=True)
 class Load:
-    """What the live side says: its thermal level, and frames dropped at encode so far (all
-    streams together)."""
+    """What the live side says: its thermal level, frames dropped at encode so far, and frames
+    its outputs (the recorder on the disk, the live muxer) dropped so far (all streams)."""
 
     thermal_level: int
     encode_drops: int
+    output_drops: int = 0
 
 
 class PauseGate:
     """Whether jobs must pause now: while the thermal governor has stepped the streams down, and
-    until QUIET_SECONDS after any stream last dropped a frame at encode."""
+    until a quiet time after any stream last dropped a frame at encode or at an output (the
+    recorder falling behind the disk). Drops that come back within a quiet time of a resume
+    (a job and the live streams taking turns at a shared encoder or disk) double the quiet time,
+    up to QUIET_MAX_SECONDS; a quiet time with no drop after a resume halves it back."""
 
     def __init__(self, quiet_seconds: float = QUIET_SECONDS) -> None:
+        self._base = quiet_seconds
         self._quiet = quiet_seconds
-        self._drops: int | None = None
+        self._drops: tuple[int, int] | None = None
         self._dropped_at = -math.inf
+        self._why = ""
+        self._opened_at: float | None = None  # when the gate last opened after drops
 
     def reason(self, load: Load, now: float) -> str | None:
         """Why jobs must wait at `now`, or None when they may run."""
-        if self._drops is not None and load.encode_drops > self._drops:
-            self._dropped_at = now
-        self._drops = load.encode_drops
+        drops = (load.encode_drops, load.output_drops)
+        before = self._drops
+        if before is not None and any(n > o for n, o in zip(drops, before, strict=True)):
+            self._dropped(now, encode=drops[0] > before[0])
+        self._drops = drops
         if load.thermal_level > 0:
             return f"the box runs hot (thermal level {load.thermal_level})"
         if now - self._dropped_at < self._quiet:
-            return "a live stream dropped frames at encode"
+            return self._why
+        if self._opened_at is None and self._dropped_at > -math.inf:
+            self._opened_at = now
+        elif self._opened_at is not None and now - self._opened_at >= self._quiet:
+            self._quiet = max(self._base, self._quiet / 2)  # calm again: back towards the base
+            self._opened_at = now
         return None
+
+    def _dropped(self, now: float, *, encode: bool) -> None:
+        if self._opened_at is not None and now - self._opened_at < self._quiet:
+            self._quiet = min(QUIET_MAX_SECONDS, self._quiet * 2)  # back soon after a resume
+        self._opened_at = None
+        self._dropped_at = now
+        self._why = (
+            "a live stream dropped frames at encode"
+            if encode
+            else "a live stream's recorder or live output dropped frames (the disk or CPU is busy)"
+        )
+
+    @property
+    def quiet_seconds(self) -> float:
+        return self._quiet
 
 
 def eta_seconds(progress: float, running_seconds: float) -> float | None:

@@ -151,3 +151,34 @@ def test_the_progress_bar() -> None:
     assert bar(job, width=10) == "job 3 [#####.....]  50%  running  ETA 12 s"
     paused = {**job, "state": "paused", "eta_seconds": None, "reason": "the box runs hot"}
     assert bar(paused, width=4) == "job 3 [##..]  50%  paused  (the box runs hot)"
+
+
+def test_the_gate_waits_after_a_recorder_or_live_output_drop_too() -> None:
+    gate = PauseGate(quiet_seconds=10)
+    assert gate.reason(Load(0, 0, 3), 0.0) is None
+    reason = gate.reason(Load(0, 0, 4), 1.0)
+    assert reason is not None and reason.startswith("a live stream's recorder or live output")
+    assert gate.reason(Load(0, 0, 4), 11.0) is None
+
+
+def test_drops_back_soon_after_a_resume_double_the_quiet_time_and_calm_halves_it() -> None:
+    gate = PauseGate(quiet_seconds=10)
+    gate.reason(Load(0, 0), 0.0)
+    assert gate.reason(Load(0, 1), 1.0) is not None  # the live side dropped: wait 10 s
+    assert gate.reason(Load(0, 1), 11.0) is None  # resumed
+    assert gate.reason(Load(0, 2), 13.0) is not None  # back 2 s after the resume: 20 s now
+    assert gate.quiet_seconds == 20
+    assert gate.reason(Load(0, 2), 32.0) is not None
+    assert gate.reason(Load(0, 2), 33.0) is None
+    assert gate.reason(Load(0, 3), 40.0) is not None  # again: 40 s
+    assert gate.quiet_seconds == 40
+    assert gate.reason(Load(0, 3), 80.0) is None  # resumed; calm for 40 s: back to 20
+    assert gate.reason(Load(0, 3), 120.0) is None
+    assert gate.quiet_seconds == 20
+    now, drops = 200.0, 4
+    for _ in range(20):  # drops back right after every resume: doubled up to the cap
+        assert gate.reason(Load(0, drops), now) is not None
+        now += gate.quiet_seconds
+        assert gate.reason(Load(0, drops), now) is None
+        now, drops = now + 1, drops + 1
+    assert gate.quiet_seconds == 320
