@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from edged.media.recorder import SegmentIdentity
 from edged.media.stream_plan import PATTERN_STREAM
 from edged.media.stream_supervisor import StreamSupervisor
 from edged.metrics import RestreamMetrics, StreamMetrics
+from edged.restream import destination as destination_module
 from edged.restream.policy import RestreamState
 from edged.restream.restreamer import Restreamer, Running
 from edged.restream.session import Geometry
@@ -43,6 +47,7 @@ class HungServer:
     port: int = 0
     connections: int = 0
     held: list[asyncio.StreamWriter] = field(default_factory=list)
+    on_connection: Callable[[], None] = lambda: None
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
@@ -52,6 +57,7 @@ class HungServer:
     async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self.held.append(writer)
+        self.on_connection()
         while await reader.read(65536):  # reads the handshake, answers nothing
             pass
 
@@ -175,3 +181,28 @@ async def test_a_hung_platform_never_stalls_the_daemon_and_is_retried_at_the_bac
     # The timed-out attempts' log lines, at every level, never carry the key (review 18, 12).
     assert "hung-key" not in caplog.text
     assert any("no answer from" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.timeout(60)
+async def test_a_sender_stuck_connecting_is_killed_at_the_deadline(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FFmpeg's own timeouts end a hung connect; a sender stuck past them anyway (here: stopped
+    by SIGSTOP as its connection arrives) is killed at timeout_seconds + the grace."""
+    monkeypatch.setattr(destination_module, "CONNECT_GRACE_SECONDS", 0.5)
+    destination = rig.restreamer.destinations["hung"]
+    stopped: list[subprocess.Popen[bytes]] = []
+
+    def stop_the_sender() -> None:
+        sender = destination._sender
+        process = sender._process if sender is not None else None
+        if process is not None and not stopped:
+            os.kill(process.pid, signal.SIGSTOP)
+            stopped.append(process)
+
+    rig.hung.on_connection = stop_the_sender
+    await eventually(lambda: destination.reconnects >= 1, 30, "the stuck attempt ended")
+    assert stopped
+    assert destination.snapshot().reason == f"no answer from 127.0.0.1:{rig.hung.port} within 1 s"
+    await eventually(lambda: stopped[0].poll() is not None, 10, "the stuck sender reaped")
+    assert stopped[0].returncode == -signal.SIGKILL
