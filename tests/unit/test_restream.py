@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
+import subprocess
+import sys
 import time
 import tomllib
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import psutil
 import pytest
 import tomli_w
 from hypothesis import given
@@ -591,3 +595,44 @@ def test_the_record_is_not_written_again_once_forgotten(tmp_path: Path) -> None:
     record.forget()
     record.save()
     assert not (tmp_path / RECORD_FILE).exists()
+
+
+PARENT = """
+import sys, time
+from edged.restream.child import SenderProcess
+from edged.restream.wire import Spec
+sender = SenderProcess("orphan", lambda size: None)
+sender.start(Spec(sys.argv[1], 160, 120, 30, b""))
+print(sender._process.pid, flush=True)
+time.sleep(1.0)  # the sender is connecting to a server that never answers
+import os
+os._exit(0)
+"""
+
+
+def test_a_sender_dies_with_the_daemon_even_while_connecting(tmp_path: Path) -> None:
+    # review 18 finding 1: no orphan left connecting (PR_SET_PDEATHSIG: stdin is not read then)
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)  # the kernel takes the TCP connection; nobody answers
+        url = f"rtmp://127.0.0.1:{hung.getsockname()[1]}/live/orphan-key"
+        target = tee_target(url, 60.0, INTERLEAVE_MICROSECONDS, tls_verify=False, ca_file="")
+        parent = subprocess.run(
+            [sys.executable, "-c", PARENT, target],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        pid = int(parent.stdout.split()[0])
+        deadline = time.monotonic() + 10
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
