@@ -96,6 +96,21 @@ def named_for(front: TlsFront, address: str) -> TlsFront:
     return front
 
 
+def first_times(url: str, limit: float = 20.0) -> tuple[float, float]:
+    """The media time of the first picture and of the first sound a player decodes (blocking)."""
+    found: dict[str, float] = {}
+    container: Any
+    with av.open(url, timeout=limit, options={"rtmp_live": "live"}) as container:
+        for packet in container.demux():
+            for frame in packet.decode():
+                kind = "video" if isinstance(frame, av.VideoFrame) else "audio"
+                if frame.time is not None:
+                    found.setdefault(kind, float(frame.time))
+            if len(found) == 2:
+                return found["video"], found["audio"]
+    raise AssertionError(f"no picture and sound from the pull: {found}")
+
+
 def crew_token(daemon: DaemonProcess) -> str:
     assert daemon.data_dir is not None
     return (daemon.data_dir / "admin.token").read_text().strip()
@@ -148,6 +163,9 @@ def test_push_pull_outage_and_reconnect(
         until(lambda: state_of(daemon, name, "live"), 20, "publishing")
         first = pull(server.url(KEY), frames=2 * FPS, audio_seconds=1.0)
         assert first.video_extradata > 0  # the AVC sequence header reached the player
+        # Sound and pictures on one clock: their first media times within a GOP (review 18, 13).
+        video_start, audio_start = first_times(server.url(KEY))
+        assert abs(video_start - audio_start) < 1.0  # MEDIA gop_seconds
         assert first.size == (320, 240) and first.audio_streams == 1
 
         server.stop()  # the platform is gone: the session is lost, then retries are refused
