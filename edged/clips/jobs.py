@@ -12,6 +12,7 @@ sidecar) goes to threads; the cut itself to the worker process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -55,6 +56,7 @@ GATE_SECONDS = 0.5  # how often a running job asks the pause gate
 IDLE_SECONDS = 2.0  # how often an idle queue looks again (segments close, the gate opens)
 PROGRESS_SAVE_SECONDS = 2.0
 FUTURE_SLACK_SECONDS = 1.0
+STREAM_IN_NAME = 64  # characters of the stream's name in a clip's (at most 110 in all)
 TIDY_SECONDS = 30.0  # how often finished clips that are delivered leave clips/out
 
 
@@ -119,9 +121,15 @@ class LiveJob:
 
 
 def clip_name(job: Job, variant: str) -> str:
-    """`clip<id>-<stream>-<UTC start>-<variant>`: an asset name and an object key's file."""
+    """`clip<id>-<stream>-<UTC start>-<variant>`: an asset name and an object key's file. A
+    stream name over STREAM_IN_NAME characters is cut short with a hash of the whole name, so
+    neither the variant nor the difference between two long names is ever lost."""
     stamp = datetime.fromtimestamp(job.start, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"clip{job.id}-{job.stream}-{stamp}-{variant}"[:120]
+    stream = job.stream
+    if len(stream) > STREAM_IN_NAME:
+        digest = hashlib.sha256(stream.encode()).hexdigest()[:8]
+        stream = f"{stream[: STREAM_IN_NAME - 9]}-{digest}"
+    return f"clip{job.id}-{stream}-{stamp}-{variant}"
 
 
 def describe(job: Job, live: LiveJob | None, now: float) -> dict[str, Any]:
@@ -332,11 +340,12 @@ class ClipJobs:
                 await self._deliver(job, variant, result, live)
                 job = await asyncio.to_thread(self.journal.add_output, job.id, name)
         except CutFailed as failed:
-            await self._fail(job, str(failed), live)
+            await asyncio.to_thread(self._discard, job)
+            await self._fail(job, short_reason(failed), live)
             return
         except (OSError, ValueError, EdgedError) as error:  # cache, signing, a full disk
             await asyncio.to_thread(self._discard, job)
-            await self._fail(job, _short(error), live)
+            await self._fail(job, short_reason(error), live)
             return
         finally:
             self._live.pop(job.id, None)
@@ -558,7 +567,7 @@ def _sources(segments: tuple[Recorded, ...] | list[Recorded]) -> list[Source]:
     return [(seg.path, seg.start, seg.end, seg.sha256) for seg in segments]
 
 
-def _short(error: BaseException) -> str:
+def short_reason(error: BaseException) -> str:
     """A reason for the crew: the message without directories."""
     text = str(error) if not isinstance(error, OSError) or not error.strerror else error.strerror
     return " ".join(word.rsplit("/", 1)[-1] if "/" in word else word for word in text.split())[:300]

@@ -137,6 +137,7 @@ def job_progress(variants_done: int, variants: int, fraction: float) -> float:
 
 VARIANTS = ("original", "vertical")
 TITLE_MAX = 120
+YEARS = (2000, 2100)  # the times a clip or its release may name
 LAST_SECONDS_MAX = 3600.0
 _STREAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 FIELDS = (
@@ -179,6 +180,8 @@ def parse_time(value: object, key: str) -> float:
         raise BadRequest(problem) from None
     if moment.tzinfo is None:
         raise BadRequest(f"{key} needs its offset (Z or +01:00)")
+    if not YEARS[0] <= moment.year <= YEARS[1]:  # 0001-01-01T00:00:00+01:00 overflows in UTC
+        raise BadRequest(f"{problem}, between the years {YEARS[0]} and {YEARS[1]}")
     return moment.astimezone(UTC).timestamp()
 
 

@@ -116,7 +116,13 @@ def load_identity(config: ProvenanceConfig, data_dir: Path, node: str) -> Signin
     except OSError as error:
         raise StartupError(f"cannot create {folder}: {error.strerror}") from error
     cert_path, key_path = folder / CERT_FILE, folder / KEY_FILE
-    if not (cert_path.exists() and key_path.exists()):
+    if cert_path.exists() != key_path.exists():  # never a new key in place of a lost half
+        present, lost = (key_path, cert_path) if key_path.exists() else (cert_path, key_path)
+        raise StartupError(
+            f"{lost} is missing beside {present}: restore it, or remove both for a new key "
+            "(clips and recordings signed so far then no longer verify against this box)"
+        )
+    if not cert_path.exists():
         _write_self_made(cert_path, key_path, node, datetime.datetime.now(datetime.UTC))
         logger.info("provenance: made the box's signing key and certificate in %s", folder)
     return _read_identity(cert_path, key_path, self_made=True)

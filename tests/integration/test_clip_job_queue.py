@@ -279,3 +279,19 @@ async def test_a_job_an_unexpected_error_left_running_is_cut_again(
     done = await job_until(queue, job["id"], lambda found: found["state"] in ("done", "failed"))
     assert done["state"] == "done", done
     assert [clip.name for clip in queue.published] == done["clips"]
+
+
+async def test_a_failed_cut_gives_its_reason_without_a_directory(
+    queue: Queue, recorded: list[dict[str, Any]]
+) -> None:
+    queue.box.thermal_level = 1  # held while its source is spoiled
+    start, end = moment(recorded[0], "start") + 0.5, moment(recorded[1], "start") + 0.5
+    job = await queue.jobs.submit(ClipRequest("test-pattern", start, end))
+    first = sorted(queue.jobs.needed_paths())[0]
+    await asyncio.to_thread(Path(first).write_bytes, b"not a video at all" * 1000)
+    queue.box.thermal_level = 0
+    failed = await job_until(queue, job["id"], lambda found: found["state"] in ("done", "failed"))
+    assert failed["state"] == "failed"
+    assert Path(first).name in failed["reason"]
+    assert "/" not in failed["reason"], failed["reason"]
+    assert await asyncio.to_thread(lambda: list(queue.jobs.out.iterdir())) == []

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edged.cache.ranges import valid_name
 from edged.clips.client import bar
+from edged.clips.jobs import clip_name, short_reason
 from edged.clips.jobstate import (
     TRANSITIONS,
     BadRequest,
@@ -24,8 +26,10 @@ from edged.clips.jobstate import (
     job_progress,
     next_state,
     parse_request,
+    parse_time,
 )
-from edged.clips.journal import JobJournal
+from edged.clips.journal import Job, JobJournal
+from edged.clips.process import CutFailed
 
 NOW = 1_796_000_000.0
 
@@ -182,3 +186,39 @@ def test_drops_back_soon_after_a_resume_double_the_quiet_time_and_calm_halves_it
         assert gate.reason(Load(0, drops), now) is None
         now, drops = now + 1, drops + 1
     assert gate.quiet_seconds == 320
+
+
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "1999-12-31T23:59:59Z"]
+)
+def test_a_time_out_of_range_is_a_bad_request_not_an_overflow(value: str) -> None:
+    with pytest.raises(BadRequest, match=r"^start must be an RFC 3339 time .* between the years"):
+        parse_time(value, "start")
+
+
+def job_on(stream: str, job_id: int = 1) -> Job:
+    return Job(
+        job_id, stream, NOW, NOW + 10, "", ("original", "vertical"), "fill", None, None,
+        JobState.QUEUED, 0.0, "", NOW, None, None, 0.0, (), (),
+    )  # fmt: skip
+
+
+def test_clip_names_keep_the_variant_and_tell_long_streams_apart() -> None:
+    longest = "cam-" + "x" * 124  # the longest stream name a request may give (128)
+    original, vertical = (clip_name(job_on(longest), v) for v in ("original", "vertical"))
+    assert original != vertical
+    assert original.endswith("-original") and vertical.endswith("-vertical")
+    twin = clip_name(job_on(longest[:-1] + "y"), "original")  # the same first 127 characters
+    assert twin != original
+    assert all(valid_name(name) for name in (original, vertical, twin))
+    assert clip_name(job_on("cam0"), "original") == "clip1-cam0-20261130T005320Z-original"
+
+
+def test_a_reason_never_carries_a_directory() -> None:
+    failed = CutFailed(
+        "cannot read the recording: Invalid data found when processing input: "
+        "'/var/lib/edged/spool/cam0/20261130T120000Z-000001-000000.mp4'"
+    )
+    reason = short_reason(failed)
+    assert "/" not in reason
+    assert reason.endswith("20261130T120000Z-000001-000000.mp4'")

@@ -297,3 +297,16 @@ def test_who_is_accepted_as_signer(identity: SigningIdentity) -> None:
     assert signer_problem(False, False, Trust()) == NOT_VERIFIED  # nothing to pin to
     assert signer_problem(False, False, Trust(any_signer=True)) is None
     assert trust_text(False, False, Trust(any_signer=True)).startswith("not checked")
+
+
+@pytest.mark.parametrize("lost", [CERT_FILE, KEY_FILE])
+def test_half_an_identity_stops_the_start_and_keeps_the_key(tmp_path: Path, lost: str) -> None:
+    first = load_identity(ProvenanceConfig(), tmp_path, "box1")
+    folder = tmp_path / PROVENANCE_DIR
+    kept = {name: (folder / name).read_bytes() for name in (CERT_FILE, KEY_FILE) if name != lost}
+    (folder / lost).unlink()
+    with pytest.raises(StartupError, match=f"{lost} is missing beside"):
+        load_identity(ProvenanceConfig(), tmp_path, "box1")
+    assert {name: (folder / name).read_bytes() for name in kept} == kept  # not replaced
+    assert not (folder / lost).exists()
+    assert first.key_pem()
