@@ -5,6 +5,17 @@ sidecar names the segment's sha256, size, times, device, node and event, and the
 sidecar. The signature is a `signature` field of the sidecar itself, so whatever ships the sidecar
 (the uploader) ships it too. It covers every other field of the document, in canonical form
 (`canonical_bytes`): editing any of them, adding one or removing one breaks it.
+
+The canonical form, for a verifier in any language: the document without its `signature` field,
+as JSON with the object keys sorted by code point (all keys are ASCII), no whitespace at all,
+every character outside ASCII written as a lowercase \\uXXXX escape (UTF-16 surrogate pairs
+above U+FFFF), the usual short escapes (\\" \\\\ \\b \\f \\n \\r \\t) and \\u00XX for other control
+characters; values are strings, integers (decimal, no exponent, within +-(2^53 - 1)), true,
+false, null, arrays and objects: never a fraction, an exponent, NaN or Infinity (times are
+RFC 3339 strings). A sidecar
+that repeats a key, or holds a number that is not an integer, is refused before its signature
+is checked: readers that keep the first of two values and readers that keep the last would
+otherwise see different documents under one signature.
 """
 
 from __future__ import annotations
@@ -30,13 +41,59 @@ from edged.provenance.identity import (
 )
 
 SIGNATURE = "signature"
+MAX_INTEGER = 2**53 - 1  # what every JSON reader keeps exactly
+
+
+class NotCanonical(ValueError):
+    """A sidecar outside the canonical form: a repeated key, a number that is not an integer."""
 
 
 def canonical_bytes(document: dict[str, Any]) -> bytes:
     """The bytes a sidecar's signature covers: every field but the signature, keys sorted, no
-    whitespace, ASCII only (the same document always gives the same bytes)."""
+    whitespace, ASCII only (the same document always gives the same bytes); NotCanonical for a
+    value outside the form (see the module's note)."""
     covered = {key: value for key, value in document.items() if key != SIGNATURE}
-    return json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    if problem := _not_canonical(covered):
+        raise NotCanonical(problem)
+    return json.dumps(
+        covered, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode()
+
+
+def _not_canonical(value: object, where: str = "") -> str | None:
+    """Why `value` has no canonical form, or None."""
+    if isinstance(value, float):
+        return f"{where or 'a value'} is a number that is not an integer"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        return f"{where or 'a value'} is an integer past 2^53 - 1"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return "a key is not text"
+            if problem := _not_canonical(item, key):
+                return problem
+    if isinstance(value, list | tuple):
+        return next((p for item in value if (p := _not_canonical(item, where))), None)
+    return None
+
+
+def parse_sidecar(text: str) -> dict[str, Any]:
+    """A sidecar's JSON object; NotCanonical when it repeats a key or holds NaN or Infinity,
+    ValueError when it is no JSON object."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        if repeated := next((key for key in keys if keys.count(key) > 1), None):
+            raise NotCanonical(f"the sidecar repeats the key {repeated[:40]!r}")
+        return dict(pairs)
+
+    def constant(name: str) -> Any:
+        raise NotCanonical(f"the sidecar holds {name}, which is not JSON")
+
+    document = json.loads(text, object_pairs_hook=unique, parse_constant=constant)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document
 
 
 def signed(document: dict[str, Any], identity: SigningIdentity) -> dict[str, Any]:
@@ -87,7 +144,10 @@ def check_signature(
     if key is None:
         return SidecarCheck(problems=("the sidecar's signature names no usable certificate",))
     signer = chain[0].subject.rfc4514_string()
-    holds = verify_signature(key, value, canonical_bytes(document))
+    try:
+        holds = verify_signature(key, value, canonical_bytes(document))
+    except NotCanonical as problem:
+        return SidecarCheck(problems=(f"{problem}: not in the canonical form, refused",))
     return SidecarCheck(
         problems=() if holds else ("the signature does not match the sidecar",),
         signer=signer,
@@ -102,10 +162,10 @@ def check_segment(
 ) -> SidecarCheck:
     """Check a recording against its signed sidecar (blocking: hashes the recording)."""
     try:
-        document = json.loads(sidecar.read_text(encoding="utf-8"))
+        document = parse_sidecar(sidecar.read_text(encoding="utf-8"))
+    except NotCanonical as problem:
+        return SidecarCheck(problems=(f"{problem}: refused",))
     except (ValueError, UnicodeDecodeError):
-        return SidecarCheck(problems=(f"{sidecar.name} is not a JSON sidecar",))
-    if not isinstance(document, dict):
         return SidecarCheck(problems=(f"{sidecar.name} is not a JSON sidecar",))
     check = check_signature(document, anchors)
     return replace(

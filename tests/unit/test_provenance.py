@@ -4,6 +4,7 @@ the box's identity on disk, and how c2pa's validation results are read."""
 from __future__ import annotations
 
 import json
+import re
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,11 +19,19 @@ from hypothesis import strategies as st
 
 from edged.config import ProvenanceConfig
 from edged.errors import ConfigError, StartupError
+from edged.fileio import file_sha256
 from edged.provenance import ClipClaim, SigningIdentity, load_identity
 from edged.provenance.claim import CAPTURE_LABEL, claim_from_sidecar, manifest_definition
 from edged.provenance.clip import clip_check_from
 from edged.provenance.identity import CERT_FILE, KEY_FILE, PROVENANCE_DIR
-from edged.provenance.sidecar import canonical_bytes, check_signature, same_key, signed
+from edged.provenance.sidecar import (
+    NotCanonical,
+    canonical_bytes,
+    check_segment,
+    check_signature,
+    same_key,
+    signed,
+)
 from edged.provenance.verify import NOT_VERIFIED, UNKNOWN_KEY, Trust, signer_problem, trust_text
 from tests.certs import write_crew_identity
 
@@ -310,3 +319,49 @@ def test_half_an_identity_stops_the_start_and_keeps_the_key(tmp_path: Path, lost
     assert {name: (folder / name).read_bytes() for name in kept} == kept  # not replaced
     assert not (folder / lost).exists()
     assert first.key_pem()
+
+
+def test_the_canonical_form_escapes_and_sorts_as_documented() -> None:
+    document = {"z": [1, True, None], "a": "é\n\"\\ \U0001f3a5", "m": {"b": -3, "a": "x"}}
+    assert canonical_bytes(document) == (
+        b'{"a":"\\u00e9\\n\\"\\\\ \\ud83c\\udfa5","m":{"a":"x","b":-3},"z":[1,true,null]}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (1.5, "size is a number that is not an integer"),
+        (float("nan"), "size is a number that is not an integer"),
+        (2**53, "size is an integer past 2^53 - 1"),
+    ],
+)
+def test_a_value_outside_the_canonical_form_is_never_signed(
+    identity: SigningIdentity, value: object, problem: str
+) -> None:
+    with pytest.raises(NotCanonical, match=re.escape(problem)):
+        signed({**SIDECAR, "size": value}, identity)
+
+
+def test_a_sidecar_that_repeats_a_key_is_refused(identity: SigningIdentity, tmp_path: Path) -> None:
+    """The reviewer's forgery: a second "device" and "start" at the top of a signed sidecar
+    verified, since json.loads keeps the last value and the signature covers that one."""
+    video = tmp_path / "seg.mp4"
+    video.write_bytes(b"\x00" * 1234)
+    document = signed({**SIDECAR, "file": "seg.mp4", "sha256": file_sha256(video)}, identity)
+    text = json.dumps(document, indent=2)
+    sidecar = tmp_path / "seg.json"
+    sidecar.write_text(text)
+    assert check_segment(video, sidecar).valid
+    forged = text.replace(
+        "{", '{"device": "a different camera", "start": "2020-01-01T00:00:00+00:00",', 1
+    )
+    sidecar.write_text(forged)
+    assert json.loads(forged)["device"] == SIDECAR["device"]  # a last-wins reader: the signed one
+    check = check_segment(video, sidecar)
+    assert not check.valid
+    assert check.problems == ("the sidecar repeats the key 'device': refused",)
+    sidecar.write_text(text.replace('"size": 1234', '"size": NaN'))
+    assert check_segment(video, sidecar).problems == (
+        "the sidecar holds NaN, which is not JSON: refused",
+    )
