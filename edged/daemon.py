@@ -661,6 +661,8 @@ class Daemon:
         if self._uploader is None or not self._uploader.configured:
             return
         key = f"{self.naming.node_prefix()}clips/{clip.path.name}"
+        if await asyncio.to_thread(self._uploader.journal.is_done, str(clip.path)):
+            return  # delivered again after a stop: already upstream, never sent twice
         metadata = {"publish_at": format_utc(clip.publish_at)} if clip.publish_at else {}
         clip_id = await self._uploader.enqueue(
             clip.path, key, kind="clip", metadata=metadata, sha256=clip.sha256

@@ -46,7 +46,7 @@ from edged.clips.process import CutFailed, CutRun
 from edged.clips.spool import open_segment, recorded_segments
 from edged.clips.worker import CutSpec, FinishSpec
 from edged.errors import EdgedError
-from edged.fileio import write_atomically
+from edged.fileio import file_sha256, write_atomically
 from edged.metrics import ClipJobMetrics
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ PROGRESS_SAVE_SECONDS = 2.0
 FUTURE_SLACK_SECONDS = 1.0
 STREAM_IN_NAME = 64  # characters of the stream's name in a clip's (at most 110 in all)
 TIDY_SECONDS = 30.0  # how often finished clips that are delivered leave clips/out
+MAX_ATTEMPTS = 3  # starts of one job (a crash, an unexpected error) before it fails
 
 
 class FactPatcher(Protocol):
@@ -300,6 +301,9 @@ class ClipJobs:
         for job in await asyncio.to_thread(self.journal.pending):
             if job.state is not JobState.QUEUED:
                 continue
+            if job.attempts >= MAX_ATTEMPTS:  # edged stopped (or crashed) during each of them
+                await self._fail(job, f"failed after {job.attempts} attempts ({job.reason})")
+                continue
             segments, recording = await asyncio.to_thread(self._recorded, job.stream, time.time())
             if gone := _missing(job, segments):
                 await self._fail(
@@ -335,9 +339,7 @@ class ClipJobs:
                 name = clip_name(job, variant)
                 if name in job.outputs:
                     continue  # finished before a restart
-                result = await self._cut(job, variant, segments, live, index)
-                result["device"] = segments[0].device if segments else ""
-                await self._deliver(job, variant, result, live)
+                await self._variant(job, index, variant, segments, live)
                 job = await asyncio.to_thread(self.journal.add_output, job.id, name)
         except CutFailed as failed:
             await asyncio.to_thread(self._discard, job)
@@ -347,9 +349,51 @@ class ClipJobs:
             await asyncio.to_thread(self._discard, job)
             await self._fail(job, short_reason(error), live)
             return
+        except Exception as error:
+            await self._unexpected(job, error, live)
+            return
         finally:
             self._live.pop(job.id, None)
         await self._finish(job, live)
+
+    async def _variant(
+        self, job: Job, index: int, variant: str, segments: tuple[Recorded, ...], live: LiveJob
+    ) -> None:
+        """Cut, finish and deliver one variant; one a stop interrupted after its sidecar was
+        written is delivered again as it is (the same signed bytes, never a second cut)."""
+        name = clip_name(job, variant)
+        delivered = await asyncio.to_thread(self._delivered_before, job, name)
+        if delivered is not None:
+            logger.info("clip job %d: %s was finished before a stop; delivered again", job.id, name)
+            await asyncio.to_thread(self._reshelve, delivered)
+            if self._outlets.publish is not None:
+                await self._outlets.publish(delivered)
+            return
+        result = await self._cut(job, variant, segments, live, index)
+        result["device"] = segments[0].device if segments else ""
+        await self._deliver(job, variant, result, live)
+
+    async def _unexpected(self, job: Job, error: Exception, live: LiveJob) -> None:
+        """An error nobody expected: the job starts again, up to MAX_ATTEMPTS times in all."""
+        kind = type(error).__name__
+        logger.error(
+            "clip job %d: unexpected %s (attempt %d of %d)",
+            job.id,
+            kind,
+            job.attempts,
+            MAX_ATTEMPTS,
+            exc_info=error,
+        )
+        await asyncio.to_thread(self._drop_hidden, job)
+        if job.attempts >= MAX_ATTEMPTS:
+            await self._fail(job, f"failed after {job.attempts} attempts ({kind})", live)
+            return
+        await asyncio.to_thread(
+            lambda: self.journal.apply(
+                job.id, JobEvent.RESTART, time.time(), reason=f"queued again after {kind}"
+            )
+        )
+        await self._refresh()
 
     async def _finish(self, job: Job, live: LiveJob) -> None:
         done = await asyncio.to_thread(
@@ -492,6 +536,29 @@ class ClipJobs:
         if removed:
             logger.info("clips/out: %d delivered clip(s) removed", len(removed))
         return removed
+
+    def _delivered_before(self, job: Job, name: str) -> FinishedClip | None:
+        """A variant finished and signed before a stop (its sidecar is written last, with the
+        sha256 of the file beside it), or None (blocking: hashes the clip)."""
+        path = self.out / f"{name}.mp4"
+        try:
+            document = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+            whole = isinstance(document, dict) and document.get("sha256") == file_sha256(path)
+        except (OSError, ValueError):
+            return None
+        if not whole:
+            return None
+        sidecar = path.with_suffix(".json")
+        return FinishedClip(name, path, sidecar, document["sha256"], job.publish_at)
+
+    def _reshelve(self, clip: FinishedClip) -> None:
+        shelf = self._outlets.shelf
+        if shelf is not None and shelf.get(clip.name) is None:
+            shelf.add(clip.path, clip.name, pin=False, origin="clip")
+
+    def _drop_hidden(self, job: Job) -> None:
+        for variant in job.variants:
+            (self.out / f".{clip_name(job, variant)}.cut.mp4").unlink(missing_ok=True)
 
     def _discard(self, job: Job) -> None:
         """The files of the variants not finished (a sidecar the disk had no room for)."""

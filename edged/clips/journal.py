@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL,
     running_seconds REAL NOT NULL DEFAULT 0,
     sources TEXT NOT NULL DEFAULT '[]',  -- JSON [[path, start, end, sha256], ...]
-    outputs TEXT NOT NULL DEFAULT '[]'   -- JSON list of the clips (asset names) finished
+    outputs TEXT NOT NULL DEFAULT '[]',  -- JSON list of the clips (asset names) finished
+    attempts INTEGER NOT NULL DEFAULT 0  -- times started (a crash or an error starts it again)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 """
@@ -69,6 +70,7 @@ class Job:
     running_seconds: float
     sources: tuple[Source, ...]
     outputs: tuple[str, ...]
+    attempts: int = 0
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -99,6 +101,9 @@ class JobJournal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "attempts" not in columns:  # a journal from before attempts were counted
+                self._db.execute("ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
         except (sqlite3.Error, OSError) as error:
             raise JobJournalError(f"clip job journal {path} cannot be opened: {error}") from error
         self._lock = threading.Lock()
@@ -193,7 +198,7 @@ class JobJournal:
                 progress = 0.0
             db.execute(
                 "UPDATE jobs SET state = ?, reason = ?, started = ?, finished = ?, progress = ?, "
-                "running_seconds = ? WHERE id = ?",
+                "running_seconds = ?, attempts = ? WHERE id = ?",
                 (
                     state.value,
                     reason,
@@ -201,6 +206,7 @@ class JobJournal:
                     finished,
                     progress,
                     job.running_seconds if running_seconds is None else running_seconds,
+                    job.attempts + (event is JobEvent.START),
                     job_id,
                 ),
             )

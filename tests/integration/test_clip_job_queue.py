@@ -48,6 +48,7 @@ class Box:
     drops: int = 0
     publish_failures: int = 0  # the upload queue raises this many times (an unexpected error)
     uploaded: set[str] = field(default_factory=set)  # files the upload queue sent and verified
+    offered: list[tuple[int, str]] = field(default_factory=list)  # (inode, sha256) per attempt
 
     def is_uploaded(self, path: str) -> bool:
         return path in self.uploaded
@@ -76,6 +77,7 @@ async def queue(recorded: list[dict[str, Any]], tmp_path: Path) -> AsyncIterator
     store = AssetStore(tmp_path / "data" / "cache", 1 << 30)
 
     async def publish(clip: FinishedClip) -> None:
+        box.offered.append((clip.path.stat().st_ino, clip.sha256))
         if box.publish_failures:
             box.publish_failures -= 1
             raise RuntimeError("the upload queue broke")
@@ -279,6 +281,22 @@ async def test_a_job_an_unexpected_error_left_running_is_cut_again(
     done = await job_until(queue, job["id"], lambda found: found["state"] in ("done", "failed"))
     assert done["state"] == "done", done
     assert [clip.name for clip in queue.published] == done["clips"]
+    # The clip was finished before the error: delivered again as it was, never cut a second time
+    # (a second cut, signed anew, would go upstream under the same key with other bytes).
+    first, again = queue.box.offered
+    assert first == again
+
+
+async def test_an_error_that_comes_back_fails_the_job_after_three_attempts(
+    queue: Queue, recorded: list[dict[str, Any]]
+) -> None:
+    queue.box.publish_failures = 100
+    start, end = moment(recorded[0], "start") + 0.5, moment(recorded[1], "start") + 0.5
+    job = await queue.jobs.submit(ClipRequest("test-pattern", start, end))
+    failed = await job_until(queue, job["id"], lambda found: found["state"] in ("done", "failed"))
+    assert failed["state"] == "failed"
+    assert failed["reason"] == "failed after 3 attempts (RuntimeError)"
+    assert len(queue.box.offered) == 3 and queue.published == []
 
 
 async def test_a_failed_cut_gives_its_reason_without_a_directory(

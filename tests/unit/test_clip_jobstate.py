@@ -4,6 +4,7 @@ ETA, the request's fields; the job journal's restart; the CLI's progress bar."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from edged.clips.jobstate import (
     parse_request,
     parse_time,
 )
-from edged.clips.journal import Job, JobJournal
+from edged.clips.journal import SCHEMA, Job, JobJournal
 from edged.clips.process import CutFailed
 
 NOW = 1_796_000_000.0
@@ -222,3 +223,18 @@ def test_a_reason_never_carries_a_directory() -> None:
     reason = short_reason(failed)
     assert "/" not in reason
     assert reason.endswith("20261130T120000Z-000001-000000.mp4'")
+
+
+def test_a_journal_counts_starts_and_takes_an_older_file(tmp_path: Path) -> None:
+    path = tmp_path / "clips" / "jobs.sqlite"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as old:  # a journal from before attempts were counted
+        old.executescript(SCHEMA.replace(",\n    attempts INTEGER NOT NULL DEFAULT 0", ""))
+    journal = JobJournal(path)
+    request = ClipRequest("cam", NOW, NOW + 5)
+    job = journal.add(request, [("/spool/cam/a.mp4", NOW - 1, NOW + 6, "ab")], NOW)
+    assert job.attempts == 0
+    assert journal.apply(job.id, JobEvent.START, NOW).attempts == 1
+    journal.apply(job.id, JobEvent.RESTART, NOW)
+    assert journal.apply(job.id, JobEvent.START, NOW).attempts == 2
+    journal.close()
