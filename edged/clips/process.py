@@ -51,6 +51,8 @@ class CutRun:
             stderr=asyncio.subprocess.PIPE,
         )
         self._process = process
+        if self.paused:  # paused before the worker existed: it starts stopped
+            self._signal(signal.SIGSTOP)
         try:
             return await self._talk(process)
         finally:

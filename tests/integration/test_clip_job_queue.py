@@ -27,12 +27,13 @@ from edged.cache.store import AssetStore
 from edged.clips.jobs import ClipJobs, ClipOutlets, ClipSettings, FinishedClip
 from edged.clips.jobstate import ClipRequest, Load
 from edged.clips.plan import ClipRefused
+from edged.clips.process import CutRun
 from edged.config import StorageConfig
 from edged.fileio import file_sha256
 from edged.media.retention_worker import RetentionWorker
 from edged.metrics import ClipJobMetrics, StreamMetrics
 from edged.supervise import Supervisor
-from tests.integration.test_clip_cut import GOP, moment, recorded
+from tests.integration.test_clip_cut import GOP, moment, recorded, spec
 from tests.support import eventually, eventually_in_thread
 
 __all__ = ["recorded"]  # fixture
@@ -313,3 +314,24 @@ async def test_a_failed_cut_gives_its_reason_without_a_directory(
     assert Path(first).name in failed["reason"]
     assert "/" not in failed["reason"], failed["reason"]
     assert await asyncio.to_thread(lambda: list(queue.jobs.out.iterdir())) == []
+
+
+async def test_a_cut_paused_before_its_worker_started_starts_stopped(
+    tmp_path: Path, recorded: list[dict[str, Any]]
+) -> None:
+    """The gate may close in the half second before the worker exists: it must not run."""
+    start, end = moment(recorded[0], "start") + 0.2, moment(recorded[1], "start") + 0.2
+    run = CutRun(spec(recorded[:2], start, end, tmp_path / "clip.mp4"), lambda _: None)
+    run.pause()
+    task = asyncio.ensure_future(run.run())
+    try:
+        await eventually(lambda: bool(workers()), 10, "the worker started")
+        (worker,) = workers()
+        await eventually_in_thread(lambda: worker.status() == psutil.STATUS_STOPPED, 10, "stopped")
+        run.resume()
+        async with asyncio.timeout(60):
+            result = await task
+        assert result["frames"] > 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
