@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import resource
 import shutil
@@ -163,17 +164,33 @@ def dropped(url: str) -> dict[str, float]:
     return {stage: float(value) for stage, value in DROPPED.findall(text)}
 
 
+def cold(folder: Path) -> None:
+    """Drop the files under `folder` from the page cache (written back first)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb+") as handle:
+                os.fsync(handle.fileno())
+                os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
 def daemon_job(
     work: Path, start: float, seconds: float
 ) -> tuple[float, dict[str, float], dict[str, float], str]:
-    """A vertical fill job of a daemon streaming a live 720p30 test pattern: (the job's seconds
-    from queued to done, the live stream's frames dropped meanwhile by stage, those it dropped in
-    BASELINE_SECONDS before the job, why the job paused)."""
+    """A vertical fill job (its cut, then its finish: prepared and signed) of a daemon streaming
+    and recording a live 720p30 test pattern, the job's sources cold on the disk: (the job's
+    seconds from queued to done, the live stream's frames dropped meanwhile by stage, those it
+    dropped in BASELINE_SECONDS before the job, why the job paused)."""
     data = work / "daemon"
     shutil.copytree(work / "spool", data / "spool")
+    cold(data / "spool")  # the job reads from the disk, not from the copy's page cache
     settings: dict[str, dict[str, object]] = {
         "mdns": {"enabled": False},
-        "media": {"pattern_size": "1280x720", "pattern_fps": FPS, "test_pattern": "on"},
+        "media": {
+            "pattern_size": "1280x720",
+            "pattern_fps": FPS,
+            "test_pattern": "on",
+            "record_test_pattern": True,  # the recorder's writes and fsyncs beside the job
+        },
         "storage": {"min_free_bytes": 0},
     }
     config = write_config(work / "bench.toml", loopback_config("bench", settings))

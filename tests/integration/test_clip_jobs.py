@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.conftest import StartDaemon
@@ -222,8 +223,14 @@ def test_a_job_killed_mid_cut_starts_again_and_finishes(
         return job["state"] == "running" and job["progress"] > 0
 
     until(cutting, 30, "the cut under way")
+    (worker,) = [
+        child
+        for child in psutil.Process(daemon.process.pid).children()
+        if "edged.clips.worker" in " ".join(child.cmdline())
+    ]
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait(timeout=10)
+    until(lambda: not worker.is_running(), 10, "the worker dead with its daemon (PDEATHSIG)")
     assert daemon.data_dir is not None
     out = daemon.data_dir / "clips" / "out"
     assert [path.name for path in out.iterdir() if not path.name.startswith(".")] == []
