@@ -1,9 +1,11 @@
 """The daemon's side of one sender process (edged.restream.sender): started, fed and killed
 from a destination's sending thread (blocking calls; never on the event loop).
 
-Writes go straight to the pipe with os.write, which releases the GIL: a full pipe blocks the
-sending thread only, while the feed, on the loop, keeps dropping to the next keyframe as for
-any slow platform. A reader thread turns the sender's report lines into a queue.
+Writes go to the pipe (non-blocking) with os.write, waiting for room in slices of
+WRITE_SLICE_SECONDS: a full pipe holds the sending thread only, while the feed, on the loop,
+keeps dropping to the next keyframe as for any slow platform; between slices the thread asks
+whether the session goes on, and a sender that takes no byte for `stall_seconds` is stuck
+(SenderStalled). A reader thread turns the sender's report lines into a queue.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import contextlib
 import fcntl
 import os
 import queue
+import select
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import IO
 
@@ -23,10 +27,20 @@ from edged.restream.wire import Report, Spec, packet_frame, read_report, spec_fr
 
 PIPE_BYTES = 1024 * 1024  # asked of the kernel for the packet pipe (a few keyframes)
 F_SETPIPE_SZ = 1031  # Linux fcntl
+WRITE_SLICE_SECONDS = 0.5  # how long a write waits for room before asking whether to go on
+
+
+def stalled(taken_at: float, now: float, stall_seconds: float | None) -> bool:
+    """Whether a sender that last took a byte at `taken_at` is stuck (None: never)."""
+    return stall_seconds is not None and now - taken_at > stall_seconds
 
 
 class SenderGone(Exception):
     """The sender process ended (its last report says why, if it said)."""
+
+
+class SenderStalled(SenderGone):
+    """The sender took no byte of its pipe for `stall_seconds` (stopped, wedged)."""
 
 
 class SenderProcess:
@@ -56,6 +70,7 @@ class SenderProcess:
             raise SenderGone  # never: both are PIPEs
         with contextlib.suppress(OSError):
             fcntl.fcntl(process.stdin.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
+        os.set_blocking(process.stdin.fileno(), False)
         threading.Thread(
             target=self._read,
             args=(process.stdout,),
@@ -76,20 +91,47 @@ class SenderProcess:
             raise SenderGone
         return found
 
-    def send(self, item: Item) -> None:
-        """Hand one packet to the sender (blocks while its pipe is full); SenderGone."""
-        self._write(packet_frame(item))
+    def send(
+        self,
+        item: Item,
+        goes_on: Callable[[], bool] = lambda: True,
+        stall_seconds: float | None = None,
+    ) -> bool:
+        """Hand one packet to the sender, waiting while its pipe is full. False: `goes_on`
+        said no before all of it was taken (the session is over: kill it). SenderGone;
+        SenderStalled when no byte was taken for `stall_seconds`."""
+        return self._write(packet_frame(item), goes_on, stall_seconds)
 
-    def _write(self, data: bytes) -> None:
+    def _write(
+        self,
+        data: bytes,
+        goes_on: Callable[[], bool] = lambda: True,
+        stall_seconds: float | None = None,
+    ) -> bool:
         process = self._process
-        if process is None or process.stdin is None or self._killed.is_set():
+        if process is None or process.stdin is None:
             raise SenderGone
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(process.stdin.fileno(), view) :]
-        except OSError as error:  # BrokenPipeError: it ended
-            raise SenderGone from error
+        fd = process.stdin.fileno()
+        room = select.poll()
+        room.register(fd, select.POLLOUT)
+        view, taken_at = memoryview(data), time.monotonic()
+        while view:
+            if self._killed.is_set():
+                raise SenderGone
+            try:
+                view = view[os.write(fd, view) :]
+                taken_at = time.monotonic()
+                continue
+            except BlockingIOError:  # the pipe is full
+                pass
+            except OSError as error:  # BrokenPipeError: it ended
+                raise SenderGone from error
+            if stalled(taken_at, time.monotonic(), stall_seconds):
+                raise SenderStalled
+            if not goes_on():
+                return False
+            room.poll(WRITE_SLICE_SECONDS * 1000)
+        return True
 
     def finish(self) -> None:
         """End the session in order: close its stdin (it closes the FLV and exits)."""

@@ -26,7 +26,7 @@ from typing import Any
 from edged.config import RestreamConfig
 from edged.media.live import HeaderStep, header_step
 from edged.metrics import RestreamMetrics
-from edged.restream.child import SenderGone, SenderProcess
+from edged.restream.child import SenderGone, SenderProcess, SenderStalled
 from edged.restream.feed import Feed
 from edged.restream.policy import (
     REFUSALS,
@@ -343,16 +343,10 @@ class Destination:
 
     def _publish(self, sender: SenderProcess) -> str:
         """Send what the feed gives until stopped, switched off or the stream stops (the
-        reason); SenderFailed when the sender fails."""
+        reason); SenderFailed when the sender fails, or takes nothing of its pipe for
+        timeout_seconds + CONNECT_GRACE_SECONDS (stopped or wedged: killed)."""
         quiet_since = time.monotonic()
-        while not self._stop.is_set() and self.enabled:
-            over = session_over(
-                self.stream,
-                running=self.geometry is not None,
-                quiet_seconds=time.monotonic() - quiet_since,
-            )
-            if over is not None:
-                return over
+        while (over := self._over(time.monotonic() - quiet_since)) is None:
             said = self._said(sender)
             if said is not None:
                 raise SenderFailed(said)
@@ -360,15 +354,32 @@ class Destination:
             if item is None:
                 continue
             quiet_since = time.monotonic()
+            stall_seconds = self.config.timeout_seconds + CONNECT_GRACE_SECONDS
             try:
-                sender.send(item)
-            except SenderGone:
-                if item is not None and not item.audio:
+                taken = sender.send(item, lambda: self._over(0.0) is None, stall_seconds)
+            except SenderGone as error:
+                if not item.audio:
                     self.feed.lost()
+                if isinstance(error, SenderStalled):
+                    sender.kill()
+                    raise SenderFailed(Failure(Stage.SEND, errno.ETIMEDOUT)) from None
                 raise SenderFailed(self._last_failure_of(sender)) from None
+            if not taken:  # over while its pipe was full: the rest of the frame never goes
+                sender.kill()
+                if not item.audio:
+                    self.feed.lost()
+                continue
             if not item.audio:
                 self.feed.sent()
-        return "switched off"
+        return over
+
+    def _over(self, quiet_seconds: float) -> str | None:
+        """Why the publishing session ends though nothing failed (None: it goes on)."""
+        if self._stop.is_set() or not self.enabled:
+            return "switched off"
+        return session_over(
+            self.stream, running=self.geometry is not None, quiet_seconds=quiet_seconds
+        )
 
     @staticmethod
     def _said(sender: SenderProcess) -> Failure | None:

@@ -5,6 +5,9 @@ of both pipelines, their timestamps continuous; nothing on the event loop blocks
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +25,9 @@ from edged.media.recorder import SegmentIdentity
 from edged.media.stream_plan import PATTERN_STREAM
 from edged.media.stream_supervisor import StreamSupervisor
 from edged.metrics import RestreamMetrics, StreamMetrics
+from edged.restream import child as child_module
+from edged.restream import destination as destination_module
+from edged.restream.destination import Destination
 from edged.restream.policy import RestreamState
 from edged.restream.restreamer import Restreamer, Running
 from edged.restream.session import Geometry
@@ -172,3 +178,49 @@ async def test_a_stream_that_stops_ends_the_session_so_the_alert_can_fire(rig: R
     assert destination.reconnects == 0  # not a failure: no backoff
     rig.hidden.clear()
     await eventually(lambda: live(rig), 30, "publishing again")
+
+
+@pytest.fixture
+def small_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender's pipe of one page, so that a sender that stops reading fills it at once."""
+    monkeypatch.setattr(child_module, "PIPE_BYTES", 4096)
+
+
+def sender_process(destination: Destination) -> subprocess.Popen[bytes] | None:
+    sender = destination._sender
+    return sender._process if sender is not None else None
+
+
+async def stop_the_sender_until_its_pipe_is_full(destination: Destination) -> Any:
+    process = sender_process(destination)
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    dropped = destination.feed.counts.dropped
+    await eventually(lambda: destination.feed.counts.dropped > dropped, 30, "the pipe full")
+    return process
+
+
+@pytest.mark.timeout(90)
+async def test_a_sender_stuck_while_publishing_is_switched_off_or_killed(
+    small_pipe: None, rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # review 18b finding 1: a sender that stopped reading held the thread in os.write for
+    # ever: "live" and up 1, a switch-off never taken (only FFmpeg's rw_timeout could end it)
+    destination = rig.restreamer.destinations["local"]
+    await eventually(lambda: live(rig), 30, "publishing")
+    first = await stop_the_sender_until_its_pipe_is_full(destination)
+    assert live(rig)
+    destination.set_enabled(False)
+    await eventually(
+        lambda: destination.snapshot().state is RestreamState.DISABLED, 10, "switched off"
+    )
+    await eventually(lambda: first.poll() is not None, 10, "the stopped sender reaped")
+    assert destination.reconnects == 0  # a switch-off, not a failure
+    monkeypatch.setattr(destination_module, "CONNECT_GRACE_SECONDS", 0.5)
+    destination.set_enabled(True)
+    await eventually(lambda: live(rig), 30, "publishing again")
+    second = await stop_the_sender_until_its_pipe_is_full(destination)
+    await eventually(lambda: destination.reconnects >= 1, 30, "the stuck sender given up")
+    await eventually(lambda: second.poll() is not None, 10, "the stuck sender reaped")
+    assert second.returncode == -signal.SIGKILL
+    assert destination.last_error == f"no answer from 127.0.0.1:{rig.server.port} within 3 s"
