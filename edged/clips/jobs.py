@@ -58,6 +58,7 @@ PROGRESS_SAVE_SECONDS = 2.0
 FUTURE_SLACK_SECONDS = 1.0
 STREAM_IN_NAME = 64  # characters of the stream's name in a clip's (at most 110 in all)
 TIDY_SECONDS = 30.0  # how often finished clips that are delivered leave clips/out
+DELIVERY_GRACE_SECONDS = 30.0  # a stop waits this long for a clip being handed to the cache
 MAX_ATTEMPTS = 3  # starts of one job (a crash, an unexpected error) before it fails
 
 
@@ -504,7 +505,9 @@ class ClipJobs:
         )
         made = await self._in_worker(job, CutRun(spec, lambda _: None), live)
         await self._gate_open(job, live)  # the cache's copy runs in the daemon: not when busy
-        finished = await asyncio.to_thread(self._shelve, job, name, sidecar, made)
+        finished = await _finish_even_if_stopped(
+            asyncio.to_thread(self._shelve, job, name, sidecar, made)
+        )
         if self._outlets.publish is not None:
             await self._outlets.publish(finished)
 
@@ -622,6 +625,17 @@ def clip_sidecar(
             for path, start, end, h in job.sources
         ],
     }
+
+
+async def _finish_even_if_stopped(work: Awaitable[FinishedClip]) -> FinishedClip:
+    """`work` (a thread handing a clip to the cache): a stop meanwhile waits for it, up to
+    DELIVERY_GRACE_SECONDS, so it never runs on into a closed journal or a store shutting down."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task}, timeout=DELIVERY_GRACE_SECONDS)
+        raise
 
 
 def _missing(job: Job, segments: list[Recorded]) -> str | None:

@@ -13,6 +13,7 @@ import asyncio
 import json
 import resource
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -335,3 +336,61 @@ async def test_a_cut_paused_before_its_worker_started_starts_stopped(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class SlowShelf:
+    """The real clip cache, its `add` held until the test lets it go (a slow disk)."""
+
+    def __init__(self, store: AssetStore) -> None:
+        self.store = store
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.added: list[str] = []
+
+    @property
+    def facts(self) -> Any:
+        return self.store.facts
+
+    def get(self, name: str) -> Any:
+        return self.store.get(name)
+
+    def add(self, source: Path, name: str, *, pin: bool, origin: str) -> Any:
+        self.entered.set()
+        self.release.wait(60)
+        asset = self.store.add(source, name, pin=pin, origin=origin)
+        self.added.append(name)
+        return asset
+
+
+async def test_a_stop_waits_for_the_clip_being_handed_to_the_cache(
+    tmp_path: Path, recorded: list[dict[str, Any]]
+) -> None:
+    spool = tmp_path / "data" / "spool" / "test-pattern"
+    spool.mkdir(parents=True)
+    for sidecar in recorded:
+        shutil.copy(sidecar["path"], spool)
+        (spool / Path(sidecar["path"]).with_suffix(".json").name).write_text(json.dumps(sidecar))
+    shelf = SlowShelf(AssetStore(tmp_path / "data" / "cache", 1 << 30))
+    settings = ClipSettings(max_seconds=30, gop_seconds=GOP, segment_seconds=2.0)
+    jobs = ClipJobs(
+        tmp_path / "data",
+        settings,
+        ClipJobMetrics(CollectorRegistry()),
+        ClipOutlets(shelf=shelf),
+        Box().load,
+    )
+    await jobs.open()
+    supervisor = Supervisor(None)
+    supervisor.spawn("clip-jobs", jobs.run)
+    start, end = moment(recorded[0], "start") + 0.5, moment(recorded[1], "start") + 0.5
+    try:
+        await jobs.submit(ClipRequest("test-pattern", start, end))
+        await eventually_in_thread(shelf.entered.is_set, 60, "the clip on its way to the cache")
+        letting_go = threading.Timer(1.0, shelf.release.set)  # while the stop is under way
+        letting_go.start()
+        await supervisor.stop()
+        assert len(shelf.added) == 1  # the stop waited for it: nothing runs on after it
+    finally:
+        shelf.release.set()
+        await supervisor.stop()
+        await jobs.close()
