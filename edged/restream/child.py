@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from edged.restream.feed import Item
@@ -27,12 +27,23 @@ from edged.restream.wire import Report, Spec, packet_frame, read_report, spec_fr
 
 PIPE_BYTES = 1024 * 1024  # asked of the kernel for the packet pipe (a few keyframes)
 F_SETPIPE_SZ = 1031  # Linux fcntl
+LINE_BYTES = 4096  # a report line longer than this is garbage: dropped
 WRITE_SLICE_SECONDS = 0.5  # how long a write waits for room before asking whether to go on
 
 
 def stalled(taken_at: float, now: float, stall_seconds: float | None) -> bool:
     """Whether a sender that last took a byte at `taken_at` is stuck (None: never)."""
     return stall_seconds is not None and now - taken_at > stall_seconds
+
+
+def report_lines(stdout: IO[bytes]) -> Iterator[bytes]:
+    """The sender's lines, each at most LINE_BYTES (a longer one is dropped whole)."""
+    dropping = False
+    while line := stdout.readline(LINE_BYTES):
+        whole = line.endswith(b"\n")
+        if not dropping and (whole or len(line) < LINE_BYTES):
+            yield line
+        dropping = not whole
 
 
 class SenderGone(Exception):
@@ -163,7 +174,7 @@ class SenderProcess:
 
     def _read(self, stdout: IO[bytes]) -> None:
         try:
-            for line in stdout:
+            for line in report_lines(stdout):
                 found = read_report(line)
                 if found is None:
                     continue

@@ -108,18 +108,31 @@ class Report:
 
 
 def read_report(line: bytes) -> Report | None:
-    """A report line, or None for anything else (never raises)."""
+    """A report line, or None for anything else (never raises): a size is a non-negative
+    integer, `audio` a boolean, the errno an integer."""
     try:
         document = json.loads(line)
-        step = str(document["step"])
+        step = document["step"]
+        size = document.get("size", 0)
+        audio = document.get("audio", False)
         code = document.get("code")
-        return Report(
-            step,
-            audio=bool(document.get("audio", False)),
-            size=int(document.get("size", 0)),
-            stage=str(document.get("stage", "")),
-            code=code if isinstance(code, int) else None,
-            problem=str(document.get("problem", "")),
-        )
-    except (ValueError, KeyError, TypeError):
+        stage = document.get("stage", "")
+        problem = document.get("problem", "")
+    except Exception:  # garbled beyond JSON: nesting too deep, not an object
         return None
+    if not all(isinstance(text, str) for text in (step, stage, problem)):
+        return None
+    if not _is_int(size) or size < 0 or not isinstance(audio, bool):
+        return None
+    return Report(
+        step,
+        audio=audio,
+        size=size,
+        stage=stage,
+        code=code if _is_int(code) else None,
+        problem=problem,
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

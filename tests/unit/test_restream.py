@@ -4,6 +4,7 @@ next keyframe (exact counts), rebased timestamps, the retry backoff, logging, an
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from edged.config import Config, ConfigError, RestreamConfig
 from edged.errors import StartupError
 from edged.media.encoders import Encoder, EncoderSettings
 from edged.media.packets import EncodedPacket
-from edged.restream.child import SenderProcess
+from edged.restream.child import LINE_BYTES, SenderProcess, report_lines
 from edged.restream.destination import log_level
 from edged.restream.feed import Feed, Item
 from edged.restream.policy import (
@@ -478,6 +479,30 @@ def test_packets_and_the_spec_cross_the_pipe_unchanged() -> None:
     assert read_report(b'{"step": "failed", "stage": "connect", "code": 110}') == Report(
         "failed", stage="connect", code=110
     )
+    # review 18b finding 2: garbled lines raised (OverflowError, RecursionError), or passed
+    # a negative size (a counter's ValueError) or "no" as sound
+    for garbled in (
+        b'{"step":"bytes","size":Infinity}',
+        b"[" * 100_000,
+        b'{"step":"bytes","size":-5}',
+        b'{"step":"bytes","size":1.5}',
+        b'{"step":"live","audio":"no"}',
+        b'{"step":["live"]}',
+        b"[1]",
+    ):
+        assert read_report(garbled) is None, garbled
+    assert read_report(b'{"step":"bytes","size":7}') == Report("bytes", size=7)
+
+
+def test_a_report_line_over_the_bound_is_dropped_whole() -> None:
+    # review 18b finding 2: a line without an end grew without bound in the daemon
+    long = b'{"step":"bytes","size":1' + b"0" * (LINE_BYTES * 3) + b"}\n"
+    stdout = io.BytesIO(b'{"step":"live"}\n' + long + b'{"step":"bytes","size":3}\n' + b"x" * 9)
+    assert list(report_lines(stdout)) == [
+        b'{"step":"live"}\n',
+        b'{"step":"bytes","size":3}\n',
+        b"x" * 9,
+    ]
 
 
 def test_a_session_starts_at_0_on_its_first_picture_written(tmp_path: Path) -> None:
@@ -599,7 +624,7 @@ def test_the_record_is_not_written_again_once_forgotten(tmp_path: Path) -> None:
 
 PARENT = """
 import sys, time
-from edged.restream.child import SenderProcess
+from edged.restream.child import LINE_BYTES, SenderProcess, report_lines
 from edged.restream.wire import Spec
 sender = SenderProcess("orphan", lambda size: None)
 sender.start(Spec(sys.argv[1], 160, 120, 30, b""))
