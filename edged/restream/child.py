@@ -15,6 +15,7 @@ import fcntl
 import os
 import queue
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -50,6 +51,26 @@ class SenderGone(Exception):
     """The sender process ended (its last report says why, if it said)."""
 
 
+class SenderNotStarted(Exception):
+    """The sender process could not be started (no memory, no file descriptor left)."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def exit_description(returncode: int | None) -> str:
+    """How a process ended, for the log: its exit status or the signal that killed it."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
 class SenderStalled(SenderGone):
     """The sender took no byte of its pipe for `stall_seconds` (stopped, wedged)."""
 
@@ -67,13 +88,17 @@ class SenderProcess:
 
     def start(self, spec: Spec) -> None:
         """Start the process and give it the spec (the key goes down the pipe, not in argv)."""
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "edged.restream.sender", str(os.getpid())],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # never read: a traceback could carry the URL
-            close_fds=True,
-        )
+        try:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                # -P: not the daemon's working directory first on the sender's sys.path
+                [sys.executable, "-P", "-m", "edged.restream.sender", str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # never read: a traceback could carry the URL
+                close_fds=True,
+            )
+        except OSError as error:  # EMFILE, ENOMEM, EAGAIN: this box, not the platform
+            raise SenderNotStarted(error.errno) from None
         self._process = process
         if self._killed.is_set():  # killed while starting
             self.kill()
@@ -150,6 +175,12 @@ class SenderProcess:
         if process is not None and process.stdin is not None:
             with contextlib.suppress(OSError):
                 process.stdin.close()
+
+    @property
+    def ended(self) -> str:
+        """How the process ended, for the log ("" when it never started)."""
+        process = self._process
+        return "" if process is None else exit_description(process.poll())
 
     def kill(self) -> None:
         self._killed.set()

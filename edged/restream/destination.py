@@ -26,7 +26,7 @@ from typing import Any
 from edged.config import RestreamConfig
 from edged.media.live import HeaderStep, header_step
 from edged.metrics import RestreamMetrics
-from edged.restream.child import SenderGone, SenderProcess, SenderStalled
+from edged.restream.child import SenderGone, SenderNotStarted, SenderProcess, SenderStalled
 from edged.restream.feed import Feed
 from edged.restream.policy import (
     REFUSALS,
@@ -128,6 +128,7 @@ class Destination:
         self._since = time.time()
         self._retry_at: float | None = None
         self._last_failure = ""  # the reason last logged as a warning
+        self._last_gone = ""  # how the last sender that ended without a report ended
         self._on_change = on_change  # called in the thread after a change of state or reason
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -296,8 +297,10 @@ class Destination:
             )
         except SenderFailed as error:
             failure = error.failure
-        except SenderGone:  # starting it failed, or it died without a word
-            failure = Failure(failure.stage)
+        except SenderNotStarted as error:
+            failure = Failure(Stage.SETUP, error.code, "start")
+        except SenderGone:  # it died without a word
+            failure = Failure(failure.stage, problem="gone")
         finally:
             self.feed.live = False
             self._end(sender)
@@ -306,6 +309,8 @@ class Destination:
                 self._set_state(RestreamState.WAITING, ended)
         if self._stop.is_set():  # the stop killed its sender: not a failure
             return
+        if failure.problem == "gone":
+            self._say_gone(sender)
         self._back_off(self._why(failure), watch=unreachable(failure.stage, failure.code))
 
     def _spec(self, audio_config: bytes) -> Spec:
@@ -383,20 +388,37 @@ class Destination:
 
     @staticmethod
     def _said(sender: SenderProcess) -> Failure | None:
-        """The failure a publishing sender reported, if it did (without waiting)."""
+        """The failure a publishing sender reported, if it did (without waiting). Its reader
+        queues every line before the end, so an end here follows any report it made."""
         try:
             found = sender.next_report(0)
         except SenderGone:
-            return Failure(Stage.SEND)
+            return Failure(Stage.SEND, problem="gone")
         return failure_of(found) if found is not None and found.step == Step.FAILED else None
 
-    def _last_failure_of(self, sender: SenderProcess) -> Failure:
+    @staticmethod
+    def _last_failure_of(sender: SenderProcess) -> Failure:
+        """The failure a sender that ended under a write reported: its reports read to their
+        end (its reader may not have queued the last yet), for at most JOIN_SECONDS."""
         sender.reap(JOIN_SECONDS)
+        failure = Failure(Stage.SEND, problem="gone")
+        deadline = time.monotonic() + JOIN_SECONDS
         with contextlib.suppress(SenderGone):
-            found = sender.next_report(0)
-            if found is not None and found.step == Step.FAILED:
-                return failure_of(found)
-        return Failure(Stage.SEND)
+            while time.monotonic() < deadline:
+                found = sender.next_report(TAKE_SECONDS)
+                if found is not None and found.step == Step.FAILED:
+                    failure = failure_of(found)
+        return failure
+
+    def _say_gone(self, sender: SenderProcess) -> None:
+        """Log how a sender that ended without a report ended (a crash, the OOM killer):
+        its status says only "unknown error", which points at the platform."""
+        ended = sender.ended
+        level = logging.WARNING if ended != self._last_gone else logging.DEBUG
+        self._last_gone = ended
+        logger.log(
+            level, "restream %s: its sender process ended without a report (%s)", self.name, ended
+        )
 
     def _count_bytes(self, size: int) -> None:
         self.bytes_sent += size
@@ -433,7 +455,7 @@ class Destination:
         timeout = self.config.timeout_seconds
         stage, code = failure.stage, failure.code
         if stage is Stage.SETUP:
-            return setup_reason(failure.problem)
+            return setup_reason(failure.problem, code)
         if self._ca_file is not None and stage is Stage.CONNECT and code in REFUSALS:
             problem = certificate_problem(self._address, self._ca_file, timeout)
             if problem is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -128,10 +129,28 @@ class Failure:
     problem: str = ""
 
 
-def setup_reason(problem: str) -> str:
-    """Why a sender could not start a session: this FFmpeg build lacks a muxer."""
-    what = f"the {problem} muxer" if problem in ("tee", "flv") else "a muxer restreaming needs"
-    return f"cannot restream: this FFmpeg build has no {what} (install PyAV's own wheels)"
+CRASH = re.compile(r"crash: ([A-Za-z_][A-Za-z0-9_.]{0,80})")
+
+
+def setup_reason(problem: str, code: int | None = None) -> str:
+    """Why a sender could not start a session: this FFmpeg build lacks a muxer, the process
+    could not be started (`code`: its errno), it was sent a garbled frame, or it crashed."""
+    if problem in ("tee", "flv"):
+        return (
+            f"cannot restream: this FFmpeg build lacks the {problem} muxer "
+            "(install PyAV's own wheels)"
+        )
+    if problem == "start":
+        return f"could not start the sender process: {_strerror(code)}"
+    if problem == "wire":
+        return "the sender process was sent a garbled frame (a bug in edged: please report it)"
+    crash = CRASH.fullmatch(problem)
+    if crash is not None:
+        return f"the sender process crashed ({crash[1]}; a bug in edged: please report it)"
+    return (
+        "cannot restream: this FFmpeg build lacks a muxer restreaming needs "
+        "(install PyAV's own wheels)"
+    )
 
 
 # FFmpeg's AVERROR_PROTOCOL_NOT_FOUND as PyAV's errno: rtmps in a build without TLS.

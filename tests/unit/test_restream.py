@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -26,14 +27,22 @@ from edged.config import Config, ConfigError, RestreamConfig
 from edged.errors import StartupError
 from edged.media.encoders import Encoder, EncoderSettings
 from edged.media.packets import EncodedPacket
-from edged.restream.child import LINE_BYTES, SenderProcess, report_lines
-from edged.restream.destination import log_level
+from edged.restream.child import (
+    LINE_BYTES,
+    SenderGone,
+    SenderNotStarted,
+    SenderProcess,
+    exit_description,
+    report_lines,
+)
+from edged.restream.destination import Destination, log_level
 from edged.restream.feed import Feed, Item
 from edged.restream.policy import (
     AVERROR_EOF,
     AVERROR_PROTOCOL_NOT_FOUND,
     QUIET_SECONDS,
     Admission,
+    Failure,
     RestreamState,
     Stage,
     admit,
@@ -560,7 +569,12 @@ def test_a_sender_without_tee_says_so() -> None:
     assert missing_format(frozenset({"flv"})) == "tee"
     assert missing_format(frozenset({"tee"})) == "flv"
     assert setup_reason("tee") == (
-        "cannot restream: this FFmpeg build has no the tee muxer (install PyAV's own wheels)"
+        "cannot restream: this FFmpeg build lacks the tee muxer (install PyAV's own wheels)"
+    )
+    # review 18b nit: "has no the tee muxer", "has no a muxer"
+    assert setup_reason("muxer") == (
+        "cannot restream: this FFmpeg build lacks a muxer restreaming needs "
+        "(install PyAV's own wheels)"
     )
     assert "cannot speak rtmps" in failure_reason(
         Stage.CONNECT, AVERROR_PROTOCOL_NOT_FOUND, parse_address("rtmps://h/app"), 3.0
@@ -624,7 +638,14 @@ def test_the_record_is_not_written_again_once_forgotten(tmp_path: Path) -> None:
 
 PARENT = """
 import sys, time
-from edged.restream.child import LINE_BYTES, SenderProcess, report_lines
+from edged.restream.child import (
+    LINE_BYTES,
+    SenderGone,
+    SenderNotStarted,
+    SenderProcess,
+    exit_description,
+    report_lines,
+)
 from edged.restream.wire import Spec
 sender = SenderProcess("orphan", lambda size: None)
 sender.start(Spec(sys.argv[1], 160, 120, 30, b""))
@@ -661,3 +682,73 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+class ScriptedSender:
+    """A sender that ended under a write, its reader thread not yet done with its last line."""
+
+    def __init__(self, *reports: Report | None) -> None:
+        self.reports = list(reports)
+
+    def reap(self, timeout: float) -> None:
+        pass
+
+    def next_report(self, timeout: float) -> Report | None:
+        if not self.reports:
+            raise SenderGone
+        return self.reports.pop(0)
+
+
+def test_the_reason_a_sender_gave_is_kept_though_its_reader_is_late() -> None:
+    # review 18b finding 3a: the FAILED line not queued yet gave "unknown error"
+    failed = Report("failed", stage="send", code=errno.ECONNRESET)
+    late = ScriptedSender(None, None, failed)
+    assert Destination._last_failure_of(late) == Failure(Stage.SEND, errno.ECONNRESET)  # type: ignore[arg-type]
+    silent = ScriptedSender(None)
+    assert Destination._last_failure_of(silent).problem == "gone"  # type: ignore[arg-type]
+
+
+def test_how_a_sender_ended_is_said() -> None:
+    # review 18b finding 3b: a sender dead without a report (a crash, the OOM killer) left
+    # only "unknown error"; its exit status is logged, and a crash is named by its type only
+    assert exit_description(1) == "exit status 1"
+    assert exit_description(-signal.SIGSEGV) == "killed by SIGSEGV"
+    assert exit_description(None) == "still running"
+    assert setup_reason("crash: KeyError") == (
+        "the sender process crashed (KeyError; a bug in edged: please report it)"
+    )
+    assert "secret" not in setup_reason("crash: KeyError('secret')")
+
+
+def test_a_sender_that_cannot_be_started_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    # review 18b finding 3c: Popen's OSError read "cannot publish to host: ..."
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    sender = SenderProcess("unit", lambda size: None)
+    with pytest.raises(SenderNotStarted) as raised:
+        sender.start(Spec("[f=flv]/dev/null", 160, 120, 30, b""))
+    assert raised.value.code == errno.ENOENT
+    assert setup_reason("start", errno.EMFILE) == (
+        "could not start the sender process: too many open files"
+    )
+
+
+def test_the_sender_never_imports_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # review 18b finding 4: python -m put the cwd first on the child's sys.path: a ctypes.py
+    # there ran in the process that is given the key
+    marker = tmp_path / "imported"
+    (tmp_path / "ctypes.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    sender = SenderProcess("unit", lambda size: None)
+    sender.start(Spec(file_target(tmp_path / "out.flv"), 160, 120, 30, b""))
+    try:
+        deadline = time.monotonic() + 30
+        live = None
+        while live is None and time.monotonic() < deadline:
+            live = sender.next_report(0.5)
+    finally:
+        sender.finish()
+        sender.reap(30)
+    assert live is not None and live.step == Step.LIVE
+    assert not marker.exists()
