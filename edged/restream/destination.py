@@ -27,7 +27,7 @@ from edged.config import RestreamConfig
 from edged.media.live import HeaderStep, header_step
 from edged.metrics import RestreamMetrics
 from edged.restream.child import SenderGone, SenderNotStarted, SenderProcess, SenderStalled
-from edged.restream.feed import Feed
+from edged.restream.feed import Feed, Item
 from edged.restream.policy import (
     REFUSALS,
     STABLE_SECONDS,
@@ -46,7 +46,7 @@ from edged.restream.policy import (
 )
 from edged.restream.probe import answers, certificate_problem, system_ca_file
 from edged.restream.session import INTERLEAVE_MICROSECONDS, Geometry
-from edged.restream.wire import Report, Spec, Step
+from edged.restream.wire import Report, Spec, Step, frame_fits
 from edged.supervise import RestartPolicy
 
 logger = logging.getLogger(__name__)
@@ -359,24 +359,32 @@ class Destination:
             if item is None:
                 continue
             quiet_since = time.monotonic()
-            stall_seconds = self.config.timeout_seconds + CONNECT_GRACE_SECONDS
-            try:
-                taken = sender.send(item, lambda: self._over(0.0) is None, stall_seconds)
-            except SenderGone as error:
-                if not item.audio:
-                    self.feed.lost()
-                if isinstance(error, SenderStalled):
-                    sender.kill()
-                    raise SenderFailed(Failure(Stage.SEND, errno.ETIMEDOUT)) from None
-                raise SenderFailed(self._last_failure_of(sender)) from None
-            if not taken:  # over while its pipe was full: the rest of the frame never goes
-                sender.kill()
-                if not item.audio:
-                    self.feed.lost()
-                continue
-            if not item.audio:
+            taken = self._hand(sender, item)
+            if not item.audio and taken:
                 self.feed.sent()
+            elif not item.audio:
+                self.feed.lost()
         return over
+
+    def _hand(self, sender: SenderProcess, item: Item) -> bool:
+        """Write one packet to the sender; False: not taken (too long to frame, or the session
+        ended while its pipe was full: then the sender is killed). SenderFailed."""
+        if not frame_fits(item):  # never seen: 64 MiB; one packet lost, not the session
+            logger.warning("restream %s: a packet too long to send was dropped", self.name)
+            return False
+        stall_seconds = self.config.timeout_seconds + CONNECT_GRACE_SECONDS
+        try:
+            taken = sender.send(item, lambda: self._over(0.0) is None, stall_seconds)
+        except SenderGone as error:
+            if not item.audio:
+                self.feed.lost()
+            if isinstance(error, SenderStalled):
+                sender.kill()
+                raise SenderFailed(Failure(Stage.SEND, errno.ETIMEDOUT)) from None
+            raise SenderFailed(self._last_failure_of(sender)) from None
+        if not taken:  # over while its pipe was full: the rest of the frame never goes
+            sender.kill()
+        return taken
 
     def _over(self, quiet_seconds: float) -> str | None:
         """Why the publishing session ends though nothing failed (None: it goes on)."""

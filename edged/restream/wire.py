@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -20,12 +20,12 @@ from edged.restream.feed import Item
 
 LENGTH = struct.Struct("<I")
 PACKET = struct.Struct("<BBIqqqIII")  # audio, keyframe, source, pts, dts, duration, tb, extra
-MAX_FRAME = 64 * 1024 * 1024  # a frame longer than this is garbage: the sender stops
+MAX_FRAME = 64 * 1024 * 1024  # a frame longer than this is garbage: the sender fails ("wire")
 
 
 @dataclass(frozen=True)
 class Spec:
-    target: str  # policy.tee_target: the key inside, never logged or shown
+    target: str = field(repr=False)  # policy.tee_target: the key inside, never logged or shown
     width: int
     height: int
     fps: int
@@ -71,6 +71,11 @@ def packet_frame(item: Item) -> bytes:
     )
     size = len(head) + len(item.extradata) + len(packet.data)
     return b"".join((LENGTH.pack(size), head, item.extradata, packet.data))
+
+
+def frame_fits(item: Item) -> bool:
+    """Whether a packet's frame is within MAX_FRAME (the sender refuses a longer one)."""
+    return PACKET.size + len(item.extradata) + len(item.packet.data) <= MAX_FRAME
 
 
 def read_packet(body: bytes) -> Item:

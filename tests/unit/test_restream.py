@@ -27,6 +27,7 @@ from edged.config import Config, ConfigError, RestreamConfig
 from edged.errors import StartupError
 from edged.media.encoders import Encoder, EncoderSettings
 from edged.media.packets import EncodedPacket
+from edged.restream import sender as sender_module
 from edged.restream.child import (
     LINE_BYTES,
     SenderGone,
@@ -62,12 +63,16 @@ from edged.restream.policy import (
 )
 from edged.restream.record import RECORD_FILE, StateRecord, read_record
 from edged.restream.restreamer import read_keys
-from edged.restream.sender import missing_format
+from edged.restream.sender import Out, missing_format, publish, report_crashes
 from edged.restream.session import INTERLEAVE_MICROSECONDS, FlvSession, Geometry
 from edged.restream.wire import (
+    LENGTH,
+    MAX_FRAME,
+    PACKET,
     Report,
     Spec,
     Step,
+    frame_fits,
     packet_frame,
     read_packet,
     read_report,
@@ -752,3 +757,84 @@ def test_the_sender_never_imports_from_the_working_directory(
         sender.reap(30)
     assert live is not None and live.step == Step.LIVE
     assert not marker.exists()
+
+
+def published(stdin: bytes) -> tuple[int, list[Report | None]]:
+    """A sender's session in this process: its exit status and its reports."""
+    out = io.BytesIO()
+    status = publish(io.BytesIO(stdin), Out(out))
+    return status, [read_report(line) for line in out.getvalue().splitlines()]
+
+
+def test_a_garbled_frame_fails_the_sender_saying_so(tmp_path: Path) -> None:
+    # review 18b finding 5: an over-long or short frame ended the session as if stdin closed
+    # (exit 0, not a word); a garbled body was a traceback into DEVNULL
+    packets, extradata = pictures(3)
+    spec = spec_frame(Spec(file_target(tmp_path / "out.flv"), 160, 120, 30, b""))
+    good = packet_frame(Item(packets[0], extradata))
+    zero = bytearray(good)
+    zero[4 + PACKET.size - 8 : 4 + PACKET.size - 4] = b"\0\0\0\0"  # denominator 0
+    wire = Report("failed", stage="setup", problem="wire")
+    for stdin in (
+        spec + good + LENGTH.pack(MAX_FRAME + 1),  # over MAX_FRAME
+        spec + good + good[:-3],  # cut short
+        spec + good + LENGTH.pack(3) + b"abc",  # shorter than a packet's head
+        spec + bytes(zero),
+    ):
+        status, reports = published(stdin)
+        assert status == 1
+        assert reports[-1] == wire
+        assert reports[0] == Report("live")
+    for spec_body in (b"not json", b'{"width": 1}'):
+        assert published(LENGTH.pack(len(spec_body)) + spec_body) == (1, [wire])
+    assert published(b"") == (0, [])
+    assert published(spec + good)[0] == 0
+
+
+def test_a_packet_too_long_to_frame_is_not_sent() -> None:
+    # review 18b finding 5: the daemon framed it anyway and the sender ended the session
+    small = EncodedPacket(b"\0" * 16, 0, 0, 1, Fraction(1, 90000), True, 0, 0.0)
+    huge = EncodedPacket(b"\0" * (MAX_FRAME + 1), 0, 0, 1, Fraction(1, 90000), True, 0, 0.0)
+    assert frame_fits(Item(small, b""))
+    assert not frame_fits(Item(huge, b""))
+
+
+def test_a_sender_without_tee_fails_at_setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # review 18 finding 5 (18b nit): nothing ran publish() down the setup path
+    monkeypatch.setattr(sender_module, "missing_format", lambda available: "tee")
+    spec = spec_frame(Spec(file_target(tmp_path / "out.flv"), 160, 120, 30, b""))
+    assert published(spec) == (1, [Report("failed", stage="setup", problem="tee")])
+
+
+def test_a_muxing_error_mid_session_is_a_send_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # review 18b nit: a ValueError while sending read "this FFmpeg build has no a muxer"
+    def refuse(self: FlvSession, item: Item) -> int:
+        raise ValueError("refused")
+
+    monkeypatch.setattr(FlvSession, "write", refuse)
+    packets, extradata = pictures(1)
+    spec = spec_frame(Spec(file_target(tmp_path / "out.flv"), 160, 120, 30, b""))
+    status, reports = published(spec + packet_frame(Item(packets[0], extradata)))
+    assert status == 1
+    assert reports == [Report("live"), Report("failed", stage="send")]
+
+
+def test_a_crash_is_reported_by_its_type_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # review 18b finding 3b: a crash gave "unknown error" only
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    out = io.BytesIO()
+    report_crashes(Out(out))
+    error = KeyError("rtmp://h/app/secret-key")
+    sys.excepthook(KeyError, error, None)
+    assert b"secret-key" not in out.getvalue()
+    assert read_report(out.getvalue()) == Report("failed", stage="setup", problem="crash: KeyError")
+
+
+def test_the_key_is_not_in_a_specs_repr() -> None:
+    # review 18b nit: the dataclass repr carried the target, key included
+    spec = Spec("[f=flv]rtmp://h/app/secret-key", 320, 240, 15, b"")
+    assert "secret-key" not in repr(spec)
