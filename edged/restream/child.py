@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO
 
 from edged.restream.feed import Item
@@ -30,6 +30,21 @@ PIPE_BYTES = 1024 * 1024  # asked of the kernel for the packet pipe (a few keyfr
 F_SETPIPE_SZ = 1031  # Linux fcntl
 LINE_BYTES = 4096  # a report line longer than this is garbage: dropped
 WRITE_SLICE_SECONDS = 0.5  # how long a write waits for room before asking whether to go on
+
+
+# What a sender needs of the daemon's environment: finding programs and certificates, the
+# locale, its imports. Nothing else (the daemon's other secrets) reaches the process that
+# parses a remote server's bytes.
+SENDER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH")
+
+
+def sender_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of `environ` a sender is given."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in SENDER_ENVIRONMENT or name.startswith("SSL_CERT_")
+    }
 
 
 def stalled(taken_at: float, now: float, stall_seconds: float | None) -> bool:
@@ -96,6 +111,7 @@ class SenderProcess:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # never read: a traceback could carry the URL
                 close_fds=True,
+                env=sender_environment(os.environ),
             )
         except OSError as error:  # EMFILE, ENOMEM, EAGAIN: this box, not the platform
             raise SenderNotStarted(error.errno) from None

@@ -537,7 +537,11 @@ def test_a_session_starts_at_0_on_its_first_picture_written(tmp_path: Path) -> N
     assert len(video) == len(later)
 
 
-def test_the_sender_process_publishes_what_comes_down_its_pipe(tmp_path: Path) -> None:
+def test_the_sender_process_publishes_what_comes_down_its_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGED_OTHER_SECRET", "s3")
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca.pem")
     # review 18 finding 1: the session runs in its own process; the key never in its argv
     packets, extradata = pictures(30)
     target = file_target(tmp_path / "secret-key-in-target.flv")
@@ -558,6 +562,9 @@ def test_the_sender_process_publishes_what_comes_down_its_pipe(tmp_path: Path) -
         environ = Path(f"/proc/{process.pid}/environ").read_bytes()
         assert b"secret-key" not in cmdline
         assert b"secret-key" not in environ
+        # review 18b finding 4: the daemon's other secrets stay in the daemon
+        assert b"EDGED_OTHER_SECRET" not in environ
+        assert b"SSL_CERT_FILE=/etc/ssl/certs/ca.pem" in environ
         for packet in packets:
             sender.send(Item(packet, extradata))
     finally:
