@@ -152,9 +152,9 @@ class PeersConfig:
     """Boxes of one event on the LAN (mDNS) give each other the manifest's clips."""
 
     enabled: bool = True  # needs [mdns] enabled and [cache] manifest
-    # The event's peer secret (mode 0600), the same on every box of the event; "" = the admin
-    # token (then the boxes share one: [http] admin_token_file). A peer's listing names staged
-    # and exclusive clips, so guests never get it.
+    # The event's peer secret (mode 0600), the same on every box of the event; "" = peers off
+    # (never the admin token). It signs requests and answers, it is never sent. A peer's listing
+    # names staged and exclusive clips, so guests never get it.
     secret_file: str = ""
     recheck_seconds: float = setting(10.0, minimum=1.0, maximum=3600.0)  # while clips are missing
 

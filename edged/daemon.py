@@ -392,7 +392,7 @@ class Daemon:
         """What the peer browser feeds and the peer routes read (wired in `_mdns`, `_http`)."""
         self._peer_source = (peers, replicator)
         self._peer_shelf = peer_api.PeerShelf(
-            secret=peers.secret,
+            key=peers.key,
             node=lambda: self.node,
             event=lambda: self.naming.event,
             assets=store.assets,
@@ -401,12 +401,17 @@ class Daemon:
         )
 
     async def _peer_source_for(self, config: Config) -> PeerSource | None:
-        """The peers' HTTP with the event's secret, when [peers] replication is on."""
+        """The peers' HTTP with the event's secret, when [peers] replication is on. Never the
+        admin token (review 19): without a secret_file, peers are off (one log line)."""
         if not (config.peers.enabled and config.mdns.enabled):
             return None
-        secret = self._admin_token
-        if config.peers.secret_file:
-            secret = await asyncio.to_thread(_read_peer_secret, config.peers.secret_file)
+        if not config.peers.secret_file:
+            logger.info(
+                "peers: off, no [peers] secret_file (the same random secret on every box of "
+                "the event: head -c 32 /dev/urandom | base64 > peer.secret; chmod 600)"
+            )
+            return None
+        secret = await asyncio.to_thread(_read_peer_secret, config.peers.secret_file)
         return PeerSource(secret)
 
     @asynccontextmanager

@@ -2,9 +2,11 @@
 clip from one of them (Range resume, sha256 verified). Blocking: the replicator's pass thread
 calls it. The decisions are in `edged.cache.peers`.
 
-Every call carries the peers' secret (`[peers] secret_file`, else the admin token): a peer's
-listing names the manifest's pinned set, staged and exclusive clips included, which a guest
-must never see (review 16b).
+Every request is signed with a key derived from the peers' secret (`[peers] secret_file`), and a
+listing or manifest is taken only when the answer is signed too (`edged.cache.peerauth`): the
+secret never leaves the box, and a responder without it cannot pose as a peer (review 19). A
+peer's listing names the manifest's pinned set, staged and exclusive clips included, which a
+guest must never see (review 16b).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import http.client
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from edged.cache.peerauth import ANSWER_HEADER, answer_verifies, authorization, new_nonce, peer_key
 from edged.cache.peers import PeerListing, PeerManifest, PeerOffer, parse_listing
 from edged.errors import EdgedError, StartupError
 from edged.fileio import file_sha256
@@ -58,7 +62,7 @@ class PeerSource:
                 f"the peer secret is shorter than {MIN_SECRET} characters; write a longer one "
                 "in [peers] secret_file, the same on every box of the event"
             )
-        self.secret = secret
+        self.key = peer_key(secret)  # the secret itself is never kept nor sent
         self._timeout = timeout
         self._lock = threading.Lock()
         self._peers: tuple[PeerAddress, ...] = ()
@@ -74,20 +78,25 @@ class PeerSource:
     def _connect(self, address: str, port: int) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(address, port, timeout=self._timeout)
 
-    def _headers(self, **more: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}", **more}
+    def _headers(self, path: str, nonce: str, range_: str = "") -> dict[str, str]:
+        """A signed GET of `path`: the MAC, never the secret."""
+        signed = authorization(self.key, "GET", path, range_, time.time(), nonce)
+        return {"Authorization": signed, **({"Range": range_} if range_ else {})}
 
     def _get(self, address: str, port: int, path: str) -> tuple[bytes, str]:
-        """A small body and its ETag; PeerError otherwise."""
+        """A small body, signed by a holder of the key, and its ETag; PeerError otherwise."""
         connection = self._connect(address, port)
+        nonce = new_nonce()
         try:
-            connection.request("GET", path, headers=self._headers())
+            connection.request("GET", path, headers=self._headers(path, nonce))
             response = connection.getresponse()
             body = response.read(MAX_LISTING + 1)
             if response.status != 200:
                 raise PeerError(f"{address}:{port}{path} answered HTTP {response.status}")
             if len(body) > MAX_LISTING:
                 raise PeerError(f"{address}:{port}{path} answered more than {MAX_LISTING} bytes")
+            if not answer_verifies(self.key, nonce, body, response.getheader(ANSWER_HEADER, "")):
+                raise PeerError(f"{address}:{port}{path}: the answer is not signed by a peer")
             return body, response.getheader("ETag", "").strip('"')
         except (OSError, http.client.HTTPException) as error:
             raise PeerError(f"{address}:{port}{path}: {error}") from error
@@ -140,7 +149,7 @@ class PeerSource:
         connection = self._connect(offer.address, offer.port)
         path = ASSET_PATH + quote(offer.name)
         try:
-            headers = self._headers(Range=f"bytes={have}-") if have else self._headers()
+            headers = self._headers(path, new_nonce(), f"bytes={have}-" if have else "")
             connection.request("GET", path, headers=headers)
             response = connection.getresponse()
             if response.status == 200:

@@ -1,12 +1,14 @@
 """What a box of the same event may ask: the clips here with their checksums, the manifest this
-box follows, and a clip's bytes (Range). Every route needs the peers' secret (`[peers]
-secret_file`, else the admin token): the pinned set holds staged and exclusive clips, which a
-guest must never see or fetch (review 16b), and a peer needs them all.
+box follows, and a clip's bytes (Range). Every route needs a request signed with the key of the
+peers' secret (`[peers] secret_file`; `edged.cache.peerauth`), and signs its listing and manifest
+answers: the pinned set holds staged and exclusive clips, which a guest must never see or fetch
+(review 16b), and a peer needs them all. A client that sends too many unsigned or wrongly
+signed requests is refused for a while (429) before its MAC is even looked at (review 19).
 """
 
 from __future__ import annotations
 
-import hmac
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -16,10 +18,12 @@ from typing import Any
 
 from aiohttp import web
 
+from edged.cache.peerauth import ANSWER_HEADER, RequestVerifier, WrongTries, answer_mac
 from edged.cache.peerlink import ASSET_PATH, INDEX_PATH, MANIFEST_PATH
 from edged.cache.peers import listing_document
 from edged.cache.ranges import valid_name
 from edged.cache.store import Asset
+from edged.web.join_guard import client_key
 
 logger = logging.getLogger(__name__)
 
@@ -41,69 +45,96 @@ class Refusals:
 
 @dataclass(frozen=True)
 class PeerShelf:
-    """What the peer routes read: the secret, who this box is, its clips and manifest."""
+    """What the peer routes read: the key of the peers' secret, who this box is, its clips and
+    manifest."""
 
-    secret: str
+    key: bytes
     node: Callable[[], str]
     event: Callable[[], str]
     assets: Callable[[], Sequence[Asset]]
     path: Callable[[str], Path]
     manifest: Callable[[], tuple[dict[str, Any], bytes] | None]  # (key, etag, read_at), bytes
     refusals: Refusals = field(default_factory=Refusals)
+    tries: WrongTries = field(default_factory=WrongTries)
+    verifier: RequestVerifier = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verifier", RequestVerifier(self.key))
 
 
 SHELF = web.AppKey("peer_shelf", PeerShelf)
 
 
-def _allowed(request: web.Request, shelf: PeerShelf) -> web.Response | None:
-    """None when the request carries the peers' secret; else the refusal to send."""
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    presented = presented.strip() if scheme.lower() == "bearer" else ""
-    if not presented:
-        return web.json_response({"error": "peers only: send the event's peer secret"}, status=401)
-    raw = presented.encode("utf-8", "surrogateescape")
-    if not hmac.compare_digest(raw, shelf.secret.encode()):
-        logger.log(
-            shelf.refusals.level(time.monotonic()),
-            "refused %s from %s: wrong peer secret (check [peers] secret_file on both boxes)",
-            request.path,
-            request.remote,
-        )
-        return web.json_response({"error": "wrong peer secret"}, status=403)
-    return None
+def _refusal(status: int, reason: str) -> web.Response:
+    response = web.json_response({"error": reason}, status=status)
+    if status == 429:
+        response.headers["Retry-After"] = "60"
+    return response
+
+
+def _allowed(request: web.Request, shelf: PeerShelf) -> tuple[str, web.Response | None]:
+    """(the request's nonce, None) when a holder of the peers' key signed it; else the
+    refusal to send."""
+    client, now = client_key(request.remote or ""), time.time()
+    if shelf.tries.blocked(client, now):
+        return "", _refusal(429, "too many wrong peer requests; wait a minute")
+    nonce, reason = shelf.verifier.check(
+        request.method,
+        request.raw_path,
+        request.headers.get("Range", ""),
+        request.headers.get("Authorization", ""),
+        now,
+    )
+    if not reason:
+        return nonce, None
+    shelf.tries.failed(client, now)
+    if reason == "missing":
+        return "", _refusal(401, "peers only: sign the request with the event's peer secret")
+    logger.log(
+        shelf.refusals.level(time.monotonic()),
+        "refused %s from %s: %s peer signature (check [peers] secret_file on both boxes "
+        "and their clocks)",
+        request.path,
+        request.remote,
+        reason,
+    )
+    return "", _refusal(403, f"{reason} peer signature")
+
+
+def _signed(nonce: str, shelf: PeerShelf, body: bytes, **headers: str) -> web.Response:
+    """An answer a peer takes: its body signed over the request's nonce."""
+    headers = {**headers, ANSWER_HEADER: answer_mac(shelf.key, nonce, body)}
+    headers["Cache-Control"] = "no-store"
+    return web.Response(body=body, content_type="application/json", headers=headers)
 
 
 async def index(request: web.Request) -> web.Response:
     shelf = request.app[SHELF]
-    refused = _allowed(request, shelf)
+    nonce, refused = _allowed(request, shelf)
     if refused is not None:
         return refused
     shared = shelf.manifest()
     document = listing_document(
         shelf.node(), shelf.event(), shelf.assets(), shared[0] if shared else None
     )
-    return web.json_response(document, headers={"Cache-Control": "no-store"})
+    return _signed(nonce, shelf, json.dumps(document).encode())
 
 
 async def manifest(request: web.Request) -> web.Response:
     shelf = request.app[SHELF]
-    refused = _allowed(request, shelf)
+    nonce, refused = _allowed(request, shelf)
     if refused is not None:
         return refused
     shared = shelf.manifest()
     if shared is None:
         return web.json_response({"error": "no manifest read yet"}, status=404)
     facts, raw = shared
-    return web.Response(
-        body=raw,
-        content_type="application/json",
-        headers={"ETag": f'"{facts["etag"]}"', "Cache-Control": "no-store"},
-    )
+    return _signed(nonce, shelf, raw, ETag=f'"{facts["etag"]}"')
 
 
 async def asset(request: web.Request) -> web.StreamResponse:
     shelf = request.app[SHELF]
-    refused = _allowed(request, shelf)
+    _, refused = _allowed(request, shelf)
     if refused is not None:
         return refused
     name = request.match_info["name"]

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -24,6 +25,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
+from edged.cache.peerauth import (
+    ANSWER_HEADER,
+    WrongTries,
+    answer_verifies,
+    authorization,
+    new_nonce,
+    peer_key,
+)
 from edged.cache.peerlink import ASSET_PATH, INDEX_PATH, PeerAddress, PeerSource
 from edged.cache.peers import NO_PEER, REFUSED_SECONDS, part_name
 from edged.cache.store import AssetStore
@@ -42,6 +51,7 @@ pytestmark = pytest.mark.integration
 __all__ = ["moto"]
 
 SECRET = "the-event-peer-secret-0123456789"
+OTHER_SECRET = "another-event-secret-0123456789"
 MANIFEST_KEY = "manifest.json"
 
 
@@ -82,7 +92,11 @@ def holding(root: Path, clips: dict[str, Path]) -> AssetStore:
 
 @asynccontextmanager
 async def peer_server(
-    node: str, store: AssetStore, manifest: bytes, ranges: list[str] | None = None
+    node: str,
+    store: AssetStore,
+    manifest: bytes,
+    ranges: list[str] | None = None,
+    tries: WrongTries | None = None,
 ) -> AsyncIterator[TestServer]:
     """A peer's endpoint, as the daemon installs it, on a loopback port; `ranges` gets the
     Range header ("" for none) of every request for a clip's bytes."""
@@ -98,12 +112,13 @@ async def peer_server(
     peer_api.install(
         app,
         peer_api.PeerShelf(
-            secret=SECRET,
+            key=peer_key(SECRET),
             node=lambda: node,
             event=lambda: "gala",
             assets=store.assets,
             path=store.path,
             manifest=lambda: shared,
+            tries=tries or WrongTries(burst=100),
         ),
     )
     server = TestServer(app, host="127.0.0.1")
@@ -269,10 +284,20 @@ async def test_with_the_upstream_up_a_peer_not_measured_goes_before_it(
     assert [await asyncio.to_thread(gets, moto, name) for name in datas] == [1, 0]
 
 
-async def test_the_peer_endpoint_needs_the_event_secret(
+def signed(path: str, range_: str = "", secret: str = SECRET) -> tuple[dict[str, str], str]:
+    """The headers of a peer's GET of `path`, and its nonce."""
+    nonce = new_nonce()
+    headers = {
+        "Authorization": authorization(peer_key(secret), "GET", path, range_, time.time(), nonce)
+    }
+    return ({**headers, "Range": range_} if range_ else headers), nonce
+
+
+async def test_the_peer_endpoint_needs_a_request_signed_with_the_event_secret(
     tmp_path: Path, clips: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The listing names staged clips: a guest (no secret, or the wrong one) gets nothing."""
+    """The listing names staged clips: a guest (unsigned, the wrong key, the secret itself as
+    a Bearer, a replay) gets nothing; a peer gets answers signed over its nonce."""
     store = await asyncio.to_thread(holding, tmp_path / "peer", clips)
     caplog.set_level(logging.DEBUG, logger="edged.web.peer_api")
     async with (
@@ -283,23 +308,77 @@ async def test_the_peer_endpoint_needs_the_event_secret(
             async with client.get(path) as response:
                 assert response.status == 401, path
                 assert "teaser" not in await response.text()
-            wrong = {"Authorization": "Bearer guess"}
+            bearer = {"Authorization": f"Bearer {SECRET}"}  # the old way: no longer a key
+            async with client.get(path, headers=bearer) as response:
+                assert response.status == 401, path
+            wrong, _ = signed(path, secret=OTHER_SECRET)
             async with client.get(path, headers=wrong) as response:
                 assert response.status == 403, path
-        warnings = [r for r in caplog.records if "wrong peer secret" in r.getMessage()]
+        warnings = [r for r in caplog.records if "wrong peer signature" in r.getMessage()]
         assert [r.levelno for r in warnings] == [logging.WARNING] + [logging.DEBUG] * 2
-        secret = {"Authorization": f"Bearer {SECRET}"}
-        async with client.get(INDEX_PATH, headers=secret) as response:
-            listed = {item["name"] for item in (await response.json())["assets"]}
+        headers, nonce = signed(INDEX_PATH)
+        async with client.get(INDEX_PATH, headers=headers) as response:
+            body = await response.read()
+            assert answer_verifies(peer_key(SECRET), nonce, body, response.headers[ANSWER_HEADER])
+        listed = {item["name"] for item in json.loads(body)["assets"]}
         assert listed == {"teaser.mp4", "finale.mp4"}
-        ranged = {**secret, "Range": "bytes=10-19"}
-        async with client.get("/api/v1/peer/assets/teaser.mp4", headers=ranged) as response:
+        async with client.get(INDEX_PATH, headers=headers) as response:  # the same nonce again
+            assert response.status == 403
+        clip = "/api/v1/peer/assets/teaser.mp4"
+        ranged, _ = signed(clip, "bytes=10-19")
+        async with client.get(clip, headers=ranged) as response:
             assert response.status == 206
             assert await response.read() == store.path("teaser.mp4").read_bytes()[10:20]
-        async with client.get("/api/v1/peer/assets/..%2Fx.mp4", headers=secret) as response:
+        moved = {**ranged, "Range": "bytes=0-"}  # a Range the MAC does not cover
+        async with client.get(clip, headers=moved) as response:
+            assert response.status == 403
+        # A file that exists outside the clips: refused, and nothing of it in the answer.
+        assert (store.root / "index.json").exists()
+        for escape in ("..%2Findex.json", "..%2F..%2Fpeer%2Findex.json"):
+            path = "/api/v1/peer/assets/" + escape
+            async with client.get(path, headers=signed(path)[0]) as response:
+                assert response.status == 404, escape
+                assert "assets" not in await response.text(), escape
+        absent = "/api/v1/peer/assets/absent.mp4"
+        async with client.get(absent, headers=signed(absent)[0]) as response:
             assert response.status == 404
-        async with client.get("/api/v1/peer/assets/absent.mp4", headers=secret) as response:
-            assert response.status == 404
+
+
+async def test_a_responder_without_the_secret_never_receives_it_and_is_not_a_peer(
+    tmp_path: Path,
+) -> None:
+    """Anyone on the LAN can advertise _edged._tcp with the event's name (review 19, finding 1):
+    what the box sends it never holds the secret nor its key, and its listing, unsigned or
+    signed with a guessed key, is not taken."""
+    received: list[bytes] = []
+    answers = iter([{}, {ANSWER_HEADER: "0" * 64}])
+
+    async def spoof(request: web.Request) -> web.Response:
+        received.append(repr(sorted(request.headers.items())).encode() + request.path.encode())
+        listing: dict[str, object] = {
+            "node": "spoof",
+            "event": "gala",
+            "assets": [],
+            "manifest": None,
+        }
+        return web.json_response(listing, headers=next(answers, {}))
+
+    app = web.Application()
+    app.router.add_get(INDEX_PATH, spoof)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        source = PeerSource(SECRET)
+        source.set_peers([at("spoof", server)])
+        assert await asyncio.to_thread(source.listings) == []
+        assert await asyncio.to_thread(source.listings) == []
+    finally:
+        await server.close()
+    assert len(received) == 2
+    for seen in received:
+        assert SECRET.encode() not in seen
+        assert peer_key(SECRET).hex().encode() not in seen
+        assert b"EdgedPeer t=" in seen
 
 
 def box_index(daemon: DaemonProcess) -> dict[str, dict[str, Any]]:
