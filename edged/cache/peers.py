@@ -18,6 +18,8 @@ PEER_ORIGIN = "peer:"  # an asset's `source` when it came from a peer: "peer:<no
 NO_PEER = "upstream out of reach, no peer has it"  # a pass's reason a clip is not here
 REFUSED_SECONDS = 300.0  # a peer's offer that failed verification is not taken again this long
 RATE_WEIGHT = 0.5  # how much the newest download counts in a source's rate
+SIZE_FACTOR = 2  # a peer's prepared copy may be this many times the upstream object's size ...
+SIZE_SLACK = 1 << 20  # ... plus this many bytes (a remux's container overhead)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
@@ -149,6 +151,27 @@ def offers_for(
             continue
         offers.append(offer)
     return offers
+
+
+def offer_bound(known: int | None, offers: Sequence[PeerOffer]) -> int:
+    """The most bytes an offer of a clip may claim: SIZE_FACTOR times the upstream object's
+    size (the manifest's or the upstream's, when known) plus SIZE_SLACK; with no size known,
+    the same over the smallest offer (one inflated claim never sets the bar for the others)."""
+    base = known if known else min((offer.size for offer in offers), default=0)
+    return SIZE_FACTOR * base + SIZE_SLACK
+
+
+def plausible_offers(offers: Sequence[PeerOffer], known: int | None) -> list[PeerOffer]:
+    """The offers within `offer_bound`; the others are never planned for nor downloaded."""
+    bound = offer_bound(known, offers)
+    return [offer for offer in offers if offer.size <= bound]
+
+
+def peer_plan_size(known: int | None, offers: Sequence[PeerOffer]) -> int | None:
+    """The bytes a clip is planned with when only peers have it: the smallest plausible offer
+    (at least the upstream size known); a larger offer is taken only if the plan has room."""
+    sizes = [offer.size for offer in plausible_offers(offers, known)]
+    return max(known or 0, min(sizes)) if sizes else None
 
 
 def offer_identity(offer: PeerOffer) -> tuple[str, str, str]:

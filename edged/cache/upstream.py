@@ -27,6 +27,7 @@ from edged.cache.manifest import (
     ManifestEntry,
     ManifestError,
     PassReport,
+    Plan,
     Wanted,
     due,
     failed,
@@ -47,6 +48,8 @@ from edged.cache.peers import (
     order_sources,
     part_clip,
     part_name,
+    peer_plan_size,
+    plausible_offers,
 )
 from edged.cache.peers import UPSTREAM as FROM_UPSTREAM
 from edged.cache.prepare import PrepareError
@@ -160,6 +163,8 @@ class Replicator:
         self._refused: dict[tuple[str, str, str], float] = {}  # a peer's bad bytes -> until
         # What a peer asks for: the manifest followed (key, ETag, when read upstream), its bytes.
         self._shared: tuple[dict[str, Any], bytes] | None = None
+        self._planned: dict[str, int] = {}  # this pass's planned bytes by clip
+        self._spare = 0  # and the bytes the plan leaves under the cap
         self._store = store
         self._s3 = s3
         self._manifest_key = manifest_key
@@ -223,7 +228,8 @@ class Replicator:
             if failure is not None and not due(failure, now):
                 report.problem(failure.kind, index, entry.name)
                 continue
-            offered[entry.name] = offers_for(entry, self._listings, self._refused, now)
+            found = offers_for(entry, self._listings, self._refused, now)
+            offered[entry.name] = plausible_offers(found, self._size(entry))
             size = self._wanted_size(entry, failure, now, heads, offered[entry.name])
             if size is None:
                 failure = self._failures.get(_identity(entry))
@@ -232,9 +238,7 @@ class Replicator:
                     unfit[entry.name] = (NO_PEER, "asked again when a peer may have it")
                 continue
             wanted.append(Wanted(entry, size=size))
-        listed = set(manifest.names)
-        fixed = sum(a.size for a in self._store.assets() if a.pinned and a.name not in listed)
-        plan = plan_replication(wanted, fixed, self._store.max_bytes)
+        plan = self._plan(wanted, manifest)
         position = {entry.name: index for index, entry in enumerate(manifest.entries)}
         for entry, kind, reason in plan.cannot_fit:
             report.problem(kind, position[entry.name], entry.name)
@@ -253,6 +257,18 @@ class Replicator:
         self._finish(report, unfit)
         return report.fetched
 
+    def _plan(self, wanted: list[Wanted], manifest: Manifest) -> Plan:
+        """The pass's plan against the cap, and what it leaves: the bytes planned per clip and
+        the room to spare (a peer's offer larger than planned is taken only within it)."""
+        listed = set(manifest.names)
+        fixed = sum(a.size for a in self._store.assets() if a.pinned and a.name not in listed)
+        plan = plan_replication(wanted, fixed, self._store.max_bytes)
+        sizes = {item.entry.name: item.size or 0 for item in wanted if item.held is None}
+        self._planned = {entry.name: sizes[entry.name] for entry in plan.fetch}
+        used = fixed + sum(item.held or 0 for item in wanted) + sum(self._planned.values())
+        self._spare = max(0, self._store.max_bytes - used)
+        return plan
+
     def _wanted_size(
         self,
         entry: ManifestEntry,
@@ -265,7 +281,7 @@ class Replicator:
         upstream (the entry failed), or the upstream is out of reach and no peer has it."""
         size = self._size(entry)
         if not self._upstream_up:
-            return max([size or 0, *(offer.size for offer in offers)]) if offers else None
+            return peer_plan_size(size, offers)
         if size is None or failure is not None:
             facts = self._head(entry, now)
             if facts is None:
@@ -377,8 +393,17 @@ class Replicator:
     def _fetch(
         self, entry: ManifestEntry, facts: ObjectFacts | None, offers: list[PeerOffer]
     ) -> bool:
-        """One clip from its sources in `order_sources`' order; False when none gave it."""
-        sources = order_sources(self._upstream_up, offers, self._rates)
+        """One clip from its sources in `order_sources`' order; False when none gave it. A peer
+        offer larger than the plan has room for is left out (review 19, finding 3)."""
+        allowed = self._planned.get(entry.name, 0) + self._spare
+        fitting = [offer for offer in offers if offer.size <= allowed]
+        if len(fitting) < len(offers):
+            logger.debug(
+                "clip %s: %d peer offers over the plan's room",
+                entry.name,
+                len(offers) - len(fitting),
+            )
+        sources = order_sources(self._upstream_up, fitting, self._rates)
         for index, source in enumerate(sources):
             if isinstance(source, PeerOffer):
                 if self._fetch_peer(entry, source):
@@ -420,6 +445,7 @@ class Replicator:
             logger.info("clip %s not from peer %s this time: %s", entry.name, offer.node, error)
             return False
         part.unlink(missing_ok=True)
+        self._spare = max(0, self._spare - max(0, offer.size - self._planned.get(entry.name, 0)))
         rate = next_rate(self._rates.get(offer.node), offer.size - resumed, self._clock() - started)
         if rate is not None:
             self._rates[offer.node] = rate

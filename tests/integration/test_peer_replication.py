@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from edged.cache.peerauth import (
 )
 from edged.cache.peerlink import ASSET_PATH, INDEX_PATH, PeerAddress, PeerSource
 from edged.cache.peers import NO_PEER, REFUSED_SECONDS, part_name
-from edged.cache.store import AssetStore
+from edged.cache.store import Asset, AssetStore
 from edged.cache.upstream import Replicator
 from edged.fileio import file_sha256
 from edged.upload.s3 import S3Store
@@ -97,9 +98,15 @@ async def peer_server(
     manifest: bytes,
     ranges: list[str] | None = None,
     tries: WrongTries | None = None,
+    inflated: int = 0,
 ) -> AsyncIterator[TestServer]:
     """A peer's endpoint, as the daemon installs it, on a loopback port; `ranges` gets the
-    Range header ("" for none) of every request for a clip's bytes."""
+    Range header ("" for none) of every request for a clip's bytes; `inflated`, when set, is
+    the size its listing claims for every clip."""
+
+    def assets() -> list[Asset]:
+        held = store.assets()
+        return [replace(asset, size=inflated) for asset in held] if inflated else list(held)
 
     @web.middleware
     async def note_range(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -115,7 +122,7 @@ async def peer_server(
             key=peer_key(SECRET),
             node=lambda: node,
             event=lambda: "gala",
-            assets=store.assets,
+            assets=assets,
             path=store.path,
             manifest=lambda: shared,
             tries=tries or WrongTries(burst=100),
@@ -248,6 +255,32 @@ async def test_a_peer_download_resumes_by_range_and_a_bad_part_is_fetched_afresh
         assert ranges == [f"bytes={half}-", ""]  # resumed, did not verify: once afresh
     asset = here.get("teaser.mp4")
     assert asset is not None and asset.source == "peer:a-peer"
+    assert not await asyncio.to_thread(lambda: list(here.partial.iterdir()))
+
+
+async def test_an_inflated_offer_is_never_downloaded_and_the_clip_comes_from_an_honest_peer(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """Review 19, finding 3: a peer claiming 10**12 bytes for a clip (sorted first) is never
+    asked for bytes, and does not make the clip "cannot fit" for the honest peer."""
+    only = {"teaser.mp4": clips["teaser.mp4"]}
+    manifest = manifest_document({"teaser.mp4": only["teaser.mp4"].read_bytes()})
+    big_store = await asyncio.to_thread(holding, tmp_path / "big", only)
+    good_store = await asyncio.to_thread(holding, tmp_path / "good", only)
+    here = await asyncio.to_thread(AssetStore, tmp_path / "here", max_bytes=10**8)
+    upstream = await asyncio.to_thread(unreachable_upstream)
+    source = PeerSource(SECRET)
+    replicator = Replicator(here, upstream, MANIFEST_KEY, "assets", peers=source)
+    big_ranges: list[str] = []
+    async with (
+        peer_server("a-big", big_store, manifest, big_ranges, inflated=10**12) as big,
+        peer_server("b-good", good_store, manifest) as good,
+    ):
+        source.set_peers([at("a-big", big), at("b-good", good)])
+        assert await asyncio.to_thread(replicator.sync) == ["teaser.mp4"]
+    asset = here.get("teaser.mp4")
+    assert asset is not None and asset.source == "peer:b-good"
+    assert big_ranges == []
     assert not await asyncio.to_thread(lambda: list(here.partial.iterdir()))
 
 

@@ -24,6 +24,8 @@ from edged.cache.peers import (
     parse_listing,
     part_clip,
     part_name,
+    peer_plan_size,
+    plausible_offers,
 )
 from edged.discovery import Peer, peers_of_event
 from edged.errors import StartupError
@@ -31,8 +33,8 @@ from edged.errors import StartupError
 SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
 
 
-def offer(node: str, name: str = "teaser.mp4", origin: str = SHA_B) -> PeerOffer:
-    return PeerOffer(node, "127.0.0.1", 8080, name, 1000, SHA_A, origin)
+def offer(node: str, name: str = "teaser.mp4", origin: str = SHA_B, size: int = 1000) -> PeerOffer:
+    return PeerOffer(node, "127.0.0.1", 8080, name, size, SHA_A, origin)
 
 
 def test_a_listing_round_trips_and_bad_entries_are_left_out_one_by_one() -> None:
@@ -141,3 +143,16 @@ def test_the_peers_are_the_boxes_of_this_event_but_itself() -> None:
 def test_a_short_peer_secret_stops_the_start() -> None:
     with pytest.raises(StartupError, match="shorter than 16"):
         PeerSource("short")
+
+
+def test_an_inflated_offer_is_never_planned_for_nor_sets_the_bar() -> None:
+    """Review 19, finding 3: one peer claiming a huge size neither makes the clip "cannot fit"
+    for the honest offers nor gets downloaded."""
+    honest, other, inflated = offer("a", size=1000), offer("b", size=1200), offer("z", size=10**12)
+    offers = [inflated, honest, other]
+    assert plausible_offers(offers, None) == [honest, other]
+    assert peer_plan_size(None, offers) == 1000
+    assert plausible_offers(offers, 900) == [honest, other]  # the upstream's size: a bound
+    assert peer_plan_size(900, offers) == 1000
+    assert plausible_offers([inflated], 1000) == [] and peer_plan_size(1000, [inflated]) is None
+    assert peer_plan_size(None, []) is None
