@@ -17,12 +17,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 from edged.cache.peerauth import ANSWER_HEADER, answer_verifies, authorization, new_nonce, peer_key
-from edged.cache.peers import PeerListing, PeerManifest, PeerOffer, parse_listing
+from edged.cache.peers import (
+    FLOOR_RATE,
+    MIN_DOWNLOAD_SECONDS,
+    PeerListing,
+    PeerManifest,
+    PeerOffer,
+    download_deadline,
+    parse_listing,
+)
 from edged.errors import EdgedError, StartupError
 from edged.fileio import file_sha256
 
@@ -33,6 +42,8 @@ MANIFEST_PATH = "/api/v1/peer/manifest"
 ASSET_PATH = "/api/v1/peer/assets/"
 CHUNK = 256 * 1024
 MAX_LISTING = 8 * 1024 * 1024  # bytes of a listing or manifest read from a peer
+LISTING_SECONDS = 10.0  # a listing or manifest answered within this, else the peer is left out
+LISTING_THREADS = 8  # peers asked for their listings at once
 MIN_SECRET = 16  # characters of the peers' secret, as of the admin token
 
 
@@ -56,7 +67,13 @@ class PeerAddress:
 class PeerSource:
     """The peers known now (set from the loop by the browser) and the HTTP to them."""
 
-    def __init__(self, secret: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        secret: str,
+        timeout: float = 5.0,
+        floor_rate: float = FLOOR_RATE,
+        min_seconds: float = MIN_DOWNLOAD_SECONDS,
+    ) -> None:
         if len(secret) < MIN_SECRET:
             raise StartupError(
                 f"the peer secret is shorter than {MIN_SECRET} characters; write a longer one "
@@ -64,6 +81,7 @@ class PeerSource:
             )
         self.key = peer_key(secret)  # the secret itself is never kept nor sent
         self._timeout = timeout
+        self._floor = (floor_rate, min_seconds)  # a download's deadline (download_deadline)
         self._lock = threading.Lock()
         self._peers: tuple[PeerAddress, ...] = ()
 
@@ -90,7 +108,7 @@ class PeerSource:
         try:
             connection.request("GET", path, headers=self._headers(path, nonce))
             response = connection.getresponse()
-            body = response.read(MAX_LISTING + 1)
+            body = _read_until(response, MAX_LISTING + 1, time.monotonic() + LISTING_SECONDS)
             if response.status != 200:
                 raise PeerError(f"{address}:{port}{path} answered HTTP {response.status}")
             if len(body) > MAX_LISTING:
@@ -105,17 +123,20 @@ class PeerSource:
 
     def listings(self) -> list[PeerListing]:
         """What each known peer holds; a peer that does not answer is left out (debug line)."""
-        found = []
-        for peer in self.peers():
-            try:
-                body, _ = self._get(peer.address, peer.port, INDEX_PATH)
-                listing = parse_listing(json.loads(body), peer.address, peer.port)
-            except (PeerError, ValueError) as error:
-                logger.debug("peer %s left out of this pass: %s", peer.node, error)
-                continue
-            if listing is not None:
-                found.append(listing)
-        return found
+        peers = self.peers()
+        if not peers:
+            return []
+        with ThreadPoolExecutor(min(LISTING_THREADS, len(peers))) as pool:
+            listings = list(pool.map(self._listing, peers))  # a silent peer never adds up
+        return [listing for listing in listings if listing is not None]
+
+    def _listing(self, peer: PeerAddress) -> PeerListing | None:
+        try:
+            body, _ = self._get(peer.address, peer.port, INDEX_PATH)
+            return parse_listing(json.loads(body), peer.address, peer.port)
+        except (PeerError, ValueError) as error:
+            logger.debug("peer %s left out of this pass: %s", peer.node, error)
+            return None
 
     def manifest(self, manifest: PeerManifest) -> bytes:
         """The manifest document the peer follows, as it read it upstream."""
@@ -148,6 +169,7 @@ class PeerSource:
     ) -> None:
         connection = self._connect(offer.address, offer.port)
         path = ASSET_PATH + quote(offer.name)
+        deadline = download_deadline(offer.size - have, time.monotonic(), *self._floor)
         try:
             headers = self._headers(path, new_nonce(), f"bytes={have}-" if have else "")
             connection.request("GET", path, headers=headers)
@@ -158,7 +180,9 @@ class PeerSource:
                 raise PeerError(f"peer {offer.node}: {offer.name} answered HTTP {response.status}")
             with part.open("r+b" if have else "wb") as handle:
                 handle.seek(have)
-                while have < offer.size and (chunk := response.read(CHUNK)):
+                while have < offer.size and (chunk := response.read1(CHUNK)):
+                    if time.monotonic() > deadline:
+                        raise PeerError(f"peer {offer.node}: {offer.name} too slow, given up")
                     wanted = chunk[: offer.size - have]
                     handle.write(wanted)
                     have += len(wanted)
@@ -170,3 +194,13 @@ class PeerSource:
             connection.close()
         if have < offer.size:
             raise PeerError(f"peer {offer.node}: {offer.name} broke off at {have} bytes")
+
+
+def _read_until(response: http.client.HTTPResponse, limit: int, deadline: float) -> bytes:
+    """Up to `limit` bytes of the body, or PeerError once `deadline` (monotonic) passes."""
+    body = bytearray()
+    while len(body) < limit and (chunk := response.read1(min(CHUNK, limit - len(body)))):
+        body += chunk
+        if time.monotonic() > deadline:
+            raise PeerError("answered too slowly")
+    return bytes(body)

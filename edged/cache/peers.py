@@ -18,6 +18,8 @@ PEER_ORIGIN = "peer:"  # an asset's `source` when it came from a peer: "peer:<no
 NO_PEER = "upstream out of reach, no peer has it"  # a pass's reason a clip is not here
 REFUSED_SECONDS = 300.0  # a peer's offer that failed verification is not taken again this long
 RATE_WEIGHT = 0.5  # how much the newest download counts in a source's rate
+FLOOR_RATE = 64 * 1024  # bytes/s a peer download must keep on average ...
+MIN_DOWNLOAD_SECONDS = 30.0  # ... after this many seconds at least (review 19, finding 4)
 SIZE_FACTOR = 2  # a peer's prepared copy may be this many times the upstream object's size ...
 SIZE_SLACK = 1 << 20  # ... plus this many bytes (a remux's container overhead)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -206,6 +208,14 @@ def order_sources(
 
 def _by_node(offer: PeerOffer) -> str:
     return offer.node
+
+
+def download_deadline(
+    size: int, now: float, floor_rate: float = FLOOR_RATE, minimum: float = MIN_DOWNLOAD_SECONDS
+) -> float:
+    """When a download of `size` bytes started at `now` is given up: at the floor rate, and
+    never sooner than `minimum` seconds (a slow-dripping peer never holds the pass)."""
+    return now + max(minimum, size / floor_rate)
 
 
 def next_rate(previous: float | None, size: int, seconds: float) -> float | None:

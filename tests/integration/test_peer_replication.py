@@ -99,10 +99,11 @@ async def peer_server(
     ranges: list[str] | None = None,
     tries: WrongTries | None = None,
     inflated: int = 0,
+    drip: bool = False,
 ) -> AsyncIterator[TestServer]:
     """A peer's endpoint, as the daemon installs it, on a loopback port; `ranges` gets the
     Range header ("" for none) of every request for a clip's bytes; `inflated`, when set, is
-    the size its listing claims for every clip."""
+    the size its listing claims for every clip; `drip`: a clip's bytes come one every 0.1 s."""
 
     def assets() -> list[Asset]:
         held = store.assets()
@@ -112,6 +113,8 @@ async def peer_server(
     async def note_range(request: web.Request, handler: Handler) -> web.StreamResponse:
         if ranges is not None and request.path.startswith(ASSET_PATH):
             ranges.append(request.headers.get("Range", ""))
+        if drip and request.path.startswith(ASSET_PATH):
+            return await dripping(request, handler)
         return await handler(request)
 
     app = web.Application(middlewares=[note_range])
@@ -282,6 +285,47 @@ async def test_an_inflated_offer_is_never_downloaded_and_the_clip_comes_from_an_
     assert asset is not None and asset.source == "peer:b-good"
     assert big_ranges == []
     assert not await asyncio.to_thread(lambda: list(here.partial.iterdir()))
+
+
+async def dripping(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A clip's headers as the peer would answer, then its bytes one every 0.1 s."""
+    answer = await handler(request)
+    if answer.status >= 300:
+        return answer
+    name = request.match_info["name"]
+    data = await asyncio.to_thread(request.app[peer_api.SHELF].path(name).read_bytes)
+    response = web.StreamResponse(headers={"Content-Length": str(len(data))})
+    await response.prepare(request)
+    for index in range(len(data)):
+        await response.write(data[index : index + 1])
+        await asyncio.sleep(0.1)
+    return response
+
+
+async def test_a_slow_dripping_peer_is_given_up_and_the_clip_comes_from_another(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """Review 19, finding 4: a peer sending a byte every 0.1 s (each read within the socket
+    timeout) no longer holds the pass for the clip's size x 0.1 s: the download has a deadline
+    from its size at a floor rate, then the next peer gives the clip."""
+    only = {"teaser.mp4": clips["teaser.mp4"]}
+    manifest = manifest_document({"teaser.mp4": only["teaser.mp4"].read_bytes()})
+    slow_store = await asyncio.to_thread(holding, tmp_path / "slow", only)
+    good_store = await asyncio.to_thread(holding, tmp_path / "good", only)
+    here = await asyncio.to_thread(AssetStore, tmp_path / "here", max_bytes=10**8)
+    upstream = await asyncio.to_thread(unreachable_upstream)
+    source = PeerSource(SECRET, floor_rate=10**6, min_seconds=1.0)
+    replicator = Replicator(here, upstream, MANIFEST_KEY, "assets", peers=source)
+    slow_ranges: list[str] = []
+    async with (
+        peer_server("a-slow", slow_store, manifest, slow_ranges, drip=True) as slow,
+        peer_server("b-good", good_store, manifest) as good,
+    ):
+        source.set_peers([at("a-slow", slow), at("b-good", good)])
+        fetched = await asyncio.wait_for(asyncio.to_thread(replicator.sync), 30.0)
+    assert fetched == ["teaser.mp4"] and slow_ranges == [""]  # asked first, given up
+    asset = here.get("teaser.mp4")
+    assert asset is not None and asset.source == "peer:b-good"
 
 
 async def test_with_the_upstream_up_a_peer_not_measured_goes_before_it(

@@ -15,6 +15,7 @@ from edged.cache.peers import (
     PeerListing,
     PeerManifest,
     PeerOffer,
+    download_deadline,
     freshest_manifest,
     listing_document,
     next_rate,
@@ -156,3 +157,9 @@ def test_an_inflated_offer_is_never_planned_for_nor_sets_the_bar() -> None:
     assert peer_plan_size(900, offers) == 1000
     assert plausible_offers([inflated], 1000) == [] and peer_plan_size(1000, [inflated]) is None
     assert peer_plan_size(None, []) is None
+
+
+def test_a_download_has_a_deadline_from_its_size_at_the_floor_rate() -> None:
+    assert download_deadline(64 * 1024 * 100, 1000.0) == 1100.0  # 100 s at 64 KiB/s
+    assert download_deadline(1000, 1000.0) == 1030.0  # never under 30 s
+    assert download_deadline(10**6, 0.0, floor_rate=10**6, minimum=1.0) == 1.0
