@@ -50,7 +50,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 
 from tests.edge_cache import EdgeCache, Logged  # noqa: E402
 
-SEGMENT = re.compile(r"^/live/(?P<stream>[^/]+)/segment-(?P<sequence>\d+)\.m4s$")
+SEGMENT = re.compile(r"^/live/(?P<stream>[^/]+)/segment-[0-9a-f]{8}-(?P<sequence>\d+)\.m4s$")
 
 
 def box_figures(base: str) -> dict[str, float]:
@@ -103,8 +103,9 @@ def report_box(
     for entry in log:
         kind = entry.uri.rsplit("/", 1)[-1]
         kind = "segment" if kind.startswith("segment-") else kind
+        kind = "init" if kind.startswith("init-") else kind
         kinds[(kind, entry.upstream)] += 1
-    for kind in ("index.m3u8", "init.mp4", "segment"):
+    for kind in ("index.m3u8", "init", "segment"):
         total = kinds[(kind, True)] + kinds[(kind, False)]
         print(f"{kind}: {total} requests to nginx, {kinds[(kind, True)]} reached edged")
     playlists = after["playlists"] - before["playlists"]

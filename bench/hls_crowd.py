@@ -4,7 +4,7 @@ One edged daemon on loopback runs the test pattern (1280x720 30 fps, GOP 1 s, so
 First the reference: the same daemon with no viewer for --idle-seconds (20 s). Then N players (200),
 each an asyncio task with its own aiohttp session (connection limit off) in this process, start at
 random moments within 1 s and each plays for --seconds (60 s) as a native HLS player does (RFC
-8216): GET index.m3u8 and init.mp4, start from the live edge, fetch each new segment once, in order,
+8216): GET index.m3u8 and its init, start from the live edge, fetch each new segment once, in order,
 and reload the playlist a target duration after the last load began if it changed, half of one if it
 did not (6.3.4). The live edge is, by default, the last segment that starts at least three target
 durations before the playlist's end (6.3.3; hls.js's default of three segments back is the same
@@ -67,15 +67,19 @@ class Segment:
 class Playlist:
     target_duration: float
     segments: tuple[Segment, ...]
+    init: str = ""  # the EXT-X-MAP URI (init-<run>.mp4)
 
 
 def parse_playlist(text: str) -> Playlist:
     """The media playlist's target duration and segments (sequence, EXTINF, URI)."""
     target, sequence, duration = 0.0, 0, 0.0
     segments: list[Segment] = []
+    init = ""
     for line in text.splitlines():
         line = line.strip()
-        if line.startswith("#EXT-X-TARGETDURATION:"):
+        if line.startswith('#EXT-X-MAP:URI="'):
+            init = line.removeprefix('#EXT-X-MAP:URI="').split('"', 1)[0]
+        elif line.startswith("#EXT-X-TARGETDURATION:"):
             target = float(line.split(":", 1)[1])
         elif line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
             sequence = int(line.split(":", 1)[1])
@@ -84,7 +88,7 @@ def parse_playlist(text: str) -> Playlist:
         elif line and not line.startswith("#"):
             segments.append(Segment(sequence, duration, line))
             sequence += 1
-    return Playlist(target, tuple(segments))
+    return Playlist(target, tuple(segments), init)
 
 
 def live_start(playlist: Playlist, start: str) -> int:
@@ -194,7 +198,10 @@ async def play(base: str, delay: float, seconds: float, start: str, tally: Tally
         loaded_at = time.monotonic()
         until = loaded_at + seconds
         playlist = await load_playlist(session, base, tally)
-        if playlist is None or await fetch(session, base + "/init.mp4", "init", tally) is None:
+        if (
+            playlist is None
+            or await fetch(session, f"{base}/{playlist.init}", "init", tally) is None
+        ):
             return
         timeline = Timeline()
         following = live_start(playlist, start)

@@ -17,11 +17,12 @@ import logging
 import math
 import queue
 import re
+import secrets
 import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Literal
@@ -81,19 +82,40 @@ class GopCache:
         return self._packets[0] if self._packets else None
 
 
-_SEGMENT_NAME = re.compile(r"segment-(0|[1-9][0-9]{0,11})\.m4s", re.ASCII)
+# Each run of a stream's HLS (a muxer: a start, a camera replugged, a thermal step) names its
+# init and segments with a token of its own, so a URL names one run's bytes for ever and a cache
+# may keep it (`immutable`); a restart, whose numbering begins again at 0, never reuses one.
+_RUN = "[0-9a-f]{8}"
+_INIT_NAME = re.compile(rf"init-({_RUN})\.mp4", re.ASCII)
+_SEGMENT_NAME = re.compile(rf"segment-({_RUN})-(0|[1-9][0-9]{{0,11}})\.m4s", re.ASCII)
 
 
-def segment_name(sequence: int) -> str:
-    """The name the playlist lists a media segment under."""
-    return f"segment-{sequence}.m4s"
+def new_run() -> str:
+    """A run's token: random, so a restart of the daemon never repeats one either."""
+    return secrets.token_hex(4)
 
 
-def segment_sequence(name: str) -> int | None:
-    """The sequence number of a segment name, only in the form `segment_name` writes: no
+def init_name(run: str) -> str:
+    """The name the playlist lists a run's init segment under."""
+    return f"init-{run}.mp4"
+
+
+def init_run(name: str) -> str | None:
+    """The run of an init segment's name, only in the form `init_name` writes."""
+    match = _INIT_NAME.fullmatch(name)
+    return match.group(1) if match else None
+
+
+def segment_name(run: str, sequence: int) -> str:
+    """The name the playlist lists a run's media segment under."""
+    return f"segment-{run}-{sequence}.m4s"
+
+
+def segment_key(name: str) -> tuple[str, int] | None:
+    """(run, sequence number) of a segment name, only in the form `segment_name` writes: no
     leading zeros, ASCII digits only (so each segment has one URL and caches hold one copy)."""
     match = _SEGMENT_NAME.fullmatch(name)
-    return int(match.group(1)) if match else None
+    return (match.group(1), int(match.group(2))) if match else None
 
 
 @dataclass(frozen=True)
@@ -112,6 +134,7 @@ class HlsWindow:
     init: bytes = b""
     segments: tuple[HlsSegment, ...] = ()
     target_duration: int = 1
+    run: str = field(default_factory=new_run)
 
     def with_segment(self, segment: HlsSegment, window: int) -> HlsWindow:
         """The next window: `segment` added, the oldest gone past `window` segments."""
@@ -129,17 +152,24 @@ class HlsWindow:
             f"#EXT-X-TARGETDURATION:{self.target_duration}",
             f"#EXT-X-MEDIA-SEQUENCE:{self.segments[0].sequence if self.segments else 0}",
             "#EXT-X-INDEPENDENT-SEGMENTS",
-            '#EXT-X-MAP:URI="init.mp4"',
+            f'#EXT-X-MAP:URI="{init_name(self.run)}"',
         ]
         for segment in self.segments:
             stamp = datetime.fromtimestamp(segment.started, UTC).isoformat(timespec="milliseconds")
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{stamp.replace('+00:00', 'Z')}")
             lines.append(f"#EXTINF:{segment.duration:.3f},")
-            lines.append(segment_name(segment.sequence))
+            lines.append(segment_name(self.run, segment.sequence))
         return "\n".join(lines) + "\n"
 
-    def segment(self, sequence: int) -> HlsSegment | None:
+    def segment(self, run: str, sequence: int) -> HlsSegment | None:
+        """A segment of `run` held now; None for another run's (a restart) or one not held."""
+        if run != self.run:
+            return None
         return next((s for s in self.segments if s.sequence == sequence), None)
+
+    def init_of(self, run: str) -> bytes:
+        """The init segment of `run`; empty for another run's or before it is written."""
+        return self.init if run == self.run else b""
 
 
 class _Sink(io.RawIOBase):
@@ -214,6 +244,7 @@ class HlsSegmenter:
         *,
         expects_audio: bool = False,
         stream: str = "",
+        run: str | None = None,
     ) -> None:
         self.stream = stream
         self._geometry = (width, height, fps)
@@ -224,7 +255,7 @@ class HlsSegmenter:
         self._expects_audio = expects_audio
         self._audio_config = b""
         self._tracks = Interleaver()  # the frames and sound held until their turn
-        self.window = HlsWindow()
+        self.window = HlsWindow(run=run or new_run())
         self._window_size = window
         self._sequence = 0
         self._started = False  # a keyframe came: the frames after it can be muxed
@@ -384,7 +415,8 @@ class HlsMuxer:
     ) -> None:
         self.stream = stream
         self._geometry = (width, height, fps, window)
-        self.window = HlsWindow()
+        self.run = new_run()  # this muxer's: a restarted stream has a new muxer, a new run
+        self.window = HlsWindow(run=self.run)
         self.dropped = 0
         self._refused_audio = 0  # AAC packets the full queue refused (the loop counts them)
         self._let_go_audio = 0  # and those the muxer thread let go (it sets this)
@@ -403,6 +435,9 @@ class HlsMuxer:
     def init(self) -> bytes:
         return self.window.init
 
+    def init_of(self, run: str) -> bytes:
+        return self.window.init_of(run)
+
     @property
     def dropped_audio(self) -> int:
         """AAC packets lost to the live HLS: refused by the full queue, or let go by the muxer."""
@@ -419,8 +454,8 @@ class HlsMuxer:
     def playlist(self) -> str:
         return self.window.playlist()
 
-    def segment(self, sequence: int) -> HlsSegment | None:
-        return self.window.segment(sequence)
+    def segment(self, run: str, sequence: int) -> HlsSegment | None:
+        return self.window.segment(run, sequence)
 
     def offer(self, packet: EncodedPacket, extradata: bytes) -> bool:
         """Queue a frame for the muxer; False when it is dropped."""
@@ -432,7 +467,7 @@ class HlsMuxer:
             self._thread = threading.Thread(
                 target=_mux_packets,
                 args=(weakref.ref(self), self._queue, self.stream, self._geometry),
-                kwargs={"expects_audio": self._expects_audio},
+                kwargs={"expects_audio": self._expects_audio, "run": self.run},
                 name=f"hls-{self.stream}",
                 daemon=True,
             )
@@ -476,6 +511,7 @@ def _mux_packets(
     geometry: tuple[int, int, int, int],
     *,
     expects_audio: bool,
+    run: str,
 ) -> None:
     """The muxer thread: until `close` (or until its muxer is dropped without it, so the thread
     never outlives what it works for; it holds the muxer only weakly)."""
@@ -492,7 +528,7 @@ def _mux_packets(
                 return
             try:
                 segmenter = segmenter or HlsSegmenter(
-                    *geometry, expects_audio=expects_audio, stream=stream
+                    *geometry, expects_audio=expects_audio, stream=stream, run=run
                 )
                 window = _mux_item(segmenter, item)
                 if not _publish(owner, window, segmenter.dropped_audio):

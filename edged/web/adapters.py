@@ -111,13 +111,13 @@ class MediaLiveView:
         window = hub.hls.window if hub is not None else None  # one read: the muxer replaces it
         return window.playlist() if window is not None and window.segments else None
 
-    def init_segment(self, stream: str) -> bytes | None:
+    def init_segment(self, stream: str, run: str) -> bytes | None:
         hub = self._media.hub(stream)
-        return (hub.hls.init or None) if hub is not None else None
+        return (hub.hls.init_of(run) or None) if hub is not None else None
 
-    def segment(self, stream: str, sequence: int) -> bytes | None:
+    def segment(self, stream: str, run: str, sequence: int) -> bytes | None:
         hub = self._media.hub(stream)
-        segment = hub.hls.segment(sequence) if hub is not None else None
+        segment = hub.hls.segment(run, sequence) if hub is not None else None
         return segment.data if segment is not None else None
 
     def note_hls_client(self, stream: str, client: str) -> None:

@@ -90,12 +90,14 @@ class LiveView(Protocol):
         """The HLS media playlist; None until the stream has a segment."""
         ...
 
-    def init_segment(self, stream: str) -> bytes | None:
-        """The fMP4 initialisation segment; None until the muxer has written it."""
+    def init_segment(self, stream: str, run: str) -> bytes | None:
+        """The fMP4 initialisation segment of the stream's `run`; None until the muxer has
+        written it, or for another run (the stream restarted since)."""
         ...
 
-    def segment(self, stream: str, sequence: int) -> bytes | None:
-        """A media segment the playlist lists; None once dropped from the window or not yet."""
+    def segment(self, stream: str, run: str, sequence: int) -> bytes | None:
+        """A media segment the playlist lists; None once dropped from the window or not yet, or
+        of another run."""
         ...
 
     def note_hls_client(self, stream: str, client: str) -> None:

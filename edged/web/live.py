@@ -10,7 +10,7 @@ from string import Template
 from aiohttp import web
 
 from edged.errors import MediaError
-from edged.media.live import POSTER_SECONDS, segment_sequence
+from edged.media.live import POSTER_SECONDS, init_run, segment_key
 from edged.web.context import LIVE, METRICS, LiveView, WhepRefused
 from edged.web.telemetry import FIRST_FRAME_BEACON, POSTER_AFTER_MS
 
@@ -19,14 +19,13 @@ routes = web.RouteTableDef()
 STREAM = r"{stream:[a-z0-9][a-z0-9-]{0,62}}"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 # What a cache in front (configs/nginx/edged-edge.conf) may keep. A playlist changes with each
-# segment: kept a second, so a crowd's reloads reach the box about once a second. Segments and
-# the init segment never change under their URL while they are fresh (`immutable`), but a
-# stream that restarts (a camera replugged, a thermal step) begins again at segment-0 with a
-# new init.mp4 under the same URLs: so they are fresh only for the HLS window's span (6
-# segments of 1 s by default), not for a day.
+# segment: kept a second, so a crowd's reloads reach the box about once a second. The init and
+# media segments are named per run of the stream (`init-<run>.mp4`, `segment-<run>-<n>.m4s`): a
+# stream that restarts (a camera replugged, a thermal step) begins again at 0 under new URLs, so
+# a URL names the same bytes for ever and may be kept a day.
 PLAYLIST_CACHE = "public, max-age=1"
-INIT_CACHE = "public, max-age=2, immutable"
-SEGMENT_CACHE = "public, max-age=6, immutable"
+INIT_CACHE = "public, max-age=86400, immutable"
+SEGMENT_CACHE = "public, max-age=86400, immutable"
 
 
 def _stream(request: web.Request) -> tuple[LiveView, str]:
@@ -65,22 +64,25 @@ def _count_hls_viewer(request: web.Request, live: LiveView, stream: str, size: i
     metrics.bytes.labels(stream, "hls").inc(size)
 
 
-@routes.get(f"/live/{STREAM}/init.mp4")
+@routes.get(rf"/live/{STREAM}/{{name:init-[^/]{{1,40}}\.mp4}}")
 async def init_segment(request: web.Request) -> web.Response:
     live, stream = _stream(request)
-    init = live.init_segment(stream)
+    run = init_run(request.match_info["name"])
+    if run is None:
+        raise web.HTTPNotFound(text="not an init segment name the playlist lists\n")
+    init = live.init_segment(stream, run)
     if not init:
-        raise web.HTTPServiceUnavailable(text="no init segment yet\n")
+        raise web.HTTPNotFound(text="no such init segment (the stream restarted?)\n")
     return web.Response(body=init, content_type="video/mp4", headers={"Cache-Control": INIT_CACHE})
 
 
-@routes.get(rf"/live/{STREAM}/{{name:segment-[^/]{{1,40}}\.m4s}}")
+@routes.get(rf"/live/{STREAM}/{{name:segment-[^/]{{1,60}}\.m4s}}")
 async def media_segment(request: web.Request) -> web.Response:
     live, stream = _stream(request)
-    sequence = segment_sequence(request.match_info["name"])
-    if sequence is None:
+    key = segment_key(request.match_info["name"])
+    if key is None:
         raise web.HTTPNotFound(text="not a segment name the playlist lists\n")
-    segment = live.segment(stream, sequence)
+    segment = live.segment(stream, *key)
     if segment is None:
         raise web.HTTPNotFound(text="segment no longer (or not yet) held\n")
     _count_hls_viewer(request, live, stream, len(segment))

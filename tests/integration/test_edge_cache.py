@@ -76,7 +76,12 @@ def hls_bytes_sent(box: DaemonProcess) -> float:
 
 
 def listed_segments(playlist: bytes) -> list[str]:
-    return re.findall(r"^(segment-\d+\.m4s)$", playlist.decode(), re.M)
+    return re.findall(r"^(segment-[0-9a-f]{8}-\d+\.m4s)$", playlist.decode(), re.M)
+
+
+def listed_init(playlist: bytes) -> str:
+    (init,) = re.findall(r'^#EXT-X-MAP:URI="(init-[0-9a-f]{8}\.mp4)"$', playlist.decode(), re.M)
+    return init
 
 
 def test_a_segment_fetched_twice_reaches_the_box_once(box: DaemonProcess, edge: EdgeCache) -> None:
@@ -87,14 +92,16 @@ def test_a_segment_fetched_twice_reaches_the_box_once(box: DaemonProcess, edge: 
     first = request(f"{edge.url}{STREAM}/{newest}")
     second = request(f"{edge.url}{STREAM}/{newest}")
     assert first[0] == second[0] == 200 and first[2] == second[2]
-    assert "immutable" in first[1]["cache-control"]
+    assert first[1]["cache-control"] == "public, max-age=86400, immutable"
     assert (first[1]["x-cache-status"], second[1]["x-cache-status"]) == ("MISS", "HIT")
     assert hls_bytes_sent(box) - before == len(first[2])  # one copy left the box
     assert edge.to_box()[f"{STREAM}/{newest}"] == 1
 
-    init = [request(f"{edge.url}{STREAM}/init.mp4") for _ in range(2)]
+    name = listed_init(playlist)
+    init = [request(f"{edge.url}{STREAM}/{name}") for _ in range(2)]
     assert [answer[0] for answer in init] == [200, 200] and init[0][2] == init[1][2]
-    assert edge.to_box()[f"{STREAM}/init.mp4"] == 1
+    assert init[0][1]["cache-control"] == "public, max-age=86400, immutable"
+    assert edge.to_box()[f"{STREAM}/{name}"] == 1
 
 
 def test_the_playlist_is_refreshed(box: DaemonProcess, edge: EdgeCache) -> None:

@@ -173,7 +173,7 @@ def give_the_panels_something(boxes: dict[str, DaemonProcess], tmp_path: Path) -
     """A segment from each box (live viewers), a clip served twice by alpha (cache hits)."""
     for box in boxes.values():
         _, _, playlist = request(box.url + "/live/test-pattern/index.m3u8")
-        segment = re.findall(r"^segment-\d+\.m4s$", playlist.decode(), re.M)[-1]
+        segment = re.findall(r"^segment-[0-9a-f]{8}-\d+\.m4s$", playlist.decode(), re.M)[-1]
         assert request(f"{box.url}/live/test-pattern/{segment}")[0] == 200
     alpha = boxes["alpha"]
     assert alpha.data_dir is not None

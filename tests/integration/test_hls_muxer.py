@@ -123,11 +123,13 @@ async def test_hls_is_muxed_in_the_streams_own_thread() -> None:
         await eventually(lambda: len(hub.hls.segments) == 2, DEADLINE, "two segments")
         first, second = hub.hls.segments
         assert (first.sequence, second.sequence) == (0, 1)
-        assert hub.hls.segment(1) is second and hub.hls.segment(2) is None
+        run = hub.hls.run
+        assert hub.hls.segment(run, 1) is second and hub.hls.segment(run, 2) is None
+        assert hub.hls.init_of(run) == hub.hls.init
         assert hub.hls.init[4:8] == b"ftyp" and b"moov" in hub.hls.init
         for segment in (first, second):
             assert await asyncio.to_thread(decoded_frames, hub.hls.init, segment.data) == FPS
-        assert segment_name(1) in hub.hls.playlist()
+        assert segment_name(run, 1) in hub.hls.playlist()
     finally:
         await asyncio.to_thread(hub.close)
     assert not hls_threads(hub.stream)
@@ -153,7 +155,7 @@ def test_a_window_keeps_the_latest_segments_and_the_longest_duration() -> None:
     assert window.target_duration == 3 and window.init == b"init"
     playlist = window.playlist()
     assert "#EXT-X-MEDIA-SEQUENCE:1\n" in playlist and "#EXT-X-TARGETDURATION:3\n" in playlist
-    assert playlist.count("#EXTINF:") == 3 and segment_name(0) not in playlist
+    assert playlist.count("#EXTINF:") == 3 and segment_name(window.run, 0) not in playlist
     assert HlsWindow().playlist().count("#EXTINF:") == 0
 
 

@@ -51,7 +51,8 @@ def test_hls_playlist_and_five_seconds_of_video(live_daemon: DaemonProcess) -> N
     assert lines[0] == "#EXTM3U"
     assert "#EXT-X-TARGETDURATION:1" in lines
     assert re.search(r"^#EXT-X-MEDIA-SEQUENCE:\d+$", playlist, re.MULTILINE)
-    assert '#EXT-X-MAP:URI="init.mp4"' in lines
+    assert re.search(r'^#EXT-X-MAP:URI="init-[0-9a-f]{8}\.mp4"$', playlist, re.M)
+    assert re.search(r"^segment-[0-9a-f]{8}-\d+\.m4s$", playlist, re.M)
     assert re.search(r"^#EXT-X-PROGRAM-DATE-TIME:\d{4}-\d\d-\d\dT[\d:.]+Z$", playlist, re.M)
     durations = [float(line[8:-1]) for line in lines if line.startswith("#EXTINF:")]
     assert durations and all(0.9 <= d <= 1.1 for d in durations)
@@ -85,16 +86,23 @@ def test_a_segment_answers_only_under_its_listed_name(live_daemon: DaemonProcess
     base = live_daemon.url + "/live/test-pattern/"
     _, body = http(base + "index.m3u8")
     listed = [line for line in body.decode().splitlines() if line.startswith("segment-")]
-    sequence = int(listed[-1].removeprefix("segment-").removesuffix(".m4s"))  # the newest
+    run, number = listed[-1].removeprefix("segment-").removesuffix(".m4s").split("-")  # newest
     status, segment = http(base + listed[-1])
     assert status == 200 and segment
     for alias in (
-        f"segment-0000{sequence}.m4s",
-        f"segment-{str(sequence).translate(ARABIC_INDIC_DIGITS)}.m4s",
-        f"segment-+{sequence}.m4s",
+        f"segment-{run}-0000{number}.m4s",
+        f"segment-{run}-{number.translate(ARABIC_INDIC_DIGITS)}.m4s",
+        f"segment-{run}-+{number}.m4s",
+        f"segment-{run.upper()}-{number}.m4s",
+        f"segment-{number}.m4s",  # the form before runs (review 19, finding 7)
     ):
         status, reason = http(base + urllib.parse.quote(alias))
         assert (status, reason) == (404, b"not a segment name the playlist lists\n"), alias
+    (init,) = re.findall(r'^#EXT-X-MAP:URI="(init-[0-9a-f]{8}\.mp4)"$', body.decode(), re.M)
+    assert http(base + init)[0] == 200
+    assert http(base + "init.mp4")[0] == 404
+    status, reason = http(base + f"init-{run.upper()}.mp4")
+    assert (status, reason) == (404, b"not an init segment name the playlist lists\n")
 
 
 def test_poster_is_the_latest_keyframe(live_daemon: DaemonProcess) -> None:

@@ -97,7 +97,10 @@ def test_a_stream_without_sound_serves_video_only_hls(start_daemon: StartDaemon)
 
 def newest_segment(daemon: DaemonProcess) -> int:
     _, body = http(daemon.url + PLAYLIST)
-    return max(int(number) for number in re.findall(r"^segment-(\d+)\.m4s$", body.decode(), re.M))
+    return max(
+        int(number)
+        for number in re.findall(r"^segment-[0-9a-f]{8}-(\d+)\.m4s$", body.decode(), re.M)
+    )
 
 
 @pytest.mark.timeout(120)

@@ -129,7 +129,11 @@ def state_of(daemon: DaemonProcess, name: str, state: str) -> dict[str, Any] | N
 
 def newest_segment(daemon: DaemonProcess) -> int:
     status, body = http(daemon.url + PLAYLIST)
-    numbers = re.findall(r"^segment-(\d+)\.m4s$", body.decode(), re.M) if status == 200 else []
+    numbers = (
+        re.findall(r"^segment-[0-9a-f]{8}-(\d+)\.m4s$", body.decode(), re.M)
+        if status == 200
+        else []
+    )
     return max((int(number) for number in numbers), default=-1)
 
 

@@ -87,8 +87,8 @@ async def test_the_live_view_answers_nothing_yet_and_a_delete_loads_no_webrtc(
     assert view.has_stream("cam") and not view.has_stream("other")
     for stream in ("cam", "other"):
         assert view.playlist(stream) is None
-        assert view.init_segment(stream) is None
-        assert view.segment(stream, 0) is None
+        assert view.init_segment(stream, "0123abcd") is None
+        assert view.segment(stream, "0123abcd", 0) is None
         assert await view.poster(stream) is None
         view.note_hls_client(stream, "192.0.2.7")
     assert view.hls_viewer_count("cam") == 1
