@@ -118,7 +118,9 @@ def _read_peer_secret(path: str) -> str:
 
 def _peers_changed(source: PeerSource, replicator: Replicator, peers: list[Peer]) -> None:
     """The boxes of this event changed: the replicator asks the new set at once."""
-    source.set_peers(PeerAddress(peer.node, peer.addresses[0], peer.port) for peer in peers)
+    source.set_peers(
+        PeerAddress(peer.node, peer.addresses[0], peer.port, peer.event) for peer in peers
+    )
     replicator.wake()
 
 
@@ -605,6 +607,8 @@ class Daemon:
             lambda: advertiser.label,
             partial(_peers_changed, *self._peer_source),
             self.config.mdns.interfaces,
+            own_node=lambda: self.node,
+            own_endpoints=lambda: advertiser.endpoints,
         )
         self.supervisor.spawn("peers", browser.run)
 

@@ -117,6 +117,11 @@ class Advertiser:
         self.label = self._requested_label
 
     @property
+    def endpoints(self) -> frozenset[tuple[str, int]]:
+        """The (address, port) pairs this box announces: a record with one of them is itself."""
+        return frozenset((str(ipaddress.IPv4Address(a)), self._port) for a in self._addresses)
+
+    @property
     def requested_label(self) -> str:
         """The label asked for: the node name as a DNS label."""
         return self._requested_label
@@ -379,14 +384,25 @@ async def keep_file_sd(path: Path, stop: asyncio.Event, interfaces: tuple[str, .
         await azc.async_close()
 
 
-def peers_of_event(peers: Iterable[Peer], event: str, own_instance: str) -> list[Peer]:
-    """The boxes replicating with this one: the same event, reachable, not itself."""
+def peers_of_event(
+    peers: Iterable[Peer],
+    event: str,
+    own_instance: str,
+    own_node: str = "",
+    own_endpoints: frozenset[tuple[str, int]] = frozenset(),
+) -> list[Peer]:
+    """The boxes replicating with this one: the same event, reachable, not itself. Itself is
+    any record with its advertised name or its node name (an old name after a rename or a
+    conflict, still cached) or with an address and port it announces (review 19, finding 5)."""
+    own = {own_instance.lower(), own_node.lower()} - {""}
     return sorted(
         (
             peer
             for peer in peers
             if peer.event == event
-            and peer.instance.lower() != own_instance.lower()
+            and peer.instance.lower() not in own
+            and peer.node.lower() not in own
+            and not any((address, peer.port) in own_endpoints for address in peer.addresses)
             and peer.addresses
             and peer.port
         ),
@@ -405,9 +421,13 @@ class PeerBrowser:
         own_instance: Callable[[], str],
         on_change: Callable[[list[Peer]], None],
         interfaces: tuple[str, ...] = (),
+        own_node: Callable[[], str] = str,
+        own_endpoints: Callable[[], frozenset[tuple[str, int]]] = frozenset,
     ) -> None:
         self._event = event
         self._own_instance = own_instance
+        self._own_node = own_node
+        self._own_endpoints = own_endpoints
         self._on_change = on_change
         self._interfaces = interfaces
         self._found: dict[str, Peer] = {}
@@ -434,8 +454,8 @@ class PeerBrowser:
             await browser.async_cancel()
             await azc.async_close()
 
-    def _filters(self) -> tuple[str, str]:
-        return self._event(), self._own_instance()
+    def _filters(self) -> tuple[str, str, str, frozenset[tuple[str, int]]]:
+        return self._event(), self._own_instance(), self._own_node(), self._own_endpoints()
 
     async def _note(self, azc: AsyncZeroconf, name: str, state_change: ServiceStateChange) -> None:
         if state_change is ServiceStateChange.Removed:

@@ -59,9 +59,10 @@ class PeerRefused(EdgedError):
 class PeerAddress:
     """A box of this event found on the LAN: where its HTTP server answers."""
 
-    node: str
+    node: str  # as mDNS names it: a listing naming another node is not taken
     address: str
     port: int
+    event: str = ""  # as mDNS names it ("" = not checked)
 
 
 class PeerSource:
@@ -131,12 +132,18 @@ class PeerSource:
         return [listing for listing in listings if listing is not None]
 
     def _listing(self, peer: PeerAddress) -> PeerListing | None:
+        """The peer's listing, if it names the node and event mDNS gave (review 19, finding 5)."""
         try:
             body, _ = self._get(peer.address, peer.port, INDEX_PATH)
-            return parse_listing(json.loads(body), peer.address, peer.port)
+            listing = parse_listing(
+                json.loads(body), peer.address, peer.port, peer.node, peer.event
+            )
         except (PeerError, ValueError) as error:
             logger.debug("peer %s left out of this pass: %s", peer.node, error)
             return None
+        if listing is None:
+            logger.debug("peer %s left out of this pass: not its listing", peer.node)
+        return listing
 
     def manifest(self, manifest: PeerManifest) -> bytes:
         """The manifest document the peer follows, as it read it upstream."""

@@ -62,14 +62,20 @@ class PeerListing:
     manifest: PeerManifest | None = None
 
 
-def parse_listing(document: object, address: str, port: int) -> PeerListing | None:
-    """A peer's `/api/v1/peer/index` answer, or None when it is not one; entries that do not
-    look right are left out one by one (a peer is trusted with the secret, not with shapes)."""
+def parse_listing(
+    document: object, address: str, port: int, node: str = "", event: str = ""
+) -> PeerListing | None:
+    """A peer's `/api/v1/peer/index` answer, or None when it is not one, or names another
+    node or event than mDNS gave (`node`, `event`, when given); entries that do not look right
+    are left out one by one (a peer is trusted with the secret, not with shapes)."""
     if not isinstance(document, dict):
         return None
-    node = document.get("node")
-    if not isinstance(node, str) or not _NODE.match(node):
+    named = document.get("node")
+    if not isinstance(named, str) or not _NODE.match(named) or node not in ("", named):
         return None
+    if event and document.get("event") != event:
+        return None
+    node = named
     offers: dict[str, PeerOffer] = {}
     assets = document.get("assets")
     for item in assets if isinstance(assets, list) else ():

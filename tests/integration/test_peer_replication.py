@@ -328,6 +328,32 @@ async def test_a_slow_dripping_peer_is_given_up_and_the_clip_comes_from_another(
     assert asset is not None and asset.source == "peer:b-good"
 
 
+async def test_a_listing_naming_another_node_or_event_than_mdns_is_not_taken(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """Review 19, finding 5: a box answering as "b-good" when mDNS named it "a-liar" (or for
+    another event) is left out: it cannot take another box's name, rates or partial files."""
+    store = await asyncio.to_thread(holding, tmp_path / "peer", clips)
+    source = PeerSource(SECRET)
+    async with (
+        peer_server("b-good", store, b"{}") as liar,
+        peer_server("b-good", store, b"{}") as good,
+    ):
+        assert liar.port is not None and good.port is not None
+        source.set_peers(
+            [
+                PeerAddress("a-liar", "127.0.0.1", liar.port, "gala"),
+                PeerAddress("b-good", "127.0.0.1", good.port, "gala"),
+            ]
+        )
+        listings = await asyncio.to_thread(source.listings)
+        assert [(listing.node, listing.offers["teaser.mp4"].port) for listing in listings] == [
+            ("b-good", good.port)
+        ]
+        source.set_peers([PeerAddress("b-good", "127.0.0.1", good.port, "another-event")])
+        assert await asyncio.to_thread(source.listings) == []
+
+
 async def test_with_the_upstream_up_a_peer_not_measured_goes_before_it(
     tmp_path: Path, clips: dict[str, Path], moto: MotoProcess
 ) -> None:

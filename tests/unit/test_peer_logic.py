@@ -163,3 +163,34 @@ def test_a_download_has_a_deadline_from_its_size_at_the_floor_rate() -> None:
     assert download_deadline(64 * 1024 * 100, 1000.0) == 1100.0  # 100 s at 64 KiB/s
     assert download_deadline(1000, 1000.0) == 1030.0  # never under 30 s
     assert download_deadline(10**6, 0.0, floor_rate=10**6, minimum=1.0) == 1.0
+
+
+def test_records_of_this_box_itself_are_never_peers() -> None:
+    """Review 19, finding 5: its node name, an old advertised name (still cached after a
+    rename) carrying its node, or an address and port it announces."""
+
+    def box(instance: str, node: str, address: str = "10.0.0.2", port: int = 8080) -> Peer:
+        return Peer(instance, node, "gala", "1", (address,), port, "/metrics")
+
+    found = [
+        box("gala-box", "other"),
+        box("self-2", "self"),  # its node under another advertised name
+        box("old-name", "old-name", "10.0.0.9", 8080),  # its own address and port
+        box("same-host", "same-host", "10.0.0.9", 9090),  # another box on the same host
+    ]
+    own = frozenset({("10.0.0.9", 8080)})
+    chosen = peers_of_event(found, "gala", "self-3", "self", own)
+    assert [p.instance for p in chosen] == ["gala-box", "same-host"]
+
+
+def test_a_listing_of_another_node_or_event_than_mdns_named_is_none() -> None:
+    document: dict[str, object] = {
+        "node": "b-good",
+        "event": "gala",
+        "assets": [],
+        "manifest": None,
+    }
+    assert parse_listing(document, "127.0.0.1", 1, "b-good", "gala") is not None
+    assert parse_listing(document, "127.0.0.1", 1, "a-liar", "gala") is None
+    assert parse_listing(document, "127.0.0.1", 1, "b-good", "other") is None
+    assert parse_listing(document, "127.0.0.1", 1) is not None  # nothing to compare
