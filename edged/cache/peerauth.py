@@ -28,6 +28,22 @@ def peer_key(secret: str) -> bytes:
     return hmac.new(prk, _INFO + b"\x01", "sha256").digest()
 
 
+def secret_weakness(secret: str, minimum: int = 16) -> str:
+    """Why `secret` is too weak to be the event's peer secret, or "": at least `minimum`
+    characters, of at least two kinds (lower case, upper case, digits, others) and at least
+    8 different ones ("galagalagalagala" is refused). Random bytes pass: head -c 32 /dev/urandom
+    | base64."""
+    kinds = {
+        "lower" if c.islower() else "upper" if c.isupper() else "digit" if c.isdigit() else "other"
+        for c in secret
+    }
+    if len(secret) < minimum:
+        return f"shorter than {minimum} characters"
+    if len(kinds) < 2 or len(set(secret)) < 8:
+        return "too simple (one kind of character, or fewer than 8 different ones)"
+    return ""
+
+
 def new_nonce() -> str:
     return secrets.token_hex(16)
 

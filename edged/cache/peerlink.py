@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from edged.cache.peerauth import ANSWER_HEADER, answer_verifies, authorization, new_nonce, peer_key
+from edged.cache.peerauth import (
+    ANSWER_HEADER,
+    answer_verifies,
+    authorization,
+    new_nonce,
+    peer_key,
+    secret_weakness,
+)
 from edged.cache.peers import (
     FLOOR_RATE,
     MIN_DOWNLOAD_SECONDS,
@@ -75,10 +82,11 @@ class PeerSource:
         floor_rate: float = FLOOR_RATE,
         min_seconds: float = MIN_DOWNLOAD_SECONDS,
     ) -> None:
-        if len(secret) < MIN_SECRET:
+        weakness = secret_weakness(secret, MIN_SECRET)
+        if weakness:
             raise StartupError(
-                f"the peer secret is shorter than {MIN_SECRET} characters; write a longer one "
-                "in [peers] secret_file, the same on every box of the event"
+                f"the peer secret is {weakness}; write a random one in [peers] secret_file, the "
+                "same on every box of the event: head -c 32 /dev/urandom | base64 > peer.secret"
             )
         self.key = peer_key(secret)  # the secret itself is never kept nor sent
         self._timeout = timeout

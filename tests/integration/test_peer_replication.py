@@ -447,6 +447,26 @@ async def test_the_peer_endpoint_needs_a_request_signed_with_the_event_secret(
             assert response.status == 404
 
 
+async def test_too_many_wrong_peer_requests_are_refused_before_the_mac_is_looked_at(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """Review 19, finding 6: a client guessing keys gets 403 for its first tries, then 429
+    even for a rightly signed request (another client: test_wrong_tries_count_per_client)."""
+    store = await asyncio.to_thread(holding, tmp_path / "peer", clips)
+    async with (
+        peer_server("box", store, b"{}", tries=WrongTries(burst=3, interval=3600.0)) as server,
+        aiohttp.ClientSession(str(server.make_url("/"))) as client,
+    ):
+        for _ in range(3):
+            async with client.get(
+                INDEX_PATH, headers=signed(INDEX_PATH, secret=OTHER_SECRET)[0]
+            ) as response:
+                assert response.status == 403
+        async with client.get(INDEX_PATH, headers=signed(INDEX_PATH)[0]) as response:
+            assert response.status == 429 and response.headers["Retry-After"] == "60"
+            assert "teaser" not in await response.text()
+
+
 async def test_a_responder_without_the_secret_never_receives_it_and_is_not_a_peer(
     tmp_path: Path,
 ) -> None:

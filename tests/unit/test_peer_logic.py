@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edged.cache.manifest import ManifestEntry
+from edged.cache.peerauth import WrongTries, secret_weakness
 from edged.cache.peerlink import PeerSource
 from edged.cache.peers import (
     UPSTREAM,
@@ -146,6 +147,18 @@ def test_a_short_peer_secret_stops_the_start() -> None:
         PeerSource("short")
 
 
+@pytest.mark.parametrize("secret", ["galagalagalagala", "GALAGALAGALAGALA2026", "a1" * 16])
+def test_a_simple_peer_secret_stops_the_start(secret: str) -> None:
+    with pytest.raises(StartupError, match=r"too simple.*urandom"):
+        PeerSource(secret)
+
+
+def test_a_random_peer_secret_passes() -> None:
+    assert secret_weakness("k3J9vQ2mXw7LpZ0aBcD4eF6gH8iJ1kL5mN+/=") == ""
+    assert secret_weakness("the-event-peer-secret-0123456789") == ""
+    assert secret_weakness("0f3a9c1e7b2d4a6f8e0c1b3d5a7f9e2c") == ""  # hex
+
+
 def test_an_inflated_offer_is_never_planned_for_nor_sets_the_bar() -> None:
     """Review 19, finding 3: one peer claiming a huge size neither makes the clip "cannot fit"
     for the honest offers nor gets downloaded."""
@@ -194,3 +207,14 @@ def test_a_listing_of_another_node_or_event_than_mdns_named_is_none() -> None:
     assert parse_listing(document, "127.0.0.1", 1, "a-liar", "gala") is None
     assert parse_listing(document, "127.0.0.1", 1, "b-good", "other") is None
     assert parse_listing(document, "127.0.0.1", 1) is not None  # nothing to compare
+
+
+def test_wrong_tries_count_per_client_and_come_back_with_time() -> None:
+    tries = WrongTries(burst=2, interval=10.0)
+    for _ in range(2):
+        assert not tries.blocked("10.0.0.5", 0.0)
+        tries.failed("10.0.0.5", 0.0)
+    assert tries.blocked("10.0.0.5", 1.0) and not tries.blocked("10.0.0.6", 1.0)
+    assert not tries.blocked("10.0.0.5", 10.0)  # one try back after `interval`
+    tries.failed("10.0.0.5", 10.0)
+    assert tries.blocked("10.0.0.5", 10.0)
