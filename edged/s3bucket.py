@@ -63,6 +63,7 @@ class ObjectFacts:
     etag: str
     size: int
     sha256: str
+    modified: float = 0.0  # Last-Modified as the upstream states it (unix seconds; 0: unknown)
 
 
 class OncePerMinute(logging.Filter):
@@ -420,4 +421,5 @@ class S3Bucket:
             etag=str(result.etag).strip('"'),
             size=int(result.size or 0),
             sha256=str(metadata.get(SHA256_HEADER, "")),
+            modified=result.last_modified.timestamp() if result.last_modified else 0.0,
         )

@@ -42,15 +42,16 @@ class PeerOffer:
 
 @dataclass(frozen=True)
 class PeerManifest:
-    """The manifest a peer replicates from: its object key, ETag, and when it was read from
-    the upstream (unix seconds, carried along from peer to peer)."""
+    """The manifest a peer replicates from: its object key, ETag, and the upstream's
+    Last-Modified for it as the upstream stated it (unix seconds, carried along from peer to
+    peer in signed listings; never a box's own clock, which may be wrong at a venue)."""
 
     node: str
     address: str
     port: int
     key: str
     etag: str
-    read_at: float
+    modified: float
 
 
 @dataclass(frozen=True)
@@ -104,19 +105,19 @@ def _offer(item: object, node: str, address: str, port: int) -> PeerOffer | None
 def _manifest(item: object, node: str, address: str, port: int) -> PeerManifest | None:
     if not isinstance(item, dict):
         return None
-    key, etag, read_at = item.get("key"), item.get("etag"), item.get("read_at")
+    key, etag, modified = item.get("key"), item.get("etag"), item.get("modified")
     if not (isinstance(key, str) and key and isinstance(etag, str) and etag):
         return None
-    if not isinstance(read_at, int | float) or isinstance(read_at, bool):
+    if not isinstance(modified, int | float) or isinstance(modified, bool):
         return None
-    return PeerManifest(node, address, port, key, etag, float(read_at))
+    return PeerManifest(node, address, port, key, etag, float(modified))
 
 
 def listing_document(
     node: str, event: str, assets: Iterable[Any], manifest: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """The answer to `/api/v1/peer/index`: every clip here with its sizes and checksums, and
-    the manifest this box follows (key, ETag, when read upstream)."""
+    the manifest this box follows (key, ETag, the upstream's Last-Modified)."""
     return {
         "node": node,
         "event": event,
@@ -134,13 +135,16 @@ def listing_document(
 
 
 def freshest_manifest(listings: Iterable[PeerListing], key: str) -> PeerManifest | None:
-    """Of the peers following manifest `key`, the one whose copy was read upstream last."""
+    """Of the peers following manifest `key`, the one the upstream modified last (by its own
+    Last-Modified, not any box's clock)."""
     found = [
         listing.manifest
         for listing in listings
         if listing.manifest is not None and listing.manifest.key == key
     ]
-    return max(found, key=lambda manifest: (manifest.read_at, manifest.node), default=None)
+    return max(
+        found, key=lambda manifest: (manifest.modified, manifest.etag, manifest.node), default=None
+    )
 
 
 def offers_for(

@@ -40,6 +40,7 @@ from edged.cache.peers import (
     PEER_ORIGIN,
     REFUSED_SECONDS,
     PeerListing,
+    PeerManifest,
     PeerOffer,
     freshest_manifest,
     next_rate,
@@ -161,7 +162,8 @@ class Replicator:
         self._upstream_up = True  # this pass reads the upstream (else only the peers)
         self._rates: dict[str, float] = {}  # bytes/s by source (FROM_UPSTREAM or a peer node)
         self._refused: dict[tuple[str, str, str], float] = {}  # a peer's bad bytes -> until
-        # What a peer asks for: the manifest followed (key, ETag, when read upstream), its bytes.
+        # What a peer asks for: the manifest followed (key, ETag, the upstream's Last-Modified),
+        # its bytes. A manifest taken from a peer is provisional: read upstream once reachable.
         self._shared: tuple[dict[str, Any], bytes] | None = None
         self._planned: dict[str, int] = {}  # this pass's planned bytes by clip
         self._spare = 0  # and the bytes the plan leaves under the cap
@@ -178,6 +180,8 @@ class Replicator:
         # Touched by the pass thread only; the loop reads `status()`, a snapshot.
         self._manifest = Manifest(())
         self._manifest_etag: str | None = None
+        self._manifest_modified = 0.0  # the upstream's Last-Modified of the manifest followed
+        self._provisional = False  # it came from a peer (review 19, finding 2)
         self._polled = 0.0
         self._failures: dict[tuple[str, str, str], Failure] = {}
         self._sizes: dict[tuple[str, str, str], int] = {}  # bytes learned: upstream or prepared
@@ -187,7 +191,7 @@ class Replicator:
         self.last_error = ""
 
     def shared_manifest(self) -> tuple[dict[str, Any], bytes] | None:
-        """The manifest this box follows, for its peers: (key, ETag, read_at), its bytes."""
+        """The manifest this box follows, for its peers: (key, ETag, modified), its bytes."""
         return self._shared
 
     def status(self) -> dict[str, Any]:
@@ -305,9 +309,10 @@ class Replicator:
         self._polled = self._clock()
         if facts is None:
             raise ManifestError(f"manifest {self._manifest_key} is not in the bucket")
-        if facts.etag == self._manifest_etag:
+        if facts.etag == self._manifest_etag and not self._provisional:
             return
-        self._adopt(self._s3.read(self._manifest_key), facts.etag, time.time())
+        self._adopt(self._s3.read(self._manifest_key), facts.etag, facts.modified)
+        self._provisional = False
 
     def _refresh_from_peers(self) -> bool:
         """With the upstream out of reach: follow the freshest manifest a peer read, or the
@@ -318,12 +323,13 @@ class Replicator:
         if chosen is None and self._manifest_etag is None:
             return False
         self._upstream_up = False
-        if self._peers is not None and chosen is not None and chosen.etag != self._manifest_etag:
+        if self._peers is not None and chosen is not None and self._newer(chosen):
             try:
                 raw = self._peers.manifest(chosen)
             except PeerError as error:
                 raise UpstreamUnreachable(f"upstream out of reach; {error}") from error
-            self._adopt(raw, chosen.etag, chosen.read_at)
+            self._adopt(raw, chosen.etag, chosen.modified)
+            self._provisional = True
             logger.info(
                 "upstream out of reach: manifest %s as peer %s read it (ETag %s)",
                 self._manifest_key,
@@ -332,11 +338,18 @@ class Replicator:
             )
         return True
 
-    def _adopt(self, raw: bytes, etag: str, read_at: float) -> None:
+    def _newer(self, chosen: PeerManifest) -> bool:
+        """A peer's manifest replaces the one held only when the upstream modified it later
+        (an older copy never replaces a newer one read upstream)."""
+        if self._manifest_etag is None:
+            return True
+        return chosen.etag != self._manifest_etag and chosen.modified > self._manifest_modified
+
+    def _adopt(self, raw: bytes, etag: str, modified: float) -> None:
         """A manifest document read (upstream, or a peer's copy) becomes the one followed."""
         manifest = parse_manifest(raw, self._assets_prefix)
-        self._manifest, self._manifest_etag = manifest, etag
-        self._shared = ({"key": self._manifest_key, "etag": etag, "read_at": read_at}, raw)
+        self._manifest, self._manifest_etag, self._manifest_modified = manifest, etag, modified
+        self._shared = ({"key": self._manifest_key, "etag": etag, "modified": modified}, raw)
         self._store.facts.from_manifest(
             {entry.name: dict(entry.facts) for entry in manifest.entries},
             {rejected.name: rejected.reason for rejected in manifest.rejected if rejected.name},

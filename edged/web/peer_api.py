@@ -53,7 +53,7 @@ class PeerShelf:
     event: Callable[[], str]
     assets: Callable[[], Sequence[Asset]]
     path: Callable[[str], Path]
-    manifest: Callable[[], tuple[dict[str, Any], bytes] | None]  # (key, etag, read_at), bytes
+    manifest: Callable[[], tuple[dict[str, Any], bytes] | None]  # (key, etag, modified), bytes
     refusals: Refusals = field(default_factory=Refusals)
     tries: WrongTries = field(default_factory=WrongTries)
     verifier: RequestVerifier = field(init=False)

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -39,6 +39,7 @@ from edged.cache.peers import NO_PEER, REFUSED_SECONDS, part_name
 from edged.cache.store import Asset, AssetStore
 from edged.cache.upstream import Replicator
 from edged.fileio import file_sha256
+from edged.s3bucket import S3Bucket, UpstreamUnreachable
 from edged.upload.s3 import S3Store
 from edged.web import peer_api
 from tests.clips import make_clip
@@ -100,6 +101,7 @@ async def peer_server(
     tries: WrongTries | None = None,
     inflated: int = 0,
     drip: bool = False,
+    manifest_facts: dict[str, Any] | None = None,
 ) -> AsyncIterator[TestServer]:
     """A peer's endpoint, as the daemon installs it, on a loopback port; `ranges` gets the
     Range header ("" for none) of every request for a clip's bytes; `inflated`, when set, is
@@ -118,7 +120,8 @@ async def peer_server(
         return await handler(request)
 
     app = web.Application(middlewares=[note_range])
-    shared = ({"key": MANIFEST_KEY, "etag": "etag-1", "read_at": 100.0}, manifest)
+    facts = manifest_facts or {"key": MANIFEST_KEY, "etag": "etag-1", "modified": 100.0}
+    shared = (facts, manifest)
     peer_api.install(
         app,
         peer_api.PeerShelf(
@@ -352,6 +355,63 @@ async def test_a_listing_naming_another_node_or_event_than_mdns_is_not_taken(
         ]
         source.set_peers([PeerAddress("b-good", "127.0.0.1", good.port, "another-event")])
         assert await asyncio.to_thread(source.listings) == []
+
+
+class Switchable:
+    """The real upstream, or, while `down`, one out of reach (every call refused as a lost
+    link is)."""
+
+    def __init__(self, real: S3Store) -> None:
+        self.real = real
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        if self.down:
+
+            def refused(*args: object, **kwargs: object) -> None:
+                raise UpstreamUnreachable("out of reach (test)")
+
+            return refused
+        return getattr(self.real, name)
+
+
+async def test_a_peers_manifest_is_provisional_and_the_buckets_is_read_once_it_is_back(
+    tmp_path: Path, clips: dict[str, Path], moto: MotoProcess
+) -> None:
+    """Review 19, finding 2: a peer's listing gives a manifest with other bytes under the
+    bucket's real ETag and a Last-Modified far ahead. While the upstream is out of reach the
+    box follows it; once the upstream answers, the box reads the bucket's manifest (whatever
+    the ETag says) and follows that."""
+    for path in clips.values():
+        await asyncio.to_thread(upload_clip, moto, path, 1)
+    datas = {name: await asyncio.to_thread(path.read_bytes) for name, path in clips.items()}
+    real = [
+        {"name": n, "pin": True, "sha256": hashlib.sha256(d).hexdigest()} for n, d in datas.items()
+    ]
+    await asyncio.to_thread(put_manifest, moto, real)
+    upstream = Switchable(make_store(moto))
+    facts = await asyncio.to_thread(upstream.stat, MANIFEST_KEY)
+    assert facts is not None
+    only = {"teaser.mp4": clips["teaser.mp4"]}
+    store = await asyncio.to_thread(holding, tmp_path / "peer", only)
+    forged = manifest_document({"teaser.mp4": datas["teaser.mp4"]})
+    claim = {"key": MANIFEST_KEY, "etag": facts.etag, "modified": 1e12}
+    here = await asyncio.to_thread(AssetStore, tmp_path / "here", max_bytes=10**9)
+    source = PeerSource(SECRET)
+    replicator = Replicator(here, cast(S3Bucket, upstream), MANIFEST_KEY, "assets", peers=source)
+    async with peer_server("a-peer", store, forged, manifest_facts=claim) as server:
+        source.set_peers([at("a-peer", server)])
+        upstream.down = True
+        assert await asyncio.to_thread(replicator.sync) == ["teaser.mp4"]
+        shared = replicator.shared_manifest()
+        assert shared is not None and shared[1] == forged  # provisional
+        upstream.down = False
+        assert await asyncio.to_thread(replicator.sync) == ["finale.mp4"]
+    shared = replicator.shared_manifest()
+    assert shared is not None and json.loads(shared[1])["assets"] == real
+    assert shared[0]["modified"] == facts.modified > 0  # the bucket's, not the peer's claim
+    finale = here.get("finale.mp4")
+    assert finale is not None and finale.source == "upstream"
 
 
 async def test_with_the_upstream_up_a_peer_not_measured_goes_before_it(

@@ -41,7 +41,7 @@ def offer(node: str, name: str = "teaser.mp4", origin: str = SHA_B, size: int = 
 
 def test_a_listing_round_trips_and_bad_entries_are_left_out_one_by_one() -> None:
     asset = SimpleNamespace(name="teaser.mp4", size=1000, sha256=SHA_A, origin_sha256=SHA_B)
-    manifest = {"key": "manifest.json", "etag": "e1", "read_at": 5.0}
+    manifest = {"key": "manifest.json", "etag": "e1", "modified": 5.0}
     document = listing_document("box-a", "gala", [asset], manifest)
     document["assets"] += [
         {"name": "../etc/passwd", "size": 10, "sha256": SHA_A},
@@ -218,3 +218,10 @@ def test_wrong_tries_count_per_client_and_come_back_with_time() -> None:
     assert not tries.blocked("10.0.0.5", 10.0)  # one try back after `interval`
     tries.failed("10.0.0.5", 10.0)
     assert tries.blocked("10.0.0.5", 10.0)
+
+
+def test_manifests_are_ordered_by_the_upstreams_last_modified_then_etag() -> None:
+    a = PeerManifest("z", "127.0.0.1", 1, "manifest.json", "e1", 20.0)
+    b = PeerManifest("a", "127.0.0.1", 2, "manifest.json", "e2", 20.0)
+    listings = [PeerListing(m.node, {}, m) for m in (a, b)]
+    assert freshest_manifest(listings, "manifest.json") == b  # same second: by ETag, not node
