@@ -22,13 +22,14 @@ import psutil
 from edged import __version__
 from edged import config as config_module
 from edged.cache.peerlink import PeerAddress, PeerSource
+from edged.cache.peers import peers_off
 from edged.cache.store import AssetStore
 from edged.cache.upstream import PullThrough, Replicator
 from edged.clips.jobs import ClipJobs, ClipOutlets, ClipSettings, FinishedClip
 from edged.clips.jobstate import Load
 from edged.clips.plan import format_utc
 from edged.clock import ClockWatch
-from edged.config import Config
+from edged.config import Config, NodeConfig
 from edged.datalock import DataDirLock
 from edged.devices import Board, capture_cards, detect_board
 from edged.devices.manager import DeviceManager
@@ -407,11 +408,9 @@ class Daemon:
         admin token (review 19): without a secret_file, peers are off (one log line)."""
         if not (config.peers.enabled and config.mdns.enabled):
             return None
-        if not config.peers.secret_file:
-            logger.info(
-                "peers: off, no [peers] secret_file (the same random secret on every box of "
-                "the event: head -c 32 /dev/urandom | base64 > peer.secret; chmod 600)"
-            )
+        off = peers_off(config.peers.secret_file, config.node.event, NodeConfig().event)
+        if off:
+            logger.info("peers: off, %s", off)
             return None
         secret = await asyncio.to_thread(_read_peer_secret, config.peers.secret_file)
         return PeerSource(secret)

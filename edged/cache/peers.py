@@ -63,6 +63,20 @@ class PeerListing:
     manifest: PeerManifest | None = None
 
 
+def peers_off(secret_file: str, event: str, default_event: str) -> str:
+    """Why peer replication stays off though [peers] is enabled, or "": no secret of its own
+    (never the admin token), or the event never set (boxes of other events would mix their
+    clips; review 19, finding 1 and low item 15)."""
+    if not secret_file:
+        return (
+            "no [peers] secret_file (the same random secret on every box of the event: "
+            "head -c 32 /dev/urandom | base64 > peer.secret; chmod 600)"
+        )
+    if event == default_event:
+        return f"[node] event is not set (still {default_event!r})"
+    return ""
+
+
 def parse_listing(
     document: object, address: str, port: int, node: str = "", event: str = ""
 ) -> PeerListing | None:

@@ -441,7 +441,7 @@ class Replicator:
         resumed = part.stat().st_size if part.exists() else 0
         started = self._clock()
         try:
-            self._peers.download(offer, part, self._progress)
+            self._peers.download(offer, part, self._peer_progress)
             asset = self._store.add(
                 part,
                 entry.name,
@@ -508,6 +508,14 @@ class Replicator:
 
     def _progress(self, _: int) -> None:
         self._checkpoint()
+
+    def _peer_progress(self, _: int) -> None:
+        """Between a peer download's chunks: the upstream lost meanwhile is noted, never an
+        end to the download (review 19, low item 14)."""
+        try:
+            self._checkpoint()
+        except (UpstreamUnreachable, CredentialsRefused):
+            self._upstream_up = False
 
     def _finish(self, report: PassReport, unfit: dict[str, tuple[str, str]]) -> None:
         trouble = report.trouble

@@ -414,6 +414,38 @@ async def test_a_peers_manifest_is_provisional_and_the_buckets_is_read_once_it_i
     assert finale is not None and finale.source == "upstream"
 
 
+async def test_an_upstream_lost_during_a_peer_download_does_not_cut_it_short(
+    tmp_path: Path, clips: dict[str, Path], moto: MotoProcess
+) -> None:
+    """Review 19, low item 14: the manifest check between a peer download's chunks found the
+    upstream gone and ended the pass; now the peer download goes on."""
+    for path in clips.values():
+        await asyncio.to_thread(upload_clip, moto, path, 1)
+    datas = {name: await asyncio.to_thread(path.read_bytes) for name, path in clips.items()}
+    entries = [
+        {"name": n, "pin": True, "sha256": hashlib.sha256(d).hexdigest()} for n, d in datas.items()
+    ]
+    await asyncio.to_thread(put_manifest, moto, entries)
+    upstream = Switchable(make_store(moto))
+    store = await asyncio.to_thread(holding, tmp_path / "peer", clips)
+    here = await asyncio.to_thread(AssetStore, tmp_path / "here", max_bytes=10**9)
+    source = PeerSource(SECRET)
+    replicator = Replicator(
+        here, cast(S3Bucket, upstream), MANIFEST_KEY, "assets", manifest_poll=0.0, peers=source
+    )
+
+    class LoseUpstream(list[str]):
+        def append(self, item: str) -> None:  # the peer is asked for a clip's bytes
+            upstream.down = True
+            super().append(item)
+
+    async with peer_server("a-peer", store, b"{}", LoseUpstream()) as server:
+        source.set_peers([at("a-peer", server)])
+        assert await asyncio.to_thread(replicator.sync) == ["teaser.mp4", "finale.mp4"]
+    finale = here.get("finale.mp4")
+    assert finale is not None and finale.source == "peer:a-peer"
+
+
 async def test_with_the_upstream_up_a_peer_not_measured_goes_before_it(
     tmp_path: Path, clips: dict[str, Path], moto: MotoProcess
 ) -> None:
@@ -592,6 +624,26 @@ def guest_get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         return error.code, ""
+
+
+def test_without_a_peer_secret_file_peers_are_off_and_the_admin_token_opens_nothing(
+    tmp_path: Path, moto: MotoProcess, start_daemon: StartDaemon
+) -> None:
+    """Review 19, finding 1: the admin token was the peer secret by default; now a box
+    without [peers] secret_file has no peer routes at all, and says why once."""
+    down = {**upstream_settings(tmp_path, moto), "endpoint": f"127.0.0.1:{closed_port()}"}
+    daemon = start_daemon(
+        {
+            "node": {"event": "gala"},
+            "media": {"test_pattern": "off"},
+            "cache": {"manifest": MANIFEST_KEY},
+            "upstream": down,
+        }
+    )
+    said = [line for line in daemon.lines if "peers: off, no [peers] secret_file" in line]
+    assert len(said) == 1  # read while it started
+    assert guest_get(daemon.url + INDEX_PATH)[0] == 404
+    assert daemon.stop() == 0
 
 
 def test_three_boxes_end_with_the_pinned_set_with_the_upstream_down_for_two(

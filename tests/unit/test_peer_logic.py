@@ -27,6 +27,7 @@ from edged.cache.peers import (
     part_clip,
     part_name,
     peer_plan_size,
+    peers_off,
     plausible_offers,
 )
 from edged.discovery import Peer, peers_of_event
@@ -225,3 +226,9 @@ def test_manifests_are_ordered_by_the_upstreams_last_modified_then_etag() -> Non
     b = PeerManifest("a", "127.0.0.1", 2, "manifest.json", "e2", 20.0)
     listings = [PeerListing(m.node, {}, m) for m in (a, b)]
     assert freshest_manifest(listings, "manifest.json") == b  # same second: by ETag, not node
+
+
+def test_peers_stay_off_without_a_secret_of_their_own_or_an_event() -> None:
+    assert "no [peers] secret_file" in peers_off("", "gala", "default")  # never the admin token
+    assert "[node] event is not set" in peers_off("/etc/edged/peer.secret", "default", "default")
+    assert peers_off("/etc/edged/peer.secret", "gala", "default") == ""
