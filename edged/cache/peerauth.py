@@ -15,6 +15,7 @@ from collections import OrderedDict
 
 SCHEME = "EdgedPeer"
 ANSWER_HEADER = "X-Edged-Peer-Mac"
+TIME_HEADER = "X-Edged-Peer-Time"  # a peer's clock, stated when it refuses a request's time
 SKEW_SECONDS = 300.0  # a request's timestamp may differ this much from this box's clock
 NONCES_HELD = 8192  # nonces remembered within the window; more fresh ones: refused (a flood)
 _INFO = b"edged peer v1"
@@ -63,6 +64,16 @@ def answer_mac(key: bytes, nonce: str, body: bytes) -> str:
     """The answer's proof: the request's nonce and the body's sha256, under the key."""
     message = b"answer\n" + nonce.encode() + b"\n" + hashlib.sha256(body).digest()
     return hmac.new(key, message, "sha256").hexdigest()
+
+
+def clock_offset(stated: str, now: float) -> float | None:
+    """How far a peer's clock (TIME_HEADER of its refusal) is ahead of ours; None when it
+    states none. A box without NTP then signs with the peer's time: the peer still checks the
+    MAC, the window and the nonce (a wrong offset only makes that peer refuse again)."""
+    try:
+        return float(int(stated)) - now
+    except ValueError:
+        return None
 
 
 def answer_verifies(key: bytes, nonce: str, body: bytes, presented: str) -> bool:

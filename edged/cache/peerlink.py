@@ -24,8 +24,10 @@ from urllib.parse import quote
 
 from edged.cache.peerauth import (
     ANSWER_HEADER,
+    TIME_HEADER,
     answer_verifies,
     authorization,
+    clock_offset,
     new_nonce,
     peer_key,
     secret_weakness,
@@ -56,6 +58,14 @@ MIN_SECRET = 16  # characters of the peers' secret, as of the admin token
 
 class PeerError(EdgedError):
     """A peer did not answer as expected (gone, refused the secret, broke off)."""
+
+
+class _OtherClock(Exception):
+    """A peer refused the request's time and stated its own clock (`offset` s ahead)."""
+
+    def __init__(self, offset: float) -> None:
+        super().__init__(offset)
+        self.offset = offset
 
 
 class PeerRefused(EdgedError):
@@ -93,6 +103,7 @@ class PeerSource:
         self._floor = (floor_rate, min_seconds)  # a download's deadline (download_deadline)
         self._lock = threading.Lock()
         self._peers: tuple[PeerAddress, ...] = ()
+        self._offsets: dict[tuple[str, int], float] = {}  # a peer's clock ahead of ours, s
 
     def set_peers(self, peers: Iterable[PeerAddress]) -> None:
         with self._lock:
@@ -105,19 +116,39 @@ class PeerSource:
     def _connect(self, address: str, port: int) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(address, port, timeout=self._timeout)
 
-    def _headers(self, path: str, nonce: str, range_: str = "") -> dict[str, str]:
-        """A signed GET of `path`: the MAC, never the secret."""
-        signed = authorization(self.key, "GET", path, range_, time.time(), nonce)
+    def _headers(
+        self, peer: tuple[str, int], path: str, nonce: str, range_: str = ""
+    ) -> dict[str, str]:
+        """A signed GET of `path`: the MAC, never the secret; the time by the peer's clock
+        when it told us ours is off."""
+        with self._lock:
+            now = time.time() + self._offsets.get(peer, 0.0)
+        signed = authorization(self.key, "GET", path, range_, now, nonce)
         return {"Authorization": signed, **({"Range": range_} if range_ else {})}
 
     def _get(self, address: str, port: int, path: str) -> tuple[bytes, str]:
-        """A small body, signed by a holder of the key, and its ETag; PeerError otherwise."""
+        """A small body, signed by a holder of the key, and its ETag; PeerError otherwise.
+        A peer that refuses our clock and states its own is asked once more by its clock."""
+        try:
+            return self._get_once(address, port, path)
+        except _OtherClock as other:
+            with self._lock:
+                self._offsets[(address, port)] = other.offset
+            logger.info(
+                "peer %s:%d: its clock is %+.0f s from this box's", address, port, other.offset
+            )
+            return self._get_once(address, port, path)
+
+    def _get_once(self, address: str, port: int, path: str) -> tuple[bytes, str]:
         connection = self._connect(address, port)
         nonce = new_nonce()
         try:
-            connection.request("GET", path, headers=self._headers(path, nonce))
+            connection.request("GET", path, headers=self._headers((address, port), path, nonce))
             response = connection.getresponse()
             body = _read_until(response, MAX_LISTING + 1, time.monotonic() + LISTING_SECONDS)
+            offset = clock_offset(response.getheader(TIME_HEADER, ""), time.time())
+            if response.status == 403 and offset is not None:
+                raise _OtherClock(offset)
             if response.status != 200:
                 raise PeerError(f"{address}:{port}{path} answered HTTP {response.status}")
             if len(body) > MAX_LISTING:
@@ -186,7 +217,8 @@ class PeerSource:
         path = ASSET_PATH + quote(offer.name)
         deadline = download_deadline(offer.size - have, time.monotonic(), *self._floor)
         try:
-            headers = self._headers(path, new_nonce(), f"bytes={have}-" if have else "")
+            peer = (offer.address, offer.port)
+            headers = self._headers(peer, path, new_nonce(), f"bytes={have}-" if have else "")
             connection.request("GET", path, headers=headers)
             response = connection.getresponse()
             if response.status == 200:

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from edged.cache.peerauth import ANSWER_HEADER, RequestVerifier, WrongTries, answer_mac
+from edged.cache.peerauth import ANSWER_HEADER, TIME_HEADER, RequestVerifier, WrongTries, answer_mac
 from edged.cache.peerlink import ASSET_PATH, INDEX_PATH, MANIFEST_PATH
 from edged.cache.peers import listing_document
 from edged.cache.ranges import valid_name
@@ -55,6 +55,7 @@ class PeerShelf:
     path: Callable[[str], Path]
     manifest: Callable[[], tuple[dict[str, Any], bytes] | None]  # (key, etag, modified), bytes
     refusals: Refusals = field(default_factory=Refusals)
+    clock: Callable[[], float] = time.time  # this box's unix time, as the MACs check it
     tries: WrongTries = field(default_factory=WrongTries)
     verifier: RequestVerifier = field(init=False)
 
@@ -75,7 +76,7 @@ def _refusal(status: int, reason: str) -> web.Response:
 def _allowed(request: web.Request, shelf: PeerShelf) -> tuple[str, web.Response | None]:
     """(the request's nonce, None) when a holder of the peers' key signed it; else the
     refusal to send."""
-    client, now = client_key(request.remote or ""), time.time()
+    client, now = client_key(request.remote or ""), shelf.clock()
     if shelf.tries.blocked(client, now):
         return "", _refusal(429, "too many wrong peer requests; wait a minute")
     nonce, reason = shelf.verifier.check(
@@ -98,7 +99,10 @@ def _allowed(request: web.Request, shelf: PeerShelf) -> tuple[str, web.Response 
         request.remote,
         reason,
     )
-    return "", _refusal(403, f"{reason} peer signature")
+    refusal = _refusal(403, f"{reason} peer signature")
+    if reason == "stale":  # the peer's clock is off: it may sign with this one's
+        refusal.headers[TIME_HEADER] = str(int(now))
+    return "", refusal
 
 
 def _signed(nonce: str, shelf: PeerShelf, body: bytes, **headers: str) -> web.Response:

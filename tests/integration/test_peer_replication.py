@@ -102,6 +102,7 @@ async def peer_server(
     inflated: int = 0,
     drip: bool = False,
     manifest_facts: dict[str, Any] | None = None,
+    clock_ahead: float = 0.0,
 ) -> AsyncIterator[TestServer]:
     """A peer's endpoint, as the daemon installs it, on a loopback port; `ranges` gets the
     Range header ("" for none) of every request for a clip's bytes; `inflated`, when set, is
@@ -132,6 +133,7 @@ async def peer_server(
             path=store.path,
             manifest=lambda: shared,
             tries=tries or WrongTries(burst=100),
+            clock=lambda: time.time() + clock_ahead,
         ),
     )
     server = TestServer(app, host="127.0.0.1")
@@ -444,6 +446,28 @@ async def test_an_upstream_lost_during_a_peer_download_does_not_cut_it_short(
         assert await asyncio.to_thread(replicator.sync) == ["teaser.mp4", "finale.mp4"]
     finale = here.get("finale.mp4")
     assert finale is not None and finale.source == "peer:a-peer"
+
+
+async def test_a_peer_whose_clock_is_an_hour_off_still_replicates(
+    tmp_path: Path, clips: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pis at a venue may have no NTP: a peer refusing the request's time states its own
+    clock, and the box signs with it from then on (the MAC, window and nonce still hold)."""
+    only = {"teaser.mp4": clips["teaser.mp4"]}
+    manifest = manifest_document({"teaser.mp4": only["teaser.mp4"].read_bytes()})
+    store = await asyncio.to_thread(holding, tmp_path / "peer", only)
+    here = await asyncio.to_thread(AssetStore, tmp_path / "here", max_bytes=10**9)
+    upstream = await asyncio.to_thread(unreachable_upstream)
+    source = PeerSource(SECRET)
+    replicator = Replicator(here, upstream, MANIFEST_KEY, "assets", peers=source)
+    caplog.set_level(logging.INFO, logger="edged.cache.peerlink")
+    async with peer_server("a-peer", store, manifest, clock_ahead=3600.0) as server:
+        source.set_peers([at("a-peer", server)])
+        assert await asyncio.to_thread(replicator.sync) == ["teaser.mp4"]
+    said = [r.getMessage() for r in caplog.records if "its clock is" in r.getMessage()]
+    assert len(said) == 1
+    found = re.search(r"its clock is \+(\d+) s", said[0])
+    assert found is not None and 3590 < int(found.group(1)) <= 3600
 
 
 async def test_with_the_upstream_up_a_peer_not_measured_goes_before_it(
