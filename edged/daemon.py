@@ -378,6 +378,7 @@ class Daemon:
             peers=peers,
             peer_recheck=config.peers.recheck_seconds,
             counted=lambda result: metrics.cache.requests.labels(result).inc(),
+            min_free_bytes=config.storage.min_free_bytes,
         )
         if peers is not None:
             self._share_with_peers(peers, store, replicator)

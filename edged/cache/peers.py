@@ -200,6 +200,12 @@ def peer_plan_size(known: int | None, offers: Sequence[PeerOffer]) -> int | None
     return max(known or 0, min(sizes)) if sizes else None
 
 
+def fits_on_disk(free: int, need: int, min_free: int) -> bool:
+    """Whether a peer download of `need` more bytes leaves the disk its `min_free` bytes
+    (recordings come first; review 19, finding 3)."""
+    return free - max(need, 0) >= min_free
+
+
 def offer_identity(offer: PeerOffer) -> tuple[str, str, str]:
     """What a refusal belongs to: this peer's these bytes of this clip."""
     return (offer.node, offer.name, offer.sha256)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from edged.cache.peers import (
     PeerListing,
     PeerManifest,
     PeerOffer,
+    fits_on_disk,
     freshest_manifest,
     next_rate,
     offer_identity,
@@ -154,8 +156,10 @@ class Replicator:
         peers: PeerSource | None = None,
         peer_recheck: float = 10.0,
         counted: Callable[[str], None] = lambda result: None,
+        min_free_bytes: int = 0,
     ) -> None:
         self._peers = peers
+        self._min_free = min_free_bytes  # a peer download never takes the disk under this
         self._peer_recheck = peer_recheck
         self._counted = counted  # a clip fetched from a peer: edged_cache_requests_total{peer}
         self._listings: list[PeerListing] = []  # what the peers held at this pass's start
@@ -439,6 +443,12 @@ class Replicator:
             return False
         part = self._store.partial / part_name(entry.name, offer.node)
         resumed = part.stat().st_size if part.exists() else 0
+        free = shutil.disk_usage(self._store.partial).free
+        if not fits_on_disk(free, offer.size - resumed, self._min_free):
+            logger.info(
+                "clip %s not from peer %s: the disk keeps its free space", entry.name, offer.node
+            )
+            return False
         started = self._clock()
         try:
             self._peers.download(offer, part, self._peer_progress)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 import socket
 import time
 import urllib.error
@@ -468,6 +469,28 @@ async def test_a_peer_whose_clock_is_an_hour_off_still_replicates(
     assert len(said) == 1
     found = re.search(r"its clock is \+(\d+) s", said[0])
     assert found is not None and 3590 < int(found.group(1)) <= 3600
+
+
+async def test_a_peer_download_never_takes_the_disk_under_its_free_space(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """Review 19, finding 3: recordings need the disk's [storage] min_free_bytes; a peer
+    download that would go under it is not started."""
+    only = {"teaser.mp4": clips["teaser.mp4"]}
+    manifest = manifest_document({"teaser.mp4": only["teaser.mp4"].read_bytes()})
+    store = await asyncio.to_thread(holding, tmp_path / "peer", only)
+    here = await asyncio.to_thread(AssetStore, tmp_path / "here", max_bytes=10**9)
+    upstream = await asyncio.to_thread(unreachable_upstream)
+    source = PeerSource(SECRET)
+    free = (await asyncio.to_thread(shutil.disk_usage, tmp_path)).free
+    replicator = Replicator(
+        here, upstream, MANIFEST_KEY, "assets", peers=source, min_free_bytes=free
+    )
+    ranges: list[str] = []
+    async with peer_server("a-peer", store, manifest, ranges) as server:
+        source.set_peers([at("a-peer", server)])
+        assert await asyncio.to_thread(replicator.sync) == []
+    assert ranges == [] and here.get("teaser.mp4") is None
 
 
 async def test_with_the_upstream_up_a_peer_not_measured_goes_before_it(

@@ -17,6 +17,7 @@ from edged.cache.peers import (
     PeerManifest,
     PeerOffer,
     download_deadline,
+    fits_on_disk,
     freshest_manifest,
     listing_document,
     next_rate,
@@ -232,3 +233,9 @@ def test_peers_stay_off_without_a_secret_of_their_own_or_an_event() -> None:
     assert "no [peers] secret_file" in peers_off("", "gala", "default")  # never the admin token
     assert "[node] event is not set" in peers_off("/etc/edged/peer.secret", "default", "default")
     assert peers_off("/etc/edged/peer.secret", "gala", "default") == ""
+
+
+def test_a_peer_download_leaves_the_disk_its_free_space() -> None:
+    assert fits_on_disk(free=10_000, need=4_000, min_free=6_000)
+    assert not fits_on_disk(free=10_000, need=4_001, min_free=6_000)
+    assert fits_on_disk(free=10_000, need=-5, min_free=10_000)  # a part longer than the offer
