@@ -322,7 +322,7 @@ def test_half_an_identity_stops_the_start_and_keeps_the_key(tmp_path: Path, lost
 
 
 def test_the_canonical_form_escapes_and_sorts_as_documented() -> None:
-    document = {"z": [1, True, None], "a": "é\n\"\\ \U0001f3a5", "m": {"b": -3, "a": "x"}}
+    document = {"z": [1, True, None], "a": 'é\n"\\ \U0001f3a5', "m": {"b": -3, "a": "x"}}
     assert canonical_bytes(document) == (
         b'{"a":"\\u00e9\\n\\"\\\\ \\ud83c\\udfa5","m":{"a":"x","b":-3},"z":[1,true,null]}'
     )
