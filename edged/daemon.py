@@ -468,7 +468,7 @@ class Daemon:
         metrics.box.set_facts(
             min_free_bytes=config.storage.min_free_bytes,
             expected_cameras=config.node.expected_cameras,
-            present=lambda: sum(entry.device is not None for entry in media.streams.values()),
+            present=lambda: cameras_present(media.streams),
         )
         try:
             self.media = media
@@ -747,6 +747,13 @@ class Daemon:
             "config reloaded: applied %s; on restart %s", applied or "nothing", pending or "nothing"
         )
         return {"reloaded": True, "applied": applied, "restart_required": pending}
+
+
+def cameras_present(streams: Mapping[str, Any]) -> int:
+    """Streams of a camera or capture card, counted by the metrics' exposition thread while the
+    loop may add or remove a stream: from a snapshot (tuple() copies a dict's values without
+    letting another thread run), never by iterating the live dict."""
+    return sum(entry.device is not None for entry in tuple(streams.values()))
 
 
 def live_load(media: MediaManager) -> Load:

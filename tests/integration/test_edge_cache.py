@@ -184,3 +184,21 @@ def test_a_plain_clip_is_kept_and_ranges_come_from_the_cache(
     part = request(url, Range="bytes=10-99")
     assert part[0] == 206 and part[2] == clip[10:100] and part[1]["x-cache-status"] == "HIT"
     assert edge.to_box()["/assets/teaser.mp4"] == 1
+
+
+def test_a_signup_through_the_edge_on_its_own_port_is_same_origin(
+    box: DaemonProcess, edge: EdgeCache
+) -> None:
+    """The edge passes the Host the phone sent, port and all (review of #19, finding 11): a
+    browser that sends only Origin (no Sec-Fetch-Site) is not refused as cross-site."""
+    _, _, form = request(edge.url + "/join")
+    fields = dict(re.findall(r'type=hidden name=(\w+) value="([^"]*)"', form.decode()))
+    fields |= {"email": "edge-guest@example.org", "consent": "yes"}
+    status, _, answer = request(
+        edge.url + "/join",
+        "POST",
+        urllib.parse.urlencode(fields).encode(),
+        Origin=edge.url,
+        **{"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert status == 200, answer
