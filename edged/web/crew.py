@@ -64,7 +64,11 @@ CREW_DOOR = web.AppKey("crew_door", CrewDoor)
 
 def logged_in(request: web.Request) -> bool:
     value = request.cookies.get(crew_session.COOKIE)
-    return crew_session.valid(request.app[CREW_DOOR].secret, value, time.time())
+    return crew_session.valid(_session_key(request), value, time.time())
+
+
+def _session_key(request: web.Request) -> bytes:
+    return crew_session.session_key(request.app[CREW_DOOR].secret, request.app[ADMIN_TOKEN])
 
 
 def _page(text: str, status: int = 200) -> web.Response:
@@ -144,7 +148,7 @@ async def login(request: web.Request) -> web.Response:
     response = _to_screen()
     response.set_cookie(
         crew_session.COOKIE,
-        crew_session.sign(request.app[CREW_DOOR].secret, time.time()),
+        crew_session.sign(_session_key(request), time.time()),
         max_age=crew_session.SESSION_SECONDS,
         path=CREW_PATH,
         httponly=True,

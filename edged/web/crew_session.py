@@ -1,6 +1,7 @@
 """The crew's session on `/crew`: a cookie signed with a secret of its own.
 
-The value is `<expires>.<nonce>.<HMAC-SHA256(secret, "crew" NUL expires "." nonce) in hex>`. The
+The value is `<expires>.<nonce>.<HMAC-SHA256(key, "crew" NUL expires "." nonce) in hex>`, the key
+being the secret bound to the admin token (`session_key`: a new token ends every session). The
 secret is not the guests' (edged/guest/members.py): another file in the data dir (mode 0600),
 and the MAC carries the purpose, so no guest cookie ever opens the crew screen. Signing and
 checking take the time as an argument; only `load_or_create_secret` touches the disk.
@@ -23,6 +24,13 @@ PURPOSE = b"crew\x00"
 # A shift: the crew logs in again the next day.
 SESSION_SECONDS = 12 * 3600
 _MAX_VALUE = 200
+
+
+def session_key(secret: bytes, token: str) -> bytes:
+    """The key sessions are signed with: the crew secret bound to the admin token, so a new
+    token (a lost phone, a crew member gone) ends every session signed under the old one."""
+    material = PURPOSE + token.encode("utf-8", "surrogateescape")
+    return hmac.new(secret, material, hashlib.sha256).digest()
 
 
 def _mac(secret: bytes, payload: str) -> str:

@@ -82,3 +82,12 @@ def test_an_unreadable_secret_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / crew_session.SECRET_FILE).write_text("not hex\n")
     with pytest.raises(StartupError, match="delete it"):
         load_or_create_secret(tmp_path)
+
+
+def test_a_new_admin_token_ends_every_session() -> None:
+    """Review of #19, finding 12: sessions are signed under the secret bound to the token."""
+    old = crew_session.session_key(SECRET, "old-token")
+    value = sign(old, NOW)
+    assert valid(crew_session.session_key(SECRET, "old-token"), value, NOW)
+    assert not valid(crew_session.session_key(SECRET, "new-token"), value, NOW)
+    assert not valid(SECRET, value, NOW)  # the bare secret signs nothing a session accepts
