@@ -56,9 +56,16 @@ def record(tmp: Path, segments: int) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sidecars]
 
 
-@pytest.fixture(scope="module")
+# One recording for the session: this module and test_clip_job_queue (which imports the fixture,
+# so each module has its own definition of it) only read the segments and their sidecars.
+_RECORDINGS: dict[int, list[dict[str, Any]]] = {}
+
+
+@pytest.fixture(scope="session")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    return record(tmp_path_factory.mktemp("recorded"), 3)
+    if 3 not in _RECORDINGS:
+        _RECORDINGS[3] = record(tmp_path_factory.mktemp("recorded"), 3)
+    return _RECORDINGS[3]
 
 
 def moment(sidecar: dict[str, Any], key: str) -> float:
