@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import queue
@@ -88,6 +89,14 @@ def run_edged(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def run_edged_together(
+    *commands: Sequence[str], timeout: float = 30
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run short edged commands side by side (each its own process and deadline), in order."""
+    with concurrent.futures.ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda args: run_edged(*args, timeout=timeout), commands))
 
 
 def launch_edged(config: Path, data_dir: Path) -> tuple[subprocess.Popen[str], str]:

@@ -17,7 +17,7 @@ import pytest
 from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
 
 from tests.conftest import StartDaemon
-from tests.support import edged_command, run_edged
+from tests.support import edged_command, run_edged, run_edged_together
 
 pytestmark = pytest.mark.integration
 
@@ -223,28 +223,31 @@ def test_name_conflict_renames_the_second_box(start_daemon: StartDaemon) -> None
     _, first_body = http(first.url + "/api/v1/status")
     assert json.loads(first_body)["advertised_name"] == "twin"
 
+    # `edged peers` (as JSON and as a table) and `edged doctor`, side by side (each browses).
+    assert second.config_file is not None and second.data_dir is not None
+    record = second.data_dir / "advertised.json"
+    assert record.stat().st_mode & 0o777 == 0o600
+    result, table, doctor = run_edged_together(
+        ("peers", "--json", "--timeout", "2", "--interface", "127.0.0.1"),
+        ("peers", "--timeout", "2", "--interface", "127.0.0.1"),
+        (
+            "doctor",
+            "--json",
+            "--config",
+            str(second.config_file),
+            "--data-dir",
+            str(second.data_dir),
+        ),
+        timeout=90,
+    )
     # `edged peers`: each box under the name it answers to.
-    result = run_edged("peers", "--json", "--timeout", "2", "--interface", "127.0.0.1")
     assert result.returncode == 0, result.stderr
     ports = {peer["instance"]: peer["port"] for peer in json.loads(result.stdout)}
     assert ports["twin"] == first.port
     assert ports["twin-2"] == second.port
-    table = run_edged("peers", "--timeout", "2", "--interface", "127.0.0.1")
     assert re.search(rf"^twin-2\s.*127\.0\.0\.1:{second.port}$", table.stdout, re.MULTILINE)
 
     # `edged doctor` on the second box's data dir: what that daemon advertises, seen answering.
-    assert second.config_file is not None and second.data_dir is not None
-    record = second.data_dir / "advertised.json"
-    assert record.stat().st_mode & 0o777 == 0o600
-    doctor = run_edged(
-        "doctor",
-        "--json",
-        "--config",
-        str(second.config_file),
-        "--data-dir",
-        str(second.data_dir),
-        timeout=90,
-    )
     checks = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}
     assert checks["mdns"]["status"] == "OK", checks["mdns"]
     assert checks["mdns"]["detail"].startswith("twin-2.local advertised"), checks["mdns"]
@@ -257,13 +260,15 @@ def test_name_conflict_renames_the_second_box(start_daemon: StartDaemon) -> None
 
 def test_peers_lists_the_boxes_on_the_lan(start_daemon: StartDaemon) -> None:
     box = start_daemon(name="peerbox", settings={"node": {"event": "gala"}})
-    result = run_edged("peers", "--json", "--timeout", "1.5", "--interface", "127.0.0.1")
+    result, table = run_edged_together(
+        ("peers", "--json", "--timeout", "1.5", "--interface", "127.0.0.1"),
+        ("peers", "--timeout", "1.5", "--interface", "127.0.0.1"),
+    )
     assert result.returncode == 0, result.stderr
     peers = {peer["node"]: peer for peer in json.loads(result.stdout)}
     assert peers["peerbox"]["event"] == "gala"
     assert peers["peerbox"]["port"] == box.port
     assert peers["peerbox"]["addresses"] == ["127.0.0.1"]
-    table = run_edged("peers", "--timeout", "1.5", "--interface", "127.0.0.1")
     assert re.search(rf"peerbox\s+gala\s+0\.1\.0\s+127\.0\.0\.1:{box.port}", table.stdout)
     assert box.stop() == 0
 
