@@ -1,5 +1,5 @@
 """The fleet dashboard against a real Prometheus (#19): Debian's `prometheus` on loopback (its
-storage in tmp, a 1 s scrape) finds two edged daemons through the file_sd file that
+storage in tmp, a half-second scrape) finds two edged daemons through the file_sd file that
 `edged peers --prometheus-sd` writes from mDNS on loopback, loads the alert rules, and answers
 every query of every panel of configs/grafana/edged.json through its HTTP API, with the
 dashboard's variables `node` and `event` as Grafana would send them. Each query's expected
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "configs" / "grafana" / "edged.json"
 RULES = REPO / "configs" / "prometheus" / "edged-rules.yml"
 NODES = {"alpha", "beta"}
-# As Grafana sends them: All of each variable, and intervals a 1 s scrape fills.
+# As Grafana sends them: All of each variable, and intervals a half-second scrape fills.
 VARIABLES = {
     "$node": "alpha|beta",
     "$event": "gala",
@@ -93,13 +93,13 @@ def substituted(expr: str) -> str:
 
 
 class Prometheus:
-    """Debian's prometheus on loopback: a 1 s scrape of the file_sd file, the alert rules."""
+    """Debian's prometheus on loopback: a half-second scrape of the file_sd file, the rules."""
 
     def __init__(self, directory: Path, targets: Path) -> None:
         self.port = free_port()
         config = directory / "prometheus.yml"
         config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "global: {scrape_interval: 500ms, evaluation_interval: 500ms}\n"
             f"rule_files: ['{RULES}']\n"
             "scrape_configs:\n"
             "  - job_name: edged\n"
