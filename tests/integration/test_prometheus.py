@@ -51,10 +51,10 @@ def ready(base: str) -> bool:
 
 @contextlib.contextmanager
 def prometheus(tmp_path: Path, *ports: int, rules: Path | None = None) -> Iterator[str]:
-    """A real Prometheus scraping edged on `ports` every second (evaluating `rules`); its URL."""
+    """A real Prometheus scraping edged on `ports` twice a second (evaluating `rules`); its URL."""
     config = tmp_path / "prometheus.yml"
     config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "global:\n  scrape_interval: 500ms\n  evaluation_interval: 500ms\n"
         + (f"rule_files:\n  - {rules}\n" if rules else "")
         + "scrape_configs:\n  - job_name: edged\n    static_configs:\n"
         f"      - targets: {[f'127.0.0.1:{port}' for port in ports]}\n"
