@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from edged.errors import StartupError
+from edged import fileio
 
 COOKIE = "edged_member"
 SECRET_FILE = "guest.secret"  # noqa: S105 - a file name, not a secret
@@ -32,34 +30,14 @@ MEMBER_SECRET = web.AppKey("member_secret", bytes)
 MEMBER_CHECK: web.AppKey[Callable[[str], bool]] = web.AppKey("member_check")
 
 
-def _read_secret(path: Path) -> bytes:
-    try:
-        secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (OSError, ValueError) as error:
-        raise StartupError(
-            f"guest cookie secret {path} is unreadable; delete it to make a new one "
-            "(guests then sign up again for the exclusive clips)"
-        ) from error
-    if len(secret) < 16:
-        raise StartupError(f"guest cookie secret {path} is too short; delete it")
-    return secret
-
-
 def load_or_create_secret(data_dir: Path) -> bytes:
     """The cookie secret of this box: read, or made once (0600) on first start (blocking)."""
-    path = data_dir / SECRET_FILE
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_secret(path)
-    except OSError as error:
-        raise StartupError(f"cannot create {path}: {error.strerror}") from error
-    secret = secrets.token_bytes(SECRET_BYTES)
-    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-        handle.write(secret.hex() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    return secret
+    return fileio.load_or_create_secret(
+        data_dir / SECRET_FILE,
+        what="guest cookie secret",
+        consequence="guests then sign up again for the exclusive clips",
+        size=SECRET_BYTES,
+    )
 
 
 def _mac(secret: bytes, signup_id: str) -> str:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
-from edged.errors import StartupError
+from edged import fileio
 
 COOKIE = "edged_crew"
 SECRET_FILE = "crew.secret"  # noqa: S105 - a file name, not a secret
@@ -60,31 +59,11 @@ def token_matches(presented: str, token: str) -> bool:
     return bool(raw) and hmac.compare_digest(raw, token.encode("utf-8", "surrogateescape"))
 
 
-def _read_secret(path: Path) -> bytes:
-    try:
-        secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except (OSError, ValueError) as error:
-        raise StartupError(
-            f"crew cookie secret {path} is unreadable; delete it to make a new one "
-            "(the crew then logs in again)"
-        ) from error
-    if len(secret) < 16:
-        raise StartupError(f"crew cookie secret {path} is too short; delete it")
-    return secret
-
-
 def load_or_create_secret(data_dir: Path) -> bytes:
     """This box's crew cookie secret: read, or made once (0600) on first start (blocking)."""
-    path = data_dir / SECRET_FILE
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_secret(path)
-    except OSError as error:
-        raise StartupError(f"cannot create {path}: {error.strerror}") from error
-    secret = secrets.token_bytes(SECRET_BYTES)
-    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-        handle.write(secret.hex() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    return secret
+    return fileio.load_or_create_secret(
+        data_dir / SECRET_FILE,
+        what="crew cookie secret",
+        consequence="the crew then logs in again",
+        size=SECRET_BYTES,
+    )
