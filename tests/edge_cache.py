@@ -8,13 +8,12 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.rtmp_server import NGINX, free_port, listening
+from tests.rtmp_server import free_port, start_nginx
 
 REPO = Path(__file__).resolve().parents[1]
 EDGE_CONF = REPO / "configs" / "nginx" / "edged-edge.conf"
@@ -91,20 +90,7 @@ class EdgeCache:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
-        with (self.prefix / "logs" / "stderr.log").open("ab") as stderr:
-            self.process = subprocess.Popen(
-                [NGINX, "-p", str(self.prefix), "-c", str(self.config)],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        deadline = time.monotonic() + timeout
-        while not listening(self.port):
-            if self.process.poll() is not None:
-                log = (self.prefix / "logs" / "stderr.log").read_text(errors="replace")
-                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nginx not listening on {self.port} within {timeout} s")
-            time.sleep(0.05)
+        self.process = start_nginx(self.prefix, self.config, self.port, timeout)
 
     def stop(self) -> None:
         process, self.process = self.process, None

@@ -54,6 +54,30 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def start_nginx(
+    prefix: Path, config: Path, port: int, timeout: float = 10.0
+) -> subprocess.Popen[bytes]:
+    """Debian's nginx in the foreground with its own prefix, once it listens on `port` (its
+    stderr in <prefix>/logs/stderr.log, shown if it exits first)."""
+    with (prefix / "logs" / "stderr.log").open("ab") as stderr:
+        process = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    deadline = time.monotonic() + timeout
+    while not listening(port):
+        if process.poll() is not None:
+            log = (prefix / "logs" / "stderr.log").read_text(errors="replace")
+            raise RuntimeError(f"nginx exited with {process.returncode}:\n{log}")
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait(timeout=10)
+            raise RuntimeError(f"nginx not listening on {port} within {timeout} s")
+        time.sleep(0.05)  # polling the port, within the deadline above
+    return process
+
+
 class Nginx:
     """nginx serving `rtmp://127.0.0.1:<port>/live/<key>`; `start()` (again after `stop()`)
     binds the same port."""
@@ -84,20 +108,7 @@ class Nginx:
         return f"rtmp://127.0.0.1:{self.port}/live" + (f"/{key}" if key else "")
 
     def start(self, timeout: float = 10.0) -> None:
-        with (self.prefix / "logs" / "stderr.log").open("ab") as stderr:
-            self.process = subprocess.Popen(
-                [NGINX, "-p", str(self.prefix), "-c", str(self.config)],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        deadline = time.monotonic() + timeout
-        while not listening(self.port):
-            if self.process.poll() is not None:
-                log = (self.prefix / "logs" / "stderr.log").read_text(errors="replace")
-                raise RuntimeError(f"nginx exited with {self.process.returncode}:\n{log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nginx not listening on {self.port} within {timeout} s")
-            time.sleep(0.05)
+        self.process = start_nginx(self.prefix, self.config, self.port, timeout)
 
     def stop(self) -> None:
         """Kill it (a platform gone at once: connections reset), and wait."""
