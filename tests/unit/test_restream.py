@@ -649,7 +649,7 @@ def test_the_record_is_not_written_again_once_forgotten(tmp_path: Path) -> None:
 
 
 PARENT = """
-import sys, time
+import sys
 from edged.restream.child import (
     LINE_BYTES,
     SenderGone,
@@ -662,7 +662,7 @@ from edged.restream.wire import Spec
 sender = SenderProcess("orphan", lambda size: None)
 sender.start(Spec(sys.argv[1], 160, 120, 30, b""))
 print(sender._process.pid, flush=True)
-time.sleep(1.0)  # the sender is connecting to a server that never answers
+sys.stdin.readline()  # the test says when the sender is connecting to its server
 import os
 os._exit(0)
 """
@@ -675,17 +675,23 @@ def test_a_sender_dies_with_the_daemon_even_while_connecting(tmp_path: Path) -> 
         hung.listen(8)  # the kernel takes the TCP connection; nobody answers
         url = f"rtmp://127.0.0.1:{hung.getsockname()[1]}/live/orphan-key"
         target = tee_target(url, 60.0, INTERLEAVE_MICROSECONDS, tls_verify=False, ca_file="")
-        parent = subprocess.run(
+        with subprocess.Popen(
             [sys.executable, "-c", PARENT, target],
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             text=True,
-            check=True,
-            timeout=30,
-        )
-        pid = int(parent.stdout.split()[0])
+        ) as parent:
+            assert parent.stdin is not None and parent.stdout is not None
+            pid = int(parent.stdout.readline())
+            hung.settimeout(20)
+            connection, _ = hung.accept()  # the sender is connecting; the server never answers
+            parent.stdin.write("\n")
+            parent.stdin.close()  # the daemon dies now, its sender mid-connect
+            assert parent.wait(timeout=30) == 0
         deadline = time.monotonic() + 10
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+        connection.close()
         assert not alive(pid)
 
 
