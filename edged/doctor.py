@@ -15,8 +15,10 @@ from typing import Any
 
 import psutil
 
+from edged.cache.peerlink import PeerAddress, PeerSource
+from edged.cache.peers import peers_off
 from edged.clock import clock_synchronized
-from edged.config import Config, RestreamConfig, node_name
+from edged.config import Config, NodeConfig, RestreamConfig, node_name
 from edged.datalock import LOCK_NAME
 from edged.devices import capture_cards, detect_board, sound
 from edged.devices.classify import STREAMABLE, DeviceKind
@@ -24,6 +26,7 @@ from edged.devices.manager import Device, scan_all
 from edged.discovery import (
     EDGED_SERVICE,
     Advertised,
+    Peer,
     browse_peers,
     dns_label,
     read_advertised,
@@ -434,12 +437,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _mdns(config: Config, data_dir: Path) -> Check:
-    requested = dns_label(node_name(config, socket.gethostname()))
+def _browse(config: Config) -> list[Peer] | OSError:
+    """The edged boxes answering mDNS on the LAN, or why they cannot be asked."""
     try:
-        peers = asyncio.run(browse_peers(2.0, config.mdns.interfaces))
+        return asyncio.run(browse_peers(2.0, config.mdns.interfaces))
     except OSError as error:
-        return Check("mdns", WARN, f"cannot browse mDNS: {error}", "allow UDP 5353 (multicast)")
+        return error
+
+
+def _mdns(config: Config, data_dir: Path, peers: list[Peer] | OSError) -> Check:
+    requested = dns_label(node_name(config, socket.gethostname()))
+    if isinstance(peers, OSError):
+        return Check("mdns", WARN, f"cannot browse mDNS: {peers}", "allow UDP 5353 (multicast)")
     advertised = None
     try:
         if config.mdns.enabled:
@@ -457,6 +466,68 @@ def _mdns(config: Config, data_dir: Path) -> Check:
         advertised=advertised,
         answering={peer.instance for peer in peers},
     )
+
+
+PEERS_ADVICE = "the same [peers] secret_file and [node] event on every box of the event"
+
+
+def peers_check(
+    *, enabled: bool, off: str, secret_problem: str, event: str, answers: Mapping[str, str]
+) -> Check:
+    """The peers line. `enabled`: [peers] and [mdns] both on; `off`: why replication stays off
+    anyway ("" = on; peers_off); `secret_problem`: why the secret cannot be used (the daemon
+    would not start); `answers`: each other box of this event answering mDNS -> "" when it
+    takes this box's signed requests, else why not."""
+    boxes = ", ".join(sorted(answers))
+    if not enabled:
+        return Check("peers", OK, "peer replication switched off ([peers] or [mdns] enabled)")
+    if off:
+        if not answers:
+            return Check("peers", OK, f"off: {off}")
+        return Check(
+            "peers",
+            WARN,
+            f"off ({off}), yet boxes of event {event!r} answer: {boxes}; no clip is shared",
+            PEERS_ADVICE,
+        )
+    if secret_problem:
+        return Check("peers", FAIL, secret_problem, "fix [peers] secret_file: edged will not start")
+    if not answers:
+        return Check(
+            "peers",
+            WARN,
+            f"no other box of event {event!r} answers on mDNS: no clip can come from a peer",
+            "switch the other boxes on, on this LAN, with the same [node] event",
+        )
+    refusing = [f"{node}: {why}" for node, why in sorted(answers.items()) if why]
+    if refusing:
+        return Check("peers", WARN, "; ".join(refusing), PEERS_ADVICE)
+    return Check("peers", OK, f"sharing clips with {boxes} (event {event!r})")
+
+
+def peers_line(config: Config, peers: list[Peer] | OSError) -> Check:
+    """The peers line: each other box of this event asked once, signed with this box's key."""
+    event, own = config.node.event, node_name(config, socket.gethostname())
+    found = [] if isinstance(peers, OSError) else peers
+    boxes = [p for p in found if p.event == event and p.node != own and p.addresses]
+    enabled = config.peers.enabled and config.mdns.enabled
+    off = peers_off(config.peers.secret_file, event, NodeConfig().event)
+    answers = {box.node: "" for box in boxes}
+    if not enabled or off:
+        return peers_check(
+            enabled=enabled, off=off, secret_problem="", event=event, answers=answers
+        )
+    try:
+        secret = read_private_file(Path(config.peers.secret_file).expanduser(), "peer secret file")
+        source = PeerSource(secret)
+    except StartupError as error:
+        return peers_check(
+            enabled=True, off="", secret_problem=str(error), event=event, answers=answers
+        )
+    for box in boxes:
+        address = PeerAddress(box.node, box.addresses[0], box.port, box.event)
+        answers[box.node] = source.answers(address)
+    return peers_check(enabled=True, off="", secret_problem="", event=event, answers=answers)
 
 
 RESTREAM_ADVICE = "check the URL and the stream key (key_file); edged retries on its own"
@@ -599,7 +670,9 @@ def run_checks(config: Config, data_dir: Path) -> list[Check]:
     checks += _upstream(config)
     checks += _uplinks(config, data_dir)
     checks += run_restream_checks(config, data_dir)
-    checks.append(_mdns(config, data_dir))
+    peers = _browse(config)
+    checks.append(_mdns(config, data_dir, peers))
+    checks.append(peers_line(config, peers))
     checks.append(_clock())
     return checks
 

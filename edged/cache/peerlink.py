@@ -149,6 +149,11 @@ class PeerSource:
             offset = clock_offset(response.getheader(TIME_HEADER, ""), time.time())
             if response.status == 403 and offset is not None:
                 raise _OtherClock(offset)
+            if response.status in (401, 403):
+                raise PeerError(
+                    f"{address}:{port} refused this box's signature (HTTP {response.status}): "
+                    "a different [peers] secret_file"
+                )
             if response.status != 200:
                 raise PeerError(f"{address}:{port}{path} answered HTTP {response.status}")
             if len(body) > MAX_LISTING:
@@ -183,6 +188,22 @@ class PeerSource:
         if listing is None:
             logger.debug("peer %s left out of this pass: not its listing", peer.node)
         return listing
+
+    def answers(self, peer: PeerAddress) -> str:
+        """ "" when `peer` takes a request signed with this box's key and signs back a listing
+        naming the node and event mDNS gave; else why not (`edged doctor`)."""
+        try:
+            body, _ = self._get(peer.address, peer.port, INDEX_PATH)
+            listing = parse_listing(
+                json.loads(body), peer.address, peer.port, peer.node, peer.event
+            )
+        except PeerError as error:
+            return str(error)
+        except ValueError:
+            return f"{peer.address}:{peer.port} answered a listing that is not JSON"
+        if listing is None:
+            return f"{peer.address}:{peer.port} answered another node's or event's listing"
+        return ""
 
     def manifest(self, manifest: PeerManifest) -> bytes:
         """The manifest document the peer follows, as it read it upstream."""
