@@ -30,6 +30,8 @@ GATHER_SECONDS = 1.0
 # A batch waits for the uploader's verdict; its file leaves the box once verified.
 CHECK_SECONDS = 5.0
 PRUNE_SECONDS = 24 * 3600.0
+# A deletion whose WAL a reader kept (an export running) is truncated again this much later.
+WAL_RETRY_SECONDS = 2.0
 DAY = 24 * 3600.0
 
 
@@ -60,6 +62,7 @@ class GuestDesk:
         self._uploader = uploader
         self._naming = naming
         self._wake = asyncio.Event()
+        self._wal_kept = asyncio.Event()  # a deletion's old bytes still in the WAL
         for campaign in labels(config.campaigns):
             signups.labels(campaign)
 
@@ -109,6 +112,8 @@ class GuestDesk:
             )
         if removed.rows:
             self._wake.set()
+        if removed.wal_kept:
+            self._wal_kept.set()
         return removed
 
     async def _sync(self) -> None:
@@ -149,6 +154,15 @@ class GuestDesk:
         return removed
 
     async def _prune_daily(self) -> None:
+        """The prune once a day; in between, a WAL a reader kept after a deletion truncated
+        again every WAL_RETRY_SECONDS until it goes."""
         while True:
             await self.prune(time.time())
-            await asyncio.sleep(PRUNE_SECONDS)
+            due = time.monotonic() + PRUNE_SECONDS
+            while (left := due - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self._wal_kept.wait()
+                        await asyncio.sleep(WAL_RETRY_SECONDS)
+                        if await asyncio.to_thread(self.book.truncate_wal):
+                            self._wal_kept.clear()

@@ -46,6 +46,8 @@ EMAIL = re.compile(r"^[^\s@\x00-\x1f\x7f]+@[^\s@\x00-\x1f\x7f]+\.[^\s@\x00-\x1f\
 HONEYPOT = "website"  # a field people never see, so never fill
 BATCH_ROWS = 500
 DATABASE = "guests.db"
+BUSY_MS = 5000  # how long a write waits for another's lock (sqlite3.connect's default)
+WAL_BUSY_MS = 100  # how long the truncation after a deletion waits for a reader
 CSV_COLUMNS = ("id", "event", "email", "name", "campaign", "consent", "created_at", "synced")
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -135,6 +137,7 @@ class Removed:
 
     rows: int
     notes: int
+    wal_kept: bool = False  # a reader kept the WAL (and the old bytes in it): truncated later
 
 
 @dataclass(frozen=True)
@@ -330,8 +333,7 @@ class GuestBook:
                 [(event, email, now) for event in sent],
             )
         self._members.difference_update(row["signup_id"] for row in rows)  # after COMMIT
-        self._truncate_wal()
-        return Removed(len(rows), len(sent))
+        return Removed(len(rows), len(sent), wal_kept=not self.truncate_wal())
 
     def _cut_from_batch(self, db: sqlite3.Connection, batch: str, email: str) -> None:
         """Batch `batch` (not queued) without the sign-up line of `email`: its file rewritten
@@ -346,16 +348,23 @@ class GuestBook:
             db.execute("DELETE FROM batches WHERE name = ?", (batch,))
             path.unlink(missing_ok=True)
 
-    def _truncate_wal(self) -> None:
-        """Checkpoint the WAL into the database and empty it (busy while a reader holds an older
-        snapshot: then at the next delete or prune)."""
+    def truncate_wal(self) -> bool:
+        """Checkpoint the WAL into the database and empty it (a deleted guest's old bytes go);
+        False when a reader holds an older snapshot (`edged guests export`): the caller tries
+        again later. Readers are waited for WAL_BUSY_MS at most, not the usual busy timeout:
+        the book's lock is held meanwhile, and sign-ups wait for it (review 16b, finding 8)."""
         with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self._db.execute(f"PRAGMA busy_timeout = {WAL_BUSY_MS}")
+            try:
+                busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+        return bool(busy == 0)
 
     def prune(self, before: float) -> int:
-        """Sign-ups made before `before` removed, and deletion notes sent before then or about an
-        event no batch ever left for (kept by earlier versions for guests never sent); sign-ups
-        removed."""
+        """Sign-ups made before `before` removed, and deletion notes sent before then, about an
+        event no batch ever left for (kept by earlier versions for guests never sent), or in a
+        batch already verified upstream (kept by earlier versions); sign-ups removed."""
         with self._transaction() as db:
             gone = db.execute(
                 "SELECT signup_id FROM signups WHERE created_at < ?", (before,)
@@ -368,8 +377,12 @@ class GuestBook:
                 "DELETE FROM deletions WHERE batch IS NULL"
                 " AND event NOT IN (SELECT event FROM batches)"
             )
+            # Notes of batches verified before mark_removed dropped them (earlier versions).
+            db.execute(
+                "DELETE FROM deletions WHERE batch IN (SELECT name FROM batches WHERE removed = 1)"
+            )
         self._members.difference_update(row[0] for row in gone)  # after COMMIT
-        self._truncate_wal()
+        self.truncate_wal()
         return len(gone)
 
     def cut_batch(self, now: float, limit: int = BATCH_ROWS) -> Batch | None:
@@ -438,7 +451,7 @@ class GuestBook:
             db.execute("UPDATE batches SET removed = 1 WHERE name = ?", (name,))
             notes = db.execute("DELETE FROM deletions WHERE batch = ?", (name,)).rowcount
         if notes:
-            self._truncate_wal()
+            self.truncate_wal()
 
     def _forget_orphans(self) -> None:
         """Batch files no committed batch names: a crash came between the file and the commit."""

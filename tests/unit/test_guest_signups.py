@@ -340,3 +340,49 @@ def test_the_members_follow_the_book_when_a_commit_fails(
     monkeypatch.undo()
     assert book._members == in_book() == {ada.signup_id}
     assert book.is_member(ada.signup_id)
+
+
+def reader_holding_a_snapshot(directory: Path) -> sqlite3.Connection:
+    """A reader in a read transaction (as `edged guests export` while it reads)."""
+    reader = sqlite3.connect(directory / "guests.db", isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM signups").fetchall()
+    return reader
+
+
+def test_a_deletion_a_reader_delays_says_so_and_truncates_once_it_ends(tmp_path: Path) -> None:
+    """Review 16b, finding 8: the truncation's busy result was ignored (the address stayed in
+    the WAL unnoticed until the next delete or prune), after waiting the full 5 s busy timeout
+    with the book locked."""
+    book = GuestBook(tmp_path)
+    book.sign_up(signup("ada@x.org"), event="e", consent="c", now=1.0)
+    reader = reader_holding_a_snapshot(tmp_path)
+    try:
+        assert book.delete("ada@x.org", now=2.0) == Removed(1, 0, wal_kept=True)
+        assert traces(tmp_path, b"ada@x.org") == ["guests.db-wal"]
+    finally:
+        reader.close()
+    assert book.truncate_wal()
+    assert traces(tmp_path, b"ada@x.org") == []
+
+
+def test_notes_of_batches_verified_by_an_earlier_version_go_at_the_prune(tmp_path: Path) -> None:
+    """Review 16b, finding 8: earlier versions kept a verified batch's deletion notes (the
+    address) for retention_days; the prune now drops them."""
+    book = GuestBook(tmp_path)
+    book.sign_up(signup("ada@x.org"), event="e", consent="c", now=1.0)
+    first = book.cut_batch(now=2.0)
+    assert first is not None
+    book.mark_queued(first.name)
+    book.mark_removed(first.name)  # verified upstream: its file left the box
+    book.delete("ada@x.org", now=3.0)
+    notes = book.cut_batch(now=4.0)
+    assert notes is not None
+    book.mark_queued(notes.name)
+    with book._transaction() as db:  # what an earlier version's mark_removed left
+        db.execute("UPDATE batches SET removed = 1 WHERE name = ?", (notes.name,))
+    notes.path.unlink()
+    assert deletions(book) == [("e", "ada@x.org")]
+    book.prune(before=0.0)
+    assert deletions(book) == []
+    assert traces(tmp_path, b"ada@x.org") == []
