@@ -84,7 +84,9 @@ class GopCache:
 
 # Each run of a stream's HLS (a muxer: a start, a camera replugged, a thermal step) names its
 # init and segments with a token of its own, so a URL names one run's bytes for ever and a cache
-# may keep it (`immutable`); a restart, whose numbering begins again at 0, never reuses one.
+# may keep it (`immutable`). The numbering goes on across a stream's runs (`HlsWindow.following`):
+# a player's media sequence never goes back (RFC 8216 6.2.1), and the first segment of a run
+# after another is marked as a discontinuity (another init, another encoder).
 _RUN = "[0-9a-f]{8}"
 _INIT_NAME = re.compile(rf"init-({_RUN})\.mp4", re.ASCII)
 _SEGMENT_NAME = re.compile(rf"segment-({_RUN})-(0|[1-9][0-9]{{0,11}})\.m4s", re.ASCII)
@@ -124,37 +126,74 @@ class HlsSegment:
     data: bytes
     duration: float
     started: float  # wall clock of its first frame
+    discontinuity: bool = False  # the first of a run after another: #EXT-X-DISCONTINUITY
 
 
 @dataclass(frozen=True)
 class HlsWindow:
     """What HLS serves at one moment: immutable, replaced whole by the muxer thread, so the event
-    loop reads it without a lock."""
+    loop reads it without a lock. One run's segments; the numbers go on from the stream's run
+    before (`following`)."""
 
     init: bytes = b""
     segments: tuple[HlsSegment, ...] = ()
     target_duration: int = 1
     run: str = field(default_factory=new_run)
+    next_sequence: int = 0  # the media sequence number of the next segment
+    discontinuity_sequence: int = 0  # the marked segments gone from the window (RFC 8216 4.3.3.3)
+    discontinuity: bool = False  # the next segment is the first of a run after another
+
+    def following(self, run: str) -> HlsWindow:
+        """The window of the stream's next run, empty: its segments numbered on from this one's,
+        its first marked as a discontinuity (when any came before), and this window's marks
+        counted as gone (the next run lists none of this one's segments). The target duration
+        is kept: RFC 8216 6.2.1 forbids changing it."""
+        return HlsWindow(
+            target_duration=self.target_duration,
+            run=run,
+            next_sequence=self.next_sequence,
+            discontinuity_sequence=self._gone_marks(self.segments),
+            discontinuity=self.next_sequence > 0,
+        )
+
+    def _gone_marks(self, gone: tuple[HlsSegment, ...]) -> int:
+        return self.discontinuity_sequence + sum(segment.discontinuity for segment in gone)
 
     def with_segment(self, segment: HlsSegment, window: int) -> HlsWindow:
         """The next window: `segment` added, the oldest gone past `window` segments."""
+        held = (*self.segments, segment)
+        gone = held[: max(0, len(held) - window)]
         return replace(
             self,
-            segments=(*self.segments, segment)[-window:],
+            segments=held[len(gone) :],
             target_duration=max(self.target_duration, math.ceil(segment.duration)),
+            next_sequence=segment.sequence + 1,
+            discontinuity_sequence=self._gone_marks(gone),
+            discontinuity=False,
         )
+
+    def with_next(self, data: bytes, duration: float, started: float, window: int) -> HlsWindow:
+        """The next window with a segment of these bytes, numbered and marked next."""
+        segment = HlsSegment(self.next_sequence, data, duration, started, self.discontinuity)
+        return self.with_segment(segment, window)
 
     def playlist(self) -> str:
         """The media playlist (RFC 8216) over the segments held now."""
+        first = self.segments[0] if self.segments else None
         lines = [
             "#EXTM3U",
             "#EXT-X-VERSION:7",
             f"#EXT-X-TARGETDURATION:{self.target_duration}",
-            f"#EXT-X-MEDIA-SEQUENCE:{self.segments[0].sequence if self.segments else 0}",
+            f"#EXT-X-MEDIA-SEQUENCE:{first.sequence if first else self.next_sequence}",
+            f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
             "#EXT-X-INDEPENDENT-SEGMENTS",
-            f'#EXT-X-MAP:URI="{init_name(self.run)}"',
         ]
+        if first is not None and first.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")  # before the new init's EXT-X-MAP
+        lines.append(f'#EXT-X-MAP:URI="{init_name(self.run)}"')
         for segment in self.segments:
+            if segment.discontinuity and segment is not first:
+                lines.append("#EXT-X-DISCONTINUITY")
             stamp = datetime.fromtimestamp(segment.started, UTC).isoformat(timespec="milliseconds")
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{stamp.replace('+00:00', 'Z')}")
             lines.append(f"#EXTINF:{segment.duration:.3f},")
@@ -240,11 +279,11 @@ class HlsSegmenter:
         width: int,
         height: int,
         fps: int,
-        window: int = HLS_WINDOW,
+        window_size: int = HLS_WINDOW,
         *,
         expects_audio: bool = False,
         stream: str = "",
-        run: str | None = None,
+        window: HlsWindow | None = None,
     ) -> None:
         self.stream = stream
         self._geometry = (width, height, fps)
@@ -255,9 +294,8 @@ class HlsSegmenter:
         self._expects_audio = expects_audio
         self._audio_config = b""
         self._tracks = Interleaver()  # the frames and sound held until their turn
-        self.window = HlsWindow(run=run or new_run())
-        self._window_size = window
-        self._sequence = 0
+        self.window = window or HlsWindow()  # the run's, numbered on from the stream's last
+        self._window_size = window_size
         self._started = False  # a keyframe came: the frames after it can be muxed
         self._gop_start: EncodedPacket | None = None
         self._closed_gops: deque[tuple[float, float]] = deque()  # (seconds, wallclock)
@@ -382,9 +420,8 @@ class HlsSegmenter:
             # its interleaving may hold that keyframe a moment): one closed GOP, one mdat.
             if kind == b"mdat" and self._closed_gops:
                 duration, started = self._closed_gops.popleft()
-                segment = HlsSegment(self._sequence, b"".join(self._fragment), duration, started)
-                self.window = self.window.with_segment(segment, self._window_size)
-                self._sequence += 1
+                data = b"".join(self._fragment)
+                self.window = self.window.with_next(data, duration, started, self._window_size)
                 self._fragment = []
 
     def close(self) -> None:
@@ -400,7 +437,9 @@ class HlsMuxer:
     (a gap in the sound).
 
     `expects_audio`: the stream has sound; its init segment waits for the sound's config (see
-    `header_step`). The sound is offered with `offer_audio` and ended with `end_audio`."""
+    `header_step`). The sound is offered with `offer_audio` and ended with `end_audio`.
+    `previous`: the last window of the stream's run before (a restart), whose numbering this run
+    goes on with."""
 
     def __init__(
         self,
@@ -412,11 +451,12 @@ class HlsMuxer:
         window: int = HLS_WINDOW,
         queue_packets: int = HLS_QUEUE_PACKETS,
         expects_audio: bool = False,
+        previous: HlsWindow | None = None,
     ) -> None:
         self.stream = stream
         self._geometry = (width, height, fps, window)
         self.run = new_run()  # this muxer's: a restarted stream has a new muxer, a new run
-        self.window = HlsWindow(run=self.run)
+        self.window = previous.following(self.run) if previous else HlsWindow(run=self.run)
         self.dropped = 0
         self._refused_audio = 0  # AAC packets the full queue refused (the loop counts them)
         self._let_go_audio = 0  # and those the muxer thread let go (it sets this)
@@ -467,7 +507,7 @@ class HlsMuxer:
             self._thread = threading.Thread(
                 target=_mux_packets,
                 args=(weakref.ref(self), self._queue, self.stream, self._geometry),
-                kwargs={"expects_audio": self._expects_audio, "run": self.run},
+                kwargs={"expects_audio": self._expects_audio, "window": self.window},
                 name=f"hls-{self.stream}",
                 daemon=True,
             )
@@ -511,7 +551,7 @@ def _mux_packets(
     geometry: tuple[int, int, int, int],
     *,
     expects_audio: bool,
-    run: str,
+    window: HlsWindow,
 ) -> None:
     """The muxer thread: until `close` (or until its muxer is dropped without it, so the thread
     never outlives what it works for; it holds the muxer only weakly)."""
@@ -528,7 +568,7 @@ def _mux_packets(
                 return
             try:
                 segmenter = segmenter or HlsSegmenter(
-                    *geometry, expects_audio=expects_audio, stream=stream, run=run
+                    *geometry, expects_audio=expects_audio, stream=stream, window=window
                 )
                 window = _mux_item(segmenter, item)
                 if not _publish(owner, window, segmenter.dropped_audio):
@@ -678,7 +718,8 @@ class LiveHub:
     It takes the stream's sound too (pipeline.AudioOutput): AAC into the live HLS, in the same
     rendition as the pictures. `expects_audio`: the stream has sound, so the HLS init segment
     waits for the sound's config (at most HEADER_AUDIO_WAIT_SECONDS of pictures, or until
-    `end_audio`); without it the init segment is made at once."""
+    `end_audio`); without it the init segment is made at once. `previous`: the stream's last
+    HLS window before this hub (a restart), whose numbering its HLS goes on with."""
 
     def __init__(
         self,
@@ -689,12 +730,15 @@ class LiveHub:
         *,
         expects_audio: bool,
         gop_cache: bool = True,
+        previous: HlsWindow | None = None,
     ) -> None:
         self.name = f"live-{stream}"
         self.use_gop_cache = gop_cache
         self.stream = stream
         self.gop = GopCache()
-        self.hls = HlsMuxer(stream, width, height, fps, expects_audio=expects_audio)
+        self.hls = HlsMuxer(
+            stream, width, height, fps, expects_audio=expects_audio, previous=previous
+        )
         self.extradata = b""
         self.viewers: set[Viewer] = set()
         self.audio_viewers: set[Viewer] = set()  # Opus feeds of the WebRTC viewers

@@ -27,7 +27,7 @@ from edged.devices.manager import Device, DeviceEvent, DeviceManager
 from edged.errors import MediaError
 from edged.media.audio import describe_audio, ensure_alsa_config
 from edged.media.encoders import Encoder, EncoderChoice, EncoderSettings, choose
-from edged.media.live import LiveHub
+from edged.media.live import HlsWindow, LiveHub
 from edged.media.pipeline import StreamPipeline
 from edged.media.recorder import Recorder, Segment, SegmentIdentity
 from edged.media.sources import Source
@@ -92,6 +92,8 @@ class StreamSupervisor:
         self._devices: DeviceManager | None = None
         self._choices: dict[EncoderSettings, EncoderChoice] = {}
         self._segment_numbers: dict[str, Iterator[int]] = {}  # per stream, for the whole start
+        # Per stream, its last run's live HLS window: the next run numbers on from it.
+        self._hls_windows: dict[str, HlsWindow] = {}
         self._unstartable: set[str] = set()  # cameras no encoder works for, until replugged
         self._watchers: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -269,6 +271,7 @@ class StreamSupervisor:
             settings.fps,
             gop_cache=self._gop_cache,
             expects_audio=sound is not None,
+            previous=self._hls_windows.get(name),
         )
         pipeline.add_output(recorder)
         pipeline.add_output(hub)
@@ -298,8 +301,14 @@ class StreamSupervisor:
     async def _stop(self, name: str) -> StreamEntry | None:
         entry = self.streams.pop(name, None)
         if entry is not None:
-            await entry.pipeline.stop()
+            await self._stop_pipeline(entry)
         return entry
+
+    async def _stop_pipeline(self, entry: StreamEntry) -> None:
+        """Stop a run; its live HLS window, final once the muxer is closed, is kept for the
+        stream's next run (a restart, a replug) to number on from."""
+        await entry.pipeline.stop()
+        self._hls_windows[entry.spec.name] = entry.hub.hls.window
 
     async def _watch(self, entry: StreamEntry) -> None:
         """A stream that ends without being asked starts again: 1 s, doubling to 30 s."""
@@ -313,7 +322,7 @@ class StreamSupervisor:
         logger.warning(
             "stream %s down (%s); restart %d in %.0f s", name, reason, entry.restarts.restarts, wait
         )
-        await entry.pipeline.stop()  # the recorder closes its segment now, not at the restart
+        await self._stop_pipeline(entry)  # the recorder closes its segment now, not at restart
         await asyncio.sleep(wait)
         async with self._lock:
             if self.streams.get(name) is not entry:

@@ -1,0 +1,163 @@
+"""A live stream that restarts in a real daemon (its camera's source ends: a new pipeline, a new
+HLS run with an init of its own) goes on numbering its segments (review 19, finding 7): a
+player reloading the playlist never sees #EXT-X-MEDIA-SEQUENCE go back (RFC 8216 6.2.1), the
+new run's first segment is marked #EXT-X-DISCONTINUITY before the new #EXT-X-MAP, and the new
+segments decode with the new init."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import pytest
+
+from tests.conftest import StartDaemon
+from tests.integration.test_daemon import http
+from tests.support import until
+
+pytestmark = pytest.mark.integration
+
+STREAM = "elgato-cam-link-4k-0004e1a2b3c4"
+PATH = f"/live/{STREAM}/"
+SETTINGS = {
+    "mdns": {"enabled": False},
+    # A camera whose source ends after 3 s, again and again (restarts after 1 s, 2 s, ...).
+    "media": {
+        "v4l2_stand_in": "testsrc2=size=320x240:rate=15:duration=3,realtime",
+        "gop_seconds": 0.5,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What one playlist lists."""
+
+    media_sequence: int
+    discontinuity_sequence: int
+    init: str
+    segments: tuple[tuple[str, bool], ...]  # (name, marked #EXT-X-DISCONTINUITY)
+    text: str
+
+
+def parse(text: str) -> Listed:
+    (init,) = re.findall(r'^#EXT-X-MAP:URI="([^"]+)"$', text, re.M)
+    media = re.search(r"^#EXT-X-MEDIA-SEQUENCE:(\d+)$", text, re.M)
+    discontinuity = re.search(r"^#EXT-X-DISCONTINUITY-SEQUENCE:(\d+)$", text, re.M)
+    segments, marked = [], False
+    for line in text.splitlines():
+        if line == "#EXT-X-DISCONTINUITY":
+            marked = True
+        elif line.startswith("segment-"):
+            segments.append((line, marked))
+            marked = False
+    assert media is not None, text
+    return Listed(
+        int(media.group(1)),
+        int(discontinuity.group(1)) if discontinuity else 0,
+        init,
+        tuple(segments),
+        text,
+    )
+
+
+def decoded_frames(init: bytes, segment: bytes) -> int:
+    container: Any
+    with av.open(io.BytesIO(init + segment)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+class Player:
+    """Reloads the playlist as a player does, keeping each distinct one (blocking)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen: list[Listed] = []
+
+    def reload(self) -> Listed | None:
+        status, body = http(self.url + PATH + "index.m3u8")
+        if status != 200:
+            return None  # no segment yet (a run starting)
+        listed = parse(body.decode())
+        if not self.seen or self.seen[-1].text != listed.text:
+            self.seen.append(listed)
+        return listed
+
+    def wait(self, condition: Callable[[Listed], bool], what: str) -> Listed:
+        """The first playlist that meets `condition`, reloading until a deadline."""
+
+        def probe() -> Listed | None:
+            listed = self.reload()
+            return listed if listed is not None and condition(listed) else None
+
+        return until(probe, 30, what)
+
+    def get(self, name: str) -> bytes:
+        status, body = http(self.url + PATH + name)
+        assert status == 200, name
+        return body
+
+
+def numbering(listed: Listed) -> dict[str, tuple[int, int]]:
+    """Each listed segment's (media sequence number, discontinuity sequence number), as a player
+    counts them (RFC 8216 6.3.2: the playlist's numbers plus the segments and marks before)."""
+    numbers, discontinuity = {}, listed.discontinuity_sequence
+    for index, (name, marked) in enumerate(listed.segments):
+        discontinuity += marked
+        numbers[name] = (listed.media_sequence + index, discontinuity)
+    return numbers
+
+
+@pytest.mark.timeout(90)
+def test_a_restarted_stream_numbers_on_and_marks_the_discontinuity(
+    start_daemon: StartDaemon,
+) -> None:
+    daemon = start_daemon(
+        SETTINGS,
+        wrapper=("umockdev-wrapper",),
+        command=(sys.executable, "-m", "tests.devices.daemon_with_testbed"),
+    )
+    daemon.send("plug 1-4 0 6")
+    daemon.wait_for(re.compile(rf"stream {STREAM}: starting -> up"))
+    player = Player(daemon.url)
+    before = player.wait(lambda listed: len(listed.segments) >= 2, "two segments of a run")
+    after = player.wait(lambda listed: listed.init != before.init, "the restarted run's playlist")
+    # A player following the restart: the new init and the new run's first segment.
+    first_name, first_marked = after.segments[0]
+    init, first = player.get(after.init), player.get(first_name)
+
+    last_before = max(
+        listed.media_sequence + len(listed.segments) - 1
+        for listed in player.seen
+        if listed.init == before.init
+    )
+    assert after.media_sequence > last_before, after.text
+    # The restarted run's first segment is marked, its new init declared after the mark.
+    assert first_marked, after.text
+    assert after.text.index("#EXT-X-DISCONTINUITY\n") < after.text.index("#EXT-X-MAP:")
+    assert not any(marked for _, marked in after.segments[1:]), after.text
+    assert decoded_frames(init, first) > 0
+    for name, _ in after.segments[1:]:
+        status, segment = http(daemon.url + PATH + name)
+        if status == 200:  # one gone from the window since: a player skips it
+            assert decoded_frames(init, segment) > 0, name
+
+    # One more restart: the marked segment leaves the window, and the discontinuity sequence
+    # counts it.
+    player.wait(lambda listed: listed.init not in (before.init, after.init), "the next run's")
+    # Every reload the player made: neither sequence went back, and each segment kept its
+    # media and discontinuity sequence numbers from one playlist to the next.
+    for earlier, later in zip(player.seen, player.seen[1:], strict=False):
+        assert later.media_sequence >= earlier.media_sequence, (earlier.text, later.text)
+        assert later.discontinuity_sequence >= earlier.discontinuity_sequence, later.text
+    numbers: dict[str, tuple[int, int]] = {}
+    for listed in player.seen:
+        for name, counted in numbering(listed).items():
+            assert numbers.setdefault(name, counted) == counted, (name, listed.text)
+    assert player.seen[-1].discontinuity_sequence > after.discontinuity_sequence
+    assert daemon.stop() == 0
