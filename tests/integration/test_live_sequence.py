@@ -1,8 +1,9 @@
-"""A live stream that restarts in a real daemon (its camera's source ends: a new pipeline, a new
-HLS run with an init of its own) goes on numbering its segments (review 19, finding 7): a
-player reloading the playlist never sees #EXT-X-MEDIA-SEQUENCE go back (RFC 8216 6.2.1), the
-new run's first segment is marked #EXT-X-DISCONTINUITY before the new #EXT-X-MAP, and the new
-segments decode with the new init."""
+"""A live stream that restarts in a real daemon (its camera's source ends, or the camera is
+replugged: a new pipeline, a new HLS run with an init of its own) goes on numbering its
+segments (review 19, finding 7): a player reloading the playlist never sees
+#EXT-X-MEDIA-SEQUENCE go back (RFC 8216 6.2.1), the new run's first segment is marked
+#EXT-X-DISCONTINUITY before the new #EXT-X-MAP, and the new segments decode with the new
+init."""
 
 from __future__ import annotations
 
@@ -150,6 +151,19 @@ def test_a_restarted_stream_numbers_on_and_marks_the_discontinuity(
     # One more restart: the marked segment leaves the window, and the discontinuity sequence
     # counts it.
     player.wait(lambda listed: listed.init not in (before.init, after.init), "the next run's")
+    assert player.seen[-1].discontinuity_sequence > after.discontinuity_sequence
+
+    # The camera replugged: its stream goes (the playlist answers 404), then comes back under
+    # the same name and numbers on.
+    daemon.send("unplug")
+    daemon.wait_for(re.compile(rf"stream {STREAM} down: \S+ unplugged"))
+    until(lambda: http(daemon.url + PATH + "index.m3u8")[0] == 404, 20, "the stream gone")
+    unplugged = player.seen[-1]
+    daemon.send("plug 1-5 2 7")  # another port (umockdev makes each device node once)
+    replugged = player.wait(lambda listed: listed.init != unplugged.init, "the replugged run's")
+    assert replugged.media_sequence > unplugged.media_sequence + len(unplugged.segments) - 1
+    assert replugged.segments[0][1], replugged.text
+
     # Every reload the player made: neither sequence went back, and each segment kept its
     # media and discontinuity sequence numbers from one playlist to the next.
     for earlier, later in zip(player.seen, player.seen[1:], strict=False):
@@ -159,5 +173,4 @@ def test_a_restarted_stream_numbers_on_and_marks_the_discontinuity(
     for listed in player.seen:
         for name, counted in numbering(listed).items():
             assert numbers.setdefault(name, counted) == counted, (name, listed.text)
-    assert player.seen[-1].discontinuity_sequence > after.discontinuity_sequence
     assert daemon.stop() == 0
