@@ -77,6 +77,8 @@ class HttpConfig:
     host: str = "0.0.0.0"  # noqa: S104 - serving the venue LAN is the point
     port: int = setting(8080, minimum=0, maximum=65535)
     admin_token_file: str = ""
+    # Seconds a connection may sit without a whole request head (edged.web.app.IDLE_TIMEOUT).
+    idle_timeout: float = setting(15.0, minimum=0.5, maximum=600.0)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class LiveConfig:
     max_viewers: int = setting(20, minimum=1, maximum=500)
     gop_cache: bool = True
     ice_addresses: tuple[str, ...] = setting(())
+    # Seconds a WebRTC viewer has to connect after its answer (edged.media.webrtc.ICE_TIMEOUT).
+    ice_timeout: float = setting(10.0, minimum=0.5, maximum=120.0)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from edged.clips.jobs import ClipJobs, ClipOutlets, ClipSettings, FinishedClip
 from edged.clips.jobstate import Load
 from edged.clips.plan import format_utc
 from edged.clock import ClockWatch
-from edged.config import Config, NodeConfig
+from edged.config import Config, LiveConfig, NodeConfig
 from edged.datalock import DataDirLock
 from edged.devices import Board, capture_cards, detect_board
 from edged.devices.manager import DeviceManager
@@ -57,7 +57,7 @@ from edged.guest.address import (
 from edged.guest.desk import GuestDesk
 from edged.media.recorder import Segment, SegmentIdentity
 from edged.media.streams import MediaManager
-from edged.metrics import Metrics
+from edged.metrics import LiveMetrics, Metrics
 from edged.notify import SystemdNotifier
 from edged.paths import (
     OUTBOX,
@@ -228,9 +228,7 @@ class Daemon:
         restreamer = await stack.enter_async_context(
             self._restream(data_dir, metrics, media, supervisor)
         )
-        whep = await stack.enter_async_context(
-            aclosing(LazyWhep(config.live.max_viewers, config.live.ice_addresses, metrics.live))
-        )
+        whep = await stack.enter_async_context(aclosing(lazy_whep(config.live, metrics.live)))
         clip_jobs = await stack.enter_async_context(
             self._clip_jobs(data_dir, metrics, board, media, clips.store, supervisor)
         )
@@ -552,7 +550,9 @@ class Daemon:
         join.install(app, guests)
         if self._peer_shelf is not None:
             peer_api.install(app, self._peer_shelf)
-        http = HttpServer(app, self.config.http.host, self.config.http.port)
+        http = HttpServer(
+            app, self.config.http.host, self.config.http.port, self.config.http.idle_timeout
+        )
         await http.start()
         try:
             self.http = http
@@ -747,6 +747,11 @@ class Daemon:
             "config reloaded: applied %s; on restart %s", applied or "nothing", pending or "nothing"
         )
         return {"reloaded": True, "applied": applied, "restart_required": pending}
+
+
+def lazy_whep(live: LiveConfig, metrics: LiveMetrics) -> LazyWhep:
+    """The WHEP sessions [live] describes, made with the first viewer."""
+    return LazyWhep(live.max_viewers, live.ice_addresses, metrics, ice_timeout=live.ice_timeout)
 
 
 def cameras_present(streams: Mapping[str, Any]) -> int:

@@ -33,9 +33,15 @@ class LazyWhep:
     viewers keeps. `aclose()` on shutdown; it does nothing when no viewer ever came."""
 
     def __init__(
-        self, max_viewers: int, ice_addresses: Collection[str], metrics: LiveMetrics
+        self,
+        max_viewers: int,
+        ice_addresses: Collection[str],
+        metrics: LiveMetrics,
+        *,
+        ice_timeout: float | None = None,
     ) -> None:
         self._max_viewers = max_viewers
+        self._ice_timeout = ice_timeout
         self._ice_addresses = ice_addresses
         self._metrics = metrics
         self._sessions: WhepSessions | None = None
@@ -45,7 +51,10 @@ class LazyWhep:
             from edged.media import webrtc
 
             webrtc.restrict_ice_addresses(self._ice_addresses)
-            self._sessions = webrtc.WhepSessions(self._max_viewers, self._metrics)
+            ice_timeout = webrtc.ICE_TIMEOUT if self._ice_timeout is None else self._ice_timeout
+            self._sessions = webrtc.WhepSessions(
+                self._max_viewers, self._metrics, ice_timeout=ice_timeout
+            )
             logger.info("WebRTC loaded for the first viewer")
         return self._sessions
 

@@ -32,11 +32,11 @@ OUTPUT_DROPS = re.compile(
 )
 
 
-def live(max_viewers: int) -> dict[str, dict[str, object]]:
+def live(max_viewers: int, **more: object) -> dict[str, dict[str, object]]:
     return {
         "mdns": {"enabled": False},
         "media": {"pattern_size": "320x240", "pattern_fps": 15, "gop_seconds": 1.0},
-        "live": {"ice_addresses": ["127.0.0.1"], "max_viewers": max_viewers},
+        "live": {"ice_addresses": ["127.0.0.1"], "max_viewers": max_viewers, **more},
     }
 
 
@@ -179,14 +179,16 @@ async def test_a_bad_offer_is_answered_with_no_exception_text(
 async def test_offers_that_never_connect_give_their_slots_back(
     start_daemon: StartDaemon, offerer: Offerer
 ) -> None:
-    """The offerers post and then never answer ICE: the box releases them (10 s by default)."""
-    daemon = await asyncio.to_thread(start_daemon, live(2))
+    """The offerers post and then never answer ICE: the box releases them after [live]
+    ice_timeout (1 s here, 10 s by default)."""
+    daemon = await asyncio.to_thread(start_daemon, live(2, ice_timeout=1.0))
     await asyncio.to_thread(wait_for_segments, daemon)
     url = daemon.url + STREAM + "/whep"
     peers = [await offerer() for _ in range(3)]
     async with aiohttp.ClientSession() as client:
-        statuses = [(await post_offer(client, url, peer))[0] for peer in peers]
-        assert statuses == [201, 201, 503]
+        answers = [await post_offer(client, url, peer) for peer in peers]
+        assert [status for status, _, _ in answers] == [201, 201, 503]
+        assert answers[2][2]["Retry-After"] == "1"  # the daemon took the key
         await eventually_in_thread(
             lambda: gauge(daemon, WEBRTC_VIEWERS) == 0,
             40,

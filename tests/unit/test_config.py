@@ -21,6 +21,14 @@ def test_documented_defaults_are_the_embedded_defaults() -> None:
     assert config.load(path) == Config()
 
 
+def test_the_timeouts_default_to_the_servers_own() -> None:
+    """[http] idle_timeout and [live] ice_timeout default to what the servers take alone."""
+    from edged.media.webrtc import ICE_TIMEOUT
+    from edged.web.app import IDLE_TIMEOUT
+
+    assert (Config().http.idle_timeout, Config().live.ice_timeout) == (IDLE_TIMEOUT, ICE_TIMEOUT)
+
+
 def test_every_key_is_documented() -> None:
     document = tomllib.loads((resource_dir("configs") / "edged.toml").read_text())
     assert {section: set(values) for section, values in document.items()} == {
@@ -86,6 +94,10 @@ def test_values_are_converted() -> None:
         ({"upstream": {"endpoint": "https://s3"}}, "upstream.endpoint = 'https://s3'"),
         ({"upstream": {"bucket": "Bad_Bucket"}}, "upstream.bucket = 'Bad_Bucket'"),
         ({"daemon": {"log_level": "loud"}}, "must be one of 'debug', 'info'"),
+        ({"http": {"idle_timeout": 0}}, "http.idle_timeout = 0.0: must be at least 0.5"),
+        ({"http": {"idle_timeout": 601}}, "http.idle_timeout = 601.0: must be at most 600"),
+        ({"live": {"ice_timeout": -1}}, "live.ice_timeout = -1.0: must be at least 0.5"),
+        ({"live": {"ice_timeout": 121}}, "live.ice_timeout = 121.0: must be at most 120"),
     ],
 )
 def test_invalid_values_name_the_key(document: dict[str, object], message: str) -> None:
