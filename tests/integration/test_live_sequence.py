@@ -8,7 +8,9 @@ init."""
 from __future__ import annotations
 
 import io
+import json
 import re
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,4 +175,45 @@ def test_a_restarted_stream_numbers_on_and_marks_the_discontinuity(
     for listed in player.seen:
         for name, counted in numbering(listed).items():
             assert numbers.setdefault(name, counted) == counted, (name, listed.text)
+    assert daemon.stop() == 0
+
+
+# Each run of the stream below plays 4 s of pictures: a player past two runs' worth has played
+# across at least two restarts.
+RUN_SECONDS = 4
+
+
+@pytest.mark.timeout(120)
+def test_chromium_plays_the_live_page_on_across_restarts(start_daemon: StartDaemon) -> None:
+    """The live page over HLS (Chromium's own player) plays on across the stream's restarts:
+    before the numbering went on, it stalled at each restart and started over from 0."""
+    settings = {
+        **SETTINGS,
+        "media": {
+            **SETTINGS["media"],
+            "v4l2_stand_in": f"testsrc2=size=320x240:rate=15:duration={RUN_SECONDS},realtime",
+        },
+    }
+    daemon = start_daemon(
+        settings,
+        wrapper=("umockdev-wrapper",),
+        command=(sys.executable, "-m", "tests.devices.daemon_with_testbed"),
+    )
+    daemon.send("plug 1-4 0 6")
+    until(lambda: http(daemon.url + PATH + "index.m3u8")[0] == 200, 30, "the first segment")
+    played = subprocess.run(
+        [
+            *(sys.executable, "-m", "tests.browser.restart_in_chromium"),
+            *(f"{daemon.url}/live/{STREAM}?via=hls", str(2 * RUN_SECONDS + 1)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert played.returncode == 0, played.stderr[-3000:]
+    outcome = json.loads(played.stdout.strip().splitlines()[-1])
+    assert outcome["went_back"] == 0 and not outcome["error"], outcome
+    assert outcome["reached"] >= 2 * RUN_SECONDS + 1, outcome
+    daemon.seen_or_wait(re.compile(rf"stream {STREAM} down \(source ended\); restart 2 in"))
     assert daemon.stop() == 0
