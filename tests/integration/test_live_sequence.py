@@ -27,14 +27,16 @@ pytestmark = pytest.mark.integration
 
 STREAM = "elgato-cam-link-4k-0004e1a2b3c4"
 PATH = f"/live/{STREAM}/"
-SETTINGS = {
-    "mdns": {"enabled": False},
-    # A camera whose source ends after 3 s, again and again (restarts after 1 s, 2 s, ...).
-    "media": {
-        "v4l2_stand_in": "testsrc2=size=320x240:rate=15:duration=3,realtime",
-        "gop_seconds": 0.5,
-    },
-}
+
+
+def settings(run_seconds: int) -> dict[str, dict[str, object]]:
+    """A camera whose source ends after `run_seconds`, again and again (restarts after 1 s,
+    2 s, 4 s ...)."""
+    stand_in = f"testsrc2=size=320x240:rate=15:duration={run_seconds},realtime"
+    return {
+        "mdns": {"enabled": False},
+        "media": {"v4l2_stand_in": stand_in, "gop_seconds": 0.5},
+    }
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def test_a_restarted_stream_numbers_on_and_marks_the_discontinuity(
     start_daemon: StartDaemon,
 ) -> None:
     daemon = start_daemon(
-        SETTINGS,
+        settings(3),
         wrapper=("umockdev-wrapper",),
         command=(sys.executable, "-m", "tests.devices.daemon_with_testbed"),
     )
@@ -187,15 +189,8 @@ RUN_SECONDS = 4
 def test_chromium_plays_the_live_page_on_across_restarts(start_daemon: StartDaemon) -> None:
     """The live page over HLS (Chromium's own player) plays on across the stream's restarts:
     before the numbering went on, it stalled at each restart and started over from 0."""
-    settings = {
-        **SETTINGS,
-        "media": {
-            **SETTINGS["media"],
-            "v4l2_stand_in": f"testsrc2=size=320x240:rate=15:duration={RUN_SECONDS},realtime",
-        },
-    }
     daemon = start_daemon(
-        settings,
+        settings(RUN_SECONDS),
         wrapper=("umockdev-wrapper",),
         command=(sys.executable, "-m", "tests.devices.daemon_with_testbed"),
     )
