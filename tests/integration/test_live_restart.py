@@ -1,5 +1,5 @@
 """A live stream that restarts (a thermal step to half the resolution: a new pipeline and HLS
-muxer, numbering from 0 again) names its init and media segments anew (review 19, finding 7):
+muxer, its numbering going on) names its init and media segments anew (review 19, finding 7):
 the old run's URLs answer 404, and a player through the shipped cache in front
 (configs/nginx/edged-edge.conf, which keeps segments a day as `immutable`) gets only the new
 run's bytes after the restart. The app in process on a real MediaManager, nginx on loopback."""
