@@ -1,56 +1,228 @@
 """A crowd through the cache in front: N HLS players through nginx (configs/nginx/edged-edge.conf)
 against one edged; how many requests reached the box per segment, and whether every player got
-every segment on time.
+every segment on time, beside the same crowd against nginx alone.
 
 One edged daemon on loopback runs the test pattern (1280x720 30 fps, GOP 1 s, so 1 s segments),
-as bench/hls_crowd.py's does; Debian's nginx runs the shipped edge config (only the box's address,
-the port and the cache directory replaced) on loopback in front of it. N players (1,000) are
-bench/hls_crowd.py's: each an asyncio task with its own aiohttp session, started within 1 s,
-following the playlist for --seconds (60 s) as a native player does (RFC 8216), through nginx.
+as bench/hls_crowd.py's does. The players are bench/hls_client.py's: raw HTTP/1.1 keep-alive on
+asyncio.BufferedProtocol (headers parsed, segment bodies counted, not copied), one connection
+each, spread over --processes client processes (4), started within 1 s, each following the live
+playlist for --seconds (60 s) as hls.js does (RFC 8216; bench/hls_crowd.py's definitions of a
+stall and a margin). Each client process measures its own event loop's lateness and CPU.
 
-Printed: from nginx's access log, the requests that went on to the box, per segment (and per
-rendition: the box has one per stream), for the init segment and for the playlist (per second);
-edged's own count of the playlist requests it answered (edged_first_byte_seconds_count{kind=
-"live"}) and of the HLS bytes it sent (edged_live_bytes_total) against the bytes of the distinct
-segments; then what the players saw: segments served, skipped, stalls (target 0), the margin
-before each segment was needed, request times and HTTP errors; the CPU of edged and of nginx.
+Two phases, the same crowd (seed, players, processes) in each, edged encoding throughout:
+  1. the reference, nginx alone: Debian's nginx serving static files, a replay of one window of
+     the box's stream (bench/hls_replay.py: the same segments, one published per EXTINF, the
+     playlist written after it, no cache, no edged in the path);
+  2. nginx in front of edged: the shipped edge config (only the box's address, the port and the
+     cache directory replaced) on loopback in front of the box.
+If the players stall in both, the machine (the clients, the cores) is the cause; only behind the
+edge, the box or the config.
 
-Usage: python bench/edge_crowd.py [--players 1000] [--seconds 60] [--seed N]
+Printed per phase: what the players saw (segments served, skipped, stalls (target 0), the margin
+before each segment was needed, request times, HTTP errors), each client process's CPU and loop
+lateness, and the CPU of nginx, edged, the clients, the whole machine and the rest of it (other
+work on the machine); for the edge phase first, from nginx's access log, the requests that went on
+to the box per segment (and per rendition: the box has one per stream), for the init segment and
+for the playlist, and edged's own count of the playlists it answered and the HLS bytes it sent.
+Then the two side by side, and whether the clients were late (a loop woke over 100 ms late).
+
+Usage: python bench/edge_crowd.py [--players 1000] [--seconds 60] [--processes 4] [--seed N]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))  # bench/hls_crowd.py's players
+sys.path.insert(0, str(REPO / "bench"))
+
+import asyncio  # noqa: E402
 
 import psutil  # noqa: E402
 from hls_crowd import (  # noqa: E402
     STREAM,
     Tally,
-    crowd,
+    cpu_seconds,
     percentile,
     raise_fd_limit,
     start_daemon,
     wait_for_window,
 )
+from hls_replay import Recording, Replay, record  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from tests.edge_cache import EdgeCache, Logged  # noqa: E402
+from tests.edge_cache import EdgeCache, Logged, main_conf  # noqa: E402
+from tests.rtmp_server import free_port, start_nginx  # noqa: E402
 
 SEGMENT = re.compile(r"^/live/(?P<stream>[^/]+)/segment-[0-9a-f]{8}-(?P<sequence>\d+)\.m4s$")
+CLIENT = REPO / "bench" / "hls_client.py"
+LATE = 0.1  # a client loop waking later than this is a client too busy to measure the server
+READY = 3.0  # seconds the client processes get to start before the crowd does
+
+
+@dataclass
+class ClientProcess:
+    """One client process's own figures."""
+
+    players: int
+    cpu: float  # share of one core over its run
+    lateness: list[float]  # its loop's wake-ups, seconds late
+    involuntary_switches: int
+    start_slack: float  # seconds it was ready before the crowd's start (negative: late)
+
+
+@dataclass
+class Phase:
+    tally: Tally
+    clients: list[ClientProcess]
+    cpu: dict[str, float]  # name -> share of one core
+    elapsed: float
+    notes: list[str] = field(default_factory=list)
+
+
+def client_command(url: str, args: argparse.Namespace, index: int, start_at: float) -> list[str]:
+    return [
+        sys.executable,
+        str(CLIENT),
+        *("--url", url, "--players", str(args.players), "--seconds", str(args.seconds)),
+        *("--seed", str(args.seed), "--index", str(index), "--processes", str(args.processes)),
+        *("--start-at", repr(start_at)),
+    ]
+
+
+def pooled(outputs: list[dict[str, object]]) -> tuple[Tally, list[ClientProcess]]:
+    """The crowd's tally over the client processes, and each process's own figures."""
+    tally, clients = Tally(), []
+    for figures in outputs:
+        part = Tally(**{name: figures[name] for name in Tally.__dataclass_fields__})  # type: ignore[arg-type]
+        tally.served += part.served
+        tally.skipped += part.skipped
+        tally.stalls += part.stalls
+        tally.margins += part.margins
+        tally.playlist_times += part.playlist_times
+        tally.segment_times += part.segment_times
+        tally.errors.update(part.errors)
+        clients.append(
+            ClientProcess(
+                **{name: figures[name] for name in ClientProcess.__dataclass_fields__}  # type: ignore[arg-type]
+            )
+        )
+    tally.loop_lag = max((max(c.lateness, default=0.0) for c in clients), default=0.0)
+    return tally, clients
+
+
+def start_clients(
+    url: str, args: argparse.Namespace
+) -> tuple[list[subprocess.Popen[bytes]], float]:
+    """The client processes for a crowd against `url` (http://host:port/live/<stream>), and the
+    moment (monotonic) their players start."""
+    start_at = time.monotonic() + READY
+    processes = [
+        subprocess.Popen(client_command(url, args, index, start_at), stdout=subprocess.PIPE)
+        for index in range(args.processes)
+    ]
+    return processes, start_at
+
+
+def collect(processes: list[subprocess.Popen[bytes]]) -> tuple[Tally, list[ClientProcess]]:
+    outputs = []
+    for process in processes:
+        out, _ = process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"a client process exited with {process.returncode}")
+        outputs.append(json.loads(out))
+    return pooled(outputs)
+
+
+def machine_busy() -> float:
+    """Seconds the machine's cores have been busy (all of them, not idle or waiting on I/O)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def crowd_phase(url: str, args: argparse.Namespace, servers: dict[str, int]) -> Phase:
+    """The crowd against `url`; its tally, the clients' figures and everyone's CPU from the
+    crowd's start to its end."""
+    clients, start_at = start_clients(url, args)
+    time.sleep(max(0.0, start_at - time.monotonic()))  # the clients' start-up is not measured
+    processes = {name: psutil.Process(pid) for name, pid in servers.items()}
+    before = {name: cpu_seconds(process, True) for name, process in processes.items()}
+    busy, mine, started = machine_busy(), time.process_time(), time.monotonic()
+    tally, figures = collect(clients)
+    elapsed = time.monotonic() - started
+    cpu = {
+        name: (cpu_seconds(process, True) - before[name]) / elapsed
+        for name, process in processes.items()
+    }
+    cpu["clients"] = sum(client.cpu for client in figures)
+    cpu["bench"] = (time.process_time() - mine) / elapsed  # this process (the replay's writer)
+    cpu["machine"] = (machine_busy() - busy) / elapsed
+    cpu["others"] = cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine")
+    return Phase(tally, figures, cpu, elapsed)
+
+
+def static_conf(port: int, directory: Path) -> str:
+    return (
+        "server {\n"
+        f"    listen 127.0.0.1:{port};\n"
+        f"    location {STREAM}/ {{\n"
+        f"        alias {directory}/;\n"
+        "        types { application/vnd.apple.mpegurl m3u8; video/mp4 mp4; "
+        "video/iso.segment m4s; }\n"
+        "    }\n"
+        "}\n"
+    )
+
+
+def stop_nginx(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def nginx_alone(args: argparse.Namespace, recording: Recording, work: Path, box_pid: int) -> Phase:
+    """The reference: the crowd against nginx serving the replay as static files (the same
+    nginx main config as the edge's: one worker, the same connections)."""
+    prefix = work / "static"
+    for directory in ("logs", "tmp"):
+        (prefix / directory).mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (prefix / "static.conf").write_text(static_conf(port, prefix / "live"))
+    conf = main_conf(prefix, connections=2 * args.players + 256)
+    included = f"include {prefix / 'edged-edge.conf'};"
+    assert included in conf
+    (prefix / "nginx.conf").write_text(conf.replace(included, f"include {prefix / 'static.conf'};"))
+    replay = Replay(recording, prefix / "live")
+    replay.start()
+    process = start_nginx(prefix, prefix / "nginx.conf", port)
+    try:
+        phase = crowd_phase(
+            f"http://127.0.0.1:{port}{STREAM}", args, {"nginx": process.pid, "edged": box_pid}
+        )
+    finally:
+        stop_nginx(process)
+        replay.stop()
+    phase.notes.append(
+        f"the replay's writer published {len(replay.lateness)} segments, at worst "
+        f"{1000 * max(replay.lateness, default=0):.0f} ms late"
+    )
+    return phase
 
 
 def box_figures(base: str) -> dict[str, float]:
@@ -117,7 +289,28 @@ def report_box(
     )
 
 
-def report_players(tally: Tally) -> None:
+def segment_sizes(log: list[Logged], edge: EdgeCache) -> float:
+    """Bytes of the distinct segments the players fetched (each fetched again from the cache)."""
+    total = 0.0
+    for uri in {entry.uri for entry in log if SEGMENT.match(entry.uri) and entry.status == 200}:
+        try:
+            with urllib.request.urlopen(edge.url + uri, timeout=10) as response:  # noqa: S310
+                total += len(response.read())
+        except OSError:
+            continue  # gone from the cache and the box's window: not counted
+    return total
+
+
+def late_ticks(lateness: list[float]) -> str:
+    return (
+        f"worst {1000 * max(lateness, default=0):.0f} ms, p99 "
+        f"{1000 * percentile(lateness, 0.99):.0f} ms, {sum(late > LATE for late in lateness)} of "
+        f"{len(lateness)} wake-ups over {1000 * LATE:.0f} ms"
+    )
+
+
+def report_players(phase: Phase) -> None:
+    tally = phase.tally
     print(
         f"players: segments served {tally.served}, skipped {tally.skipped}; "
         f"stalls {tally.stalls} (target 0)"
@@ -138,66 +331,135 @@ def report_players(tally: Tally) -> None:
         f"HTTP errors: {errors or 'none'}; the clients' loop woke at worst "
         f"{1000 * tally.loop_lag:.0f} ms late"
     )
+    for index, client in enumerate(phase.clients, 1):
+        print(
+            f"  client process {index}/{len(phase.clients)}: {client.players} players, CPU "
+            f"{100 * client.cpu:.1f} % of one core, {client.involuntary_switches} involuntary "
+            f"context switches; its loop woke late: {late_ticks(client.lateness)}"
+            + (f"; started {-client.start_slack:.2f} s late" if client.start_slack < 0 else "")
+        )
 
 
-def segment_sizes(log: list[Logged], edge: EdgeCache) -> float:
-    """Bytes of the distinct segments the players fetched (each fetched again from the cache)."""
-    total = 0.0
-    for uri in {entry.uri for entry in log if SEGMENT.match(entry.uri) and entry.status == 200}:
-        try:
-            with urllib.request.urlopen(edge.url + uri, timeout=10) as response:  # noqa: S310
-                total += len(response.read())
-        except OSError:
-            continue  # gone from the cache and the box's window: not counted
-    return total
+def report_cpu(phase: Phase, servers: str) -> None:
+    cpu = {name: 100 * share for name, share in phase.cpu.items()}
+    print(
+        f"CPU, % of one core over {phase.elapsed:.0f} s: {servers.format(**cpu)}, clients "
+        f"{cpu['clients']:.1f} ({len(phase.clients)} processes), this bench {cpu['bench']:.1f}; "
+        f"the machine {cpu['machine']:.1f} of {100 * (psutil.cpu_count() or 0)}, of which "
+        f"others' {cpu['others']:.1f}"
+    )
+    for note in phase.notes:
+        print(note)
 
 
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """User + system seconds of each process."""
-    return {name: sum(psutil.Process(pid).cpu_times()[:2]) for name, pid in pids.items()}
+def side_by_side(phases: dict[str, Phase]) -> None:
+    """The two phases' figures in columns."""
+
+    def triple(values: list[float], scale: float, digits: int, shares: tuple[float, ...]) -> str:
+        return " / ".join(f"{scale * percentile(values, share):.{digits}f}" for share in shares)
+
+    rows: dict[str, list[str]] = defaultdict(list)
+    for phase in phases.values():
+        tally, cpu = phase.tally, {name: 100 * share for name, share in phase.cpu.items()}
+        lateness = [late for client in phase.clients for late in client.lateness]
+        rows["stalls (target 0)"].append(str(tally.stalls))
+        rows["segments served / skipped"].append(f"{tally.served} / {tally.skipped}")
+        rows["margin min / p5 / p50, s"].append(triple(tally.margins, 1, 3, (0, 0.05, 0.5)))
+        rows["playlist p50 / p95 / max, ms"].append(
+            triple(tally.playlist_times, 1000, 1, (0.5, 0.95, 1))
+        )
+        rows["segment p50 / p95 / max, ms"].append(
+            triple(tally.segment_times, 1000, 1, (0.5, 0.95, 1))
+        )
+        rows["HTTP errors"].append(str(sum(tally.errors.values())))
+        rows["client loop worst late, ms"].append(f"{1000 * max(lateness, default=0):.0f}")
+        rows[f"client wake-ups > {1000 * LATE:.0f} ms late"].append(
+            str(sum(late > LATE for late in lateness))
+        )
+        rows["CPU clients / nginx / edged, %"].append(
+            f"{cpu['clients']:.0f} / {cpu['nginx']:.0f} / {cpu['edged']:.0f}"
+        )
+        rows["CPU machine / others', %"].append(f"{cpu['machine']:.0f} / {cpu['others']:.0f}")
+    width = max(len(name) for name in rows)
+    print(f"{'':{width}}  " + "  ".join(f"{name:>24}" for name in phases))
+    for name, values in rows.items():
+        print(f"{name:{width}}  " + "  ".join(f"{value:>24}" for value in values))
 
 
-def through_the_edge(args: argparse.Namespace, box: str, pid: int, work: Path) -> None:
-    """nginx in front of the box; the crowd through it; the figures."""
+def verdict(phases: dict[str, Phase]) -> None:
+    late = [
+        (name, index, max(client.lateness, default=0.0))
+        for name, phase in phases.items()
+        for index, client in enumerate(phase.clients, 1)
+        if max(client.lateness, default=0.0) > LATE
+    ]
+    if late:
+        print(
+            "the clients were still LATE: "
+            + "; ".join(f"{name}, process {i}: {1000 * worst:.0f} ms" for name, i, worst in late)
+            + f" (limit {1000 * LATE:.0f} ms); stalls in those phases may be the client's"
+        )
+    else:
+        worst = max(max(c.lateness, default=0.0) for p in phases.values() for c in p.clients)
+        print(
+            f"the clients were on time: every client loop woke at most {1000 * worst:.0f} ms late "
+            f"(limit {1000 * LATE:.0f} ms): stalls and margins are the servers' and the machine's"
+        )
+    for name, phase in phases.items():
+        tally = phase.tally
+        on_time = tally.stalls == 0 and tally.skipped == 0 and not tally.errors
+        print(
+            f"{name}: every player got every segment on time: {'yes' if on_time else 'NO'} "
+            f"({tally.stalls} stalls, {tally.skipped} skipped, {sum(tally.errors.values())} errors)"
+        )
+
+
+def through_the_edge(args: argparse.Namespace, box: str, pid: int, work: Path) -> Phase:
+    """nginx in front of the box; the crowd through it; the box's figures."""
     edge = EdgeCache(
         work / "nginx", box.removeprefix("http://"), connections=2 * args.players + 256
     )
     edge.start()
     try:
         assert edge.process is not None
-        pids = {"edged": pid, "nginx": edge.process.pid}
-        before, cpu = box_figures(box), cpu_seconds(pids)
-        started = time.monotonic()
-        tally = asyncio.run(crowd(edge.url + STREAM, args.players, args.seconds, "rfc", args.seed))
-        elapsed = time.monotonic() - started
-        used = {
-            name: (seconds - cpu[name]) / elapsed for name, seconds in cpu_seconds(pids).items()
-        }
+        before = box_figures(box)
+        phase = crowd_phase(edge.url + STREAM, args, {"nginx": edge.process.pid, "edged": pid})
         after, log = box_figures(box), edge.log()
-        print(
-            f"edge crowd: {args.players} players x {args.seconds:g} s through nginx "
-            f"(configs/nginx/edged-edge.conf) to one edged, 1280x720 30 fps, 1 s segments, "
-            f"loopback, {psutil.cpu_count()} cores shared with the clients, seed {args.seed}"
-        )
-        report_box(log, elapsed, before, after, segment_sizes(log, edge))
-        report_players(tally)
-        print(
-            f"CPU, % of one core over {elapsed:.0f} s: edged {100 * used['edged']:.1f}, "
-            f"nginx {100 * used['nginx']:.1f}"
-        )
+        print("nginx in front of edged (configs/nginx/edged-edge.conf):")
+        report_box(log, phase.elapsed, before, after, segment_sizes(log, edge))
+        report_players(phase)
+        report_cpu(phase, "edged {edged:.1f}, nginx {nginx:.1f}")
     finally:
         edge.stop()
+    return phase
 
 
 def run(args: argparse.Namespace) -> None:
+    print(
+        f"edge crowd: {args.players} players x {args.seconds:g} s, started within 1 s, "
+        f"1280x720 30 fps, 1 s segments, loopback, {psutil.cpu_count()} cores shared by all, "
+        f"seed {args.seed}; clients: bench/hls_client.py (raw HTTP/1.1 keep-alive, one connection "
+        f"a player) in {args.processes} processes"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         process, box = start_daemon(Path(tmp))
         try:
             asyncio.run(wait_for_window(box + STREAM))
-            through_the_edge(args, box, process.pid, Path(tmp))
+            recording = record(box + STREAM)
+            alone = nginx_alone(args, recording, Path(tmp), process.pid)
+            print(
+                "nginx alone (the reference: static files, a replay of the box's stream, "
+                "no cache, edged encoding but not asked):"
+            )
+            report_players(alone)
+            report_cpu(alone, "nginx {nginx:.1f}, edged (unasked) {edged:.1f}")
+            edge = through_the_edge(args, box, process.pid, Path(tmp))
         finally:
             process.terminate()
             process.wait(timeout=20)
+    phases = {"nginx alone": alone, "nginx -> edged": edge}
+    side_by_side(phases)
+    verdict(phases)
 
 
 def main() -> None:
@@ -206,6 +468,7 @@ def main() -> None:
     )
     parser.add_argument("--players", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=60.0, help="each player's viewing")
+    parser.add_argument("--processes", type=int, default=4, help="client processes")
     parser.add_argument("--seed", type=int, default=random.randrange(1_000_000))
     args = parser.parse_args()
     raise_fd_limit(args.players)
