@@ -44,6 +44,7 @@ import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -88,6 +89,7 @@ class ClientProcess:
 class Phase:
     tally: Tally
     clients: list[ClientProcess]
+    playlist_ages: list[float]  # seconds, each playlist a player got
     cpu: dict[str, float]  # name -> share of one core
     elapsed: float
     notes: list[str] = field(default_factory=list)
@@ -103,11 +105,12 @@ def client_command(url: str, args: argparse.Namespace, index: int, start_at: flo
     ]
 
 
-def pooled(outputs: list[dict[str, object]]) -> tuple[Tally, list[ClientProcess]]:
-    """The crowd's tally over the client processes, and each process's own figures."""
-    tally, clients = Tally(), []
+def pooled(outputs: list[dict[str, Any]]) -> tuple[Tally, list[ClientProcess], list[float]]:
+    """The crowd's tally over the client processes, each process's own figures, and the ages of
+    the playlists the players got."""
+    tally, clients, ages = Tally(), [], []
     for figures in outputs:
-        part = Tally(**{name: figures[name] for name in Tally.__dataclass_fields__})  # type: ignore[arg-type]
+        part = Tally(**{name: figures[name] for name in Tally.__dataclass_fields__})
         tally.served += part.served
         tally.skipped += part.skipped
         tally.stalls += part.stalls
@@ -115,13 +118,12 @@ def pooled(outputs: list[dict[str, object]]) -> tuple[Tally, list[ClientProcess]
         tally.playlist_times += part.playlist_times
         tally.segment_times += part.segment_times
         tally.errors.update(part.errors)
+        ages += figures["playlist_ages"]
         clients.append(
-            ClientProcess(
-                **{name: figures[name] for name in ClientProcess.__dataclass_fields__}  # type: ignore[arg-type]
-            )
+            ClientProcess(**{name: figures[name] for name in ClientProcess.__dataclass_fields__})
         )
     tally.loop_lag = max((max(c.lateness, default=0.0) for c in clients), default=0.0)
-    return tally, clients
+    return tally, clients, ages
 
 
 def start_clients(
@@ -137,7 +139,9 @@ def start_clients(
     return processes, start_at
 
 
-def collect(processes: list[subprocess.Popen[bytes]]) -> tuple[Tally, list[ClientProcess]]:
+def collect(
+    processes: list[subprocess.Popen[bytes]],
+) -> tuple[Tally, list[ClientProcess], list[float]]:
     outputs = []
     for process in processes:
         out, _ = process.communicate()
@@ -161,7 +165,7 @@ def crowd_phase(url: str, args: argparse.Namespace, servers: dict[str, int]) -> 
     processes = {name: psutil.Process(pid) for name, pid in servers.items()}
     before = {name: cpu_seconds(process, True) for name, process in processes.items()}
     busy, mine, started = machine_busy(), time.process_time(), time.monotonic()
-    tally, figures = collect(clients)
+    tally, figures, ages = collect(clients)
     elapsed = time.monotonic() - started
     cpu = {
         name: (cpu_seconds(process, True) - before[name]) / elapsed
@@ -171,7 +175,7 @@ def crowd_phase(url: str, args: argparse.Namespace, servers: dict[str, int]) -> 
     cpu["bench"] = (time.process_time() - mine) / elapsed  # this process (the replay's writer)
     cpu["machine"] = (machine_busy() - busy) / elapsed
     cpu["others"] = cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine")
-    return Phase(tally, figures, cpu, elapsed)
+    return Phase(tally, figures, ages, cpu, elapsed)
 
 
 def static_conf(port: int, directory: Path) -> str:
@@ -326,6 +330,12 @@ def report_players(phase: Phase) -> None:
             f"{kind} requests {len(times)}: p50 {1000 * percentile(times, 0.5):.1f} ms "
             f"p95 {1000 * percentile(times, 0.95):.1f} ms max {1000 * max(times, default=0):.1f} ms"
         )
+    ages = phase.playlist_ages
+    print(
+        f"playlist age at the player (the newest segment's end by its PROGRAM-DATE-TIME to the "
+        f"answer), s: p50 {percentile(ages, 0.5):.3f} p95 {percentile(ages, 0.95):.3f} "
+        f"max {max(ages, default=0):.3f}"
+    )
     errors = ", ".join(f"{kind} x{count}" for kind, count in sorted(tally.errors.items()))
     print(
         f"HTTP errors: {errors or 'none'}; the clients' loop woke at worst "
@@ -370,6 +380,9 @@ def side_by_side(phases: dict[str, Phase]) -> None:
         )
         rows["segment p50 / p95 / max, ms"].append(
             triple(tally.segment_times, 1000, 1, (0.5, 0.95, 1))
+        )
+        rows["playlist age p50 / p95 / max, s"].append(
+            triple(phase.playlist_ages, 1, 3, (0.5, 0.95, 1))
         )
         rows["HTTP errors"].append(str(sum(tally.errors.values())))
         rows["client loop worst late, ms"].append(f"{1000 * max(lateness, default=0):.0f}")

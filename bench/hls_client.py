@@ -29,7 +29,8 @@ import random
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -220,17 +221,47 @@ async def fetch(
     return answer, answer.done - started
 
 
-async def load_playlist(client: Client, base: str, tally: Tally) -> Playlist | None:
+@dataclass
+class ClientTally(Tally):
+    """hls_crowd's tally and the age of each playlist the players got."""
+
+    playlist_ages: list[float] = field(default_factory=list)
+
+
+def playlist_age(text: str, now: float) -> float | None:
+    """Seconds from the end of the newest segment listed (its PROGRAM-DATE-TIME, the wall clock
+    of its first frame, plus its EXTINF) to `now` (wall clock): how stale the playlist is, the
+    box's muxing and any cache included. None without the tags."""
+    start = text.rfind("#EXT-X-PROGRAM-DATE-TIME:")
+    extinf = text.find("#EXTINF:", start)
+    if start < 0 or extinf < 0:
+        return None
+    stamp = text[start:].split(":", 1)[1].split("\n", 1)[0].strip().replace("Z", "+00:00")
+    duration = float(text[extinf:].split(":", 1)[1].split(",", 1)[0])
+    return now - datetime.fromisoformat(stamp).timestamp() - duration
+
+
+async def load_playlist(client: Client, base: str, tally: ClientTally) -> Playlist | None:
     got = await fetch(client, base + "/index.m3u8", "playlist", tally, keep=True)
     if got is None:
         return None
-    tally.playlist_times.append(got[1])
-    playlist = parse_playlist(got[0].body.decode())
+    answer, seconds = got
+    tally.playlist_times.append(seconds)
+    text = answer.body.decode()
+    age = playlist_age(text, time.time() - (time.monotonic() - answer.done))
+    if age is not None:
+        tally.playlist_ages.append(age)
+    playlist = parse_playlist(text)
     return playlist if playlist.segments else None
 
 
 async def fetch_new(
-    client: Client, base: str, playlist: Playlist, following: int, timeline: Timeline, tally: Tally
+    client: Client,
+    base: str,
+    playlist: Playlist,
+    following: int,
+    timeline: Timeline,
+    tally: ClientTally,
 ) -> int:
     """Fetch, in order, the segments from sequence `following` on; the next one to follow."""
     for segment in playlist.segments:
@@ -249,7 +280,7 @@ async def fetch_new(
     return following
 
 
-async def play(client: Client, base: str, delay: float, seconds: float, tally: Tally) -> None:
+async def play(client: Client, base: str, delay: float, seconds: float, tally: ClientTally) -> None:
     """One player: join after `delay`, follow the live playlist for `seconds` (hls_crowd.play)."""
     await asyncio.sleep(delay)
     loaded_at = time.monotonic()
@@ -297,7 +328,7 @@ async def crowd(args: argparse.Namespace) -> dict[str, object]:
     clients = [Client(split.hostname, split.port, buffer) for _ in delays]
     slack = args.start_at - time.monotonic()
     await asyncio.sleep(max(0.0, slack))
-    tally, stop = Tally(), asyncio.Event()
+    tally, stop = ClientTally(), asyncio.Event()
     late: list[float] = []
     probe = asyncio.create_task(lateness(stop, late))
     cpu, usage, started = (

@@ -108,7 +108,7 @@ class Replay:
         write_whole(
             self.directory / segment_name(sequence), self.recording.segments[sequence % count]
         )
-        wall[sequence] = time.time()
+        wall[sequence] = time.time() - duration  # the wall clock of its first frame, as the box's
         window.append((sequence, duration))
         del window[:-HLS_WINDOW]
         text = playlist_text(self.recording.target_duration, window, wall)
