@@ -27,6 +27,7 @@ for the playlist, and edged's own count of the playlists it answered and the HLS
 Then the two side by side, and whether the clients were late (a loop woke over 100 ms late).
 
 Usage: python bench/edge_crowd.py [--players 1000] [--seconds 60] [--processes 4] [--seed N]
+                                  [--edge-conf configs/nginx/edged-edge.conf]
 """
 
 from __future__ import annotations
@@ -65,7 +66,13 @@ from hls_crowd import (  # noqa: E402
 from hls_replay import Recording, Replay, record  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from tests.edge_cache import EdgeCache, Logged, main_conf  # noqa: E402
+from tests.edge_cache import (  # noqa: E402
+    EDGE_CONF,
+    EdgeCache,
+    Logged,
+    main_conf,
+    rendered_edge_conf,
+)
 from tests.rtmp_server import free_port, start_nginx  # noqa: E402
 
 SEGMENT = re.compile(r"^/live/(?P<stream>[^/]+)/segment-[0-9a-f]{8}-(?P<sequence>\d+)\.m4s$")
@@ -432,13 +439,21 @@ def through_the_edge(args: argparse.Namespace, box: str, pid: int, work: Path) -
     edge = EdgeCache(
         work / "nginx", box.removeprefix("http://"), connections=2 * args.players + 256
     )
+    if args.edge_conf is not None:  # another edge config than the shipped one, rendered alike
+        rendered = rendered_edge_conf(
+            args.edge_conf.read_text(),
+            box=box.removeprefix("http://"),
+            port=edge.port,
+            cache=work / "nginx" / "cache",
+        )
+        (work / "nginx" / "edged-edge.conf").write_text(rendered)
     edge.start()
     try:
         assert edge.process is not None
         before = box_figures(box)
         phase = crowd_phase(edge.url + STREAM, args, {"nginx": edge.process.pid, "edged": pid})
         after, log = box_figures(box), edge.log()
-        print("nginx in front of edged (configs/nginx/edged-edge.conf):")
+        print(f"nginx in front of edged ({args.edge_conf or EDGE_CONF.relative_to(REPO)}):")
         report_box(log, phase.elapsed, before, after, segment_sizes(log, edge))
         report_players(phase)
         report_cpu(phase, "edged {edged:.1f}, nginx {nginx:.1f}")
@@ -483,6 +498,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="each player's viewing")
     parser.add_argument("--processes", type=int, default=4, help="client processes")
     parser.add_argument("--seed", type=int, default=random.randrange(1_000_000))
+    parser.add_argument(
+        "--edge-conf", type=Path, help="an edge config to try instead of the shipped one"
+    )
     args = parser.parse_args()
     raise_fd_limit(args.players)
     run(args)
