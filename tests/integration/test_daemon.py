@@ -281,8 +281,11 @@ def test_prometheus_file_sd_follows_the_boxes(tmp_path: Path, start_daemon: Star
         text=True,
     )
     try:
-        first = start_daemon(name="alpha", settings={"node": {"event": "gala"}})
-        second = start_daemon(name="beta", settings={"node": {"event": "gala"}})
+        # Started side by side (each start waits seconds on mDNS), then each awaited.
+        first = start_daemon(name="alpha", settings={"node": {"event": "gala"}}, wait=False)
+        second = start_daemon(name="beta", settings={"node": {"event": "gala"}}, wait=False)
+        first.wait_ready()
+        second.wait_ready()
 
         def nodes() -> dict[str, dict[str, Any]]:
             try:

@@ -210,7 +210,10 @@ def test_every_panel_answers_from_a_real_prometheus(
     tmp_path: Path, start_daemon: StartDaemon, file_sd: Path
 ) -> None:
     gala = {"node": {"event": "gala"}}
-    boxes = {name: start_daemon(gala, name=name) for name in sorted(NODES)}
+    # Started side by side (each start waits seconds on mDNS), then each awaited.
+    boxes = {name: start_daemon(gala, name=name, wait=False) for name in sorted(NODES)}
+    for box in boxes.values():
+        box.wait_ready()
     until(lambda: listed_nodes(file_sd) == NODES, 30, "both boxes in the file_sd file")
     prometheus = Prometheus(tmp_path, file_sd)
     try:

@@ -721,11 +721,14 @@ def test_three_boxes_end_with_the_pinned_set_with_the_upstream_down_for_two(
             "peers": {"secret_file": str(secret), "recheck_seconds": 1.0},
         }
 
+    # Started side by side (each start waits seconds on mDNS), then each awaited.
     boxes = {
-        "box-a": start_daemon(settings(upstream), name="box-a"),
-        "box-b": start_daemon(settings(down), name="box-b"),
-        "box-c": start_daemon(settings(down), name="box-c"),
+        "box-a": start_daemon(settings(upstream), name="box-a", wait=False),
+        "box-b": start_daemon(settings(down), name="box-b", wait=False),
+        "box-c": start_daemon(settings(down), name="box-c", wait=False),
     }
+    for daemon in boxes.values():
+        daemon.wait_ready()
     for node, daemon in boxes.items():
         until(partial(holds_all, daemon, names), 45.0, f"{node}'s clips")
     for node, daemon in boxes.items():
