@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from email.utils import formatdate
 from html import escape
@@ -19,6 +20,7 @@ from typing import BinaryIO
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
+from prometheus_client import Counter, Histogram
 
 from edged.cache.prepare import PrepareError
 from edged.cache.ranges import ByteRange, RangeNotSatisfiable, parse_range, valid_name
@@ -26,6 +28,7 @@ from edged.cache.store import Asset
 from edged.cache.upstream import Download
 from edged.guest.clips import HIDDEN, MEMBERS, ClipFacts, View, facts_document, guest_view
 from edged.guest.members import signed_up
+from edged.metrics import Metrics
 from edged.web.auth import has_token
 from edged.web.context import CLIPS, METRICS, PULL, ClipStore
 from edged.web.telemetry import FIRST_FRAME_BEACON, POSTER_AFTER_MS, WATCH_GUARD
@@ -63,10 +66,10 @@ def _name(request: web.Request) -> str:
     return name
 
 
-def _gate(request: web.Request, store: ClipStore, name: str) -> View:
-    """What this guest may have of clip `name` now (guest_view): 404 outside its window; the
-    caller decides about "members"."""
-    view = guest_view(store.facts.get(name), time.time(), signed_up(request))
+def _gate(request: web.Request, facts: ClipFacts) -> View:
+    """What this guest may have of a clip with `facts` now (guest_view): 404 outside its window;
+    the caller decides about "members". The member cookie is read only for an exclusive clip."""
+    view = guest_view(facts, time.time(), facts.exclusive and signed_up(request))
     if view == HIDDEN:
         raise web.HTTPNotFound(text="no such clip\n")
     return view
@@ -148,10 +151,16 @@ def public_reason(error: Exception, temporary: str, name: str) -> str:
     return _ABSOLUTE_PATH.sub(name, str(error)).replace(temporary, name)
 
 
+@functools.lru_cache(maxsize=64)
+def _counters(metrics: Metrics, result: str) -> tuple[Counter, Histogram]:
+    """The labelled children an asset request counts in, looked up once (a crowd asks often)."""
+    return metrics.cache.requests.labels(result), metrics.first_byte.labels("asset")
+
+
 def _count(request: web.Request, result: str, started: float) -> None:
-    metrics = request.app[METRICS]
-    metrics.cache.requests.labels(result).inc()
-    metrics.first_byte.labels("asset").observe(time.perf_counter() - started)
+    requests, first_byte = _counters(request.app[METRICS], result)
+    requests.inc()
+    first_byte.observe(time.perf_counter() - started)
 
 
 # The rest of a clip goes out this much per turn of the event loop: a crowd's heads (what each
@@ -159,21 +168,49 @@ def _count(request: web.Request, result: str, started: float) -> None:
 TAIL_CHUNK = 256 * 1024
 
 
+TCP_ESTABLISHED = 1  # tcp_info.tcpi_state (linux/tcp_states.h)
+
+
+def peer_gone(sock: socket.socket | None) -> bool:
+    """Whether the TCP connection is no longer established (the client reset or closed it)."""
+    if sock is None:
+        return True
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    except OSError:
+        return True
+    return state != TCP_ESTABLISHED
+
+
 async def send_tail(
     transport: asyncio.Transport, handle: BinaryIO, offset: int, count: int
 ) -> None:
-    """sendfile `count` bytes from `offset`, a chunk per turn of the loop."""
+    """sendfile `count` bytes from `offset`, a chunk per turn of the loop.
+
+    asyncio reports a sendfile that failed before its first byte as "not available" and falls
+    back to reading the chunk in a thread and writing it: for a client that took its head and
+    left, a thread hop and a 256 KiB read per departed phone. Such a client ends the tail here.
+    """
     loop = asyncio.get_running_loop()
     end = offset + count
     while offset < end:
         size = min(TAIL_CHUNK, end - offset)
-        await loop.sendfile(transport, handle, offset, size)
+        try:
+            await loop.sendfile(transport, handle, offset, size, fallback=False)
+        except asyncio.SendfileNotAvailableError:
+            if peer_gone(transport.get_extra_info("socket")):
+                raise ConnectionResetError("the client went away") from None
+            await loop.sendfile(transport, handle, offset, size)  # a file sendfile refuses
         offset += size
         await asyncio.sleep(0)
 
 
 class _HeadThenFile(web.StreamResponse):
     """A pinned clip: the bytes it starts with from RAM at once, the rest by sendfile."""
+
+    # The status line and headers go out in one write with the head (aiohttp's Response does
+    # the same): one send on the socket instead of two, and the phone's first read has bytes.
+    _send_headers_immediately = False
 
     def __init__(
         self, path: Path, hot: bytes, wanted: ByteRange, status: int, headers: dict[str, str]
@@ -280,9 +317,10 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     store = _store(request)
     name = _name(request)
-    if _gate(request, store, name) == MEMBERS:
+    facts = store.facts.get(name)
+    if _gate(request, facts) == MEMBERS:
         raise web.HTTPForbidden(text="this clip is for guests who signed up: /join\n")
-    cache = caching(store.facts.get(name))
+    cache = caching(facts)
     asset = store.get(name)
     pulled = False
     if asset is None:
@@ -318,9 +356,10 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
 async def poster(request: web.Request) -> web.StreamResponse:
     store = _store(request)
     name = _name(request)
-    _gate(request, store, name)  # a locked tile shows its poster
+    facts = store.facts.get(name)
+    _gate(request, facts)  # a locked tile shows its poster
     path = store.poster_path(name)
-    cache = caching(store.facts.get(name))
+    cache = caching(facts)
     return await _file_response(request, path, {**cache, "Content-Type": "image/jpeg"})
 
 
@@ -330,10 +369,11 @@ async def watch(request: web.Request) -> web.Response:
     name = _name(request)
     if store.get(name) is None:
         raise web.HTTPNotFound(text="no such clip\n")
-    if _gate(request, store, name) == MEMBERS:
+    facts = store.facts.get(name)
+    if _gate(request, facts) == MEMBERS:
         raise web.HTTPSeeOther("/join")  # the signup, then the clip
     page = _WATCH.substitute(
-        title=escape(store.facts.get(name).title),
+        title=escape(facts.title),
         src=f"/assets/{escape(name)}",
         poster=f"/posters/{escape(name)}.jpg",
         beacon=FIRST_FRAME_BEACON,

@@ -1,0 +1,90 @@
+"""A pinned clip's tail on real loopback sockets: a client that took its head and left costs no
+thread and no file read, and each app counts its own asset requests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from edged.cache.store import AssetStore
+from edged.web.app import create_app
+from edged.web.assets import peer_gone, send_tail
+from tests.clips import make_clip
+from tests.support import eventually
+from tests.web_context import web_context
+
+pytestmark = pytest.mark.integration
+
+
+class NoThreads(ThreadPoolExecutor):
+    """The loop's default executor in a test that must not use one."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        raise AssertionError(f"a thread was asked to run {fn!r}")
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with a reset (SO_LINGER 0), as a phone's player that drops a connection."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+async def test_a_client_that_left_ends_the_tail_without_a_thread(tmp_path: Path) -> None:
+    clip = tmp_path / "tail.bin"
+    clip.write_bytes(b"\0" * (4 << 20))
+    accepted: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
+
+    async def keep(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert isinstance(writer.transport, asyncio.Transport)
+        writer.transport.pause_reading()  # as asyncio's sendfile leaves it: the reset stays unread
+        await accepted.put(writer)
+
+    server = await asyncio.start_server(keep, "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(NoThreads(max_workers=1))
+    client = socket.create_connection(server.sockets[0].getsockname()[:2])
+    try:
+        writer = await asyncio.wait_for(accepted.get(), 30)
+        transport = writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        server_side = writer.transport.get_extra_info("socket")
+        assert not peer_gone(server_side)
+        reset(client)
+        await eventually(lambda: peer_gone(server_side), what="the reset reached the server")
+        with clip.open("rb") as handle, pytest.raises(ConnectionResetError):
+            await send_tail(transport, handle, 0, 4 << 20)  # asyncio's fallback: a thread
+        writer.close()
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_peer_gone_without_a_socket() -> None:
+    assert peer_gone(None)
+
+
+async def test_each_app_counts_its_own_asset_requests(tmp_path: Path) -> None:
+    """The labelled counters are looked up once per metrics registry, not shared between apps."""
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    clip = await asyncio.to_thread(make_clip, tmp_path / "source.mp4", seconds=1)
+    await asyncio.to_thread(store.add, clip, "pinned.mp4", pin=True, origin="test")
+    counts = []
+    for times in (1, 3):
+        context = web_context(tmp_path, clips=store)
+        async with TestClient(TestServer(create_app(context))) as client:
+            for _ in range(times):
+                async with client.get("/assets/pinned.mp4", headers={"Range": "bytes=0-99"}) as r:
+                    assert r.status == 206 and len(await r.read()) == 100
+            async with client.get("/metrics") as r:
+                counts.append(await r.text())
+    hits = ['edged_cache_requests_total{result="hit_memory"} 1.0', 'hit_memory"} 3.0']
+    assert hits[0] in counts[0] and hits[1] in counts[1], counts
