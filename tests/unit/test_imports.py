@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import os
 import pkgutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,11 +22,28 @@ MODULES = sorted(
 )
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_module_imports_alone(module: str) -> None:
-    result = subprocess.run(
+def import_alone(module: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False
     )
+
+
+@pytest.fixture(scope="module")
+def imports_alone() -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """Each module imported in an interpreter of its own, a core's worth of them at a time (one
+    after the other took most of this file's time); a test waits for its module's."""
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        futures = {module: pool.submit(import_alone, module) for module in MODULES}
+        yield futures
+        for future in futures.values():
+            future.cancel()  # the modules of tests not run (-k)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_imports_alone(
+    module: str, imports_alone: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    result = imports_alone[module].result()
     assert result.returncode == 0, result.stderr
 
 
