@@ -158,10 +158,16 @@ def collect(
     return pooled(outputs)
 
 
-def machine_busy() -> float:
-    """Seconds the machine's cores have been busy (all of them, not idle or waiting on I/O)."""
+def machine_times() -> dict[str, float]:
+    """Seconds the machine's cores (all of them) have been busy, in interrupts (softirq: the
+    loopback's TCP mostly, not counted to any process) and stolen by the host (a VM's cores
+    taken away: neither busy nor idle here)."""
     times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+    return {
+        "machine": times.user + times.nice + times.system + times.irq + times.softirq,
+        "softirq": times.irq + times.softirq,
+        "steal": times.steal,
+    }
 
 
 def crowd_phase(url: str, args: argparse.Namespace, servers: dict[str, int]) -> Phase:
@@ -171,7 +177,7 @@ def crowd_phase(url: str, args: argparse.Namespace, servers: dict[str, int]) -> 
     time.sleep(max(0.0, start_at - time.monotonic()))  # the clients' start-up is not measured
     processes = {name: psutil.Process(pid) for name, pid in servers.items()}
     before = {name: cpu_seconds(process, True) for name, process in processes.items()}
-    busy, mine, started = machine_busy(), time.process_time(), time.monotonic()
+    machine, mine, started = machine_times(), time.process_time(), time.monotonic()
     tally, figures, ages = collect(clients)
     elapsed = time.monotonic() - started
     cpu = {
@@ -180,8 +186,9 @@ def crowd_phase(url: str, args: argparse.Namespace, servers: dict[str, int]) -> 
     }
     cpu["clients"] = sum(client.cpu for client in figures)
     cpu["bench"] = (time.process_time() - mine) / elapsed  # this process (the replay's writer)
-    cpu["machine"] = (machine_busy() - busy) / elapsed
-    cpu["others"] = cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine")
+    cpu.update({name: (now - machine[name]) / elapsed for name, now in machine_times().items()})
+    ours = sum(v for k, v in cpu.items() if k not in ("machine", "steal"))
+    cpu["others"] = cpu["machine"] - ours  # other work on the machine than this bench's
     return Phase(tally, figures, ages, cpu, elapsed)
 
 
@@ -363,7 +370,8 @@ def report_cpu(phase: Phase, servers: str) -> None:
         f"CPU, % of one core over {phase.elapsed:.0f} s: {servers.format(**cpu)}, clients "
         f"{cpu['clients']:.1f} ({len(phase.clients)} processes), this bench {cpu['bench']:.1f}; "
         f"the machine {cpu['machine']:.1f} of {100 * (psutil.cpu_count() or 0)}, of which "
-        f"others' {cpu['others']:.1f}"
+        f"interrupts (the loopback's TCP) {cpu['softirq']:.1f} and others' {cpu['others']:.1f}; "
+        f"stolen by the host {cpu['steal']:.1f}"
     )
     for note in phase.notes:
         print(note)
@@ -399,7 +407,9 @@ def side_by_side(phases: dict[str, Phase]) -> None:
         rows["CPU clients / nginx / edged, %"].append(
             f"{cpu['clients']:.0f} / {cpu['nginx']:.0f} / {cpu['edged']:.0f}"
         )
-        rows["CPU machine / others', %"].append(f"{cpu['machine']:.0f} / {cpu['others']:.0f}")
+        rows["CPU machine / irq / others' / stolen, %"].append(
+            " / ".join(f"{cpu[name]:.0f}" for name in ("machine", "softirq", "others", "steal"))
+        )
     width = max(len(name) for name in rows)
     print(f"{'':{width}}  " + "  ".join(f"{name:>24}" for name in phases))
     for name, values in rows.items():
