@@ -444,6 +444,40 @@ def verdict(phases: dict[str, Phase]) -> None:
         )
 
 
+TIMING = "log_format timing '$request_time $upstream_cache_status $uri';"
+
+
+def with_timing(config: Path, log: Path) -> None:
+    """A second access log for the edge: each request's time in nginx and the cache's verdict."""
+    text = config.read_text()
+    marker = "    log_subrequest on;"
+    assert marker in text
+    config.write_text(text.replace(marker, f"    {TIMING}\n    access_log {log} timing;\n{marker}"))
+
+
+def report_timing(log: Path) -> None:
+    """Per kind and cache verdict: requests, and their time in nginx (a request waiting on
+    proxy_cache_lock is woken every 500 ms, so its time shows it)."""
+    times: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for line in log.read_text().splitlines():
+        seconds, verdict, uri = line.split(" ", 2)
+        name = uri.rsplit("/", 1)[-1]
+        kind = (
+            "segment"
+            if name.startswith("segment-")
+            else "init"
+            if name.startswith("init-")
+            else name
+        )
+        times[(kind, verdict)].append(float(seconds))
+    for (kind, verdict), values in sorted(times.items()):
+        print(
+            f"  at nginx, {kind} {verdict}: {len(values)}, time in nginx p50 "
+            f"{1000 * percentile(values, 0.5):.0f} ms p95 {1000 * percentile(values, 0.95):.0f} "
+            f"ms max {1000 * max(values):.0f} ms; {sum(v >= 0.5 for v in values)} took >= 500 ms"
+        )
+
+
 def through_the_edge(args: argparse.Namespace, box: str, pid: int, work: Path) -> Phase:
     """nginx in front of the box; the crowd through it; the box's figures."""
     edge = EdgeCache(
@@ -457,6 +491,7 @@ def through_the_edge(args: argparse.Namespace, box: str, pid: int, work: Path) -
             cache=work / "nginx" / "cache",
         )
         (work / "nginx" / "edged-edge.conf").write_text(rendered)
+    with_timing(edge.config, work / "nginx" / "logs" / "timing.log")
     edge.start()
     try:
         assert edge.process is not None
@@ -465,6 +500,7 @@ def through_the_edge(args: argparse.Namespace, box: str, pid: int, work: Path) -
         after, log = box_figures(box), edge.log()
         print(f"nginx in front of edged ({args.edge_conf or EDGE_CONF.relative_to(REPO)}):")
         report_box(log, phase.elapsed, before, after, segment_sizes(log, edge))
+        report_timing(work / "nginx" / "logs" / "timing.log")
         report_players(phase)
         report_cpu(phase, "edged {edged:.1f}, nginx {nginx:.1f}")
     finally:
