@@ -416,31 +416,35 @@ def side_by_side(phases: dict[str, Phase]) -> None:
         print(f"{name:{width}}  " + "  ".join(f"{value:>24}" for value in values))
 
 
-def verdict(phases: dict[str, Phase]) -> None:
-    late = [
-        (name, index, max(client.lateness, default=0.0))
-        for name, phase in phases.items()
+def client_verdict(phase: Phase) -> str:
+    """Whether the clients kept time in a phase, and what that means for its stalls."""
+    worst = max((max(client.lateness, default=0.0) for client in phase.clients), default=0.0)
+    slow = [
+        str(index)
         for index, client in enumerate(phase.clients, 1)
         if max(client.lateness, default=0.0) > LATE
     ]
-    if late:
-        print(
-            "the clients were still LATE: "
-            + "; ".join(f"{name}, process {i}: {1000 * worst:.0f} ms" for name, i, worst in late)
-            + f" (limit {1000 * LATE:.0f} ms); stalls in those phases may be the client's"
-        )
-    else:
-        worst = max(max(c.lateness, default=0.0) for p in phases.values() for c in p.clients)
-        print(
-            f"the clients were on time: every client loop woke at most {1000 * worst:.0f} ms late "
-            f"(limit {1000 * LATE:.0f} ms): stalls and margins are the servers' and the machine's"
-        )
+    limit = f"limit {1000 * LATE:.0f} ms"
+    if not slow:
+        return f"the clients were on time (their loops at most {1000 * worst:.0f} ms late, {limit})"
+    said = (
+        f"the clients were LATE (process {', '.join(slow)} woke up to {1000 * worst:.0f} ms "
+        f"late, {limit})"
+    )
+    if phase.tally.stalls:
+        return said + "; stalls here may be the clients'"
+    smallest = min(phase.tally.margins, default=0.0)
+    return said + f", yet no stall: the smallest margin was {smallest:.3f} s"
+
+
+def verdict(phases: dict[str, Phase]) -> None:
     for name, phase in phases.items():
         tally = phase.tally
         on_time = tally.stalls == 0 and tally.skipped == 0 and not tally.errors
         print(
             f"{name}: every player got every segment on time: {'yes' if on_time else 'NO'} "
-            f"({tally.stalls} stalls, {tally.skipped} skipped, {sum(tally.errors.values())} errors)"
+            f"({tally.stalls} stalls, {tally.skipped} skipped, {sum(tally.errors.values())} "
+            f"errors); {client_verdict(phase)}"
         )
 
 
