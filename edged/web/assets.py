@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 from html import escape
 from pathlib import Path
@@ -213,10 +214,9 @@ class _HeadThenFile(web.StreamResponse):
     _send_headers_immediately = False
 
     def __init__(
-        self, path: Path, hot: bytes, wanted: ByteRange, status: int, headers: dict[str, str]
+        self, path: str, hot: bytes, wanted: ByteRange, status: int, headers: dict[str, str]
     ) -> None:
-        super().__init__(status=status, headers=headers)
-        self.content_type = "video/mp4"
+        super().__init__(status=status, headers=headers)  # Content-Type in `headers`
         self.content_length = wanted.length
         self._path, self._hot, self._wanted = path, hot, wanted
 
@@ -248,8 +248,15 @@ def http_date(mtime: float) -> str:
     return formatdate(mtime, usegmt=True)
 
 
+@functools.lru_cache(maxsize=256)
+def _file_of(path: Callable[[str], Path], name: str) -> str:
+    """`path(name)` as a string, remembered (a store's path for its clip): a crowd asks for the
+    same clips."""
+    return str(path(name))
+
+
 def _from_memory(
-    request: web.Request, path: Path, asset: Asset, hot: bytes, cache: dict[str, str]
+    request: web.Request, path: str, asset: Asset, hot: bytes, cache: dict[str, str]
 ) -> web.StreamResponse | None:
     """A pinned clip's response whose first bytes come from RAM, when the request starts in them.
 
@@ -260,7 +267,7 @@ def _from_memory(
         return None
     try:
         wanted = parse_range(request.headers.get("Range", ""), asset.size)
-        facts = path.stat()
+        facts = os.stat(path)
     except (RangeNotSatisfiable, OSError):
         return None  # the file response answers, with the same decision
     if facts.st_size != asset.size:
@@ -270,6 +277,7 @@ def _from_memory(
     if wanted.start >= len(hot):
         return None
     headers = {
+        "Content-Type": "video/mp4",
         "ETag": f'"{_etag(facts)}"',
         "Last-Modified": http_date(facts.st_mtime),
         "Accept-Ranges": "bytes",
@@ -339,17 +347,16 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
         if asset is None:
             raise web.HTTPBadGateway(text=f"clip {name} could not be fetched; see the edged log\n")
     store.touch(name)
-    path = store.path(name)
     hot = store.hot(name)
     if hot is not None:
-        fast = _from_memory(request, path, asset, hot, cache)
+        fast = _from_memory(request, _file_of(store.path, name), asset, hot, cache)
         if fast is not None:
             if not pulled:
                 _count(request, "hit_memory", started)
             return fast
     if not pulled:
         _count(request, "hit", started)
-    return await _file_response(request, path, {**cache, "Content-Type": "video/mp4"})
+    return await _file_response(request, store.path(name), {**cache, "Content-Type": "video/mp4"})
 
 
 @routes.get("/posters/{name}.jpg")
