@@ -27,7 +27,10 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     # a disk floor no disk reaches: the screen judges the disk by the configured one
-    settings = {"storage": {"min_free_bytes": 2**60}, "mdns": {"enabled": False}}
+    settings: dict[str, dict[str, object]] = {
+        "storage": {"min_free_bytes": 2**60},
+        "mdns": {"enabled": False},
+    }
     with shared_daemon(tmp_path_factory.mktemp("crew"), settings, "test-pattern") as daemon:
         yield daemon
 
