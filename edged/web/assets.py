@@ -183,26 +183,56 @@ def peer_gone(sock: socket.socket | None) -> bool:
     return state != TCP_ESTABLISHED
 
 
+def send_now(transport: asyncio.Transport, handle: BinaryIO, offset: int, size: int) -> int:
+    """sendfile what the socket takes at once of `size` bytes from `offset`, when nothing the
+    transport holds must go before them; 0 when it takes nothing (full, or not ours now).
+
+    asyncio's loop.sendfile pauses reading, waits, stats the file and registers the socket for
+    writing twice for every chunk, even one the socket takes whole: a crowd pays that per phone.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None or transport.get_write_buffer_size():
+        return 0
+    try:
+        return os.sendfile(sock.fileno(), handle.fileno(), offset, size)
+    except BlockingIOError:
+        return 0
+    except (BrokenPipeError, ConnectionResetError) as error:
+        raise ConnectionResetError("the client went away") from error
+
+
+async def _send_when_writable(
+    transport: asyncio.Transport, handle: BinaryIO, offset: int, size: int
+) -> None:
+    """asyncio's sendfile, which waits until the socket takes bytes.
+
+    It reports a sendfile that failed before its first byte as "not available" and falls back
+    to reading the chunk in a thread and writing it: for a client that took its head and left,
+    a thread hop and a 256 KiB read per departed phone. Such a client ends the tail here.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sendfile(transport, handle, offset, size, fallback=False)
+    except asyncio.SendfileNotAvailableError:
+        if peer_gone(transport.get_extra_info("socket")):
+            raise ConnectionResetError("the client went away") from None
+        await loop.sendfile(transport, handle, offset, size)  # a file sendfile refuses
+
+
 async def send_tail(
     transport: asyncio.Transport, handle: BinaryIO, offset: int, count: int
 ) -> None:
-    """sendfile `count` bytes from `offset`, a chunk per turn of the loop.
-
-    asyncio reports a sendfile that failed before its first byte as "not available" and falls
-    back to reading the chunk in a thread and writing it: for a client that took its head and
-    left, a thread hop and a 256 KiB read per departed phone. Such a client ends the tail here.
-    """
-    loop = asyncio.get_running_loop()
+    """sendfile `count` bytes from `offset`, at most a chunk per turn of the loop."""
     end = offset + count
     while offset < end:
+        if transport.is_closing():  # the client's reset, seen by the transport's reader
+            raise ConnectionResetError("the client went away")
         size = min(TAIL_CHUNK, end - offset)
-        try:
-            await loop.sendfile(transport, handle, offset, size, fallback=False)
-        except asyncio.SendfileNotAvailableError:
-            if peer_gone(transport.get_extra_info("socket")):
-                raise ConnectionResetError("the client went away") from None
-            await loop.sendfile(transport, handle, offset, size)  # a file sendfile refuses
-        offset += size
+        sent = send_now(transport, handle, offset, size)
+        if sent == 0:
+            await _send_when_writable(transport, handle, offset, size)
+            sent = size
+        offset += sent
         await asyncio.sleep(0)
 
 

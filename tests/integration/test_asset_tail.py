@@ -39,7 +39,7 @@ def reset(sock: socket.socket) -> None:
 
 async def test_a_client_that_left_ends_the_tail_without_a_thread(tmp_path: Path) -> None:
     clip = tmp_path / "tail.bin"
-    clip.write_bytes(b"\0" * (4 << 20))
+    await asyncio.to_thread(clip.write_bytes, b"\0" * (4 << 20))
     accepted: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
 
     async def keep(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -62,6 +62,48 @@ async def test_a_client_that_left_ends_the_tail_without_a_thread(tmp_path: Path)
         with clip.open("rb") as handle, pytest.raises(ConnectionResetError):
             await send_tail(transport, handle, 0, 4 << 20)  # asyncio's fallback: a thread
         writer.close()
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def test_a_tail_through_a_full_socket_arrives_whole(tmp_path: Path) -> None:
+    """Small socket buffers: the tail goes partly at once and partly when the socket drains."""
+    clip = tmp_path / "tail.bin"
+    data = bytes(range(256)) * (12 << 12) + b"end"  # 12 MiB and a bit, no period of a chunk
+    await asyncio.to_thread(clip.write_bytes, data)
+    done: asyncio.Queue[BaseException | None] = asyncio.Queue()
+
+    async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        assert isinstance(writer.transport, asyncio.Transport)
+        writer.write(data[:1000])  # the head, through the transport, before the tail
+        try:
+            with clip.open("rb") as handle:
+                await send_tail(writer.transport, handle, 1000, len(data) - 1000)
+        except Exception as error:  # reported to the test
+            await done.put(error)
+        else:
+            await done.put(None)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    try:
+        client.settimeout(30)
+        client.connect(server.sockets[0].getsockname()[:2])
+        received = await asyncio.to_thread(read_all, client)
+        assert await asyncio.wait_for(done.get(), 30) is None
+        assert len(received) == len(data) and received == data
     finally:
         client.close()
         server.close()
