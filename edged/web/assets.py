@@ -187,18 +187,19 @@ def send_now(transport: asyncio.Transport, handle: BinaryIO, offset: int, size: 
     """sendfile what the socket takes at once of `size` bytes from `offset`, when nothing the
     transport holds must go before them; 0 when it takes nothing (full, or not ours now).
 
-    asyncio's loop.sendfile pauses reading, waits, stats the file and registers the socket for
-    writing twice for every chunk, even one the socket takes whole: a crowd pays that per phone.
+    asyncio's loop.sendfile pauses and resumes reading, stats and seeks the file, and adds and
+    removes a writer for every chunk, even one the socket takes whole: a crowd pays that per
+    phone.
     """
     sock = transport.get_extra_info("socket")
     if sock is None or transport.get_write_buffer_size():
         return 0
     try:
         return os.sendfile(sock.fileno(), handle.fileno(), offset, size)
-    except BlockingIOError:
-        return 0
     except (BrokenPipeError, ConnectionResetError) as error:
         raise ConnectionResetError("the client went away") from error
+    except OSError:  # full (EAGAIN), or a file sendfile refuses: asyncio's path decides
+        return 0
 
 
 async def _send_when_writable(
