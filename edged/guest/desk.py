@@ -112,9 +112,14 @@ class GuestDesk:
             )
         if removed.rows:
             self._wake.set()
-        if removed.wal_kept:
-            self._wal_kept.set()
+        self._retry_wal_if_kept()
         return removed
+
+    def _retry_wal_if_kept(self) -> None:
+        """A truncation (after a deletion, a prune, a verified batch's notes) found a reader:
+        the retention task tries again (review s7a, G1)."""
+        if self.book.wal_kept:
+            self._wal_kept.set()
 
     async def _sync(self) -> None:
         """Cut batches, queue them, and drop each batch's file once the upstream verified it."""
@@ -141,10 +146,12 @@ class GuestDesk:
         for batch in await asyncio.to_thread(self.book.in_flight):
             if await asyncio.to_thread(uploader.journal.is_done, str(batch.path)):
                 await asyncio.to_thread(self.book.mark_removed, batch.name)
+                self._retry_wal_if_kept()
 
     async def prune(self, now: float) -> int:
         before = now - self.config.retention_days * DAY
         removed = await asyncio.to_thread(self.book.prune, before)
+        self._retry_wal_if_kept()
         if removed:
             logger.info(
                 "guest retention: %d sign-ups older than %d days removed",

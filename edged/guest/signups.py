@@ -46,7 +46,6 @@ EMAIL = re.compile(r"^[^\s@\x00-\x1f\x7f]+@[^\s@\x00-\x1f\x7f]+\.[^\s@\x00-\x1f\
 HONEYPOT = "website"  # a field people never see, so never fill
 BATCH_ROWS = 500
 DATABASE = "guests.db"
-BUSY_MS = 5000  # how long a write waits for another's lock (sqlite3.connect's default)
 WAL_BUSY_MS = 100  # how long the truncation after a deletion waits for a reader
 CSV_COLUMNS = ("id", "event", "email", "name", "campaign", "consent", "created_at", "synced")
 DIR_MODE = 0o700
@@ -225,6 +224,9 @@ class GuestBook:
         self.directory = directory
         self.batch_dir = directory / "batches"
         self._lock = threading.Lock()
+        # The last truncation found a reader (deleted guests' old bytes still in the WAL): the
+        # desk tries again.
+        self.wal_kept = False
         for folder in (directory, self.batch_dir):
             folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             folder.chmod(DIR_MODE)
@@ -350,16 +352,19 @@ class GuestBook:
 
     def truncate_wal(self) -> bool:
         """Checkpoint the WAL into the database and empty it (a deleted guest's old bytes go);
-        False when a reader holds an older snapshot (`edged guests export`): the caller tries
-        again later. Readers are waited for WAL_BUSY_MS at most, not the usual busy timeout:
-        the book's lock is held meanwhile, and sign-ups wait for it (review 16b, finding 8)."""
+        False (and `wal_kept`) when a reader holds an older snapshot (`edged guests export`):
+        the desk tries again later. Readers are waited for WAL_BUSY_MS at most, not the usual
+        busy timeout: the book's lock is held meanwhile, and sign-ups wait for it (review 16b,
+        finding 8)."""
         with self._lock:
+            (previous,) = self._db.execute("PRAGMA busy_timeout").fetchone()
             self._db.execute(f"PRAGMA busy_timeout = {WAL_BUSY_MS}")
             try:
                 busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             finally:
-                self._db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
-        return bool(busy == 0)
+                self._db.execute(f"PRAGMA busy_timeout = {int(previous)}")
+            self.wal_kept = busy != 0
+        return not self.wal_kept
 
     def prune(self, before: float) -> int:
         """Sign-ups made before `before` removed, and deletion notes sent before then, about an

@@ -356,10 +356,28 @@ def test_a_deletion_a_reader_delays_says_so_and_truncates_once_it_ends(tmp_path:
     with the book locked."""
     book = GuestBook(tmp_path)
     book.sign_up(signup("ada@x.org"), event="e", consent="c", now=1.0)
+    (busy_timeout,) = book._db.execute("PRAGMA busy_timeout").fetchone()
     reader = reader_holding_a_snapshot(tmp_path)
     try:
         assert book.delete("ada@x.org", now=2.0) == Removed(1, 0, wal_kept=True)
+        assert book.wal_kept
         assert traces(tmp_path, b"ada@x.org") == ["guests.db-wal"]
+    finally:
+        reader.close()
+    assert tuple(book._db.execute("PRAGMA busy_timeout").fetchone()) == (busy_timeout,)
+    assert book.truncate_wal()
+    assert not book.wal_kept
+    assert traces(tmp_path, b"ada@x.org") == []
+
+
+def test_a_prune_a_reader_delays_leaves_the_wal_to_be_truncated_again(tmp_path: Path) -> None:
+    """Review s7a, G1: the prune (and a verified batch's notes) ignored a busy truncation too."""
+    book = GuestBook(tmp_path)
+    book.sign_up(signup("ada@x.org"), event="e", consent="c", now=1.0)
+    reader = reader_holding_a_snapshot(tmp_path)
+    try:
+        assert book.prune(before=2.0) == 1
+        assert book.wal_kept
     finally:
         reader.close()
     assert book.truncate_wal()
