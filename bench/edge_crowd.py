@@ -97,6 +97,7 @@ class Phase:
     tally: Tally
     clients: list[ClientProcess]
     playlist_ages: list[float]  # seconds, each playlist a player got
+    target_durations: Counter[str]  # EXT-X-TARGETDURATION -> playlists the players got with it
     cpu: dict[str, float]  # name -> share of one core
     elapsed: float
     notes: list[str] = field(default_factory=list)
@@ -112,10 +113,12 @@ def client_command(url: str, args: argparse.Namespace, index: int, start_at: flo
     ]
 
 
-def pooled(outputs: list[dict[str, Any]]) -> tuple[Tally, list[ClientProcess], list[float]]:
+def pooled(
+    outputs: list[dict[str, Any]],
+) -> tuple[Tally, list[ClientProcess], list[float], Counter[str]]:
     """The crowd's tally over the client processes, each process's own figures, and the ages of
     the playlists the players got."""
-    tally, clients, ages = Tally(), [], []
+    tally, clients, ages, targets = Tally(), [], [], Counter[str]()
     for figures in outputs:
         part = Tally(**{name: figures[name] for name in Tally.__dataclass_fields__})
         tally.served += part.served
@@ -126,11 +129,12 @@ def pooled(outputs: list[dict[str, Any]]) -> tuple[Tally, list[ClientProcess], l
         tally.segment_times += part.segment_times
         tally.errors.update(part.errors)
         ages += figures["playlist_ages"]
+        targets.update(figures["target_durations"])
         clients.append(
             ClientProcess(**{name: figures[name] for name in ClientProcess.__dataclass_fields__})
         )
     tally.loop_lag = max((max(c.lateness, default=0.0) for c in clients), default=0.0)
-    return tally, clients, ages
+    return tally, clients, ages, targets
 
 
 def start_clients(
@@ -148,7 +152,7 @@ def start_clients(
 
 def collect(
     processes: list[subprocess.Popen[bytes]],
-) -> tuple[Tally, list[ClientProcess], list[float]]:
+) -> tuple[Tally, list[ClientProcess], list[float], Counter[str]]:
     outputs = []
     for process in processes:
         out, _ = process.communicate()
@@ -178,7 +182,7 @@ def crowd_phase(url: str, args: argparse.Namespace, servers: dict[str, int]) -> 
     processes = {name: psutil.Process(pid) for name, pid in servers.items()}
     before = {name: cpu_seconds(process, True) for name, process in processes.items()}
     machine, mine, started = machine_times(), time.process_time(), time.monotonic()
-    tally, figures, ages = collect(clients)
+    tally, figures, ages, targets = collect(clients)
     elapsed = time.monotonic() - started
     cpu = {
         name: (cpu_seconds(process, True) - before[name]) / elapsed
@@ -189,7 +193,7 @@ def crowd_phase(url: str, args: argparse.Namespace, servers: dict[str, int]) -> 
     cpu.update({name: (now - machine[name]) / elapsed for name, now in machine_times().items()})
     ours = sum(v for k, v in cpu.items() if k not in ("machine", "steal"))
     cpu["others"] = cpu["machine"] - ours  # other work on the machine than this bench's
-    return Phase(tally, figures, ages, cpu, elapsed)
+    return Phase(tally, figures, ages, targets, cpu, elapsed)
 
 
 def static_conf(port: int, directory: Path) -> str:
@@ -348,7 +352,9 @@ def report_players(phase: Phase) -> None:
     print(
         f"playlist age at the player (the newest segment's end by its PROGRAM-DATE-TIME to the "
         f"answer), s: p50 {percentile(ages, 0.5):.3f} p95 {percentile(ages, 0.95):.3f} "
-        f"max {max(ages, default=0):.3f}"
+        f"max {max(ages, default=0):.3f}; EXT-X-TARGETDURATION in them: "
+        + ", ".join(f"{t} s x {n}" for t, n in sorted(phase.target_durations.items()))
+        + " (players join 3 target durations back and reload every target duration)"
     )
     errors = ", ".join(f"{kind} x{count}" for kind, count in sorted(tally.errors.items()))
     print(
@@ -399,6 +405,7 @@ def side_by_side(phases: dict[str, Phase]) -> None:
         rows["playlist age p50 / p95 / max, s"].append(
             triple(phase.playlist_ages, 1, 3, (0.5, 0.95, 1))
         )
+        rows["EXT-X-TARGETDURATION seen, s"].append(" / ".join(sorted(phase.target_durations)))
         rows["HTTP errors"].append(str(sum(tally.errors.values())))
         rows["client loop worst late, ms"].append(f"{1000 * max(lateness, default=0):.0f}")
         rows[f"client wake-ups > {1000 * LATE:.0f} ms late"].append(

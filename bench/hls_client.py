@@ -226,6 +226,7 @@ class ClientTally(Tally):
     """hls_crowd's tally and the age of each playlist the players got."""
 
     playlist_ages: list[float] = field(default_factory=list)
+    target_durations: dict[str, int] = field(default_factory=dict)  # EXT-X-TARGETDURATION: loads
 
 
 def playlist_age(text: str, now: float) -> float | None:
@@ -252,6 +253,8 @@ async def load_playlist(client: Client, base: str, tally: ClientTally) -> Playli
     if age is not None:
         tally.playlist_ages.append(age)
     playlist = parse_playlist(text)
+    target = f"{playlist.target_duration:g}"
+    tally.target_durations[target] = tally.target_durations.get(target, 0) + 1
     return playlist if playlist.segments else None
 
 
