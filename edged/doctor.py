@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -472,15 +473,26 @@ PEERS_ADVICE = "the same [peers] secret_file and [node] event on every box of th
 
 
 def peers_check(
-    *, enabled: bool, off: str, secret_problem: str, event: str, answers: Mapping[str, str]
+    *,
+    enabled: bool,
+    off: str,
+    secret_problem: str,
+    event: str,
+    answers: Mapping[str, str],
+    browsed: bool = True,
 ) -> Check:
     """The peers line. `enabled`: [peers] and [mdns] both on; `off`: why replication stays off
     anyway ("" = on; peers_off); `secret_problem`: why the secret cannot be used (the daemon
     would not start); `answers`: each other box of this event answering mDNS -> "" when it
-    takes this box's signed requests, else why not."""
+    takes this box's signed requests, else why not; `browsed`: False when mDNS could not be
+    asked at all."""
     boxes = ", ".join(sorted(answers))
     if not enabled:
-        return Check("peers", OK, "peer replication switched off ([peers] or [mdns] enabled)")
+        return Check(
+            "peers",
+            OK,
+            "peer replication switched off ([peers] enabled = false or [mdns] enabled = false)",
+        )
     if off:
         if not answers:
             return Check("peers", OK, f"off: {off}")
@@ -492,6 +504,8 @@ def peers_check(
         )
     if secret_problem:
         return Check("peers", FAIL, secret_problem, "fix [peers] secret_file: edged will not start")
+    if not browsed:
+        return Check("peers", WARN, "cannot browse mDNS: no peer can be found", "see the mdns line")
     if not answers:
         return Check(
             "peers",
@@ -524,10 +538,19 @@ def peers_line(config: Config, peers: list[Peer] | OSError) -> Check:
         return peers_check(
             enabled=True, off="", secret_problem=str(error), event=event, answers=answers
         )
-    for box in boxes:
-        address = PeerAddress(box.node, box.addresses[0], box.port, box.event)
-        answers[box.node] = source.answers(address)
-    return peers_check(enabled=True, off="", secret_problem="", event=event, answers=answers)
+    addresses = [PeerAddress(box.node, box.addresses[0], box.port, box.event) for box in boxes]
+    if addresses:  # side by side: a silent box costs its timeout once, not once each
+        with ThreadPoolExecutor(min(len(addresses), 8)) as pool:
+            said = list(pool.map(source.answers, addresses))
+        answers = {address.node: why for address, why in zip(addresses, said, strict=True)}
+    return peers_check(
+        enabled=True,
+        off="",
+        secret_problem="",
+        event=event,
+        answers=answers,
+        browsed=not isinstance(peers, OSError),
+    )
 
 
 RESTREAM_ADVICE = "check the URL and the stream key (key_file); edged retries on its own"

@@ -137,7 +137,10 @@ class PeerSource:
             logger.info(
                 "peer %s:%d: its clock is %+.0f s from this box's", address, port, other.offset
             )
+        try:
             return self._get_once(address, port, path)
+        except _OtherClock as error:  # its clock stepped meanwhile: next pass
+            raise PeerError(f"{address}:{port} refused this box's time twice") from error
 
     def _get_once(self, address: str, port: int, path: str) -> tuple[bytes, str]:
         connection = self._connect(address, port)
@@ -149,11 +152,8 @@ class PeerSource:
             offset = clock_offset(response.getheader(TIME_HEADER, ""), time.time())
             if response.status == 403 and offset is not None:
                 raise _OtherClock(offset)
-            if response.status in (401, 403):
-                raise PeerError(
-                    f"{address}:{port} refused this box's signature (HTTP {response.status}): "
-                    "a different [peers] secret_file"
-                )
+            if response.status in (401, 403, 429):
+                raise PeerError(f"{address}:{port} {refusal(response.status, body)}")
             if response.status != 200:
                 raise PeerError(f"{address}:{port}{path} answered HTTP {response.status}")
             if len(body) > MAX_LISTING:
@@ -262,6 +262,25 @@ class PeerSource:
             connection.close()
         if have < offer.size:
             raise PeerError(f"peer {offer.node}: {offer.name} broke off at {have} bytes")
+
+
+def refusal(status: int, body: bytes) -> str:
+    """A peer's refusal in the crew's words, from its status and its own reason."""
+    try:
+        reason = json.loads(body).get("error", "")
+    except (ValueError, AttributeError):
+        reason = ""
+    if status == 429:
+        return (
+            "refuses this box for a minute after too many badly signed requests: a different "
+            "[peers] secret_file"
+        )
+    if status == 401:
+        return "asked for no peer signature: not an edged peer API there"
+    if reason == "wrong peer signature":
+        return "refused this box's signature: a different [peers] secret_file"
+    shown = str(reason)[:60] if reason else f"HTTP {status}"
+    return f"refused this box's request ({shown})"
 
 
 def _read_until(response: http.client.HTTPResponse, limit: int, deadline: float) -> bytes:

@@ -8,7 +8,9 @@ from edged.doctor import FAIL, OK, WARN, peers_check
 def test_switched_off_is_ok_and_says_so() -> None:
     check = peers_check(enabled=False, off="", secret_problem="", event="gala", answers={})
     assert (check.name, check.status) == ("peers", OK)
-    assert "switched off" in check.detail
+    assert check.detail == (
+        "peer replication switched off ([peers] enabled = false or [mdns] enabled = false)"
+    )
 
 
 def test_a_lone_box_without_a_secret_is_fine() -> None:
