@@ -14,16 +14,12 @@ import enum
 import functools
 import io
 import logging
-import math
 import queue
-import re
-import secrets
 import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -31,6 +27,11 @@ import av
 
 from edged.errors import MediaError
 from edged.media.encoders import TIME_BASE, as_audio_packet, as_av_packet
+from edged.media.hls_playlist import HlsSegment, HlsWindow, new_run  # and its names, re-exported
+from edged.media.hls_playlist import init_name as init_name
+from edged.media.hls_playlist import init_run as init_run
+from edged.media.hls_playlist import segment_key as segment_key
+from edged.media.hls_playlist import segment_name as segment_name
 from edged.media.interleave import AUDIO_ENDED, Interleaver, Item
 from edged.media.mp4 import MOVFLAGS, take_whole_boxes
 from edged.media.packets import EncodedPacket, with_parameter_sets
@@ -80,135 +81,6 @@ class GopCache:
     @property
     def keyframe(self) -> EncodedPacket | None:
         return self._packets[0] if self._packets else None
-
-
-# Each run of a stream's HLS (a muxer: a start, a camera replugged, a thermal step) names its
-# init and segments with a token of its own, so a URL names one run's bytes for ever and a cache
-# may keep it (`immutable`). The numbering goes on across a stream's runs (`HlsWindow.following`):
-# a player's media sequence never goes back (RFC 8216 6.2.1), and the first segment of a run
-# after another is marked as a discontinuity (another init, another encoder).
-_RUN = "[0-9a-f]{8}"
-_INIT_NAME = re.compile(rf"init-({_RUN})\.mp4", re.ASCII)
-_SEGMENT_NAME = re.compile(rf"segment-({_RUN})-(0|[1-9][0-9]{{0,11}})\.m4s", re.ASCII)
-
-
-def new_run() -> str:
-    """A run's token: random, so a restart of the daemon never repeats one either."""
-    return secrets.token_hex(4)
-
-
-def init_name(run: str) -> str:
-    """The name the playlist lists a run's init segment under."""
-    return f"init-{run}.mp4"
-
-
-def init_run(name: str) -> str | None:
-    """The run of an init segment's name, only in the form `init_name` writes."""
-    match = _INIT_NAME.fullmatch(name)
-    return match.group(1) if match else None
-
-
-def segment_name(run: str, sequence: int) -> str:
-    """The name the playlist lists a run's media segment under."""
-    return f"segment-{run}-{sequence}.m4s"
-
-
-def segment_key(name: str) -> tuple[str, int] | None:
-    """(run, sequence number) of a segment name, only in the form `segment_name` writes: no
-    leading zeros, ASCII digits only (so each segment has one URL and caches hold one copy)."""
-    match = _SEGMENT_NAME.fullmatch(name)
-    return (match.group(1), int(match.group(2))) if match else None
-
-
-@dataclass(frozen=True)
-class HlsSegment:
-    sequence: int
-    data: bytes
-    duration: float
-    started: float  # wall clock of its first frame
-    discontinuity: bool = False  # the first of a run after another: #EXT-X-DISCONTINUITY
-
-
-@dataclass(frozen=True)
-class HlsWindow:
-    """What HLS serves at one moment: immutable, replaced whole by the muxer thread, so the event
-    loop reads it without a lock. One run's segments; the numbers go on from the stream's run
-    before (`following`)."""
-
-    init: bytes = b""
-    segments: tuple[HlsSegment, ...] = ()
-    target_duration: int = 1
-    run: str = field(default_factory=new_run)
-    next_sequence: int = 0  # the media sequence number of the next segment
-    discontinuity_sequence: int = 0  # the marked segments gone from the window (RFC 8216 4.3.3.3)
-    discontinuity: bool = False  # the next segment is the first of a run after another
-
-    def following(self, run: str) -> HlsWindow:
-        """The window of the stream's next run, empty: its segments numbered on from this one's,
-        its first marked as a discontinuity (when any came before), and this window's marks
-        counted as gone (the next run lists none of this one's segments). The target duration
-        is kept: RFC 8216 6.2.1 forbids changing it."""
-        return HlsWindow(
-            target_duration=self.target_duration,
-            run=run,
-            next_sequence=self.next_sequence,
-            discontinuity_sequence=self._gone_marks(self.segments),
-            discontinuity=self.next_sequence > 0,
-        )
-
-    def _gone_marks(self, gone: tuple[HlsSegment, ...]) -> int:
-        return self.discontinuity_sequence + sum(segment.discontinuity for segment in gone)
-
-    def with_segment(self, segment: HlsSegment, window: int) -> HlsWindow:
-        """The next window: `segment` added, the oldest gone past `window` segments."""
-        held = (*self.segments, segment)
-        gone = held[: max(0, len(held) - window)]
-        return replace(
-            self,
-            segments=held[len(gone) :],
-            target_duration=max(self.target_duration, math.ceil(segment.duration)),
-            next_sequence=segment.sequence + 1,
-            discontinuity_sequence=self._gone_marks(gone),
-            discontinuity=False,
-        )
-
-    def with_next(self, data: bytes, duration: float, started: float, window: int) -> HlsWindow:
-        """The next window with a segment of these bytes, numbered and marked next."""
-        segment = HlsSegment(self.next_sequence, data, duration, started, self.discontinuity)
-        return self.with_segment(segment, window)
-
-    def playlist(self) -> str:
-        """The media playlist (RFC 8216) over the segments held now."""
-        first = self.segments[0] if self.segments else None
-        lines = [
-            "#EXTM3U",
-            "#EXT-X-VERSION:7",
-            f"#EXT-X-TARGETDURATION:{self.target_duration}",
-            f"#EXT-X-MEDIA-SEQUENCE:{first.sequence if first else self.next_sequence}",
-            f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
-            "#EXT-X-INDEPENDENT-SEGMENTS",
-        ]
-        if first is not None and first.discontinuity:
-            lines.append("#EXT-X-DISCONTINUITY")  # before the new init's EXT-X-MAP
-        lines.append(f'#EXT-X-MAP:URI="{init_name(self.run)}"')
-        for segment in self.segments:
-            if segment.discontinuity and segment is not first:
-                lines.append("#EXT-X-DISCONTINUITY")
-            stamp = datetime.fromtimestamp(segment.started, UTC).isoformat(timespec="milliseconds")
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{stamp.replace('+00:00', 'Z')}")
-            lines.append(f"#EXTINF:{segment.duration:.3f},")
-            lines.append(segment_name(self.run, segment.sequence))
-        return "\n".join(lines) + "\n"
-
-    def segment(self, run: str, sequence: int) -> HlsSegment | None:
-        """A segment of `run` held now; None for another run's (a restart) or one not held."""
-        if run != self.run:
-            return None
-        return next((s for s in self.segments if s.sequence == sequence), None)
-
-    def init_of(self, run: str) -> bytes:
-        """The init segment of `run`; empty for another run's or before it is written."""
-        return self.init if run == self.run else b""
 
 
 class _Sink(io.RawIOBase):
@@ -439,7 +311,7 @@ class HlsMuxer:
     `expects_audio`: the stream has sound; its init segment waits for the sound's config (see
     `header_step`). The sound is offered with `offer_audio` and ended with `end_audio`.
     `previous`: the last window of the stream's run before (a restart), whose numbering this run
-    goes on with."""
+    goes on with, and whose segments it keeps listing (and serving) until they slide out."""
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from edged.devices.manager import Device, DeviceEvent, DeviceManager
 from edged.errors import MediaError
 from edged.media.audio import describe_audio, ensure_alsa_config
 from edged.media.encoders import Encoder, EncoderChoice, EncoderSettings, choose
-from edged.media.live import HlsWindow, LiveHub
+from edged.media.hls_playlist import HlsWindow, carried
+from edged.media.live import LiveHub
 from edged.media.pipeline import StreamPipeline
 from edged.media.recorder import Recorder, Segment, SegmentIdentity
 from edged.media.sources import Source
@@ -44,6 +45,17 @@ from edged.metrics import StreamMetrics
 from edged.supervise import RestartPolicy
 
 logger = logging.getLogger(__name__)
+
+# The streams away (unplugged, renamed) whose HLS numbers are kept for their return; past this
+# many, the longest away is forgotten (it comes back numbering from 0, under new URLs).
+HLS_KEPT_STREAMS = 64
+
+
+def forgotten(kept: Sequence[str], running: Set[str], limit: int) -> list[str]:
+    """The names of `kept` (oldest first) to forget so that at most `limit` stay: the oldest
+    of those not running; never a running stream's (its numbers are needed at its restart)."""
+    away = [name for name in kept if name not in running]
+    return away[: max(0, len(kept) - limit)]
 
 
 @dataclass
@@ -92,8 +104,10 @@ class StreamSupervisor:
         self._devices: DeviceManager | None = None
         self._choices: dict[EncoderSettings, EncoderChoice] = {}
         self._segment_numbers: dict[str, Iterator[int]] = {}  # per stream, for the whole start
-        # Per stream, its last run's live HLS window: the next run numbers on from it.
-        self._hls_windows: dict[str, HlsWindow] = {}
+        # Per stream, its last run's live HLS window and when (monotonic) it stopped: the next
+        # run numbers on from it, and lists its segments while they are fresh (`carried`).
+        # Only the numbers once taken, or once the stream is gone (`_retire`).
+        self._hls_windows: dict[str, tuple[HlsWindow, float]] = {}
         self._unstartable: set[str] = set()  # cameras no encoder works for, until replugged
         self._watchers: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -168,7 +182,11 @@ class StreamSupervisor:
             restart = frozenset()  # a camera became unstartable: plan again without it
 
     async def _retire(self, name: str) -> None:
+        """Stop a stream no longer wanted: only its HLS numbers are kept for its return."""
         entry = await self._stop(name)
+        kept = self._hls_windows.get(name)
+        if kept is not None:
+            self._keep_hls(name, kept[0].numbering(), kept[1])
         if entry is not None and entry.device is not None:
             self._metrics.up.labels(name).set(0)
             logger.info(
@@ -271,7 +289,7 @@ class StreamSupervisor:
             settings.fps,
             gop_cache=self._gop_cache,
             expects_audio=sound is not None,
-            previous=self._hls_windows.get(name),
+            previous=self._previous_hls(name),
         )
         pipeline.add_output(recorder)
         pipeline.add_output(hub)
@@ -308,7 +326,29 @@ class StreamSupervisor:
         """Stop a run; its live HLS window, final once the muxer is closed, is kept for the
         stream's next run (a restart, a replug) to number on from."""
         await entry.pipeline.stop()
-        self._hls_windows[entry.spec.name] = entry.hub.hls.window
+        if self.streams.get(entry.spec.name, entry) is entry:  # no newer run took over meanwhile
+            self._keep_hls(entry.spec.name, entry.hub.hls.window)
+
+    def _keep_hls(self, name: str, window: HlsWindow, stopped: float | None = None) -> None:
+        self._hls_windows.pop(name, None)  # the newest last
+        self._hls_windows[name] = (window, time.monotonic() if stopped is None else stopped)
+        for gone in forgotten(list(self._hls_windows), set(self.streams), HLS_KEPT_STREAMS):
+            del self._hls_windows[gone]
+
+    def _previous_hls(self, name: str) -> HlsWindow | None:
+        """What the stream's next run starts from (`carried`); only its numbers stay here, the
+        segments it still lists live on in the new run's window alone."""
+        kept = self._hls_windows.get(name)
+        if kept is None:
+            return None
+        window, stopped = kept
+        self._hls_windows[name] = (window.numbering(), stopped)
+        return carried(window, time.monotonic() - stopped)
+
+    def kept_hls(self, name: str) -> HlsWindow | None:
+        """The HLS window kept for the stream's next run (for the tests and the status)."""
+        kept = self._hls_windows.get(name)
+        return kept[0] if kept is not None else None
 
     async def _watch(self, entry: StreamEntry) -> None:
         """A stream that ends without being asked starts again: 1 s, doubling to 30 s."""
