@@ -70,6 +70,13 @@ def listed_inits(
     return tuple((run, init) for run, init in inits if run in runs and init)
 
 
+def target_for(duration: float) -> int:
+    """The least EXT-X-TARGETDURATION a segment of `duration` s allows: its duration rounded to
+    the nearest integer (RFC 8216 4.3.3.1; halves up), not its ceiling, so a 1 s GOP's segment
+    of 1.033 s keeps a 1 s target and the players reloading every second."""
+    return max(1, math.floor(duration + 0.5))
+
+
 @dataclass(frozen=True)
 class HlsWindow:
     """What HLS serves at one moment: immutable, replaced whole by the muxer thread, so the event
@@ -128,7 +135,7 @@ class HlsWindow:
         return replace(
             self,
             segments=kept,
-            target_duration=max(self.target_duration, math.ceil(segment.duration)),
+            target_duration=max(self.target_duration, target_for(segment.duration)),
             next_sequence=segment.sequence + 1,
             discontinuity_sequence=self._gone_marks(gone),
             discontinuity=False,

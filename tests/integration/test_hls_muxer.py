@@ -152,9 +152,9 @@ def test_a_window_keeps_the_latest_segments_and_the_longest_duration() -> None:
     for sequence, duration in enumerate([1.0, 2.4, 1.0, 1.0]):
         window = window.with_segment(HlsSegment(sequence, b"", duration, 1_700_000_000.0), 3)
     assert [segment.sequence for segment in window.segments] == [1, 2, 3]
-    assert window.target_duration == 3 and window.init == b"init"
+    assert window.target_duration == 2 and window.init == b"init"
     playlist = window.playlist()
-    assert "#EXT-X-MEDIA-SEQUENCE:1\n" in playlist and "#EXT-X-TARGETDURATION:3\n" in playlist
+    assert "#EXT-X-MEDIA-SEQUENCE:1\n" in playlist and "#EXT-X-TARGETDURATION:2\n" in playlist
     assert playlist.count("#EXTINF:") == 3 and segment_name(window.run, 0) not in playlist
     assert HlsWindow().playlist().count("#EXTINF:") == 0
 

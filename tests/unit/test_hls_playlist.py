@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -122,8 +123,17 @@ def test_a_first_run_that_never_made_a_segment_marks_nothing() -> None:
 
 
 def test_the_target_duration_never_changes_across_runs() -> None:
-    first = add(HlsWindow(run="aaaaaaaa"), 1, duration=2.4)
+    first = add(HlsWindow(run="aaaaaaaa"), 1, duration=2.6)
     assert add(first.following("bbbbbbbb"), 1).target_duration == 3
+
+
+@pytest.mark.parametrize(
+    ("duration", "target"), [(0.4, 1), (1.0, 1), (1.033, 1), (1.49, 1), (1.5, 2), (2.4, 2)]
+)
+def test_the_target_duration_is_the_longest_segment_rounded(duration: float, target: int) -> None:
+    """RFC 8216 4.3.3.1: rounded to the nearest integer. The ceiling made a 1 s GOP's
+    1.033 s segment a 2 s target, and players reloaded every 2 s, 6 s behind live."""
+    assert add(HlsWindow(run="aaaaaaaa"), 1, duration=duration).target_duration == target
 
 
 def test_the_run_before_is_served_while_listed_and_only_then() -> None:
