@@ -27,7 +27,7 @@ from edged.config import RestreamConfig
 from edged.media.live import HeaderStep, header_step
 from edged.metrics import RestreamMetrics
 from edged.restream.child import SenderGone, SenderNotStarted, SenderProcess, SenderStalled
-from edged.restream.feed import Feed, Item
+from edged.restream.feed import QUEUE_FRAMES, Feed, Item
 from edged.restream.policy import (
     REFUSALS,
     STABLE_SECONDS,
@@ -110,7 +110,7 @@ class Destination:
         )
         self._metrics = metrics
         self._labels = (config.stream, config.name)
-        self.feed = Feed(on_drop)
+        self.feed = Feed(on_drop, limit=QUEUE_FRAMES)  # read here: a test may shorten it
         self.feed.accepting = config.enabled
         self.enabled = config.enabled
         self.geometry: Geometry | None = None  # set while the stream runs

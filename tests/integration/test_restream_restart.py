@@ -182,8 +182,10 @@ async def test_a_stream_that_stops_ends_the_session_so_the_alert_can_fire(rig: R
 
 @pytest.fixture
 def small_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A sender's pipe of one page, so that a sender that stops reading fills it at once."""
+    """A sender's pipe of one page, so that a sender that stops reading fills it at once,
+    and a feed of 15 frames (the default 150 took 10 s to fill before the first drop)."""
     monkeypatch.setattr(child_module, "PIPE_BYTES", 4096)
+    monkeypatch.setattr(destination_module, "QUEUE_FRAMES", 15)
 
 
 def sender_process(destination: Destination) -> subprocess.Popen[bytes] | None:
