@@ -181,18 +181,26 @@ class Advertiser:
     async def _register(self, zeroconf: AsyncZeroconf) -> None:
         """Probe and announce both services as `self.label` (renamed on an answer heard late)."""
         edged_info = self._info(EDGED_SERVICE, self.label)
-        # Awaiting the call probes for conflicts (and renames); the task it returns announces.
-        announcements = [await zeroconf.async_register_service(edged_info, allow_name_change=True)]
+        http_info = self._info(HTTP_SERVICE, self.label)
+        # Awaiting a call probes for conflicts (and renames); the task it returns announces.
+        # Both probed at once: one probe's time at each start, not two.
+        announcements = list(
+            await asyncio.gather(
+                zeroconf.async_register_service(edged_info, allow_name_change=True),
+                zeroconf.async_register_service(http_info, allow_name_change=True),
+            )
+        )
         renamed = instance_label(edged_info.name, EDGED_SERVICE)
         if renamed != self.label:  # an answer that came after the listening: host name too
             self.label = renamed
             await asyncio.gather(*announcements)
+            await (await zeroconf.async_unregister_service(http_info))
             edged_info = self._info(EDGED_SERVICE, self.label)
-            announcements = [await zeroconf.async_update_service(edged_info)]
-        http_info = self._info(HTTP_SERVICE, self.label)
-        announcements.append(
-            await zeroconf.async_register_service(http_info, allow_name_change=True)
-        )
+            http_info = self._info(HTTP_SERVICE, self.label)
+            announcements = [
+                await zeroconf.async_update_service(edged_info),
+                await zeroconf.async_register_service(http_info, allow_name_change=True),
+            ]
         await asyncio.gather(*announcements)
         self._infos = [edged_info, http_info]
         if http_info.name != f"{self.label}.{HTTP_SERVICE}":
