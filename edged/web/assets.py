@@ -204,8 +204,9 @@ def send_now(transport: asyncio.Transport, handle: BinaryIO, offset: int, size: 
 
 async def _send_when_writable(
     transport: asyncio.Transport, handle: BinaryIO, offset: int, size: int
-) -> None:
-    """asyncio's sendfile, which waits until the socket takes bytes.
+) -> int:
+    """asyncio's sendfile, which waits until the socket takes bytes; the bytes sent (0: the file
+    ends at `offset`).
 
     It reports a sendfile that failed before its first byte as "not available" and falls back
     to reading the chunk in a thread and writing it: for a client that took its head and left,
@@ -213,11 +214,11 @@ async def _send_when_writable(
     """
     loop = asyncio.get_running_loop()
     try:
-        await loop.sendfile(transport, handle, offset, size, fallback=False)
+        return await loop.sendfile(transport, handle, offset, size, fallback=False)
     except asyncio.SendfileNotAvailableError:
         if peer_gone(transport.get_extra_info("socket")):
             raise ConnectionResetError("the client went away") from None
-        await loop.sendfile(transport, handle, offset, size)  # a file sendfile refuses
+        return await loop.sendfile(transport, handle, offset, size)  # a file sendfile refuses
 
 
 async def send_tail(
@@ -231,8 +232,10 @@ async def send_tail(
         size = min(TAIL_CHUNK, end - offset)
         sent = send_now(transport, handle, offset, size)
         if sent == 0:
-            await _send_when_writable(transport, handle, offset, size)
-            sent = size
+            sent = await _send_when_writable(transport, handle, offset, size)
+        if sent == 0:  # the file ends before its length: a short body must not look whole
+            transport.abort()
+            raise ConnectionResetError("the clip's file ended before its length")
         offset += sent
         await asyncio.sleep(0)
 
@@ -245,30 +248,34 @@ class _HeadThenFile(web.StreamResponse):
     _send_headers_immediately = False
 
     def __init__(
-        self, path: str, hot: bytes, wanted: ByteRange, status: int, headers: dict[str, str]
+        self,
+        handle: BinaryIO,
+        hot: bytes,
+        wanted: ByteRange,
+        status: int,
+        headers: dict[str, str],
     ) -> None:
         super().__init__(status=status, headers=headers)  # Content-Type in `headers`
         self.content_length = wanted.length
-        self._path, self._hot, self._wanted = path, hot, wanted
+        self._handle, self._hot, self._wanted = handle, hot, wanted
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        writer = await super().prepare(request)
-        if request.method == "HEAD" or writer is None:
-            return writer
-        start, end = self._wanted.start, self._wanted.end
-        head = memoryview(self._hot)[start : end + 1]
-        await self.write(head)
-        rest = end + 1 - (start + len(head))
-        if rest > 0:
-            # The tail waits a turn of the loop: the heads of a crowd connecting at once go out
-            # first, and a client that took its head and left costs no file at all.
-            await asyncio.sleep(0)
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                raise ConnectionResetError("the client went away")
-            # Opened on the loop, as _from_memory stats it: a pinned clip's inode is cached.
-            with open(self._path, "rb") as handle:  # noqa: ASYNC230
-                await send_tail(transport, handle, start + len(head), rest)
+        with self._handle:  # the file the headers describe, opened before them (review s7b A1)
+            writer = await super().prepare(request)
+            if request.method == "HEAD" or writer is None:
+                return writer
+            start, end = self._wanted.start, self._wanted.end
+            head = memoryview(self._hot)[start : end + 1]
+            await self.write(head)
+            rest = end + 1 - (start + len(head))
+            if rest > 0:
+                # The tail waits a turn of the loop: the heads of a crowd connecting at once go
+                # out first.
+                await asyncio.sleep(0)
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    raise ConnectionResetError("the client went away")
+                await send_tail(transport, self._handle, start + len(head), rest)
         await super().write_eof()
         return writer
 
@@ -291,21 +298,28 @@ def _from_memory(
 ) -> web.StreamResponse | None:
     """A pinned clip's response whose first bytes come from RAM, when the request starts in them.
 
-    Conditional requests go to the file response, which judges them. The file is stat'ed on the
-    loop: a pinned clip's inode is in the kernel's cache, and a thread hop costs more.
+    Conditional requests go to the file response, which judges them. The file is opened and
+    stat'ed on the loop, before any byte goes out, and its tail is sent from that open file: a
+    pinned clip's inode is in the kernel's cache (a thread hop costs more), and a clip replaced
+    meanwhile never mixes into the body the headers describe (review s7b, A1).
     """
     if any(request.headers.get(h) for h in ("If-None-Match", "If-Range", "If-Modified-Since")):
         return None
     try:
         wanted = parse_range(request.headers.get("Range", ""), asset.size)
-        facts = os.stat(path)
-    except (RangeNotSatisfiable, OSError):
+    except RangeNotSatisfiable:
         return None  # the file response answers, with the same decision
-    if facts.st_size != asset.size:
-        return None
     whole = wanted is None
     wanted = wanted or ByteRange(0, asset.size - 1)
     if wanted.start >= len(hot):
+        return None
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the response
+    except OSError:
+        return None
+    facts = os.fstat(handle.fileno())
+    if facts.st_size != asset.size:
+        handle.close()
         return None
     headers = {
         "Content-Type": "video/mp4",
@@ -316,7 +330,7 @@ def _from_memory(
     }
     if not whole:
         headers["Content-Range"] = f"bytes {wanted.start}-{wanted.end}/{asset.size}"
-    return _HeadThenFile(path, hot, wanted, 200 if whole else 206, headers)
+    return _HeadThenFile(handle, hot, wanted, 200 if whole else 206, headers)
 
 
 async def _serve_growing(

@@ -4,6 +4,7 @@ thread and no file read, and each app counts its own asset requests."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 from collections.abc import Callable
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from edged.cache.store import AssetStore
+from edged.web import assets
 from edged.web.app import create_app
 from edged.web.assets import peer_gone, send_tail
 from tests.clips import make_clip
@@ -130,3 +133,66 @@ async def test_each_app_counts_its_own_asset_requests(tmp_path: Path) -> None:
                 counts.append(await r.text())
     hits = ['edged_cache_requests_total{result="hit_memory"} 1.0', 'hit_memory"} 3.0']
     assert hits[0] in counts[0] and hits[1] in counts[1], counts
+
+
+async def test_a_file_that_ends_early_closes_the_connection_not_a_short_body(
+    tmp_path: Path,
+) -> None:
+    """Review s7b, A1: a file shorter than its length (truncated while sent) counted the
+    missing chunks as sent; the phone waited on a kept-alive connection for bytes never coming."""
+    clip = tmp_path / "short.bin"
+    await asyncio.to_thread(clip.write_bytes, b"x" * (1 << 20))
+    done: asyncio.Queue[BaseException | None] = asyncio.Queue()
+
+    async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert isinstance(writer.transport, asyncio.Transport)
+        try:
+            with clip.open("rb") as handle:
+                await send_tail(writer.transport, handle, 0, 2 << 20)  # says 2 MiB
+        except ConnectionResetError as error:
+            await done.put(error)
+        else:
+            await done.put(None)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    client = socket.socket()
+    try:
+        client.settimeout(30)
+        client.connect(server.sockets[0].getsockname()[:2])
+        received = await asyncio.to_thread(read_all, client)  # ends: the server closed it
+        assert isinstance(await asyncio.wait_for(done.get(), 30), ConnectionResetError)
+        assert len(received) == 1 << 20
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_clip_replaced_while_its_head_goes_out_is_sent_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review s7b, A1: the file was opened by name after the head was written, so a clip
+    replaced meanwhile sent the old head and the new tail under the old ETag. Fetched twice on
+    one kept-alive connection, whole each time."""
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    clip = await asyncio.to_thread(make_clip, tmp_path / "source.mp4", seconds=2)
+    await asyncio.to_thread(store.add, clip, "pinned.mp4", pin=True, origin="test")
+    original = await asyncio.to_thread(store.path("pinned.mp4").read_bytes)
+    replacement = tmp_path / "replacement.mp4"
+    await asyncio.to_thread(replacement.write_bytes, bytes(len(original)))
+    write = assets._HeadThenFile.write
+
+    async def replaced_after(response: web.StreamResponse, data: Any) -> None:
+        await write(response, data)  # the head went out: now the crew replaces the clip
+        await asyncio.to_thread(os.link, replacement, tmp_path / "staged")
+        await asyncio.to_thread(os.replace, tmp_path / "staged", store.path("pinned.mp4"))
+
+    monkeypatch.setattr(assets._HeadThenFile, "write", replaced_after)
+    context = web_context(tmp_path, clips=store)
+    async with TestClient(TestServer(create_app(context))) as client:
+        async with client.get("/assets/pinned.mp4") as response:
+            assert response.status == 200 and await response.read() == original
+        monkeypatch.setattr(assets._HeadThenFile, "write", write)
+        async with client.get("/assets/pinned.mp4") as response:
+            assert response.status == 200
+            assert len(await response.read()) == len(original)  # whole, on the same connection
