@@ -7,6 +7,7 @@ every second."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -221,3 +222,21 @@ def test_a_signup_through_the_edge_on_its_own_port_is_same_origin(
         **{"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert status == 200, answer
+
+
+def test_a_box_that_is_down_is_asked_once_a_second_not_by_every_phone(tmp_path: Path) -> None:
+    """Review s7b, N1: with the playlist keyed by the second no stale copy is left to serve
+    while the box restarts, so every phone's request went on to it. Its errors are kept for the
+    second too."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        box = f"127.0.0.1:{closed.getsockname()[1]}"  # nothing listens: the box is down
+    with running_edge(tmp_path / "nginx", box) as edge:
+        url = edge.url + STREAM + "/index.m3u8"
+        until(lambda: time.time() % 1 < 0.5, 2, "the first half of a second")
+        second = int(time.time())
+        answers = [request(url) for _ in range(5)]
+        assert [status for status, _, _ in answers] == [502] * 5
+        if int(time.time()) == second:  # all inside one second (a few ms on loopback)
+            assert edge.to_box()[STREAM + "/index.m3u8"] == 1
+            assert [h["x-cache-status"] for _, h, _ in answers[1:]] == ["HIT"] * 4
