@@ -29,9 +29,11 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import TextIO
 
 from playwright.sync_api import Error, Page, Route, sync_playwright
 
@@ -215,6 +217,11 @@ def watch(page: Page, base: str, path: str, options: dict[str, str]) -> dict[str
     return result
 
 
+def _relay(stream: TextIO) -> None:
+    for line in stream:
+        sys.stderr.write(line)
+
+
 @contextlib.contextmanager
 def running_edged(config: str, data_dir: str) -> Iterator[str]:
     """edged run on `config` and `data_dir`: its base URL once it says it is ready; stopped on
@@ -228,6 +235,9 @@ def running_edged(config: str, data_dir: str) -> Iterator[str]:
         assert daemon.stderr is not None
         for line in daemon.stderr:
             if match := READY.search(line):
+                # The rest of its log is read (and shown) as it comes: a pipe left unread
+                # would stall the daemon once 64 KiB of log filled it.
+                threading.Thread(target=_relay, args=(daemon.stderr,), daemon=True).start()
                 yield f"http://{match.group('host')}"
                 return
         raise SystemExit("edged did not start")
