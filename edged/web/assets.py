@@ -240,6 +240,11 @@ async def send_tail(
         await asyncio.sleep(0)
 
 
+def file_identity(facts: os.stat_result) -> tuple[int, int, int]:
+    """What tells one file under a name from another that replaced it: inode, mtime, size."""
+    return facts.st_ino, facts.st_mtime_ns, facts.st_size
+
+
 class _HeadThenFile(web.StreamResponse):
     """A pinned clip: the bytes it starts with from RAM at once, the rest by sendfile."""
 
@@ -249,7 +254,8 @@ class _HeadThenFile(web.StreamResponse):
 
     def __init__(
         self,
-        handle: BinaryIO,
+        path: str,
+        identity: tuple[int, int, int],
         hot: bytes,
         wanted: ByteRange,
         status: int,
@@ -257,25 +263,31 @@ class _HeadThenFile(web.StreamResponse):
     ) -> None:
         super().__init__(status=status, headers=headers)  # Content-Type in `headers`
         self.content_length = wanted.length
-        self._handle, self._hot, self._wanted = handle, hot, wanted
+        self._path, self._identity, self._hot, self._wanted = path, identity, hot, wanted
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        with self._handle:  # the file the headers describe, opened before them (review s7b A1)
-            writer = await super().prepare(request)
-            if request.method == "HEAD" or writer is None:
-                return writer
-            start, end = self._wanted.start, self._wanted.end
-            head = memoryview(self._hot)[start : end + 1]
-            await self.write(head)
-            rest = end + 1 - (start + len(head))
-            if rest > 0:
-                # The tail waits a turn of the loop: the heads of a crowd connecting at once go
-                # out first.
-                await asyncio.sleep(0)
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    raise ConnectionResetError("the client went away")
-                await send_tail(transport, self._handle, start + len(head), rest)
+        writer = await super().prepare(request)
+        if request.method == "HEAD" or writer is None:
+            return writer
+        start, end = self._wanted.start, self._wanted.end
+        head = memoryview(self._hot)[start : end + 1]
+        await self.write(head)
+        rest = end + 1 - (start + len(head))
+        if rest > 0:
+            # The tail waits a turn of the loop: the heads of a crowd connecting at once go out
+            # first, and a client that took its head and left costs no file at all.
+            await asyncio.sleep(0)
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the client went away")
+            # Opened on the loop, as _from_memory stats it: a pinned clip's inode is cached.
+            with open(self._path, "rb") as handle:  # noqa: ASYNC230
+                if file_identity(os.fstat(handle.fileno())) != self._identity:
+                    # Replaced since the headers (review s7b, A1): never the new file's bytes
+                    # under the old ETag; the player asks again and gets the new clip whole.
+                    transport.abort()
+                    raise ConnectionResetError("the clip was replaced while it was sent")
+                await send_tail(transport, handle, start + len(head), rest)
         await super().write_eof()
         return writer
 
@@ -298,10 +310,9 @@ def _from_memory(
 ) -> web.StreamResponse | None:
     """A pinned clip's response whose first bytes come from RAM, when the request starts in them.
 
-    Conditional requests go to the file response, which judges them. The file is opened and
-    stat'ed on the loop, before any byte goes out, and its tail is sent from that open file: a
-    pinned clip's inode is in the kernel's cache (a thread hop costs more), and a clip replaced
-    meanwhile never mixes into the body the headers describe (review s7b, A1).
+    Conditional requests go to the file response, which judges them. The file is stat'ed on the
+    loop: a pinned clip's inode is in the kernel's cache, and a thread hop costs more. The tail
+    is sent only from the file the headers describe (review s7b, A1: file_identity).
     """
     if any(request.headers.get(h) for h in ("If-None-Match", "If-Range", "If-Modified-Since")):
         return None
@@ -314,12 +325,10 @@ def _from_memory(
     if wanted.start >= len(hot):
         return None
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the response
+        facts = os.stat(path)
     except OSError:
-        return None
-    facts = os.fstat(handle.fileno())
+        return None  # the file response answers, with the same decision
     if facts.st_size != asset.size:
-        handle.close()
         return None
     headers = {
         "Content-Type": "video/mp4",
@@ -330,7 +339,8 @@ def _from_memory(
     }
     if not whole:
         headers["Content-Range"] = f"bytes {wanted.start}-{wanted.end}/{asset.size}"
-    return _HeadThenFile(handle, hot, wanted, 200 if whole else 206, headers)
+    status = 200 if whole else 206
+    return _HeadThenFile(path, file_identity(facts), hot, wanted, status, headers)
 
 
 async def _serve_growing(
