@@ -73,7 +73,7 @@ from tests.edge_cache import (  # noqa: E402
     main_conf,
     rendered_edge_conf,
 )
-from tests.rtmp_server import free_port, start_nginx  # noqa: E402
+from tests.rtmp_server import free_port, start_nginx, stop_nginx  # noqa: E402
 
 SEGMENT = re.compile(r"^/live/(?P<stream>[^/]+)/segment-[0-9a-f]{8}-(?P<sequence>\d+)\.m4s$")
 CLIENT = REPO / "bench" / "hls_client.py"
@@ -207,15 +207,6 @@ def static_conf(port: int, directory: Path) -> str:
         "    }\n"
         "}\n"
     )
-
-
-def stop_nginx(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def nginx_alone(args: argparse.Namespace, recording: Recording, work: Path, box_pid: int) -> Phase:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.rtmp_server import free_port, start_nginx
+from tests.rtmp_server import free_port, start_nginx, stop_nginx
 
 REPO = Path(__file__).resolve().parents[1]
 EDGE_CONF = REPO / "configs" / "nginx" / "edged-edge.conf"
@@ -95,12 +95,7 @@ class EdgeCache:
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_nginx(process)
 
     def log(self) -> list[Logged]:
         return parse_log((self.prefix / "logs" / "access.log").read_text())

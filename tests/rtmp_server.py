@@ -78,6 +78,16 @@ def start_nginx(
     return process
 
 
+def stop_nginx(process: subprocess.Popen[bytes]) -> None:
+    """Ask nginx to stop (TERM), and kill it if it has not within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 class Nginx:
     """nginx serving `rtmp://127.0.0.1:<port>/live/<key>`; `start()` (again after `stop()`)
     binds the same port."""
