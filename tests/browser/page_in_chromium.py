@@ -138,14 +138,18 @@ def fetch(url: str) -> str:
         return ""
 
 
-def reported(base: str) -> dict[str, int]:
-    """The first-frame reports the daemon has counted, by kind (the page's beacon is sent
-    after its first frame: asked again until one shows, for up to 5 s)."""
+def counted(base: str) -> dict[str, int]:
+    """The first-frame reports the daemon has counted so far, by kind."""
+    return {kind: int(float(n)) for kind, n in REPORTED.findall(fetch(base + "/metrics"))}
+
+
+def reported(base: str, before: dict[str, int]) -> dict[str, int]:
+    """The first-frame reports the daemon has counted since `before`, by kind (the page's
+    beacon is sent after its first frame: asked again until one shows, for up to 5 s)."""
     counts: dict[str, int] = {}
     deadline = time.monotonic() + 5
     while not any(counts.values()) and time.monotonic() < deadline:
-        text = fetch(base + "/metrics")
-        counts = {kind: int(float(n)) for kind, n in REPORTED.findall(text)}
+        counts = {kind: n - before.get(kind, 0) for kind, n in counted(base).items()}
         time.sleep(0.1)
     return counts
 
@@ -192,6 +196,7 @@ def watch(page: Page, base: str, path: str, options: dict[str, str]) -> dict[str
     """Open the page, wait for its first frame and 1.5 s of playback, then what was asked."""
     result: dict[str, object] = {"played": False, "first_frame_ms": None, "error": ""}
     holder = Holder(page) if "hold-segment" in options else None
+    before = counted(base)  # a daemon that served pages before: this page's reports only
     page.goto(base + path)
     try:
         result["first_frame_ms"] = round(page.evaluate(FIRST_FRAME), 1)
@@ -206,7 +211,7 @@ def watch(page: Page, base: str, path: str, options: dict[str, str]) -> dict[str
         result["audio_bytes"] = page.evaluate(AUDIO_BYTES)
         if "screenshot" in options:
             page.screenshot(path=options["screenshot"])
-        result["reported"] = reported(base)
+        result["reported"] = reported(base, before)
         if "sound" in options:
             result["sound"] = hear(page, options["sound"])
         if "landing" in options:
@@ -246,14 +251,22 @@ def running_edged(config: str, data_dir: str) -> Iterator[str]:
         daemon.wait(timeout=20)
 
 
+def launch_flags(flags: list[str]) -> list[str]:
+    """Chromium's flags for a run with `flags`: plain candidates unless --phone, a phone's
+    autoplay rules with --sound."""
+    chosen = FLAGS if "--phone" in flags else [*FLAGS, PLAIN_CANDIDATES]
+    if any(flag.startswith("--sound=") for flag in flags):
+        chosen = [PHONE_AUTOPLAY if f.startswith("--autoplay-policy=") else f for f in chosen]
+    return chosen
+
+
 def main() -> None:
     config, data_dir, path = sys.argv[1:4]
-    flags = FLAGS if "--phone" in sys.argv[4:] else [*FLAGS, PLAIN_CANDIDATES]
     options = dict(a[2:].split("=", 1) for a in sys.argv[4:] if "=" in a)
-    if "sound" in options:
-        flags = [PHONE_AUTOPLAY if f.startswith("--autoplay-policy=") else f for f in flags]
     with running_edged(config, data_dir) as base, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=launch_flags(sys.argv[4:])
+        )
         page = browser.new_page(viewport={"width": 390, "height": 844})
         result = watch(page, base, path, options)
         browser.close()
