@@ -6,7 +6,10 @@ A crowd of N clients (1, 50, 200, 1,000) connect at the same moment, each GETs t
 reads what a player needs before it can show the first frame: the bytes up to the end of the
 first `mdat`. The clients count bytes and decode nothing (fifty 1080p decodes on 2 cores would
 measure the clients, not the server); they run on one event loop in this process, the servers in
-theirs. p50/p95/p99 per case over --rounds crowds, with errors (refused, reset, short reads),
+theirs. Each crowd starts on quiet servers: the bench waits until neither server's CPU time moves
+(a crowd's aftermath, such as the disk path's reads for clients already gone, would otherwise be
+charged to the next case), and prints how long the servers stayed busy after each case's last
+crowd. p50/p95/p99 per case over --rounds crowds, with errors (refused, reset, short reads),
 and p95's ratio to nginx's in the same crowd size. One real PyAV decode of the first frame from
 each server shows the bytes are a playable clip.
 
@@ -33,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import av  # noqa: E402
+import psutil  # noqa: E402
 
 from edged.cache.prepare import head_size  # noqa: E402
 from tests.clips import make_clip  # noqa: E402
@@ -84,6 +88,33 @@ def decode_first(url: str) -> float:
     return time.perf_counter() - started
 
 
+QUIET_CPU = 0.003  # seconds of CPU in QUIET_WINDOW that still count as idle
+QUIET_WINDOW = 0.2
+
+
+def settle(servers: list[psutil.Process], deadline: float = 30.0) -> float:
+    """Wait until the servers are idle (under QUIET_CPU of CPU time, all their threads, in a
+    QUIET_WINDOW); the seconds they stayed busy."""
+    started = time.perf_counter()
+
+    def used() -> float:
+        return sum(sum(server.cpu_times()[:2]) for server in servers)
+
+    before = used()
+    while time.perf_counter() - started < deadline:
+        time.sleep(QUIET_WINDOW)
+        now = used()
+        if now - before < QUIET_CPU:
+            return time.perf_counter() - started - QUIET_WINDOW
+        before = now
+    raise RuntimeError(f"the servers were still busy after {deadline:.0f} s")
+
+
+def nginx_workers(work: Path) -> list[psutil.Process]:
+    master = psutil.Process(int((work / "nginx.pid").read_text()))
+    return [master, *master.children()]
+
+
 @contextmanager
 def nginx(work: Path, root: Path) -> Iterator[str]:
     with __import__("socket").socket() as probe:
@@ -107,14 +138,14 @@ def nginx(work: Path, root: Path) -> Iterator[str]:
 
 
 @contextmanager
-def edged(work: Path) -> Iterator[str]:
+def edged(work: Path) -> Iterator[tuple[str, psutil.Process]]:
     config = work / "edged.toml"
     config.write_text(
         loopback_config("bench", {"mdns": {"enabled": False}, "media": {"test_pattern": "off"}})
     )
     process, url = launch_edged(config, work / "data")
     try:
-        yield url
+        yield url, psutil.Process(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -153,14 +184,15 @@ def main() -> None:
         add_to_cache(data, clip, "ondisk.mp4", pin=False)
         prepared = data / "cache" / "assets" / "pinned.mp4.mp4"
         wanted = head_size(prepared)
-        with edged(work) as edged_url, nginx(work, prepared.parent) as nginx_url:
+        with edged(work) as (edged_url, daemon), nginx(work, prepared.parent) as nginx_url:
+            servers = {"nginx, same file": nginx_workers(work), "edged": [daemon]}
             cases = {
                 "nginx, same file": f"{nginx_url}/{prepared.name}",
                 "edged pinned (RAM head)": f"{edged_url}/assets/pinned.mp4",
                 "edged unpinned (disk)": f"{edged_url}/assets/ondisk.mp4",
             }
             decodes = {case: decode_first(url) for case, url in cases.items()}
-            results = run_crowds(cases, wanted, sizes, args.rounds)
+            results, busy = run_crowds(cases, servers, wanted, sizes, args.rounds)
     print(
         f"bytes to the first frame (the first {wanted} bytes: up to the end of the first mdat) of "
         f"a 1080p30 clip, N clients at once x {args.rounds} rounds, loopback"
@@ -170,42 +202,60 @@ def main() -> None:
         f"{'each round':>16} errors"
     )
     for size in sizes:
-        nginx_times, _, nginx_rounds = results[("nginx, same file", size)]
-        reference = percentile(sorted(nginx_times), 0.95)
-        for case in cases:
-            times, errors, rounds = results[(case, size)]
-            ordered = sorted(t * 1000 for t in times) or [float("nan")]
-            p95 = percentile(ordered, 0.95)
-            paired = zip(rounds, nginx_rounds, strict=True)
-            each = ",".join(f"{mine / theirs:.2f}" for mine, theirs in paired)
-            print(
-                f"{case:26} {size:5} {statistics.median(ordered):8.1f} {p95:8.1f} "
-                f"{percentile(ordered, 0.99):8.1f} {p95 / (reference * 1000):9.2f} {each:>16} "
-                f"{len(errors)} {' '.join(sorted(set(errors)))}"
-            )
+        print_size(results, busy, cases, size)
     print("one PyAV decode of the first frame over HTTP, alone: ", end="")
     print(", ".join(f"{case} {seconds * 1000:.0f} ms" for case, seconds in decodes.items()))
     print("target: p95 within 1.5x of nginx at 50, 200 and 1,000; no error at 1,000")
     print("each round: that round's p95 over nginx's p95 in the same round (a slow moment shows)")
+    print("busy after: how long the server's CPU kept moving after this case's last crowd left")
 
 
 Results = dict[tuple[str, int], tuple[list[float], list[str], list[float]]]
 
 
-def run_crowds(cases: dict[str, str], wanted: int, sizes: list[int], rounds: int) -> Results:
-    """Each size, each round, each case in turn (so a slow moment hits them alike): the pooled
-    seconds, the errors, and each round's p95."""
+def print_size(
+    results: Results, busy: dict[tuple[str, int], float], cases: dict[str, str], size: int
+) -> None:
+    nginx_times, _, nginx_rounds = results[("nginx, same file", size)]
+    reference = percentile(sorted(nginx_times), 0.95)
+    for case in cases:
+        times, errors, rounds = results[(case, size)]
+        ordered = sorted(t * 1000 for t in times) or [float("nan")]
+        p95 = percentile(ordered, 0.95)
+        paired = zip(rounds, nginx_rounds, strict=True)
+        each = ",".join(f"{mine / theirs:.2f}" for mine, theirs in paired)
+        print(
+            f"{case:26} {size:5} {statistics.median(ordered):8.1f} {p95:8.1f} "
+            f"{percentile(ordered, 0.99):8.1f} {p95 / (reference * 1000):9.2f} {each:>16} "
+            f"{len(errors)} {' '.join(sorted(set(errors)))} "
+            f"busy after {busy[(case, size)] * 1000:.0f} ms"
+        )
+
+
+def run_crowds(
+    cases: dict[str, str],
+    servers: dict[str, list[psutil.Process]],
+    wanted: int,
+    sizes: list[int],
+    rounds: int,
+) -> tuple[Results, dict[tuple[str, int], float]]:
+    """Each size, each round, each case in turn (so a slow moment hits them alike), each crowd
+    on quiet servers: the pooled seconds, the errors, and each round's p95; and how long the
+    case's server stayed busy after its last crowd."""
     results: Results = {}
+    busy: dict[tuple[str, int], float] = {}
+    everyone = [process for processes in servers.values() for process in processes]
     for size in sizes:
         for _ in range(rounds):
             for case, url in cases.items():
+                settle(everyone)
                 times, errors = asyncio.run(crowd(url, wanted, size))
+                busy[(case, size)] = settle(servers.get(case, servers["edged"]))
                 pooled = results.setdefault((case, size), ([], [], []))
                 pooled[0].extend(times)
                 pooled[1].extend(errors)
                 pooled[2].append(percentile(sorted(times), 0.95) if times else float("nan"))
-                time.sleep(0.5)
-    return results
+    return results, busy
 
 
 if __name__ == "__main__":

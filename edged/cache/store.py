@@ -168,6 +168,11 @@ class AssetStore:
         asset = self._view.assets.get(name)
         return None if asset is None else self._seen(asset)
 
+    def known(self, name: str) -> Asset | None:
+        """Clip `name` as it was added, without the access time `touch` noted since: for a
+        request that needs its size and pin only (a crowd asks often; `get` copies the clip)."""
+        return self._view.assets.get(name)
+
     def assets(self) -> list[Asset]:
         return sorted(self._current().values(), key=lambda a: (not a.pinned, a.name))
 

@@ -8,6 +8,7 @@ hold their viewers (the landing page's order, never a deletion).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -45,8 +46,10 @@ def title_from_name(name: str) -> str:
     return " ".join(stem.replace("_", " ").replace("-", " ").split()) or name
 
 
+@functools.lru_cache(maxsize=1024)
 def default_facts(name: str) -> ClipFacts:
-    """A clip nobody described: titled after its file, not exclusive, always published."""
+    """A clip nobody described: titled after its file, not exclusive, always published
+    (remembered: a crowd asks for the same clips, and the facts are frozen)."""
     return ClipFacts(title=title_from_name(name))
 
 

@@ -281,7 +281,8 @@ class _HeadThenFile(web.StreamResponse):
             if transport is None or transport.is_closing():
                 raise ConnectionResetError("the client went away")
             # Opened on the loop, as _from_memory stats it: a pinned clip's inode is cached.
-            with open(self._path, "rb") as handle:  # noqa: ASYNC230
+            # Unbuffered: sendfile needs the descriptor only.
+            with open(self._path, "rb", buffering=0) as handle:  # noqa: ASYNC230
                 if file_identity(os.fstat(handle.fileno())) != self._identity:
                     # Replaced since the headers (review s7b, A1): never the new file's bytes
                     # under the old ETag; the player asks again and gets the new clip whole.
@@ -314,10 +315,11 @@ def _from_memory(
     loop: a pinned clip's inode is in the kernel's cache, and a thread hop costs more. The tail
     is sent only from the file the headers describe (review s7b, A1: file_identity).
     """
-    if any(request.headers.get(h) for h in ("If-None-Match", "If-Range", "If-Modified-Since")):
+    asked = request.headers
+    if asked.get("If-None-Match") or asked.get("If-Range") or asked.get("If-Modified-Since"):
         return None
     try:
-        wanted = parse_range(request.headers.get("Range", ""), asset.size)
+        wanted = parse_range(asked.get("Range", ""), asset.size)
     except RangeNotSatisfiable:
         return None  # the file response answers, with the same decision
     whole = wanted is None
@@ -384,7 +386,7 @@ async def asset_bytes(request: web.Request) -> web.StreamResponse:
     if _gate(request, facts) == MEMBERS:
         raise web.HTTPForbidden(text="this clip is for guests who signed up: /join\n")
     cache = caching(facts)
-    asset = store.get(name)
+    asset = store.known(name)
     pulled = False
     if asset is None:
         pull = request.app.get(PULL)

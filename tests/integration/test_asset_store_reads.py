@@ -73,6 +73,9 @@ def test_reads_answer_while_a_write_is_held_in_its_fsync(
     adding.result(DEADLINE)
 
     assert teaser is not None and teaser.last_access == 5.0
+    known = store.known("teaser.mp4")  # as added: the size and pin a request needs, no copy
+    assert known is not None and known.size == teaser.size and known.last_access != 5.0
+    assert store.known("nothing.mp4") is None
     assert hot is not None and len(hot) > 0
     assert names == ["teaser.mp4", "walkin.mp4"]  # the clip in place is served at once
     assert total > 0
