@@ -13,13 +13,14 @@ crowd. p50/p95/p99 per case over --rounds crowds, with errors (refused, reset, s
 and p95's ratio to nginx's in the same crowd size. One real PyAV decode of the first frame from
 each server shows the bytes are a playable clip.
 
-Usage: python bench/first_frame.py [--crowds 1,50,200,1000] [--rounds 3]   (needs nginx)
+Usage: python bench/first_frame.py [--crowds 1,50,200,1000] [--rounds 3] [--pin]   (needs nginx)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import shutil
 import statistics
@@ -110,6 +111,18 @@ def settle(servers: list[psutil.Process], deadline: float = 30.0) -> float:
     raise RuntimeError(f"the servers were still busy after {deadline:.0f} s")
 
 
+def pin(servers: list[psutil.Process]) -> None:
+    """The servers on the last core, this process (the crowd) on the others: a crowd sharing its
+    server's core in some rounds and not in others makes the rounds bimodal."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return
+    for server in servers:
+        for thread in server.threads():
+            os.sched_setaffinity(thread.id, {cores[-1]})
+    os.sched_setaffinity(0, set(cores[:-1]))
+
+
 def nginx_workers(work: Path) -> list[psutil.Process]:
     master = psutil.Process(int((work / "nginx.pid").read_text()))
     return [master, *master.children()]
@@ -165,6 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--crowds", default="1,50,200,1000", help="clients at once, by comma")
     parser.add_argument("--rounds", type=int, default=3, help="crowds per case and size, pooled")
+    parser.add_argument("--pin", action="store_true", help="servers on one core, crowd on others")
     args = parser.parse_args()
     if shutil.which("nginx") is None:
         raise SystemExit("nginx not found: apt-get install nginx")
@@ -186,6 +200,8 @@ def main() -> None:
         wanted = head_size(prepared)
         with edged(work) as (edged_url, daemon), nginx(work, prepared.parent) as nginx_url:
             servers = {"nginx, same file": nginx_workers(work), "edged": [daemon]}
+            if args.pin:
+                pin([process for processes in servers.values() for process in processes])
             cases = {
                 "nginx, same file": f"{nginx_url}/{prepared.name}",
                 "edged pinned (RAM head)": f"{edged_url}/assets/pinned.mp4",
