@@ -22,14 +22,15 @@ import argparse
 import math
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
-from string import Template
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -61,14 +62,21 @@ window.__firstFrame = new Promise((resolve) => {
 });
 """
 BARE = "<!doctype html><video autoplay muted playsinline src={src}></video>"
-WATCH = (REPO / "edged" / "web" / "templates" / "watch.html").read_text(encoding="utf-8")
-# With --variants: the watch page's markup on nginx, whole and without one attribute each, to
-# find what costs time beyond a bare page (the markup, or edged serving it).
+# With --variants: the watch page exactly as edged serves it, put on nginx (with the clip and
+# watch.js at the same paths) whole and without one part each, to find what costs time beyond
+# a bare page (the markup, or edged serving it).
 VARIANTS = {
-    "watch markup (nginx)": {},
-    "watch markup - poster (nginx)": {'poster="$poster"': ""},
-    "watch markup - controls (nginx)": {"controls": ""},
-    "watch markup - preload (nginx)": {"preload=auto": ""},
+    "watch page as served (nginx)": [],
+    "watch page - watch.js (nginx)": [r"<script defer src=/static/watch\.js></script>"],
+    "watch page - preload (nginx)": [r" preload=auto"],
+    "watch page - style (nginx)": [r"<style>.*?</style>"],
+    "watch page - scripts (nginx)": [r"<script>.*?</script>", r"<script defer[^>]*></script>"],
+    "watch page - all but video (nginx)": [
+        r"<style>.*?</style>",
+        r"<script.*?</script>",
+        r"<button.*?</button>",
+        r"<nav.*?</nav>",
+    ],
 }
 STREAM_SIZE = "1280x720"
 VISIT_SECONDS = 15
@@ -114,17 +122,24 @@ def add_to_cache(data: Path, clip: Path, name: str) -> Path:
     return data / "cache" / "assets" / f"{name}.mp4"
 
 
-def watch_variants(pages: Path, name: str) -> dict[str, str]:
-    """Write the variant pages; their paths on nginx by case."""
+def watch_variants(pages: Path, edged: str, name: str, prepared: Path) -> dict[str, str]:
+    """The watch page as edged serves it, and its cuts, on nginx with the clip and watch.js at
+    the paths the page names; their paths on nginx by case."""
+    with urllib.request.urlopen(f"{edged}/watch/{name}") as answer:  # noqa: S310 (http://)
+        served = answer.read().decode()
+    (pages / "assets").mkdir()
+    shutil.copy(prepared, pages / "assets" / name)
+    (pages / "static").mkdir()
+    shutil.copy(REPO / "edged" / "web" / "static" / "watch.js", pages / "static")
     paths = {}
     for number, (case, cuts) in enumerate(VARIANTS.items()):
-        markup = WATCH
-        for cut, replacement in cuts.items():
-            markup = markup.replace(cut, replacement)
+        markup = served
+        for cut in cuts:
+            markup, found = re.subn(cut, "", markup, flags=re.DOTALL)
+            if not found:
+                raise RuntimeError(f"{case}: the watch page has no {cut!r} any more")
         page = f"variant-{number}.html"
-        (pages / page).write_text(
-            Template(markup).safe_substitute(title=name, src=name, poster=f"{name}.jpg")
-        )
+        (pages / page).write_text(markup)
         paths[case] = page
     return paths
 
@@ -163,8 +178,12 @@ def prepare(work: Path, variants: bool) -> tuple[subprocess.Popen[str], dict[str
         "bare page, same bytes (nginx)": f"{nginx}/clip.mp4.html",
     }
     if variants:
-        variant_pages = watch_variants(pages, "clip.mp4")
+        prepared = data / "cache" / "assets" / "clip.mp4.mp4"
+        variant_pages = watch_variants(pages, edged, "clip.mp4", prepared)
         cases |= {case: f"{nginx}/{page}" for case, page in variant_pages.items()}
+        # The bare page on nginx with the clip from edged: the bytes' server alone.
+        (pages / "edged-bytes.html").write_text(BARE.format(src=f"{edged}/assets/clip.mp4"))
+        cases["bare page, edged's bytes (nginx page)"] = f"{nginx}/edged-bytes.html"
     return daemon, cases
 
 
@@ -191,7 +210,8 @@ def report(results: dict[str, list[float]], runs: int) -> None:
         "/live": "bare page, stream-size clip (nginx)",
         "bare page, stream": "bare page, stream-size clip (nginx)",
         "/watch": "bare page, same bytes (nginx)",
-        "watch markup": "bare page, same bytes (nginx)",
+        "watch page": "bare page, same bytes (nginx)",
+        "bare page, edged": "bare page, same bytes (nginx)",
         "bare page, same": "bare page, same bytes (nginx)",
     }
     for case, values in results.items():

@@ -1,7 +1,7 @@
 // The watch page's reports (#16): the view token the box put in the page (a random id per page
 // view, no cookie); each report at most once, by sendBeacon to the box: start, first-frame,
-// watched at 3/10/30 s of playing, end (seconds played, when the guest leaves), unmute. Loaded
-// with defer: never before the picture.
+// watched at 3/10/30 s of playing, end (seconds played, when the guest leaves), unmute. The page
+// loads it at its first frame: never before the picture.
 (() => {
   const v = document.getElementById('v');
   if (!v || !navigator.sendBeacon || !v.dataset.v) return;
