@@ -249,6 +249,7 @@ def _load(path: Path | None) -> Config:
 
 def _run(args: argparse.Namespace) -> int:
     from edged.daemon import Launch, run  # the heavy imports only for the daemon
+    from edged.loop import run_on
 
     config = _load(args.config)
     overrides = {"http.port": args.port} if args.port is not None else {}
@@ -257,7 +258,8 @@ def _run(args: argparse.Namespace) -> int:
     launch = Launch(
         config=config, config_file=args.config, overrides=overrides, data_dir=args.data_dir
     )
-    clean = asyncio.run(run(launch))
+    logging.getLogger("edged").info("event loop: %s", config.daemon.event_loop)
+    clean = run_on(config.daemon.event_loop, run(launch))
     return EXIT_OK if clean else EXIT_FAILURE
 
 

@@ -85,6 +85,7 @@ class HttpConfig:
 class DaemonConfig:
     shutdown_timeout: float = setting(10.0, minimum=0.1, maximum=300.0)
     log_level: str = setting("info", choices=("debug", "info", "warning", "error"))
+    event_loop: str = setting("uvloop", choices=("uvloop", "asyncio"))
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,9 @@ class EdgeCache:
     def log(self) -> list[Logged]:
         return parse_log((self.prefix / "logs" / "access.log").read_text())
 
+    def requests_for(self, uri: str) -> list[Logged]:
+        return [entry for entry in self.log() if entry.uri == uri]
+
     def to_box(self) -> Counter[str]:
         """URI -> requests that went on to the box."""
         return Counter(entry.uri for entry in self.log() if entry.upstream)

@@ -11,7 +11,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from html import escape
 from pathlib import Path
@@ -202,29 +202,37 @@ def send_now(transport: asyncio.Transport, handle: BinaryIO, offset: int, size: 
         return 0
 
 
+Write = Callable[[bytes], Awaitable[None]]
+
+
 async def _send_when_writable(
-    transport: asyncio.Transport, handle: BinaryIO, offset: int, size: int
+    transport: asyncio.Transport, handle: BinaryIO, offset: int, size: int, write: Write
 ) -> int:
     """asyncio's sendfile, which waits until the socket takes bytes; the bytes sent (0: the file
     ends at `offset`).
 
-    It reports a sendfile that failed before its first byte as "not available" and falls back
-    to reading the chunk in a thread and writing it: for a client that took its head and left,
-    a thread hop and a 256 KiB read per departed phone. Such a client ends the tail here.
+    Where the loop has no sendfile (uvloop), or the file refuses it, the chunk is read in a
+    thread and written through the response (`write`, which waits while the socket is full):
+    but not for a client that took its head and left (a thread hop and a 256 KiB read per
+    departed phone), whose tail ends here.
     """
     loop = asyncio.get_running_loop()
     try:
         return await loop.sendfile(transport, handle, offset, size, fallback=False)
-    except asyncio.SendfileNotAvailableError:
+    except (asyncio.SendfileNotAvailableError, NotImplementedError):
         if peer_gone(transport.get_extra_info("socket")):
             raise ConnectionResetError("the client went away") from None
-        return await loop.sendfile(transport, handle, offset, size)  # a file sendfile refuses
+    chunk = await asyncio.to_thread(os.pread, handle.fileno(), size, offset)
+    if chunk:
+        await write(chunk)
+    return len(chunk)
 
 
 async def send_tail(
-    transport: asyncio.Transport, handle: BinaryIO, offset: int, count: int
+    transport: asyncio.Transport, handle: BinaryIO, offset: int, count: int, write: Write
 ) -> None:
-    """sendfile `count` bytes from `offset`, at most a chunk per turn of the loop."""
+    """sendfile `count` bytes from `offset`, at most a chunk per turn of the loop; `write` sends
+    a chunk read by hand (a loop without sendfile)."""
     end = offset + count
     while offset < end:
         if transport.is_closing():  # the client's reset, seen by the transport's reader
@@ -232,7 +240,7 @@ async def send_tail(
         size = min(TAIL_CHUNK, end - offset)
         sent = send_now(transport, handle, offset, size)
         if sent == 0:
-            sent = await _send_when_writable(transport, handle, offset, size)
+            sent = await _send_when_writable(transport, handle, offset, size, write)
         if sent == 0:  # the file ends before its length: a short body must not look whole
             transport.abort()
             raise ConnectionResetError("the clip's file ended before its length")
@@ -288,7 +296,7 @@ class _HeadThenFile(web.StreamResponse):
                     # under the old ETag; the player asks again and gets the new clip whole.
                     transport.abort()
                     raise ConnectionResetError("the clip was replaced while it was sent")
-                await send_tail(transport, handle, start + len(head), rest)
+                await send_tail(transport, handle, start + len(head), rest, self.write)
         await super().write_eof()
         return writer
 

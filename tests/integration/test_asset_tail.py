@@ -7,10 +7,10 @@ import asyncio
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from edged.cache.store import AssetStore
+from edged.loop import run_on
 from edged.web import assets
 from edged.web.app import create_app
 from edged.web.assets import peer_gone, send_tail
@@ -35,6 +36,21 @@ class NoThreads(ThreadPoolExecutor):
         raise AssertionError(f"a thread was asked to run {fn!r}")
 
 
+def transport_of(writer: asyncio.StreamWriter) -> asyncio.Transport:
+    """The writer's transport (uvloop's is not a subclass of asyncio.Transport)."""
+    return cast(asyncio.Transport, writer.transport)
+
+
+def drained(writer: asyncio.StreamWriter) -> Callable[[bytes], Awaitable[None]]:
+    """A write that waits while the socket is full, as a response's does."""
+
+    async def write(chunk: bytes) -> None:
+        writer.write(chunk)
+        await writer.drain()
+
+    return write
+
+
 def reset(sock: socket.socket) -> None:
     """Close with a reset (SO_LINGER 0), as a phone's player that drops a connection."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -42,13 +58,22 @@ def reset(sock: socket.socket) -> None:
 
 
 async def test_a_client_that_left_ends_the_tail_without_a_thread(tmp_path: Path) -> None:
+    await client_left(tmp_path)
+
+
+def test_a_client_that_left_ends_the_tail_without_a_thread_on_uvloop(tmp_path: Path) -> None:
+    """uvloop has no loop.sendfile: the tail's own fallback, and still no thread."""
+    run_on("uvloop", client_left(tmp_path))
+
+
+async def client_left(tmp_path: Path) -> None:
     clip = tmp_path / "tail.bin"
     await asyncio.to_thread(clip.write_bytes, b"\0" * (4 << 20))
     accepted: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
 
     async def keep(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert isinstance(writer.transport, asyncio.Transport)
-        writer.transport.pause_reading()  # as asyncio's sendfile leaves it: the reset stays unread
+        # As asyncio's sendfile leaves it: the reset stays unread.
+        transport_of(writer).pause_reading()
         await accepted.put(writer)
 
     server = await asyncio.start_server(keep, "127.0.0.1", 0)
@@ -57,14 +82,13 @@ async def test_a_client_that_left_ends_the_tail_without_a_thread(tmp_path: Path)
     client = socket.create_connection(server.sockets[0].getsockname()[:2])
     try:
         writer = await asyncio.wait_for(accepted.get(), 30)
-        transport = writer.transport
-        assert isinstance(transport, asyncio.Transport)
+        transport = transport_of(writer)
         server_side = writer.transport.get_extra_info("socket")
         assert not peer_gone(server_side)
         reset(client)
         await eventually(lambda: peer_gone(server_side), what="the reset reached the server")
         with clip.open("rb") as handle, pytest.raises(ConnectionResetError):
-            await send_tail(transport, handle, 0, 4 << 20)  # asyncio's fallback: a thread
+            await send_tail(transport, handle, 0, 4 << 20, drained(writer))  # fallback: a thread
         writer.close()
     finally:
         client.close()
@@ -81,6 +105,16 @@ def read_all(sock: socket.socket) -> bytes:
 
 async def test_a_tail_through_a_full_socket_arrives_whole(tmp_path: Path) -> None:
     """Small socket buffers: the tail goes partly at once and partly when the socket drains."""
+    await full_socket(tmp_path)
+
+
+def test_a_tail_through_a_full_socket_arrives_whole_on_uvloop(tmp_path: Path) -> None:
+    """uvloop has no loop.sendfile: what the socket does not take at once is read in a thread
+    and written through the response."""
+    run_on("uvloop", full_socket(tmp_path))
+
+
+async def full_socket(tmp_path: Path) -> None:
     clip = tmp_path / "tail.bin"
     data = bytes(range(256)) * (12 << 12) + b"end"  # 12 MiB and a bit, no period of a chunk
     await asyncio.to_thread(clip.write_bytes, data)
@@ -88,11 +122,11 @@ async def test_a_tail_through_a_full_socket_arrives_whole(tmp_path: Path) -> Non
 
     async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
-        assert isinstance(writer.transport, asyncio.Transport)
         writer.write(data[:1000])  # the head, through the transport, before the tail
         try:
             with clip.open("rb") as handle:
-                await send_tail(writer.transport, handle, 1000, len(data) - 1000)
+                tail = len(data) - 1000
+                await send_tail(transport_of(writer), handle, 1000, tail, drained(writer))
         except Exception as error:  # reported to the test
             await done.put(error)
         else:
@@ -146,10 +180,10 @@ async def test_a_file_that_ends_early_closes_the_connection_not_a_short_body(
     done: asyncio.Queue[BaseException | None] = asyncio.Queue()
 
     async def serve(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert isinstance(writer.transport, asyncio.Transport)
         try:
             with clip.open("rb") as handle:
-                await send_tail(writer.transport, handle, 0, 2 << 20)  # says 2 MiB
+                # The file has 1 MiB; the tail says 2.
+                await send_tail(transport_of(writer), handle, 0, 2 << 20, drained(writer))
         except ConnectionResetError as error:
             await done.put(error)
         else:
