@@ -169,18 +169,20 @@ def _count(request: web.Request, result: str, started: float) -> None:
 TAIL_CHUNK = 256 * 1024
 
 
-TCP_ESTABLISHED = 1  # tcp_info.tcpi_state (linux/tcp_states.h)
+# tcp_info.tcpi_state (linux/tcp_states.h): still taking bytes. CLOSE_WAIT is a client that
+# closed its sending half after its request (some tools do) and still reads the answer.
+TCP_RECEIVING = (1, 8)  # ESTABLISHED, CLOSE_WAIT
 
 
 def peer_gone(sock: socket.socket | None) -> bool:
-    """Whether the TCP connection is no longer established (the client reset or closed it)."""
+    """Whether the client can no longer take bytes (it reset or closed the connection)."""
     if sock is None:
         return True
     try:
         state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
     except OSError:
         return True
-    return state != TCP_ESTABLISHED
+    return state not in TCP_RECEIVING
 
 
 def send_now(transport: asyncio.Transport, handle: BinaryIO, offset: int, size: int) -> int:
@@ -204,6 +206,11 @@ def send_now(transport: asyncio.Transport, handle: BinaryIO, offset: int, size: 
 
 Write = Callable[[bytes], Awaitable[None]]
 
+# What a loop without sendfile (uvloop) writes by hand when the socket is full: little, since
+# it only has to wait for room (a phone reading slowly holds this much in memory, not a chunk);
+# sendfile takes the rest once the socket drains.
+WRITTEN_BY_HAND = 16 * 1024
+
 
 async def _send_when_writable(
     transport: asyncio.Transport, handle: BinaryIO, offset: int, size: int, write: Write
@@ -211,9 +218,9 @@ async def _send_when_writable(
     """asyncio's sendfile, which waits until the socket takes bytes; the bytes sent (0: the file
     ends at `offset`).
 
-    Where the loop has no sendfile (uvloop), or the file refuses it, the chunk is read in a
-    thread and written through the response (`write`, which waits while the socket is full):
-    but not for a client that took its head and left (a thread hop and a 256 KiB read per
+    Where the loop has no sendfile (uvloop), or the file refuses it, WRITTEN_BY_HAND bytes are
+    read in a thread and written through the response (`write`, which waits while the socket is
+    full): but not for a client that took its head and left (a thread hop and a read per
     departed phone), whose tail ends here.
     """
     loop = asyncio.get_running_loop()
@@ -222,7 +229,7 @@ async def _send_when_writable(
     except (asyncio.SendfileNotAvailableError, NotImplementedError):
         if peer_gone(transport.get_extra_info("socket")):
             raise ConnectionResetError("the client went away") from None
-    chunk = await asyncio.to_thread(os.pread, handle.fileno(), size, offset)
+    chunk = await asyncio.to_thread(os.pread, handle.fileno(), min(size, WRITTEN_BY_HAND), offset)
     if chunk:
         await write(chunk)
     return len(chunk)

@@ -23,7 +23,7 @@ from edged.web import assets
 from edged.web.app import create_app
 from edged.web.assets import peer_gone, send_tail
 from tests.clips import make_clip
-from tests.support import eventually
+from tests.support import eventually, until
 from tests.web_context import web_context
 
 pytestmark = pytest.mark.integration
@@ -89,6 +89,10 @@ async def client_left(tmp_path: Path) -> None:
         await eventually(lambda: peer_gone(server_side), what="the reset reached the server")
         with clip.open("rb") as handle, pytest.raises(ConnectionResetError):
             await send_tail(transport, handle, 0, 4 << 20, drained(writer))  # fallback: a thread
+        # Where the socket was full a moment before (the wait for room): asyncio's sendfile
+        # says "not available", uvloop has none; either way no thread reads for a gone client.
+        with clip.open("rb") as handle, pytest.raises(ConnectionResetError):
+            await assets._send_when_writable(transport, handle, 0, 1 << 20, drained(writer))
         writer.close()
     finally:
         client.close()
@@ -150,6 +154,80 @@ async def full_socket(tmp_path: Path) -> None:
 
 def test_peer_gone_without_a_socket() -> None:
     assert peer_gone(None)
+
+
+def tcp_state(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+def test_a_client_that_closed_its_sending_half_still_gets_its_answer() -> None:
+    """Review s8 #12: CLOSE_WAIT (a client that shut down writing after its request, as some
+    tools do) was "gone", and on uvloop its tail would stop at the first full socket."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname()[:2])
+        server_side, _ = listener.accept()
+        with client, server_side:
+            assert not peer_gone(server_side)
+            client.shutdown(socket.SHUT_WR)
+            until(lambda: tcp_state(server_side) == 8, what="CLOSE_WAIT on the server's side")
+            assert not peer_gone(server_side)
+            reset(client)
+            until(lambda: peer_gone(server_side), what="the reset reached the server")
+
+
+def slow_reader(address: tuple[str, int], path: str) -> tuple[bytes, bytes]:
+    """A phone on a slow link: a small receive window, read a little at a time; the answer's
+    head and body."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    with sock:
+        sock.connect(address)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return head, body
+
+
+async def whole_clip_to_a_slow_phone(tmp_path: Path, clip: Path) -> None:
+    store = AssetStore(tmp_path / "cache", max_bytes=10**9)
+    await asyncio.to_thread(store.add, clip, "slow.mp4", pin=True, origin="test")
+    runner = web.AppRunner(create_app(web_context(tmp_path, clips=store)))
+    await runner.setup()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # inherited when accepted
+    site = web.SockSite(runner, listener)
+    await site.start()
+    try:
+        head, body = await asyncio.to_thread(
+            slow_reader, listener.getsockname(), "/assets/slow.mp4"
+        )
+    finally:
+        await runner.cleanup()
+    expected = await asyncio.to_thread(store.path("slow.mp4").read_bytes)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert f"Content-Length: {len(expected)}".encode() in head
+    assert len(body) == len(expected) and body == expected
+
+
+@pytest.fixture(scope="module")
+def slow_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("slow")
+    return make_clip(folder / "source.mp4", seconds=2, size="640x360")
+
+
+def test_a_pinned_clip_reaches_a_slow_phone_whole_on_uvloop(
+    tmp_path: Path, slow_clip: Path
+) -> None:
+    """Review s8 #4: through aiohttp's writer (its length and drain), with a socket that is full
+    again and again: on uvloop each wait for room is a little written by hand."""
+    run_on("uvloop", whole_clip_to_a_slow_phone(tmp_path, slow_clip))
+
+
+async def test_a_pinned_clip_reaches_a_slow_phone_whole(tmp_path: Path, slow_clip: Path) -> None:
+    await whole_clip_to_a_slow_phone(tmp_path, slow_clip)
 
 
 async def test_each_app_counts_its_own_asset_requests(tmp_path: Path) -> None:
