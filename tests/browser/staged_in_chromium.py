@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from playwright.sync_api import Error, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PageTimeout
 
 from tests.browser.page_in_chromium import (
     CHROMIUM,
@@ -116,7 +117,24 @@ def run(page: Page, base: str, clip: str, token: str) -> dict[str, object]:
         for name in ("flyer", "radio", "none")
     }
     result["campaign_views"] = views
+    result["reports_before_the_picture"] = left_before_the_picture(page, base, clip)
     return result
+
+
+def left_before_the_picture(page: Page, base: str, clip: str) -> bool:
+    """A guest on a slow link, no first frame yet (review s8 #5): the reports (watch.js, which
+    reports the end of the view when the guest leaves) load with the poster. Whether they ran.
+    (The end itself would not be counted again: the same phone, the same clip, just now.)"""
+    page.route(f"**/assets/{clip}", lambda route: None)  # the clip's bytes never come
+    page.goto(f"{base}/watch/{clip}?campaign=late")
+    page.wait_for_function("() => document.querySelector('video').poster !== ''")
+    try:  # watch.js keeps the link's campaign in the tab (which held "radio")
+        page.wait_for_function("() => sessionStorage.getItem('campaign') === 'late'", timeout=5000)
+    except PageTimeout:
+        return False
+    finally:
+        page.goto("about:blank")
+    return True
 
 
 # The page's beacons' bodies, kept in the page as well as sent.

@@ -55,3 +55,4 @@ def test_a_staged_clip_is_invisible_before_its_window_and_its_views_are_counted(
     # (the second view is the same phone's within the box's window: sent, not counted again)
     assert outcome["campaign_views"] == {"flyer": 1, "radio": 0, "none": 0}, outcome
     assert outcome["radio_start"] == "radio", outcome
+    assert outcome["reports_before_the_picture"] is True, outcome  # loaded with the poster
