@@ -80,6 +80,7 @@ def test_daemon_serves_advertises_exports_metrics_and_stops(start_daemon: StartD
         daemon = start_daemon(name="tentbox", wait=False)
         daemon.wait_ready()  # a deadline, not a startup-time assertion
         assert poll_healthz(daemon.url, 5) == {"status": "ok"}
+        daemon.seen_or_wait(re.compile(r"event loop: uvloop$"))  # the default
 
         status, body = http(daemon.url + "/metrics")
         assert status == 200
@@ -115,6 +116,14 @@ def test_daemon_serves_advertises_exports_metrics_and_stops(start_daemon: StartD
         assert any("edged stopped" in line for line in daemon.lines)
     finally:
         watcher.close()
+
+
+def test_the_daemon_runs_on_pythons_own_loop_when_told(start_daemon: StartDaemon) -> None:
+    daemon = start_daemon({"mdns": {"enabled": False}, "daemon": {"event_loop": "asyncio"}})
+    daemon.seen_or_wait(re.compile(r"event loop: asyncio$"))
+    assert poll_healthz(daemon.url, 5) == {"status": "ok"}
+    status, _ = http(daemon.url + "/assets/nothing.mp4")
+    assert status == 404
 
 
 def test_status_and_readiness(start_daemon: StartDaemon) -> None:
