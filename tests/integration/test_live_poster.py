@@ -175,10 +175,11 @@ async def test_two_hundred_concurrent_poster_requests_share_one_decode(
             return await response.read()
 
     async def crowd() -> list[bytes]:
-        # In waves of 32: asyncio accepts up to 128 connections in one callback, which debug
+        # In waves of 16: asyncio accepts up to 128 connections in one callback, which debug
         # mode's bookkeeping (a traceback per task) makes 0.05 s here, the slow-callback bound
-        # (about 5 ms without it). 32 at once still cost 32 decodes without the sharing.
-        connector = aiohttp.TCPConnector(limit=32)
+        # (about 5 ms without it); 32 at once once took 0.051 s on a loaded machine. 16 at once
+        # still cost 16 decodes without the sharing.
+        connector = aiohttp.TCPConnector(limit=16)
         async with aiohttp.ClientSession(connector=connector) as client:
             return await asyncio.gather(*(get(client) for _ in range(CROWD)))
 
