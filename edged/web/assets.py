@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from html import escape
 from pathlib import Path
-from string import Template
 from typing import BinaryIO
 
 from aiohttp import web
@@ -32,6 +31,7 @@ from edged.guest.members import signed_up
 from edged.metrics import Metrics
 from edged.web.auth import has_token
 from edged.web.context import CLIPS, METRICS, PULL, ClipStore
+from edged.web.shell import page_template
 from edged.web.telemetry import FIRST_FRAME_BEACON, POSTER_AFTER_MS, WATCH_GUARD
 
 logger = logging.getLogger(__name__)
@@ -43,14 +43,7 @@ CACHE_CONTROL = "public, max-age=300"
 PRIVATE = "private, no-cache"
 
 
-def page_template(text: str) -> Template:
-    """A page template without its script's comment lines (a line that starts with `//`): they
-    are for whoever reads the file, and every byte before the first frame counts on a phone."""
-    lines = text.splitlines(keepends=True)
-    return Template("".join(line for line in lines if not line.lstrip().startswith("//")))
-
-
-_WATCH = page_template((Path(__file__).parent / "templates" / "watch.html").read_text("utf-8"))
+_WATCH = page_template("watch.html")
 
 
 def _store(request: web.Request) -> ClipStore:

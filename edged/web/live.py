@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from html import escape
-from pathlib import Path
 
 from aiohttp import web
 
 from edged.errors import MediaError
 from edged.media.live import POSTER_SECONDS, init_run, segment_key
-from edged.web.assets import page_template
 from edged.web.context import LIVE, METRICS, LiveView, WhepRefused
+from edged.web.shell import page_template
 from edged.web.telemetry import FIRST_FRAME_BEACON, POSTER_AFTER_MS
 
 routes = web.RouteTableDef()
@@ -133,8 +132,7 @@ async def whep_delete(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-# Without its script's comment lines, as the watch page: every byte before the first frame counts.
-_PAGE = page_template((Path(__file__).parent / "templates" / "live.html").read_text("utf-8"))
+_PAGE = page_template("live.html")
 
 
 def player_html(stream: str) -> str:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
+from string import Template
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 def html_page(title: str, style: str, body: str, *, body_style: str = "") -> str:
@@ -15,3 +19,11 @@ def html_page(title: str, style: str, body: str, *, body_style: str = "") -> str
         f"<title>{escape(title)}</title><style>{style}</style></head>"
         f"{body_tag}{body}</body></html>"
     )
+
+
+def page_template(name: str) -> Template:
+    """The page template `name` (in templates/) without its script's comment lines (a line that
+    starts with `//`): they are for whoever reads the file, and every byte before the first frame
+    counts on a phone."""
+    lines = (TEMPLATES / name).read_text("utf-8").splitlines(keepends=True)
+    return Template("".join(line for line in lines if not line.lstrip().startswith("//")))
