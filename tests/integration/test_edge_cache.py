@@ -233,12 +233,18 @@ def test_a_box_that_is_down_is_asked_once_a_second_not_by_every_phone(tmp_path: 
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         box = f"127.0.0.1:{closed.getsockname()[1]}"  # nothing listens: the box is down
+    uri = STREAM + "/index.m3u8"
     with running_edge(tmp_path / "nginx", box) as edge:
-        url = edge.url + STREAM + "/index.m3u8"
-        until(lambda: time.time() % 1 < 0.5, 2, "the first half of a second")
-        second = int(time.time())
-        answers = [request(url) for _ in range(5)]
-        assert [status for status, _, _ in answers] == [502] * 5
-        if int(time.time()) == second:  # all inside one second (a few ms on loopback)
-            assert edge.to_box()[STREAM + "/index.m3u8"] == 1
-            assert [h["x-cache-status"] for _, h, _ in answers[1:]] == ["HIT"] * 4
+        for _ in range(3):  # five requests in one second (a few ms on loopback), else again
+            until(lambda: time.time() % 1 < 0.5, 2, "the first half of a second")
+            second, logged = int(time.time()), len(edge.requests_for(uri))
+            answers = [request(edge.url + uri) for _ in range(5)]
+            assert [status for status, _, _ in answers] == [502] * 5
+            if int(time.time()) == second:
+                break
+        else:
+            raise AssertionError("five requests never fitted in one second")
+        # nginx logs a request once it is done with it, which can be after its client has it.
+        until(lambda: len(edge.requests_for(uri)) >= logged + 5, what="the edge's log")
+        assert [entry.upstream for entry in edge.requests_for(uri)[logged:]].count(True) == 1
+        assert [h["x-cache-status"] for _, h, _ in answers[1:]] == ["HIT"] * 4
